@@ -1,0 +1,334 @@
+//! The mmcheck command line: the only crate that touches argv, files, the terminal and exit
+//! codes. Exit codes: 0 no violation (or the suite matched), 1 a violation (or a suite
+//! mismatch), 2 a usage or scenario error.
+
+use clap::{Parser, Subcommand, ValueEnum};
+use codespan_reporting::diagnostic::{Diagnostic as Report, Label};
+use codespan_reporting::files::SimpleFile;
+use codespan_reporting::term::{self, termcolor};
+use mmcheck_explorer::{Limits, Strategy};
+use mmcheck_model::{KernelConfig, KernelVersion, Patch, PATCHES};
+use mmcheck_report::format::{self, SuiteRow};
+use mmcheck_report::token::parse_set;
+use mmcheck_report::{CheckOptions, ReplayToken};
+use mmcheck_scenario::{Diagnostic, Scenario, BUILTIN};
+use std::io::IsTerminal;
+use std::process::ExitCode;
+use std::time::Instant;
+
+#[derive(Parser)]
+#[command(name = "mmcheck", version, about = "Explore the interleavings of a model of the Linux mm core")]
+struct Cli {
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Clone, Copy, ValueEnum)]
+enum StrategyArgument {
+    Exhaustive,
+    Random,
+    Pct,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Every built-in scenario under every kernel its `expect` lines name (the default).
+    Suite {
+        #[arg(long)]
+        json: bool,
+    },
+    /// The built-in scenarios.
+    List,
+    /// The modelled upstream changes and the version each landed in.
+    Kernels,
+    /// Explore one scenario (a built-in name or a file).
+    Check {
+        scenario: String,
+        /// Kernel version: every registered change landed by it (default: the newest modelled).
+        #[arg(long)]
+        kernel: Option<String>,
+        /// Override one change: NAME=on|off (NAME or commit id).
+        #[arg(long = "patch", value_name = "NAME=on|off")]
+        patches: Vec<String>,
+        /// Override a scenario parameter: NAME=VALUE.
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
+        #[arg(long, value_enum, default_value = "exhaustive")]
+        strategy: StrategyArgument,
+        /// Exhaustive search of the schedules with at most N preemptions.
+        #[arg(long)]
+        preemption_bound: Option<u32>,
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// PCT: number of priority change points plus one.
+        #[arg(long, default_value_t = 3)]
+        pct_depth: u32,
+        #[arg(long)]
+        max_states: Option<u64>,
+        #[arg(long)]
+        max_depth: Option<u64>,
+        #[arg(long)]
+        max_seconds: Option<f64>,
+        #[arg(long)]
+        max_memory_mb: Option<u64>,
+        /// Random and PCT: how many schedules.
+        #[arg(long)]
+        max_schedules: Option<u64>,
+        /// Turn partial-order reduction off (for cross-checks).
+        #[arg(long)]
+        no_reduction: bool,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Re-execute a violation from its replay token (or a JSON report) step by step.
+    Replay {
+        /// A token `mmc1/...` or a file holding a `--json` report.
+        token: String,
+        /// The scenario file, when the token names a scenario that is not built in.
+        #[arg(long)]
+        file: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+}
+
+/// A failure that ends the run with exit code 2.
+struct UsageError(String);
+
+impl<T: Into<String>> From<T> for UsageError {
+    fn from(message: T) -> Self {
+        UsageError(message.into())
+    }
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command.unwrap_or(Command::Suite { json: false }) {
+        Command::Suite { json } => suite(json),
+        Command::List => list(),
+        Command::Kernels => kernels(),
+        Command::Check { scenario, kernel, patches, sets, strategy, preemption_bound, seed, pct_depth, max_states, max_depth, max_seconds, max_memory_mb, max_schedules, no_reduction, json } => {
+            let limits = limits(max_states, max_depth, max_seconds, max_memory_mb, max_schedules);
+            let strategy = match strategy {
+                StrategyArgument::Exhaustive => Strategy::Exhaustive,
+                StrategyArgument::Random => Strategy::Random,
+                StrategyArgument::Pct => Strategy::Pct,
+            };
+            check(&scenario, kernel.as_deref(), &patches, &sets, strategy, preemption_bound, seed, pct_depth, limits, !no_reduction, json)
+        }
+        Command::Replay { token, file, json } => replay(&token, file.as_deref(), json),
+    };
+    match result {
+        Ok(code) => code,
+        Err(UsageError(message)) => {
+            if !message.is_empty() {
+                eprintln!("error: {message}");
+            }
+            ExitCode::from(2)
+        }
+    }
+}
+
+fn limits(states: Option<u64>, depth: Option<u64>, seconds: Option<f64>, memory_mb: Option<u64>, schedules: Option<u64>) -> Limits {
+    let mut limits = Limits::default();
+    if let Some(states) = states {
+        limits.states_max = states;
+    }
+    if let Some(depth) = depth {
+        limits.depth_max = depth;
+    }
+    if let Some(seconds) = seconds {
+        limits.seconds_max = seconds;
+    }
+    if let Some(memory_mb) = memory_mb {
+        limits.memory_bytes_max = memory_mb << 20;
+    }
+    if let Some(schedules) = schedules {
+        limits.schedules_max = schedules;
+    }
+    limits
+}
+
+/// Prints a scenario error with file:line:col and the offending source.
+fn render(path: &str, source: &str, diagnostic: &Diagnostic) {
+    let file = SimpleFile::new(path, source);
+    let (line, column) = diagnostic.line_column(source);
+    let report = Report::error()
+        .with_message(format!("{path}:{line}:{column}: {}", diagnostic.message))
+        .with_labels(vec![Label::primary((), diagnostic.start..diagnostic.end.min(source.len()).max(diagnostic.start))])
+        .with_notes(diagnostic.notes.clone());
+    let choice = if std::io::stderr().is_terminal() { termcolor::ColorChoice::Auto } else { termcolor::ColorChoice::Never };
+    let writer = termcolor::StandardStream::stderr(choice);
+    let _ = term::emit(&mut writer.lock(), &term::Config::default(), &file, &report);
+}
+
+/// A scenario by built-in name or file path.
+fn load(reference: &str) -> Result<(String, String), UsageError> {
+    if let Some(text) = mmcheck_scenario::builtin(reference) {
+        return Ok((format!("scenarios/{reference}.mmc"), text.to_string()));
+    }
+    match std::fs::read_to_string(reference) {
+        Ok(text) => Ok((reference.to_string(), text)),
+        Err(error) => {
+            let names: Vec<String> = BUILTIN.iter().map(|(f, _)| f.trim_end_matches(".mmc").to_string()).collect();
+            Err(format!("`{reference}` is neither a built-in scenario ({}) nor a readable file: {error}", names.join(", ")).into())
+        }
+    }
+}
+
+fn parse(path: &str, text: &str) -> Result<Scenario, UsageError> {
+    mmcheck_scenario::parse(text).map_err(|diagnostic| {
+        render(path, text, &diagnostic);
+        UsageError(String::new())
+    })
+}
+
+fn kernel_config(kernel: Option<&str>, patches: &[String]) -> Result<KernelConfig, UsageError> {
+    let version = match kernel {
+        Some(text) => KernelVersion::parse(text).ok_or_else(|| format!("`{text}` is not a kernel version such as 5.16"))?,
+        None => KernelVersion::NEWEST,
+    };
+    if version > KernelVersion::NEWEST {
+        return Err(format!("the newest modelled kernel is {}", KernelVersion::NEWEST).into());
+    }
+    let mut config = KernelConfig::for_version(version);
+    for text in patches {
+        let (name, state) = text.split_once('=').ok_or_else(|| format!("`--patch {text}`: expected NAME=on|off"))?;
+        let patch = Patch::by_name(name).ok_or_else(|| format!("unknown patch `{name}` (see `mmcheck kernels`)"))?;
+        let on = match state {
+            "on" => true,
+            "off" => false,
+            _ => return Err(format!("`--patch {text}`: expected on or off").into()),
+        };
+        config.set(patch, on);
+    }
+    Ok(config)
+}
+
+/// A progress bar on a terminal, shown once a search has run for a second.
+fn progress_bar() -> Option<(indicatif::ProgressBar, Instant)> {
+    if !std::io::stderr().is_terminal() {
+        return None;
+    }
+    let bar = indicatif::ProgressBar::hidden();
+    bar.set_style(indicatif::ProgressStyle::with_template("{spinner} {msg}").expect("a valid template"));
+    Some((bar, Instant::now()))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check(
+    reference: &str,
+    kernel: Option<&str>,
+    patches: &[String],
+    sets: &[String],
+    strategy: Strategy,
+    preemption_bound: Option<u32>,
+    seed: u64,
+    pct_depth: u32,
+    limits: Limits,
+    reduction: bool,
+    json: bool,
+) -> Result<ExitCode, UsageError> {
+    let (path, text) = load(reference)?;
+    let scenario = parse(&path, &text)?;
+    let mut options = CheckOptions::new(kernel_config(kernel, patches)?);
+    options.overrides = sets.iter().map(|s| parse_set(s)).collect::<Result<_, _>>()?;
+    options.strategy = strategy;
+    options.preemption_bound = preemption_bound;
+    options.seed = seed;
+    options.pct_depth = pct_depth;
+    options.limits = limits;
+    options.reduction = reduction;
+    let bar = progress_bar();
+    let mut on_progress = |p: &mmcheck_explorer::Progress| {
+        if let Some((bar, started)) = &bar {
+            if started.elapsed().as_secs() >= 1 {
+                bar.set_draw_target(indicatif::ProgressDrawTarget::stderr());
+                let rate = p.states * 1000 / p.elapsed_ms.max(1);
+                bar.set_message(format!("{} states, {rate} states/s, depth {}, queue {}", p.states, p.depth, p.queue));
+                bar.tick();
+            }
+        }
+    };
+    let report = mmcheck_report::check(&scenario, &options, Some(&mut on_progress))?;
+    if let Some((bar, _)) = &bar {
+        bar.finish_and_clear();
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise"));
+    } else {
+        print!("{}", format::summary(&report));
+    }
+    Ok(if report.violation.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn replay(token_or_file: &str, file: Option<&str>, json: bool) -> Result<ExitCode, UsageError> {
+    let token_text = if token_or_file.starts_with("mmc1/") {
+        token_or_file.to_string()
+    } else {
+        let text = std::fs::read_to_string(token_or_file).map_err(|e| format!("cannot read `{token_or_file}`: {e}"))?;
+        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("`{token_or_file}` is not a JSON report: {e}"))?;
+        value.get("replay").and_then(|v| v.as_str()).ok_or_else(|| format!("`{token_or_file}` has no replay token"))?.to_string()
+    };
+    let token = ReplayToken::decode(&token_text)?;
+    let (path, text) = load(file.unwrap_or(&token.scenario))?;
+    let scenario = parse(&path, &text)?;
+    let report = mmcheck_report::replay(&scenario, &token)?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&report).expect("reports serialise"));
+    } else {
+        print!("{}", format::summary(&report));
+    }
+    Ok(if report.violation.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+fn list() -> Result<ExitCode, UsageError> {
+    for (file, text) in BUILTIN {
+        let scenario = parse(&format!("scenarios/{file}"), text)?;
+        let kernels: Vec<String> = scenario.expectations.iter().map(|e| format!("{}: {}", e.kernels.describe(), e.outcome.describe())).collect();
+        println!("{:<24} {}", scenario.name, scenario.title);
+        if !kernels.is_empty() {
+            println!("{:<24}   expects {}", "", kernels.join("; "));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn kernels() -> Result<ExitCode, UsageError> {
+    println!("Modelled upstream changes (newest modelled kernel: {}).", KernelVersion::NEWEST);
+    println!("`--kernel X.Y` means the newest model with the registered changes after X.Y reverted,");
+    println!("not a complete model of X.Y. `--patch NAME=on|off` overrides one change.\n");
+    for patch in PATCHES {
+        println!("{:<30} {}  {:>5}  {}", patch.name, patch.commit, patch.landed.to_string(), patch.subject);
+        println!("{:<30} {}", "", patch.summary);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn suite(json: bool) -> Result<ExitCode, UsageError> {
+    let mut rows = Vec::new();
+    let mut reports = Vec::new();
+    for (file, text) in BUILTIN {
+        let scenario = parse(&format!("scenarios/{file}"), text)?;
+        for version in scenario.suite_kernels() {
+            let options = CheckOptions::new(KernelConfig::for_version(version));
+            let report = mmcheck_report::check(&scenario, &options, None)?;
+            rows.push(SuiteRow {
+                scenario: scenario.name.clone(),
+                kernel: version.to_string(),
+                expected: report.expected.clone().unwrap_or_else(|| "-".to_string()),
+                got: report.violation.as_ref().map_or(report.verdict.clone(), |v| format!("violation {}", v.kind)),
+                states: report.states,
+                elapsed_ms: report.elapsed_ms,
+                ok: report.matches_expectation == Some(true),
+            });
+            reports.push(report);
+        }
+    }
+    if json {
+        println!("{}", serde_json::to_string_pretty(&reports).expect("reports serialise"));
+    } else {
+        print!("{}", format::table(&rows));
+    }
+    Ok(if rows.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}

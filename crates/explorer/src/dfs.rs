@@ -1,0 +1,362 @@
+//! Exhaustive depth-first search with visited-state hashing, and its preemption-bounded variant.
+//!
+//! Reduction (sound for safety: every reachable violation of a step or of a final state is
+//! still reached):
+//! - persistent sets of one *local* step: a step with an empty footprint commutes with every
+//!   step of every other thread and stays enabled, so exploring it alone loses nothing; the
+//!   cycle proviso (C3) expands the state fully when the step closes a cycle on the stack;
+//! - sleep sets (Godefroid): after exploring `t` from `s`, a later sibling `u` independent of
+//!   `t` need not explore `t` again. With state caching, a state keeps the set of threads
+//!   explored from it; a revisit explores only what its own sleep set allows and was not
+//!   explored before.
+//!
+//! The frontier (the stack of frames) holds plain model states and thread ids, so it can be
+//! serialised for sharded search later.
+
+use crate::limits::Clock;
+use crate::{fingerprint, Footprint, Limit, Model, Options, Outcome, Progress, StepEffects, Stats, ThreadId, Verdict};
+use rustc_hash::FxHashMap;
+
+type ThreadSet = u64;
+
+fn bit(thread: ThreadId) -> ThreadSet {
+    assert!(thread < 64, "the explorer supports at most 64 threads");
+    1u64 << thread
+}
+
+/// One successor computed for a frame: the thread, its next state and the step's footprint.
+struct Successor<S> {
+    thread: ThreadId,
+    state: S,
+    footprint: Footprint,
+}
+
+struct Frame<S> {
+    fingerprint: u128,
+    successors: Vec<Successor<S>>,
+    /// Indices into `successors` still to explore, in order.
+    todo: Vec<usize>,
+    sleep: ThreadSet,
+    /// Threads already explored from this frame in this visit (they join later siblings' sleep).
+    done: Vec<usize>,
+}
+
+struct Search<'m, 'o, M: Model> {
+    model: &'m M,
+    options: Options<'o>,
+    clock: Clock,
+    stats: Stats,
+    /// Fingerprint → threads explored from the state (exhaustive) or best remaining preemption
+    /// budget (bounded).
+    visited: FxHashMap<u128, u64>,
+    /// Fingerprints on the current path, for the cycle proviso.
+    on_stack: FxHashMap<u128, u32>,
+    encode_buffer: Vec<u8>,
+    effects: StepEffects<M::Event, M::Violation>,
+    enabled: Vec<ThreadId>,
+    state_bytes: u64,
+}
+
+impl<'m, 'o, M: Model> Search<'m, 'o, M> {
+    fn new(model: &'m M, options: Options<'o>) -> Self {
+        Search {
+            model,
+            options,
+            clock: Clock::start(),
+            stats: Stats::default(),
+            visited: FxHashMap::default(),
+            on_stack: FxHashMap::default(),
+            encode_buffer: Vec::new(),
+            effects: StepEffects::new(false),
+            enabled: Vec::new(),
+            state_bytes: 0,
+        }
+    }
+
+    fn fingerprint_of(&mut self, state: &M::State) -> u128 {
+        self.encode_buffer.clear();
+        self.model.encode(state, &mut self.encode_buffer);
+        self.state_bytes = self.state_bytes.max(self.encode_buffer.len() as u64);
+        fingerprint(&self.encode_buffer)
+    }
+
+    fn memory_bytes(&self, depth: usize) -> u64 {
+        // Hash map entry (key, value, control byte, load factor) plus the states on the stack.
+        self.visited.capacity() as u64 * 40 + depth as u64 * self.state_bytes * 4
+    }
+
+    /// Checks the limits every 4096 transitions; returns the one hit.
+    fn limit_hit(&mut self, depth: usize) -> Option<Limit> {
+        if self.stats.states >= self.options.limits.states_max {
+            return Some(Limit::States);
+        }
+        if self.stats.transitions % 4096 != 0 {
+            return None;
+        }
+        let memory_bytes = self.memory_bytes(depth);
+        self.stats.memory_bytes_peak = self.stats.memory_bytes_peak.max(memory_bytes);
+        if let Some(progress) = self.options.progress.as_mut() {
+            progress(&Progress {
+                states: self.stats.states,
+                transitions: self.stats.transitions,
+                depth: depth as u64,
+                queue: depth as u64,
+                elapsed_ms: self.clock.elapsed_ms(),
+            });
+        }
+        if memory_bytes > self.options.limits.memory_bytes_max {
+            return Some(Limit::Memory);
+        }
+        if self.clock.out_of_time(&self.options.limits) {
+            return Some(Limit::Time);
+        }
+        None
+    }
+
+    /// Runs every enabled thread's next step from `state`. A violating step ends the search.
+    fn successors(&mut self, state: &M::State) -> Result<Vec<Successor<M::State>>, M::Violation> {
+        self.enabled.clear();
+        self.model.enabled_threads(state, &mut self.enabled);
+        let mut successors = Vec::with_capacity(self.enabled.len());
+        for index in 0..self.enabled.len() {
+            let thread = self.enabled[index];
+            let mut next = state.clone();
+            self.effects.footprint.clear();
+            self.effects.violation = None;
+            self.model.step(&mut next, thread, &mut self.effects);
+            self.stats.transitions += 1;
+            if let Some(violation) = self.effects.violation.take() {
+                return Err(violation);
+            }
+            successors.push(Successor { thread, state: next, footprint: self.effects.footprint.clone() });
+        }
+        Ok(successors)
+    }
+
+    fn finish(mut self, verdict: Verdict, violation: Option<(M::Violation, Vec<ThreadId>)>) -> Outcome<M::Violation> {
+        self.stats.elapsed_ms = self.clock.elapsed_ms();
+        self.stats.memory_bytes_peak = self.stats.memory_bytes_peak.max(self.memory_bytes(0));
+        Outcome { verdict, stats: self.stats, violation }
+    }
+}
+
+fn schedule_of<S>(stack: &[Frame<S>]) -> Vec<ThreadId> {
+    stack.iter().filter_map(|frame| frame.done.last().map(|&index| frame.successors[index].thread)).collect()
+}
+
+/// Exhaustive search. `Verified` only when it completed.
+pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<M::Violation> {
+    let mut search = Search::new(model, options);
+    let reduction = search.options.reduction;
+    let mut stack: Vec<Frame<M::State>> = Vec::new();
+    // The state to enter next, its sleep set and the thread that led to it.
+    // The state to enter next and its sleep set.
+    let mut pending: Option<(M::State, ThreadSet)> = Some((model.initial_state(), 0));
+    let mut enabled = Vec::new();
+    loop {
+        if let Some((state, sleep)) = pending.take() {
+            if let Some(limit) = search.limit_hit(stack.len()) {
+                return search.finish(Verdict::LimitReached { limit }, None);
+            }
+            if stack.len() as u64 >= search.options.limits.depth_max {
+                return search.finish(Verdict::LimitReached { limit: Limit::Depth }, None);
+            }
+            let fingerprint = search.fingerprint_of(&state);
+            // Threads covered from this state before: explored, or left out of its persistent set.
+            let (covered, nothing_new) = match search.visited.get(&fingerprint) {
+                Some(&covered) => {
+                    enabled.clear();
+                    model.enabled_threads(&state, &mut enabled);
+                    let wanted = enabled.iter().fold(0, |set, &t| set | bit(t)) & !sleep;
+                    (covered, wanted & !covered == 0)
+                }
+                None => {
+                    search.stats.states += 1;
+                    (0, false)
+                }
+            };
+            if !nothing_new {
+                let successors = match search.successors(&state) {
+                    Ok(successors) => successors,
+                    Err(violation) => {
+                        let thread = first_violating_thread(model, &state);
+                        let mut schedule = schedule_of(&stack);
+                        schedule.push(thread);
+                        return search.finish(Verdict::Violation, Some((violation, schedule)));
+                    }
+                };
+                if successors.is_empty() {
+                    if let Some(violation) = model.check_final(&state) {
+                        return search.finish(Verdict::Violation, Some((violation, schedule_of(&stack))));
+                    }
+                    search.visited.insert(fingerprint, ThreadSet::MAX);
+                } else {
+                    let all = successors.iter().fold(0, |set, s| set | bit(s.thread));
+                    let persistent = persistent_set(&successors, reduction, &search.on_stack, &mut search.encode_buffer, model);
+                    let todo: Vec<usize> = (0..successors.len())
+                        .filter(|&index| {
+                            let thread_bit = bit(successors[index].thread);
+                            persistent & thread_bit != 0 && sleep & thread_bit == 0 && covered & thread_bit == 0
+                        })
+                        .collect();
+                    let newly: ThreadSet = todo.iter().fold(0, |set, &index| set | bit(successors[index].thread));
+                    search.visited.insert(fingerprint, covered | newly | (all & !persistent));
+                    if !todo.is_empty() {
+                        *search.on_stack.entry(fingerprint).or_insert(0) += 1;
+                        stack.push(Frame { fingerprint, successors, todo, sleep, done: Vec::new() });
+                        search.stats.depth_max = search.stats.depth_max.max(stack.len() as u64);
+                    }
+                }
+            }
+        }
+        // Choose the next successor of the top frame, or pop it.
+        let Some(frame) = stack.last_mut() else {
+            return search.finish(Verdict::Verified, None);
+        };
+        if frame.todo.is_empty() {
+            let fingerprint = frame.fingerprint;
+            stack.pop();
+            if let Some(count) = search.on_stack.get_mut(&fingerprint) {
+                *count -= 1;
+                if *count == 0 {
+                    search.on_stack.remove(&fingerprint);
+                }
+            }
+            continue;
+        }
+        let index = frame.todo.remove(0);
+        let chosen = &frame.successors[index];
+        let mut sleep = frame.sleep;
+        if reduction {
+            for &earlier in &frame.done {
+                sleep |= bit(frame.successors[earlier].thread);
+            }
+            for other in &frame.successors {
+                if sleep & bit(other.thread) != 0 && other.footprint.conflicts_with(&chosen.footprint) {
+                    sleep &= !bit(other.thread);
+                }
+            }
+        } else {
+            sleep = 0;
+        }
+        frame.done.push(index);
+        let state = chosen.state.clone();
+        pending = Some((state, sleep));
+    }
+}
+
+/// The threads to explore from a state: one local step when there is one (and it does not close
+/// a cycle on the stack), otherwise every enabled thread.
+fn persistent_set<M: Model>(
+    successors: &[Successor<M::State>],
+    reduction: bool,
+    on_stack: &FxHashMap<u128, u32>,
+    encode_buffer: &mut Vec<u8>,
+    model: &M,
+) -> ThreadSet {
+    let all: ThreadSet = successors.iter().fold(0, |set, s| set | bit(s.thread));
+    if !reduction || successors.len() == 1 {
+        return all;
+    }
+    let Some(local) = successors.iter().find(|s| s.footprint.is_local()) else {
+        return all;
+    };
+    encode_buffer.clear();
+    model.encode(&local.state, encode_buffer);
+    if on_stack.contains_key(&fingerprint(encode_buffer)) {
+        return all;
+    }
+    bit(local.thread)
+}
+
+fn first_violating_thread<M: Model>(model: &M, state: &M::State) -> ThreadId {
+    let mut enabled = Vec::new();
+    model.enabled_threads(state, &mut enabled);
+    let mut effects = StepEffects::new(false);
+    for thread in enabled {
+        let mut next = state.clone();
+        effects.violation = None;
+        model.step(&mut next, thread, &mut effects);
+        if effects.violation.is_some() {
+            return thread;
+        }
+    }
+    unreachable!("a violating step was seen from this state")
+}
+
+/// Exhaustive search of the schedules with at most `preemptions_max` preemptions (a switch away
+/// from a thread that could have continued), as in CHESS. Visited states are keyed by the state
+/// and the running thread, and revisited only with a larger remaining budget.
+pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_max: u32) -> Outcome<M::Violation> {
+    let mut search = Search::new(model, options);
+    struct BoundedFrame<S> {
+        successors: Vec<(ThreadId, S, u32)>,
+        next: usize,
+        chosen: Option<ThreadId>,
+    }
+    let mut stack: Vec<BoundedFrame<M::State>> = Vec::new();
+    let mut pending = Some((model.initial_state(), None::<ThreadId>, preemptions_max));
+    loop {
+        if let Some((state, running, budget)) = pending.take() {
+            if let Some(limit) = search.limit_hit(stack.len()) {
+                return search.finish(Verdict::LimitReached { limit }, None);
+            }
+            if stack.len() as u64 >= search.options.limits.depth_max {
+                return search.finish(Verdict::LimitReached { limit: Limit::Depth }, None);
+            }
+            let key = search.fingerprint_of(&state) ^ u128::from(running.map_or(u32::MAX, |t| t)).rotate_left(64);
+            let budget_before = search.visited.get(&key).copied();
+            let fresh = match budget_before {
+                None => {
+                    search.stats.states += 1;
+                    true
+                }
+                Some(best) => u64::from(budget) > best,
+            };
+            if fresh {
+                search.visited.insert(key, u64::from(budget));
+                let successors = match search.successors(&state) {
+                    Ok(successors) => successors,
+                    Err(violation) => {
+                        let thread = first_violating_thread(model, &state);
+                        let mut schedule: Vec<ThreadId> = stack.iter().filter_map(|f| f.chosen).collect();
+                        schedule.push(thread);
+                        return search.finish(Verdict::Violation, Some((violation, schedule)));
+                    }
+                };
+                if successors.is_empty() {
+                    if let Some(violation) = model.check_final(&state) {
+                        let schedule: Vec<ThreadId> = stack.iter().filter_map(|f| f.chosen).collect();
+                        return search.finish(Verdict::Violation, Some((violation, schedule)));
+                    }
+                } else {
+                    let running_enabled = running.is_some_and(|r| successors.iter().any(|s| s.thread == r));
+                    let mut choices = Vec::with_capacity(successors.len());
+                    for successor in successors {
+                        let preempts = running_enabled && Some(successor.thread) != running;
+                        let cost = u32::from(preempts);
+                        if cost <= budget {
+                            choices.push((successor.thread, successor.state, budget - cost));
+                        }
+                    }
+                    // Continue the running thread first: schedules without preemption come first.
+                    choices.sort_by_key(|(thread, _, left)| (std::cmp::Reverse(*left), *thread));
+                    stack.push(BoundedFrame { successors: choices, next: 0, chosen: None });
+                    search.stats.depth_max = search.stats.depth_max.max(stack.len() as u64);
+                }
+            }
+        }
+        let Some(frame) = stack.last_mut() else {
+            let verdict = Verdict::VerifiedBounded { preemptions_max };
+            return search.finish(verdict, None);
+        };
+        if frame.next == frame.successors.len() {
+            stack.pop();
+            continue;
+        }
+        let (thread, state, left) = &frame.successors[frame.next];
+        frame.next += 1;
+        frame.chosen = Some(*thread);
+        pending = Some((state.clone(), Some(*thread), *left));
+    }
+}

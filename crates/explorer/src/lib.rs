@@ -1,0 +1,226 @@
+//! The interleaving explorer: generic over a [`Model`], it knows nothing of folios, page tables
+//! or scenarios.
+//!
+//! A model is a set of threads, each with a deterministic next step. The explorer chooses which
+//! thread steps next, hashes the canonical encoding of every state it reaches, and reports the
+//! schedule (the list of chosen threads) of any step or final state that the model says violates
+//! one of its oracles.
+//!
+//! Strategies: exhaustive depth-first search with partial-order reduction (local steps, sleep
+//! sets) and visited-state hashing; the same search bounded by a number of preemptions; random
+//! walks and PCT sampling. Every search has limits and reports what it covered when it hits one.
+
+mod dfs;
+mod footprint;
+mod limits;
+mod sample;
+
+pub use dfs::{explore_bounded, explore_exhaustive};
+pub use footprint::{Access, AccessKind, Footprint};
+pub use limits::{Limit, Limits};
+pub use sample::{explore_pct, explore_random, SplitMix64};
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+/// Index of a thread in the model's fixed thread table.
+pub type ThreadId = u32;
+
+/// What one step of one thread did, as the explorer needs to know it.
+pub struct StepEffects<E, V> {
+    /// The shared objects the step read and wrote (empty: a purely thread-local step).
+    pub footprint: Footprint,
+    /// The events of the step, recorded only when `record_events` is set (traces, replay).
+    pub events: Vec<E>,
+    /// An oracle that fired during the step.
+    pub violation: Option<V>,
+    pub record_events: bool,
+}
+
+impl<E, V> StepEffects<E, V> {
+    pub fn new(record_events: bool) -> Self {
+        StepEffects { footprint: Footprint::default(), events: Vec::new(), violation: None, record_events }
+    }
+
+    fn reset(&mut self) {
+        self.footprint.clear();
+        self.events.clear();
+        self.violation = None;
+    }
+}
+
+/// The narrow interface between the explorer and a model (in the manner of stateright's `Model`).
+///
+/// Architecture invariant: `step` is deterministic: the same state and thread give the same
+/// successor, footprint and violation on every machine.
+pub trait Model {
+    type State: Clone;
+    type Event: Clone;
+    type Violation: Clone + fmt::Display;
+
+    fn initial_state(&self) -> Self::State;
+    /// Threads whose next step can run now, in increasing order.
+    fn enabled_threads(&self, state: &Self::State, out: &mut Vec<ThreadId>);
+    /// Runs the next step of `thread` in place.
+    fn step(&self, state: &mut Self::State, thread: ThreadId, effects: &mut StepEffects<Self::Event, Self::Violation>);
+    /// Canonical encoding: two states with equal encodings behave identically.
+    fn encode(&self, state: &Self::State, out: &mut Vec<u8>);
+    /// Checked when no thread is enabled: final-state oracles (and deadlock).
+    fn check_final(&self, state: &Self::State) -> Option<Self::Violation>;
+}
+
+/// 128-bit fingerprint of a canonical encoding (xxh3, fixed seed: the same on every machine).
+pub fn fingerprint(bytes: &[u8]) -> u128 {
+    xxhash_rust::xxh3::xxh3_128(bytes)
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Strategy {
+    Exhaustive,
+    Random,
+    Pct,
+}
+
+/// How a search ended.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Verdict {
+    /// The exhaustive search completed: no reachable state violates an oracle.
+    Verified,
+    /// The bounded search completed: no violation within `preemptions_max` preemptions.
+    VerifiedBounded { preemptions_max: u32 },
+    Violation,
+    /// Sampling ended without finding a violation: says nothing about the unsampled schedules.
+    NoViolationFound,
+    /// A limit stopped the search before it completed.
+    LimitReached { limit: Limit },
+}
+
+impl Verdict {
+    pub fn name(&self) -> &'static str {
+        match self {
+            Verdict::Verified => "verified",
+            Verdict::VerifiedBounded { .. } => "verified-bounded",
+            Verdict::Violation => "violation",
+            Verdict::NoViolationFound => "no-violation-found",
+            Verdict::LimitReached { .. } => "limit-reached",
+        }
+    }
+}
+
+/// What a search covered.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct Stats {
+    pub states: u64,
+    pub transitions: u64,
+    pub depth_max: u64,
+    pub schedules: u64,
+    pub elapsed_ms: u64,
+    /// Estimated bytes held by the search (visited set and stack), at its peak.
+    pub memory_bytes_peak: u64,
+}
+
+/// The outcome of a search: a verdict, the statistics and, for a violation, its schedule.
+#[derive(Clone, Debug)]
+pub struct Outcome<V> {
+    pub verdict: Verdict,
+    pub stats: Stats,
+    pub violation: Option<(V, Vec<ThreadId>)>,
+}
+
+/// Progress reports for a user interface; the explorer itself never prints.
+#[derive(Clone, Debug, Default)]
+pub struct Progress {
+    pub states: u64,
+    pub transitions: u64,
+    pub depth: u64,
+    pub queue: u64,
+    pub elapsed_ms: u64,
+}
+
+pub type ProgressFn<'a> = &'a mut dyn FnMut(&Progress);
+
+/// Options common to every strategy.
+pub struct Options<'a> {
+    pub limits: Limits,
+    pub reduction: bool,
+    pub progress: Option<ProgressFn<'a>>,
+}
+
+/// Replays a schedule, recording events. Returns per step the thread and its events, and the
+/// violation the schedule ends in (a step's violation, or the final-state check).
+pub fn replay<M: Model>(model: &M, schedule: &[ThreadId]) -> Result<Replay<M>, ReplayError> {
+    let mut state = model.initial_state();
+    let mut effects = StepEffects::new(true);
+    let mut steps = Vec::with_capacity(schedule.len());
+    let mut enabled = Vec::new();
+    for (index, &thread) in schedule.iter().enumerate() {
+        enabled.clear();
+        model.enabled_threads(&state, &mut enabled);
+        if !enabled.contains(&thread) {
+            return Err(ReplayError { step: index, thread });
+        }
+        effects.reset();
+        model.step(&mut state, thread, &mut effects);
+        steps.push((thread, std::mem::take(&mut effects.events)));
+        if let Some(violation) = effects.violation.take() {
+            return Ok(Replay { steps, violation: Some(violation), state });
+        }
+    }
+    enabled.clear();
+    model.enabled_threads(&state, &mut enabled);
+    let violation = if enabled.is_empty() { model.check_final(&state) } else { None };
+    Ok(Replay { steps, violation, state })
+}
+
+pub struct Replay<M: Model> {
+    pub steps: Vec<(ThreadId, Vec<M::Event>)>,
+    pub violation: Option<M::Violation>,
+    pub state: M::State,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ReplayError {
+    pub step: usize,
+    pub thread: ThreadId,
+}
+
+impl fmt::Display for ReplayError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "step {}: thread {} is not enabled (the schedule does not fit this scenario)", self.step, self.thread)
+    }
+}
+
+/// Runs one schedule to the end without recording, choosing with `choose` among enabled threads.
+/// Shared by the sampling strategies.
+pub(crate) fn run_schedule<M: Model>(
+    model: &M,
+    limits: &Limits,
+    stats: &mut Stats,
+    mut choose: impl FnMut(&[ThreadId], u64) -> ThreadId,
+) -> (Option<M::Violation>, Vec<ThreadId>, bool) {
+    let mut state = model.initial_state();
+    let mut effects = StepEffects::new(false);
+    let mut schedule = Vec::new();
+    let mut enabled = Vec::new();
+    loop {
+        enabled.clear();
+        model.enabled_threads(&state, &mut enabled);
+        if enabled.is_empty() {
+            return (model.check_final(&state), schedule, true);
+        }
+        if schedule.len() as u64 >= limits.depth_max {
+            return (None, schedule, false);
+        }
+        let thread = choose(&enabled, schedule.len() as u64);
+        effects.reset();
+        model.step(&mut state, thread, &mut effects);
+        stats.transitions += 1;
+        schedule.push(thread);
+        stats.depth_max = stats.depth_max.max(schedule.len() as u64);
+        if let Some(violation) = effects.violation.take() {
+            return (Some(violation), schedule, true);
+        }
+    }
+}

@@ -1,0 +1,98 @@
+//! Sampling strategies for scenarios too large to exhaust: uniform random walks and PCT
+//! (probabilistic concurrency testing: random thread priorities with `depth - 1` priority change
+//! points). Both are seeded and deterministic; neither can verify anything.
+
+use crate::limits::Clock;
+use crate::{run_schedule, Limit, Model, Options, Outcome, Progress, Stats, ThreadId, Verdict};
+
+/// A tiny, fixed pseudo-random generator (SplitMix64): the same sequence on every machine and
+/// every version of every crate.
+#[derive(Clone, Debug)]
+pub struct SplitMix64(u64);
+
+impl SplitMix64 {
+    pub fn new(seed: u64) -> Self {
+        SplitMix64(seed)
+    }
+
+    pub fn next_u64(&mut self) -> u64 {
+        self.0 = self.0.wrapping_add(0x9e37_79b9_7f4a_7c15);
+        let mut z = self.0;
+        z = (z ^ (z >> 30)).wrapping_mul(0xbf58_476d_1ce4_e5b9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94d0_49bb_1331_11eb);
+        z ^ (z >> 31)
+    }
+
+    /// A number below `bound` (bound > 0).
+    pub fn below(&mut self, bound: u64) -> u64 {
+        self.next_u64() % bound
+    }
+}
+
+fn sample<M: Model>(
+    model: &M,
+    mut options: Options<'_>,
+    mut run_one: impl FnMut(&M, &Options<'_>, &mut Stats) -> (Option<M::Violation>, Vec<ThreadId>, bool),
+) -> Outcome<M::Violation> {
+    let clock = Clock::start();
+    let mut stats = Stats::default();
+    let mut truncated = false;
+    while stats.schedules < options.limits.schedules_max {
+        let (violation, schedule, completed) = run_one(model, &options, &mut stats);
+        stats.schedules += 1;
+        stats.states = stats.transitions;
+        truncated |= !completed;
+        if let Some(violation) = violation {
+            stats.elapsed_ms = clock.elapsed_ms();
+            return Outcome { verdict: Verdict::Violation, stats, violation: Some((violation, schedule)) };
+        }
+        if let Some(progress) = options.progress.as_mut() {
+            progress(&Progress {
+                states: stats.states,
+                transitions: stats.transitions,
+                depth: stats.depth_max,
+                queue: options.limits.schedules_max - stats.schedules,
+                elapsed_ms: clock.elapsed_ms(),
+            });
+        }
+        if clock.out_of_time(&options.limits) {
+            stats.elapsed_ms = clock.elapsed_ms();
+            return Outcome { verdict: Verdict::LimitReached { limit: Limit::Time }, stats, violation: None };
+        }
+    }
+    stats.elapsed_ms = clock.elapsed_ms();
+    let verdict = if truncated { Verdict::LimitReached { limit: Limit::Depth } } else { Verdict::NoViolationFound };
+    Outcome { verdict, stats, violation: None }
+}
+
+/// Uniformly random schedules: at every step, any enabled thread.
+pub fn explore_random<M: Model>(model: &M, options: Options<'_>, seed: u64) -> Outcome<M::Violation> {
+    let mut random = SplitMix64::new(seed);
+    sample(model, options, |model, options, stats| {
+        run_schedule(model, &options.limits, stats, |enabled, _| enabled[random.below(enabled.len() as u64) as usize])
+    })
+}
+
+/// PCT (Burckhardt et al., ASPLOS 2010): each schedule gives the threads random distinct
+/// priorities and picks `depth - 1` random steps at which the running thread drops to the
+/// lowest priority; the highest-priority enabled thread always runs. `steps_expected` sizes the
+/// range the change points are drawn from.
+pub fn explore_pct<M: Model>(model: &M, options: Options<'_>, seed: u64, depth: u32, steps_expected: u64) -> Outcome<M::Violation> {
+    let mut random = SplitMix64::new(seed);
+    sample(model, options, |model, options, stats| {
+        let mut priorities: Vec<u64> = (0..64).map(|_| (random.next_u64() >> 8) + 64).collect();
+        let change_points: Vec<u64> = (1..depth.max(1)).map(|_| random.below(steps_expected.max(1))).collect();
+        // Dropped threads take priorities below every initial one, each lower than the last.
+        let mut lowest = 63u64;
+        run_schedule(model, &options.limits, stats, |enabled, step| {
+            let pick = |priorities: &[u64]| *enabled.iter().max_by_key(|&&t| priorities[t as usize]).expect("enabled is not empty");
+            let thread = pick(&priorities);
+            if change_points.contains(&step) {
+                priorities[thread as usize] = lowest;
+                lowest = lowest.saturating_sub(1);
+                return pick(&priorities);
+            }
+            thread
+        })
+    })
+}

@@ -1,0 +1,542 @@
+//! Every access of kernel code to shared state goes through [`Ctx`]: an explicit load, store,
+//! atomic read-modify-write, lock operation or fence, with its memory ordering. Each access is
+//! recorded in the step's footprint (for partial-order reduction) and, when a trace is being
+//! recorded, in the access log (for the trace today and weak-memory exploration later).
+//!
+//! Architecture invariant: kernel code never reads or writes [`Kernel`] fields that another
+//! thread can see except through these methods. Thread-local data (a thread's registers and
+//! frames) is free.
+
+use crate::folio::{Folio, FolioId, PageFlag, ZERO_FOLIO};
+use crate::patches::{KernelConfig, Patch};
+use crate::pgtable::{pte_table, Pte};
+use crate::state::{AnonVmaId, FileId, Kernel, MmId, ThreadId};
+use crate::violation::{Violation, ViolationKind};
+use mmcheck_explorer::StepEffects;
+use serde::{Deserialize, Serialize};
+
+/// The ordering of an access, as the kernel's primitives give it: `READ_ONCE`/`WRITE_ONCE` and
+/// plain atomics are relaxed; value-returning atomics and `smp_mb()` are full; lock acquisition
+/// is acquire and release is release.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Ordering {
+    Relaxed,
+    Acquire,
+    Release,
+    Full,
+}
+
+/// The kinds of fence the kernel code issues (include/asm-generic/barrier.h).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Fence {
+    /// smp_mb()
+    Full,
+    /// smp_rmb()
+    Read,
+    /// smp_wmb()
+    Write,
+}
+
+/// A shared object, as footprints name it. Finer objects mean more independence: the refcount,
+/// the mapcount, each flag bit and each page's bytes of a folio are separate objects.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Object {
+    Pte(MmId, u64),
+    PteLock(MmId, u64),
+    MmapLock(MmId),
+    Vmas(MmId),
+    Rss(MmId),
+    FolioRefcount(FolioId),
+    FolioMapcount(FolioId),
+    FolioPincount(FolioId),
+    FolioFlag(FolioId, PageFlag),
+    FolioMapping(FolioId),
+    FolioData(FolioId, u16),
+    /// The page allocator: allocation order decides folio numbers.
+    Allocator,
+    LruLock,
+    Lru,
+    AnonVma(AnonVmaId),
+    AnonVmaLock(AnonVmaId),
+    File(FileId),
+    ThreadStatus(ThreadId),
+}
+
+impl Object {
+    /// A 64-bit key: 8 bits of kind, 24 of the first id, 32 of the second.
+    pub fn key(self) -> u64 {
+        let (kind, a, b): (u64, u64, u64) = match self {
+            Object::Pte(mm, vpn) => (1, mm.into(), vpn),
+            Object::PteLock(mm, table) => (2, mm.into(), table),
+            Object::MmapLock(mm) => (3, mm.into(), 0),
+            Object::Vmas(mm) => (4, mm.into(), 0),
+            Object::Rss(mm) => (5, mm.into(), 0),
+            Object::FolioRefcount(f) => (6, f.into(), 0),
+            Object::FolioMapcount(f) => (7, f.into(), 0),
+            Object::FolioPincount(f) => (8, f.into(), 0),
+            Object::FolioFlag(f, flag) => (9, f.into(), flag as u64),
+            Object::FolioMapping(f) => (10, f.into(), 0),
+            Object::FolioData(f, page) => (11, f.into(), page.into()),
+            Object::Allocator => (12, 0, 0),
+            Object::LruLock => (13, 0, 0),
+            Object::Lru => (14, 0, 0),
+            Object::AnonVma(av) => (15, av.into(), 0),
+            Object::AnonVmaLock(av) => (16, av.into(), 0),
+            Object::File(file) => (17, file.into(), 0),
+            Object::ThreadStatus(t) => (18, t.into(), 0),
+        };
+        (kind << 56) | ((a & 0xff_ffff) << 32) | (b & 0xffff_ffff)
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AccessOp {
+    Load,
+    Store,
+    ReadModifyWrite,
+    Lock,
+    Unlock,
+    Fence(Fence),
+}
+
+/// One entry of the access log of a recorded step.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AccessRecord {
+    pub op: AccessOp,
+    pub object: Option<Object>,
+    pub ordering: Ordering,
+}
+
+/// What a recorded step did, for traces: the thread, the kernel function and the step label (as
+/// the kernel's code reads), what changed, and the accesses it made.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Event {
+    pub thread: ThreadId,
+    pub function: &'static str,
+    pub label: &'static str,
+    pub detail: String,
+    pub accesses: Vec<AccessRecord>,
+}
+
+pub type Effects = StepEffects<Event, Violation>;
+
+/// The context of one step of one thread.
+pub struct Ctx<'a> {
+    pub k: &'a mut Kernel,
+    pub effects: &'a mut Effects,
+    pub thread: ThreadId,
+    pub config: &'a KernelConfig,
+    log: Vec<AccessRecord>,
+}
+
+impl<'a> Ctx<'a> {
+    pub fn new(k: &'a mut Kernel, effects: &'a mut Effects, thread: ThreadId, config: &'a KernelConfig) -> Self {
+        Ctx { k, effects, thread, config, log: Vec::new() }
+    }
+
+    pub fn patched(&self, patch: Patch) -> bool {
+        self.config.applies(patch)
+    }
+
+    pub fn recording(&self) -> bool {
+        self.effects.record_events
+    }
+
+    /// Records the step's event; `detail` is only built when a trace is being recorded.
+    pub fn event(&mut self, function: &'static str, label: &'static str, detail: impl FnOnce(&Kernel) -> String) {
+        if self.effects.record_events {
+            let detail = detail(self.k);
+            let accesses = std::mem::take(&mut self.log);
+            self.effects.events.push(Event { thread: self.thread, function, label, detail, accesses });
+        }
+    }
+
+    fn note(&mut self, op: AccessOp, object: Option<Object>, ordering: Ordering) {
+        if let Some(object) = object {
+            match op {
+                AccessOp::Load => self.effects.footprint.read(object.key()),
+                AccessOp::Fence(_) => {}
+                _ => self.effects.footprint.write(object.key()),
+            }
+        }
+        if self.effects.record_events {
+            self.log.push(AccessRecord { op, object, ordering });
+        }
+    }
+
+    /// Reports a violation (the first one of a step wins).
+    pub fn violation(&mut self, violation: Violation) {
+        if self.effects.violation.is_none() {
+            self.effects.violation = Some(violation);
+        }
+    }
+
+    /// VM_BUG_ON_FOLIO(cond, folio): a kernel BUG with the folio dumped.
+    pub fn vm_bug_on_folio(&mut self, condition: bool, folio: FolioId, text: &str) -> bool {
+        if condition {
+            let dump = self.k.folio(folio).dump(folio);
+            self.violation(Violation { kind: ViolationKind::KernelBug, message: format!("VM_BUG_ON_FOLIO({text})"), dump: vec![dump] });
+        }
+        condition
+    }
+
+    /// VM_WARN_ON_ONCE_FOLIO / WARN_ON_ONCE: a kernel warning.
+    pub fn warn_on_folio(&mut self, condition: bool, folio: FolioId, text: &str) -> bool {
+        if condition {
+            let dump = self.k.folio(folio).dump(folio);
+            self.violation(Violation { kind: ViolationKind::KernelWarning, message: format!("WARN_ON_ONCE({text})"), dump: vec![dump] });
+        }
+        condition
+    }
+
+    fn check_allocated(&mut self, folio: FolioId, what: &str) {
+        if folio != ZERO_FOLIO && !self.k.folio(folio).allocated {
+            let dump = self.k.folio(folio).dump(folio);
+            let message = format!("{what} of folio {folio} after it was freed");
+            self.violation(Violation { kind: ViolationKind::UseAfterFree, message, dump: vec![dump] });
+        }
+    }
+
+    // ---- page tables -------------------------------------------------------------------------
+
+    /// ptep_get() / ptep_get_lockless(): READ_ONCE of the PTE.
+    pub fn pte_load(&mut self, mm: MmId, vpn: u64) -> Pte {
+        self.note(AccessOp::Load, Some(Object::Pte(mm, vpn)), Ordering::Relaxed);
+        self.k.mms[mm as usize].pte(vpn)
+    }
+
+    /// set_pte_at(): WRITE_ONCE of the PTE.
+    pub fn pte_store(&mut self, mm: MmId, vpn: u64, pte: Pte) {
+        self.note(AccessOp::Store, Some(Object::Pte(mm, vpn)), Ordering::Relaxed);
+        self.k.mms[mm as usize].set_pte(vpn, pte);
+    }
+
+    /// ptep_get_and_clear(): an exchange; relaxed on arm64 (x86's xchg is fully ordered, so the
+    /// weaker ordering is the one to model).
+    pub fn pte_get_and_clear(&mut self, mm: MmId, vpn: u64) -> Pte {
+        self.note(AccessOp::ReadModifyWrite, Some(Object::Pte(mm, vpn)), Ordering::Relaxed);
+        let old = self.k.mms[mm as usize].pte(vpn);
+        self.k.mms[mm as usize].set_pte(vpn, Pte::None);
+        old
+    }
+
+    /// The MMU setting the accessed/dirty bits of a present PTE (a locked RMW on x86).
+    pub fn pte_hw_update(&mut self, mm: MmId, vpn: u64, pte: Pte) {
+        self.note(AccessOp::ReadModifyWrite, Some(Object::Pte(mm, vpn)), Ordering::Full);
+        self.k.mms[mm as usize].set_pte(vpn, pte);
+    }
+
+    // ---- locks -------------------------------------------------------------------------------
+
+    pub fn ptl_available(k: &Kernel, mm: MmId, vpn: u64) -> bool {
+        k.mms[mm as usize].ptl_owner(pte_table(vpn)).is_none()
+    }
+
+    /// pte_offset_map_lock(): spin_lock(ptl) of the table holding `vpn`.
+    pub fn ptl_lock(&mut self, mm: MmId, vpn: u64) {
+        let table = pte_table(vpn);
+        self.note(AccessOp::Lock, Some(Object::PteLock(mm, table)), Ordering::Acquire);
+        let thread = self.thread;
+        let held = &mut self.k.mms[mm as usize].ptl_held;
+        assert!(held.iter().all(|e| e.0 != table), "ptl taken while held: the scheduler let a blocked thread run");
+        held.push((table, thread));
+        held.sort_unstable();
+    }
+
+    /// pte_unmap_unlock(): spin_unlock(ptl).
+    pub fn ptl_unlock(&mut self, mm: MmId, vpn: u64) {
+        let table = pte_table(vpn);
+        self.note(AccessOp::Unlock, Some(Object::PteLock(mm, table)), Ordering::Release);
+        let thread = self.thread;
+        self.k.mms[mm as usize].ptl_held.retain(|e| !(e.0 == table && e.1 == thread));
+    }
+
+    pub fn mmap_read_available(k: &Kernel, mm: MmId) -> bool {
+        k.mms[mm as usize].mmap_lock.writer.is_none()
+    }
+
+    pub fn mmap_write_available(k: &Kernel, mm: MmId) -> bool {
+        let lock = k.mms[mm as usize].mmap_lock;
+        lock.writer.is_none() && lock.readers == 0
+    }
+
+    /// mmap_read_lock() / mmap_read_unlock().
+    pub fn mmap_read_lock(&mut self, mm: MmId) {
+        self.note(AccessOp::Lock, Some(Object::MmapLock(mm)), Ordering::Acquire);
+        self.k.mms[mm as usize].mmap_lock.readers += 1;
+    }
+
+    pub fn mmap_read_unlock(&mut self, mm: MmId) {
+        self.note(AccessOp::Unlock, Some(Object::MmapLock(mm)), Ordering::Release);
+        self.k.mms[mm as usize].mmap_lock.readers -= 1;
+    }
+
+    /// mmap_write_lock() / mmap_write_unlock().
+    pub fn mmap_write_lock(&mut self, mm: MmId) {
+        self.note(AccessOp::Lock, Some(Object::MmapLock(mm)), Ordering::Acquire);
+        self.k.mms[mm as usize].mmap_lock.writer = Some(self.thread);
+    }
+
+    pub fn mmap_write_unlock(&mut self, mm: MmId) {
+        self.note(AccessOp::Unlock, Some(Object::MmapLock(mm)), Ordering::Release);
+        self.k.mms[mm as usize].mmap_lock.writer = None;
+    }
+
+    pub fn anon_vma_read_available(k: &Kernel, anon_vma: AnonVmaId) -> bool {
+        k.anon_vmas[anon_vma as usize].rwsem.writer.is_none()
+    }
+
+    /// anon_vma_lock_read() / anon_vma_unlock_read().
+    pub fn anon_vma_lock_read(&mut self, anon_vma: AnonVmaId) {
+        self.note(AccessOp::Lock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Acquire);
+        self.k.anon_vmas[anon_vma as usize].rwsem.readers += 1;
+    }
+
+    pub fn anon_vma_unlock_read(&mut self, anon_vma: AnonVmaId) {
+        self.note(AccessOp::Unlock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Release);
+        self.k.anon_vmas[anon_vma as usize].rwsem.readers -= 1;
+    }
+
+    pub fn lru_lock_available(k: &Kernel) -> bool {
+        k.lruvec.lru_lock.owner.is_none()
+    }
+
+    /// spin_lock_irq(&lruvec->lru_lock) / spin_unlock_irq().
+    pub fn lru_lock(&mut self) {
+        self.note(AccessOp::Lock, Some(Object::LruLock), Ordering::Acquire);
+        self.k.lruvec.lru_lock.owner = Some(self.thread);
+    }
+
+    pub fn lru_unlock(&mut self) {
+        self.note(AccessOp::Unlock, Some(Object::LruLock), Ordering::Release);
+        self.k.lruvec.lru_lock.owner = None;
+    }
+
+    /// A fence: under sequential consistency it orders nothing more, but it is its own step so
+    /// that a weak-memory explorer can give it meaning.
+    pub fn fence(&mut self, fence: Fence) {
+        self.note(AccessOp::Fence(fence), None, Ordering::Full);
+    }
+
+    // ---- folio fields ------------------------------------------------------------------------
+
+    /// folio_ref_count(): atomic_read.
+    pub fn ref_load(&mut self, folio: FolioId) -> i32 {
+        self.check_allocated(folio, "folio_ref_count");
+        self.note(AccessOp::Load, Some(Object::FolioRefcount(folio)), Ordering::Relaxed);
+        self.k.folio(folio).refcount
+    }
+
+    /// folio_ref_add() (relaxed) and the value-returning variants (full): returns the new value.
+    pub fn ref_add(&mut self, folio: FolioId, delta: i32, ordering: Ordering) -> i32 {
+        self.check_allocated(folio, "folio_ref_add");
+        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioRefcount(folio)), ordering);
+        let f = self.k.folio_mut(folio);
+        f.refcount += delta;
+        f.refcount
+    }
+
+    /// folio_ref_add_unless(folio, nr, 0) / folio_try_get(): fails on a frozen or freed folio.
+    pub fn ref_add_unless_zero(&mut self, folio: FolioId, delta: i32) -> bool {
+        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioRefcount(folio)), Ordering::Full);
+        let f = self.k.folio_mut(folio);
+        if f.refcount == 0 {
+            return false;
+        }
+        f.refcount += delta;
+        true
+    }
+
+    /// folio_ref_freeze(): atomic_cmpxchg(&refcount, count, 0) == count.
+    pub fn ref_freeze(&mut self, folio: FolioId, count: i32) -> bool {
+        self.check_allocated(folio, "folio_ref_freeze");
+        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioRefcount(folio)), Ordering::Full);
+        let f = self.k.folio_mut(folio);
+        if f.refcount != count {
+            return false;
+        }
+        f.refcount = 0;
+        true
+    }
+
+    /// folio_ref_unfreeze(): atomic_set_release.
+    pub fn ref_unfreeze(&mut self, folio: FolioId, count: i32) {
+        self.vm_bug_on_folio(self.k.folio(folio).refcount != 0, folio, "folio_ref_count(folio) != 0");
+        self.note(AccessOp::Store, Some(Object::FolioRefcount(folio)), Ordering::Release);
+        self.k.folio_mut(folio).refcount = count;
+    }
+
+    /// folio_mapcount() for the whole folio (reads every page's `_mapcount`).
+    pub fn mapcount_load(&mut self, folio: FolioId) -> i32 {
+        self.check_allocated(folio, "folio_mapcount");
+        self.note(AccessOp::Load, Some(Object::FolioMapcount(folio)), Ordering::Relaxed);
+        self.k.folio(folio).mapcount()
+    }
+
+    /// atomic_inc/dec of a page's `_mapcount` (full: atomic_inc_and_test/add_negative return).
+    pub fn page_mapcount_add(&mut self, folio: FolioId, page: usize, delta: i32) -> i32 {
+        self.check_allocated(folio, "_mapcount update");
+        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioMapcount(folio)), Ordering::Full);
+        let p = &mut self.k.folio_mut(folio).pages[page];
+        p.mapcount += delta;
+        p.mapcount
+    }
+
+    pub fn pincount_add(&mut self, folio: FolioId, delta: i32) {
+        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioPincount(folio)), Ordering::Relaxed);
+        self.k.folio_mut(folio).pincount += delta;
+    }
+
+    pub fn pincount_load(&mut self, folio: FolioId) -> i32 {
+        self.note(AccessOp::Load, Some(Object::FolioPincount(folio)), Ordering::Relaxed);
+        self.k.folio(folio).pincount
+    }
+
+    /// folio_test_*(): test_bit.
+    pub fn flag_test(&mut self, folio: FolioId, flag: PageFlag) -> bool {
+        self.check_allocated(folio, flag.name());
+        self.note(AccessOp::Load, Some(Object::FolioFlag(folio, flag)), Ordering::Relaxed);
+        self.k.folio(folio).test(flag)
+    }
+
+    /// folio_set_*() / folio_clear_*(): set_bit / clear_bit (atomic, unordered).
+    pub fn flag_store(&mut self, folio: FolioId, flag: PageFlag, value: bool) {
+        self.check_allocated(folio, flag.name());
+        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioFlag(folio, flag)), Ordering::Relaxed);
+        let f = self.k.folio_mut(folio);
+        if value {
+            f.flags |= flag.mask();
+        } else {
+            f.flags &= !flag.mask();
+        }
+    }
+
+    /// folio_test_set_*() / folio_test_clear_*(): test_and_set_bit (fully ordered); returns the
+    /// old value.
+    pub fn flag_test_and_store(&mut self, folio: FolioId, flag: PageFlag, value: bool) -> bool {
+        self.check_allocated(folio, flag.name());
+        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioFlag(folio, flag)), Ordering::Full);
+        let f = self.k.folio_mut(folio);
+        let old = f.test(flag);
+        if value {
+            f.flags |= flag.mask();
+        } else {
+            f.flags &= !flag.mask();
+        }
+        old
+    }
+
+    /// folio->mapping and folio->index (written before the folio is visible; read under locks).
+    pub fn mapping_load(&mut self, folio: FolioId) -> (crate::folio::Mapping, u64) {
+        self.check_allocated(folio, "folio->mapping");
+        self.note(AccessOp::Load, Some(Object::FolioMapping(folio)), Ordering::Relaxed);
+        let f = self.k.folio(folio);
+        (f.mapping, f.index)
+    }
+
+    pub fn mapping_store(&mut self, folio: FolioId, mapping: crate::folio::Mapping, index: u64) {
+        self.note(AccessOp::Store, Some(Object::FolioMapping(folio)), Ordering::Relaxed);
+        let f = self.k.folio_mut(folio);
+        f.mapping = mapping;
+        f.index = index;
+    }
+
+    pub fn anon_exclusive_store(&mut self, folio: FolioId, page: usize, value: bool) {
+        self.note(AccessOp::Store, Some(Object::FolioFlag(folio, PageFlag::Anon)), Ordering::Relaxed);
+        self.k.folio_mut(folio).pages[page].anon_exclusive = value;
+    }
+
+    pub fn anon_exclusive_load(&mut self, folio: FolioId, page: usize) -> bool {
+        self.note(AccessOp::Load, Some(Object::FolioFlag(folio, PageFlag::Anon)), Ordering::Relaxed);
+        self.k.folio(folio).pages[page].anon_exclusive
+    }
+
+    /// Page contents: the bytes a CPU or a device reads and writes.
+    pub fn data_load(&mut self, folio: FolioId, page: usize) -> crate::folio::PageData {
+        self.check_allocated(folio, "read");
+        self.note(AccessOp::Load, Some(Object::FolioData(folio, page as u16)), Ordering::Relaxed);
+        self.k.folio(folio).pages[page].data.clone()
+    }
+
+    pub fn data_fill(&mut self, folio: FolioId, page: usize, start: usize, len: usize, byte: u8) {
+        self.check_allocated(folio, "write");
+        self.note(AccessOp::Store, Some(Object::FolioData(folio, page as u16)), Ordering::Relaxed);
+        self.k.folio_mut(folio).pages[page].data.fill(start, len, byte);
+    }
+
+    pub fn data_store(&mut self, folio: FolioId, page: usize, data: crate::folio::PageData) {
+        self.check_allocated(folio, "write");
+        self.note(AccessOp::Store, Some(Object::FolioData(folio, page as u16)), Ordering::Relaxed);
+        self.k.folio_mut(folio).pages[page].data = data;
+    }
+
+    // ---- allocator, LRU, mm-wide state -------------------------------------------------------
+
+    /// The page allocator: a new folio with refcount 1 (mm/page_alloc.c: __alloc_pages()).
+    pub fn alloc_folio(&mut self, order: u8) -> FolioId {
+        self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
+        self.k.folios.push(Folio::new(order));
+        (self.k.folios.len() - 1) as FolioId
+    }
+
+    /// Back to the allocator (mm/page_alloc.c: free_unref_folios()).
+    pub fn free_folio(&mut self, folio: FolioId) {
+        self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
+        self.note(AccessOp::Store, Some(Object::FolioRefcount(folio)), Ordering::Relaxed);
+        let f = self.k.folio_mut(folio);
+        f.allocated = false;
+        f.flags = 0;
+        f.mapping = crate::folio::Mapping::None;
+    }
+
+    /// The LRU lists, under lru_lock.
+    pub fn lru(&mut self) -> &mut Vec<(FolioId, crate::folio::LruList)> {
+        self.note(AccessOp::ReadModifyWrite, Some(Object::Lru), Ordering::Relaxed);
+        &mut self.k.lruvec.folios
+    }
+
+    pub fn vmas(&mut self, mm: MmId) -> &[crate::state::Vma] {
+        self.note(AccessOp::Load, Some(Object::Vmas(mm)), Ordering::Relaxed);
+        &self.k.mms[mm as usize].vmas
+    }
+
+    pub fn vmas_mut(&mut self, mm: MmId) -> &mut crate::state::Mm {
+        self.note(AccessOp::Store, Some(Object::Vmas(mm)), Ordering::Relaxed);
+        &mut self.k.mms[mm as usize]
+    }
+
+    /// add_mm_counter(): percpu counters, unordered.
+    pub fn rss_add(&mut self, mm: MmId, anon: bool, delta: i64) {
+        self.note(AccessOp::ReadModifyWrite, Some(Object::Rss(mm)), Ordering::Relaxed);
+        let m = &mut self.k.mms[mm as usize];
+        if anon {
+            m.rss_anon += delta;
+        } else {
+            m.rss_file += delta;
+        }
+    }
+
+    pub fn anon_vma_mms(&mut self, anon_vma: AnonVmaId) -> Vec<MmId> {
+        self.note(AccessOp::Load, Some(Object::AnonVma(anon_vma)), Ordering::Relaxed);
+        self.k.anon_vmas[anon_vma as usize].mms.clone()
+    }
+
+    pub fn anon_vma_new(&mut self, mm: MmId) -> AnonVmaId {
+        self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
+        self.k.anon_vmas.push(crate::state::AnonVma { mms: vec![mm], rwsem: Default::default() });
+        (self.k.anon_vmas.len() - 1) as AnonVmaId
+    }
+
+    pub fn file_block(&mut self, file: FileId, block: usize) -> Option<crate::folio::PageData> {
+        self.note(AccessOp::Load, Some(Object::File(file)), Ordering::Relaxed);
+        self.k.files[file as usize].blocks.get(block).cloned()
+    }
+
+    pub fn thread_status_store(&mut self, thread: ThreadId) {
+        self.note(AccessOp::Store, Some(Object::ThreadStatus(thread)), Ordering::Release);
+    }
+
+    pub fn thread_status_load(&mut self, thread: ThreadId) {
+        self.note(AccessOp::Load, Some(Object::ThreadStatus(thread)), Ordering::Acquire);
+    }
+}

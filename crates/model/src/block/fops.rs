@@ -1,0 +1,169 @@
+//! block/fops.c: __blkdev_direct_IO_simple() for a read: take references on the user buffer's
+//! pages with GUP (bio_iov_iter_get_pages()), let the device DMA into them, then
+//! bio_release_pages(bio, mark_dirty): dirty each page under its lock and drop the reference.
+//!
+//! Before a7e689dd1c06 (6.5) the references were FOLL_GET (get_user_pages_fast()); since then
+//! they are pins (pin_user_pages_fast() via iov_iter_extract_pages()).
+
+use crate::access::Ctx;
+use crate::folio::{PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
+use crate::mm::gup::{gup_put_folio, page_of, GupFast, GupFlags, GupSlow};
+use crate::mm::swap::folio_mark_dirty;
+use crate::patches::Patch;
+use crate::state::{FileId, MmId};
+use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum DioStage {
+    Start,
+    GupFastDone,
+    GupSlowDone,
+    Dma,
+    SetDirtyLock,
+    Unpin,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct DirectIo {
+    pub mm: MmId,
+    pub file: FileId,
+    pub buffer: u64,
+    pub length: u64,
+    pub offset: u64,
+    pub nr_pages: u64,
+    pub flags: GupFlags,
+    pub stage: DioStage,
+    /// The page of the bio being transferred or released.
+    pub index: usize,
+}
+
+impl DirectIo {
+    pub fn new(mm: MmId, file: FileId, buffer: u64, length: u64, offset: u64) -> Self {
+        DirectIo {
+            mm,
+            file,
+            buffer,
+            length,
+            offset,
+            nr_pages: 0,
+            flags: GupFlags { write: true, pin: false },
+            stage: DioStage::Start,
+            index: 0,
+        }
+    }
+
+    fn pages_len(ctx: &Ctx) -> usize {
+        ctx.k.threads[ctx.thread as usize].pages.len()
+    }
+
+    /// Alignment and size checks (blkdev_dio_invalid()), then the GUP of the whole buffer.
+    fn start(&mut self, ctx: &mut Ctx) -> Flow {
+        let aligned = self.buffer % PAGE_SIZE == 0 && self.length % PAGE_SIZE == 0 && self.offset % PAGE_SIZE == 0;
+        if !aligned {
+            return Flow::Return(-errno::EINVAL);
+        }
+        let file_bytes = ctx.k.files[self.file as usize].blocks.len() as u64 * PAGE_SIZE;
+        let length = self.length.min(file_bytes.saturating_sub(self.offset));
+        if length == 0 {
+            return Flow::Return(0);
+        }
+        self.length = length;
+        self.nr_pages = length / PAGE_SIZE;
+        self.flags.pin = ctx.patched(Patch::BlockDioPinPages);
+        ctx.k.threads[ctx.thread as usize].pages.clear();
+        let (buffer, nr, flags) = (self.buffer, self.nr_pages, self.flags);
+        ctx.event("__blkdev_direct_IO_simple", "bio_iov_iter_get_pages", |_| {
+            format!("{} {nr} page(s) at {buffer:#x} ({})", if flags.pin { "pin_user_pages_fast" } else { "get_user_pages_fast" }, flags.describe())
+        });
+        self.stage = DioStage::GupFastDone;
+        Flow::Call(Frame::GupFast(GupFast::new(self.mm, self.buffer, self.nr_pages, self.flags)))
+    }
+
+    /// gup_fast_fallback(): the pages the fast path did not get go through the slow path.
+    fn gup_fast_done(&mut self, ctx: &mut Ctx) -> Flow {
+        let got = Self::pages_len(ctx) as u64;
+        if got == self.nr_pages {
+            self.stage = DioStage::Dma;
+            return Flow::Continue;
+        }
+        self.stage = DioStage::GupSlowDone;
+        let start = self.buffer + got * PAGE_SIZE;
+        Flow::Call(Frame::GupSlow(GupSlow::new(self.mm, start, self.nr_pages - got, self.flags)))
+    }
+
+    fn gup_slow_done(&mut self, ctx: &mut Ctx, result: i64) -> Flow {
+        if result < 0 && Self::pages_len(ctx) == 0 {
+            return Flow::Return(result);
+        }
+        // A short GUP makes a short bio: transfer what was pinned.
+        self.nr_pages = Self::pages_len(ctx) as u64;
+        self.length = self.nr_pages * PAGE_SIZE;
+        self.stage = DioStage::Dma;
+        Flow::Continue
+    }
+
+    /// submit_bio_wait(): the device writes each page; no page table is involved.
+    fn dma(&mut self, ctx: &mut Ctx) -> Flow {
+        let pfn = ctx.k.threads[ctx.thread as usize].pages[self.index];
+        let (folio, page) = page_of(pfn);
+        let block = (self.offset >> PAGE_SHIFT) as usize + self.index;
+        let data = ctx.file_block(self.file, block).expect("checked against the file size");
+        ctx.data_store(folio, page, data);
+        ctx.event("submit_bio_wait", "dma", |k| format!("block {block} -> folio {folio}: {}", k.folio(folio).dump(folio)));
+        self.index += 1;
+        if self.index == self.nr_pages as usize {
+            self.index = 0;
+            self.stage = DioStage::SetDirtyLock;
+        }
+        Flow::Continue
+    }
+
+    /// bio_release_pages(bio, true): folio_lock(); folio_mark_dirty(); folio_unlock().
+    fn set_dirty_lock(&mut self, ctx: &mut Ctx) -> Flow {
+        let (folio, _) = page_of(ctx.k.threads[ctx.thread as usize].pages[self.index]);
+        if folio != ZERO_FOLIO {
+            ctx.flag_test_and_store(folio, PageFlag::Locked, true);
+            folio_mark_dirty(ctx, folio);
+            ctx.flag_store(folio, PageFlag::Locked, false);
+        }
+        ctx.event("bio_release_pages", "set_page_dirty_lock", |_| format!("folio {folio}"));
+        self.stage = DioStage::Unpin;
+        Flow::Continue
+    }
+
+    /// unpin_user_page() / put_page().
+    fn unpin(&mut self, ctx: &mut Ctx) -> Flow {
+        let (folio, _) = page_of(ctx.k.threads[ctx.thread as usize].pages[self.index]);
+        gup_put_folio(ctx, folio, self.flags);
+        let flags = self.flags;
+        ctx.event("bio_release_pages", if flags.pin { "unpin_user_page" } else { "put_page" }, |k| k.folio(folio).dump(folio));
+        self.index += 1;
+        if self.index == self.nr_pages as usize {
+            ctx.k.threads[ctx.thread as usize].pages.clear();
+            return Flow::Return(self.length as i64);
+        }
+        self.stage = DioStage::SetDirtyLock;
+        Flow::Continue
+    }
+}
+
+impl KernelFunction for DirectIo {
+    fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+        match self.stage {
+            DioStage::Start => self.start(ctx),
+            DioStage::GupFastDone => self.gup_fast_done(ctx),
+            DioStage::GupSlowDone => self.gup_slow_done(ctx, returned.unwrap_or(0)),
+            DioStage::Dma => self.dma(ctx),
+            DioStage::SetDirtyLock => self.set_dirty_lock(ctx),
+            DioStage::Unpin => self.unpin(ctx),
+        }
+    }
+
+    fn wait(&self, k: &crate::state::Kernel, thread: crate::state::ThreadId) -> Wait {
+        match self.stage {
+            DioStage::SetDirtyLock => Wait::FolioLock(page_of(k.threads[thread as usize].pages[self.index]).0),
+            _ => Wait::Nothing,
+        }
+    }
+}

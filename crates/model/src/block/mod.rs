@@ -1,0 +1,3 @@
+//! block/: direct IO on a block device.
+
+pub mod fops;

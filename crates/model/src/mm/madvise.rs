@@ -1,0 +1,179 @@
+//! mm/madvise.c: do_madvise() for MADV_DONTNEED and MADV_FREE on anonymous memory.
+
+use crate::access::Ctx;
+use crate::folio::{pfn_page, PageFlag, PAGE_SHIFT, PAGE_SIZE};
+use crate::mm::memory::{vm_normal_folio, Zap};
+use crate::mm::swap::folio_mark_lazyfree;
+use crate::pgtable::{pte_table, PresentPte, Pte};
+use crate::program::Advice;
+use crate::state::MmId;
+use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MadviseStage {
+    Lock,
+    NextRange,
+    FreeLock,
+    FreePte,
+    FreeUnlock,
+    Unlock,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Madvise {
+    pub mm: MmId,
+    pub start: u64,
+    pub length: u64,
+    pub advice: Advice,
+    pub stage: MadviseStage,
+    /// The parts of the range covered by VMAs, still to do.
+    pub ranges: Vec<(u64, u64)>,
+    pub cursor: u64,
+    pub range_end: u64,
+    pub result: i64,
+}
+
+impl Madvise {
+    pub fn new(mm: MmId, start: u64, length: u64, advice: Advice) -> Self {
+        Madvise { mm, start, length, advice, stage: MadviseStage::Lock, ranges: Vec::new(), cursor: 0, range_end: 0, result: 0 }
+    }
+
+    /// do_madvise(): argument checks, mmap_read_lock(), madvise_walk_vmas() (a hole in the
+    /// range gives -ENOMEM after the rest is done).
+    fn lock(&mut self, ctx: &mut Ctx) -> Flow {
+        if self.start % PAGE_SIZE != 0 {
+            return Flow::Return(-errno::EINVAL);
+        }
+        let end = self.start + self.length.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        if end == self.start {
+            return Flow::Return(0);
+        }
+        ctx.mmap_read_lock(self.mm);
+        let start = self.start;
+        let vmas = ctx.vmas(self.mm).to_vec();
+        let mut covered = 0;
+        for vma in vmas.iter().filter(|v| v.start < end && v.end > start) {
+            let range = (vma.start.max(start), vma.end.min(end));
+            covered += range.1 - range.0;
+            self.ranges.push(range);
+        }
+        if covered != end - start {
+            self.result = -errno::ENOMEM;
+        }
+        let advice = self.advice;
+        ctx.event("do_madvise", "mmap_read_lock", |_| format!("{} [{start:#x}, {end:#x})", advice.name()));
+        self.stage = MadviseStage::NextRange;
+        Flow::Continue
+    }
+
+    fn next_range(&mut self) -> Flow {
+        if self.ranges.is_empty() {
+            self.stage = MadviseStage::Unlock;
+            return Flow::Continue;
+        }
+        let (start, end) = self.ranges.remove(0);
+        match self.advice {
+            // madvise_dontneed_single_vma() → zap_page_range_single().
+            Advice::DontNeed => Flow::Call(Frame::Zap(Zap::new(self.mm, start, end))),
+            Advice::Free => {
+                self.cursor = start >> PAGE_SHIFT;
+                self.range_end = end >> PAGE_SHIFT;
+                self.stage = MadviseStage::FreeLock;
+                Flow::Continue
+            }
+            Advice::Cold | Advice::PageOut => unreachable!("refused by the scenario compiler"),
+        }
+    }
+
+    /// madvise_free_pte_range(): pte_offset_map_lock().
+    fn free_lock(&mut self, ctx: &mut Ctx) -> Flow {
+        ctx.ptl_lock(self.mm, self.cursor);
+        let address = self.cursor << PAGE_SHIFT;
+        ctx.event("madvise_free_pte_range", "pte_offset_map_lock", |_| format!("{address:#x}"));
+        self.stage = MadviseStage::FreePte;
+        Flow::Continue
+    }
+
+    /// One PTE of madvise_free_pte_range(), under the PTE lock.
+    fn free_pte(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, vpn) = (self.mm, self.cursor);
+        let address = vpn << PAGE_SHIFT;
+        let pte = ctx.pte_load(mm, vpn);
+        let mut what = "none";
+        if let Some((present, folio)) = pte.present().and_then(|p| vm_normal_folio(p).map(|f| (p, f))) {
+            what = "lazyfree";
+            if ctx.flag_test(folio, PageFlag::Swapcache) || ctx.flag_test(folio, PageFlag::Dirty) {
+                // "if (!folio_trylock(folio)) continue;" and "If the folio is shared with others,
+                // we mustn't clear the folio's dirty flag."
+                if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+                    what = "folio locked: skipped";
+                } else if ctx.mapcount_load(folio) != 1 {
+                    ctx.flag_store(folio, PageFlag::Locked, false);
+                    what = "shared: skipped";
+                } else {
+                    ctx.flag_store(folio, PageFlag::Dirty, false);
+                    ctx.flag_store(folio, PageFlag::Locked, false);
+                }
+            }
+            if what == "lazyfree" {
+                if present.young || present.dirty {
+                    // clear_young_dirty_ptes(): mkold, mkclean.
+                    ctx.pte_store(mm, vpn, Pte::Present(PresentPte { young: false, dirty: false, ..present }));
+                }
+                folio_mark_lazyfree(ctx, folio);
+            }
+            let _ = pfn_page(present.pfn);
+        } else if !pte.is_none() && pte.present().is_none() {
+            ctx.violation(crate::violation::Violation::new(crate::violation::ViolationKind::Invariant, "not modelled: MADV_FREE of a swap entry"));
+        }
+        ctx.event("madvise_free_pte_range", "pte", |k| {
+            let detail = pte.present().and_then(vm_normal_folio).map(|f| k.folio(f).dump(f)).unwrap_or_default();
+            format!("{address:#x}: {what} {detail}")
+        });
+        self.cursor += 1;
+        let table_end = self.cursor % crate::pgtable::PTRS_PER_PTE == 0;
+        if table_end || self.cursor == self.range_end {
+            self.stage = MadviseStage::FreeUnlock;
+        }
+        Flow::Continue
+    }
+
+    fn free_unlock(&mut self, ctx: &mut Ctx) -> Flow {
+        let last = self.cursor - 1;
+        ctx.ptl_unlock(self.mm, last);
+        ctx.event("madvise_free_pte_range", "pte_unmap_unlock", |_| String::new());
+        self.stage = if self.cursor == self.range_end { MadviseStage::NextRange } else { MadviseStage::FreeLock };
+        Flow::Continue
+    }
+}
+
+impl KernelFunction for Madvise {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        match self.stage {
+            MadviseStage::Lock => self.lock(ctx),
+            MadviseStage::NextRange => self.next_range(),
+            MadviseStage::FreeLock => self.free_lock(ctx),
+            MadviseStage::FreePte => self.free_pte(ctx),
+            MadviseStage::FreeUnlock => self.free_unlock(ctx),
+            MadviseStage::Unlock => {
+                ctx.mmap_read_unlock(self.mm);
+                ctx.event("do_madvise", "mmap_read_unlock", |_| String::new());
+                Flow::Return(self.result)
+            }
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        match self.stage {
+            MadviseStage::Lock => Wait::MmapRead(self.mm),
+            MadviseStage::FreeLock => Wait::PteLock(self.mm, self.cursor),
+            _ => Wait::Nothing,
+        }
+    }
+}
+
+#[allow(dead_code)]
+fn table_of(vpn: u64) -> u64 {
+    pte_table(vpn)
+}

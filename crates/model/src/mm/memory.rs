@@ -1,0 +1,462 @@
+//! mm/memory.c: page faults (handle_mm_fault → handle_pte_fault → do_anonymous_page /
+//! do_wp_page), user accesses through the MMU, and zapping PTE ranges (zap_pte_range with the
+//! mmu_gather's deferred reference drops).
+
+use crate::access::Ctx;
+use crate::folio::{folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
+use crate::mm::rmap::{folio_add_new_anon_rmap, folio_remove_rmap_pte};
+use crate::mm::swap::{folio_add_lru, folio_mark_dirty, folio_put};
+use crate::pgtable::{pte_table, PresentPte, Pte, PTRS_PER_PTE};
+use crate::program::SourceLocation;
+use crate::state::{vm_flags, MmId};
+use crate::thread::{Flow, Frame, KernelFunction, Wait};
+use crate::violation::{Violation, ViolationKind};
+use serde::{Deserialize, Serialize};
+
+pub const VM_FAULT_SIGSEGV: i64 = 0x40;
+pub const VM_FAULT_SIGBUS: i64 = 0x2;
+
+/// mm/memory.c: vm_normal_page() with pte_special() (x86, arm64): a special PTE has no
+/// refcounted page behind it (the zero page, PFN maps).
+pub fn vm_normal_folio(pte: PresentPte) -> Option<FolioId> {
+    (!pte.special).then(|| pfn_folio(pte.pfn))
+}
+
+/// User loads and stores over a range, page by page. The MMU walks the page table (a lockless
+/// read) and sets the accessed and dirty bits; a missing or read-only translation faults.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UserAccess {
+    pub mm: MmId,
+    pub address: u64,
+    pub length: u64,
+    pub done: u64,
+    pub write: bool,
+    /// The byte stored, or the byte every load must return.
+    pub byte: u8,
+    pub location: SourceLocation,
+}
+
+impl UserAccess {
+    fn check_load(&self, ctx: &mut Ctx, address: u64, pte: PresentPte, offset: usize, chunk: usize) {
+        let folio = pfn_folio(pte.pfn);
+        let data = ctx.data_load(folio, pfn_page(pte.pfn));
+        if let Some((at, got)) = data.first_mismatch(offset, chunk, self.byte) {
+            let at_address = (address & !(PAGE_SIZE - 1)) + at as u64;
+            let why = if folio == ZERO_FOLIO {
+                "the PTE maps the shared zero page: the page had been unmapped and the read fault mapped the zero page".to_string()
+            } else {
+                format!("the PTE maps folio {folio}, whose bytes differ")
+            };
+            let message = format!(
+                "line {}: load at {:#x}: expected {:#04x}, read {:#04x}; {}",
+                self.location.line, at_address, self.byte, got, why
+            );
+            let dump = vec![ctx.k.folio(folio).dump(folio)];
+            ctx.violation(Violation { kind: ViolationKind::DataLoss, message, dump });
+        }
+    }
+}
+
+impl KernelFunction for UserAccess {
+    fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+        if let Some(result) = returned {
+            if result & (VM_FAULT_SIGSEGV | VM_FAULT_SIGBUS) != 0 {
+                let signal = if result & VM_FAULT_SIGSEGV != 0 { "SIGSEGV" } else { "SIGBUS" };
+                let message = format!("line {}: user access at {:#x} got {signal}", self.location.line, self.address + self.done);
+                ctx.violation(Violation::new(ViolationKind::Fault, message));
+                return Flow::Return(-1);
+            }
+        }
+        let address = self.address + self.done;
+        let vpn = address >> PAGE_SHIFT;
+        let offset = (address & (PAGE_SIZE - 1)) as usize;
+        let chunk = (PAGE_SIZE - offset as u64).min(self.length - self.done) as usize;
+        let pte = ctx.pte_load(self.mm, vpn);
+        let Some(present) = pte.present().filter(|p| !self.write || p.write) else {
+            let write = self.write;
+            ctx.event("exc_page_fault", "fault", |_| format!("{} {address:#x}: PTE {}", if write { "write" } else { "read" }, pte.describe()));
+            return Flow::Call(Frame::Fault(Fault::new(self.mm, address, self.write, true)));
+        };
+        if !present.young || (self.write && !present.dirty) {
+            let updated = PresentPte { young: true, dirty: present.dirty || self.write, ..present };
+            ctx.pte_hw_update(self.mm, vpn, Pte::Present(updated));
+        }
+        let folio = pfn_folio(present.pfn);
+        if self.write {
+            ctx.data_fill(folio, pfn_page(present.pfn), offset, chunk, self.byte);
+        } else {
+            self.check_load(ctx, address, present, offset, chunk);
+        }
+        let (write, byte) = (self.write, self.byte);
+        ctx.event("user", if write { "store" } else { "load" }, |_| {
+            format!("{} {chunk} bytes at {address:#x} (folio {folio}){}", if write { "store" } else { "load" }, if write { format!(" = {byte:#04x}") } else { String::new() })
+        });
+        self.done += chunk as u64;
+        if self.done == self.length {
+            Flow::Return(0)
+        } else {
+            Flow::Continue
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        Wait::Nothing
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FaultStage {
+    LockMmap,
+    ReadPte,
+    AnonZeroSetPte,
+    AnonAlloc,
+    AnonSetPte,
+    WpLock,
+    WpCopyAlloc,
+    WpCopySetPte,
+    WpPutOld,
+    Unlock,
+}
+
+/// mm/memory.c: handle_mm_fault() for an anonymous private VMA at PTE level.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fault {
+    pub mm: MmId,
+    pub address: u64,
+    pub write: bool,
+    /// A user fault takes mmap_lock; GUP's faultin_page() already holds it.
+    pub lock_mmap: bool,
+    pub stage: FaultStage,
+    pub orig_pte: Pte,
+    pub new_folio: Option<FolioId>,
+    pub old_folio: Option<FolioId>,
+    pub result: i64,
+}
+
+impl Fault {
+    pub fn new(mm: MmId, address: u64, write: bool, lock_mmap: bool) -> Fault {
+        Fault {
+            mm,
+            address,
+            write,
+            lock_mmap,
+            stage: if lock_mmap { FaultStage::LockMmap } else { FaultStage::ReadPte },
+            orig_pte: Pte::None,
+            new_folio: None,
+            old_folio: None,
+            result: 0,
+        }
+    }
+
+    fn vpn(&self) -> u64 {
+        self.address >> PAGE_SHIFT
+    }
+
+    fn finish(&mut self, result: i64) -> Flow {
+        self.result = result;
+        if self.lock_mmap {
+            self.stage = FaultStage::Unlock;
+            Flow::Continue
+        } else {
+            Flow::Return(result)
+        }
+    }
+
+    /// arch/x86/mm/fault.c: lock_mm_and_find_vma() and access_error().
+    fn lock_mmap(&mut self, ctx: &mut Ctx) -> Flow {
+        ctx.mmap_read_lock(self.mm);
+        let address = self.address;
+        ctx.event("lock_mm_and_find_vma", "mmap_read_lock", |_| format!("{address:#x}"));
+        self.stage = FaultStage::ReadPte;
+        Flow::Continue
+    }
+
+    /// mm/memory.c: handle_pte_fault(): the lockless snapshot of the PTE decides the path.
+    fn read_pte(&mut self, ctx: &mut Ctx) -> Flow {
+        let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(self.address)).cloned();
+        let Some(vma) = vma else {
+            return self.finish(VM_FAULT_SIGSEGV);
+        };
+        let allowed = if self.write { vma.flags & vm_flags::VM_WRITE != 0 } else { vma.flags & vm_flags::VM_READ != 0 };
+        if !allowed {
+            return self.finish(VM_FAULT_SIGSEGV);
+        }
+        self.orig_pte = ctx.pte_load(self.mm, self.vpn());
+        let orig = self.orig_pte;
+        ctx.event("handle_pte_fault", "ptep_get_lockless", |_| format!("PTE {}", orig.describe()));
+        self.stage = match self.orig_pte {
+            Pte::None if !self.write => FaultStage::AnonZeroSetPte,
+            Pte::None => FaultStage::AnonAlloc,
+            Pte::Present(p) if self.write && !p.write => FaultStage::WpLock,
+            // Someone else resolved it (or only the accessed bit was missing): retry the access.
+            Pte::Present(_) => return self.finish(0),
+            Pte::Swap { .. } | Pte::Migration { .. } => {
+                ctx.violation(Violation::new(ViolationKind::Invariant, "not modelled: fault on a swap or migration entry"));
+                return self.finish(VM_FAULT_SIGBUS);
+            }
+        };
+        Flow::Continue
+    }
+
+    /// mm/memory.c: do_anonymous_page(), read fault: map the zero page, special and read-only.
+    fn anon_zero_set_pte(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, vpn) = (self.mm, self.vpn());
+        ctx.ptl_lock(mm, vpn);
+        if ctx.pte_load(mm, vpn).is_none() {
+            let entry = PresentPte { pfn: folio_pfn(ZERO_FOLIO, 0), write: false, dirty: false, young: true, special: true };
+            ctx.pte_store(mm, vpn, Pte::Present(entry));
+        }
+        ctx.ptl_unlock(mm, vpn);
+        let address = self.address;
+        ctx.event("do_anonymous_page", "set_pte_at zero page", |_| format!("{address:#x} -> zero page (special, read-only)"));
+        self.finish(0)
+    }
+
+    /// mm/memory.c: do_anonymous_page(): vmf_anon_prepare() and alloc_anon_folio().
+    fn anon_alloc(&mut self, ctx: &mut Ctx) -> Flow {
+        anon_vma_prepare(ctx, self.mm, self.address);
+        let folio = ctx.alloc_folio(0);
+        ctx.flag_store(folio, PageFlag::Uptodate, true);
+        self.new_folio = Some(folio);
+        ctx.event("do_anonymous_page", "alloc_anon_folio", |_| format!("folio {folio} (zeroed, refcount 1)"));
+        self.stage = FaultStage::AnonSetPte;
+        Flow::Continue
+    }
+
+    /// mm/memory.c: do_anonymous_page() under the PTE lock: vmf_pte_changed(), rmap, LRU, PTE.
+    fn anon_set_pte(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, vpn, address) = (self.mm, self.vpn(), self.address);
+        let folio = self.new_folio.take().expect("allocated before");
+        ctx.ptl_lock(mm, vpn);
+        if !ctx.pte_load(mm, vpn).is_none() {
+            // release: someone else mapped it first.
+            ctx.ptl_unlock(mm, vpn);
+            folio_put(ctx, folio);
+            ctx.event("do_anonymous_page", "vmf_pte_changed", |_| format!("{address:#x} already mapped: folio {folio} released"));
+            return self.finish(0);
+        }
+        ctx.rss_add(mm, true, 1);
+        folio_add_new_anon_rmap(ctx, folio, mm, address);
+        folio_add_lru(ctx, folio);
+        let writable = ctx.vmas(mm).iter().any(|v| v.contains(address) && v.flags & vm_flags::VM_WRITE != 0);
+        let entry = PresentPte { pfn: folio_pfn(folio, 0), write: writable, dirty: writable, young: true, special: false };
+        ctx.pte_store(mm, vpn, Pte::Present(entry));
+        ctx.ptl_unlock(mm, vpn);
+        ctx.event("do_anonymous_page", "set_pte_at", |k| format!("{address:#x} -> folio {folio}: {}", k.folio(folio).dump(folio)));
+        self.finish(0)
+    }
+
+    /// mm/memory.c: do_wp_page(): under the PTE lock, reuse an exclusive anonymous page or copy.
+    fn wp_lock(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, vpn, address) = (self.mm, self.vpn(), self.address);
+        ctx.ptl_lock(mm, vpn);
+        let pte = ctx.pte_load(mm, vpn);
+        if pte != self.orig_pte {
+            ctx.ptl_unlock(mm, vpn);
+            ctx.event("do_wp_page", "pte_same", |_| format!("{address:#x}: PTE changed, retry"));
+            return self.finish(0);
+        }
+        let present = pte.present().expect("write-protect fault on a present PTE");
+        let folio = vm_normal_folio(present);
+        // mm/memory.c: wp_can_reuse_anon_folio() / PageAnonExclusive: reuse in place.
+        if let Some(folio) = folio {
+            if ctx.flag_test(folio, PageFlag::Anon) && ctx.anon_exclusive_load(folio, pfn_page(present.pfn)) {
+                let entry = PresentPte { write: true, dirty: true, young: true, ..present };
+                ctx.pte_store(mm, vpn, Pte::Present(entry));
+                ctx.ptl_unlock(mm, vpn);
+                ctx.event("do_wp_page", "wp_page_reuse", |_| format!("{address:#x}: folio {folio} exclusive, made writable"));
+                return self.finish(0);
+            }
+            ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
+        }
+        self.old_folio = Some(folio.unwrap_or(ZERO_FOLIO));
+        ctx.ptl_unlock(mm, vpn);
+        ctx.event("do_wp_page", "wp_page_copy", |_| format!("{address:#x}: copy on write"));
+        self.stage = FaultStage::WpCopyAlloc;
+        Flow::Continue
+    }
+
+    /// mm/memory.c: wp_page_copy(): allocate and copy (the zero page needs no copy).
+    fn wp_copy_alloc(&mut self, ctx: &mut Ctx) -> Flow {
+        anon_vma_prepare(ctx, self.mm, self.address);
+        let folio = ctx.alloc_folio(0);
+        let old = self.old_folio.expect("set by wp_lock");
+        let page = pfn_page(self.orig_pte.present().expect("present").pfn);
+        let data = if old == ZERO_FOLIO { PageData::Fill(0) } else { ctx.data_load(old, page) };
+        ctx.data_store(folio, 0, data);
+        ctx.flag_store(folio, PageFlag::Uptodate, true);
+        self.new_folio = Some(folio);
+        ctx.event("wp_page_copy", "folio_copy", |_| format!("folio {folio} copied from folio {old}"));
+        self.stage = FaultStage::WpCopySetPte;
+        Flow::Continue
+    }
+
+    /// mm/memory.c: wp_page_copy() under the PTE lock: replace the old mapping.
+    fn wp_copy_set_pte(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, vpn, address) = (self.mm, self.vpn(), self.address);
+        let folio = self.new_folio.take().expect("allocated before");
+        let old = self.old_folio.expect("set by wp_lock");
+        ctx.ptl_lock(mm, vpn);
+        if ctx.pte_load(mm, vpn) != self.orig_pte {
+            ctx.ptl_unlock(mm, vpn);
+            folio_put(ctx, folio);
+            self.stage = FaultStage::WpPutOld;
+            return Flow::Continue;
+        }
+        if old == ZERO_FOLIO {
+            ctx.rss_add(mm, true, 1);
+        } else {
+            let page = pfn_page(self.orig_pte.present().expect("present").pfn);
+            folio_remove_rmap_pte(ctx, old, page);
+        }
+        folio_add_new_anon_rmap(ctx, folio, mm, address);
+        folio_add_lru(ctx, folio);
+        let entry = PresentPte { pfn: folio_pfn(folio, 0), write: true, dirty: true, young: true, special: false };
+        ctx.pte_store(mm, vpn, Pte::Present(entry));
+        ctx.ptl_unlock(mm, vpn);
+        ctx.event("wp_page_copy", "set_pte_at", |_| format!("{address:#x} -> folio {folio} (was folio {old})"));
+        // The old mapping's reference goes with the one taken for the copy.
+        if old != ZERO_FOLIO {
+            folio_put(ctx, old);
+        }
+        self.stage = FaultStage::WpPutOld;
+        Flow::Continue
+    }
+
+    fn wp_put_old(&mut self, ctx: &mut Ctx) -> Flow {
+        let old = self.old_folio.take().expect("set by wp_lock");
+        folio_put(ctx, old);
+        ctx.event("wp_page_copy", "folio_put old", |_| format!("folio {old}"));
+        self.finish(0)
+    }
+}
+
+impl KernelFunction for Fault {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        match self.stage {
+            FaultStage::LockMmap => self.lock_mmap(ctx),
+            FaultStage::ReadPte => self.read_pte(ctx),
+            FaultStage::AnonZeroSetPte => self.anon_zero_set_pte(ctx),
+            FaultStage::AnonAlloc => self.anon_alloc(ctx),
+            FaultStage::AnonSetPte => self.anon_set_pte(ctx),
+            FaultStage::WpLock => self.wp_lock(ctx),
+            FaultStage::WpCopyAlloc => self.wp_copy_alloc(ctx),
+            FaultStage::WpCopySetPte => self.wp_copy_set_pte(ctx),
+            FaultStage::WpPutOld => self.wp_put_old(ctx),
+            FaultStage::Unlock => {
+                ctx.mmap_read_unlock(self.mm);
+                ctx.event("handle_mm_fault", "mmap_read_unlock", |_| String::new());
+                Flow::Return(self.result)
+            }
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        let vpn = self.vpn();
+        match self.stage {
+            FaultStage::LockMmap => Wait::MmapRead(self.mm),
+            FaultStage::AnonZeroSetPte | FaultStage::AnonSetPte | FaultStage::WpLock | FaultStage::WpCopySetPte => Wait::PteLock(self.mm, vpn),
+            _ => Wait::Nothing,
+        }
+    }
+}
+
+/// mm/rmap.c: __anon_vma_prepare(): the VMA's anon_vma, made on its first anonymous fault.
+pub fn anon_vma_prepare(ctx: &mut Ctx, mm: MmId, address: u64) -> u32 {
+    let existing = ctx.vmas(mm).iter().find(|v| v.contains(address)).and_then(|v| v.anon_vma);
+    if let Some(anon_vma) = existing {
+        return anon_vma;
+    }
+    let anon_vma = ctx.anon_vma_new(mm);
+    if let Some(vma) = ctx.vmas_mut(mm).vmas.iter_mut().find(|v| v.contains(address)) {
+        vma.anon_vma = Some(anon_vma);
+    }
+    anon_vma
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ZapStage {
+    ZapTable,
+    TlbFinish,
+}
+
+/// mm/memory.c: zap_page_range_single() / unmap_vmas() → zap_pte_range(), one PTE table per
+/// step under its lock, then mm/mmu_gather.c: tlb_finish_mmu() dropping the mappings'
+/// references after the TLB flush, one folio per step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Zap {
+    pub mm: MmId,
+    pub start: u64,
+    pub end: u64,
+    /// The next virtual page number to zap.
+    pub cursor: u64,
+    pub stage: ZapStage,
+    /// Folios whose reference the mmu_gather holds until the flush.
+    pub gathered: Vec<FolioId>,
+}
+
+impl Zap {
+    pub fn new(mm: MmId, start: u64, end: u64) -> Zap {
+        let stage = if start < end { ZapStage::ZapTable } else { ZapStage::TlbFinish };
+        Zap { mm, start, end, cursor: start >> PAGE_SHIFT, stage, gathered: Vec::new() }
+    }
+
+    fn zap_table(&mut self, ctx: &mut Ctx, table: u64) {
+        let (mm, end_vpn) = (self.mm, self.end >> PAGE_SHIFT);
+        let first = self.cursor.max(table * PTRS_PER_PTE);
+        let last = end_vpn.min((table + 1) * PTRS_PER_PTE);
+        ctx.ptl_lock(mm, first);
+        // Under the table's lock its set of PTEs is stable: every writer of a PTE but the MMU
+        // (which only sets bits of present ones) holds it.
+        let vpns: Vec<u64> = ctx.k.mms[mm as usize].ptes.iter().map(|e| e.0).filter(|&v| v >= first && v < last).collect();
+        let mut zapped = 0;
+        for vpn in vpns {
+            let pte = ctx.pte_get_and_clear(mm, vpn);
+            let Some(present) = pte.present() else { continue };
+            zapped += 1;
+            let Some(folio) = vm_normal_folio(present) else { continue };
+            let anon = matches!(ctx.mapping_load(folio).0, Mapping::Anon(_));
+            // zap_present_folio_ptes(): an anonymous PTE's dirty bit is dropped; a file one's is kept.
+            if !anon && present.dirty {
+                folio_mark_dirty(ctx, folio);
+            }
+            ctx.rss_add(mm, anon, -1);
+            folio_remove_rmap_pte(ctx, folio, pfn_page(present.pfn));
+            self.gathered.push(folio);
+        }
+        ctx.ptl_unlock(mm, first);
+        self.cursor = last;
+        ctx.event("zap_pte_range", "clear ptes", |_| format!("{zapped} PTEs in [{:#x}, {:#x})", first << PAGE_SHIFT, last << PAGE_SHIFT));
+    }
+}
+
+impl KernelFunction for Zap {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        match self.stage {
+            ZapStage::ZapTable => {
+                // Every table of the range in turn: its lock orders this step against any
+                // thread that fills a PTE of it.
+                self.zap_table(ctx, pte_table(self.cursor));
+                if self.cursor >= self.end >> PAGE_SHIFT {
+                    self.stage = ZapStage::TlbFinish;
+                }
+                Flow::Continue
+            }
+            ZapStage::TlbFinish => {
+                let Some(folio) = self.gathered.pop() else {
+                    return Flow::Return(0);
+                };
+                folio_put(ctx, folio);
+                ctx.event("tlb_finish_mmu", "folio_put", |k| k.folio(folio).dump(folio));
+                Flow::Continue
+            }
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        match self.stage {
+            ZapStage::ZapTable => Wait::PteLock(self.mm, self.cursor),
+            ZapStage::TlbFinish => Wait::Nothing,
+        }
+    }
+}

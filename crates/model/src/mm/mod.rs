@@ -1,0 +1,9 @@
+//! mm/: one file per kernel file, functions named as the kernel names them.
+
+pub mod gup;
+pub mod madvise;
+pub mod memory;
+pub mod mmap;
+pub mod rmap;
+pub mod swap;
+pub mod vmscan;

@@ -1,0 +1,398 @@
+//! mm/rmap.c: adding and removing anonymous rmaps, and the rmap walks of reclaim:
+//! try_to_unmap() / try_to_unmap_one() and folio_referenced() / folio_referenced_one().
+
+use crate::access::{Ctx, Fence};
+use crate::folio::{pfn_folio, FolioId, Mapping, PageFlag};
+use crate::mm::swap::{folio_mark_dirty, folio_put};
+use crate::patches::Patch;
+use crate::pgtable::{PresentPte, Pte};
+use crate::state::{AnonVmaId, MmId};
+use crate::thread::{Flow, KernelFunction, Wait};
+use serde::{Deserialize, Serialize};
+
+/// mm/rmap.c: folio_add_new_anon_rmap() with RMAP_EXCLUSIVE for a new order-0 folio: it becomes
+/// anonymous (mapping = the VMA's anon_vma, index = linear_page_index), swap-backed, mapped once
+/// and exclusive.
+pub fn folio_add_new_anon_rmap(ctx: &mut Ctx, folio: FolioId, mm: MmId, address: u64) {
+    let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned().expect("fault inside a VMA");
+    let anon_vma = vma.anon_vma.expect("anon_vma_prepare() ran");
+    ctx.flag_store(folio, PageFlag::Swapbacked, true);
+    ctx.flag_store(folio, PageFlag::Anon, true);
+    ctx.mapping_store(folio, Mapping::Anon(anon_vma), vma.linear_page_index(address));
+    ctx.page_mapcount_add(folio, 0, 1);
+    ctx.anon_exclusive_store(folio, 0, true);
+}
+
+/// mm/rmap.c: folio_remove_rmap_pte() → __folio_remove_rmap(): one PTE mapping less.
+pub fn folio_remove_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize) {
+    let mapcount = ctx.page_mapcount_add(folio, page, -1);
+    // mm/memory.c: print_bad_pte() when a mapcount goes negative.
+    ctx.vm_bug_on_folio(mapcount < 0, folio, "page_mapcount(page) < 0");
+}
+
+/// The mappings an anonymous rmap walk visits: mm/rmap.c rmap_walk_anon() over the anon_vma's
+/// VMAs, with vma_address() of the folio's index in each.
+pub fn rmap_walk_anon_targets(ctx: &mut Ctx, anon_vma: AnonVmaId, index: u64) -> Vec<(MmId, u64)> {
+    let mut targets = Vec::new();
+    for mm in ctx.anon_vma_mms(anon_vma) {
+        let vmas = ctx.vmas(mm);
+        for vma in vmas.iter().filter(|v| v.anon_vma == Some(anon_vma)) {
+            if let Some(address) = vma.address_of_index(index) {
+                targets.push((mm, address));
+            }
+        }
+    }
+    targets
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UnmapStage {
+    LockAnonVma,
+    /// page_vma_mapped_walk(): take the PTE lock, check the PTE maps the folio.
+    WalkLock,
+    ClearPte,
+    MarkDirty,
+    SmpMb,
+    ReadRefcount,
+    ReadMapcount,
+    SmpRmb,
+    CheckDirty,
+    RemoveRmap,
+    Put,
+    WalkDone,
+    UnlockAnonVma,
+}
+
+/// mm/rmap.c: try_to_unmap() → rmap_walk_anon() → try_to_unmap_one() for an anonymous folio.
+/// The caller (reclaim) holds the folio lock and the isolation reference.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct TryToUnmap {
+    pub folio: FolioId,
+    pub stage: UnmapStage,
+    pub anon_vma: Option<AnonVmaId>,
+    pub targets: Vec<(MmId, u64)>,
+    pub target: usize,
+    pub pteval: Pte,
+    pub ref_count: i32,
+    pub map_count: i32,
+    pub ret: bool,
+}
+
+impl TryToUnmap {
+    pub fn new(folio: FolioId) -> TryToUnmap {
+        TryToUnmap {
+            folio,
+            stage: UnmapStage::LockAnonVma,
+            anon_vma: None,
+            targets: Vec::new(),
+            target: 0,
+            pteval: Pte::None,
+            ref_count: 0,
+            map_count: 0,
+            ret: true,
+        }
+    }
+
+    fn current(&self) -> (MmId, u64) {
+        self.targets[self.target]
+    }
+
+    fn next_target(&mut self) -> Flow {
+        self.target += 1;
+        self.stage = if self.target < self.targets.len() { UnmapStage::WalkLock } else { UnmapStage::UnlockAnonVma };
+        Flow::Continue
+    }
+
+    /// mm/rmap.c: folio_lock_anon_vma_read().
+    fn lock_anon_vma(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio;
+        let (mapping, index) = ctx.mapping_load(folio);
+        let Mapping::Anon(anon_vma) = mapping else {
+            ctx.event("try_to_unmap", "rmap_walk", |_| format!("folio {folio} has no anon_vma"));
+            return Flow::Return(1);
+        };
+        ctx.anon_vma_lock_read(anon_vma);
+        self.anon_vma = Some(anon_vma);
+        self.targets = rmap_walk_anon_targets(ctx, anon_vma, index);
+        let count = self.targets.len();
+        ctx.event("try_to_unmap", "anon_vma_lock_read", |_| format!("folio {folio}: {count} VMA(s) to walk"));
+        self.stage = if self.targets.is_empty() { UnmapStage::UnlockAnonVma } else { UnmapStage::WalkLock };
+        Flow::Continue
+    }
+
+    /// mm/page_vma_mapped.c: page_vma_mapped_walk(): map and lock the PTE, check it maps us.
+    fn walk_lock(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, address) = self.current();
+        let vpn = address >> crate::folio::PAGE_SHIFT;
+        ctx.ptl_lock(mm, vpn);
+        let pte = ctx.pte_load(mm, vpn);
+        let folio = self.folio;
+        let maps_folio = pte.present().is_some_and(|p| !p.special && pfn_folio(p.pfn) == folio);
+        if !maps_folio {
+            ctx.ptl_unlock(mm, vpn);
+            ctx.event("try_to_unmap_one", "page_vma_mapped_walk", |_| format!("{address:#x}: PTE {} does not map folio {folio}", pte.describe()));
+            return self.next_target();
+        }
+        ctx.event("try_to_unmap_one", "pvmw_lock", |_| format!("{address:#x}: PTE lock, PTE {}", pte.describe()));
+        self.stage = UnmapStage::ClearPte;
+        Flow::Continue
+    }
+
+    /// ptep_clear_flush() / ptep_get_and_clear(): "Nuke the page table entry."
+    fn clear_pte(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, address) = self.current();
+        self.pteval = ctx.pte_get_and_clear(mm, address >> crate::folio::PAGE_SHIFT);
+        let (folio, pteval) = (self.folio, self.pteval);
+        ctx.event("try_to_unmap_one", "clear_pte", |k| format!("{address:#x}: PTE cleared (was {}); folio {folio} refcount {}", pteval.describe(), k.folio(folio).refcount));
+        let dirty = self.pteval.present().is_some_and(|p| p.dirty);
+        self.stage = if dirty { UnmapStage::MarkDirty } else { self.after_clear(ctx) };
+        Flow::Continue
+    }
+
+    /// "Set the dirty flag on the folio now the PTE is gone."
+    fn mark_dirty(&mut self, ctx: &mut Ctx) -> Flow {
+        folio_mark_dirty(ctx, self.folio);
+        let folio = self.folio;
+        ctx.event("try_to_unmap_one", "folio_mark_dirty", |_| format!("folio {folio}: PTE was dirty"));
+        self.stage = self.after_clear(ctx);
+        Flow::Continue
+    }
+
+    /// The anonymous branch: lazyfree (MADV_FREE) folios are checked, others would be swapped.
+    fn after_clear(&mut self, ctx: &mut Ctx) -> UnmapStage {
+        let folio = self.folio;
+        let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
+        let swapcache = ctx.flag_test(folio, PageFlag::Swapcache);
+        if ctx.warn_on_folio(swapbacked != swapcache, folio, "folio_test_swapbacked(folio) != folio_test_swapcache(folio)") {
+            self.ret = false;
+            return UnmapStage::WalkDone;
+        }
+        if swapbacked {
+            ctx.violation(crate::violation::Violation::new(
+                crate::violation::ViolationKind::Invariant,
+                "not modelled: try_to_unmap_one() of a swap-cache folio (swap-out)",
+            ));
+            self.ret = false;
+            return UnmapStage::WalkDone;
+        }
+        // MADV_FREE page check.
+        if ctx.patched(Patch::MadvFreeGupRace) {
+            UnmapStage::SmpMb
+        } else {
+            UnmapStage::CheckDirty
+        }
+    }
+
+    fn restore_pte(&mut self, ctx: &mut Ctx) {
+        let (mm, address) = self.current();
+        ctx.pte_store(mm, address >> crate::folio::PAGE_SHIFT, self.pteval);
+    }
+
+    /// The lazyfree decision, in the three forms the kernel has had.
+    fn check_dirty(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio;
+        let dirty = ctx.flag_test(folio, PageFlag::Dirty);
+        let extra_ref = self.ref_count != 1 + self.map_count;
+        let (ref_count, map_count) = (self.ref_count, self.map_count);
+        let discard = if !ctx.patched(Patch::MadvFreeGupRace) {
+            // Before 6c8e2a256915: only the dirty flag is looked at.
+            !dirty
+        } else {
+            // "The only page refs must be one from isolation plus the rmap(s)."
+            !extra_ref && !dirty
+        };
+        if discard {
+            let (mm, _) = self.current();
+            ctx.rss_add(mm, true, -1);
+            ctx.event("try_to_unmap_one", "discard", |_| {
+                format!("folio {folio} clean{}: discard (refcount {ref_count}, mapcount {map_count})", if extra_ref { "" } else { ", no extra reference" })
+            });
+            self.stage = UnmapStage::RemoveRmap;
+            return Flow::Continue;
+        }
+        self.restore_pte(ctx);
+        let set_swapbacked = !ctx.patched(Patch::LazyfreeSwapbackedIffDirty) || dirty;
+        if set_swapbacked {
+            ctx.flag_store(folio, PageFlag::Swapbacked, true);
+        }
+        self.ret = false;
+        ctx.event("try_to_unmap_one", "set_pte_at", |_| {
+            format!(
+                "folio {folio} {}: PTE restored{} (refcount {ref_count}, mapcount {map_count})",
+                if dirty { "redirtied" } else { "has an extra reference" },
+                if set_swapbacked { ", folio_set_swapbacked" } else { "" }
+            )
+        });
+        self.stage = UnmapStage::WalkDone;
+        Flow::Continue
+    }
+}
+
+impl KernelFunction for TryToUnmap {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        let folio = self.folio;
+        match self.stage {
+            UnmapStage::LockAnonVma => self.lock_anon_vma(ctx),
+            UnmapStage::WalkLock => self.walk_lock(ctx),
+            UnmapStage::ClearPte => self.clear_pte(ctx),
+            UnmapStage::MarkDirty => self.mark_dirty(ctx),
+            UnmapStage::SmpMb => {
+                // "Synchronize with gup_pte_range(): clear PTE; barrier; read refcount."
+                ctx.fence(Fence::Full);
+                ctx.event("try_to_unmap_one", "smp_mb", |_| String::new());
+                self.stage = UnmapStage::ReadRefcount;
+                Flow::Continue
+            }
+            UnmapStage::ReadRefcount => {
+                self.ref_count = ctx.ref_load(folio);
+                let value = self.ref_count;
+                ctx.event("try_to_unmap_one", "read_refcount", |_| format!("folio {folio} refcount {value}"));
+                self.stage = UnmapStage::ReadMapcount;
+                Flow::Continue
+            }
+            UnmapStage::ReadMapcount => {
+                self.map_count = ctx.mapcount_load(folio);
+                let value = self.map_count;
+                ctx.event("try_to_unmap_one", "read_mapcount", |_| format!("folio {folio} mapcount {value}"));
+                self.stage = UnmapStage::SmpRmb;
+                Flow::Continue
+            }
+            UnmapStage::SmpRmb => {
+                ctx.fence(Fence::Read);
+                ctx.event("try_to_unmap_one", "smp_rmb", |_| String::new());
+                self.stage = UnmapStage::CheckDirty;
+                Flow::Continue
+            }
+            UnmapStage::CheckDirty => self.check_dirty(ctx),
+            UnmapStage::RemoveRmap => {
+                folio_remove_rmap_pte(ctx, folio, 0);
+                ctx.event("try_to_unmap_one", "folio_remove_rmap_pte", |k| format!("folio {folio} mapcount {}", k.folio(folio).mapcount()));
+                self.stage = UnmapStage::Put;
+                Flow::Continue
+            }
+            UnmapStage::Put => {
+                folio_put(ctx, folio);
+                ctx.event("try_to_unmap_one", "folio_put", |k| format!("folio {folio} refcount {}", k.folio(folio).refcount));
+                self.stage = UnmapStage::WalkDone;
+                Flow::Continue
+            }
+            UnmapStage::WalkDone => {
+                let (mm, address) = self.current();
+                ctx.ptl_unlock(mm, address >> crate::folio::PAGE_SHIFT);
+                ctx.event("try_to_unmap_one", "page_vma_mapped_walk_done", |_| format!("{address:#x}: PTE unlock"));
+                if !self.ret {
+                    self.stage = UnmapStage::UnlockAnonVma;
+                    return Flow::Continue;
+                }
+                self.next_target()
+            }
+            UnmapStage::UnlockAnonVma => {
+                if let Some(anon_vma) = self.anon_vma {
+                    ctx.anon_vma_unlock_read(anon_vma);
+                }
+                ctx.event("try_to_unmap", "anon_vma_unlock_read", |_| String::new());
+                Flow::Return(i64::from(self.ret))
+            }
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        match self.stage {
+            // No modelled path takes an anon_vma for writing, so a read lock never waits.
+            UnmapStage::LockAnonVma => Wait::Nothing,
+            UnmapStage::WalkLock => {
+                let (mm, address) = self.current();
+                Wait::PteLock(mm, address >> crate::folio::PAGE_SHIFT)
+            }
+            _ => Wait::Nothing,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReferencedStage {
+    LockAnonVma,
+    ReferencedOne,
+    UnlockAnonVma,
+}
+
+/// mm/rmap.c: folio_referenced() → folio_referenced_one(): count and clear the young bits of the
+/// PTEs mapping the folio (ptep_clear_flush_young_notify), one mapping per step.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FolioReferenced {
+    pub folio: FolioId,
+    pub stage: ReferencedStage,
+    pub anon_vma: Option<AnonVmaId>,
+    pub targets: Vec<(MmId, u64)>,
+    pub target: usize,
+    pub referenced: i64,
+}
+
+impl FolioReferenced {
+    pub fn new(folio: FolioId) -> FolioReferenced {
+        FolioReferenced { folio, stage: ReferencedStage::LockAnonVma, anon_vma: None, targets: Vec::new(), target: 0, referenced: 0 }
+    }
+}
+
+impl KernelFunction for FolioReferenced {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        let folio = self.folio;
+        match self.stage {
+            ReferencedStage::LockAnonVma => {
+                // "if (!pra.mapcount) return 0;"
+                if ctx.mapcount_load(folio) == 0 {
+                    return Flow::Return(0);
+                }
+                let (mapping, index) = ctx.mapping_load(folio);
+                let Mapping::Anon(anon_vma) = mapping else {
+                    return Flow::Return(0);
+                };
+                ctx.anon_vma_lock_read(anon_vma);
+                self.anon_vma = Some(anon_vma);
+                self.targets = rmap_walk_anon_targets(ctx, anon_vma, index);
+                ctx.event("folio_referenced", "anon_vma_lock_read", |_| format!("folio {folio}"));
+                self.stage = if self.targets.is_empty() { ReferencedStage::UnlockAnonVma } else { ReferencedStage::ReferencedOne };
+                Flow::Continue
+            }
+            ReferencedStage::ReferencedOne => {
+                let (mm, address) = self.targets[self.target];
+                let vpn = address >> crate::folio::PAGE_SHIFT;
+                ctx.ptl_lock(mm, vpn);
+                let pte = ctx.pte_load(mm, vpn);
+                let mut young = false;
+                if let Some(present) = pte.present().filter(|p| !p.special && pfn_folio(p.pfn) == folio) {
+                    if present.young {
+                        young = true;
+                        self.referenced += 1;
+                        ctx.pte_store(mm, vpn, Pte::Present(PresentPte { young: false, ..present }));
+                    }
+                }
+                ctx.ptl_unlock(mm, vpn);
+                ctx.event("folio_referenced_one", "ptep_clear_flush_young", |_| format!("{address:#x}: {}", if young { "young" } else { "old" }));
+                self.target += 1;
+                if self.target == self.targets.len() {
+                    self.stage = ReferencedStage::UnlockAnonVma;
+                }
+                Flow::Continue
+            }
+            ReferencedStage::UnlockAnonVma => {
+                if let Some(anon_vma) = self.anon_vma {
+                    ctx.anon_vma_unlock_read(anon_vma);
+                }
+                let referenced = self.referenced;
+                ctx.event("folio_referenced", "anon_vma_unlock_read", |_| format!("{referenced} young PTE(s)"));
+                Flow::Return(self.referenced)
+            }
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        match self.stage {
+            ReferencedStage::ReferencedOne => {
+                let (mm, address) = self.targets[self.target];
+                Wait::PteLock(mm, address >> crate::folio::PAGE_SHIFT)
+            }
+            _ => Wait::Nothing,
+        }
+    }
+}

@@ -1,0 +1,96 @@
+//! mm/swap.c: reference drops, LRU insertion and the lazyfree move.
+//!
+//! The kernel batches LRU insertions and moves per CPU (`folio_batch`) and drains the batches
+//! later; the model drains at once, as if `lru_add_drain()` ran right after each. The batches'
+//! transient extra references are therefore not modelled (a documented gap).
+
+use crate::access::{Ctx, Ordering};
+use crate::folio::{FolioId, LruList, PageFlag, ZERO_FOLIO};
+
+/// include/linux/mm.h: folio_put() → mm/swap.c: __folio_put() when the last reference goes.
+pub fn folio_put(ctx: &mut Ctx, folio: FolioId) {
+    folio_put_refs(ctx, folio, 1);
+}
+
+/// include/linux/mm.h: folio_put_refs().
+pub fn folio_put_refs(ctx: &mut Ctx, folio: FolioId, refs: i32) {
+    if folio == ZERO_FOLIO {
+        return;
+    }
+    let count = ctx.ref_add(folio, -refs, Ordering::Full);
+    // include/linux/page_ref.h: folio_put_testzero(): VM_BUG_ON_FOLIO(folio_ref_count(folio) == 0).
+    if ctx.vm_bug_on_folio(count < 0, folio, "folio_ref_count(folio) == 0") {
+        return;
+    }
+    if count == 0 {
+        __folio_put(ctx, folio);
+    }
+}
+
+/// mm/swap.c: __folio_put(): off the LRU (page_cache_release), then back to the allocator.
+pub fn __folio_put(ctx: &mut Ctx, folio: FolioId) {
+    if ctx.flag_test_and_store(folio, PageFlag::Lru, false) {
+        lruvec_del_folio(ctx, folio);
+    }
+    ctx.free_folio(folio);
+}
+
+/// The LRU list a folio belongs on: include/linux/mm_inline.h folio_lru_list().
+pub fn folio_lru_list(ctx: &mut Ctx, folio: FolioId) -> LruList {
+    let file = !ctx.flag_test(folio, PageFlag::Swapbacked);
+    let active = ctx.flag_test(folio, PageFlag::Active);
+    match (file, active) {
+        (false, false) => LruList::InactiveAnon,
+        (false, true) => LruList::ActiveAnon,
+        (true, false) => LruList::InactiveFile,
+        (true, true) => LruList::ActiveFile,
+    }
+}
+
+/// include/linux/mm_inline.h: lruvec_add_folio() (caller holds lru_lock).
+pub fn lruvec_add_folio(ctx: &mut Ctx, folio: FolioId) {
+    let list = folio_lru_list(ctx, folio);
+    ctx.lru().push((folio, list));
+}
+
+/// include/linux/mm_inline.h: lruvec_del_folio() (caller holds lru_lock).
+pub fn lruvec_del_folio(ctx: &mut Ctx, folio: FolioId) {
+    ctx.lru().retain(|entry| entry.0 != folio);
+}
+
+/// mm/swap.c: folio_add_lru() with the batch drained at once (lru_add under lru_lock).
+pub fn folio_add_lru(ctx: &mut Ctx, folio: FolioId) {
+    ctx.lru_lock();
+    ctx.flag_store(folio, PageFlag::Lru, true);
+    lruvec_add_folio(ctx, folio);
+    ctx.lru_unlock();
+}
+
+/// mm/swap.c: folio_mark_lazyfree() and, drained at once, lru_lazyfree(): a clean anonymous
+/// folio loses PG_swapbacked and moves to the inactive file LRU.
+pub fn folio_mark_lazyfree(ctx: &mut Ctx, folio: FolioId) {
+    let eligible = ctx.flag_test(folio, PageFlag::Lru)
+        && ctx.flag_test(folio, PageFlag::Anon)
+        && ctx.flag_test(folio, PageFlag::Swapbacked)
+        && !ctx.flag_test(folio, PageFlag::Swapcache)
+        && !ctx.flag_test(folio, PageFlag::Unevictable);
+    if !eligible {
+        return;
+    }
+    ctx.lru_lock();
+    lruvec_del_folio(ctx, folio);
+    ctx.flag_store(folio, PageFlag::Active, false);
+    ctx.flag_store(folio, PageFlag::Referenced, false);
+    ctx.flag_store(folio, PageFlag::Swapbacked, false);
+    lruvec_add_folio(ctx, folio);
+    ctx.lru_unlock();
+}
+
+/// mm/page-writeback.c: folio_mark_dirty() for an anonymous folio outside the swap cache:
+/// folio_mapping() is NULL, so it only sets PG_dirty. Returns whether it newly dirtied.
+pub fn folio_mark_dirty(ctx: &mut Ctx, folio: FolioId) -> bool {
+    if ctx.flag_test(folio, PageFlag::Dirty) {
+        return false;
+    }
+    !ctx.flag_test_and_store(folio, PageFlag::Dirty, true)
+}

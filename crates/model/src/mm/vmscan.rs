@@ -1,0 +1,338 @@
+//! mm/vmscan.c: reclaim as kswapd runs it on the one node: isolate_lru_folios(),
+//! shrink_folio_list() and move_folios_to_lru().
+//!
+//! Modelled: the anonymous and lazyfree paths (references, swap allocation failing without a
+//! swap device, try_to_unmap, the lazyfree refcount freeze). Not modelled yet: pageout() and
+//! writeback, the swap cache and __remove_mapping() (no page cache or swap in this model), and
+//! the folio_maybe_dma_pinned() early checks.
+
+use crate::access::Ctx;
+use crate::folio::{FolioId, PageFlag};
+use crate::mm::rmap::{FolioReferenced, TryToUnmap};
+use crate::mm::swap::{__folio_put, lruvec_add_folio};
+use crate::patches::Patch;
+use crate::thread::{Flow, Frame, KernelFunction, Wait};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ShrinkInactiveStage {
+    Isolate,
+    Shrink,
+    Putback,
+}
+
+/// mm/vmscan.c: shrink_inactive_list() over every LRU list.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShrinkInactiveList {
+    pub stage: ShrinkInactiveStage,
+}
+
+impl ShrinkInactiveList {
+    pub fn new() -> Self {
+        ShrinkInactiveList { stage: ShrinkInactiveStage::Isolate }
+    }
+
+    /// mm/vmscan.c: isolate_lru_folios() under lru_lock: folio_try_get() then
+    /// folio_test_clear_lru(); the reference taken is the isolation reference.
+    fn isolate(&mut self, ctx: &mut Ctx) -> Flow {
+        ctx.lru_lock();
+        let candidates: Vec<FolioId> = ctx.lru().iter().map(|e| e.0).collect();
+        let mut isolated = Vec::new();
+        for folio in candidates {
+            if !ctx.ref_add_unless_zero(folio, 1) {
+                continue;
+            }
+            if !ctx.flag_test_and_store(folio, PageFlag::Lru, false) {
+                crate::mm::swap::folio_put(ctx, folio);
+                continue;
+            }
+            ctx.lru().retain(|e| e.0 != folio);
+            isolated.push(folio);
+        }
+        ctx.lru_unlock();
+        let list = format!("{isolated:?}");
+        ctx.k.threads[ctx.thread as usize].folio_list = isolated;
+        ctx.event("isolate_lru_folios", "isolate", |_| format!("folios {list}"));
+        self.stage = ShrinkInactiveStage::Shrink;
+        Flow::Continue
+    }
+
+    /// mm/vmscan.c: move_folios_to_lru(): back on the LRU; the isolation reference is dropped
+    /// and a folio whose last reference that was is freed.
+    fn putback(&mut self, ctx: &mut Ctx) -> Flow {
+        let kept = std::mem::take(&mut ctx.k.threads[ctx.thread as usize].folio_list);
+        ctx.lru_lock();
+        let mut freed = Vec::new();
+        for &folio in &kept {
+            ctx.flag_store(folio, PageFlag::Lru, true);
+            lruvec_add_folio(ctx, folio);
+            let count = ctx.ref_add(folio, -1, crate::access::Ordering::Full);
+            if ctx.vm_bug_on_folio(count < 0, folio, "folio_ref_count(folio) == 0") {
+                break;
+            }
+            if count == 0 {
+                freed.push(folio);
+            }
+        }
+        ctx.lru_unlock();
+        for &folio in &freed {
+            __folio_put(ctx, folio);
+        }
+        ctx.event("move_folios_to_lru", "putback", |_| format!("folios {kept:?} back on the LRU{}", if freed.is_empty() { String::new() } else { format!(", freed {freed:?}") }));
+        Flow::Return(0)
+    }
+}
+
+impl Default for ShrinkInactiveList {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KernelFunction for ShrinkInactiveList {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        match self.stage {
+            ShrinkInactiveStage::Isolate => self.isolate(ctx),
+            ShrinkInactiveStage::Shrink => {
+                self.stage = ShrinkInactiveStage::Putback;
+                let list = ctx.k.threads[ctx.thread as usize].folio_list.clone();
+                Flow::Call(Frame::ShrinkFolioList(ShrinkFolioList::new(list)))
+            }
+            ShrinkInactiveStage::Putback => self.putback(ctx),
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        Wait::Nothing
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ShrinkStage {
+    Trylock,
+    CheckReferences,
+    References,
+    AnonSwap,
+    Mapped,
+    Unmapped,
+    Dirty,
+    Lazyfree,
+    LazyfreeDirtyRecheck,
+    FreeIt,
+    ActivateLocked,
+    KeepLocked,
+    Keep,
+}
+
+/// mm/vmscan.c: folio_check_references() outcomes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum FolioReferences {
+    Activate,
+    Keep,
+    Reclaim,
+    ReclaimClean,
+}
+
+/// mm/vmscan.c: shrink_folio_list(), one folio at a time, one step per check of shared state.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct ShrinkFolioList {
+    pub list: Vec<FolioId>,
+    pub index: usize,
+    pub stage: ShrinkStage,
+    pub kept: Vec<FolioId>,
+    pub was_swapbacked: bool,
+}
+
+impl ShrinkFolioList {
+    pub fn new(list: Vec<FolioId>) -> Self {
+        ShrinkFolioList { list, index: 0, stage: ShrinkStage::Trylock, kept: Vec::new(), was_swapbacked: false }
+    }
+
+    fn folio(&self) -> FolioId {
+        self.list[self.index]
+    }
+
+    fn goto(&mut self, stage: ShrinkStage) -> Flow {
+        self.stage = stage;
+        Flow::Continue
+    }
+
+    fn next_folio(&mut self, ctx: &mut Ctx) -> Flow {
+        self.index += 1;
+        if self.index < self.list.len() {
+            return self.goto(ShrinkStage::Trylock);
+        }
+        ctx.k.threads[ctx.thread as usize].folio_list = std::mem::take(&mut self.kept);
+        Flow::Return(0)
+    }
+
+    /// folio_check_references() after folio_referenced(): mm/vmscan.c.
+    fn references(&mut self, ctx: &mut Ctx, referenced_ptes: i64) -> Flow {
+        let folio = self.folio();
+        let referenced_folio = ctx.flag_test_and_store(folio, PageFlag::Referenced, false);
+        let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
+        let outcome = if referenced_ptes > 0 {
+            // "All mapped folios start out with page table references from the instantiating
+            // fault, so we need to look twice if a mapped file/anonymous folio is used more
+            // than once."
+            if swapbacked {
+                FolioReferences::Activate
+            } else {
+                ctx.flag_store(folio, PageFlag::Referenced, true);
+                if referenced_folio || referenced_ptes > 1 {
+                    FolioReferences::Activate
+                } else {
+                    FolioReferences::Keep
+                }
+            }
+        } else if referenced_folio && !swapbacked {
+            FolioReferences::ReclaimClean
+        } else {
+            FolioReferences::Reclaim
+        };
+        ctx.event("folio_check_references", "references", |_| format!("folio {folio}: {outcome:?} ({referenced_ptes} young PTEs, PG_referenced {referenced_folio})"));
+        match outcome {
+            FolioReferences::Activate => self.goto(ShrinkStage::ActivateLocked),
+            FolioReferences::Keep => self.goto(ShrinkStage::KeepLocked),
+            FolioReferences::Reclaim | FolioReferences::ReclaimClean => self.goto(ShrinkStage::AnonSwap),
+        }
+    }
+
+    /// "Anonymous process memory has backing store?" Without a swap device folio_alloc_swap()
+    /// (add_to_swap() before 6.x) fails and the folio is activated.
+    fn anon_swap(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio();
+        let anon = ctx.flag_test(folio, PageFlag::Anon);
+        let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
+        self.was_swapbacked = swapbacked;
+        if anon && swapbacked && !ctx.flag_test(folio, PageFlag::Swapcache) {
+            ctx.event("shrink_folio_list", "folio_alloc_swap", |_| format!("folio {folio}: no swap device, activate"));
+            return self.goto(ShrinkStage::ActivateLocked);
+        }
+        self.goto(ShrinkStage::Mapped)
+    }
+
+    /// "The folio is mapped into the page tables of one or more processes. Try to unmap it."
+    fn mapped(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio();
+        let mapcount = ctx.mapcount_load(folio);
+        ctx.event("shrink_folio_list", "folio_mapped", |_| format!("folio {folio} mapcount {mapcount}"));
+        if mapcount > 0 {
+            self.stage = ShrinkStage::Unmapped;
+            return Flow::Call(Frame::TryToUnmap(TryToUnmap::new(folio)));
+        }
+        self.goto(ShrinkStage::Dirty)
+    }
+
+    fn unmapped(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio();
+        let mapcount = ctx.mapcount_load(folio);
+        ctx.event("shrink_folio_list", "folio_mapped", |_| format!("folio {folio} mapcount {mapcount} after try_to_unmap"));
+        if mapcount > 0 {
+            return self.goto(ShrinkStage::ActivateLocked);
+        }
+        self.goto(ShrinkStage::Dirty)
+    }
+
+    /// A dirty folio needs pageout(), which is not modelled: a dirty lazyfree (file LRU) folio
+    /// outside kswapd's dirty throttling is activated, as the kernel does.
+    fn dirty(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio();
+        if ctx.flag_test(folio, PageFlag::Dirty) {
+            ctx.event("shrink_folio_list", "folio_test_dirty", |_| format!("folio {folio} dirty: activate"));
+            return self.goto(ShrinkStage::ActivateLocked);
+        }
+        self.goto(ShrinkStage::Lazyfree)
+    }
+
+    /// "if (folio_test_anon(folio) && !folio_test_swapbacked(folio))": a lazyfree folio is
+    /// freed without IO if only the isolation reference is left.
+    fn lazyfree(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio();
+        let anon = ctx.flag_test(folio, PageFlag::Anon);
+        let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
+        if !(anon && !swapbacked) {
+            // "else if (!mapping || !__remove_mapping(...))": no page or swap cache modelled.
+            ctx.event("shrink_folio_list", "folio_mapping", |_| format!("folio {folio}: no mapping to remove from, keep"));
+            return self.goto(ShrinkStage::KeepLocked);
+        }
+        let frozen = ctx.ref_freeze(folio, 1);
+        ctx.event("shrink_folio_list", "folio_ref_freeze", |k| {
+            format!("folio {folio}: {}", if frozen { "frozen at 1".to_string() } else { format!("refcount {} != 1, keep", k.folio(folio).refcount) })
+        });
+        if !frozen {
+            return self.goto(ShrinkStage::KeepLocked);
+        }
+        if ctx.patched(Patch::LazyfreeNoDirtyRecheck) {
+            self.goto(ShrinkStage::FreeIt)
+        } else {
+            self.goto(ShrinkStage::LazyfreeDirtyRecheck)
+        }
+    }
+
+    /// Before d17be2d9ff6c: "if (PageDirty(page)) { page_ref_unfreeze(page, 1); goto keep_locked; }"
+    fn lazyfree_dirty_recheck(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio();
+        if ctx.flag_test(folio, PageFlag::Dirty) {
+            ctx.ref_unfreeze(folio, 1);
+            ctx.event("shrink_page_list", "page_ref_unfreeze", |_| format!("folio {folio} dirty after freeze, keep"));
+            return self.goto(ShrinkStage::KeepLocked);
+        }
+        self.goto(ShrinkStage::FreeIt)
+    }
+
+    /// folio_unlock(); free_it: the folio (refcount frozen at 0) goes to the allocator.
+    fn free_it(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio();
+        ctx.flag_store(folio, PageFlag::Locked, false);
+        ctx.free_folio(folio);
+        ctx.event("shrink_folio_list", "free_it", |_| format!("folio {folio} freed (PGLAZYFREED)"));
+        self.next_folio(ctx)
+    }
+}
+
+impl KernelFunction for ShrinkFolioList {
+    fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+        if self.list.is_empty() {
+            return self.next_folio(ctx);
+        }
+        let folio = self.folio();
+        match self.stage {
+            ShrinkStage::Trylock => {
+                let was_locked = ctx.flag_test_and_store(folio, PageFlag::Locked, true);
+                ctx.event("shrink_folio_list", "folio_trylock", |_| format!("folio {folio}: {}", if was_locked { "busy, keep" } else { "locked" }));
+                self.goto(if was_locked { ShrinkStage::Keep } else { ShrinkStage::CheckReferences })
+            }
+            ShrinkStage::CheckReferences => {
+                self.stage = ShrinkStage::References;
+                Flow::Call(Frame::FolioReferenced(FolioReferenced::new(folio)))
+            }
+            ShrinkStage::References => self.references(ctx, returned.unwrap_or(0)),
+            ShrinkStage::AnonSwap => self.anon_swap(ctx),
+            ShrinkStage::Mapped => self.mapped(ctx),
+            ShrinkStage::Unmapped => self.unmapped(ctx),
+            ShrinkStage::Dirty => self.dirty(ctx),
+            ShrinkStage::Lazyfree => self.lazyfree(ctx),
+            ShrinkStage::LazyfreeDirtyRecheck => self.lazyfree_dirty_recheck(ctx),
+            ShrinkStage::FreeIt => self.free_it(ctx),
+            ShrinkStage::ActivateLocked => {
+                ctx.flag_store(folio, PageFlag::Active, true);
+                ctx.event("shrink_folio_list", "activate_locked", |_| format!("folio {folio}"));
+                self.goto(ShrinkStage::KeepLocked)
+            }
+            ShrinkStage::KeepLocked => {
+                ctx.flag_store(folio, PageFlag::Locked, false);
+                ctx.event("shrink_folio_list", "keep_locked", |_| format!("folio_unlock folio {folio}"));
+                self.goto(ShrinkStage::Keep)
+            }
+            ShrinkStage::Keep => {
+                self.kept.push(folio);
+                self.next_folio(ctx)
+            }
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        Wait::Nothing
+    }
+}

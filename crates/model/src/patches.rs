@@ -1,0 +1,160 @@
+//! The registry of modelled upstream changes. `--kernel X.Y` selects every change that landed
+//! by X.Y; `--patch NAME=on|off` overrides one. A kernel selected this way is the newest model
+//! with the later registered changes reverted, not a complete model of X.Y.
+//!
+//! Code that differs between kernels asks `ctx.patched(Patch::X)` at the place the upstream
+//! diff touches, so that the two branches read like the two sides of that diff.
+
+use serde::{Deserialize, Serialize};
+use std::fmt;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
+pub struct KernelVersion {
+    pub major: u8,
+    pub minor: u8,
+}
+
+impl KernelVersion {
+    pub const fn new(major: u8, minor: u8) -> Self {
+        KernelVersion { major, minor }
+    }
+
+    /// The newest kernel the model follows.
+    pub const NEWEST: KernelVersion = KernelVersion::new(6, 18);
+
+    pub fn parse(text: &str) -> Option<KernelVersion> {
+        let (major, minor) = text.trim().split_once('.')?;
+        Some(KernelVersion { major: major.parse().ok()?, minor: minor.parse().ok()? })
+    }
+}
+
+impl fmt::Display for KernelVersion {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}", self.major, self.minor)
+    }
+}
+
+/// A modelled upstream change.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Patch {
+    LazyfreeNoDirtyRecheck,
+    MadvFreeGupRace,
+    BlockDioPinPages,
+    LazyfreeSwapbackedIffDirty,
+}
+
+pub struct PatchInfo {
+    pub patch: Patch,
+    pub name: &'static str,
+    pub commit: &'static str,
+    pub landed: KernelVersion,
+    pub subject: &'static str,
+    pub summary: &'static str,
+}
+
+pub const PATCHES: &[PatchInfo] = &[
+    PatchInfo {
+        patch: Patch::LazyfreeNoDirtyRecheck,
+        name: "lazyfree-no-dirty-recheck",
+        commit: "d17be2d9ff6c",
+        landed: KernelVersion::new(5, 15),
+        subject: "mm/vmscan: remove the PageDirty check after MADV_FREE pages are page_ref_freezed",
+        summary: "shrink_page_list: after page_ref_freeze(page, 1) of a lazyfree page, no PageDirty re-check and unfreeze",
+    },
+    PatchInfo {
+        patch: Patch::MadvFreeGupRace,
+        name: "madv-free-gup-race",
+        commit: "6c8e2a256915",
+        landed: KernelVersion::new(5, 18),
+        subject: "mm: fix race between MADV_FREE reclaim and blkdev direct IO read",
+        summary: "try_to_unmap_one: lazyfree folio discarded only if refcount == 1 + mapcount and clean, read after smp_mb(), ordered by smp_rmb()",
+    },
+    PatchInfo {
+        patch: Patch::BlockDioPinPages,
+        name: "block-dio-pin-pages",
+        commit: "a7e689dd1c06",
+        landed: KernelVersion::new(6, 5),
+        subject: "block: Convert bio_iov_iter_get_pages to use iov_iter_extract_pages",
+        summary: "block direct IO pins user pages (FOLL_PIN, +1024 on small folios) instead of FOLL_GET (+1)",
+    },
+    PatchInfo {
+        patch: Patch::LazyfreeSwapbackedIffDirty,
+        name: "lazyfree-swapbacked-iff-dirty",
+        commit: "faeb2831b517",
+        landed: KernelVersion::new(6, 15),
+        subject: "mm: set folio swapbacked iff folios are dirty in try_to_unmap_one",
+        summary: "try_to_unmap_one: a clean lazyfree folio with an extra reference is remapped and stays lazyfree; only a dirty one becomes swapbacked",
+    },
+];
+
+impl Patch {
+    pub fn info(self) -> &'static PatchInfo {
+        PATCHES.iter().find(|p| p.patch == self).expect("every patch is registered")
+    }
+
+    fn bit(self) -> u64 {
+        1 << PATCHES.iter().position(|p| p.patch == self).expect("every patch is registered")
+    }
+
+    pub fn by_name(name: &str) -> Option<Patch> {
+        PATCHES.iter().find(|p| p.name == name || p.commit.starts_with(name) && name.len() >= 7).map(|p| p.patch)
+    }
+}
+
+/// The kernel a check runs against: a version and the set of registered changes applied.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct KernelConfig {
+    pub version: KernelVersion,
+    applied: u64,
+    /// Overrides given with `--patch`, in order, for display.
+    pub overrides: Vec<(Patch, bool)>,
+}
+
+impl KernelConfig {
+    pub fn for_version(version: KernelVersion) -> KernelConfig {
+        let applied = PATCHES.iter().filter(|p| p.landed <= version).fold(0, |set, p| set | p.patch.bit());
+        KernelConfig { version, applied, overrides: Vec::new() }
+    }
+
+    pub fn set(&mut self, patch: Patch, on: bool) {
+        if on {
+            self.applied |= patch.bit();
+        } else {
+            self.applied &= !patch.bit();
+        }
+        self.overrides.retain(|(p, _)| *p != patch);
+        self.overrides.push((patch, on));
+    }
+
+    pub fn applies(&self, patch: Patch) -> bool {
+        self.applied & patch.bit() != 0
+    }
+
+    /// `5.16`, or `6.18 +name -name` with overrides.
+    pub fn label(&self) -> String {
+        let mut label = self.version.to_string();
+        for (patch, on) in &self.overrides {
+            label.push_str(&format!(" {}{}", if *on { '+' } else { '-' }, patch.info().name));
+        }
+        label
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn versions_select_landed_patches() {
+        let old = KernelConfig::for_version(KernelVersion::new(5, 16));
+        assert!(!old.applies(Patch::MadvFreeGupRace));
+        let new = KernelConfig::for_version(KernelVersion::NEWEST);
+        assert!(new.applies(Patch::MadvFreeGupRace));
+        assert!(new.applies(Patch::LazyfreeSwapbackedIffDirty));
+        let mut reverted = new.clone();
+        reverted.set(Patch::MadvFreeGupRace, false);
+        assert!(!reverted.applies(Patch::MadvFreeGupRace));
+        assert_eq!(reverted.label(), "6.18 -madv-free-gup-race");
+        assert_eq!(Patch::by_name("6c8e2a256915"), Some(Patch::MadvFreeGupRace));
+    }
+}

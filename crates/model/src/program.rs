@@ -1,0 +1,110 @@
+//! The programs threads run: syscall-like instructions compiled from scenarios. The model
+//! executes them; the scenario crate only produces them. Values live in per-thread registers.
+
+use crate::state::{FileId, ThreadId};
+use serde::{Deserialize, Serialize};
+
+pub type Register = u16;
+
+/// A place in a scenario file, for reports: (line, column), 1-based.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SourceLocation {
+    pub line: u32,
+    pub column: u32,
+}
+
+/// A runtime value: a constant or a register plus a constant (`buf + 4K`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Operand {
+    Constant(i64),
+    Register(Register, i64),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Comparison {
+    Equal,
+    NotEqual,
+    Less,
+    LessEqual,
+    Greater,
+    GreaterEqual,
+}
+
+impl Comparison {
+    pub fn holds(self, left: i64, right: i64) -> bool {
+        match self {
+            Comparison::Equal => left == right,
+            Comparison::NotEqual => left != right,
+            Comparison::Less => left < right,
+            Comparison::LessEqual => left <= right,
+            Comparison::Greater => left > right,
+            Comparison::GreaterEqual => left >= right,
+        }
+    }
+
+    pub fn symbol(self) -> &'static str {
+        match self {
+            Comparison::Equal => "==",
+            Comparison::NotEqual => "!=",
+            Comparison::Less => "<",
+            Comparison::LessEqual => "<=",
+            Comparison::Greater => ">",
+            Comparison::GreaterEqual => ">=",
+        }
+    }
+}
+
+/// include/uapi/asm-generic/mman-common.h: the madvise advice values modelled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Advice {
+    DontNeed,
+    Free,
+    Cold,
+    PageOut,
+}
+
+impl Advice {
+    pub fn name(self) -> &'static str {
+        match self {
+            Advice::DontNeed => "MADV_DONTNEED",
+            Advice::Free => "MADV_FREE",
+            Advice::Cold => "MADV_COLD",
+            Advice::PageOut => "MADV_PAGEOUT",
+        }
+    }
+}
+
+pub mod prot {
+    pub const PROT_READ: u32 = 0x1;
+    pub const PROT_WRITE: u32 = 0x2;
+}
+
+pub mod map {
+    pub const MAP_SHARED: u32 = 0x1;
+    pub const MAP_PRIVATE: u32 = 0x2;
+    pub const MAP_ANONYMOUS: u32 = 0x20;
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Instruction {
+    /// `dst = mmap(NULL, length, prot, flags, -1, 0)`.
+    Mmap { dst: Register, length: u64, prot: u32, flags: u32 },
+    Munmap { dst: Option<Register>, address: Operand, length: u64 },
+    /// User stores of `byte` over `[address, address + length)`.
+    Store { address: Operand, length: u64, byte: u8 },
+    /// User loads over the range, checked against `expect` (a data-loss violation otherwise).
+    Load { address: Operand, length: u64, expect: u8, location: SourceLocation },
+    Madvise { dst: Option<Register>, address: Operand, length: u64, advice: Advice },
+    /// `dst = pread(file, buffer, length, offset)` with O_DIRECT when `direct`.
+    Pread { dst: Option<Register>, file: FileId, buffer: Operand, length: u64, offset: u64, direct: bool },
+    /// `assert left op right` on register values.
+    Assert { left: Operand, comparison: Comparison, right: Operand, text: String, location: SourceLocation },
+    /// Starts a thread of the same process; it gets a copy of this thread's registers.
+    Spawn { thread: ThreadId },
+    /// Waits for these threads to finish (a process's main thread before exit).
+    Join { threads: Vec<ThreadId> },
+    /// exit_mmap(): the process's address space goes away.
+    Exit,
+    /// A reclaim pass as kswapd runs it: isolate every LRU folio and shrink the list.
+    Reclaim,
+}

@@ -1,0 +1,161 @@
+//! The modelled kernel's shared state: physical memory, address spaces, reverse maps, files,
+//! the LRU and the threads. Everything here is plain data: cloned per explored state, hashed
+//! into the state's fingerprint, and accessed by the kernel code only through [`crate::access::Ctx`].
+//!
+//! Locks are runtime data (an owner or a reader count), never Rust types: an interleaving that
+//! takes them in a buggy order must be representable.
+
+use crate::folio::{Folio, FolioId, LruList, PageData};
+use crate::pgtable::Pte;
+use crate::thread::Thread;
+use serde::{Deserialize, Serialize};
+
+pub type MmId = u32;
+pub type FileId = u32;
+pub type AnonVmaId = u32;
+pub type ThreadId = u32;
+
+/// include/linux/spinlock.h: a spinlock (or any exclusive lock), owned by one thread.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SpinLock {
+    pub owner: Option<ThreadId>,
+}
+
+/// include/linux/rwsem.h: a reader-writer semaphore (mmap_lock, anon_vma->rwsem).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct RwSem {
+    pub writer: Option<ThreadId>,
+    pub readers: u8,
+}
+
+/// include/linux/mm.h: vm_flags bits used by the modelled paths.
+pub mod vm_flags {
+    pub const VM_READ: u32 = 0x1;
+    pub const VM_WRITE: u32 = 0x2;
+    pub const VM_EXEC: u32 = 0x4;
+    pub const VM_SHARED: u32 = 0x8;
+    pub const VM_MAYWRITE: u32 = 0x20;
+    pub const VM_PFNMAP: u32 = 0x400;
+    pub const VM_LOCKED: u32 = 0x2000;
+    pub const VM_IO: u32 = 0x4000;
+    pub const VM_MIXEDMAP: u32 = 0x1000_0000;
+    pub const VM_HUGEPAGE: u32 = 0x2000_0000;
+    pub const VM_NOHUGEPAGE: u32 = 0x4000_0000;
+}
+
+/// include/linux/mm_types.h: struct vm_area_struct (the fields read here).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Vma {
+    pub start: u64,
+    pub end: u64,
+    /// In pages: for anonymous VMAs `start >> PAGE_SHIFT`, for file VMAs the file offset.
+    pub pgoff: u64,
+    pub flags: u32,
+    pub anon_vma: Option<AnonVmaId>,
+    pub file: Option<FileId>,
+}
+
+impl Vma {
+    /// include/linux/pagemap.h: linear_page_index().
+    pub fn linear_page_index(&self, address: u64) -> u64 {
+        ((address - self.start) >> crate::folio::PAGE_SHIFT) + self.pgoff
+    }
+
+    /// mm/internal.h: vma_address(): where a page with `index` is mapped, if in this VMA.
+    pub fn address_of_index(&self, index: u64) -> Option<u64> {
+        let pages = (self.end - self.start) >> crate::folio::PAGE_SHIFT;
+        (index >= self.pgoff && index < self.pgoff + pages).then(|| self.start + ((index - self.pgoff) << crate::folio::PAGE_SHIFT))
+    }
+
+    pub fn contains(&self, address: u64) -> bool {
+        self.start <= address && address < self.end
+    }
+}
+
+/// include/linux/mm_types.h: struct mm_struct.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Mm {
+    pub vmas: Vec<Vma>,
+    /// The PTEs that are not none, sorted by virtual page number.
+    pub ptes: Vec<(u64, Pte)>,
+    pub mmap_lock: RwSem,
+    /// Split PTE locks held: (page table index, owner).
+    pub ptl_held: Vec<(u64, ThreadId)>,
+    /// MM_ANONPAGES and MM_FILEPAGES rss counters.
+    pub rss_anon: i64,
+    pub rss_file: i64,
+    /// Where the next mmap without a hint goes (mm->mmap_base grows down in Linux; up here).
+    pub mmap_next: u64,
+    pub exited: bool,
+}
+
+impl Mm {
+    pub fn find_vma(&self, address: u64) -> Option<&Vma> {
+        self.vmas.iter().find(|v| v.contains(address))
+    }
+
+    pub fn pte(&self, vpn: u64) -> Pte {
+        match self.ptes.binary_search_by_key(&vpn, |e| e.0) {
+            Ok(index) => self.ptes[index].1,
+            Err(_) => Pte::None,
+        }
+    }
+
+    pub fn set_pte(&mut self, vpn: u64, pte: Pte) {
+        match (self.ptes.binary_search_by_key(&vpn, |e| e.0), pte) {
+            (Ok(index), Pte::None) => {
+                self.ptes.remove(index);
+            }
+            (Ok(index), pte) => self.ptes[index].1 = pte,
+            (Err(_), Pte::None) => {}
+            (Err(index), pte) => self.ptes.insert(index, (vpn, pte)),
+        }
+    }
+
+    pub fn ptl_owner(&self, table: u64) -> Option<ThreadId> {
+        self.ptl_held.iter().find(|e| e.0 == table).map(|e| e.1)
+    }
+}
+
+/// include/linux/rmap.h: struct anon_vma. The VMAs it covers are found through the mms listed
+/// here (the anon_vma_chain's role): every VMA of those mms whose `anon_vma` is this one.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct AnonVma {
+    pub mms: Vec<MmId>,
+    pub rwsem: RwSem,
+}
+
+/// A file on a block device: its bytes per page (what O_DIRECT reads and writes).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct File {
+    pub blocks: Vec<PageData>,
+}
+
+/// mm/vmscan.c / include/linux/mmzone.h: the lruvec of the one node, under `lru_lock`.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Lruvec {
+    pub lru_lock: SpinLock,
+    /// (folio, list) in insertion order: the head of each list is its last entry.
+    pub folios: Vec<(FolioId, LruList)>,
+}
+
+/// The whole modelled machine at one instant.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Kernel {
+    pub folios: Vec<Folio>,
+    pub mms: Vec<Mm>,
+    pub anon_vmas: Vec<AnonVma>,
+    pub files: Vec<File>,
+    pub lruvec: Lruvec,
+    pub threads: Vec<Thread>,
+}
+
+impl Kernel {
+    pub fn folio(&self, id: FolioId) -> &Folio {
+        &self.folios[id as usize]
+    }
+
+    pub fn folio_mut(&mut self, id: FolioId) -> &mut Folio {
+        &mut self.folios[id as usize]
+    }
+}

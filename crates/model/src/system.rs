@@ -1,0 +1,307 @@
+//! The modelled system as the explorer sees it: a fixed table of threads running programs over
+//! one [`Kernel`], and the oracles checked after steps and at the end.
+//!
+//! Architecture invariant: the model is deterministic and knows nothing of the search order.
+
+use crate::access::{Ctx, Effects, Event};
+use crate::folio::{pfn_folio, pfn_page, Folio, FolioId, Mapping, PageData, ZERO_FOLIO};
+use crate::mm::madvise::Madvise;
+use crate::mm::memory::UserAccess;
+use crate::mm::mmap::{ExitMmap, Mmap, Munmap};
+use crate::mm::vmscan::ShrinkInactiveList;
+use crate::patches::KernelConfig;
+use crate::program::{Instruction, Operand};
+use crate::state::{File, Kernel, Mm, MmId, ThreadId};
+use crate::thread::{errno, Flow, Frame, Thread, ThreadStatus, Wait};
+use crate::violation::{Violation, ViolationKind};
+use mmcheck_explorer::{Model, StepEffects};
+use std::hash::{Hash, Hasher};
+
+/// A thread as the scenario declares it.
+#[derive(Clone, Debug)]
+pub struct ThreadSpec {
+    pub name: String,
+    /// The address space of a user thread; kernel threads have none.
+    pub mm: Option<MmId>,
+    pub program: Vec<Instruction>,
+    /// Runs from the start (process main threads, kernel threads); others wait for a Spawn.
+    pub starts: bool,
+    pub registers: usize,
+}
+
+/// Everything a run starts from.
+#[derive(Clone, Debug, Default)]
+pub struct SystemSpec {
+    pub threads: Vec<ThreadSpec>,
+    pub mms: usize,
+    pub files: Vec<Vec<PageData>>,
+}
+
+pub struct System {
+    pub spec: SystemSpec,
+    pub config: KernelConfig,
+}
+
+impl System {
+    pub fn new(spec: SystemSpec, config: KernelConfig) -> Self {
+        System { spec, config }
+    }
+
+    pub fn thread_name(&self, thread: ThreadId) -> &str {
+        &self.spec.threads[thread as usize].name
+    }
+
+    fn value(thread: &Thread, operand: Operand) -> i64 {
+        match operand {
+            Operand::Constant(value) => value,
+            Operand::Register(register, offset) => thread.registers[register as usize] + offset,
+        }
+    }
+
+    fn can_run(&self, k: &Kernel, thread: ThreadId) -> bool {
+        let t = &k.threads[thread as usize];
+        if t.status != ThreadStatus::Running {
+            return false;
+        }
+        if let Some(frame) = t.stack.last() {
+            return frame.wait(k, thread).satisfied(k);
+        }
+        match self.spec.threads[thread as usize].program.get(t.pc as usize) {
+            Some(Instruction::Join { threads }) => threads.iter().all(|&other| k.threads[other as usize].status == ThreadStatus::Done),
+            _ => true,
+        }
+    }
+
+    /// Runs the instruction at the thread's pc: a local step, or the entry into a syscall.
+    fn dispatch(&self, ctx: &mut Ctx, thread: ThreadId) {
+        let spec = &self.spec.threads[thread as usize];
+        let t = &ctx.k.threads[thread as usize];
+        let Some(instruction) = spec.program.get(t.pc as usize) else {
+            ctx.thread_status_store(thread);
+            ctx.k.threads[thread as usize].status = ThreadStatus::Done;
+            ctx.event("do_exit", "exit", |_| "thread finished".to_string());
+            return;
+        };
+        let mm = spec.mm.unwrap_or(0);
+        let frame = match instruction {
+            Instruction::Mmap { length, prot, flags, .. } => Frame::Mmap(Mmap { mm, length: *length, prot: *prot, flags: *flags }),
+            Instruction::Munmap { address, length, .. } => Frame::Munmap(Munmap::new(mm, Self::value(t, *address) as u64, *length)),
+            Instruction::Store { address, length, byte } => {
+                Frame::UserAccess(UserAccess { mm, address: Self::value(t, *address) as u64, length: *length, done: 0, write: true, byte: *byte, location: Default::default() })
+            }
+            Instruction::Load { address, length, expect, location } => {
+                Frame::UserAccess(UserAccess { mm, address: Self::value(t, *address) as u64, length: *length, done: 0, write: false, byte: *expect, location: *location })
+            }
+            Instruction::Madvise { address, length, advice, .. } => Frame::Madvise(Madvise::new(mm, Self::value(t, *address) as u64, *length, *advice)),
+            Instruction::Pread { file, buffer, length, offset, .. } => {
+                Frame::DirectIo(crate::block::fops::DirectIo::new(mm, *file, Self::value(t, *buffer) as u64, *length, *offset))
+            }
+            Instruction::Exit => Frame::ExitMmap(ExitMmap { mm, zapped: false }),
+            Instruction::Reclaim => Frame::ShrinkInactiveList(ShrinkInactiveList::new()),
+            Instruction::Assert { left, comparison, right, text, location } => {
+                let (l, r) = (Self::value(t, *left), Self::value(t, *right));
+                if !comparison.holds(l, r) {
+                    let shown = |v: i64| errno::name(v).map_or(v.to_string(), |name| format!("{v} (-{name})"));
+                    let message = format!("line {}: assert {text} failed: {} {} {}", location.line, shown(l), comparison.symbol(), shown(r));
+                    ctx.violation(Violation::new(ViolationKind::Assertion, message));
+                }
+                ctx.k.threads[thread as usize].pc += 1;
+                ctx.event("user", "assert", |_| format!("{text}: {l} {} {r}", comparison.symbol()));
+                return;
+            }
+            Instruction::Spawn { thread: child } => {
+                let registers = t.registers.clone();
+                ctx.thread_status_store(*child);
+                let c = &mut ctx.k.threads[*child as usize];
+                c.status = ThreadStatus::Running;
+                c.registers = registers;
+                ctx.k.threads[thread as usize].pc += 1;
+                let name = self.thread_name(*child).to_string();
+                ctx.event("clone", "spawn", |_| format!("thread {name} starts"));
+                return;
+            }
+            Instruction::Join { threads } => {
+                for &other in threads {
+                    ctx.thread_status_load(other);
+                }
+                ctx.k.threads[thread as usize].pc += 1;
+                ctx.event("user", "join", |_| "all threads of the process finished".to_string());
+                return;
+            }
+        };
+        ctx.k.threads[thread as usize].stack.push(frame);
+    }
+
+    /// Stores a finished syscall's value and moves to the next instruction.
+    fn complete(&self, k: &mut Kernel, thread: ThreadId, value: i64) {
+        let t = &mut k.threads[thread as usize];
+        let dst = match &self.spec.threads[thread as usize].program[t.pc as usize] {
+            Instruction::Mmap { dst, .. } => Some(*dst),
+            Instruction::Munmap { dst, .. } | Instruction::Madvise { dst, .. } | Instruction::Pread { dst, .. } => *dst,
+            _ => None,
+        };
+        if let Some(dst) = dst {
+            t.registers[dst as usize] = value;
+        }
+        t.pc += 1;
+    }
+
+    /// Model invariants at a quiescent point (no thread inside the kernel): every present PTE
+    /// maps an allocated folio that its rmap finds, and every page's mapcount equals the number
+    /// of PTEs mapping it, each of which holds a reference.
+    pub fn check_quiescent(k: &Kernel) -> Option<Violation> {
+        let mut mappings = vec![Vec::new(); k.folios.len()];
+        for (mm_id, mm) in k.mms.iter().enumerate() {
+            for &(vpn, pte) in &mm.ptes {
+                let Some(present) = pte.present().filter(|p| !p.special) else { continue };
+                let (folio, page) = (pfn_folio(present.pfn), pfn_page(present.pfn));
+                let f = k.folio(folio);
+                if !f.allocated {
+                    return Some(invariant(k, folio, format!("PTE {:#x} maps freed folio {folio}", vpn << 12)));
+                }
+                if !rmap_finds(k, f, mm_id as MmId, vpn << 12, page) {
+                    return Some(invariant(k, folio, format!("PTE {:#x} maps folio {folio}, which its rmap does not find there", vpn << 12)));
+                }
+                mappings[folio as usize].push(page);
+            }
+        }
+        for (id, folio) in k.folios.iter().enumerate().skip(1).filter(|(_, f)| f.allocated) {
+            let id = id as FolioId;
+            for (page, p) in folio.pages.iter().enumerate() {
+                let mapped = mappings[id as usize].iter().filter(|&&m| m == page).count() as i32;
+                if p.mapcount != mapped {
+                    return Some(invariant(k, id, format!("folio {id} page {page}: mapcount {} but {mapped} PTE(s) map it", p.mapcount)));
+                }
+            }
+            if folio.refcount < folio.mapcount() {
+                return Some(invariant(k, id, format!("folio {id}: refcount {} below mapcount {}", folio.refcount, folio.mapcount())));
+            }
+        }
+        None
+    }
+}
+
+fn invariant(k: &Kernel, folio: FolioId, message: String) -> Violation {
+    Violation { kind: ViolationKind::Invariant, message, dump: vec![k.folio(folio).dump(folio)] }
+}
+
+/// Whether rmap_walk() of `folio` visits `address` in `mm`.
+fn rmap_finds(k: &Kernel, folio: &Folio, mm: MmId, address: u64, page: usize) -> bool {
+    match folio.mapping {
+        Mapping::Anon(anon_vma) => {
+            k.anon_vmas[anon_vma as usize].mms.contains(&mm)
+                && k.mms[mm as usize]
+                    .vmas
+                    .iter()
+                    .any(|v| v.anon_vma == Some(anon_vma) && v.address_of_index(folio.index + page as u64) == Some(address))
+        }
+        Mapping::File(_) | Mapping::None => false,
+    }
+}
+
+/// Feeds `Hash` output into a byte buffer: the canonical encoding of a state.
+struct ByteSink<'a>(&'a mut Vec<u8>);
+
+impl Hasher for ByteSink<'_> {
+    fn finish(&self) -> u64 {
+        0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        self.0.extend_from_slice(bytes);
+    }
+}
+
+impl Model for System {
+    type State = Kernel;
+    type Event = Event;
+    type Violation = Violation;
+
+    fn initial_state(&self) -> Kernel {
+        let mut zero = Folio::new(0);
+        zero.refcount = 1;
+        let files = self.spec.files.iter().map(|blocks| File { blocks: blocks.clone() }).collect();
+        let threads = self.spec.threads.iter().map(|t| Thread::new(t.registers, t.starts)).collect();
+        Kernel { folios: vec![zero], mms: vec![Mm::default(); self.spec.mms], anon_vmas: Vec::new(), files, lruvec: Default::default(), threads }
+    }
+
+    fn enabled_threads(&self, k: &Kernel, out: &mut Vec<ThreadId>) {
+        out.extend((0..k.threads.len() as ThreadId).filter(|&t| self.can_run(k, t)));
+    }
+
+    fn step(&self, k: &mut Kernel, thread: ThreadId, effects: &mut Effects) {
+        let mut ctx = Ctx::new(k, effects, thread, &self.config);
+        let Some(mut frame) = ctx.k.threads[thread as usize].stack.pop() else {
+            self.dispatch(&mut ctx, thread);
+            return;
+        };
+        let returned = ctx.k.threads[thread as usize].returned.take();
+        let flow = frame.step(&mut ctx, returned);
+        let t = &mut ctx.k.threads[thread as usize];
+        match flow {
+            Flow::Continue => t.stack.push(frame),
+            Flow::Call(callee) => {
+                t.stack.push(frame);
+                t.stack.push(callee);
+            }
+            Flow::Return(value) if !t.stack.is_empty() => t.returned = Some(value),
+            Flow::Return(value) => {
+                self.complete(ctx.k, thread, value);
+                let quiescent = ctx.k.threads.iter().all(|t| t.stack.is_empty());
+                if quiescent && ctx.effects.violation.is_none() {
+                    if let Some(violation) = Self::check_quiescent(ctx.k) {
+                        ctx.violation(violation);
+                    }
+                }
+            }
+        }
+    }
+
+    fn encode(&self, k: &Kernel, out: &mut Vec<u8>) {
+        k.hash(&mut ByteSink(out));
+    }
+
+    fn check_final(&self, k: &Kernel) -> Option<Violation> {
+        let blocked: Vec<String> = (0..k.threads.len())
+            .filter(|&t| k.threads[t].status != ThreadStatus::Done)
+            .map(|t| {
+                let wait = k.threads[t].stack.last().map_or(Wait::Nothing, |f| f.wait(k, t as ThreadId));
+                format!("{} ({:?}, waiting for {wait:?})", self.spec.threads[t].name, k.threads[t].status)
+            })
+            .collect();
+        if !blocked.is_empty() {
+            return Some(Violation::new(ViolationKind::Deadlock, format!("no thread can run: {}", blocked.join(", "))));
+        }
+        if let Some(violation) = Self::check_quiescent(k) {
+            return Some(violation);
+        }
+        let leaked: Vec<String> = k.folios.iter().enumerate().filter(|(id, f)| *id as FolioId != ZERO_FOLIO && f.allocated).map(|(id, f)| f.dump(id as FolioId)).collect();
+        if !leaked.is_empty() && k.mms.iter().all(|mm| mm.exited) {
+            return Some(Violation { kind: ViolationKind::Leak, message: format!("{} folio(s) still allocated after every process exited", leaked.len()), dump: leaked });
+        }
+        None
+    }
+}
+
+/// Runs a system's threads one after another in a fixed order (lowest enabled thread first),
+/// for tests and for the sequential part of conformance.
+pub fn run_sequential(system: &System) -> (Kernel, Option<Violation>, Vec<Event>) {
+    let mut k = system.initial_state();
+    let mut effects: Effects = StepEffects::new(true);
+    let mut events = Vec::new();
+    let mut enabled = Vec::new();
+    loop {
+        enabled.clear();
+        system.enabled_threads(&k, &mut enabled);
+        let Some(&thread) = enabled.first() else {
+            let violation = system.check_final(&k);
+            return (k, violation, events);
+        };
+        effects.footprint.clear();
+        system.step(&mut k, thread, &mut effects);
+        events.append(&mut effects.events);
+        if let Some(violation) = effects.violation.take() {
+            return (k, Some(violation), events);
+        }
+    }
+}

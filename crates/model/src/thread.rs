@@ -1,0 +1,174 @@
+//! Threads and their kernel call stacks.
+//!
+//! A thread runs its program one instruction at a time; an instruction that enters the kernel
+//! pushes a [`Frame`], the resumable state of one kernel function. One step of the thread runs
+//! one atomic step of its top frame: up to the next lock acquisition or release or the next
+//! lockless access to shared state. A frame calls another by pushing it and resumes with the
+//! callee's return value.
+//!
+//! A critical section whose body is a single step is taken, run and released in that one step:
+//! nothing else can observe the lock held between them, so this loses no interleaving.
+
+use crate::access::Ctx;
+use crate::block::fops::DirectIo;
+use crate::folio::{FolioId, Pfn};
+use crate::mm::gup::{GupFast, GupSlow};
+use crate::mm::madvise::Madvise;
+use crate::mm::memory::{Fault, UserAccess, Zap};
+use crate::mm::mmap::{ExitMmap, Mmap, Munmap};
+use crate::mm::rmap::{FolioReferenced, TryToUnmap};
+use crate::mm::vmscan::{ShrinkFolioList, ShrinkInactiveList};
+use crate::state::{AnonVmaId, Kernel, MmId, ThreadId};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ThreadStatus {
+    NotStarted,
+    Running,
+    Done,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Thread {
+    pub status: ThreadStatus,
+    pub pc: u32,
+    pub registers: Vec<i64>,
+    pub stack: Vec<Frame>,
+    /// The return value of the frame that just returned, for its caller's next step.
+    pub returned: Option<i64>,
+    /// The `pages` array GUP fills (thread-local, as the kernel's is on the caller's stack).
+    pub pages: Vec<Pfn>,
+    /// The folio list reclaim isolated and then returns to the LRU.
+    pub folio_list: Vec<FolioId>,
+}
+
+impl Thread {
+    pub fn new(registers: usize, started: bool) -> Thread {
+        Thread {
+            status: if started { ThreadStatus::Running } else { ThreadStatus::NotStarted },
+            pc: 0,
+            registers: vec![0; registers],
+            stack: Vec::new(),
+            returned: None,
+            pages: Vec::new(),
+            folio_list: Vec::new(),
+        }
+    }
+}
+
+/// What a frame's step asks of the thread.
+pub enum Flow {
+    /// Stay on this frame: its next step comes next.
+    Continue,
+    /// Push a callee; this frame resumes with its return value.
+    Call(Frame),
+    /// Pop this frame, returning a value to the caller (or to the instruction).
+    Return(i64),
+}
+
+/// What a frame's next step must wait for: a blocked thread is not enabled.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Wait {
+    Nothing,
+    MmapRead(MmId),
+    MmapWrite(MmId),
+    PteLock(MmId, u64),
+    AnonVmaRead(AnonVmaId),
+    /// folio_lock(): sleeps until PG_locked is clear.
+    FolioLock(FolioId),
+}
+
+impl Wait {
+    pub fn satisfied(self, k: &Kernel) -> bool {
+        match self {
+            Wait::Nothing => true,
+            Wait::MmapRead(mm) => Ctx::mmap_read_available(k, mm),
+            Wait::MmapWrite(mm) => Ctx::mmap_write_available(k, mm),
+            Wait::PteLock(mm, vpn) => Ctx::ptl_available(k, mm, vpn),
+            Wait::AnonVmaRead(anon_vma) => Ctx::anon_vma_read_available(k, anon_vma),
+            Wait::FolioLock(folio) => !k.folio(folio).test(crate::folio::PageFlag::Locked),
+        }
+    }
+}
+
+/// The kernel functions a thread can be inside, each a resumable state machine.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Frame {
+    UserAccess(UserAccess),
+    Fault(Fault),
+    Zap(Zap),
+    Mmap(Mmap),
+    Munmap(Munmap),
+    ExitMmap(ExitMmap),
+    Madvise(Madvise),
+    GupFast(GupFast),
+    GupSlow(GupSlow),
+    DirectIo(DirectIo),
+    ShrinkInactiveList(ShrinkInactiveList),
+    ShrinkFolioList(ShrinkFolioList),
+    TryToUnmap(TryToUnmap),
+    FolioReferenced(FolioReferenced),
+}
+
+macro_rules! each_frame {
+    ($frame:expr, $inner:ident => $body:expr) => {
+        match $frame {
+            Frame::UserAccess($inner) => $body,
+            Frame::Fault($inner) => $body,
+            Frame::Zap($inner) => $body,
+            Frame::Mmap($inner) => $body,
+            Frame::Munmap($inner) => $body,
+            Frame::ExitMmap($inner) => $body,
+            Frame::Madvise($inner) => $body,
+            Frame::GupFast($inner) => $body,
+            Frame::GupSlow($inner) => $body,
+            Frame::DirectIo($inner) => $body,
+            Frame::ShrinkInactiveList($inner) => $body,
+            Frame::ShrinkFolioList($inner) => $body,
+            Frame::TryToUnmap($inner) => $body,
+            Frame::FolioReferenced($inner) => $body,
+        }
+    };
+}
+
+/// The interface of every frame.
+pub trait KernelFunction {
+    /// Runs one atomic step. `returned` is the value of a callee that just returned.
+    fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow;
+    /// What the next step waits for.
+    fn wait(&self, k: &Kernel, thread: ThreadId) -> Wait;
+}
+
+impl Frame {
+    pub fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+        each_frame!(self, frame => frame.step(ctx, returned))
+    }
+
+    pub fn wait(&self, k: &Kernel, thread: ThreadId) -> Wait {
+        each_frame!(self, frame => frame.wait(k, thread))
+    }
+}
+
+/// The errno values the modelled syscalls return (negated, as the kernel does).
+pub mod errno {
+    pub const ENOENT: i64 = 2;
+    pub const EAGAIN: i64 = 11;
+    pub const ENOMEM: i64 = 12;
+    pub const EFAULT: i64 = 14;
+    pub const EBUSY: i64 = 16;
+    pub const EEXIST: i64 = 17;
+    pub const EINVAL: i64 = 22;
+
+    pub fn name(value: i64) -> Option<&'static str> {
+        Some(match -value {
+            ENOENT => "ENOENT",
+            EAGAIN => "EAGAIN",
+            ENOMEM => "ENOMEM",
+            EFAULT => "EFAULT",
+            EBUSY => "EBUSY",
+            EEXIST => "EEXIST",
+            EINVAL => "EINVAL",
+            _ => return None,
+        })
+    }
+}

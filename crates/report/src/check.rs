@@ -1,0 +1,183 @@
+//! Running a check: scenario + kernel + strategy → explorer → verdict, with the violation's
+//! schedule replayed into a readable trace.
+
+use crate::token::ReplayToken;
+use mmcheck_explorer::{explore_bounded, explore_exhaustive, explore_pct, explore_random, Limits, Options, ProgressFn, Stats, Strategy, ThreadId, Verdict};
+use mmcheck_model::{KernelConfig, System, Violation};
+use mmcheck_scenario::{Outcome, Scenario};
+use serde::Serialize;
+
+#[derive(Clone, Debug)]
+pub struct CheckOptions {
+    pub kernel: KernelConfig,
+    pub overrides: Vec<(String, i64)>,
+    pub strategy: Strategy,
+    /// Exhaustive search bounded by this many preemptions.
+    pub preemption_bound: Option<u32>,
+    pub seed: u64,
+    /// PCT's bug depth (number of priority change points plus one).
+    pub pct_depth: u32,
+    pub limits: Limits,
+    pub reduction: bool,
+}
+
+impl CheckOptions {
+    pub fn new(kernel: KernelConfig) -> Self {
+        CheckOptions { kernel, overrides: Vec::new(), strategy: Strategy::Exhaustive, preemption_bound: None, seed: 0, pct_depth: 3, limits: Limits::default(), reduction: true }
+    }
+}
+
+/// One step of a trace, as printed and as JSON.
+#[derive(Clone, Debug, Serialize)]
+pub struct TraceStep {
+    pub step: usize,
+    pub thread: String,
+    pub function: String,
+    pub label: String,
+    pub detail: String,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct ViolationReport {
+    pub kind: String,
+    pub message: String,
+    pub dump: Vec<String>,
+}
+
+impl From<&Violation> for ViolationReport {
+    fn from(v: &Violation) -> Self {
+        ViolationReport { kind: v.kind.name().to_string(), message: v.message.clone(), dump: v.dump.clone() }
+    }
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct CheckReport {
+    pub scenario: String,
+    pub kernel: String,
+    pub strategy: Strategy,
+    pub verdict: String,
+    /// "verified up to N preemptions", "limit reached: states", ...
+    pub verdict_detail: String,
+    pub expected: Option<String>,
+    pub matches_expectation: Option<bool>,
+    pub violation: Option<ViolationReport>,
+    pub states: u64,
+    pub transitions: u64,
+    pub schedules: u64,
+    pub depth_max: u64,
+    pub elapsed_ms: u64,
+    pub memory_bytes_peak: u64,
+    pub replay: Option<String>,
+    pub trace: Vec<TraceStep>,
+}
+
+fn verdict_detail(verdict: &Verdict) -> String {
+    match verdict {
+        Verdict::Verified => "verified: every interleaving explored".to_string(),
+        Verdict::VerifiedBounded { preemptions_max } => format!("verified up to {preemptions_max} preemption(s), not beyond"),
+        Verdict::Violation => "violation".to_string(),
+        Verdict::NoViolationFound => "no violation found in the sampled schedules (not a proof)".to_string(),
+        Verdict::LimitReached { limit } => format!("limit reached ({}): search incomplete", limit.name()),
+    }
+}
+
+/// Whether a verdict is what the scenario expects. A bounded verification never counts as
+/// `verified`.
+pub fn matches(expected: &Outcome, verdict: &Verdict, violation: Option<&Violation>) -> bool {
+    match (expected, verdict) {
+        (Outcome::Verified, Verdict::Verified) => true,
+        (Outcome::Violation(kind), Verdict::Violation) => violation.is_some_and(|v| v.kind == *kind),
+        _ => false,
+    }
+}
+
+/// Explores the scenario under the options and reports.
+pub fn check(scenario: &Scenario, options: &CheckOptions, progress: Option<ProgressFn<'_>>) -> Result<CheckReport, String> {
+    let spec = scenario.system(&options.overrides)?;
+    let system = System::new(spec, options.kernel.clone());
+    let explorer_options = Options { limits: options.limits.clone(), reduction: options.reduction, progress };
+    let outcome = match (options.strategy, options.preemption_bound) {
+        (Strategy::Exhaustive, None) => explore_exhaustive(&system, explorer_options),
+        (Strategy::Exhaustive, Some(bound)) => explore_bounded(&system, explorer_options, bound),
+        (Strategy::Random, _) => explore_random(&system, explorer_options, options.seed),
+        (Strategy::Pct, _) => {
+            let (_, _, events) = mmcheck_model::system::run_sequential(&system);
+            explore_pct(&system, explorer_options, options.seed, options.pct_depth, events.len() as u64)
+        }
+    };
+    let expected = scenario.expected(options.kernel.version).cloned();
+    let violation = outcome.violation.as_ref().map(|(v, _)| v.clone());
+    let matches_expectation = expected.as_ref().map(|e| matches(e, &outcome.verdict, violation.as_ref()));
+    let (replay, trace) = match &outcome.violation {
+        Some((_, schedule)) => {
+            let token = ReplayToken { scenario: scenario.name.clone(), kernel: options.kernel.clone(), overrides: options.overrides.clone(), schedule: schedule.clone() };
+            (Some(token.encode()), trace_of(&system, schedule)?.0)
+        }
+        None => (None, Vec::new()),
+    };
+    Ok(report(scenario, options, &outcome.verdict, &outcome.stats, violation.as_ref(), expected, matches_expectation, replay, trace))
+}
+
+#[allow(clippy::too_many_arguments)]
+fn report(
+    scenario: &Scenario,
+    options: &CheckOptions,
+    verdict: &Verdict,
+    stats: &Stats,
+    violation: Option<&Violation>,
+    expected: Option<Outcome>,
+    matches_expectation: Option<bool>,
+    replay: Option<String>,
+    trace: Vec<TraceStep>,
+) -> CheckReport {
+    CheckReport {
+        scenario: scenario.name.clone(),
+        kernel: options.kernel.label(),
+        strategy: options.strategy,
+        verdict: verdict.name().to_string(),
+        verdict_detail: verdict_detail(verdict),
+        expected: expected.map(|e| e.describe()),
+        matches_expectation,
+        violation: violation.map(ViolationReport::from),
+        states: stats.states,
+        transitions: stats.transitions,
+        schedules: stats.schedules,
+        depth_max: stats.depth_max,
+        elapsed_ms: stats.elapsed_ms,
+        memory_bytes_peak: stats.memory_bytes_peak,
+        replay,
+        trace,
+    }
+}
+
+/// Replays a schedule and turns its events into trace steps.
+pub fn trace_of(system: &System, schedule: &[ThreadId]) -> Result<(Vec<TraceStep>, Option<Violation>), String> {
+    let replayed = mmcheck_explorer::replay(system, schedule).map_err(|e| e.to_string())?;
+    let mut steps = Vec::new();
+    for (index, (thread, events)) in replayed.steps.iter().enumerate() {
+        for event in events {
+            steps.push(TraceStep {
+                step: index + 1,
+                thread: system.thread_name(*thread).to_string(),
+                function: event.function.to_string(),
+                label: event.label.to_string(),
+                detail: event.detail.clone(),
+            });
+        }
+    }
+    Ok((steps, replayed.violation))
+}
+
+/// Re-executes a replay token against a scenario.
+pub fn replay(scenario: &Scenario, token: &ReplayToken) -> Result<CheckReport, String> {
+    let spec = scenario.system(&token.overrides)?;
+    let system = System::new(spec, token.kernel.clone());
+    let (trace, violation) = trace_of(&system, &token.schedule)?;
+    let mut options = CheckOptions::new(token.kernel.clone());
+    options.overrides = token.overrides.clone();
+    let verdict = if violation.is_some() { Verdict::Violation } else { Verdict::NoViolationFound };
+    let stats = Stats { transitions: token.schedule.len() as u64, depth_max: token.schedule.len() as u64, ..Stats::default() };
+    let mut result = report(scenario, &options, &verdict, &stats, violation.as_ref(), None, None, Some(token.encode()), trace);
+    result.verdict_detail = if violation.is_some() { "the schedule ends in a violation".to_string() } else { "the schedule ends without a violation".to_string() };
+    Ok(result)
+}

@@ -1,0 +1,166 @@
+//! The mmcheck scenario language: small syscall-like programs a kernel developer reads without
+//! a manual. `parse` turns text into a [`Scenario`] or a [`Diagnostic`] pointing at the
+//! offending bytes; `Scenario::system` builds the model's threads for one set of parameters.
+//!
+//! Architecture invariant: this crate does no I/O; the CLI reads files and renders diagnostics.
+
+mod lexer;
+mod parser;
+
+pub use parser::parse;
+
+use mmcheck_model::folio::{PageData, PAGE_SIZE};
+use mmcheck_model::{KernelConfig, KernelVersion, SystemSpec, ViolationKind};
+use serde::Serialize;
+use std::collections::BTreeMap;
+
+/// An error in a scenario: a message and the byte range it is about.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Diagnostic {
+    pub message: String,
+    pub start: usize,
+    pub end: usize,
+    pub notes: Vec<String>,
+}
+
+impl Diagnostic {
+    pub fn new(message: impl Into<String>, start: usize, end: usize) -> Self {
+        Diagnostic { message: message.into(), start, end, notes: Vec::new() }
+    }
+
+    pub fn with_note(mut self, note: impl Into<String>) -> Self {
+        self.notes.push(note.into());
+        self
+    }
+
+    /// 1-based line and column of the start, for `file:line:col`.
+    pub fn line_column(&self, source: &str) -> (usize, usize) {
+        let before = &source[..self.start.min(source.len())];
+        let line = before.matches('\n').count() + 1;
+        let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
+        (line, column)
+    }
+}
+
+/// What a scenario expects of a kernel.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Outcome {
+    Verified,
+    Violation(#[serde(serialize_with = "kind_name")] ViolationKind),
+}
+
+fn kind_name<S: serde::Serializer>(kind: &ViolationKind, serializer: S) -> Result<S::Ok, S::Error> {
+    serializer.serialize_str(kind.name())
+}
+
+impl Outcome {
+    pub fn describe(&self) -> String {
+        match self {
+            Outcome::Verified => "verified".to_string(),
+            Outcome::Violation(kind) => format!("violation {}", kind.name()),
+        }
+    }
+}
+
+/// The kernels an `expect` line is about.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+pub enum KernelRange {
+    Below(KernelVersion),
+    AtLeast(KernelVersion),
+    Exactly(KernelVersion),
+}
+
+impl KernelRange {
+    pub fn contains(self, version: KernelVersion) -> bool {
+        match self {
+            KernelRange::Below(v) => version < v,
+            KernelRange::AtLeast(v) => version >= v,
+            KernelRange::Exactly(v) => version == v,
+        }
+    }
+
+    /// The versions the suite runs for this range: each side of its boundary and the newest.
+    pub fn representatives(self) -> Vec<KernelVersion> {
+        match self {
+            KernelRange::Below(v) if v.minor > 0 => vec![KernelVersion::new(v.major, v.minor - 1)],
+            KernelRange::Below(v) => vec![KernelVersion::new(v.major - 1, 19)],
+            KernelRange::AtLeast(v) if v == KernelVersion::NEWEST => vec![v],
+            KernelRange::AtLeast(v) => vec![v, KernelVersion::NEWEST],
+            KernelRange::Exactly(v) => vec![v],
+        }
+    }
+
+    pub fn describe(self) -> String {
+        match self {
+            KernelRange::Below(v) => format!("< {v}"),
+            KernelRange::AtLeast(v) => format!(">= {v}"),
+            KernelRange::Exactly(v) => format!("{v}"),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct Expectation {
+    pub kernels: KernelRange,
+    pub outcome: Outcome,
+    pub line: usize,
+}
+
+/// A parsed scenario. Parameters stay symbolic until [`Scenario::system`] evaluates them.
+#[derive(Clone, Debug)]
+pub struct Scenario {
+    pub name: String,
+    pub title: String,
+    pub references: Vec<String>,
+    pub tags: Vec<String>,
+    pub parameters: BTreeMap<String, i64>,
+    pub expectations: Vec<Expectation>,
+    pub(crate) ast: parser::Ast,
+}
+
+impl Scenario {
+    /// The expected outcome for a kernel, from the first `expect` line whose range holds it.
+    pub fn expected(&self, version: KernelVersion) -> Option<&Outcome> {
+        self.expectations.iter().find(|e| e.kernels.contains(version)).map(|e| &e.outcome)
+    }
+
+    /// The kernels the suite checks this scenario under, oldest first.
+    pub fn suite_kernels(&self) -> Vec<KernelVersion> {
+        let mut versions: Vec<KernelVersion> = self.expectations.iter().flat_map(|e| e.kernels.representatives()).collect();
+        versions.sort();
+        versions.dedup();
+        versions
+    }
+
+    /// Builds the model's system for these parameter overrides (`--set name=value`).
+    pub fn system(&self, overrides: &[(String, i64)]) -> Result<SystemSpec, String> {
+        let mut parameters = self.parameters.clone();
+        for (name, value) in overrides {
+            if !parameters.contains_key(name) {
+                let known: Vec<&str> = parameters.keys().map(String::as_str).collect();
+                return Err(format!("scenario {} has no parameter `{name}` (it has: {})", self.name, if known.is_empty() { "none".to_string() } else { known.join(", ") }));
+            }
+            parameters.insert(name.clone(), *value);
+        }
+        parser::build(&self.ast, &parameters).map_err(|d| d.message)
+    }
+
+    /// The kernel configuration for a version: every registered change landed by then.
+    pub fn kernel(version: KernelVersion) -> KernelConfig {
+        KernelConfig::for_version(version)
+    }
+}
+
+/// Bytes of a file filled with one byte.
+pub(crate) fn filled_file(bytes: i64, fill: u8) -> Vec<PageData> {
+    vec![PageData::Fill(fill); (bytes as u64).div_ceil(PAGE_SIZE) as usize]
+}
+
+include!(concat!(env!("OUT_DIR"), "/builtin.rs"));
+
+/// A built-in scenario's text by scenario name (the file is `scenarios/NAME.mmc`).
+pub fn builtin(name: &str) -> Option<&'static str> {
+    let file = format!("{name}.mmc");
+    BUILTIN.iter().find(|(f, _)| *f == file).map(|(_, text)| *text)
+}

@@ -1,0 +1,703 @@
+//! Parser (text → AST with byte spans) and builder (AST + parameter values → model threads).
+
+use crate::lexer::{tokenize, Token, TokenKind};
+use crate::{filled_file, Diagnostic, Expectation, KernelRange, Outcome, Scenario};
+use mmcheck_model::program::{map, prot, Advice, Comparison, Instruction, Operand, SourceLocation};
+use mmcheck_model::{KernelVersion, SystemSpec, ThreadSpec, ViolationKind};
+use std::collections::BTreeMap;
+
+type Span = (usize, usize);
+
+#[derive(Clone, Debug)]
+pub(crate) enum Expr {
+    Number(i64, Span),
+    Name(String, Span),
+    Binary(Box<Expr>, char, Box<Expr>, Span),
+    /// `a|b|c`: flag names.
+    Flags(Vec<(String, Span)>, Span),
+}
+
+impl Expr {
+    fn span(&self) -> Span {
+        match self {
+            Expr::Number(_, s) | Expr::Name(_, s) | Expr::Binary(_, _, _, s) | Expr::Flags(_, s) => *s,
+        }
+    }
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct Call {
+    name: String,
+    arguments: Vec<Expr>,
+    span: Span,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) enum Statement {
+    Call { destination: Option<(String, Span)>, call: Call },
+    Assert { left: Expr, comparison: Comparison, right: Expr, text: String, span: Span },
+    AssertLoad { call: Call, comparison: Comparison, expect: Expr, span: Span },
+    Thread { name: String, body: Vec<Statement>, span: Span },
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct FileDecl {
+    name: String,
+    size: Expr,
+    fill: Expr,
+}
+
+#[derive(Clone, Debug)]
+pub(crate) struct ThreadDecl {
+    name: String,
+    kernel: bool,
+    body: Vec<Statement>,
+}
+
+#[derive(Clone, Debug, Default)]
+pub(crate) struct Ast {
+    source: String,
+    files: Vec<FileDecl>,
+    threads: Vec<ThreadDecl>,
+}
+
+struct Parser<'a> {
+    source: &'a str,
+    tokens: Vec<Token>,
+    at: usize,
+}
+
+/// Parses a scenario. Parameters keep their declared values; `Scenario::system` checks that
+/// the scenario builds.
+pub fn parse(source: &str) -> Result<Scenario, Diagnostic> {
+    let tokens = tokenize(source)?;
+    let mut parser = Parser { source, tokens, at: 0 };
+    let scenario = parser.scenario()?;
+    // Build once with the declared parameters so that errors show now, with their place.
+    build(&scenario.ast, &scenario.parameters)?;
+    Ok(scenario)
+}
+
+impl<'a> Parser<'a> {
+    fn peek(&self) -> &TokenKind {
+        &self.tokens[self.at].kind
+    }
+
+    fn token(&self) -> &Token {
+        &self.tokens[self.at]
+    }
+
+    fn advance(&mut self) -> Token {
+        let token = self.tokens[self.at].clone();
+        if self.at + 1 < self.tokens.len() {
+            self.at += 1;
+        }
+        token
+    }
+
+    fn error<T>(&self, message: impl Into<String>) -> Result<T, Diagnostic> {
+        let token = self.token();
+        Err(Diagnostic::new(message, token.start, token.end.max(token.start + 1)))
+    }
+
+    fn skip_newlines(&mut self) {
+        while *self.peek() == TokenKind::Newline {
+            self.advance();
+        }
+    }
+
+    fn end_of_statement(&mut self) -> Result<(), Diagnostic> {
+        match self.peek() {
+            TokenKind::Newline => {
+                self.skip_newlines();
+                Ok(())
+            }
+            TokenKind::End | TokenKind::RightBrace => Ok(()),
+            _ => self.error("expected the end of the line"),
+        }
+    }
+
+    fn expect(&mut self, kind: TokenKind, what: &str) -> Result<Token, Diagnostic> {
+        if *self.peek() == kind {
+            return Ok(self.advance());
+        }
+        self.error(format!("expected {what}"))
+    }
+
+    fn identifier(&mut self, what: &str) -> Result<(String, Span), Diagnostic> {
+        if let TokenKind::Identifier(name) = self.peek().clone() {
+            let token = self.advance();
+            return Ok((name, (token.start, token.end)));
+        }
+        self.error(format!("expected {what}"))
+    }
+
+    fn keyword(&mut self, word: &str) -> Result<(), Diagnostic> {
+        match self.peek() {
+            TokenKind::Identifier(name) if name == word => {
+                self.advance();
+                Ok(())
+            }
+            _ => self.error(format!("expected `{word}`")),
+        }
+    }
+
+    fn scenario(&mut self) -> Result<Scenario, Diagnostic> {
+        self.skip_newlines();
+        self.keyword("scenario")?;
+        let (name, _) = self.identifier("the scenario's name")?;
+        let title = match self.peek().clone() {
+            TokenKind::String(title) => {
+                self.advance();
+                title
+            }
+            _ => String::new(),
+        };
+        self.end_of_statement()?;
+        let mut scenario = Scenario {
+            name,
+            title,
+            references: Vec::new(),
+            tags: Vec::new(),
+            parameters: BTreeMap::new(),
+            expectations: Vec::new(),
+            ast: Ast { source: self.source.to_string(), ..Ast::default() },
+        };
+        while *self.peek() != TokenKind::End {
+            self.item(&mut scenario)?;
+        }
+        Ok(scenario)
+    }
+
+    fn item(&mut self, scenario: &mut Scenario) -> Result<(), Diagnostic> {
+        let (word, span) = self.identifier("`param`, `file`, `process`, `kthread`, `expect`, `ref` or `tag`")?;
+        match word.as_str() {
+            "ref" => {
+                let (reference, _) = self.identifier_or_number("a commit id")?;
+                scenario.references.push(reference);
+            }
+            "tag" => {
+                let (tag, _) = self.identifier("a tag")?;
+                scenario.tags.push(tag);
+            }
+            "param" => {
+                let (name, name_span) = self.identifier("the parameter's name")?;
+                self.expect(TokenKind::Assign, "`=`")?;
+                let value = self.expression()?;
+                let value = evaluate_constant(&value, &scenario.parameters)?;
+                if scenario.parameters.insert(name.clone(), value).is_some() {
+                    return Err(Diagnostic::new(format!("parameter `{name}` is declared twice"), name_span.0, name_span.1));
+                }
+            }
+            "file" => {
+                let (name, _) = self.identifier("the file's name")?;
+                self.keyword("size")?;
+                let size = self.expression()?;
+                self.keyword("fill")?;
+                let fill = self.expression()?;
+                scenario.ast.files.push(FileDecl { name, size, fill });
+            }
+            "process" | "kthread" => {
+                let (name, _) = self.identifier("a name")?;
+                let body = self.block()?;
+                scenario.ast.threads.push(ThreadDecl { name, kernel: word == "kthread", body });
+            }
+            "expect" => {
+                let expectation = self.expectation()?;
+                scenario.expectations.push(expectation);
+            }
+            _ => return Err(Diagnostic::new(format!("unknown item `{word}`"), span.0, span.1).with_note("a scenario has `param`, `file`, `process`, `kthread`, `expect`, `ref` and `tag` lines")),
+        }
+        self.end_of_statement()
+    }
+
+    fn identifier_or_number(&mut self, what: &str) -> Result<(String, Span), Diagnostic> {
+        let token = self.token().clone();
+        match token.kind {
+            TokenKind::Identifier(_) | TokenKind::Number(_) => {
+                self.advance();
+                Ok((self.source[token.start..token.end].to_string(), (token.start, token.end)))
+            }
+            _ => self.error(format!("expected {what}")),
+        }
+    }
+
+    /// `expect kernel < 5.18: violation data-loss` / `expect kernel >= 5.18: verified`.
+    fn expectation(&mut self) -> Result<Expectation, Diagnostic> {
+        let line = self.source[..self.token().start].matches('\n').count() + 1;
+        self.keyword("kernel")?;
+        let comparison = match self.peek().clone() {
+            TokenKind::Compare(c) => {
+                self.advance();
+                Some(c)
+            }
+            _ => None,
+        };
+        let (text, span) = self.identifier_or_number("a kernel version such as 5.18")?;
+        let Some(version) = KernelVersion::parse(&text) else {
+            return Err(Diagnostic::new(format!("`{text}` is not a kernel version (major.minor)"), span.0, span.1));
+        };
+        let kernels = match comparison {
+            Some("<") => KernelRange::Below(version),
+            Some(">=") => KernelRange::AtLeast(version),
+            None | Some("==") => KernelRange::Exactly(version),
+            Some(other) => return Err(Diagnostic::new(format!("use `<`, `>=` or an exact version, not `{other}`"), span.0, span.1)),
+        };
+        self.expect(TokenKind::Colon, "`:`")?;
+        let (word, word_span) = self.identifier("`verified` or `violation KIND`")?;
+        let outcome = match word.as_str() {
+            "verified" => Outcome::Verified,
+            "violation" => {
+                let (kind, kind_span) = self.identifier("a violation kind")?;
+                match ViolationKind::parse(&kind) {
+                    Some(kind) => Outcome::Violation(kind),
+                    None => {
+                        let kinds: Vec<&str> = ViolationKind::ALL.iter().map(|k| k.name()).collect();
+                        return Err(Diagnostic::new(format!("unknown violation kind `{kind}`"), kind_span.0, kind_span.1).with_note(format!("kinds: {}", kinds.join(", "))));
+                    }
+                }
+            }
+            _ => return Err(Diagnostic::new(format!("expected `verified` or `violation KIND`, found `{word}`"), word_span.0, word_span.1)),
+        };
+        Ok(Expectation { kernels, outcome, line })
+    }
+
+    fn block(&mut self) -> Result<Vec<Statement>, Diagnostic> {
+        self.expect(TokenKind::LeftBrace, "`{`")?;
+        self.skip_newlines();
+        let mut body = Vec::new();
+        while *self.peek() != TokenKind::RightBrace {
+            if *self.peek() == TokenKind::End {
+                return self.error("expected `}` to close the block");
+            }
+            body.push(self.statement()?);
+            self.end_of_statement()?;
+        }
+        self.advance();
+        Ok(body)
+    }
+
+    fn statement(&mut self) -> Result<Statement, Diagnostic> {
+        let start = self.token().start;
+        let (word, span) = self.identifier("a statement")?;
+        match word.as_str() {
+            "thread" => {
+                let (name, _) = self.identifier("the thread's name")?;
+                let body = self.block()?;
+                Ok(Statement::Thread { name, body, span: (start, self.tokens[self.at - 1].end) })
+            }
+            "assert" => self.assertion(start),
+            _ if *self.peek() == TokenKind::Assign => {
+                self.advance();
+                let call = self.call()?;
+                Ok(Statement::Call { destination: Some((word, span)), call })
+            }
+            _ => {
+                self.at -= 1;
+                let call = self.call()?;
+                Ok(Statement::Call { destination: None, call })
+            }
+        }
+    }
+
+    fn comparison(&mut self) -> Result<Comparison, Diagnostic> {
+        let comparison = match self.peek() {
+            TokenKind::Compare("==") => Comparison::Equal,
+            TokenKind::Compare("!=") => Comparison::NotEqual,
+            TokenKind::Compare("<") => Comparison::Less,
+            TokenKind::Compare("<=") => Comparison::LessEqual,
+            TokenKind::Compare(">") => Comparison::Greater,
+            TokenKind::Compare(">=") => Comparison::GreaterEqual,
+            _ => return self.error("expected a comparison (==, !=, <, <=, >, >=)"),
+        };
+        self.advance();
+        Ok(comparison)
+    }
+
+    fn assertion(&mut self, start: usize) -> Result<Statement, Diagnostic> {
+        let is_load = matches!(self.peek(), TokenKind::Identifier(name) if name == "load");
+        if is_load {
+            let call = self.call()?;
+            let comparison = self.comparison()?;
+            let expect = self.expression()?;
+            let span = (start, expect.span().1);
+            return Ok(Statement::AssertLoad { call, comparison, expect, span });
+        }
+        let left = self.expression()?;
+        let comparison = self.comparison()?;
+        let right = self.expression()?;
+        let text = self.source[left.span().0..right.span().1].to_string();
+        Ok(Statement::Assert { left, comparison, right, text, span: (start, self.tokens[self.at - 1].end) })
+    }
+
+    fn call(&mut self) -> Result<Call, Diagnostic> {
+        let (name, span) = self.identifier("a call such as mmap(...)")?;
+        self.expect(TokenKind::LeftParen, &format!("`(` after `{name}`"))?;
+        let mut arguments = Vec::new();
+        if *self.peek() != TokenKind::RightParen {
+            loop {
+                arguments.push(self.argument()?);
+                if *self.peek() == TokenKind::Comma {
+                    self.advance();
+                    continue;
+                }
+                break;
+            }
+        }
+        let close = self.expect(TokenKind::RightParen, "`,` or `)`")?;
+        Ok(Call { name, arguments, span: (span.0, close.end) })
+    }
+
+    fn argument(&mut self) -> Result<Expr, Diagnostic> {
+        let first = self.expression()?;
+        if *self.peek() != TokenKind::Pipe {
+            return Ok(first);
+        }
+        let Expr::Name(name, span) = first else {
+            return Err(Diagnostic::new("flags are names joined by `|`", first.span().0, first.span().1));
+        };
+        let mut flags = vec![(name, span)];
+        while *self.peek() == TokenKind::Pipe {
+            self.advance();
+            flags.push(self.identifier("a flag name")?);
+        }
+        let end = flags.last().map_or(span.1, |f| f.1 .1);
+        Ok(Expr::Flags(flags, (span.0, end)))
+    }
+
+    fn expression(&mut self) -> Result<Expr, Diagnostic> {
+        let mut left = self.term()?;
+        while let TokenKind::Plus | TokenKind::Minus = self.peek() {
+            let operator = if *self.peek() == TokenKind::Plus { '+' } else { '-' };
+            self.advance();
+            let right = self.term()?;
+            let span = (left.span().0, right.span().1);
+            left = Expr::Binary(Box::new(left), operator, Box::new(right), span);
+        }
+        Ok(left)
+    }
+
+    fn term(&mut self) -> Result<Expr, Diagnostic> {
+        let mut left = self.factor()?;
+        while let TokenKind::Star | TokenKind::Slash = self.peek() {
+            let operator = if *self.peek() == TokenKind::Star { '*' } else { '/' };
+            self.advance();
+            let right = self.factor()?;
+            let span = (left.span().0, right.span().1);
+            left = Expr::Binary(Box::new(left), operator, Box::new(right), span);
+        }
+        Ok(left)
+    }
+
+    fn factor(&mut self) -> Result<Expr, Diagnostic> {
+        let token = self.token().clone();
+        match token.kind {
+            TokenKind::Number(value) => {
+                self.advance();
+                Ok(Expr::Number(value, (token.start, token.end)))
+            }
+            TokenKind::Identifier(name) => {
+                self.advance();
+                Ok(Expr::Name(name, (token.start, token.end)))
+            }
+            TokenKind::Minus => {
+                self.advance();
+                let inner = self.factor()?;
+                let span = (token.start, inner.span().1);
+                Ok(Expr::Binary(Box::new(Expr::Number(0, (token.start, token.start))), '-', Box::new(inner), span))
+            }
+            TokenKind::LeftParen => {
+                self.advance();
+                let inner = self.expression()?;
+                self.expect(TokenKind::RightParen, "`)`")?;
+                Ok(inner)
+            }
+            _ => self.error("expected a number, a name or `(`"),
+        }
+    }
+}
+
+fn diagnostic(message: impl Into<String>, span: Span) -> Diagnostic {
+    Diagnostic::new(message, span.0, span.1.max(span.0 + 1))
+}
+
+fn evaluate_constant(expr: &Expr, parameters: &BTreeMap<String, i64>) -> Result<i64, Diagnostic> {
+    match evaluate(expr, parameters, &BTreeMap::new())? {
+        Operand::Constant(value) => Ok(value),
+        Operand::Register(..) => Err(diagnostic("expected a constant", expr.span())),
+    }
+}
+
+/// Evaluates an expression: parameters are constants, variables are registers; a register may
+/// only be offset by constants (`buf + 4K`).
+fn evaluate(expr: &Expr, parameters: &BTreeMap<String, i64>, variables: &BTreeMap<String, u16>) -> Result<Operand, Diagnostic> {
+    match expr {
+        Expr::Number(value, _) => Ok(Operand::Constant(*value)),
+        Expr::Name(name, span) => {
+            if let Some(value) = parameters.get(name) {
+                return Ok(Operand::Constant(*value));
+            }
+            if let Some(register) = variables.get(name) {
+                return Ok(Operand::Register(*register, 0));
+            }
+            Err(diagnostic(format!("unknown name `{name}`"), *span).with_note("names are parameters (`param`) or variables assigned earlier in the process (`x = mmap(...)`)"))
+        }
+        Expr::Flags(_, span) => Err(diagnostic("flags are not a value here", *span)),
+        Expr::Binary(left, operator, right, span) => {
+            let (l, r) = (evaluate(left, parameters, variables)?, evaluate(right, parameters, variables)?);
+            let overflow = || diagnostic("arithmetic overflow", *span);
+            match (l, *operator, r) {
+                (Operand::Constant(a), '+', Operand::Constant(b)) => a.checked_add(b).map(Operand::Constant).ok_or_else(overflow),
+                (Operand::Constant(a), '-', Operand::Constant(b)) => a.checked_sub(b).map(Operand::Constant).ok_or_else(overflow),
+                (Operand::Constant(a), '*', Operand::Constant(b)) => a.checked_mul(b).map(Operand::Constant).ok_or_else(overflow),
+                (Operand::Constant(_), '/', Operand::Constant(0)) => Err(diagnostic("division by zero", *span)),
+                (Operand::Constant(a), '/', Operand::Constant(b)) => Ok(Operand::Constant(a / b)),
+                (Operand::Register(reg, offset), '+', Operand::Constant(b)) | (Operand::Constant(b), '+', Operand::Register(reg, offset)) => Ok(Operand::Register(reg, offset + b)),
+                (Operand::Register(reg, offset), '-', Operand::Constant(b)) => Ok(Operand::Register(reg, offset - b)),
+                _ => Err(diagnostic("a variable can only be offset by a constant (`buf + 4K`)", *span)),
+            }
+        }
+    }
+}
+
+/// Builds the model's system from the AST with these parameter values.
+pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<SystemSpec, Diagnostic> {
+    let mut builder = Builder { source: &ast.source, parameters, files: BTreeMap::new(), spec: SystemSpec::default() };
+    for (index, file) in ast.files.iter().enumerate() {
+        let size = evaluate_constant(&file.size, parameters)?;
+        let fill = evaluate_constant(&file.fill, parameters)?;
+        if size <= 0 {
+            return Err(diagnostic("a file's size must be positive", file.size.span()));
+        }
+        if !(0..=255).contains(&fill) {
+            return Err(diagnostic("a fill byte is 0 to 255", file.fill.span()));
+        }
+        builder.files.insert(file.name.clone(), index as u32);
+        builder.spec.files.push(filled_file(size, fill as u8));
+    }
+    // Thread ids: each process's main thread, then its threads in order; kernel threads last.
+    for declaration in ast.threads.iter().filter(|t| !t.kernel) {
+        let mm = builder.spec.mms as u32;
+        builder.spec.mms += 1;
+        builder.process(declaration, mm)?;
+    }
+    for declaration in ast.threads.iter().filter(|t| t.kernel) {
+        let mut variables = BTreeMap::new();
+        let program = builder.statements(&declaration.body, None, &mut variables, None)?;
+        builder.spec.threads.push(ThreadSpec { name: declaration.name.clone(), mm: None, program, starts: true, registers: variables.len() });
+    }
+    if builder.spec.threads.len() > 64 {
+        return Err(Diagnostic::new("at most 64 threads", 0, 1));
+    }
+    Ok(builder.spec)
+}
+
+struct Builder<'a> {
+    source: &'a str,
+    parameters: &'a BTreeMap<String, i64>,
+    files: BTreeMap<String, u32>,
+    spec: SystemSpec,
+}
+
+impl Builder<'_> {
+    fn location(&self, span: Span) -> SourceLocation {
+        let d = Diagnostic::new("", span.0, span.1);
+        let (line, column) = d.line_column(self.source);
+        SourceLocation { line: line as u32, column: column as u32 }
+    }
+
+    fn process(&mut self, declaration: &ThreadDecl, mm: u32) -> Result<(), Diagnostic> {
+        let main = self.spec.threads.len();
+        self.spec.threads.push(ThreadSpec { name: declaration.name.clone(), mm: Some(mm), program: Vec::new(), starts: true, registers: 0 });
+        let mut variables = BTreeMap::new();
+        let mut children = Vec::new();
+        let mut program = self.statements(&declaration.body, Some(mm), &mut variables, Some(&mut children))?;
+        if !children.is_empty() {
+            program.push(Instruction::Join { threads: children });
+        }
+        program.push(Instruction::Exit);
+        self.spec.threads[main].program = program;
+        // Registers are per process: every thread of it sees the same numbering.
+        let registers = variables.len().max(1);
+        for thread in &mut self.spec.threads[main..] {
+            thread.registers = registers;
+        }
+        Ok(())
+    }
+
+    fn statements(
+        &mut self,
+        body: &[Statement],
+        mm: Option<u32>,
+        variables: &mut BTreeMap<String, u16>,
+        mut children: Option<&mut Vec<u32>>,
+    ) -> Result<Vec<Instruction>, Diagnostic> {
+        let mut program = Vec::new();
+        for statement in body {
+            match statement {
+                Statement::Thread { name, body, span } => {
+                    let Some(children) = children.as_deref_mut() else {
+                        return Err(diagnostic("threads are started from a process's main body", *span));
+                    };
+                    let id = self.spec.threads.len() as u32;
+                    self.spec.threads.push(ThreadSpec { name: name.clone(), mm, program: Vec::new(), starts: false, registers: 0 });
+                    let thread_program = self.statements(body, mm, variables, None)?;
+                    self.spec.threads[id as usize].program = thread_program;
+                    children.push(id);
+                    program.push(Instruction::Spawn { thread: id });
+                }
+                Statement::Assert { left, comparison, right, text, span } => {
+                    let left = evaluate(left, self.parameters, variables)?;
+                    let right = evaluate(right, self.parameters, variables)?;
+                    program.push(Instruction::Assert { left, comparison: *comparison, right, text: text.clone(), location: self.location(*span) });
+                }
+                Statement::AssertLoad { call, comparison, expect, span } => {
+                    if *comparison != Comparison::Equal {
+                        return Err(diagnostic("a load is compared with `==` to the byte every address must hold", *span));
+                    }
+                    self.require_process(mm, call)?;
+                    let [address, length] = self.arguments::<2>(call, "load(address, length)")?;
+                    let address = evaluate(address, self.parameters, variables)?;
+                    let length = self.length(length)?;
+                    let expect = self.byte(expect)?;
+                    program.push(Instruction::Load { address, length, expect, location: self.location(*span) });
+                }
+                Statement::Call { destination, call } => {
+                    let instruction = self.call(call, mm, variables, destination.as_ref().map(|d| d.0.as_str()))?;
+                    program.push(instruction);
+                }
+            }
+        }
+        Ok(program)
+    }
+
+    fn require_process(&self, mm: Option<u32>, call: &Call) -> Result<u32, Diagnostic> {
+        mm.ok_or_else(|| diagnostic(format!("`{}` needs a process (kernel threads have no address space)", call.name), call.span))
+    }
+
+    fn arguments<'c, const N: usize>(&self, call: &'c Call, usage: &str) -> Result<[&'c Expr; N], Diagnostic> {
+        if call.arguments.len() != N {
+            return Err(diagnostic(format!("`{}` takes {N} argument(s): {usage}", call.name), call.span));
+        }
+        Ok(std::array::from_fn(|i| &call.arguments[i]))
+    }
+
+    fn length(&self, expr: &Expr) -> Result<u64, Diagnostic> {
+        let value = evaluate_constant(expr, self.parameters)?;
+        if value <= 0 {
+            return Err(diagnostic(format!("a length must be positive (this is {value})"), expr.span()));
+        }
+        Ok(value as u64)
+    }
+
+    fn byte(&self, expr: &Expr) -> Result<u8, Diagnostic> {
+        let value = evaluate_constant(expr, self.parameters)?;
+        u8::try_from(value).map_err(|_| diagnostic(format!("a byte is 0 to 255 (this is {value})"), expr.span()))
+    }
+
+    fn flags(&self, expr: &Expr, known: &[(&str, u32)]) -> Result<u32, Diagnostic> {
+        let names: Vec<(String, Span)> = match expr {
+            Expr::Flags(flags, _) => flags.clone(),
+            Expr::Name(name, span) => vec![(name.clone(), *span)],
+            _ => return Err(diagnostic("expected flags", expr.span())),
+        };
+        let mut value = 0;
+        for (name, span) in names {
+            let Some((_, bit)) = known.iter().find(|(n, _)| *n == name) else {
+                let all: Vec<&str> = known.iter().map(|k| k.0).collect();
+                return Err(diagnostic(format!("unknown flag `{name}`"), span).with_note(format!("flags here: {}", all.join(", "))));
+            };
+            value |= bit;
+        }
+        Ok(value)
+    }
+
+    fn name_argument<'e>(&self, expr: &'e Expr, what: &str) -> Result<(&'e str, Span), Diagnostic> {
+        match expr {
+            Expr::Name(name, span) => Ok((name, *span)),
+            _ => Err(diagnostic(format!("expected {what}"), expr.span())),
+        }
+    }
+
+    fn call(&mut self, call: &Call, mm: Option<u32>, variables: &mut BTreeMap<String, u16>, destination: Option<&str>) -> Result<Instruction, Diagnostic> {
+        let define = |variables: &mut BTreeMap<String, u16>| -> Option<u16> {
+            let next = variables.len() as u16;
+            destination.map(|name| *variables.entry(name.to_string()).or_insert(next))
+        };
+        let instruction = match call.name.as_str() {
+            "mmap" => {
+                self.require_process(mm, call)?;
+                let [length, protection, flags] = self.arguments::<3>(call, "mmap(length, read|write, private|anonymous)")?;
+                let length = self.length(length)?;
+                let prot = self.flags(protection, &[("read", prot::PROT_READ), ("write", prot::PROT_WRITE), ("none", 0)])?;
+                let flags_value = self.flags(flags, &[("private", map::MAP_PRIVATE), ("shared", map::MAP_SHARED), ("anonymous", map::MAP_ANONYMOUS)])?;
+                if flags_value != map::MAP_PRIVATE | map::MAP_ANONYMOUS {
+                    return Err(diagnostic("not modelled yet: only private|anonymous mappings", flags.span()));
+                }
+                let Some(dst) = define(variables) else {
+                    return Err(diagnostic("mmap's address must be kept: `buf = mmap(...)`", call.span));
+                };
+                Instruction::Mmap { dst, length, prot, flags: flags_value }
+            }
+            "munmap" => {
+                self.require_process(mm, call)?;
+                let [address, length] = self.arguments::<2>(call, "munmap(address, length)")?;
+                let address = evaluate(address, self.parameters, variables)?;
+                let length = self.length(length)?;
+                Instruction::Munmap { dst: define(variables), address, length }
+            }
+            "store" => {
+                self.require_process(mm, call)?;
+                let [address, length, byte] = self.arguments::<3>(call, "store(address, length, byte)")?;
+                let address = evaluate(address, self.parameters, variables)?;
+                Instruction::Store { address, length: self.length(length)?, byte: self.byte(byte)? }
+            }
+            "madvise" => {
+                self.require_process(mm, call)?;
+                let [address, length, advice] = self.arguments::<3>(call, "madvise(address, length, free|dontneed)")?;
+                let address = evaluate(address, self.parameters, variables)?;
+                let length = self.length(length)?;
+                let (name, span) = self.name_argument(advice, "an advice: free, dontneed")?;
+                let advice = match name {
+                    "free" => Advice::Free,
+                    "dontneed" => Advice::DontNeed,
+                    "cold" | "pageout" => return Err(diagnostic(format!("not modelled yet: MADV_{}", name.to_uppercase()), span)),
+                    _ => return Err(diagnostic(format!("unknown advice `{name}`"), span).with_note("advice: free, dontneed")),
+                };
+                Instruction::Madvise { dst: define(variables), address, length, advice }
+            }
+            "pread" => {
+                self.require_process(mm, call)?;
+                let [file, buffer, length, offset, mode] = self.arguments::<5>(call, "pread(file, buffer, length, offset, direct)")?;
+                let (file_name, file_span) = self.name_argument(file, "a file declared with `file`")?;
+                let Some(&file) = self.files.get(file_name) else {
+                    return Err(diagnostic(format!("unknown file `{file_name}`"), file_span));
+                };
+                let buffer = evaluate(buffer, self.parameters, variables)?;
+                let length = self.length(length)?;
+                let offset = evaluate_constant(offset, self.parameters)?;
+                let (mode_name, mode_span) = self.name_argument(mode, "`direct`")?;
+                if mode_name != "direct" {
+                    return Err(diagnostic("not modelled yet: buffered reads (use `direct`)", mode_span));
+                }
+                Instruction::Pread { dst: define(variables), file, buffer, length, offset: offset as u64, direct: true }
+            }
+            "reclaim" => {
+                if mm.is_some() {
+                    return Err(diagnostic("reclaim runs in a kernel thread (`kthread kswapd { reclaim(all) }`)", call.span));
+                }
+                let [scope] = self.arguments::<1>(call, "reclaim(all)")?;
+                let (scope, span) = self.name_argument(scope, "`all`")?;
+                if scope != "all" {
+                    return Err(diagnostic("only `reclaim(all)` is modelled", span));
+                }
+                Instruction::Reclaim
+            }
+            "load" => return Err(diagnostic("a load is checked in an assertion: `assert load(buf, 4K) == 0x79`", call.span)),
+            other => {
+                return Err(diagnostic(format!("unknown call `{other}`"), call.span).with_note("calls: mmap, munmap, store, madvise, pread, reclaim; `assert load(...) == byte`"))
+            }
+        };
+        Ok(instruction)
+    }
+}
