@@ -60,6 +60,7 @@ pub enum Object {
     AnonVmaLock(AnonVmaId),
     File(FileId),
     ThreadStatus(ThreadId),
+    ScenarioEvent(u8),
 }
 
 impl Object {
@@ -84,6 +85,7 @@ impl Object {
             Object::AnonVmaLock(av) => (16, av.into(), 0),
             Object::File(file) => (17, file.into(), 0),
             Object::ThreadStatus(t) => (18, t.into(), 0),
+            Object::ScenarioEvent(e) => (19, e.into(), 0),
         };
         (kind << 56) | ((a & 0xff_ffff) << 32) | (b & 0xffff_ffff)
     }
@@ -208,7 +210,7 @@ impl<'a> Ctx<'a> {
     /// set_pte_at(): WRITE_ONCE of the PTE.
     pub fn pte_store(&mut self, mm: MmId, vpn: u64, pte: Pte) {
         self.note(AccessOp::Store, Some(Object::Pte(mm, vpn)), Ordering::Relaxed);
-        self.k.mms[mm as usize].set_pte(vpn, pte);
+        self.k.mm_mut(mm).set_pte(vpn, pte);
     }
 
     /// ptep_get_and_clear(): an exchange; relaxed on arm64 (x86's xchg is fully ordered, so the
@@ -216,14 +218,14 @@ impl<'a> Ctx<'a> {
     pub fn pte_get_and_clear(&mut self, mm: MmId, vpn: u64) -> Pte {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Pte(mm, vpn)), Ordering::Relaxed);
         let old = self.k.mms[mm as usize].pte(vpn);
-        self.k.mms[mm as usize].set_pte(vpn, Pte::None);
+        self.k.mm_mut(mm).set_pte(vpn, Pte::None);
         old
     }
 
     /// The MMU setting the accessed/dirty bits of a present PTE (a locked RMW on x86).
     pub fn pte_hw_update(&mut self, mm: MmId, vpn: u64, pte: Pte) {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Pte(mm, vpn)), Ordering::Full);
-        self.k.mms[mm as usize].set_pte(vpn, pte);
+        self.k.mm_mut(mm).set_pte(vpn, pte);
     }
 
     // ---- locks -------------------------------------------------------------------------------
@@ -237,7 +239,7 @@ impl<'a> Ctx<'a> {
         let table = pte_table(vpn);
         self.note(AccessOp::Lock, Some(Object::PteLock(mm, table)), Ordering::Acquire);
         let thread = self.thread;
-        let held = &mut self.k.mms[mm as usize].ptl_held;
+        let held = &mut self.k.mm_mut(mm).ptl_held;
         assert!(held.iter().all(|e| e.0 != table), "ptl taken while held: the scheduler let a blocked thread run");
         held.push((table, thread));
         held.sort_unstable();
@@ -248,7 +250,7 @@ impl<'a> Ctx<'a> {
         let table = pte_table(vpn);
         self.note(AccessOp::Unlock, Some(Object::PteLock(mm, table)), Ordering::Release);
         let thread = self.thread;
-        self.k.mms[mm as usize].ptl_held.retain(|e| !(e.0 == table && e.1 == thread));
+        self.k.mm_mut(mm).ptl_held.retain(|e| !(e.0 == table && e.1 == thread));
     }
 
     pub fn mmap_read_available(k: &Kernel, mm: MmId) -> bool {
@@ -263,23 +265,23 @@ impl<'a> Ctx<'a> {
     /// mmap_read_lock() / mmap_read_unlock().
     pub fn mmap_read_lock(&mut self, mm: MmId) {
         self.note(AccessOp::Lock, Some(Object::MmapLock(mm)), Ordering::Acquire);
-        self.k.mms[mm as usize].mmap_lock.readers += 1;
+        self.k.mm_mut(mm).mmap_lock.readers += 1;
     }
 
     pub fn mmap_read_unlock(&mut self, mm: MmId) {
         self.note(AccessOp::Unlock, Some(Object::MmapLock(mm)), Ordering::Release);
-        self.k.mms[mm as usize].mmap_lock.readers -= 1;
+        self.k.mm_mut(mm).mmap_lock.readers -= 1;
     }
 
     /// mmap_write_lock() / mmap_write_unlock().
     pub fn mmap_write_lock(&mut self, mm: MmId) {
         self.note(AccessOp::Lock, Some(Object::MmapLock(mm)), Ordering::Acquire);
-        self.k.mms[mm as usize].mmap_lock.writer = Some(self.thread);
+        self.k.mm_mut(mm).mmap_lock.writer = Some(self.thread);
     }
 
     pub fn mmap_write_unlock(&mut self, mm: MmId) {
         self.note(AccessOp::Unlock, Some(Object::MmapLock(mm)), Ordering::Release);
-        self.k.mms[mm as usize].mmap_lock.writer = None;
+        self.k.mm_mut(mm).mmap_lock.writer = None;
     }
 
     pub fn anon_vma_read_available(k: &Kernel, anon_vma: AnonVmaId) -> bool {
@@ -289,12 +291,12 @@ impl<'a> Ctx<'a> {
     /// anon_vma_lock_read() / anon_vma_unlock_read().
     pub fn anon_vma_lock_read(&mut self, anon_vma: AnonVmaId) {
         self.note(AccessOp::Lock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Acquire);
-        self.k.anon_vmas[anon_vma as usize].rwsem.readers += 1;
+        self.k.anon_vma_mut(anon_vma).rwsem.readers += 1;
     }
 
     pub fn anon_vma_unlock_read(&mut self, anon_vma: AnonVmaId) {
         self.note(AccessOp::Unlock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Release);
-        self.k.anon_vmas[anon_vma as usize].rwsem.readers -= 1;
+        self.k.anon_vma_mut(anon_vma).rwsem.readers -= 1;
     }
 
     pub fn lru_lock_available(k: &Kernel) -> bool {
@@ -475,7 +477,7 @@ impl<'a> Ctx<'a> {
     /// The page allocator: a new folio with refcount 1 (mm/page_alloc.c: __alloc_pages()).
     pub fn alloc_folio(&mut self, order: u8) -> FolioId {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
-        self.k.folios.push(Folio::new(order));
+        self.k.folios.push(std::sync::Arc::new(Folio::new(order)));
         (self.k.folios.len() - 1) as FolioId
     }
 
@@ -502,13 +504,13 @@ impl<'a> Ctx<'a> {
 
     pub fn vmas_mut(&mut self, mm: MmId) -> &mut crate::state::Mm {
         self.note(AccessOp::Store, Some(Object::Vmas(mm)), Ordering::Relaxed);
-        &mut self.k.mms[mm as usize]
+        self.k.mm_mut(mm)
     }
 
     /// add_mm_counter(): percpu counters, unordered.
     pub fn rss_add(&mut self, mm: MmId, anon: bool, delta: i64) {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Rss(mm)), Ordering::Relaxed);
-        let m = &mut self.k.mms[mm as usize];
+        let m = self.k.mm_mut(mm);
         if anon {
             m.rss_anon += delta;
         } else {
@@ -523,7 +525,7 @@ impl<'a> Ctx<'a> {
 
     pub fn anon_vma_new(&mut self, mm: MmId) -> AnonVmaId {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
-        self.k.anon_vmas.push(crate::state::AnonVma { mms: vec![mm], rwsem: Default::default() });
+        self.k.anon_vmas.push(std::sync::Arc::new(crate::state::AnonVma { mms: vec![mm], rwsem: Default::default() }));
         (self.k.anon_vmas.len() - 1) as AnonVmaId
     }
 
@@ -534,6 +536,16 @@ impl<'a> Ctx<'a> {
 
     pub fn thread_status_store(&mut self, thread: ThreadId) {
         self.note(AccessOp::Store, Some(Object::ThreadStatus(thread)), Ordering::Release);
+    }
+
+    pub fn event_store(&mut self, event: u8) {
+        self.note(AccessOp::Store, Some(Object::ScenarioEvent(event)), Ordering::Release);
+        self.k.events |= 1 << event;
+    }
+
+    pub fn event_load(&mut self, event: u8) -> bool {
+        self.note(AccessOp::Load, Some(Object::ScenarioEvent(event)), Ordering::Acquire);
+        self.k.events & (1 << event) != 0
     }
 
     pub fn thread_status_load(&mut self, thread: ThreadId) {

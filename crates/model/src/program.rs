@@ -107,4 +107,9 @@ pub enum Instruction {
     Exit,
     /// A reclaim pass as kswapd runs it: isolate every LRU folio and shrink the list.
     Reclaim,
+    /// User-level synchronisation between scenario threads (an eventfd or a pipe write): sets
+    /// the event.
+    Signal { event: u8 },
+    /// Blocks until the event is set.
+    WaitEvent { event: u8 },
 }

@@ -9,6 +9,7 @@ use crate::folio::{Folio, FolioId, LruList, PageData};
 use crate::pgtable::Pte;
 use crate::thread::Thread;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 
 pub type MmId = u32;
 pub type FileId = u32;
@@ -139,15 +140,19 @@ pub struct Lruvec {
     pub folios: Vec<(FolioId, LruList)>,
 }
 
-/// The whole modelled machine at one instant.
+/// The whole modelled machine at one instant. Its parts are shared between states and copied
+/// on write (`Arc::make_mut`): a step copies only the folios, address spaces and thread it
+/// changes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Kernel {
-    pub folios: Vec<Folio>,
-    pub mms: Vec<Mm>,
-    pub anon_vmas: Vec<AnonVma>,
-    pub files: Vec<File>,
+    pub folios: Vec<Arc<Folio>>,
+    pub mms: Vec<Arc<Mm>>,
+    pub anon_vmas: Vec<Arc<AnonVma>>,
+    pub files: Vec<Arc<File>>,
     pub lruvec: Lruvec,
-    pub threads: Vec<Thread>,
+    pub threads: Vec<Arc<Thread>>,
+    /// Scenario events set by `signal` (one bit each).
+    pub events: u64,
 }
 
 impl Kernel {
@@ -156,6 +161,22 @@ impl Kernel {
     }
 
     pub fn folio_mut(&mut self, id: FolioId) -> &mut Folio {
-        &mut self.folios[id as usize]
+        Arc::make_mut(&mut self.folios[id as usize])
+    }
+
+    pub fn mm_mut(&mut self, id: MmId) -> &mut Mm {
+        Arc::make_mut(&mut self.mms[id as usize])
+    }
+
+    pub fn anon_vma_mut(&mut self, id: AnonVmaId) -> &mut AnonVma {
+        Arc::make_mut(&mut self.anon_vmas[id as usize])
+    }
+
+    pub fn thread(&self, id: ThreadId) -> &Thread {
+        &self.threads[id as usize]
+    }
+
+    pub fn thread_mut(&mut self, id: ThreadId) -> &mut Thread {
+        Arc::make_mut(&mut self.threads[id as usize])
     }
 }

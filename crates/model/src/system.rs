@@ -16,6 +16,7 @@ use crate::thread::{errno, Flow, Frame, Thread, ThreadStatus, Wait};
 use crate::violation::{Violation, ViolationKind};
 use mmcheck_explorer::{Model, StepEffects};
 use std::hash::{Hash, Hasher};
+use std::sync::Arc;
 
 /// A thread as the scenario declares it.
 #[derive(Clone, Debug)]
@@ -68,6 +69,7 @@ impl System {
         }
         match self.spec.threads[thread as usize].program.get(t.pc as usize) {
             Some(Instruction::Join { threads }) => threads.iter().all(|&other| k.threads[other as usize].status == ThreadStatus::Done),
+            Some(Instruction::WaitEvent { event }) => k.events & (1 << event) != 0,
             _ => true,
         }
     }
@@ -78,7 +80,7 @@ impl System {
         let t = &ctx.k.threads[thread as usize];
         let Some(instruction) = spec.program.get(t.pc as usize) else {
             ctx.thread_status_store(thread);
-            ctx.k.threads[thread as usize].status = ThreadStatus::Done;
+            ctx.k.thread_mut(thread).status = ThreadStatus::Done;
             ctx.event("do_exit", "exit", |_| "thread finished".to_string());
             return;
         };
@@ -105,36 +107,48 @@ impl System {
                     let message = format!("line {}: assert {text} failed: {} {} {}", location.line, shown(l), comparison.symbol(), shown(r));
                     ctx.violation(Violation::new(ViolationKind::Assertion, message));
                 }
-                ctx.k.threads[thread as usize].pc += 1;
+                ctx.k.thread_mut(thread).pc += 1;
                 ctx.event("user", "assert", |_| format!("{text}: {l} {} {r}", comparison.symbol()));
                 return;
             }
             Instruction::Spawn { thread: child } => {
                 let registers = t.registers.clone();
                 ctx.thread_status_store(*child);
-                let c = &mut ctx.k.threads[*child as usize];
+                let c = ctx.k.thread_mut(*child);
                 c.status = ThreadStatus::Running;
                 c.registers = registers;
-                ctx.k.threads[thread as usize].pc += 1;
+                ctx.k.thread_mut(thread).pc += 1;
                 let name = self.thread_name(*child).to_string();
                 ctx.event("clone", "spawn", |_| format!("thread {name} starts"));
+                return;
+            }
+            Instruction::Signal { event } => {
+                ctx.event_store(*event);
+                ctx.k.thread_mut(thread).pc += 1;
+                ctx.event("user", "signal", |_| String::new());
+                return;
+            }
+            Instruction::WaitEvent { event } => {
+                ctx.event_load(*event);
+                ctx.k.thread_mut(thread).pc += 1;
+                ctx.event("user", "wait", |_| String::new());
                 return;
             }
             Instruction::Join { threads } => {
                 for &other in threads {
                     ctx.thread_status_load(other);
                 }
-                ctx.k.threads[thread as usize].pc += 1;
+                ctx.k.thread_mut(thread).pc += 1;
                 ctx.event("user", "join", |_| "all threads of the process finished".to_string());
                 return;
             }
         };
-        ctx.k.threads[thread as usize].stack.push(frame);
+        ctx.k.thread_mut(thread).stack.push(frame);
     }
 
     /// Stores a finished syscall's value and moves to the next instruction.
     fn complete(&self, k: &mut Kernel, thread: ThreadId, value: i64) {
-        let t = &mut k.threads[thread as usize];
+        let t = Arc::make_mut(&mut k.threads[thread as usize]);
         let dst = match &self.spec.threads[thread as usize].program[t.pc as usize] {
             Instruction::Mmap { dst, .. } => Some(*dst),
             Instruction::Munmap { dst, .. } | Instruction::Madvise { dst, .. } | Instruction::Pread { dst, .. } => *dst,
@@ -220,9 +234,9 @@ impl Model for System {
     fn initial_state(&self) -> Kernel {
         let mut zero = Folio::new(0);
         zero.refcount = 1;
-        let files = self.spec.files.iter().map(|blocks| File { blocks: blocks.clone() }).collect();
-        let threads = self.spec.threads.iter().map(|t| Thread::new(t.registers, t.starts)).collect();
-        Kernel { folios: vec![zero], mms: vec![Mm::default(); self.spec.mms], anon_vmas: Vec::new(), files, lruvec: Default::default(), threads }
+        let files = self.spec.files.iter().map(|blocks| Arc::new(File { blocks: blocks.clone() })).collect();
+        let threads = self.spec.threads.iter().map(|t| Arc::new(Thread::new(t.registers, t.starts))).collect();
+        Kernel { folios: vec![Arc::new(zero)], mms: vec![Arc::new(Mm::default()); self.spec.mms], anon_vmas: Vec::new(), files, lruvec: Default::default(), threads, events: 0 }
     }
 
     fn enabled_threads(&self, k: &Kernel, out: &mut Vec<ThreadId>) {
@@ -231,13 +245,13 @@ impl Model for System {
 
     fn step(&self, k: &mut Kernel, thread: ThreadId, effects: &mut Effects) {
         let mut ctx = Ctx::new(k, effects, thread, &self.config);
-        let Some(mut frame) = ctx.k.threads[thread as usize].stack.pop() else {
+        let Some(mut frame) = ctx.k.thread_mut(thread).stack.pop() else {
             self.dispatch(&mut ctx, thread);
             return;
         };
-        let returned = ctx.k.threads[thread as usize].returned.take();
+        let returned = ctx.k.thread_mut(thread).returned.take();
         let flow = frame.step(&mut ctx, returned);
-        let t = &mut ctx.k.threads[thread as usize];
+        let t = ctx.k.thread_mut(thread);
         match flow {
             Flow::Continue => t.stack.push(frame),
             Flow::Call(callee) => {

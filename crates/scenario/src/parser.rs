@@ -38,6 +38,8 @@ pub(crate) enum Statement {
     Assert { left: Expr, comparison: Comparison, right: Expr, text: String, span: Span },
     AssertLoad { call: Call, comparison: Comparison, expect: Expr, span: Span },
     Thread { name: String, body: Vec<Statement>, span: Span },
+    /// `signal NAME` / `wait NAME`.
+    Event { signal: bool, name: String, span: Span },
 }
 
 #[derive(Clone, Debug)]
@@ -281,6 +283,10 @@ impl<'a> Parser<'a> {
         let start = self.token().start;
         let (word, span) = self.identifier("a statement")?;
         match word.as_str() {
+            "signal" | "wait" => {
+                let (name, name_span) = self.identifier("an event name")?;
+                Ok(Statement::Event { signal: word == "signal", name, span: (start, name_span.1) })
+            }
             "thread" => {
                 let (name, _) = self.identifier("the thread's name")?;
                 let body = self.block()?;
@@ -462,7 +468,7 @@ fn evaluate(expr: &Expr, parameters: &BTreeMap<String, i64>, variables: &BTreeMa
 
 /// Builds the model's system from the AST with these parameter values.
 pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<SystemSpec, Diagnostic> {
-    let mut builder = Builder { source: &ast.source, parameters, files: BTreeMap::new(), spec: SystemSpec::default() };
+    let mut builder = Builder { source: &ast.source, events: Vec::new(), parameters, files: BTreeMap::new(), spec: SystemSpec::default() };
     for (index, file) in ast.files.iter().enumerate() {
         let size = evaluate_constant(&file.size, parameters)?;
         let fill = evaluate_constant(&file.fill, parameters)?;
@@ -494,6 +500,7 @@ pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<Sys
 
 struct Builder<'a> {
     source: &'a str,
+    events: Vec<String>,
     parameters: &'a BTreeMap<String, i64>,
     files: BTreeMap<String, u32>,
     spec: SystemSpec,
@@ -545,6 +552,20 @@ impl Builder<'_> {
                     self.spec.threads[id as usize].program = thread_program;
                     children.push(id);
                     program.push(Instruction::Spawn { thread: id });
+                }
+                Statement::Event { signal, name, span } => {
+                    let index = match self.events.iter().position(|e| e == name) {
+                        Some(index) => index,
+                        None => {
+                            self.events.push(name.clone());
+                            self.events.len() - 1
+                        }
+                    };
+                    if index >= 64 {
+                        return Err(diagnostic("at most 64 events", *span));
+                    }
+                    let event = index as u8;
+                    program.push(if *signal { Instruction::Signal { event } } else { Instruction::WaitEvent { event } });
                 }
                 Statement::Assert { left, comparison, right, text, span } => {
                     let left = evaluate(left, self.parameters, variables)?;

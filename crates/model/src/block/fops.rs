@@ -54,7 +54,7 @@ impl DirectIo {
     }
 
     fn pages_len(ctx: &Ctx) -> usize {
-        ctx.k.threads[ctx.thread as usize].pages.len()
+        ctx.k.thread(ctx.thread).pages.len()
     }
 
     /// Alignment and size checks (blkdev_dio_invalid()), then the GUP of the whole buffer.
@@ -71,7 +71,7 @@ impl DirectIo {
         self.length = length;
         self.nr_pages = length / PAGE_SIZE;
         self.flags.pin = ctx.patched(Patch::BlockDioPinPages);
-        ctx.k.threads[ctx.thread as usize].pages.clear();
+        ctx.k.thread_mut(ctx.thread).pages.clear();
         let (buffer, nr, flags) = (self.buffer, self.nr_pages, self.flags);
         ctx.event("__blkdev_direct_IO_simple", "bio_iov_iter_get_pages", |_| {
             format!("{} {nr} page(s) at {buffer:#x} ({})", if flags.pin { "pin_user_pages_fast" } else { "get_user_pages_fast" }, flags.describe())
@@ -105,7 +105,7 @@ impl DirectIo {
 
     /// submit_bio_wait(): the device writes each page; no page table is involved.
     fn dma(&mut self, ctx: &mut Ctx) -> Flow {
-        let pfn = ctx.k.threads[ctx.thread as usize].pages[self.index];
+        let pfn = ctx.k.thread_mut(ctx.thread).pages[self.index];
         let (folio, page) = page_of(pfn);
         let block = (self.offset >> PAGE_SHIFT) as usize + self.index;
         let data = ctx.file_block(self.file, block).expect("checked against the file size");
@@ -121,7 +121,7 @@ impl DirectIo {
 
     /// bio_release_pages(bio, true): folio_lock(); folio_mark_dirty(); folio_unlock().
     fn set_dirty_lock(&mut self, ctx: &mut Ctx) -> Flow {
-        let (folio, _) = page_of(ctx.k.threads[ctx.thread as usize].pages[self.index]);
+        let (folio, _) = page_of(ctx.k.thread_mut(ctx.thread).pages[self.index]);
         if folio != ZERO_FOLIO {
             ctx.flag_test_and_store(folio, PageFlag::Locked, true);
             folio_mark_dirty(ctx, folio);
@@ -134,13 +134,13 @@ impl DirectIo {
 
     /// unpin_user_page() / put_page().
     fn unpin(&mut self, ctx: &mut Ctx) -> Flow {
-        let (folio, _) = page_of(ctx.k.threads[ctx.thread as usize].pages[self.index]);
+        let (folio, _) = page_of(ctx.k.thread_mut(ctx.thread).pages[self.index]);
         gup_put_folio(ctx, folio, self.flags);
         let flags = self.flags;
         ctx.event("bio_release_pages", if flags.pin { "unpin_user_page" } else { "put_page" }, |k| k.folio(folio).dump(folio));
         self.index += 1;
         if self.index == self.nr_pages as usize {
-            ctx.k.threads[ctx.thread as usize].pages.clear();
+            ctx.k.thread_mut(ctx.thread).pages.clear();
             return Flow::Return(self.length as i64);
         }
         self.stage = DioStage::SetDirtyLock;

@@ -145,7 +145,7 @@ impl GupFast {
             return self.stop();
         }
         ctx.flag_store(folio, PageFlag::Referenced, true);
-        ctx.k.threads[ctx.thread as usize].pages.push(present.pfn);
+        ctx.k.thread_mut(ctx.thread).pages.push(present.pfn);
         ctx.event("gup_fast_pte_range", "recheck", |_| format!("{address:#x}: PTE unchanged, got folio {folio}"));
         self.index += 1;
         self.stage = GupFastStage::ReadPte;
@@ -254,7 +254,7 @@ impl GupSlow {
             ctx.flag_store(folio, PageFlag::Referenced, true);
         }
         ctx.ptl_unlock(self.mm, vpn);
-        ctx.k.threads[ctx.thread as usize].pages.push(present.pfn);
+        ctx.k.thread_mut(ctx.thread).pages.push(present.pfn);
         let flags = self.flags;
         ctx.event("follow_page_pte", "try_grab_folio", |k| {
             format!("{address:#x}: folio {folio} refcount {} ({}){}", k.folio(folio).refcount, flags.describe(), if dirtied { ", FOLL_TOUCH: folio_mark_dirty" } else { "" })
