@@ -12,11 +12,18 @@ fn main() {
         .filter(|path| path.extension().is_some_and(|e| e == "mmc"))
         .collect();
     paths.sort();
-    let mut code = String::from("/// Built-in scenarios: (file name, text), sorted by file name.\npub const BUILTIN: &[(&str, &str)] = &[\n");
+    let mut code = String::from(
+        "/// Built-in scenarios: (file name, text), sorted by file name.\npub const BUILTIN: &[(&str, &str)] = &[\n",
+    );
     for path in paths {
         println!("cargo:rerun-if-changed={}", path.display());
         let name = path.file_name().expect("a file").to_string_lossy().to_string();
-        writeln!(code, "    ({name:?}, include_str!({:?})),", path.canonicalize().expect("exists").display().to_string()).expect("string write");
+        writeln!(
+            code,
+            "    ({name:?}, include_str!({:?})),",
+            path.canonicalize().expect("exists").display().to_string()
+        )
+        .expect("string write");
     }
     code.push_str("];\n");
     let out = Path::new(&std::env::var("OUT_DIR").expect("cargo sets OUT_DIR")).join("builtin.rs");

@@ -107,14 +107,42 @@ fn main() -> ExitCode {
         Command::Suite { json } => suite(json),
         Command::List => list(),
         Command::Kernels => kernels(),
-        Command::Check { scenario, kernel, patches, sets, strategy, preemption_bound, seed, pct_depth, max_states, max_depth, max_seconds, max_memory_mb, max_schedules, no_reduction, json } => {
+        Command::Check {
+            scenario,
+            kernel,
+            patches,
+            sets,
+            strategy,
+            preemption_bound,
+            seed,
+            pct_depth,
+            max_states,
+            max_depth,
+            max_seconds,
+            max_memory_mb,
+            max_schedules,
+            no_reduction,
+            json,
+        } => {
             let limits = limits(max_states, max_depth, max_seconds, max_memory_mb, max_schedules);
             let strategy = match strategy {
                 StrategyArgument::Exhaustive => Strategy::Exhaustive,
                 StrategyArgument::Random => Strategy::Random,
                 StrategyArgument::Pct => Strategy::Pct,
             };
-            check(&scenario, kernel.as_deref(), &patches, &sets, strategy, preemption_bound, seed, pct_depth, limits, !no_reduction, json)
+            check(
+                &scenario,
+                kernel.as_deref(),
+                &patches,
+                &sets,
+                strategy,
+                preemption_bound,
+                seed,
+                pct_depth,
+                limits,
+                !no_reduction,
+                json,
+            )
         }
         Command::Replay { token, file, json } => replay(&token, file.as_deref(), json),
     };
@@ -129,7 +157,13 @@ fn main() -> ExitCode {
     }
 }
 
-fn limits(states: Option<u64>, depth: Option<u64>, seconds: Option<f64>, memory_mb: Option<u64>, schedules: Option<u64>) -> Limits {
+fn limits(
+    states: Option<u64>,
+    depth: Option<u64>,
+    seconds: Option<f64>,
+    memory_mb: Option<u64>,
+    schedules: Option<u64>,
+) -> Limits {
     let mut limits = Limits::default();
     if let Some(states) = states {
         limits.states_max = states;
@@ -157,7 +191,8 @@ fn render(path: &str, source: &str, diagnostic: &Diagnostic) {
         .with_message(format!("{path}:{line}:{column}: {}", diagnostic.message))
         .with_labels(vec![Label::primary((), diagnostic.start..diagnostic.end.min(source.len()).max(diagnostic.start))])
         .with_notes(diagnostic.notes.clone());
-    let choice = if std::io::stderr().is_terminal() { termcolor::ColorChoice::Auto } else { termcolor::ColorChoice::Never };
+    let choice =
+        if std::io::stderr().is_terminal() { termcolor::ColorChoice::Auto } else { termcolor::ColorChoice::Never };
     let writer = termcolor::StandardStream::stderr(choice);
     let _ = term::emit(&mut writer.lock(), &term::Config::default(), &file, &report);
 }
@@ -171,7 +206,11 @@ fn load(reference: &str) -> Result<(String, String), UsageError> {
         Ok(text) => Ok((reference.to_string(), text)),
         Err(error) => {
             let names: Vec<String> = BUILTIN.iter().map(|(f, _)| f.trim_end_matches(".mmc").to_string()).collect();
-            Err(format!("`{reference}` is neither a built-in scenario ({}) nor a readable file: {error}", names.join(", ")).into())
+            Err(format!(
+                "`{reference}` is neither a built-in scenario ({}) nor a readable file: {error}",
+                names.join(", ")
+            )
+            .into())
         }
     }
 }
@@ -185,7 +224,9 @@ fn parse(path: &str, text: &str) -> Result<Scenario, UsageError> {
 
 fn kernel_config(kernel: Option<&str>, patches: &[String]) -> Result<KernelConfig, UsageError> {
     let version = match kernel {
-        Some(text) => KernelVersion::parse(text).ok_or_else(|| format!("`{text}` is not a kernel version such as 5.16"))?,
+        Some(text) => {
+            KernelVersion::parse(text).ok_or_else(|| format!("`{text}` is not a kernel version such as 5.16"))?
+        }
         None => KernelVersion::NEWEST,
     };
     if version > KernelVersion::NEWEST {
@@ -267,8 +308,13 @@ fn replay(token_or_file: &str, file: Option<&str>, json: bool) -> Result<ExitCod
         token_or_file.to_string()
     } else {
         let text = std::fs::read_to_string(token_or_file).map_err(|e| format!("cannot read `{token_or_file}`: {e}"))?;
-        let value: serde_json::Value = serde_json::from_str(&text).map_err(|e| format!("`{token_or_file}` is not a JSON report: {e}"))?;
-        value.get("replay").and_then(|v| v.as_str()).ok_or_else(|| format!("`{token_or_file}` has no replay token"))?.to_string()
+        let value: serde_json::Value =
+            serde_json::from_str(&text).map_err(|e| format!("`{token_or_file}` is not a JSON report: {e}"))?;
+        value
+            .get("replay")
+            .and_then(|v| v.as_str())
+            .ok_or_else(|| format!("`{token_or_file}` has no replay token"))?
+            .to_string()
     };
     let token = ReplayToken::decode(&token_text)?;
     let (path, text) = load(file.unwrap_or(&token.scenario))?;
@@ -285,7 +331,11 @@ fn replay(token_or_file: &str, file: Option<&str>, json: bool) -> Result<ExitCod
 fn list() -> Result<ExitCode, UsageError> {
     for (file, text) in BUILTIN {
         let scenario = parse(&format!("scenarios/{file}"), text)?;
-        let kernels: Vec<String> = scenario.expectations.iter().map(|e| format!("{}: {}", e.kernels.describe(), e.outcome.describe())).collect();
+        let kernels: Vec<String> = scenario
+            .expectations
+            .iter()
+            .map(|e| format!("{}: {}", e.kernels.describe(), e.outcome.describe()))
+            .collect();
         println!("{:<24} {}", scenario.name, scenario.title);
         if !kernels.is_empty() {
             println!("{:<24}   expects {}", "", kernels.join("; "));

@@ -14,7 +14,7 @@
 //! serialised for sharded search later.
 
 use crate::limits::Clock;
-use crate::{fingerprint, Footprint, Limit, Model, Options, Outcome, Progress, StepEffects, Stats, ThreadId, Verdict};
+use crate::{fingerprint, Footprint, Limit, Model, Options, Outcome, Progress, Stats, StepEffects, ThreadId, Verdict};
 use rustc_hash::FxHashMap;
 
 type ThreadSet = u64;
@@ -52,9 +52,12 @@ struct Search<'m, 'o, M: Model> {
     /// Fingerprints on the current path, for the cycle proviso.
     on_stack: FxHashMap<u128, u32>,
     encode_buffer: Vec<u8>,
+    final_states: Vec<u128>,
     effects: StepEffects<M::Event, M::Violation>,
     enabled: Vec<ThreadId>,
     state_bytes: u64,
+    /// States entered, for checking the clock every few thousand.
+    entries: u64,
 }
 
 impl<'m, 'o, M: Model> Search<'m, 'o, M> {
@@ -67,9 +70,11 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
             visited: FxHashMap::default(),
             on_stack: FxHashMap::default(),
             encode_buffer: Vec::new(),
+            final_states: Vec::new(),
             effects: StepEffects::new(false),
             enabled: Vec::new(),
             state_bytes: 0,
+            entries: 0,
         }
     }
 
@@ -85,12 +90,13 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
         self.visited.capacity() as u64 * 40 + depth as u64 * self.state_bytes * 4
     }
 
-    /// Checks the limits every 4096 transitions; returns the one hit.
+    /// Checks the limits (the clock and memory every 4096 states entered); returns the one hit.
     fn limit_hit(&mut self, depth: usize) -> Option<Limit> {
         if self.stats.states >= self.options.limits.states_max {
             return Some(Limit::States);
         }
-        if self.stats.transitions % 4096 != 0 {
+        self.entries += 1;
+        if !self.entries.is_multiple_of(4096) {
             return None;
         }
         let memory_bytes = self.memory_bytes(depth);
@@ -136,7 +142,9 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
     fn finish(mut self, verdict: Verdict, violation: Option<(M::Violation, Vec<ThreadId>)>) -> Outcome<M::Violation> {
         self.stats.elapsed_ms = self.clock.elapsed_ms();
         self.stats.memory_bytes_peak = self.stats.memory_bytes_peak.max(self.memory_bytes(0));
-        Outcome { verdict, stats: self.stats, violation }
+        self.final_states.sort_unstable();
+        self.final_states.dedup();
+        Outcome { verdict, stats: self.stats, violation, final_states: self.final_states }
     }
 }
 
@@ -190,9 +198,13 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
                         return search.finish(Verdict::Violation, Some((violation, schedule_of(&stack))));
                     }
                     search.visited.insert(fingerprint, ThreadSet::MAX);
+                    if search.options.collect_final_states {
+                        search.final_states.push(fingerprint);
+                    }
                 } else {
                     let all = successors.iter().fold(0, |set, s| set | bit(s.thread));
-                    let persistent = persistent_set(&successors, reduction, &search.on_stack, &mut search.encode_buffer, model);
+                    let persistent =
+                        persistent_set(&successors, reduction, &search.on_stack, &mut search.encode_buffer, model);
                     let todo: Vec<usize> = (0..successors.len())
                         .filter(|&index| {
                             let thread_bit = bit(successors[index].thread);
@@ -328,6 +340,10 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
                     if let Some(violation) = model.check_final(&state) {
                         let schedule: Vec<ThreadId> = stack.iter().filter_map(|f| f.chosen).collect();
                         return search.finish(Verdict::Violation, Some((violation, schedule)));
+                    }
+                    if search.options.collect_final_states {
+                        let fingerprint = search.fingerprint_of(&state);
+                        search.final_states.push(fingerprint);
                     }
                 } else {
                     let running_enabled = running.is_some_and(|r| successors.iter().any(|s| s.thread == r));

@@ -58,9 +58,10 @@ impl Footprint {
     /// Dependence of two steps of *different* threads.
     pub fn conflicts_with(&self, other: &Footprint) -> bool {
         self.accesses.iter().any(|a| {
-            other.accesses.iter().any(|b| {
-                a.object == b.object && (a.kind == AccessKind::Write || b.kind == AccessKind::Write)
-            })
+            other
+                .accesses
+                .iter()
+                .any(|b| a.object == b.object && (a.kind == AccessKind::Write || b.kind == AccessKind::Write))
         })
     }
 }

@@ -89,12 +89,16 @@ pub enum Verdict {
     /// The exhaustive search completed: no reachable state violates an oracle.
     Verified,
     /// The bounded search completed: no violation within `preemptions_max` preemptions.
-    VerifiedBounded { preemptions_max: u32 },
+    VerifiedBounded {
+        preemptions_max: u32,
+    },
     Violation,
     /// Sampling ended without finding a violation: says nothing about the unsampled schedules.
     NoViolationFound,
     /// A limit stopped the search before it completed.
-    LimitReached { limit: Limit },
+    LimitReached {
+        limit: Limit,
+    },
 }
 
 impl Verdict {
@@ -127,6 +131,9 @@ pub struct Outcome<V> {
     pub verdict: Verdict,
     pub stats: Stats,
     pub violation: Option<(V, Vec<ThreadId>)>,
+    /// Fingerprints of the final states reached (no thread enabled), sorted, when
+    /// `Options::collect_final_states` asked for them: for cross-checking reductions.
+    pub final_states: Vec<u128>,
 }
 
 /// Progress reports for a user interface; the explorer itself never prints.
@@ -146,6 +153,13 @@ pub struct Options<'a> {
     pub limits: Limits,
     pub reduction: bool,
     pub progress: Option<ProgressFn<'a>>,
+    pub collect_final_states: bool,
+}
+
+impl Default for Options<'_> {
+    fn default() -> Self {
+        Options { limits: Limits::default(), reduction: true, progress: None, collect_final_states: false }
+    }
 }
 
 /// Replays a schedule, recording events. Returns per step the thread and its events, and the

@@ -44,7 +44,12 @@ fn sample<M: Model>(
         truncated |= !completed;
         if let Some(violation) = violation {
             stats.elapsed_ms = clock.elapsed_ms();
-            return Outcome { verdict: Verdict::Violation, stats, violation: Some((violation, schedule)) };
+            return Outcome {
+                verdict: Verdict::Violation,
+                stats,
+                violation: Some((violation, schedule)),
+                final_states: Vec::new(),
+            };
         }
         if let Some(progress) = options.progress.as_mut() {
             progress(&Progress {
@@ -57,12 +62,17 @@ fn sample<M: Model>(
         }
         if clock.out_of_time(&options.limits) {
             stats.elapsed_ms = clock.elapsed_ms();
-            return Outcome { verdict: Verdict::LimitReached { limit: Limit::Time }, stats, violation: None };
+            return Outcome {
+                verdict: Verdict::LimitReached { limit: Limit::Time },
+                stats,
+                violation: None,
+                final_states: Vec::new(),
+            };
         }
     }
     stats.elapsed_ms = clock.elapsed_ms();
     let verdict = if truncated { Verdict::LimitReached { limit: Limit::Depth } } else { Verdict::NoViolationFound };
-    Outcome { verdict, stats, violation: None }
+    Outcome { verdict, stats, violation: None, final_states: Vec::new() }
 }
 
 /// Uniformly random schedules: at every step, any enabled thread.
@@ -77,7 +87,13 @@ pub fn explore_random<M: Model>(model: &M, options: Options<'_>, seed: u64) -> O
 /// priorities and picks `depth - 1` random steps at which the running thread drops to the
 /// lowest priority; the highest-priority enabled thread always runs. `steps_expected` sizes the
 /// range the change points are drawn from.
-pub fn explore_pct<M: Model>(model: &M, options: Options<'_>, seed: u64, depth: u32, steps_expected: u64) -> Outcome<M::Violation> {
+pub fn explore_pct<M: Model>(
+    model: &M,
+    options: Options<'_>,
+    seed: u64,
+    depth: u32,
+    steps_expected: u64,
+) -> Outcome<M::Violation> {
     let mut random = SplitMix64::new(seed);
     sample(model, options, |model, options, stats| {
         let mut priorities: Vec<u64> = (0..64).map(|_| (random.next_u64() >> 8) + 64).collect();
@@ -85,7 +101,9 @@ pub fn explore_pct<M: Model>(model: &M, options: Options<'_>, seed: u64, depth: 
         // Dropped threads take priorities below every initial one, each lower than the last.
         let mut lowest = 63u64;
         run_schedule(model, &options.limits, stats, |enabled, step| {
-            let pick = |priorities: &[u64]| *enabled.iter().max_by_key(|&&t| priorities[t as usize]).expect("enabled is not empty");
+            let pick = |priorities: &[u64]| {
+                *enabled.iter().max_by_key(|&&t| priorities[t as usize]).expect("enabled is not empty")
+            };
             let thread = pick(&priorities);
             if change_points.contains(&step) {
                 priorities[thread as usize] = lowest;

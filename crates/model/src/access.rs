@@ -177,7 +177,11 @@ impl<'a> Ctx<'a> {
     pub fn vm_bug_on_folio(&mut self, condition: bool, folio: FolioId, text: &str) -> bool {
         if condition {
             let dump = self.k.folio(folio).dump(folio);
-            self.violation(Violation { kind: ViolationKind::KernelBug, message: format!("VM_BUG_ON_FOLIO({text})"), dump: vec![dump] });
+            self.violation(Violation {
+                kind: ViolationKind::KernelBug,
+                message: format!("VM_BUG_ON_FOLIO({text})"),
+                dump: vec![dump],
+            });
         }
         condition
     }
@@ -186,7 +190,11 @@ impl<'a> Ctx<'a> {
     pub fn warn_on_folio(&mut self, condition: bool, folio: FolioId, text: &str) -> bool {
         if condition {
             let dump = self.k.folio(folio).dump(folio);
-            self.violation(Violation { kind: ViolationKind::KernelWarning, message: format!("WARN_ON_ONCE({text})"), dump: vec![dump] });
+            self.violation(Violation {
+                kind: ViolationKind::KernelWarning,
+                message: format!("WARN_ON_ONCE({text})"),
+                dump: vec![dump],
+            });
         }
         condition
     }

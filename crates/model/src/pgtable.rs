@@ -20,9 +20,15 @@ pub enum Pte {
     None,
     Present(PresentPte),
     /// A swap entry (type, offset) with the exclusive bit.
-    Swap { offset: u32, exclusive: bool },
+    Swap {
+        offset: u32,
+        exclusive: bool,
+    },
     /// A migration entry for `pfn` (readable or writable).
-    Migration { pfn: Pfn, write: bool },
+    Migration {
+        pfn: Pfn,
+        write: bool,
+    },
 }
 
 impl Pte {
@@ -48,7 +54,9 @@ impl Pte {
                 if p.young { " young" } else { "" },
                 if p.special { " special" } else { "" }
             ),
-            Pte::Swap { offset, exclusive } => format!("swap {offset:#x}{}", if *exclusive { " exclusive" } else { "" }),
+            Pte::Swap { offset, exclusive } => {
+                format!("swap {offset:#x}{}", if *exclusive { " exclusive" } else { "" })
+            }
             Pte::Migration { pfn, write } => format!("migration pfn {pfn:#x}{}", if *write { " write" } else { "" }),
         }
     }

@@ -88,28 +88,72 @@ pub mod map {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Instruction {
     /// `dst = mmap(NULL, length, prot, flags, -1, 0)`.
-    Mmap { dst: Register, length: u64, prot: u32, flags: u32 },
-    Munmap { dst: Option<Register>, address: Operand, length: u64 },
+    Mmap {
+        dst: Register,
+        length: u64,
+        prot: u32,
+        flags: u32,
+    },
+    Munmap {
+        dst: Option<Register>,
+        address: Operand,
+        length: u64,
+    },
     /// User stores of `byte` over `[address, address + length)`.
-    Store { address: Operand, length: u64, byte: u8 },
+    Store {
+        address: Operand,
+        length: u64,
+        byte: u8,
+    },
     /// User loads over the range, checked against `expect` (a data-loss violation otherwise).
-    Load { address: Operand, length: u64, expect: u8, location: SourceLocation },
-    Madvise { dst: Option<Register>, address: Operand, length: u64, advice: Advice },
+    Load {
+        address: Operand,
+        length: u64,
+        expect: u8,
+        location: SourceLocation,
+    },
+    Madvise {
+        dst: Option<Register>,
+        address: Operand,
+        length: u64,
+        advice: Advice,
+    },
     /// `dst = pread(file, buffer, length, offset)` with O_DIRECT when `direct`.
-    Pread { dst: Option<Register>, file: FileId, buffer: Operand, length: u64, offset: u64, direct: bool },
+    Pread {
+        dst: Option<Register>,
+        file: FileId,
+        buffer: Operand,
+        length: u64,
+        offset: u64,
+        direct: bool,
+    },
     /// `assert left op right` on register values.
-    Assert { left: Operand, comparison: Comparison, right: Operand, text: String, location: SourceLocation },
+    Assert {
+        left: Operand,
+        comparison: Comparison,
+        right: Operand,
+        text: String,
+        location: SourceLocation,
+    },
     /// Starts a thread of the same process; it gets a copy of this thread's registers.
-    Spawn { thread: ThreadId },
+    Spawn {
+        thread: ThreadId,
+    },
     /// Waits for these threads to finish (a process's main thread before exit).
-    Join { threads: Vec<ThreadId> },
+    Join {
+        threads: Vec<ThreadId>,
+    },
     /// exit_mmap(): the process's address space goes away.
     Exit,
     /// A reclaim pass as kswapd runs it: isolate every LRU folio and shrink the list.
     Reclaim,
     /// User-level synchronisation between scenario threads (an eventfd or a pipe write): sets
     /// the event.
-    Signal { event: u8 },
+    Signal {
+        event: u8,
+    },
     /// Blocks until the event is set.
-    WaitEvent { event: u8 },
+    WaitEvent {
+        event: u8,
+    },
 }

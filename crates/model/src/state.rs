@@ -65,7 +65,8 @@ impl Vma {
     /// mm/internal.h: vma_address(): where a page with `index` is mapped, if in this VMA.
     pub fn address_of_index(&self, index: u64) -> Option<u64> {
         let pages = (self.end - self.start) >> crate::folio::PAGE_SHIFT;
-        (index >= self.pgoff && index < self.pgoff + pages).then(|| self.start + ((index - self.pgoff) << crate::folio::PAGE_SHIFT))
+        (index >= self.pgoff && index < self.pgoff + pages)
+            .then(|| self.start + ((index - self.pgoff) << crate::folio::PAGE_SHIFT))
     }
 
     pub fn contains(&self, address: u64) -> bool {

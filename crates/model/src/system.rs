@@ -68,7 +68,9 @@ impl System {
             return frame.wait(k, thread).satisfied(k);
         }
         match self.spec.threads[thread as usize].program.get(t.pc as usize) {
-            Some(Instruction::Join { threads }) => threads.iter().all(|&other| k.threads[other as usize].status == ThreadStatus::Done),
+            Some(Instruction::Join { threads }) => {
+                threads.iter().all(|&other| k.threads[other as usize].status == ThreadStatus::Done)
+            }
             Some(Instruction::WaitEvent { event }) => k.events & (1 << event) != 0,
             _ => true,
         }
@@ -86,25 +88,49 @@ impl System {
         };
         let mm = spec.mm.unwrap_or(0);
         let frame = match instruction {
-            Instruction::Mmap { length, prot, flags, .. } => Frame::Mmap(Mmap { mm, length: *length, prot: *prot, flags: *flags }),
-            Instruction::Munmap { address, length, .. } => Frame::Munmap(Munmap::new(mm, Self::value(t, *address) as u64, *length)),
-            Instruction::Store { address, length, byte } => {
-                Frame::UserAccess(UserAccess { mm, address: Self::value(t, *address) as u64, length: *length, done: 0, write: true, byte: *byte, location: Default::default() })
+            Instruction::Mmap { length, prot, flags, .. } => {
+                Frame::Mmap(Mmap { mm, length: *length, prot: *prot, flags: *flags })
             }
-            Instruction::Load { address, length, expect, location } => {
-                Frame::UserAccess(UserAccess { mm, address: Self::value(t, *address) as u64, length: *length, done: 0, write: false, byte: *expect, location: *location })
+            Instruction::Munmap { address, length, .. } => {
+                Frame::Munmap(Munmap::new(mm, Self::value(t, *address) as u64, *length))
             }
-            Instruction::Madvise { address, length, advice, .. } => Frame::Madvise(Madvise::new(mm, Self::value(t, *address) as u64, *length, *advice)),
-            Instruction::Pread { file, buffer, length, offset, .. } => {
-                Frame::DirectIo(crate::block::fops::DirectIo::new(mm, *file, Self::value(t, *buffer) as u64, *length, *offset))
+            Instruction::Store { address, length, byte } => Frame::UserAccess(UserAccess {
+                mm,
+                address: Self::value(t, *address) as u64,
+                length: *length,
+                done: 0,
+                write: true,
+                byte: *byte,
+                location: Default::default(),
+            }),
+            Instruction::Load { address, length, expect, location } => Frame::UserAccess(UserAccess {
+                mm,
+                address: Self::value(t, *address) as u64,
+                length: *length,
+                done: 0,
+                write: false,
+                byte: *expect,
+                location: *location,
+            }),
+            Instruction::Madvise { address, length, advice, .. } => {
+                Frame::Madvise(Madvise::new(mm, Self::value(t, *address) as u64, *length, *advice))
             }
+            Instruction::Pread { file, buffer, length, offset, .. } => Frame::DirectIo(
+                crate::block::fops::DirectIo::new(mm, *file, Self::value(t, *buffer) as u64, *length, *offset),
+            ),
             Instruction::Exit => Frame::ExitMmap(ExitMmap { mm, zapped: false }),
             Instruction::Reclaim => Frame::ShrinkInactiveList(ShrinkInactiveList::new()),
             Instruction::Assert { left, comparison, right, text, location } => {
                 let (l, r) = (Self::value(t, *left), Self::value(t, *right));
                 if !comparison.holds(l, r) {
                     let shown = |v: i64| errno::name(v).map_or(v.to_string(), |name| format!("{v} (-{name})"));
-                    let message = format!("line {}: assert {text} failed: {} {} {}", location.line, shown(l), comparison.symbol(), shown(r));
+                    let message = format!(
+                        "line {}: assert {text} failed: {} {} {}",
+                        location.line,
+                        shown(l),
+                        comparison.symbol(),
+                        shown(r)
+                    );
                     ctx.violation(Violation::new(ViolationKind::Assertion, message));
                 }
                 ctx.k.thread_mut(thread).pc += 1;
@@ -174,7 +200,11 @@ impl System {
                     return Some(invariant(k, folio, format!("PTE {:#x} maps freed folio {folio}", vpn << 12)));
                 }
                 if !rmap_finds(k, f, mm_id as MmId, vpn << 12, page) {
-                    return Some(invariant(k, folio, format!("PTE {:#x} maps folio {folio}, which its rmap does not find there", vpn << 12)));
+                    return Some(invariant(
+                        k,
+                        folio,
+                        format!("PTE {:#x} maps folio {folio}, which its rmap does not find there", vpn << 12),
+                    ));
                 }
                 mappings[folio as usize].push(page);
             }
@@ -184,11 +214,19 @@ impl System {
             for (page, p) in folio.pages.iter().enumerate() {
                 let mapped = mappings[id as usize].iter().filter(|&&m| m == page).count() as i32;
                 if p.mapcount != mapped {
-                    return Some(invariant(k, id, format!("folio {id} page {page}: mapcount {} but {mapped} PTE(s) map it", p.mapcount)));
+                    return Some(invariant(
+                        k,
+                        id,
+                        format!("folio {id} page {page}: mapcount {} but {mapped} PTE(s) map it", p.mapcount),
+                    ));
                 }
             }
             if folio.refcount < folio.mapcount() {
-                return Some(invariant(k, id, format!("folio {id}: refcount {} below mapcount {}", folio.refcount, folio.mapcount())));
+                return Some(invariant(
+                    k,
+                    id,
+                    format!("folio {id}: refcount {} below mapcount {}", folio.refcount, folio.mapcount()),
+                ));
             }
         }
         None
@@ -204,10 +242,9 @@ fn rmap_finds(k: &Kernel, folio: &Folio, mm: MmId, address: u64, page: usize) ->
     match folio.mapping {
         Mapping::Anon(anon_vma) => {
             k.anon_vmas[anon_vma as usize].mms.contains(&mm)
-                && k.mms[mm as usize]
-                    .vmas
-                    .iter()
-                    .any(|v| v.anon_vma == Some(anon_vma) && v.address_of_index(folio.index + page as u64) == Some(address))
+                && k.mms[mm as usize].vmas.iter().any(|v| {
+                    v.anon_vma == Some(anon_vma) && v.address_of_index(folio.index + page as u64) == Some(address)
+                })
         }
         Mapping::File(_) | Mapping::None => false,
     }
@@ -236,7 +273,15 @@ impl Model for System {
         zero.refcount = 1;
         let files = self.spec.files.iter().map(|blocks| Arc::new(File { blocks: blocks.clone() })).collect();
         let threads = self.spec.threads.iter().map(|t| Arc::new(Thread::new(t.registers, t.starts))).collect();
-        Kernel { folios: vec![Arc::new(zero)], mms: vec![Arc::new(Mm::default()); self.spec.mms], anon_vmas: Vec::new(), files, lruvec: Default::default(), threads, events: 0 }
+        Kernel {
+            folios: vec![Arc::new(zero)],
+            mms: (0..self.spec.mms).map(|_| Arc::new(Mm::default())).collect(),
+            anon_vmas: Vec::new(),
+            files,
+            lruvec: Default::default(),
+            threads,
+            events: 0,
+        }
     }
 
     fn enabled_threads(&self, k: &Kernel, out: &mut Vec<ThreadId>) {
@@ -289,9 +334,19 @@ impl Model for System {
         if let Some(violation) = Self::check_quiescent(k) {
             return Some(violation);
         }
-        let leaked: Vec<String> = k.folios.iter().enumerate().filter(|(id, f)| *id as FolioId != ZERO_FOLIO && f.allocated).map(|(id, f)| f.dump(id as FolioId)).collect();
+        let leaked: Vec<String> = k
+            .folios
+            .iter()
+            .enumerate()
+            .filter(|(id, f)| *id as FolioId != ZERO_FOLIO && f.allocated)
+            .map(|(id, f)| f.dump(id as FolioId))
+            .collect();
         if !leaked.is_empty() && k.mms.iter().all(|mm| mm.exited) {
-            return Some(Violation { kind: ViolationKind::Leak, message: format!("{} folio(s) still allocated after every process exited", leaked.len()), dump: leaked });
+            return Some(Violation {
+                kind: ViolationKind::Leak,
+                message: format!("{} folio(s) still allocated after every process exited", leaked.len()),
+                dump: leaked,
+            });
         }
         None
     }

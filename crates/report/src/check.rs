@@ -2,7 +2,10 @@
 //! schedule replayed into a readable trace.
 
 use crate::token::ReplayToken;
-use mmcheck_explorer::{explore_bounded, explore_exhaustive, explore_pct, explore_random, Limits, Options, ProgressFn, Stats, Strategy, ThreadId, Verdict};
+use mmcheck_explorer::{
+    explore_bounded, explore_exhaustive, explore_pct, explore_random, Limits, Options, ProgressFn, Stats, Strategy,
+    ThreadId, Verdict,
+};
 use mmcheck_model::{KernelConfig, System, Violation};
 use mmcheck_scenario::{Outcome, Scenario};
 use serde::Serialize;
@@ -23,7 +26,16 @@ pub struct CheckOptions {
 
 impl CheckOptions {
     pub fn new(kernel: KernelConfig) -> Self {
-        CheckOptions { kernel, overrides: Vec::new(), strategy: Strategy::Exhaustive, preemption_bound: None, seed: 0, pct_depth: 3, limits: Limits::default(), reduction: true }
+        CheckOptions {
+            kernel,
+            overrides: Vec::new(),
+            strategy: Strategy::Exhaustive,
+            preemption_bound: None,
+            seed: 0,
+            pct_depth: 3,
+            limits: Limits::default(),
+            reduction: true,
+        }
     }
 }
 
@@ -74,7 +86,9 @@ pub struct CheckReport {
 fn verdict_detail(verdict: &Verdict) -> String {
     match verdict {
         Verdict::Verified => "verified: every interleaving explored".to_string(),
-        Verdict::VerifiedBounded { preemptions_max } => format!("verified up to {preemptions_max} preemption(s), not beyond"),
+        Verdict::VerifiedBounded { preemptions_max } => {
+            format!("verified up to {preemptions_max} preemption(s), not beyond")
+        }
         Verdict::Violation => "violation".to_string(),
         Verdict::NoViolationFound => "no violation found in the sampled schedules (not a proof)".to_string(),
         Verdict::LimitReached { limit } => format!("limit reached ({}): search incomplete", limit.name()),
@@ -92,10 +106,15 @@ pub fn matches(expected: &Outcome, verdict: &Verdict, violation: Option<&Violati
 }
 
 /// Explores the scenario under the options and reports.
-pub fn check(scenario: &Scenario, options: &CheckOptions, progress: Option<ProgressFn<'_>>) -> Result<CheckReport, String> {
+pub fn check(
+    scenario: &Scenario,
+    options: &CheckOptions,
+    progress: Option<ProgressFn<'_>>,
+) -> Result<CheckReport, String> {
     let spec = scenario.system(&options.overrides)?;
     let system = System::new(spec, options.kernel.clone());
-    let explorer_options = Options { limits: options.limits.clone(), reduction: options.reduction, progress };
+    let explorer_options =
+        Options { limits: options.limits.clone(), reduction: options.reduction, progress, collect_final_states: false };
     let outcome = match (options.strategy, options.preemption_bound) {
         (Strategy::Exhaustive, None) => explore_exhaustive(&system, explorer_options),
         (Strategy::Exhaustive, Some(bound)) => explore_bounded(&system, explorer_options, bound),
@@ -110,12 +129,27 @@ pub fn check(scenario: &Scenario, options: &CheckOptions, progress: Option<Progr
     let matches_expectation = expected.as_ref().map(|e| matches(e, &outcome.verdict, violation.as_ref()));
     let (replay, trace) = match &outcome.violation {
         Some((_, schedule)) => {
-            let token = ReplayToken { scenario: scenario.name.clone(), kernel: options.kernel.clone(), overrides: options.overrides.clone(), schedule: schedule.clone() };
+            let token = ReplayToken {
+                scenario: scenario.name.clone(),
+                kernel: options.kernel.clone(),
+                overrides: options.overrides.clone(),
+                schedule: schedule.clone(),
+            };
             (Some(token.encode()), trace_of(&system, schedule)?.0)
         }
         None => (None, Vec::new()),
     };
-    Ok(report(scenario, options, &outcome.verdict, &outcome.stats, violation.as_ref(), expected, matches_expectation, replay, trace))
+    Ok(report(
+        scenario,
+        options,
+        &outcome.verdict,
+        &outcome.stats,
+        violation.as_ref(),
+        expected,
+        matches_expectation,
+        replay,
+        trace,
+    ))
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -176,8 +210,14 @@ pub fn replay(scenario: &Scenario, token: &ReplayToken) -> Result<CheckReport, S
     let mut options = CheckOptions::new(token.kernel.clone());
     options.overrides = token.overrides.clone();
     let verdict = if violation.is_some() { Verdict::Violation } else { Verdict::NoViolationFound };
-    let stats = Stats { transitions: token.schedule.len() as u64, depth_max: token.schedule.len() as u64, ..Stats::default() };
-    let mut result = report(scenario, &options, &verdict, &stats, violation.as_ref(), None, None, Some(token.encode()), trace);
-    result.verdict_detail = if violation.is_some() { "the schedule ends in a violation".to_string() } else { "the schedule ends without a violation".to_string() };
+    let stats =
+        Stats { transitions: token.schedule.len() as u64, depth_max: token.schedule.len() as u64, ..Stats::default() };
+    let mut result =
+        report(scenario, &options, &verdict, &stats, violation.as_ref(), None, None, Some(token.encode()), trace);
+    result.verdict_detail = if violation.is_some() {
+        "the schedule ends in a violation".to_string()
+    } else {
+        "the schedule ends without a violation".to_string()
+    };
     Ok(result)
 }

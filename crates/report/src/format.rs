@@ -12,7 +12,8 @@ pub fn trace(steps: &[TraceStep]) -> String {
         if step.detail.is_empty() {
             writeln!(out, "{:>5}  {:<width$}  {what}", step.step, step.thread).expect("string write");
         } else {
-            writeln!(out, "{:>5}  {:<width$}  {what:<44} {}", step.step, step.thread, step.detail).expect("string write");
+            writeln!(out, "{:>5}  {:<width$}  {what:<44} {}", step.step, step.thread, step.detail)
+                .expect("string write");
         }
     }
     out
@@ -69,7 +70,12 @@ pub fn table(rows: &[SuiteRow]) -> String {
     let mut out = String::new();
     let name_width = rows.iter().map(|r| r.scenario.len()).max().unwrap_or(8).max(8);
     let got_width = rows.iter().map(|r| r.got.len()).max().unwrap_or(3).max(24);
-    writeln!(out, "{:<name_width$}  {:<8}  {:<24}  {:<got_width$}  {:>10}  {:>9}", "scenario", "kernel", "expected", "got", "states", "time").expect("string write");
+    writeln!(
+        out,
+        "{:<name_width$}  {:<8}  {:<24}  {:<got_width$}  {:>10}  {:>9}",
+        "scenario", "kernel", "expected", "got", "states", "time"
+    )
+    .expect("string write");
     for row in rows {
         writeln!(
             out,

@@ -31,7 +31,8 @@ impl ReplayToken {
                 _ => runs.push((thread, 1)),
             }
         }
-        let schedule: Vec<String> = runs.iter().map(|(t, n)| if *n == 1 { t.to_string() } else { format!("{t}*{n}") }).collect();
+        let schedule: Vec<String> =
+            runs.iter().map(|(t, n)| if *n == 1 { t.to_string() } else { format!("{t}*{n}") }).collect();
         format!("mmc1/{}/{}/{}/{}", self.scenario, kernel, overrides, schedule.join("."))
     }
 
@@ -45,7 +46,8 @@ impl ReplayToken {
         }
         let mut kernel_parts = kernel.split(',');
         let version_text = kernel_parts.next().unwrap_or_default();
-        let version = KernelVersion::parse(version_text).ok_or_else(|| format!("bad kernel version `{version_text}` in the token"))?;
+        let version = KernelVersion::parse(version_text)
+            .ok_or_else(|| format!("bad kernel version `{version_text}` in the token"))?;
         let mut config = KernelConfig::for_version(version);
         for part in kernel_parts {
             let (on, name) = match part.split_at_checked(1) {
@@ -102,7 +104,12 @@ mod tests {
     fn token_round_trips() {
         let mut kernel = KernelConfig::for_version(KernelVersion::new(6, 18));
         kernel.set(Patch::MadvFreeGupRace, false);
-        let token = ReplayToken { scenario: "madv-free-dio".into(), kernel, overrides: vec![("pages".into(), 4)], schedule: vec![0, 0, 0, 2, 1, 1] };
+        let token = ReplayToken {
+            scenario: "madv-free-dio".into(),
+            kernel,
+            overrides: vec![("pages".into(), 4)],
+            schedule: vec![0, 0, 0, 2, 1, 1],
+        };
         let text = token.encode();
         assert_eq!(text, "mmc1/madv-free-dio/6.18,-madv-free-gup-race/pages=4/0*3.2.1*2");
         assert_eq!(ReplayToken::decode(&text).unwrap(), token);

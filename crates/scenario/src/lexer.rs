@@ -90,14 +90,23 @@ pub fn tokenize(source: &str) -> Result<Vec<Token>, Diagnostic> {
             b'0'..=b'9' => number(source, start)?,
             b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
                 let mut end = at;
-                while end < bytes.len() && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || bytes[end] == b'-' || bytes[end] == b'.') {
+                while end < bytes.len()
+                    && (bytes[end].is_ascii_alphanumeric()
+                        || bytes[end] == b'_'
+                        || bytes[end] == b'-'
+                        || bytes[end] == b'.')
+                {
                     end += 1;
                 }
                 (TokenKind::Identifier(source[start..end].to_string()), end)
             }
             _ => {
                 let character = source[start..].chars().next().unwrap_or('?');
-                return Err(Diagnostic::new(format!("unexpected character `{character}`"), start, start + character.len_utf8()));
+                return Err(Diagnostic::new(
+                    format!("unexpected character `{character}`"),
+                    start,
+                    start + character.len_utf8(),
+                ));
             }
         };
         tokens.push(Token { kind, start, end });
@@ -125,11 +134,8 @@ fn number(source: &str, start: usize) -> Result<(TokenKind, usize), Diagnostic> 
         b'G' => (&text[..text.len() - 1], 1 << 30),
         _ => (text, 1),
     };
-    let value = if let Some(hex) = digits.strip_prefix("0x") {
-        i64::from_str_radix(hex, 16)
-    } else {
-        digits.parse::<i64>()
-    };
+    let value =
+        if let Some(hex) = digits.strip_prefix("0x") { i64::from_str_radix(hex, 16) } else { digits.parse::<i64>() };
     match value.as_ref().ok().and_then(|v| v.checked_mul(multiplier)) {
         Some(value) => Ok((TokenKind::Number(value), end)),
         // Commit ids and the like start with a digit too: they are names, not numbers.

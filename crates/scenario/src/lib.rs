@@ -127,7 +127,8 @@ impl Scenario {
 
     /// The kernels the suite checks this scenario under, oldest first.
     pub fn suite_kernels(&self) -> Vec<KernelVersion> {
-        let mut versions: Vec<KernelVersion> = self.expectations.iter().flat_map(|e| e.kernels.representatives()).collect();
+        let mut versions: Vec<KernelVersion> =
+            self.expectations.iter().flat_map(|e| e.kernels.representatives()).collect();
         versions.sort();
         versions.dedup();
         versions
@@ -139,7 +140,11 @@ impl Scenario {
         for (name, value) in overrides {
             if !parameters.contains_key(name) {
                 let known: Vec<&str> = parameters.keys().map(String::as_str).collect();
-                return Err(format!("scenario {} has no parameter `{name}` (it has: {})", self.name, if known.is_empty() { "none".to_string() } else { known.join(", ") }));
+                return Err(format!(
+                    "scenario {} has no parameter `{name}` (it has: {})",
+                    self.name,
+                    if known.is_empty() { "none".to_string() } else { known.join(", ") }
+                ));
             }
             parameters.insert(name.clone(), *value);
         }

@@ -34,12 +34,34 @@ pub(crate) struct Call {
 
 #[derive(Clone, Debug)]
 pub(crate) enum Statement {
-    Call { destination: Option<(String, Span)>, call: Call },
-    Assert { left: Expr, comparison: Comparison, right: Expr, text: String, span: Span },
-    AssertLoad { call: Call, comparison: Comparison, expect: Expr, span: Span },
-    Thread { name: String, body: Vec<Statement>, span: Span },
+    Call {
+        destination: Option<(String, Span)>,
+        call: Call,
+    },
+    Assert {
+        left: Expr,
+        comparison: Comparison,
+        right: Expr,
+        text: String,
+        span: Span,
+    },
+    AssertLoad {
+        call: Call,
+        comparison: Comparison,
+        expect: Expr,
+        span: Span,
+    },
+    Thread {
+        name: String,
+        body: Vec<Statement>,
+        span: Span,
+    },
     /// `signal NAME` / `wait NAME`.
-    Event { signal: bool, name: String, span: Span },
+    Event {
+        signal: bool,
+        name: String,
+        span: Span,
+    },
 }
 
 #[derive(Clone, Debug)]
@@ -188,7 +210,11 @@ impl<'a> Parser<'a> {
                 let value = self.expression()?;
                 let value = evaluate_constant(&value, &scenario.parameters)?;
                 if scenario.parameters.insert(name.clone(), value).is_some() {
-                    return Err(Diagnostic::new(format!("parameter `{name}` is declared twice"), name_span.0, name_span.1));
+                    return Err(Diagnostic::new(
+                        format!("parameter `{name}` is declared twice"),
+                        name_span.0,
+                        name_span.1,
+                    ));
                 }
             }
             "file" => {
@@ -208,7 +234,11 @@ impl<'a> Parser<'a> {
                 let expectation = self.expectation()?;
                 scenario.expectations.push(expectation);
             }
-            _ => return Err(Diagnostic::new(format!("unknown item `{word}`"), span.0, span.1).with_note("a scenario has `param`, `file`, `process`, `kthread`, `expect`, `ref` and `tag` lines")),
+            _ => {
+                return Err(Diagnostic::new(format!("unknown item `{word}`"), span.0, span.1).with_note(
+                    "a scenario has `param`, `file`, `process`, `kthread`, `expect`, `ref` and `tag` lines",
+                ))
+            }
         }
         self.end_of_statement()
     }
@@ -243,7 +273,13 @@ impl<'a> Parser<'a> {
             Some("<") => KernelRange::Below(version),
             Some(">=") => KernelRange::AtLeast(version),
             None | Some("==") => KernelRange::Exactly(version),
-            Some(other) => return Err(Diagnostic::new(format!("use `<`, `>=` or an exact version, not `{other}`"), span.0, span.1)),
+            Some(other) => {
+                return Err(Diagnostic::new(
+                    format!("use `<`, `>=` or an exact version, not `{other}`"),
+                    span.0,
+                    span.1,
+                ))
+            }
         };
         self.expect(TokenKind::Colon, "`:`")?;
         let (word, word_span) = self.identifier("`verified` or `violation KIND`")?;
@@ -255,11 +291,22 @@ impl<'a> Parser<'a> {
                     Some(kind) => Outcome::Violation(kind),
                     None => {
                         let kinds: Vec<&str> = ViolationKind::ALL.iter().map(|k| k.name()).collect();
-                        return Err(Diagnostic::new(format!("unknown violation kind `{kind}`"), kind_span.0, kind_span.1).with_note(format!("kinds: {}", kinds.join(", "))));
+                        return Err(Diagnostic::new(
+                            format!("unknown violation kind `{kind}`"),
+                            kind_span.0,
+                            kind_span.1,
+                        )
+                        .with_note(format!("kinds: {}", kinds.join(", "))));
                     }
                 }
             }
-            _ => return Err(Diagnostic::new(format!("expected `verified` or `violation KIND`, found `{word}`"), word_span.0, word_span.1)),
+            _ => {
+                return Err(Diagnostic::new(
+                    format!("expected `verified` or `violation KIND`, found `{word}`"),
+                    word_span.0,
+                    word_span.1,
+                ))
+            }
         };
         Ok(Expectation { kernels, outcome, line })
     }
@@ -436,7 +483,11 @@ fn evaluate_constant(expr: &Expr, parameters: &BTreeMap<String, i64>) -> Result<
 
 /// Evaluates an expression: parameters are constants, variables are registers; a register may
 /// only be offset by constants (`buf + 4K`).
-fn evaluate(expr: &Expr, parameters: &BTreeMap<String, i64>, variables: &BTreeMap<String, u16>) -> Result<Operand, Diagnostic> {
+fn evaluate(
+    expr: &Expr,
+    parameters: &BTreeMap<String, i64>,
+    variables: &BTreeMap<String, u16>,
+) -> Result<Operand, Diagnostic> {
     match expr {
         Expr::Number(value, _) => Ok(Operand::Constant(*value)),
         Expr::Name(name, span) => {
@@ -446,19 +497,28 @@ fn evaluate(expr: &Expr, parameters: &BTreeMap<String, i64>, variables: &BTreeMa
             if let Some(register) = variables.get(name) {
                 return Ok(Operand::Register(*register, 0));
             }
-            Err(diagnostic(format!("unknown name `{name}`"), *span).with_note("names are parameters (`param`) or variables assigned earlier in the process (`x = mmap(...)`)"))
+            Err(diagnostic(format!("unknown name `{name}`"), *span).with_note(
+                "names are parameters (`param`) or variables assigned earlier in the process (`x = mmap(...)`)",
+            ))
         }
         Expr::Flags(_, span) => Err(diagnostic("flags are not a value here", *span)),
         Expr::Binary(left, operator, right, span) => {
             let (l, r) = (evaluate(left, parameters, variables)?, evaluate(right, parameters, variables)?);
             let overflow = || diagnostic("arithmetic overflow", *span);
             match (l, *operator, r) {
-                (Operand::Constant(a), '+', Operand::Constant(b)) => a.checked_add(b).map(Operand::Constant).ok_or_else(overflow),
-                (Operand::Constant(a), '-', Operand::Constant(b)) => a.checked_sub(b).map(Operand::Constant).ok_or_else(overflow),
-                (Operand::Constant(a), '*', Operand::Constant(b)) => a.checked_mul(b).map(Operand::Constant).ok_or_else(overflow),
+                (Operand::Constant(a), '+', Operand::Constant(b)) => {
+                    a.checked_add(b).map(Operand::Constant).ok_or_else(overflow)
+                }
+                (Operand::Constant(a), '-', Operand::Constant(b)) => {
+                    a.checked_sub(b).map(Operand::Constant).ok_or_else(overflow)
+                }
+                (Operand::Constant(a), '*', Operand::Constant(b)) => {
+                    a.checked_mul(b).map(Operand::Constant).ok_or_else(overflow)
+                }
                 (Operand::Constant(_), '/', Operand::Constant(0)) => Err(diagnostic("division by zero", *span)),
                 (Operand::Constant(a), '/', Operand::Constant(b)) => Ok(Operand::Constant(a / b)),
-                (Operand::Register(reg, offset), '+', Operand::Constant(b)) | (Operand::Constant(b), '+', Operand::Register(reg, offset)) => Ok(Operand::Register(reg, offset + b)),
+                (Operand::Register(reg, offset), '+', Operand::Constant(b))
+                | (Operand::Constant(b), '+', Operand::Register(reg, offset)) => Ok(Operand::Register(reg, offset + b)),
                 (Operand::Register(reg, offset), '-', Operand::Constant(b)) => Ok(Operand::Register(reg, offset - b)),
                 _ => Err(diagnostic("a variable can only be offset by a constant (`buf + 4K`)", *span)),
             }
@@ -468,7 +528,13 @@ fn evaluate(expr: &Expr, parameters: &BTreeMap<String, i64>, variables: &BTreeMa
 
 /// Builds the model's system from the AST with these parameter values.
 pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<SystemSpec, Diagnostic> {
-    let mut builder = Builder { source: &ast.source, events: Vec::new(), parameters, files: BTreeMap::new(), spec: SystemSpec::default() };
+    let mut builder = Builder {
+        source: &ast.source,
+        events: Vec::new(),
+        parameters,
+        files: BTreeMap::new(),
+        spec: SystemSpec::default(),
+    };
     for (index, file) in ast.files.iter().enumerate() {
         let size = evaluate_constant(&file.size, parameters)?;
         let fill = evaluate_constant(&file.fill, parameters)?;
@@ -490,7 +556,13 @@ pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<Sys
     for declaration in ast.threads.iter().filter(|t| t.kernel) {
         let mut variables = BTreeMap::new();
         let program = builder.statements(&declaration.body, None, &mut variables, None)?;
-        builder.spec.threads.push(ThreadSpec { name: declaration.name.clone(), mm: None, program, starts: true, registers: variables.len() });
+        builder.spec.threads.push(ThreadSpec {
+            name: declaration.name.clone(),
+            mm: None,
+            program,
+            starts: true,
+            registers: variables.len(),
+        });
     }
     if builder.spec.threads.len() > 64 {
         return Err(Diagnostic::new("at most 64 threads", 0, 1));
@@ -515,7 +587,13 @@ impl Builder<'_> {
 
     fn process(&mut self, declaration: &ThreadDecl, mm: u32) -> Result<(), Diagnostic> {
         let main = self.spec.threads.len();
-        self.spec.threads.push(ThreadSpec { name: declaration.name.clone(), mm: Some(mm), program: Vec::new(), starts: true, registers: 0 });
+        self.spec.threads.push(ThreadSpec {
+            name: declaration.name.clone(),
+            mm: Some(mm),
+            program: Vec::new(),
+            starts: true,
+            registers: 0,
+        });
         let mut variables = BTreeMap::new();
         let mut children = Vec::new();
         let mut program = self.statements(&declaration.body, Some(mm), &mut variables, Some(&mut children))?;
@@ -547,7 +625,13 @@ impl Builder<'_> {
                         return Err(diagnostic("threads are started from a process's main body", *span));
                     };
                     let id = self.spec.threads.len() as u32;
-                    self.spec.threads.push(ThreadSpec { name: name.clone(), mm, program: Vec::new(), starts: false, registers: 0 });
+                    self.spec.threads.push(ThreadSpec {
+                        name: name.clone(),
+                        mm,
+                        program: Vec::new(),
+                        starts: false,
+                        registers: 0,
+                    });
                     let thread_program = self.statements(body, mm, variables, None)?;
                     self.spec.threads[id as usize].program = thread_program;
                     children.push(id);
@@ -565,16 +649,29 @@ impl Builder<'_> {
                         return Err(diagnostic("at most 64 events", *span));
                     }
                     let event = index as u8;
-                    program.push(if *signal { Instruction::Signal { event } } else { Instruction::WaitEvent { event } });
+                    program.push(if *signal {
+                        Instruction::Signal { event }
+                    } else {
+                        Instruction::WaitEvent { event }
+                    });
                 }
                 Statement::Assert { left, comparison, right, text, span } => {
                     let left = evaluate(left, self.parameters, variables)?;
                     let right = evaluate(right, self.parameters, variables)?;
-                    program.push(Instruction::Assert { left, comparison: *comparison, right, text: text.clone(), location: self.location(*span) });
+                    program.push(Instruction::Assert {
+                        left,
+                        comparison: *comparison,
+                        right,
+                        text: text.clone(),
+                        location: self.location(*span),
+                    });
                 }
                 Statement::AssertLoad { call, comparison, expect, span } => {
                     if *comparison != Comparison::Equal {
-                        return Err(diagnostic("a load is compared with `==` to the byte every address must hold", *span));
+                        return Err(diagnostic(
+                            "a load is compared with `==` to the byte every address must hold",
+                            *span,
+                        ));
                     }
                     self.require_process(mm, call)?;
                     let [address, length] = self.arguments::<2>(call, "load(address, length)")?;
@@ -593,7 +690,9 @@ impl Builder<'_> {
     }
 
     fn require_process(&self, mm: Option<u32>, call: &Call) -> Result<u32, Diagnostic> {
-        mm.ok_or_else(|| diagnostic(format!("`{}` needs a process (kernel threads have no address space)", call.name), call.span))
+        mm.ok_or_else(|| {
+            diagnostic(format!("`{}` needs a process (kernel threads have no address space)", call.name), call.span)
+        })
     }
 
     fn arguments<'c, const N: usize>(&self, call: &'c Call, usage: &str) -> Result<[&'c Expr; N], Diagnostic> {
@@ -626,7 +725,8 @@ impl Builder<'_> {
         for (name, span) in names {
             let Some((_, bit)) = known.iter().find(|(n, _)| *n == name) else {
                 let all: Vec<&str> = known.iter().map(|k| k.0).collect();
-                return Err(diagnostic(format!("unknown flag `{name}`"), span).with_note(format!("flags here: {}", all.join(", "))));
+                return Err(diagnostic(format!("unknown flag `{name}`"), span)
+                    .with_note(format!("flags here: {}", all.join(", "))));
             };
             value |= bit;
         }
@@ -640,7 +740,13 @@ impl Builder<'_> {
         }
     }
 
-    fn call(&mut self, call: &Call, mm: Option<u32>, variables: &mut BTreeMap<String, u16>, destination: Option<&str>) -> Result<Instruction, Diagnostic> {
+    fn call(
+        &mut self,
+        call: &Call,
+        mm: Option<u32>,
+        variables: &mut BTreeMap<String, u16>,
+        destination: Option<&str>,
+    ) -> Result<Instruction, Diagnostic> {
         let define = |variables: &mut BTreeMap<String, u16>| -> Option<u16> {
             let next = variables.len() as u16;
             destination.map(|name| *variables.entry(name.to_string()).or_insert(next))
@@ -648,10 +754,15 @@ impl Builder<'_> {
         let instruction = match call.name.as_str() {
             "mmap" => {
                 self.require_process(mm, call)?;
-                let [length, protection, flags] = self.arguments::<3>(call, "mmap(length, read|write, private|anonymous)")?;
+                let [length, protection, flags] =
+                    self.arguments::<3>(call, "mmap(length, read|write, private|anonymous)")?;
                 let length = self.length(length)?;
-                let prot = self.flags(protection, &[("read", prot::PROT_READ), ("write", prot::PROT_WRITE), ("none", 0)])?;
-                let flags_value = self.flags(flags, &[("private", map::MAP_PRIVATE), ("shared", map::MAP_SHARED), ("anonymous", map::MAP_ANONYMOUS)])?;
+                let prot =
+                    self.flags(protection, &[("read", prot::PROT_READ), ("write", prot::PROT_WRITE), ("none", 0)])?;
+                let flags_value = self.flags(
+                    flags,
+                    &[("private", map::MAP_PRIVATE), ("shared", map::MAP_SHARED), ("anonymous", map::MAP_ANONYMOUS)],
+                )?;
                 if flags_value != map::MAP_PRIVATE | map::MAP_ANONYMOUS {
                     return Err(diagnostic("not modelled yet: only private|anonymous mappings", flags.span()));
                 }
@@ -682,14 +793,21 @@ impl Builder<'_> {
                 let advice = match name {
                     "free" => Advice::Free,
                     "dontneed" => Advice::DontNeed,
-                    "cold" | "pageout" => return Err(diagnostic(format!("not modelled yet: MADV_{}", name.to_uppercase()), span)),
-                    _ => return Err(diagnostic(format!("unknown advice `{name}`"), span).with_note("advice: free, dontneed")),
+                    "cold" | "pageout" => {
+                        return Err(diagnostic(format!("not modelled yet: MADV_{}", name.to_uppercase()), span))
+                    }
+                    _ => {
+                        return Err(
+                            diagnostic(format!("unknown advice `{name}`"), span).with_note("advice: free, dontneed")
+                        )
+                    }
                 };
                 Instruction::Madvise { dst: define(variables), address, length, advice }
             }
             "pread" => {
                 self.require_process(mm, call)?;
-                let [file, buffer, length, offset, mode] = self.arguments::<5>(call, "pread(file, buffer, length, offset, direct)")?;
+                let [file, buffer, length, offset, mode] =
+                    self.arguments::<5>(call, "pread(file, buffer, length, offset, direct)")?;
                 let (file_name, file_span) = self.name_argument(file, "a file declared with `file`")?;
                 let Some(&file) = self.files.get(file_name) else {
                     return Err(diagnostic(format!("unknown file `{file_name}`"), file_span));
@@ -705,7 +823,10 @@ impl Builder<'_> {
             }
             "reclaim" => {
                 if mm.is_some() {
-                    return Err(diagnostic("reclaim runs in a kernel thread (`kthread kswapd { reclaim(all) }`)", call.span));
+                    return Err(diagnostic(
+                        "reclaim runs in a kernel thread (`kthread kswapd { reclaim(all) }`)",
+                        call.span,
+                    ));
                 }
                 let [scope] = self.arguments::<1>(call, "reclaim(all)")?;
                 let (scope, span) = self.name_argument(scope, "`all`")?;
@@ -714,9 +835,12 @@ impl Builder<'_> {
                 }
                 Instruction::Reclaim
             }
-            "load" => return Err(diagnostic("a load is checked in an assertion: `assert load(buf, 4K) == 0x79`", call.span)),
+            "load" => {
+                return Err(diagnostic("a load is checked in an assertion: `assert load(buf, 4K) == 0x79`", call.span))
+            }
             other => {
-                return Err(diagnostic(format!("unknown call `{other}`"), call.span).with_note("calls: mmap, munmap, store, madvise, pread, reclaim; `assert load(...) == byte`"))
+                return Err(diagnostic(format!("unknown call `{other}`"), call.span)
+                    .with_note("calls: mmap, munmap, store, madvise, pread, reclaim; `assert load(...) == byte`"))
             }
         };
         Ok(instruction)

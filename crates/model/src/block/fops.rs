@@ -59,7 +59,9 @@ impl DirectIo {
 
     /// Alignment and size checks (blkdev_dio_invalid()), then the GUP of the whole buffer.
     fn start(&mut self, ctx: &mut Ctx) -> Flow {
-        let aligned = self.buffer % PAGE_SIZE == 0 && self.length % PAGE_SIZE == 0 && self.offset % PAGE_SIZE == 0;
+        let aligned = self.buffer.is_multiple_of(PAGE_SIZE)
+            && self.length.is_multiple_of(PAGE_SIZE)
+            && self.offset.is_multiple_of(PAGE_SIZE);
         if !aligned {
             return Flow::Return(-errno::EINVAL);
         }
@@ -74,7 +76,11 @@ impl DirectIo {
         ctx.k.thread_mut(ctx.thread).pages.clear();
         let (buffer, nr, flags) = (self.buffer, self.nr_pages, self.flags);
         ctx.event("__blkdev_direct_IO_simple", "bio_iov_iter_get_pages", |_| {
-            format!("{} {nr} page(s) at {buffer:#x} ({})", if flags.pin { "pin_user_pages_fast" } else { "get_user_pages_fast" }, flags.describe())
+            format!(
+                "{} {nr} page(s) at {buffer:#x} ({})",
+                if flags.pin { "pin_user_pages_fast" } else { "get_user_pages_fast" },
+                flags.describe()
+            )
         });
         self.stage = DioStage::GupFastDone;
         Flow::Call(Frame::GupFast(GupFast::new(self.mm, self.buffer, self.nr_pages, self.flags)))
@@ -110,7 +116,9 @@ impl DirectIo {
         let block = (self.offset >> PAGE_SHIFT) as usize + self.index;
         let data = ctx.file_block(self.file, block).expect("checked against the file size");
         ctx.data_store(folio, page, data);
-        ctx.event("submit_bio_wait", "dma", |k| format!("block {block} -> folio {folio}: {}", k.folio(folio).dump(folio)));
+        ctx.event("submit_bio_wait", "dma", |k| {
+            format!("block {block} -> folio {folio}: {}", k.folio(folio).dump(folio))
+        });
         self.index += 1;
         if self.index == self.nr_pages as usize {
             self.index = 0;
@@ -137,7 +145,9 @@ impl DirectIo {
         let (folio, _) = page_of(ctx.k.thread_mut(ctx.thread).pages[self.index]);
         gup_put_folio(ctx, folio, self.flags);
         let flags = self.flags;
-        ctx.event("bio_release_pages", if flags.pin { "unpin_user_page" } else { "put_page" }, |k| k.folio(folio).dump(folio));
+        ctx.event("bio_release_pages", if flags.pin { "unpin_user_page" } else { "put_page" }, |k| {
+            k.folio(folio).dump(folio)
+        });
         self.index += 1;
         if self.index == self.nr_pages as usize {
             ctx.k.thread_mut(ctx.thread).pages.clear();

@@ -2,7 +2,9 @@
 //! lock) paths. The pages found are appended to the calling thread's `pages` array.
 
 use crate::access::{Ctx, Ordering};
-use crate::folio::{folio_pfn, pfn_folio, pfn_page, FolioId, PageFlag, GUP_PIN_COUNTING_BIAS, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
+use crate::folio::{
+    folio_pfn, pfn_folio, pfn_page, FolioId, PageFlag, GUP_PIN_COUNTING_BIAS, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
+};
 use crate::mm::memory::{vm_normal_folio, Fault, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV};
 use crate::mm::swap::{folio_mark_dirty, folio_put_refs};
 use crate::pgtable::Pte;
@@ -93,7 +95,11 @@ impl GupFast {
         let pte = self.pte;
         let usable = pte.present().filter(|p| !p.special && (!self.flags.write || p.write));
         ctx.event("gup_fast_pte_range", "ptep_get_lockless", |_| {
-            format!("{address:#x}: PTE {}{}", pte.describe(), if usable.is_some() { "" } else { ": fall back to the slow path" })
+            format!(
+                "{address:#x}: PTE {}{}",
+                pte.describe(),
+                if usable.is_some() { "" } else { ": fall back to the slow path" }
+            )
         });
         if usable.is_none() {
             return self.stop();
@@ -128,7 +134,9 @@ impl GupFast {
         let folio = pfn_folio(self.pte.present().expect("checked present").pfn);
         ctx.ref_add(folio, GUP_PIN_COUNTING_BIAS - 1, Ordering::Relaxed);
         ctx.fence(crate::access::Fence::Full);
-        ctx.event("try_grab_folio_fast", "folio_ref_add pin bias", |k| format!("folio {folio} refcount {}", k.folio(folio).refcount));
+        ctx.event("try_grab_folio_fast", "folio_ref_add pin bias", |k| {
+            format!("folio {folio} refcount {}", k.folio(folio).refcount)
+        });
         self.stage = GupFastStage::Recheck;
         Flow::Continue
     }
@@ -141,7 +149,9 @@ impl GupFast {
         let now = ctx.pte_load(self.mm, address >> PAGE_SHIFT);
         if now != self.pte {
             gup_put_folio(ctx, folio, self.flags);
-            ctx.event("gup_fast_pte_range", "recheck", |_| format!("{address:#x}: PTE changed to {}: put folio {folio}, slow path", now.describe()));
+            ctx.event("gup_fast_pte_range", "recheck", |_| {
+                format!("{address:#x}: PTE changed to {}: put folio {folio}, slow path", now.describe())
+            });
             return self.stop();
         }
         ctx.flag_store(folio, PageFlag::Referenced, true);
@@ -235,7 +245,9 @@ impl GupSlow {
                 return None;
             }
             // vm_normal_page() is NULL for the zero page, which a read GUP may still return.
-            vm_normal_folio(p).or((p.pfn == folio_pfn(ZERO_FOLIO, 0) && !self.flags.write).then_some(ZERO_FOLIO)).map(|f| (f, p))
+            vm_normal_folio(p)
+                .or((p.pfn == folio_pfn(ZERO_FOLIO, 0) && !self.flags.write).then_some(ZERO_FOLIO))
+                .map(|f| (f, p))
         });
         let Some((folio, present)) = page else {
             ctx.ptl_unlock(self.mm, vpn);
@@ -257,7 +269,12 @@ impl GupSlow {
         ctx.k.thread_mut(ctx.thread).pages.push(present.pfn);
         let flags = self.flags;
         ctx.event("follow_page_pte", "try_grab_folio", |k| {
-            format!("{address:#x}: folio {folio} refcount {} ({}){}", k.folio(folio).refcount, flags.describe(), if dirtied { ", FOLL_TOUCH: folio_mark_dirty" } else { "" })
+            format!(
+                "{address:#x}: folio {folio} refcount {} ({}){}",
+                k.folio(folio).refcount,
+                flags.describe(),
+                if dirtied { ", FOLL_TOUCH: folio_mark_dirty" } else { "" }
+            )
         });
         self.index += 1;
         if self.index == self.nr_pages {

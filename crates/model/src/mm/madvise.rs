@@ -36,13 +36,23 @@ pub struct Madvise {
 
 impl Madvise {
     pub fn new(mm: MmId, start: u64, length: u64, advice: Advice) -> Self {
-        Madvise { mm, start, length, advice, stage: MadviseStage::Lock, ranges: Vec::new(), cursor: 0, range_end: 0, result: 0 }
+        Madvise {
+            mm,
+            start,
+            length,
+            advice,
+            stage: MadviseStage::Lock,
+            ranges: Vec::new(),
+            cursor: 0,
+            range_end: 0,
+            result: 0,
+        }
     }
 
     /// do_madvise(): argument checks, mmap_read_lock(), madvise_walk_vmas() (a hole in the
     /// range gives -ENOMEM after the rest is done).
     fn lock(&mut self, ctx: &mut Ctx) -> Flow {
-        if self.start % PAGE_SIZE != 0 {
+        if !self.start.is_multiple_of(PAGE_SIZE) {
             return Flow::Return(-errno::EINVAL);
         }
         let end = self.start + self.length.div_ceil(PAGE_SIZE) * PAGE_SIZE;
@@ -125,14 +135,17 @@ impl Madvise {
             }
             let _ = pfn_page(present.pfn);
         } else if !pte.is_none() && pte.present().is_none() {
-            ctx.violation(crate::violation::Violation::new(crate::violation::ViolationKind::Invariant, "not modelled: MADV_FREE of a swap entry"));
+            ctx.violation(crate::violation::Violation::new(
+                crate::violation::ViolationKind::Invariant,
+                "not modelled: MADV_FREE of a swap entry",
+            ));
         }
         ctx.event("madvise_free_pte_range", "pte", |k| {
             let detail = pte.present().and_then(vm_normal_folio).map(|f| k.folio(f).dump(f)).unwrap_or_default();
             format!("{address:#x}: {what} {detail}")
         });
         self.cursor += 1;
-        let table_end = self.cursor % crate::pgtable::PTRS_PER_PTE == 0;
+        let table_end = self.cursor.is_multiple_of(crate::pgtable::PTRS_PER_PTE);
         if table_end || self.cursor == self.range_end {
             self.stage = MadviseStage::FreeUnlock;
         }

@@ -3,7 +3,9 @@
 //! mmu_gather's deferred reference drops).
 
 use crate::access::Ctx;
-use crate::folio::{folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
+use crate::folio::{
+    folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
+};
 use crate::mm::rmap::{folio_add_new_anon_rmap, folio_remove_rmap_pte};
 use crate::mm::swap::{folio_add_lru, folio_mark_dirty, folio_put};
 use crate::pgtable::{pte_table, PresentPte, Pte, PTRS_PER_PTE};
@@ -43,7 +45,8 @@ impl UserAccess {
         if let Some((at, got)) = data.first_mismatch(offset, chunk, self.byte) {
             let at_address = (address & !(PAGE_SIZE - 1)) + at as u64;
             let why = if folio == ZERO_FOLIO {
-                "the PTE maps the shared zero page: the page had been unmapped and the read fault mapped the zero page".to_string()
+                "the PTE maps the shared zero page: the page had been unmapped and the read fault mapped the zero page"
+                    .to_string()
             } else {
                 format!("the PTE maps folio {folio}, whose bytes differ")
             };
@@ -62,7 +65,8 @@ impl KernelFunction for UserAccess {
         if let Some(result) = returned {
             if result & (VM_FAULT_SIGSEGV | VM_FAULT_SIGBUS) != 0 {
                 let signal = if result & VM_FAULT_SIGSEGV != 0 { "SIGSEGV" } else { "SIGBUS" };
-                let message = format!("line {}: user access at {:#x} got {signal}", self.location.line, self.address + self.done);
+                let message =
+                    format!("line {}: user access at {:#x} got {signal}", self.location.line, self.address + self.done);
                 ctx.violation(Violation::new(ViolationKind::Fault, message));
                 return Flow::Return(-1);
             }
@@ -74,7 +78,9 @@ impl KernelFunction for UserAccess {
         let pte = ctx.pte_load(self.mm, vpn);
         let Some(present) = pte.present().filter(|p| !self.write || p.write) else {
             let write = self.write;
-            ctx.event("exc_page_fault", "fault", |_| format!("{} {address:#x}: PTE {}", if write { "write" } else { "read" }, pte.describe()));
+            ctx.event("exc_page_fault", "fault", |_| {
+                format!("{} {address:#x}: PTE {}", if write { "write" } else { "read" }, pte.describe())
+            });
             return Flow::Call(Frame::Fault(Fault::new(self.mm, address, self.write, true)));
         };
         if !present.young || (self.write && !present.dirty) {
@@ -89,7 +95,11 @@ impl KernelFunction for UserAccess {
         }
         let (write, byte) = (self.write, self.byte);
         ctx.event("user", if write { "store" } else { "load" }, |_| {
-            format!("{} {chunk} bytes at {address:#x} (folio {folio}){}", if write { "store" } else { "load" }, if write { format!(" = {byte:#04x}") } else { String::new() })
+            format!(
+                "{} {chunk} bytes at {address:#x} (folio {folio}){}",
+                if write { "store" } else { "load" },
+                if write { format!(" = {byte:#04x}") } else { String::new() }
+            )
         });
         self.done += chunk as u64;
         if self.done == self.length {
@@ -191,7 +201,10 @@ impl Fault {
             // Someone else resolved it (or only the accessed bit was missing): retry the access.
             Pte::Present(_) => return self.finish(0),
             Pte::Swap { .. } | Pte::Migration { .. } => {
-                ctx.violation(Violation::new(ViolationKind::Invariant, "not modelled: fault on a swap or migration entry"));
+                ctx.violation(Violation::new(
+                    ViolationKind::Invariant,
+                    "not modelled: fault on a swap or migration entry",
+                ));
                 return self.finish(VM_FAULT_SIGBUS);
             }
         };
@@ -203,12 +216,15 @@ impl Fault {
         let (mm, vpn) = (self.mm, self.vpn());
         ctx.ptl_lock(mm, vpn);
         if ctx.pte_load(mm, vpn).is_none() {
-            let entry = PresentPte { pfn: folio_pfn(ZERO_FOLIO, 0), write: false, dirty: false, young: true, special: true };
+            let entry =
+                PresentPte { pfn: folio_pfn(ZERO_FOLIO, 0), write: false, dirty: false, young: true, special: true };
             ctx.pte_store(mm, vpn, Pte::Present(entry));
         }
         ctx.ptl_unlock(mm, vpn);
         let address = self.address;
-        ctx.event("do_anonymous_page", "set_pte_at zero page", |_| format!("{address:#x} -> zero page (special, read-only)"));
+        ctx.event("do_anonymous_page", "set_pte_at zero page", |_| {
+            format!("{address:#x} -> zero page (special, read-only)")
+        });
         self.finish(0)
     }
 
@@ -232,17 +248,22 @@ impl Fault {
             // release: someone else mapped it first.
             ctx.ptl_unlock(mm, vpn);
             folio_put(ctx, folio);
-            ctx.event("do_anonymous_page", "vmf_pte_changed", |_| format!("{address:#x} already mapped: folio {folio} released"));
+            ctx.event("do_anonymous_page", "vmf_pte_changed", |_| {
+                format!("{address:#x} already mapped: folio {folio} released")
+            });
             return self.finish(0);
         }
         ctx.rss_add(mm, true, 1);
         folio_add_new_anon_rmap(ctx, folio, mm, address);
         folio_add_lru(ctx, folio);
         let writable = ctx.vmas(mm).iter().any(|v| v.contains(address) && v.flags & vm_flags::VM_WRITE != 0);
-        let entry = PresentPte { pfn: folio_pfn(folio, 0), write: writable, dirty: writable, young: true, special: false };
+        let entry =
+            PresentPte { pfn: folio_pfn(folio, 0), write: writable, dirty: writable, young: true, special: false };
         ctx.pte_store(mm, vpn, Pte::Present(entry));
         ctx.ptl_unlock(mm, vpn);
-        ctx.event("do_anonymous_page", "set_pte_at", |k| format!("{address:#x} -> folio {folio}: {}", k.folio(folio).dump(folio)));
+        ctx.event("do_anonymous_page", "set_pte_at", |k| {
+            format!("{address:#x} -> folio {folio}: {}", k.folio(folio).dump(folio))
+        });
         self.finish(0)
     }
 
@@ -264,7 +285,9 @@ impl Fault {
                 let entry = PresentPte { write: true, dirty: true, young: true, ..present };
                 ctx.pte_store(mm, vpn, Pte::Present(entry));
                 ctx.ptl_unlock(mm, vpn);
-                ctx.event("do_wp_page", "wp_page_reuse", |_| format!("{address:#x}: folio {folio} exclusive, made writable"));
+                ctx.event("do_wp_page", "wp_page_reuse", |_| {
+                    format!("{address:#x}: folio {folio} exclusive, made writable")
+                });
                 return self.finish(0);
             }
             ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
@@ -355,7 +378,9 @@ impl KernelFunction for Fault {
         let vpn = self.vpn();
         match self.stage {
             FaultStage::LockMmap => Wait::MmapRead(self.mm),
-            FaultStage::AnonZeroSetPte | FaultStage::AnonSetPte | FaultStage::WpLock | FaultStage::WpCopySetPte => Wait::PteLock(self.mm, vpn),
+            FaultStage::AnonZeroSetPte | FaultStage::AnonSetPte | FaultStage::WpLock | FaultStage::WpCopySetPte => {
+                Wait::PteLock(self.mm, vpn)
+            }
             _ => Wait::Nothing,
         }
     }
@@ -408,7 +433,8 @@ impl Zap {
         ctx.ptl_lock(mm, first);
         // Under the table's lock its set of PTEs is stable: every writer of a PTE but the MMU
         // (which only sets bits of present ones) holds it.
-        let vpns: Vec<u64> = ctx.k.mms[mm as usize].ptes.iter().map(|e| e.0).filter(|&v| v >= first && v < last).collect();
+        let vpns: Vec<u64> =
+            ctx.k.mms[mm as usize].ptes.iter().map(|e| e.0).filter(|&v| v >= first && v < last).collect();
         let mut zapped = 0;
         for vpn in vpns {
             let pte = ctx.pte_get_and_clear(mm, vpn);
@@ -426,7 +452,9 @@ impl Zap {
         }
         ctx.ptl_unlock(mm, first);
         self.cursor = last;
-        ctx.event("zap_pte_range", "clear ptes", |_| format!("{zapped} PTEs in [{:#x}, {:#x})", first << PAGE_SHIFT, last << PAGE_SHIFT));
+        ctx.event("zap_pte_range", "clear ptes", |_| {
+            format!("{zapped} PTEs in [{:#x}, {:#x})", first << PAGE_SHIFT, last << PAGE_SHIFT)
+        });
     }
 }
 

@@ -106,7 +106,7 @@ impl KernelFunction for Munmap {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         match self.stage {
             MunmapStage::Lock => {
-                if self.start % PAGE_SIZE != 0 || self.length == 0 {
+                if !self.start.is_multiple_of(PAGE_SIZE) || self.length == 0 {
                     return Flow::Return(-errno::EINVAL);
                 }
                 ctx.mmap_write_lock(self.mm);

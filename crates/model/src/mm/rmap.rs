@@ -130,7 +130,9 @@ impl TryToUnmap {
         let maps_folio = pte.present().is_some_and(|p| !p.special && pfn_folio(p.pfn) == folio);
         if !maps_folio {
             ctx.ptl_unlock(mm, vpn);
-            ctx.event("try_to_unmap_one", "page_vma_mapped_walk", |_| format!("{address:#x}: PTE {} does not map folio {folio}", pte.describe()));
+            ctx.event("try_to_unmap_one", "page_vma_mapped_walk", |_| {
+                format!("{address:#x}: PTE {} does not map folio {folio}", pte.describe())
+            });
             return self.next_target();
         }
         ctx.event("try_to_unmap_one", "pvmw_lock", |_| format!("{address:#x}: PTE lock, PTE {}", pte.describe()));
@@ -143,7 +145,13 @@ impl TryToUnmap {
         let (mm, address) = self.current();
         self.pteval = ctx.pte_get_and_clear(mm, address >> crate::folio::PAGE_SHIFT);
         let (folio, pteval) = (self.folio, self.pteval);
-        ctx.event("try_to_unmap_one", "clear_pte", |k| format!("{address:#x}: PTE cleared (was {}); folio {folio} refcount {}", pteval.describe(), k.folio(folio).refcount));
+        ctx.event("try_to_unmap_one", "clear_pte", |k| {
+            format!(
+                "{address:#x}: PTE cleared (was {}); folio {folio} refcount {}",
+                pteval.describe(),
+                k.folio(folio).refcount
+            )
+        });
         let dirty = self.pteval.present().is_some_and(|p| p.dirty);
         self.stage = if dirty { UnmapStage::MarkDirty } else { self.after_clear(ctx) };
         Flow::Continue
@@ -163,7 +171,11 @@ impl TryToUnmap {
         let folio = self.folio;
         let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
         let swapcache = ctx.flag_test(folio, PageFlag::Swapcache);
-        if ctx.warn_on_folio(swapbacked != swapcache, folio, "folio_test_swapbacked(folio) != folio_test_swapcache(folio)") {
+        if ctx.warn_on_folio(
+            swapbacked != swapcache,
+            folio,
+            "folio_test_swapbacked(folio) != folio_test_swapcache(folio)",
+        ) {
             self.ret = false;
             return UnmapStage::WalkDone;
         }
@@ -205,7 +217,10 @@ impl TryToUnmap {
             let (mm, _) = self.current();
             ctx.rss_add(mm, true, -1);
             ctx.event("try_to_unmap_one", "discard", |_| {
-                format!("folio {folio} clean{}: discard (refcount {ref_count}, mapcount {map_count})", if extra_ref { "" } else { ", no extra reference" })
+                format!(
+                    "folio {folio} clean{}: discard (refcount {ref_count}, mapcount {map_count})",
+                    if extra_ref { "" } else { ", no extra reference" }
+                )
             });
             self.stage = UnmapStage::RemoveRmap;
             return Flow::Continue;
@@ -266,13 +281,17 @@ impl KernelFunction for TryToUnmap {
             UnmapStage::CheckDirty => self.check_dirty(ctx),
             UnmapStage::RemoveRmap => {
                 folio_remove_rmap_pte(ctx, folio, 0);
-                ctx.event("try_to_unmap_one", "folio_remove_rmap_pte", |k| format!("folio {folio} mapcount {}", k.folio(folio).mapcount()));
+                ctx.event("try_to_unmap_one", "folio_remove_rmap_pte", |k| {
+                    format!("folio {folio} mapcount {}", k.folio(folio).mapcount())
+                });
                 self.stage = UnmapStage::Put;
                 Flow::Continue
             }
             UnmapStage::Put => {
                 folio_put(ctx, folio);
-                ctx.event("try_to_unmap_one", "folio_put", |k| format!("folio {folio} refcount {}", k.folio(folio).refcount));
+                ctx.event("try_to_unmap_one", "folio_put", |k| {
+                    format!("folio {folio} refcount {}", k.folio(folio).refcount)
+                });
                 self.stage = UnmapStage::WalkDone;
                 Flow::Continue
             }
@@ -330,7 +349,14 @@ pub struct FolioReferenced {
 
 impl FolioReferenced {
     pub fn new(folio: FolioId) -> FolioReferenced {
-        FolioReferenced { folio, stage: ReferencedStage::LockAnonVma, anon_vma: None, targets: Vec::new(), target: 0, referenced: 0 }
+        FolioReferenced {
+            folio,
+            stage: ReferencedStage::LockAnonVma,
+            anon_vma: None,
+            targets: Vec::new(),
+            target: 0,
+            referenced: 0,
+        }
     }
 }
 
@@ -351,7 +377,11 @@ impl KernelFunction for FolioReferenced {
                 self.anon_vma = Some(anon_vma);
                 self.targets = rmap_walk_anon_targets(ctx, anon_vma, index);
                 ctx.event("folio_referenced", "anon_vma_lock_read", |_| format!("folio {folio}"));
-                self.stage = if self.targets.is_empty() { ReferencedStage::UnlockAnonVma } else { ReferencedStage::ReferencedOne };
+                self.stage = if self.targets.is_empty() {
+                    ReferencedStage::UnlockAnonVma
+                } else {
+                    ReferencedStage::ReferencedOne
+                };
                 Flow::Continue
             }
             ReferencedStage::ReferencedOne => {
@@ -368,7 +398,9 @@ impl KernelFunction for FolioReferenced {
                     }
                 }
                 ctx.ptl_unlock(mm, vpn);
-                ctx.event("folio_referenced_one", "ptep_clear_flush_young", |_| format!("{address:#x}: {}", if young { "young" } else { "old" }));
+                ctx.event("folio_referenced_one", "ptep_clear_flush_young", |_| {
+                    format!("{address:#x}: {}", if young { "young" } else { "old" })
+                });
                 self.target += 1;
                 if self.target == self.targets.len() {
                     self.stage = ReferencedStage::UnlockAnonVma;

@@ -78,7 +78,12 @@ impl ShrinkInactiveList {
         for &folio in &freed {
             __folio_put(ctx, folio);
         }
-        ctx.event("move_folios_to_lru", "putback", |_| format!("folios {kept:?} back on the LRU{}", if freed.is_empty() { String::new() } else { format!(", freed {freed:?}") }));
+        ctx.event("move_folios_to_lru", "putback", |_| {
+            format!(
+                "folios {kept:?} back on the LRU{}",
+                if freed.is_empty() { String::new() } else { format!(", freed {freed:?}") }
+            )
+        });
         Flow::Return(0)
     }
 }
@@ -190,7 +195,9 @@ impl ShrinkFolioList {
         } else {
             FolioReferences::Reclaim
         };
-        ctx.event("folio_check_references", "references", |_| format!("folio {folio}: {outcome:?} ({referenced_ptes} young PTEs, PG_referenced {referenced_folio})"));
+        ctx.event("folio_check_references", "references", |_| {
+            format!("folio {folio}: {outcome:?} ({referenced_ptes} young PTEs, PG_referenced {referenced_folio})")
+        });
         match outcome {
             FolioReferences::Activate => self.goto(ShrinkStage::ActivateLocked),
             FolioReferences::Keep => self.goto(ShrinkStage::KeepLocked),
@@ -227,7 +234,9 @@ impl ShrinkFolioList {
     fn unmapped(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio();
         let mapcount = ctx.mapcount_load(folio);
-        ctx.event("shrink_folio_list", "folio_mapped", |_| format!("folio {folio} mapcount {mapcount} after try_to_unmap"));
+        ctx.event("shrink_folio_list", "folio_mapped", |_| {
+            format!("folio {folio} mapcount {mapcount} after try_to_unmap")
+        });
         if mapcount > 0 {
             return self.goto(ShrinkStage::ActivateLocked);
         }
@@ -251,14 +260,23 @@ impl ShrinkFolioList {
         let folio = self.folio();
         let anon = ctx.flag_test(folio, PageFlag::Anon);
         let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
-        if !(anon && !swapbacked) {
+        if !anon || swapbacked {
             // "else if (!mapping || !__remove_mapping(...))": no page or swap cache modelled.
-            ctx.event("shrink_folio_list", "folio_mapping", |_| format!("folio {folio}: no mapping to remove from, keep"));
+            ctx.event("shrink_folio_list", "folio_mapping", |_| {
+                format!("folio {folio}: no mapping to remove from, keep")
+            });
             return self.goto(ShrinkStage::KeepLocked);
         }
         let frozen = ctx.ref_freeze(folio, 1);
         ctx.event("shrink_folio_list", "folio_ref_freeze", |k| {
-            format!("folio {folio}: {}", if frozen { "frozen at 1".to_string() } else { format!("refcount {} != 1, keep", k.folio(folio).refcount) })
+            format!(
+                "folio {folio}: {}",
+                if frozen {
+                    "frozen at 1".to_string()
+                } else {
+                    format!("refcount {} != 1, keep", k.folio(folio).refcount)
+                }
+            )
         });
         if !frozen {
             return self.goto(ShrinkStage::KeepLocked);
@@ -300,7 +318,9 @@ impl KernelFunction for ShrinkFolioList {
         match self.stage {
             ShrinkStage::Trylock => {
                 let was_locked = ctx.flag_test_and_store(folio, PageFlag::Locked, true);
-                ctx.event("shrink_folio_list", "folio_trylock", |_| format!("folio {folio}: {}", if was_locked { "busy, keep" } else { "locked" }));
+                ctx.event("shrink_folio_list", "folio_trylock", |_| {
+                    format!("folio {folio}: {}", if was_locked { "busy, keep" } else { "locked" })
+                });
                 self.goto(if was_locked { ShrinkStage::Keep } else { ShrinkStage::CheckReferences })
             }
             ShrinkStage::CheckReferences => {
