@@ -31,13 +31,42 @@ struct Successor<S> {
     footprint: Footprint,
 }
 
+/// A sleep set: threads whose next step need not be explored, with that step's footprint
+/// (the same step as when the thread was put to sleep, since only independent steps ran since).
+#[derive(Clone, Default)]
+struct SleepSet {
+    threads: ThreadSet,
+    footprints: Vec<(ThreadId, Footprint)>,
+}
+
+impl SleepSet {
+    fn add(&mut self, thread: ThreadId, footprint: &Footprint) {
+        if self.threads & bit(thread) == 0 {
+            self.threads |= bit(thread);
+            self.footprints.push((thread, footprint.clone()));
+        }
+    }
+
+    /// The sleep set after `footprint`'s step: only the threads independent of it stay asleep.
+    fn after(&self, footprint: &Footprint) -> SleepSet {
+        let mut next = SleepSet::default();
+        for (thread, sleeping) in &self.footprints {
+            if !sleeping.conflicts_with(footprint) {
+                next.add(*thread, sleeping);
+            }
+        }
+        next
+    }
+}
+
 struct Frame<S> {
     fingerprint: u128,
     successors: Vec<Successor<S>>,
     /// Indices into `successors` still to explore, in order.
     todo: Vec<usize>,
-    sleep: ThreadSet,
-    /// Threads already explored from this frame in this visit (they join later siblings' sleep).
+    sleep: SleepSet,
+    /// Successors already explored from this frame in this visit (they join later siblings'
+    /// sleep sets).
     done: Vec<usize>,
 }
 
@@ -54,7 +83,6 @@ struct Search<'m, 'o, M: Model> {
     encode_buffer: Vec<u8>,
     final_states: Vec<u128>,
     effects: StepEffects<M::Event, M::Violation>,
-    enabled: Vec<ThreadId>,
     state_bytes: u64,
     /// States entered, for checking the clock every few thousand.
     entries: u64,
@@ -72,7 +100,6 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
             encode_buffer: Vec::new(),
             final_states: Vec::new(),
             effects: StepEffects::new(false),
-            enabled: Vec::new(),
             state_bytes: 0,
             entries: 0,
         }
@@ -119,22 +146,32 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
         None
     }
 
-    /// Runs every enabled thread's next step from `state`. A violating step ends the search.
-    fn successors(&mut self, state: &M::State) -> Result<Vec<Successor<M::State>>, M::Violation> {
-        self.enabled.clear();
-        self.model.enabled_threads(state, &mut self.enabled);
-        let mut successors = Vec::with_capacity(self.enabled.len());
-        for index in 0..self.enabled.len() {
-            let thread = self.enabled[index];
+    /// Runs the next step of every enabled thread not in `skip` from `state`. With reduction,
+    /// stops at the first local step: it alone is a persistent set. A violating step ends the
+    /// search.
+    fn successors(
+        &mut self,
+        state: &M::State,
+        enabled: &[ThreadId],
+        skip: ThreadSet,
+        stop_at_local: bool,
+    ) -> Result<Vec<Successor<M::State>>, (M::Violation, ThreadId)> {
+        let mut successors = Vec::with_capacity(enabled.len());
+        for &thread in enabled.iter().filter(|&&t| skip & bit(t) == 0) {
             let mut next = state.clone();
             self.effects.footprint.clear();
             self.effects.violation = None;
             self.model.step(&mut next, thread, &mut self.effects);
             self.stats.transitions += 1;
             if let Some(violation) = self.effects.violation.take() {
-                return Err(violation);
+                return Err((violation, thread));
             }
+            let local = self.effects.footprint.is_local();
             successors.push(Successor { thread, state: next, footprint: self.effects.footprint.clone() });
+            if local && stop_at_local {
+                let last = successors.pop().expect("just pushed");
+                return Ok(vec![last]);
+            }
         }
         Ok(successors)
     }
@@ -157,9 +194,8 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
     let mut search = Search::new(model, options);
     let reduction = search.options.reduction;
     let mut stack: Vec<Frame<M::State>> = Vec::new();
-    // The state to enter next, its sleep set and the thread that led to it.
     // The state to enter next and its sleep set.
-    let mut pending: Option<(M::State, ThreadSet)> = Some((model.initial_state(), 0));
+    let mut pending: Option<(M::State, SleepSet)> = Some((model.initial_state(), SleepSet::default()));
     let mut enabled = Vec::new();
     loop {
         if let Some((state, sleep)) = pending.take() {
@@ -170,54 +206,46 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
                 return search.finish(Verdict::LimitReached { limit: Limit::Depth }, None);
             }
             let fingerprint = search.fingerprint_of(&state);
+            enabled.clear();
+            model.enabled_threads(&state, &mut enabled);
+            let all: ThreadSet = enabled.iter().fold(0, |set, &t| set | bit(t));
             // Threads covered from this state before: explored, or left out of its persistent set.
-            let (covered, nothing_new) = match search.visited.get(&fingerprint) {
-                Some(&covered) => {
-                    enabled.clear();
-                    model.enabled_threads(&state, &mut enabled);
-                    let wanted = enabled.iter().fold(0, |set, &t| set | bit(t)) & !sleep;
-                    (covered, wanted & !covered == 0)
-                }
+            let covered = match search.visited.get(&fingerprint) {
+                Some(&covered) => covered,
                 None => {
                     search.stats.states += 1;
-                    (0, false)
+                    0
                 }
             };
-            if !nothing_new {
-                let successors = match search.successors(&state) {
+            let revisit = search.visited.contains_key(&fingerprint);
+            if revisit && all & !sleep.threads & !covered == 0 {
+                // Nothing new from here.
+            } else if enabled.is_empty() {
+                if let Some(violation) = model.check_final(&state) {
+                    return search.finish(Verdict::Violation, Some((violation, schedule_of(&stack))));
+                }
+                search.visited.insert(fingerprint, ThreadSet::MAX);
+                if search.options.collect_final_states {
+                    search.final_states.push(fingerprint);
+                }
+            } else {
+                let skip = if reduction { sleep.threads | covered } else { covered };
+                let successors = match search.successors(&state, &enabled, skip, reduction) {
                     Ok(successors) => successors,
-                    Err(violation) => {
-                        let thread = first_violating_thread(model, &state);
+                    Err((violation, thread)) => {
                         let mut schedule = schedule_of(&stack);
                         schedule.push(thread);
                         return search.finish(Verdict::Violation, Some((violation, schedule)));
                     }
                 };
-                if successors.is_empty() {
-                    if let Some(violation) = model.check_final(&state) {
-                        return search.finish(Verdict::Violation, Some((violation, schedule_of(&stack))));
-                    }
-                    search.visited.insert(fingerprint, ThreadSet::MAX);
-                    if search.options.collect_final_states {
-                        search.final_states.push(fingerprint);
-                    }
-                } else {
-                    let all = successors.iter().fold(0, |set, s| set | bit(s.thread));
-                    let persistent =
-                        persistent_set(&successors, reduction, &search.on_stack, &mut search.encode_buffer, model);
-                    let todo: Vec<usize> = (0..successors.len())
-                        .filter(|&index| {
-                            let thread_bit = bit(successors[index].thread);
-                            persistent & thread_bit != 0 && sleep & thread_bit == 0 && covered & thread_bit == 0
-                        })
-                        .collect();
-                    let newly: ThreadSet = todo.iter().fold(0, |set, &index| set | bit(successors[index].thread));
-                    search.visited.insert(fingerprint, covered | newly | (all & !persistent));
-                    if !todo.is_empty() {
-                        *search.on_stack.entry(fingerprint).or_insert(0) += 1;
-                        stack.push(Frame { fingerprint, successors, todo, sleep, done: Vec::new() });
-                        search.stats.depth_max = search.stats.depth_max.max(stack.len() as u64);
-                    }
+                let persistent = persistent_set(&successors, all, reduction, &search.on_stack, &mut search.encode_buffer, model);
+                let todo: Vec<usize> = (0..successors.len()).filter(|&i| persistent & bit(successors[i].thread) != 0).collect();
+                let newly: ThreadSet = todo.iter().fold(0, |set, &index| set | bit(successors[index].thread));
+                search.visited.insert(fingerprint, covered | newly | (all & !persistent));
+                if !todo.is_empty() {
+                    *search.on_stack.entry(fingerprint).or_insert(0) += 1;
+                    stack.push(Frame { fingerprint, successors, todo, sleep, done: Vec::new() });
+                    search.stats.depth_max = search.stats.depth_max.max(stack.len() as u64);
                 }
             }
         }
@@ -237,22 +265,17 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
             continue;
         }
         let index = frame.todo.remove(0);
-        let chosen = &frame.successors[index];
-        let mut sleep = frame.sleep;
-        if reduction {
+        let sleep = if reduction {
+            let mut asleep = frame.sleep.clone();
             for &earlier in &frame.done {
-                sleep |= bit(frame.successors[earlier].thread);
+                asleep.add(frame.successors[earlier].thread, &frame.successors[earlier].footprint);
             }
-            for other in &frame.successors {
-                if sleep & bit(other.thread) != 0 && other.footprint.conflicts_with(&chosen.footprint) {
-                    sleep &= !bit(other.thread);
-                }
-            }
+            asleep.after(&frame.successors[index].footprint)
         } else {
-            sleep = 0;
-        }
+            SleepSet::default()
+        };
         frame.done.push(index);
-        let state = chosen.state.clone();
+        let state = frame.successors[index].state.clone();
         pending = Some((state, sleep));
     }
 }
@@ -261,13 +284,13 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
 /// a cycle on the stack), otherwise every enabled thread.
 fn persistent_set<M: Model>(
     successors: &[Successor<M::State>],
+    all: ThreadSet,
     reduction: bool,
     on_stack: &FxHashMap<u128, u32>,
     encode_buffer: &mut Vec<u8>,
     model: &M,
 ) -> ThreadSet {
-    let all: ThreadSet = successors.iter().fold(0, |set, s| set | bit(s.thread));
-    if !reduction || successors.len() == 1 {
+    if !reduction {
         return all;
     }
     let Some(local) = successors.iter().find(|s| s.footprint.is_local()) else {
@@ -279,21 +302,6 @@ fn persistent_set<M: Model>(
         return all;
     }
     bit(local.thread)
-}
-
-fn first_violating_thread<M: Model>(model: &M, state: &M::State) -> ThreadId {
-    let mut enabled = Vec::new();
-    model.enabled_threads(state, &mut enabled);
-    let mut effects = StepEffects::new(false);
-    for thread in enabled {
-        let mut next = state.clone();
-        effects.violation = None;
-        model.step(&mut next, thread, &mut effects);
-        if effects.violation.is_some() {
-            return thread;
-        }
-    }
-    unreachable!("a violating step was seen from this state")
 }
 
 /// Exhaustive search of the schedules with at most `preemptions_max` preemptions (a switch away
@@ -327,10 +335,17 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
             };
             if fresh {
                 search.visited.insert(key, u64::from(budget));
-                let successors = match search.successors(&state) {
+                let mut enabled = Vec::new();
+                model.enabled_threads(&state, &mut enabled);
+                // With no budget left, only the running thread may continue (if it can).
+                let running_enabled = running.is_some_and(|r| enabled.contains(&r));
+                let skip = match running {
+                    Some(r) if budget == 0 && running_enabled => !bit(r),
+                    _ => 0,
+                };
+                let successors = match search.successors(&state, &enabled, skip, false) {
                     Ok(successors) => successors,
-                    Err(violation) => {
-                        let thread = first_violating_thread(model, &state);
+                    Err((violation, thread)) => {
                         let mut schedule: Vec<ThreadId> = stack.iter().filter_map(|f| f.chosen).collect();
                         schedule.push(thread);
                         return search.finish(Verdict::Violation, Some((violation, schedule)));
@@ -346,7 +361,6 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
                         search.final_states.push(fingerprint);
                     }
                 } else {
-                    let running_enabled = running.is_some_and(|r| successors.iter().any(|s| s.thread == r));
                     let mut choices = Vec::with_capacity(successors.len());
                     for successor in successors {
                         let preempts = running_enabled && Some(successor.thread) != running;

@@ -314,12 +314,12 @@ impl<'a> Ctx<'a> {
     /// spin_lock_irq(&lruvec->lru_lock) / spin_unlock_irq().
     pub fn lru_lock(&mut self) {
         self.note(AccessOp::Lock, Some(Object::LruLock), Ordering::Acquire);
-        self.k.lruvec.lru_lock.owner = Some(self.thread);
+        self.k.lruvec.make_mut().lru_lock.owner = Some(self.thread);
     }
 
     pub fn lru_unlock(&mut self) {
         self.note(AccessOp::Unlock, Some(Object::LruLock), Ordering::Release);
-        self.k.lruvec.lru_lock.owner = None;
+        self.k.lruvec.make_mut().lru_lock.owner = None;
     }
 
     /// A fence: under sequential consistency it orders nothing more, but it is its own step so
@@ -485,7 +485,7 @@ impl<'a> Ctx<'a> {
     /// The page allocator: a new folio with refcount 1 (mm/page_alloc.c: __alloc_pages()).
     pub fn alloc_folio(&mut self, order: u8) -> FolioId {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
-        self.k.folios.push(std::sync::Arc::new(Folio::new(order)));
+        self.k.folios.push(Folio::new(order));
         (self.k.folios.len() - 1) as FolioId
     }
 
@@ -502,7 +502,7 @@ impl<'a> Ctx<'a> {
     /// The LRU lists, under lru_lock.
     pub fn lru(&mut self) -> &mut Vec<(FolioId, crate::folio::LruList)> {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Lru), Ordering::Relaxed);
-        &mut self.k.lruvec.folios
+        &mut self.k.lruvec.make_mut().folios
     }
 
     pub fn vmas(&mut self, mm: MmId) -> &[crate::state::Vma] {
@@ -533,7 +533,7 @@ impl<'a> Ctx<'a> {
 
     pub fn anon_vma_new(&mut self, mm: MmId) -> AnonVmaId {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
-        self.k.anon_vmas.push(std::sync::Arc::new(crate::state::AnonVma { mms: vec![mm], rwsem: Default::default() }));
+        self.k.anon_vmas.push(crate::shared::Shared::new(crate::state::AnonVma { mms: vec![mm], rwsem: Default::default() }));
         (self.k.anon_vmas.len() - 1) as AnonVmaId
     }
 

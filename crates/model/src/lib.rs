@@ -15,6 +15,7 @@ pub mod mm;
 pub mod patches;
 pub mod pgtable;
 pub mod program;
+pub mod shared;
 pub mod state;
 pub mod system;
 pub mod thread;

@@ -9,7 +9,7 @@ use crate::folio::{Folio, FolioId, LruList, PageData};
 use crate::pgtable::Pte;
 use crate::thread::Thread;
 use serde::{Deserialize, Serialize};
-use std::sync::Arc;
+use crate::shared::{ChunkedVec, Shared};
 
 pub type MmId = u32;
 pub type FileId = u32;
@@ -77,7 +77,7 @@ impl Vma {
 /// include/linux/mm_types.h: struct mm_struct.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Mm {
-    pub vmas: Vec<Vma>,
+    pub vmas: Shared<Vec<Vma>>,
     /// The PTEs that are not none, sorted by virtual page number.
     pub ptes: Vec<(u64, Pte)>,
     pub mmap_lock: RwSem,
@@ -146,12 +146,12 @@ pub struct Lruvec {
 /// changes.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Kernel {
-    pub folios: Vec<Arc<Folio>>,
-    pub mms: Vec<Arc<Mm>>,
-    pub anon_vmas: Vec<Arc<AnonVma>>,
-    pub files: Vec<Arc<File>>,
-    pub lruvec: Lruvec,
-    pub threads: Vec<Arc<Thread>>,
+    pub folios: ChunkedVec<Folio>,
+    pub mms: Vec<Shared<Mm>>,
+    pub anon_vmas: Vec<Shared<AnonVma>>,
+    pub files: Vec<Shared<File>>,
+    pub lruvec: Shared<Lruvec>,
+    pub threads: Vec<Shared<Thread>>,
     /// Scenario events set by `signal` (one bit each).
     pub events: u64,
 }
@@ -162,15 +162,15 @@ impl Kernel {
     }
 
     pub fn folio_mut(&mut self, id: FolioId) -> &mut Folio {
-        Arc::make_mut(&mut self.folios[id as usize])
+        self.folios.make_mut(id as usize)
     }
 
     pub fn mm_mut(&mut self, id: MmId) -> &mut Mm {
-        Arc::make_mut(&mut self.mms[id as usize])
+        self.mms[id as usize].make_mut()
     }
 
     pub fn anon_vma_mut(&mut self, id: AnonVmaId) -> &mut AnonVma {
-        Arc::make_mut(&mut self.anon_vmas[id as usize])
+        self.anon_vmas[id as usize].make_mut()
     }
 
     pub fn thread(&self, id: ThreadId) -> &Thread {
@@ -178,6 +178,6 @@ impl Kernel {
     }
 
     pub fn thread_mut(&mut self, id: ThreadId) -> &mut Thread {
-        Arc::make_mut(&mut self.threads[id as usize])
+        self.threads[id as usize].make_mut()
     }
 }

@@ -16,7 +16,7 @@ use crate::thread::{errno, Flow, Frame, Thread, ThreadStatus, Wait};
 use crate::violation::{Violation, ViolationKind};
 use mmcheck_explorer::{Model, StepEffects};
 use std::hash::{Hash, Hasher};
-use std::sync::Arc;
+use crate::shared::Shared;
 
 /// A thread as the scenario declares it.
 #[derive(Clone, Debug)]
@@ -174,14 +174,14 @@ impl System {
 
     /// Stores a finished syscall's value and moves to the next instruction.
     fn complete(&self, k: &mut Kernel, thread: ThreadId, value: i64) {
-        let t = Arc::make_mut(&mut k.threads[thread as usize]);
+        let t = k.thread_mut(thread);
         let dst = match &self.spec.threads[thread as usize].program[t.pc as usize] {
             Instruction::Mmap { dst, .. } => Some(*dst),
             Instruction::Munmap { dst, .. } | Instruction::Madvise { dst, .. } | Instruction::Pread { dst, .. } => *dst,
             _ => None,
         };
         if let Some(dst) = dst {
-            t.registers[dst as usize] = value;
+            t.registers.make_mut()[dst as usize] = value;
         }
         t.pc += 1;
     }
@@ -271,14 +271,14 @@ impl Model for System {
     fn initial_state(&self) -> Kernel {
         let mut zero = Folio::new(0);
         zero.refcount = 1;
-        let files = self.spec.files.iter().map(|blocks| Arc::new(File { blocks: blocks.clone() })).collect();
-        let threads = self.spec.threads.iter().map(|t| Arc::new(Thread::new(t.registers, t.starts))).collect();
+        let files = self.spec.files.iter().map(|blocks| Shared::new(File { blocks: blocks.clone() })).collect();
+        let threads = self.spec.threads.iter().map(|t| Shared::new(Thread::new(t.registers, t.starts))).collect();
         Kernel {
-            folios: vec![Arc::new(zero)],
-            mms: (0..self.spec.mms).map(|_| Arc::new(Mm::default())).collect(),
+            folios: std::iter::once(zero).collect(),
+            mms: (0..self.spec.mms).map(|_| Shared::new(Mm::default())).collect(),
             anon_vmas: Vec::new(),
             files,
-            lruvec: Default::default(),
+            lruvec: Shared::new(Default::default()),
             threads,
             events: 0,
         }

@@ -18,6 +18,7 @@ use crate::mm::memory::{Fault, UserAccess, Zap};
 use crate::mm::mmap::{ExitMmap, Mmap, Munmap};
 use crate::mm::rmap::{FolioReferenced, TryToUnmap};
 use crate::mm::vmscan::{ShrinkFolioList, ShrinkInactiveList};
+use crate::shared::Shared;
 use crate::state::{AnonVmaId, Kernel, MmId, ThreadId};
 use serde::{Deserialize, Serialize};
 
@@ -32,14 +33,14 @@ pub enum ThreadStatus {
 pub struct Thread {
     pub status: ThreadStatus,
     pub pc: u32,
-    pub registers: Vec<i64>,
+    pub registers: Shared<Vec<i64>>,
     pub stack: Vec<Frame>,
     /// The return value of the frame that just returned, for its caller's next step.
     pub returned: Option<i64>,
     /// The `pages` array GUP fills (thread-local, as the kernel's is on the caller's stack).
-    pub pages: Vec<Pfn>,
+    pub pages: Shared<Vec<Pfn>>,
     /// The folio list reclaim isolated and then returns to the LRU.
-    pub folio_list: Vec<FolioId>,
+    pub folio_list: Shared<Vec<FolioId>>,
 }
 
 impl Thread {
@@ -47,11 +48,11 @@ impl Thread {
         Thread {
             status: if started { ThreadStatus::Running } else { ThreadStatus::NotStarted },
             pc: 0,
-            registers: vec![0; registers],
+            registers: Shared::new(vec![0; registers]),
             stack: Vec::new(),
             returned: None,
-            pages: Vec::new(),
-            folio_list: Vec::new(),
+            pages: Shared::default(),
+            folio_list: Shared::default(),
         }
     }
 }

@@ -73,7 +73,7 @@ impl DirectIo {
         self.length = length;
         self.nr_pages = length / PAGE_SIZE;
         self.flags.pin = ctx.patched(Patch::BlockDioPinPages);
-        ctx.k.thread_mut(ctx.thread).pages.clear();
+        ctx.k.thread_mut(ctx.thread).pages.make_mut().clear();
         let (buffer, nr, flags) = (self.buffer, self.nr_pages, self.flags);
         ctx.event("__blkdev_direct_IO_simple", "bio_iov_iter_get_pages", |_| {
             format!(
@@ -111,7 +111,7 @@ impl DirectIo {
 
     /// submit_bio_wait(): the device writes each page; no page table is involved.
     fn dma(&mut self, ctx: &mut Ctx) -> Flow {
-        let pfn = ctx.k.thread_mut(ctx.thread).pages[self.index];
+        let pfn = ctx.k.thread(ctx.thread).pages[self.index];
         let (folio, page) = page_of(pfn);
         let block = (self.offset >> PAGE_SHIFT) as usize + self.index;
         let data = ctx.file_block(self.file, block).expect("checked against the file size");
@@ -129,7 +129,7 @@ impl DirectIo {
 
     /// bio_release_pages(bio, true): folio_lock(); folio_mark_dirty(); folio_unlock().
     fn set_dirty_lock(&mut self, ctx: &mut Ctx) -> Flow {
-        let (folio, _) = page_of(ctx.k.thread_mut(ctx.thread).pages[self.index]);
+        let (folio, _) = page_of(ctx.k.thread(ctx.thread).pages[self.index]);
         if folio != ZERO_FOLIO {
             ctx.flag_test_and_store(folio, PageFlag::Locked, true);
             folio_mark_dirty(ctx, folio);
@@ -142,7 +142,7 @@ impl DirectIo {
 
     /// unpin_user_page() / put_page().
     fn unpin(&mut self, ctx: &mut Ctx) -> Flow {
-        let (folio, _) = page_of(ctx.k.thread_mut(ctx.thread).pages[self.index]);
+        let (folio, _) = page_of(ctx.k.thread(ctx.thread).pages[self.index]);
         gup_put_folio(ctx, folio, self.flags);
         let flags = self.flags;
         ctx.event("bio_release_pages", if flags.pin { "unpin_user_page" } else { "put_page" }, |k| {
@@ -150,7 +150,7 @@ impl DirectIo {
         });
         self.index += 1;
         if self.index == self.nr_pages as usize {
-            ctx.k.thread_mut(ctx.thread).pages.clear();
+            ctx.k.thread_mut(ctx.thread).pages.make_mut().clear();
             return Flow::Return(self.length as i64);
         }
         self.stage = DioStage::SetDirtyLock;

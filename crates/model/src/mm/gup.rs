@@ -155,7 +155,7 @@ impl GupFast {
             return self.stop();
         }
         ctx.flag_store(folio, PageFlag::Referenced, true);
-        ctx.k.thread_mut(ctx.thread).pages.push(present.pfn);
+        ctx.k.thread_mut(ctx.thread).pages.make_mut().push(present.pfn);
         ctx.event("gup_fast_pte_range", "recheck", |_| format!("{address:#x}: PTE unchanged, got folio {folio}"));
         self.index += 1;
         self.stage = GupFastStage::ReadPte;
@@ -266,7 +266,7 @@ impl GupSlow {
             ctx.flag_store(folio, PageFlag::Referenced, true);
         }
         ctx.ptl_unlock(self.mm, vpn);
-        ctx.k.thread_mut(ctx.thread).pages.push(present.pfn);
+        ctx.k.thread_mut(ctx.thread).pages.make_mut().push(present.pfn);
         let flags = self.flags;
         ctx.event("follow_page_pte", "try_grab_folio", |k| {
             format!(

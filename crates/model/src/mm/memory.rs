@@ -393,7 +393,7 @@ pub fn anon_vma_prepare(ctx: &mut Ctx, mm: MmId, address: u64) -> u32 {
         return anon_vma;
     }
     let anon_vma = ctx.anon_vma_new(mm);
-    if let Some(vma) = ctx.vmas_mut(mm).vmas.iter_mut().find(|v| v.contains(address)) {
+    if let Some(vma) = ctx.vmas_mut(mm).vmas.make_mut().iter_mut().find(|v| v.contains(address)) {
         vma.anon_vma = Some(anon_vma);
     }
     anon_vma

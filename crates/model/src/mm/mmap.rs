@@ -45,8 +45,8 @@ impl KernelFunction for Mmap {
         if self.flags & map::MAP_SHARED != 0 {
             flags |= vm_flags::VM_SHARED;
         }
-        mm.vmas.push(Vma { start, end: start + length, pgoff: start >> PAGE_SHIFT, flags, anon_vma: None, file: None });
-        mm.vmas.sort_by_key(|v| v.start);
+        mm.vmas.make_mut().push(Vma { start, end: start + length, pgoff: start >> PAGE_SHIFT, flags, anon_vma: None, file: None });
+        mm.vmas.make_mut().sort_by_key(|v| v.start);
         ctx.mmap_write_unlock(self.mm);
         ctx.event("do_mmap", "mmap_region", |_| format!("[{start:#x}, {:#x}) anonymous private", start + length));
         Flow::Return(start as i64)
@@ -117,7 +117,7 @@ impl KernelFunction for Munmap {
             }
             MunmapStage::Unmapped => {
                 let (start, end) = (self.start, self.end());
-                remove_vma_range(&mut ctx.vmas_mut(self.mm).vmas, start, end);
+                remove_vma_range(ctx.vmas_mut(self.mm).vmas.make_mut(), start, end);
                 ctx.mmap_write_unlock(self.mm);
                 ctx.event("do_vmi_munmap", "mmap_write_unlock", |_| String::new());
                 Flow::Return(0)
@@ -153,7 +153,7 @@ impl KernelFunction for ExitMmap {
             return Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)));
         }
         let mm = ctx.vmas_mut(self.mm);
-        mm.vmas.clear();
+        mm.vmas.make_mut().clear();
         mm.exited = true;
         ctx.mmap_write_unlock(self.mm);
         ctx.event("exit_mmap", "free_pgtables", |_| String::new());

@@ -51,7 +51,7 @@ impl ShrinkInactiveList {
         }
         ctx.lru_unlock();
         let list = format!("{isolated:?}");
-        ctx.k.thread_mut(ctx.thread).folio_list = isolated;
+        ctx.k.thread_mut(ctx.thread).folio_list = crate::shared::Shared::new(isolated);
         ctx.event("isolate_lru_folios", "isolate", |_| format!("folios {list}"));
         self.stage = ShrinkInactiveStage::Shrink;
         Flow::Continue
@@ -60,7 +60,7 @@ impl ShrinkInactiveList {
     /// mm/vmscan.c: move_folios_to_lru(): back on the LRU; the isolation reference is dropped
     /// and a folio whose last reference that was is freed.
     fn putback(&mut self, ctx: &mut Ctx) -> Flow {
-        let kept = std::mem::take(&mut ctx.k.thread_mut(ctx.thread).folio_list);
+        let kept = std::mem::take(&mut ctx.k.thread_mut(ctx.thread).folio_list).to_vec();
         ctx.lru_lock();
         let mut freed = Vec::new();
         for &folio in &kept {
@@ -100,7 +100,7 @@ impl KernelFunction for ShrinkInactiveList {
             ShrinkInactiveStage::Isolate => self.isolate(ctx),
             ShrinkInactiveStage::Shrink => {
                 self.stage = ShrinkInactiveStage::Putback;
-                let list = ctx.k.thread_mut(ctx.thread).folio_list.clone();
+                let list = ctx.k.thread(ctx.thread).folio_list.to_vec();
                 Flow::Call(Frame::ShrinkFolioList(ShrinkFolioList::new(list)))
             }
             ShrinkInactiveStage::Putback => self.putback(ctx),
@@ -167,7 +167,7 @@ impl ShrinkFolioList {
         if self.index < self.list.len() {
             return self.goto(ShrinkStage::Trylock);
         }
-        ctx.k.thread_mut(ctx.thread).folio_list = std::mem::take(&mut self.kept);
+        ctx.k.thread_mut(ctx.thread).folio_list = crate::shared::Shared::new(std::mem::take(&mut self.kept));
         Flow::Return(0)
     }
 
