@@ -27,7 +27,8 @@ fn bit(thread: ThreadId) -> ThreadSet {
 /// One successor computed for a frame: the thread, its next state and the step's footprint.
 struct Successor<S> {
     thread: ThreadId,
-    state: S,
+    /// Taken (not cloned) when the search enters it.
+    state: Option<S>,
     footprint: Footprint,
 }
 
@@ -58,6 +59,9 @@ impl SleepSet {
         next
     }
 }
+
+/// A step that fired an oracle, and its thread.
+type ViolatingStep<M> = (<M as Model>::Violation, ThreadId);
 
 struct Frame<S> {
     fingerprint: u128,
@@ -155,7 +159,7 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
         enabled: &[ThreadId],
         skip: ThreadSet,
         stop_at_local: bool,
-    ) -> Result<Vec<Successor<M::State>>, (M::Violation, ThreadId)> {
+    ) -> Result<Vec<Successor<M::State>>, ViolatingStep<M>> {
         let mut successors = Vec::with_capacity(enabled.len());
         for &thread in enabled.iter().filter(|&&t| skip & bit(t) == 0) {
             let mut next = state.clone();
@@ -167,7 +171,7 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
                 return Err((violation, thread));
             }
             let local = self.effects.footprint.is_local();
-            successors.push(Successor { thread, state: next, footprint: self.effects.footprint.clone() });
+            successors.push(Successor { thread, state: Some(next), footprint: self.effects.footprint.clone() });
             if local && stop_at_local {
                 let last = successors.pop().expect("just pushed");
                 return Ok(vec![last]);
@@ -238,8 +242,10 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
                         return search.finish(Verdict::Violation, Some((violation, schedule)));
                     }
                 };
-                let persistent = persistent_set(&successors, all, reduction, &search.on_stack, &mut search.encode_buffer, model);
-                let todo: Vec<usize> = (0..successors.len()).filter(|&i| persistent & bit(successors[i].thread) != 0).collect();
+                let persistent =
+                    persistent_set(&successors, all, reduction, &search.on_stack, &mut search.encode_buffer, model);
+                let todo: Vec<usize> =
+                    (0..successors.len()).filter(|&i| persistent & bit(successors[i].thread) != 0).collect();
                 let newly: ThreadSet = todo.iter().fold(0, |set, &index| set | bit(successors[index].thread));
                 search.visited.insert(fingerprint, covered | newly | (all & !persistent));
                 if !todo.is_empty() {
@@ -275,7 +281,7 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
             SleepSet::default()
         };
         frame.done.push(index);
-        let state = frame.successors[index].state.clone();
+        let state = frame.successors[index].state.take().expect("each successor is entered once");
         pending = Some((state, sleep));
     }
 }
@@ -297,7 +303,7 @@ fn persistent_set<M: Model>(
         return all;
     };
     encode_buffer.clear();
-    model.encode(&local.state, encode_buffer);
+    model.encode(local.state.as_ref().expect("not entered yet"), encode_buffer);
     if on_stack.contains_key(&fingerprint(encode_buffer)) {
         return all;
     }
@@ -310,7 +316,7 @@ fn persistent_set<M: Model>(
 pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_max: u32) -> Outcome<M::Violation> {
     let mut search = Search::new(model, options);
     struct BoundedFrame<S> {
-        successors: Vec<(ThreadId, S, u32)>,
+        successors: Vec<(ThreadId, Option<S>, u32)>,
         next: usize,
         chosen: Option<ThreadId>,
     }
@@ -384,9 +390,9 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
             stack.pop();
             continue;
         }
-        let (thread, state, left) = &frame.successors[frame.next];
+        let (thread, state, left) = &mut frame.successors[frame.next];
         frame.next += 1;
         frame.chosen = Some(*thread);
-        pending = Some((state.clone(), Some(*thread), *left));
+        pending = Some((state.take().expect("each successor is entered once"), Some(*thread), *left));
     }
 }

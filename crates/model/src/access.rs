@@ -533,7 +533,9 @@ impl<'a> Ctx<'a> {
 
     pub fn anon_vma_new(&mut self, mm: MmId) -> AnonVmaId {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
-        self.k.anon_vmas.push(crate::shared::Shared::new(crate::state::AnonVma { mms: vec![mm], rwsem: Default::default() }));
+        self.k
+            .anon_vmas
+            .push(crate::shared::Shared::new(crate::state::AnonVma { mms: vec![mm], rwsem: Default::default() }));
         (self.k.anon_vmas.len() - 1) as AnonVmaId
     }
 

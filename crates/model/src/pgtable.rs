@@ -68,3 +68,80 @@ pub const PTRS_PER_PTE: u64 = 512;
 pub fn pte_table(vpn: u64) -> u64 {
     vpn / PTRS_PER_PTE
 }
+
+/// PTEs per chunk of a [`PageTable`]: a PTE change copies and rehashes one chunk.
+const PTE_CHUNK: u64 = 16;
+
+/// The PTEs of an address space that are not none, in chunks of 16 virtual pages shared
+/// between states (copy on write).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
+pub struct PageTable {
+    /// (vpn / PTE_CHUNK, the chunk's entries sorted by vpn), sorted by chunk.
+    chunks: Vec<(u64, crate::shared::Shared<Vec<(u64, Pte)>>)>,
+}
+
+impl PageTable {
+    pub fn get(&self, vpn: u64) -> Pte {
+        let Ok(chunk) = self.chunks.binary_search_by_key(&(vpn / PTE_CHUNK), |c| c.0) else {
+            return Pte::None;
+        };
+        let entries = &self.chunks[chunk].1;
+        match entries.binary_search_by_key(&vpn, |e| e.0) {
+            Ok(index) => entries[index].1,
+            Err(_) => Pte::None,
+        }
+    }
+
+    pub fn set(&mut self, vpn: u64, pte: Pte) {
+        let key = vpn / PTE_CHUNK;
+        let chunk = match self.chunks.binary_search_by_key(&key, |c| c.0) {
+            Ok(chunk) => chunk,
+            Err(_) if pte.is_none() => return,
+            Err(at) => {
+                self.chunks.insert(at, (key, crate::shared::Shared::new(Vec::new())));
+                at
+            }
+        };
+        let entries = self.chunks[chunk].1.make_mut();
+        match (entries.binary_search_by_key(&vpn, |e| e.0), pte) {
+            (Ok(index), Pte::None) => {
+                entries.remove(index);
+            }
+            (Ok(index), pte) => entries[index].1 = pte,
+            (Err(_), Pte::None) => {}
+            (Err(index), pte) => entries.insert(index, (vpn, pte)),
+        }
+        if entries.is_empty() {
+            self.chunks.remove(chunk);
+        }
+    }
+
+    pub fn iter(&self) -> impl Iterator<Item = &(u64, Pte)> {
+        self.chunks.iter().flat_map(|c| c.1.iter())
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.chunks.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.chunks.iter().map(|c| c.1.len()).sum()
+    }
+}
+
+impl std::ops::Index<usize> for PageTable {
+    type Output = (u64, Pte);
+
+    fn index(&self, index: usize) -> &(u64, Pte) {
+        self.iter().nth(index).expect("index within the PTEs that are not none")
+    }
+}
+
+impl<'a> IntoIterator for &'a PageTable {
+    type Item = &'a (u64, Pte);
+    type IntoIter = Box<dyn Iterator<Item = &'a (u64, Pte)> + 'a>;
+
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}

@@ -48,9 +48,61 @@ struct Encoder {
     spill: Option<Xxh3Hasher>,
 }
 
+impl Encoder {
+    #[inline]
+    fn put<const N: usize>(&mut self, bytes: [u8; N]) {
+        if self.spill.is_none() && self.used + N <= self.buffer.len() {
+            self.buffer[self.used..self.used + N].copy_from_slice(&bytes);
+            self.used += N;
+        } else {
+            self.write(&bytes);
+        }
+    }
+}
+
 impl Hasher for Encoder {
     fn finish(&self) -> u64 {
         0
+    }
+
+    #[inline]
+    fn write_u8(&mut self, value: u8) {
+        self.put(value.to_le_bytes());
+    }
+
+    #[inline]
+    fn write_u16(&mut self, value: u16) {
+        self.put(value.to_le_bytes());
+    }
+
+    #[inline]
+    fn write_u32(&mut self, value: u32) {
+        self.put(value.to_le_bytes());
+    }
+
+    #[inline]
+    fn write_u64(&mut self, value: u64) {
+        self.put(value.to_le_bytes());
+    }
+
+    #[inline]
+    fn write_usize(&mut self, value: usize) {
+        self.put((value as u64).to_le_bytes());
+    }
+
+    #[inline]
+    fn write_isize(&mut self, value: isize) {
+        self.put((value as i64).to_le_bytes());
+    }
+
+    #[inline]
+    fn write_i32(&mut self, value: i32) {
+        self.put(value.to_le_bytes());
+    }
+
+    #[inline]
+    fn write_i64(&mut self, value: i64) {
+        self.put(value.to_le_bytes());
     }
 
     fn write(&mut self, bytes: &[u8]) {

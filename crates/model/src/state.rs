@@ -7,9 +7,9 @@
 
 use crate::folio::{Folio, FolioId, LruList, PageData};
 use crate::pgtable::Pte;
+use crate::shared::{ChunkedVec, Shared};
 use crate::thread::Thread;
 use serde::{Deserialize, Serialize};
-use crate::shared::{ChunkedVec, Shared};
 
 pub type MmId = u32;
 pub type FileId = u32;
@@ -78,8 +78,8 @@ impl Vma {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Mm {
     pub vmas: Shared<Vec<Vma>>,
-    /// The PTEs that are not none, sorted by virtual page number.
-    pub ptes: Vec<(u64, Pte)>,
+    /// The PTEs that are not none.
+    pub ptes: crate::pgtable::PageTable,
     pub mmap_lock: RwSem,
     /// Split PTE locks held: (page table index, owner).
     pub ptl_held: Vec<(u64, ThreadId)>,
@@ -97,21 +97,11 @@ impl Mm {
     }
 
     pub fn pte(&self, vpn: u64) -> Pte {
-        match self.ptes.binary_search_by_key(&vpn, |e| e.0) {
-            Ok(index) => self.ptes[index].1,
-            Err(_) => Pte::None,
-        }
+        self.ptes.get(vpn)
     }
 
     pub fn set_pte(&mut self, vpn: u64, pte: Pte) {
-        match (self.ptes.binary_search_by_key(&vpn, |e| e.0), pte) {
-            (Ok(index), Pte::None) => {
-                self.ptes.remove(index);
-            }
-            (Ok(index), pte) => self.ptes[index].1 = pte,
-            (Err(_), Pte::None) => {}
-            (Err(index), pte) => self.ptes.insert(index, (vpn, pte)),
-        }
+        self.ptes.set(vpn, pte);
     }
 
     pub fn ptl_owner(&self, table: u64) -> Option<ThreadId> {

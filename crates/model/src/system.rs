@@ -11,12 +11,12 @@ use crate::mm::mmap::{ExitMmap, Mmap, Munmap};
 use crate::mm::vmscan::ShrinkInactiveList;
 use crate::patches::KernelConfig;
 use crate::program::{Instruction, Operand};
+use crate::shared::Shared;
 use crate::state::{File, Kernel, Mm, MmId, ThreadId};
 use crate::thread::{errno, Flow, Frame, Thread, ThreadStatus, Wait};
 use crate::violation::{Violation, ViolationKind};
 use mmcheck_explorer::{Model, StepEffects};
 use std::hash::{Hash, Hasher};
-use crate::shared::Shared;
 
 /// A thread as the scenario declares it.
 #[derive(Clone, Debug)]

@@ -475,9 +475,18 @@ fn diagnostic(message: impl Into<String>, span: Span) -> Diagnostic {
 }
 
 fn evaluate_constant(expr: &Expr, parameters: &BTreeMap<String, i64>) -> Result<i64, Diagnostic> {
-    match evaluate(expr, parameters, &BTreeMap::new())? {
+    evaluate_constant_in(expr, parameters, &BTreeMap::new())
+}
+
+/// A constant where variables are known: a variable gets "a constant is needed here".
+fn evaluate_constant_in(
+    expr: &Expr,
+    parameters: &BTreeMap<String, i64>,
+    variables: &BTreeMap<String, u16>,
+) -> Result<i64, Diagnostic> {
+    match evaluate(expr, parameters, variables)? {
         Operand::Constant(value) => Ok(value),
-        Operand::Register(..) => Err(diagnostic("expected a constant", expr.span())),
+        Operand::Register(..) => Err(diagnostic("expected a constant here, not a variable", expr.span())),
     }
 }
 
@@ -530,6 +539,7 @@ fn evaluate(
 pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<SystemSpec, Diagnostic> {
     let mut builder = Builder {
         source: &ast.source,
+        registers_max: 0,
         events: Vec::new(),
         parameters,
         files: BTreeMap::new(),
@@ -572,6 +582,8 @@ pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<Sys
 
 struct Builder<'a> {
     source: &'a str,
+    /// The most registers any scope of the current process needs.
+    registers_max: usize,
     events: Vec<String>,
     parameters: &'a BTreeMap<String, i64>,
     files: BTreeMap<String, u32>,
@@ -587,6 +599,7 @@ impl Builder<'_> {
 
     fn process(&mut self, declaration: &ThreadDecl, mm: u32) -> Result<(), Diagnostic> {
         let main = self.spec.threads.len();
+        self.registers_max = 0;
         self.spec.threads.push(ThreadSpec {
             name: declaration.name.clone(),
             mm: Some(mm),
@@ -603,7 +616,7 @@ impl Builder<'_> {
         program.push(Instruction::Exit);
         self.spec.threads[main].program = program;
         // Registers are per process: every thread of it sees the same numbering.
-        let registers = variables.len().max(1);
+        let registers = variables.len().max(self.registers_max).max(1);
         for thread in &mut self.spec.threads[main..] {
             thread.registers = registers;
         }
@@ -632,7 +645,11 @@ impl Builder<'_> {
                         starts: false,
                         registers: 0,
                     });
-                    let thread_program = self.statements(body, mm, variables, None)?;
+                    // A thread sees the variables defined before it starts (a copy of the
+                    // registers); what it defines stays its own.
+                    let mut scoped = variables.clone();
+                    let thread_program = self.statements(body, mm, &mut scoped, None)?;
+                    self.registers_max = self.registers_max.max(scoped.len());
                     self.spec.threads[id as usize].program = thread_program;
                     children.push(id);
                     program.push(Instruction::Spawn { thread: id });
@@ -676,8 +693,8 @@ impl Builder<'_> {
                     self.require_process(mm, call)?;
                     let [address, length] = self.arguments::<2>(call, "load(address, length)")?;
                     let address = evaluate(address, self.parameters, variables)?;
-                    let length = self.length(length)?;
-                    let expect = self.byte(expect)?;
+                    let length = self.length(length, variables)?;
+                    let expect = self.byte(expect, variables)?;
                     program.push(Instruction::Load { address, length, expect, location: self.location(*span) });
                 }
                 Statement::Call { destination, call } => {
@@ -702,16 +719,16 @@ impl Builder<'_> {
         Ok(std::array::from_fn(|i| &call.arguments[i]))
     }
 
-    fn length(&self, expr: &Expr) -> Result<u64, Diagnostic> {
-        let value = evaluate_constant(expr, self.parameters)?;
+    fn length(&self, expr: &Expr, variables: &BTreeMap<String, u16>) -> Result<u64, Diagnostic> {
+        let value = evaluate_constant_in(expr, self.parameters, variables)?;
         if value <= 0 {
             return Err(diagnostic(format!("a length must be positive (this is {value})"), expr.span()));
         }
         Ok(value as u64)
     }
 
-    fn byte(&self, expr: &Expr) -> Result<u8, Diagnostic> {
-        let value = evaluate_constant(expr, self.parameters)?;
+    fn byte(&self, expr: &Expr, variables: &BTreeMap<String, u16>) -> Result<u8, Diagnostic> {
+        let value = evaluate_constant_in(expr, self.parameters, variables)?;
         u8::try_from(value).map_err(|_| diagnostic(format!("a byte is 0 to 255 (this is {value})"), expr.span()))
     }
 
@@ -756,7 +773,7 @@ impl Builder<'_> {
                 self.require_process(mm, call)?;
                 let [length, protection, flags] =
                     self.arguments::<3>(call, "mmap(length, read|write, private|anonymous)")?;
-                let length = self.length(length)?;
+                let length = self.length(length, variables)?;
                 let prot =
                     self.flags(protection, &[("read", prot::PROT_READ), ("write", prot::PROT_WRITE), ("none", 0)])?;
                 let flags_value = self.flags(
@@ -775,20 +792,24 @@ impl Builder<'_> {
                 self.require_process(mm, call)?;
                 let [address, length] = self.arguments::<2>(call, "munmap(address, length)")?;
                 let address = evaluate(address, self.parameters, variables)?;
-                let length = self.length(length)?;
+                let length = self.length(length, variables)?;
                 Instruction::Munmap { dst: define(variables), address, length }
             }
             "store" => {
                 self.require_process(mm, call)?;
                 let [address, length, byte] = self.arguments::<3>(call, "store(address, length, byte)")?;
                 let address = evaluate(address, self.parameters, variables)?;
-                Instruction::Store { address, length: self.length(length)?, byte: self.byte(byte)? }
+                Instruction::Store {
+                    address,
+                    length: self.length(length, variables)?,
+                    byte: self.byte(byte, variables)?,
+                }
             }
             "madvise" => {
                 self.require_process(mm, call)?;
                 let [address, length, advice] = self.arguments::<3>(call, "madvise(address, length, free|dontneed)")?;
                 let address = evaluate(address, self.parameters, variables)?;
-                let length = self.length(length)?;
+                let length = self.length(length, variables)?;
                 let (name, span) = self.name_argument(advice, "an advice: free, dontneed")?;
                 let advice = match name {
                     "free" => Advice::Free,
@@ -813,8 +834,8 @@ impl Builder<'_> {
                     return Err(diagnostic(format!("unknown file `{file_name}`"), file_span));
                 };
                 let buffer = evaluate(buffer, self.parameters, variables)?;
-                let length = self.length(length)?;
-                let offset = evaluate_constant(offset, self.parameters)?;
+                let length = self.length(length, variables)?;
+                let offset = evaluate_constant_in(offset, self.parameters, variables)?;
                 let (mode_name, mode_span) = self.name_argument(mode, "`direct`")?;
                 if mode_name != "direct" {
                     return Err(diagnostic("not modelled yet: buffered reads (use `direct`)", mode_span));

@@ -45,7 +45,14 @@ impl KernelFunction for Mmap {
         if self.flags & map::MAP_SHARED != 0 {
             flags |= vm_flags::VM_SHARED;
         }
-        mm.vmas.make_mut().push(Vma { start, end: start + length, pgoff: start >> PAGE_SHIFT, flags, anon_vma: None, file: None });
+        mm.vmas.make_mut().push(Vma {
+            start,
+            end: start + length,
+            pgoff: start >> PAGE_SHIFT,
+            flags,
+            anon_vma: None,
+            file: None,
+        });
         mm.vmas.make_mut().sort_by_key(|v| v.start);
         ctx.mmap_write_unlock(self.mm);
         ctx.event("do_mmap", "mmap_region", |_| format!("[{start:#x}, {:#x}) anonymous private", start + length));

@@ -216,11 +216,13 @@ impl TryToUnmap {
         if discard {
             let (mm, _) = self.current();
             ctx.rss_add(mm, true, -1);
+            let checked_refs = ctx.patched(Patch::MadvFreeGupRace);
             ctx.event("try_to_unmap_one", "discard", |_| {
-                format!(
-                    "folio {folio} clean{}: discard (refcount {ref_count}, mapcount {map_count})",
-                    if extra_ref { "" } else { ", no extra reference" }
-                )
+                if checked_refs {
+                    format!("folio {folio} clean, refcount {ref_count} == 1 + mapcount {map_count}: discard")
+                } else {
+                    format!("folio {folio} clean (PageDirty only is checked): discard")
+                }
             });
             self.stage = UnmapStage::RemoveRmap;
             return Flow::Continue;

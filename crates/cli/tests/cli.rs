@@ -1,0 +1,432 @@
+//! End-to-end tests of the `mmcheck` binary: exit codes, human and JSON output, replay and determinism.
+
+use serde_json::Value;
+use std::path::PathBuf;
+use std::process::Command;
+
+struct Run {
+    code: i32,
+    stdout: String,
+    stderr: String,
+}
+
+impl Run {
+    fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}\nstderr:\n{}", self.stdout, self.stderr))
+    }
+}
+
+fn mmcheck(args: &[&str]) -> Run {
+    let output = Command::new(env!("CARGO_BIN_EXE_mmcheck")).args(args).output().expect("mmcheck runs");
+    let run = Run {
+        code: output.status.code().expect("mmcheck exited, not killed by a signal"),
+        stdout: String::from_utf8(output.stdout).expect("UTF-8 stdout"),
+        stderr: String::from_utf8(output.stderr).expect("UTF-8 stderr"),
+    };
+    assert!(!run.stderr.contains("panicked"), "mmcheck {args:?} panicked:\n{}", run.stderr);
+    run
+}
+
+#[track_caller]
+fn expect_code(args: &[&str], code: i32) -> Run {
+    let run = mmcheck(args);
+    assert_eq!(run.code, code, "mmcheck {args:?}\nstdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+    run
+}
+
+/// `check madv-free-dio` with extra arguments and `--json`.
+fn check_json(extra: &[&str], code: i32) -> Value {
+    let mut args = vec!["check", "madv-free-dio", "--json"];
+    args.extend_from_slice(extra);
+    expect_code(&args, code).json()
+}
+
+/// The report without the fields that measure the run rather than describe the search.
+fn without_measurements(mut report: Value) -> Value {
+    let object = report.as_object_mut().expect("a report is an object");
+    object.remove("elapsed_ms");
+    object.remove("memory_bytes_peak");
+    report
+}
+
+/// A fresh directory under the system's temporary directory, removed when dropped.
+struct TempDir(PathBuf);
+
+impl TempDir {
+    fn new(name: &str) -> Self {
+        let dir = std::env::temp_dir().join(format!("mmcheck-cli-test-{}-{name}", std::process::id()));
+        std::fs::create_dir_all(&dir).expect("temporary directory");
+        TempDir(dir)
+    }
+
+    fn file(&self, name: &str) -> PathBuf {
+        self.0.join(name)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn replay_token_line(stdout: &str) -> String {
+    let line = stdout
+        .lines()
+        .find(|l| l.starts_with("replay: mmcheck replay '"))
+        .unwrap_or_else(|| panic!("no replay line in:\n{stdout}"));
+    line.trim_start_matches("replay: mmcheck replay '").trim_end_matches('\'').to_string()
+}
+
+// ---- check ---------------------------------------------------------------------------------------
+
+#[test]
+fn check_on_5_16_finds_data_loss() {
+    let run = expect_code(&["check", "madv-free-dio", "--kernel", "5.16"], 1);
+    assert!(run.stdout.contains("data-loss"), "{}", run.stdout);
+    assert!(run.stdout.contains("verdict   violation"), "{}", run.stdout);
+    assert!(run.stdout.contains("(as expected)"), "{}", run.stdout);
+    assert!(run.stdout.contains("zero page"), "the violation explains itself:\n{}", run.stdout);
+    let token = replay_token_line(&run.stdout);
+    assert!(token.starts_with("mmc1/madv-free-dio/5.16/-/"), "{token}");
+}
+
+#[test]
+fn check_on_6_18_is_verified() {
+    let run = expect_code(&["check", "madv-free-dio", "--kernel", "6.18"], 0);
+    assert!(run.stdout.contains("verified"), "{}", run.stdout);
+    assert!(run.stdout.contains("(as expected)"), "{}", run.stdout);
+    assert!(!run.stdout.contains("replay:"), "no violation, no replay token:\n{}", run.stdout);
+    // The newest kernel is the default.
+    let default = expect_code(&["check", "madv-free-dio"], 0);
+    assert!(default.stdout.contains("kernel    6.18"), "{}", default.stdout);
+}
+
+#[test]
+fn json_report_has_every_field() {
+    let report = check_json(&["--kernel", "5.16"], 1);
+    for field in [
+        "scenario",
+        "kernel",
+        "strategy",
+        "verdict",
+        "violation",
+        "states",
+        "transitions",
+        "elapsed_ms",
+        "replay",
+        "trace",
+    ] {
+        assert!(report.get(field).is_some(), "field `{field}` missing from {report:#}");
+    }
+    assert_eq!(report["scenario"], "madv-free-dio");
+    assert_eq!(report["kernel"], "5.16");
+    assert_eq!(report["strategy"], "exhaustive");
+    assert_eq!(report["verdict"], "violation");
+    assert_eq!(report["violation"]["kind"], "data-loss");
+    assert!(report["violation"]["message"].as_str().is_some_and(|m| m.contains("expected 0x79")), "{report:#}");
+    assert!(report["states"].as_u64().is_some_and(|n| n > 0));
+    assert!(report["transitions"].as_u64().is_some_and(|n| n >= report["states"].as_u64().unwrap() - 1));
+    assert!(report["elapsed_ms"].is_u64());
+    assert!(report["replay"].as_str().is_some_and(|t| t.starts_with("mmc1/madv-free-dio/5.16/")));
+    let trace = report["trace"].as_array().expect("the trace is an array");
+    assert!(!trace.is_empty());
+    for step in trace {
+        for field in ["step", "thread", "function", "label", "detail"] {
+            assert!(step.get(field).is_some(), "trace step without `{field}`: {step}");
+        }
+    }
+    let threads: Vec<&str> = trace.iter().filter_map(|s| s["thread"].as_str()).collect();
+    for thread in ["p", "io", "kswapd"] {
+        assert!(threads.contains(&thread), "thread {thread} takes part in the race: {threads:?}");
+    }
+    assert!(trace.iter().any(|s| s["function"] == "try_to_unmap_one"), "reclaim unmaps the folio");
+}
+
+#[test]
+fn json_report_of_a_verified_check() {
+    let report = check_json(&["--kernel", "6.18"], 0);
+    assert_eq!(report["verdict"], "verified");
+    assert_eq!(report["kernel"], "6.18");
+    assert!(report["violation"].is_null());
+    assert!(report["replay"].is_null());
+    assert_eq!(report["trace"].as_array().map(Vec::len), Some(0));
+    assert_eq!(report["matches_expectation"], true);
+}
+
+#[test]
+fn check_is_deterministic() {
+    for kernel in ["5.16", "6.18"] {
+        let first = without_measurements(check_json(&["--kernel", kernel], if kernel == "5.16" { 1 } else { 0 }));
+        let second = without_measurements(check_json(&["--kernel", kernel], if kernel == "5.16" { 1 } else { 0 }));
+        assert_eq!(first, second, "two runs of the same check differ on {kernel}");
+    }
+}
+
+#[test]
+fn reduction_off_gives_the_same_verdicts() {
+    let on = check_json(&["--kernel", "6.18"], 0);
+    let off = check_json(&["--kernel", "6.18", "--no-reduction"], 0);
+    assert_eq!(off["verdict"], "verified");
+    assert!(on["states"].as_u64() <= off["states"].as_u64(), "reduction visits no more states");
+    let off = check_json(&["--kernel", "5.16", "--no-reduction"], 1);
+    assert_eq!(off["violation"]["kind"], "data-loss");
+}
+
+// ---- replay --------------------------------------------------------------------------------------
+
+#[test]
+fn replay_is_deterministic_and_exits_1() {
+    let report = check_json(&["--kernel", "5.16"], 1);
+    let token = report["replay"].as_str().expect("a violation has a replay token");
+    let first = expect_code(&["replay", token], 1);
+    let second = expect_code(&["replay", token], 1);
+    assert_eq!(first.stdout, second.stdout, "replay output differs between runs");
+    assert!(first.stdout.contains("data-loss"), "{}", first.stdout);
+    assert_eq!(replay_token_line(&first.stdout), token, "replay prints the token it ran");
+}
+
+#[test]
+fn replay_reproduces_the_checked_trace() {
+    let report = check_json(&["--kernel", "5.16"], 1);
+    let token = report["replay"].as_str().expect("a token");
+    let replayed = expect_code(&["replay", token, "--json"], 1).json();
+    assert_eq!(replayed["violation"], report["violation"], "the replay ends in the same violation");
+    assert_eq!(replayed["trace"], report["trace"], "the replay takes the same steps");
+    // A saved JSON report replays too.
+    let dir = TempDir::new("replay-file");
+    let path = dir.file("report.json");
+    std::fs::write(&path, serde_json::to_string(&report).expect("serialises")).expect("written");
+    let from_file = expect_code(&["replay", path.to_str().expect("UTF-8 path"), "--json"], 1).json();
+    assert_eq!(from_file["violation"], report["violation"]);
+}
+
+#[test]
+fn replay_of_a_non_violating_schedule_exits_0() {
+    // Three steps of p alone: a schedule prefix with no race and no final check.
+    let report = check_json(&["--kernel", "5.16"], 1);
+    let token = report["replay"].as_str().expect("a token");
+    let prefix = token.rsplit_once('/').expect("the schedule is the last part").0;
+    let run = mmcheck(&["replay", &format!("{prefix}/0*3")]);
+    assert_eq!(run.code, 0, "stdout:\n{}\nstderr:\n{}", run.stdout, run.stderr);
+}
+
+#[test]
+fn replay_of_a_bad_token_exits_2() {
+    let run = expect_code(&["replay", "mmc1/madv-free-dio/5.16/-/7*3"], 2);
+    assert!(run.stderr.contains("not enabled"), "{}", run.stderr);
+    expect_code(&["replay", "mmc9/madv-free-dio/5.16/-/0"], 2);
+    expect_code(&["replay", "/no/such/report.json"], 2);
+}
+
+// ---- errors --------------------------------------------------------------------------------------
+
+#[test]
+fn a_malformed_scenario_file_exits_2_with_its_place() {
+    let dir = TempDir::new("malformed");
+    let path = dir.file("bad.mmc");
+    std::fs::write(
+        &path,
+        "scenario bad\nprocess p {\n  buf = mmap(4K, read|write, private|anonymous)\n  frob(buf)\n}\n",
+    )
+    .expect("written");
+    let path = path.to_str().expect("UTF-8 path");
+    let run = expect_code(&["check", path], 2);
+    assert!(run.stderr.contains(&format!("{path}:4:3")), "stderr lacks {path}:4:3:\n{}", run.stderr);
+    assert!(run.stderr.contains("unknown call `frob`"), "{}", run.stderr);
+    assert!(run.stdout.is_empty(), "{}", run.stdout);
+}
+
+#[test]
+fn a_scenario_file_runs_like_a_builtin() {
+    let dir = TempDir::new("good");
+    let path = dir.file("dontneed.mmc");
+    std::fs::write(
+        &path,
+        concat!(
+            "scenario dontneed\n",
+            "process p {\n",
+            "  buf = mmap(4K, read|write, private|anonymous)\n",
+            "  store(buf, 4K, 1)\n",
+            "  thread z {\n",
+            "    madvise(buf, 4K, dontneed)\n",
+            "  }\n",
+            "  thread w {\n",
+            "    store(buf, 4K, 2)\n",
+            "    assert load(buf, 4K) == 2\n",
+            "  }\n",
+            "}\n",
+        ),
+    )
+    .expect("written");
+    let path = path.to_str().expect("UTF-8 path");
+    let run = expect_code(&["check", path, "--json"], 1);
+    let report = run.json();
+    assert_eq!(report["scenario"], "dontneed");
+    assert_eq!(report["violation"]["kind"], "data-loss");
+    assert!(report["expected"].is_null(), "the scenario has no expectation");
+    // A token for a scenario that is not built in replays with --file.
+    let token = report["replay"].as_str().expect("a token");
+    expect_code(&["replay", token], 2);
+    let replayed = expect_code(&["replay", token, "--file", path, "--json"], 1).json();
+    assert_eq!(replayed["violation"], report["violation"]);
+}
+
+#[test]
+fn an_unknown_scenario_exits_2() {
+    let run = expect_code(&["check", "no-such-scenario"], 2);
+    assert!(run.stderr.contains("no-such-scenario"), "{}", run.stderr);
+    assert!(run.stderr.contains("madv-free-dio"), "the error lists the built-in scenarios:\n{}", run.stderr);
+}
+
+#[test]
+fn bad_kernels_and_patches_exit_2() {
+    expect_code(&["check", "madv-free-dio", "--kernel", "seven"], 2);
+    let run = expect_code(&["check", "madv-free-dio", "--kernel", "9.0"], 2);
+    assert!(run.stderr.contains("6.18"), "names the newest modelled kernel: {}", run.stderr);
+    expect_code(&["check", "madv-free-dio", "--patch", "no-such-patch=off"], 2);
+    expect_code(&["check", "madv-free-dio", "--patch", "madv-free-gup-race=maybe"], 2);
+    expect_code(&["check", "madv-free-dio", "--patch", "madv-free-gup-race"], 2);
+    expect_code(&["check", "madv-free-dio", "--strategy", "bfs"], 2);
+}
+
+// ---- options -------------------------------------------------------------------------------------
+
+#[test]
+fn reverting_the_fix_on_6_18_finds_the_violation() {
+    let report = check_json(&["--kernel", "6.18", "--patch", "madv-free-gup-race=off"], 1);
+    assert_eq!(report["violation"]["kind"], "data-loss");
+    assert_eq!(report["kernel"], "6.18 -madv-free-gup-race");
+    let token = report["replay"].as_str().expect("a token");
+    assert!(token.starts_with("mmc1/madv-free-dio/6.18,-madv-free-gup-race/"), "{token}");
+    expect_code(&["replay", token], 1);
+    // By commit id too.
+    let by_commit = check_json(&["--kernel", "6.18", "--patch", "6c8e2a256915=off"], 1);
+    assert_eq!(by_commit["violation"]["kind"], "data-loss");
+    // And applying the fix to 5.16 verifies it.
+    let applied = check_json(&["--kernel", "5.16", "--patch", "madv-free-gup-race=on"], 0);
+    assert_eq!(applied["verdict"], "verified");
+}
+
+#[test]
+fn set_overrides_a_parameter() {
+    let one = check_json(&["--kernel", "6.18"], 0);
+    let two = check_json(&["--kernel", "6.18", "--set", "pages=2"], 0);
+    assert_eq!(two["verdict"], "verified");
+    assert!(two["states"].as_u64() > one["states"].as_u64(), "two pages have more interleavings");
+    let violation = check_json(&["--kernel", "5.16", "--set", "pages=2"], 1);
+    let token = violation["replay"].as_str().expect("a token");
+    assert!(token.contains("/pages=2/"), "the token keeps the override: {token}");
+    expect_code(&["replay", token], 1);
+}
+
+#[test]
+fn set_of_an_unknown_parameter_exits_2() {
+    let run = expect_code(&["check", "madv-free-dio", "--set", "nosuch=1"], 2);
+    assert!(run.stderr.contains("nosuch"), "{}", run.stderr);
+    expect_code(&["check", "madv-free-dio", "--set", "pages"], 2);
+    expect_code(&["check", "madv-free-dio", "--set", "pages=many"], 2);
+}
+
+#[test]
+fn preemption_bound_one() {
+    let old = check_json(&["--kernel", "5.16", "--preemption-bound", "1"], 1);
+    assert_eq!(old["verdict"], "violation");
+    assert_eq!(old["violation"]["kind"], "data-loss");
+    let new = check_json(&["--kernel", "6.18", "--preemption-bound", "1"], 0);
+    assert_eq!(new["verdict"], "verified-bounded");
+    assert_eq!(new["matches_expectation"], false, "a bounded verification is not a verification");
+    let run = expect_code(&["check", "madv-free-dio", "--kernel", "6.18", "--preemption-bound", "1"], 0);
+    assert!(run.stdout.contains("verified-bounded"), "{}", run.stdout);
+}
+
+#[test]
+fn random_strategy_is_deterministic() {
+    let args = ["--strategy", "random", "--seed", "1", "--max-schedules", "200"];
+    for kernel in ["5.16", "6.18"] {
+        let mut with_kernel = vec!["check", "madv-free-dio", "--json", "--kernel", kernel];
+        with_kernel.extend_from_slice(&args);
+        let first = mmcheck(&with_kernel);
+        let second = mmcheck(&with_kernel);
+        assert!(first.code == 0 || first.code == 1, "{}", first.stderr);
+        assert_eq!(first.code, second.code);
+        let report = first.json();
+        assert_eq!(report["strategy"], "random");
+        assert_eq!(without_measurements(report.clone()), without_measurements(second.json()), "same seed, same run");
+        if first.code == 1 {
+            assert_eq!(report["violation"]["kind"], "data-loss", "the only violation 5.16 has");
+            expect_code(&["replay", report["replay"].as_str().expect("a token")], 1);
+        } else {
+            assert_eq!(report["verdict"], "no-violation-found");
+            assert_eq!(report["schedules"], 200);
+        }
+    }
+}
+
+#[test]
+fn pct_strategy_is_deterministic() {
+    for (kernel, extra) in [("5.16", vec![]), ("6.18", vec!["--max-schedules", "300"])] {
+        let mut args = vec!["check", "madv-free-dio", "--json", "--strategy", "pct", "--seed", "7", "--kernel", kernel];
+        args.extend(extra);
+        let first = mmcheck(&args);
+        let second = mmcheck(&args);
+        assert!(first.code == 0 || first.code == 1, "{}", first.stderr);
+        assert_eq!(first.code, second.code);
+        let report = first.json();
+        assert_eq!(report["strategy"], "pct");
+        assert_eq!(without_measurements(report.clone()), without_measurements(second.json()), "same seed, same run");
+        if kernel == "6.18" {
+            assert_eq!(first.code, 0, "6.18 has no violation to sample");
+            assert_eq!(report["verdict"], "no-violation-found");
+        }
+    }
+    // The default PCT run.
+    let run = mmcheck(&["check", "madv-free-dio", "--strategy", "pct", "--kernel", "5.16"]);
+    assert!(run.code == 0 || run.code == 1, "{}", run.stderr);
+}
+
+#[test]
+fn a_state_limit_is_reported() {
+    let report = check_json(&["--kernel", "6.18", "--max-states", "50"], 0);
+    assert_eq!(report["verdict"], "limit-reached");
+    assert_eq!(report["states"], 50);
+    assert_eq!(report["matches_expectation"], false);
+}
+
+// ---- list, kernels, suite ------------------------------------------------------------------------
+
+#[test]
+fn list_names_the_builtin_scenarios() {
+    let run = expect_code(&["list"], 0);
+    assert!(run.stdout.contains("madv-free-dio"), "{}", run.stdout);
+    assert!(run.stdout.contains("violation data-loss"), "{}", run.stdout);
+}
+
+#[test]
+fn kernels_lists_the_patches() {
+    let run = expect_code(&["kernels"], 0);
+    assert!(run.stdout.contains("6c8e2a256915"), "{}", run.stdout);
+    assert!(run.stdout.contains("madv-free-gup-race"), "{}", run.stdout);
+    assert!(run.stdout.contains("5.18"), "{}", run.stdout);
+}
+
+#[test]
+fn no_arguments_runs_the_suite() {
+    let run = expect_code(&[], 0);
+    assert!(run.stdout.contains("0 failed"), "{}", run.stdout);
+    assert!(run.stdout.contains("madv-free-dio"), "{}", run.stdout);
+    assert!(!run.stdout.contains("MISMATCH"), "{}", run.stdout);
+    for kernel in ["5.17", "5.18", "6.18"] {
+        assert!(run.stdout.contains(kernel), "the suite runs {kernel}:\n{}", run.stdout);
+    }
+}
+
+#[test]
+fn suite_json_has_one_report_per_kernel() {
+    let reports = expect_code(&["suite", "--json"], 0).json();
+    let reports = reports.as_array().expect("an array of reports");
+    let kernels: Vec<&str> = reports.iter().filter_map(|r| r["kernel"].as_str()).collect();
+    assert_eq!(kernels, vec!["5.17", "5.18", "6.18"]);
+    assert!(reports.iter().all(|r| r["matches_expectation"] == true));
+}

@@ -1,0 +1,798 @@
+//! Sequential semantics of each modelled kernel operation, run one thread at a time with `run_sequential`.
+
+use mmcheck_model::access::Event;
+use mmcheck_model::folio::{pfn_folio, Folio, FolioId, LruList, PageData, PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
+use mmcheck_model::mm::mmap::MMAP_BASE;
+use mmcheck_model::pgtable::{PresentPte, Pte};
+use mmcheck_model::program::{map, prot, Advice, Instruction, Operand, SourceLocation};
+use mmcheck_model::state::{vm_flags, Kernel, ThreadId};
+use mmcheck_model::system::run_sequential;
+use mmcheck_model::thread::{errno, ThreadStatus};
+use mmcheck_model::{KernelConfig, KernelVersion, System, SystemSpec, ThreadSpec, Violation, ViolationKind};
+
+const REGISTERS: usize = 4;
+const PAGE: u64 = PAGE_SIZE;
+
+// ---- building programs -------------------------------------------------------------------------
+
+fn mmap(dst: u16, length: u64) -> Instruction {
+    Instruction::Mmap {
+        dst,
+        length,
+        prot: prot::PROT_READ | prot::PROT_WRITE,
+        flags: map::MAP_PRIVATE | map::MAP_ANONYMOUS,
+    }
+}
+
+fn mmap_read_only(dst: u16, length: u64) -> Instruction {
+    Instruction::Mmap { dst, length, prot: prot::PROT_READ, flags: map::MAP_PRIVATE | map::MAP_ANONYMOUS }
+}
+
+/// Register `r` plus `offset`.
+fn at(r: u16, offset: i64) -> Operand {
+    Operand::Register(r, offset)
+}
+
+fn store(address: Operand, length: u64, byte: u8) -> Instruction {
+    Instruction::Store { address, length, byte }
+}
+
+/// A load every byte of which must be `expect`; reported as line 42 of a scenario.
+fn load(address: Operand, length: u64, expect: u8) -> Instruction {
+    Instruction::Load { address, length, expect, location: SourceLocation { line: 42, column: 3 } }
+}
+
+fn madvise(dst: u16, address: Operand, length: u64, advice: Advice) -> Instruction {
+    Instruction::Madvise { dst: Some(dst), address, length, advice }
+}
+
+fn munmap(dst: u16, address: Operand, length: u64) -> Instruction {
+    Instruction::Munmap { dst: Some(dst), address, length }
+}
+
+fn pread(dst: u16, buffer: Operand, length: u64, offset: u64) -> Instruction {
+    Instruction::Pread { dst: Some(dst), file: 0, buffer, length, offset, direct: true }
+}
+
+/// A system under construction: processes (one mm each), their extra threads, kernel threads and
+/// files, as the scenario compiler lays them out.
+#[derive(Default)]
+struct Spec {
+    spec: SystemSpec,
+}
+
+impl Spec {
+    fn new() -> Self {
+        Spec::default()
+    }
+
+    /// A process whose main thread runs `program` from the start, in its own address space.
+    fn process(mut self, program: Vec<Instruction>) -> Self {
+        let mm = self.spec.mms as u32;
+        self.spec.mms += 1;
+        let name = format!("p{mm}");
+        self.spec.threads.push(ThreadSpec { name, mm: Some(mm), program, starts: true, registers: REGISTERS });
+        self
+    }
+
+    /// A thread of process `mm` that waits for a `Spawn`.
+    fn thread(mut self, mm: u32, program: Vec<Instruction>) -> Self {
+        let name = format!("t{}", self.spec.threads.len());
+        self.spec.threads.push(ThreadSpec { name, mm: Some(mm), program, starts: false, registers: REGISTERS });
+        self
+    }
+
+    fn kthread(mut self, program: Vec<Instruction>) -> Self {
+        self.spec.threads.push(ThreadSpec { name: "kswapd".into(), mm: None, program, starts: true, registers: 0 });
+        self
+    }
+
+    fn file(mut self, blocks: Vec<PageData>) -> Self {
+        self.spec.files.push(blocks);
+        self
+    }
+
+    fn run(self) -> Run {
+        self.run_on(KernelVersion::NEWEST)
+    }
+
+    fn run_on(self, version: KernelVersion) -> Run {
+        let system = System::new(self.spec, KernelConfig::for_version(version));
+        let (k, violation, events) = run_sequential(&system);
+        Run { k, violation, events }
+    }
+}
+
+/// A single process running `program` on the newest kernel.
+fn run(program: Vec<Instruction>) -> Run {
+    Spec::new().process(program).run()
+}
+
+struct Run {
+    k: Kernel,
+    violation: Option<Violation>,
+    events: Vec<Event>,
+}
+
+impl Run {
+    fn ok(&self) -> &Self {
+        assert!(self.violation.is_none(), "unexpected violation: {}", self.violation.as_ref().unwrap());
+        self
+    }
+
+    fn violation(&self, kind: ViolationKind) -> &Violation {
+        let violation = self.violation.as_ref().unwrap_or_else(|| panic!("expected a {} violation", kind.name()));
+        assert_eq!(violation.kind, kind, "wrong violation: {violation}");
+        violation
+    }
+
+    fn register(&self, thread: ThreadId, register: usize) -> i64 {
+        self.k.thread(thread).registers[register]
+    }
+
+    /// Register 0 of the first thread: where the first mmap went.
+    fn buffer(&self) -> u64 {
+        self.register(0, 0) as u64
+    }
+
+    fn pte(&self, address: u64) -> Pte {
+        self.k.mms[0].pte(address >> PAGE_SHIFT)
+    }
+
+    fn present(&self, address: u64) -> PresentPte {
+        self.pte(address)
+            .present()
+            .unwrap_or_else(|| panic!("PTE of {address:#x} not present: {:?}", self.pte(address)))
+    }
+
+    fn folio(&self, id: FolioId) -> &Folio {
+        self.k.folio(id)
+    }
+
+    /// The folio the PTE of `address` maps.
+    fn mapped_folio(&self, address: u64) -> FolioId {
+        pfn_folio(self.present(address).pfn)
+    }
+
+    fn allocated(&self) -> Vec<FolioId> {
+        (0..self.k.folios.len() as FolioId).filter(|&id| self.k.folio(id).allocated).collect()
+    }
+
+    fn lru(&self) -> Vec<(FolioId, LruList)> {
+        self.k.lruvec.folios.clone()
+    }
+
+    fn has_event(&self, function: &str, label: &str) -> bool {
+        self.events.iter().any(|e| e.function == function && e.label == label)
+    }
+}
+
+fn flags(list: &[PageFlag]) -> u32 {
+    list.iter().fold(0, |set, flag| set | flag.mask())
+}
+
+// ---- mmap / munmap -----------------------------------------------------------------------------
+
+#[test]
+fn mmap_returns_an_address_in_the_vma_list() {
+    let r = run(vec![mmap(0, 3 * PAGE), mmap(1, PAGE)]);
+    r.ok();
+    let (first, second) = (r.register(0, 0) as u64, r.register(0, 1) as u64);
+    assert_eq!(first, MMAP_BASE, "the first mapping of a process goes at the mmap base");
+    assert_eq!(first % PAGE, 0);
+    assert_eq!(second % PAGE, 0);
+    let vmas = &r.k.mms[0].vmas;
+    assert_eq!(vmas.len(), 2);
+    let vma = vmas.iter().find(|v| v.start == first).expect("the first mapping is a VMA");
+    assert_eq!(vma.end, first + 3 * PAGE);
+    assert_eq!(vma.flags & (vm_flags::VM_READ | vm_flags::VM_WRITE), vm_flags::VM_READ | vm_flags::VM_WRITE);
+    assert_eq!(vma.flags & vm_flags::VM_SHARED, 0);
+    assert_eq!(vma.file, None);
+    assert_eq!(vma.anon_vma, None, "the anon_vma is made on the first fault");
+    let other = vmas.iter().find(|v| v.start == second).expect("the second mapping is a VMA");
+    assert!(other.start >= vma.end || other.end <= vma.start, "mappings do not overlap");
+    assert!(r.k.mms[0].ptes.is_empty(), "mmap populates nothing");
+    assert_eq!(r.allocated(), vec![ZERO_FOLIO]);
+}
+
+#[test]
+fn mmap_rounds_the_length_up_to_pages() {
+    let r = run(vec![mmap(0, 100)]);
+    r.ok();
+    let vma = &r.k.mms[0].vmas[0];
+    assert_eq!(vma.end - vma.start, PAGE);
+}
+
+#[test]
+fn mmap_of_zero_bytes_is_einval() {
+    let r = run(vec![mmap(0, 0)]);
+    r.ok();
+    assert_eq!(r.register(0, 0), -errno::EINVAL);
+    assert!(r.k.mms[0].vmas.is_empty());
+}
+
+#[test]
+fn munmap_then_access_faults() {
+    let r = run(vec![mmap(0, PAGE), store(at(0, 0), PAGE, 1), munmap(1, at(0, 0), PAGE), store(at(0, 0), 1, 2)]);
+    let violation = r.violation(ViolationKind::Fault);
+    assert!(violation.message.contains("SIGSEGV"), "{violation}");
+    assert_eq!(r.register(0, 1), 0, "munmap returned 0");
+    assert!(r.k.mms[0].vmas.is_empty());
+    assert!(r.k.mms[0].ptes.is_empty());
+    assert!(!r.folio(1).allocated, "the unmapped folio went back to the allocator");
+}
+
+#[test]
+fn munmap_then_load_faults() {
+    let r = run(vec![mmap(0, PAGE), munmap(1, at(0, 0), PAGE), load(at(0, 0), 1, 0)]);
+    let violation = r.violation(ViolationKind::Fault);
+    assert!(violation.message.contains("line 42"), "{violation}");
+}
+
+#[test]
+fn munmap_of_the_middle_page_splits_the_vma() {
+    let r = run(vec![
+        mmap(0, 3 * PAGE),
+        store(at(0, 0), 3 * PAGE, 7),
+        munmap(1, at(0, PAGE as i64), PAGE),
+        load(at(0, 0), PAGE, 7),
+        load(at(0, 2 * PAGE as i64), PAGE, 7),
+    ]);
+    r.ok();
+    let base = r.buffer();
+    let ranges: Vec<(u64, u64)> = r.k.mms[0].vmas.iter().map(|v| (v.start, v.end)).collect();
+    assert_eq!(ranges, vec![(base, base + PAGE), (base + 2 * PAGE, base + 3 * PAGE)]);
+    assert!(r.pte(base + PAGE).is_none());
+    // The folio of the middle page is freed; the others stay mapped.
+    let live: Vec<FolioId> = r.allocated().into_iter().filter(|&f| f != ZERO_FOLIO).collect();
+    assert_eq!(live.len(), 2);
+    assert_eq!(r.k.mms[0].rss_anon, 2);
+}
+
+#[test]
+fn munmap_of_an_unaligned_address_is_einval() {
+    let r = run(vec![mmap(0, PAGE), munmap(1, at(0, 8), PAGE)]);
+    r.ok();
+    assert_eq!(r.register(0, 1), -errno::EINVAL);
+    assert_eq!(r.k.mms[0].vmas.len(), 1);
+}
+
+// ---- faults --------------------------------------------------------------------------------------
+
+#[test]
+fn store_faults_in_an_anonymous_folio() {
+    let r = run(vec![mmap(0, 2 * PAGE), store(at(0, 0), 10, 0xab)]);
+    r.ok();
+    let base = r.buffer();
+    let pte = r.present(base);
+    assert!(pte.write && pte.dirty && pte.young && !pte.special, "PTE {pte:?}");
+    let folio = r.mapped_folio(base);
+    assert_ne!(folio, ZERO_FOLIO);
+    let f = r.folio(folio);
+    assert!(f.allocated);
+    assert_eq!(f.refcount, 1);
+    assert_eq!(f.mapcount(), 1);
+    assert_eq!(
+        f.flags,
+        flags(&[PageFlag::Anon, PageFlag::Swapbacked, PageFlag::Lru, PageFlag::Uptodate]),
+        "{}",
+        f.dump(folio)
+    );
+    assert!(f.pages[0].anon_exclusive);
+    assert_eq!(f.pages[0].data.first_mismatch(0, 10, 0xab), None);
+    assert_eq!(f.pages[0].data.first_mismatch(10, PAGE as usize - 10, 0), None, "the rest of a new folio is zero");
+    assert_eq!(r.lru(), vec![(folio, LruList::InactiveAnon)]);
+    assert_eq!(r.k.mms[0].rss_anon, 1);
+    // Only the touched page is populated, and the VMA got its anon_vma.
+    assert!(r.pte(base + PAGE).is_none());
+    assert!(r.k.mms[0].vmas[0].anon_vma.is_some());
+    assert!(r.has_event("do_anonymous_page", "set_pte_at"));
+}
+
+#[test]
+fn store_to_a_read_only_mapping_faults() {
+    let r = run(vec![mmap_read_only(0, PAGE), store(at(0, 0), 1, 1)]);
+    r.violation(ViolationKind::Fault);
+}
+
+#[test]
+fn load_of_never_written_memory_maps_the_zero_page() {
+    let r = run(vec![mmap(0, PAGE), load(at(0, 0), PAGE, 0)]);
+    r.ok();
+    let pte = r.present(r.buffer());
+    assert!(pte.special, "the zero page is mapped by a special PTE");
+    assert!(!pte.write, "the zero page is mapped read-only");
+    assert_eq!(pfn_folio(pte.pfn), ZERO_FOLIO);
+    assert_eq!(r.allocated(), vec![ZERO_FOLIO], "a read fault allocates nothing");
+    assert_eq!(r.folio(ZERO_FOLIO).refcount, 1, "the zero page is not refcounted by mappings");
+    assert_eq!(r.k.mms[0].rss_anon, 0);
+    assert!(r.has_event("do_anonymous_page", "set_pte_at zero page"));
+}
+
+#[test]
+fn load_of_never_written_memory_expecting_data_is_data_loss() {
+    let r = run(vec![mmap(0, PAGE), load(at(0, 0), PAGE, 0x79)]);
+    let violation = r.violation(ViolationKind::DataLoss);
+    assert!(violation.message.contains("zero page"), "{violation}");
+}
+
+#[test]
+fn store_then_load_returns_the_byte() {
+    let r = run(vec![
+        mmap(0, 2 * PAGE),
+        store(at(0, 0), 2 * PAGE, 0x5a),
+        load(at(0, 0), 2 * PAGE, 0x5a),
+        store(at(0, 100), 8, 0x11),
+        load(at(0, 100), 8, 0x11),
+        load(at(0, 108), PAGE, 0x5a),
+    ]);
+    r.ok();
+}
+
+#[test]
+fn store_then_load_across_a_page_boundary() {
+    let r = run(vec![mmap(0, 2 * PAGE), store(at(0, PAGE as i64 - 2), 4, 0x33), load(at(0, PAGE as i64 - 2), 4, 0x33)]);
+    r.ok();
+    let base = r.buffer();
+    assert_ne!(r.mapped_folio(base), r.mapped_folio(base + PAGE), "each page has its own folio");
+}
+
+#[test]
+fn load_of_a_wrong_byte_is_data_loss() {
+    let r = run(vec![mmap(0, PAGE), store(at(0, 0), PAGE, 0x01), load(at(0, 0), PAGE, 0x02)]);
+    let violation = r.violation(ViolationKind::DataLoss);
+    assert!(violation.message.contains("line 42"), "{violation}");
+    assert!(violation.message.contains("expected 0x02"), "{violation}");
+    assert!(violation.message.contains("read 0x01"), "{violation}");
+    assert_eq!(violation.dump.len(), 1, "the folio is dumped");
+}
+
+#[test]
+fn write_after_read_fault_copies_the_zero_page() {
+    let r = run(vec![mmap(0, PAGE), load(at(0, 0), PAGE, 0), store(at(0, 0), 1, 0x5a), load(at(0, 0), 1, 0x5a)]);
+    r.ok();
+    assert!(r.has_event("do_wp_page", "wp_page_copy"), "the write to the zero page goes through do_wp_page");
+    assert!(r.has_event("wp_page_copy", "set_pte_at"));
+    let base = r.buffer();
+    let pte = r.present(base);
+    assert!(pte.write && !pte.special);
+    let folio = r.mapped_folio(base);
+    assert_ne!(folio, ZERO_FOLIO, "a new folio replaced the zero page");
+    let f = r.folio(folio);
+    assert_eq!((f.refcount, f.mapcount()), (1, 1));
+    assert!(f.test(PageFlag::Anon) && f.test(PageFlag::Swapbacked) && f.test(PageFlag::Lru));
+    assert_eq!(f.pages[0].data.first_mismatch(1, PAGE as usize - 1, 0), None, "copied from zeroes");
+    assert_eq!(r.folio(ZERO_FOLIO).refcount, 1);
+    assert_eq!(r.folio(ZERO_FOLIO).pages[0].data, PageData::Fill(0), "the zero page stays zero");
+    assert_eq!(r.k.mms[0].rss_anon, 1);
+}
+
+// ---- madvise -------------------------------------------------------------------------------------
+
+#[test]
+fn madv_dontneed_zaps_and_frees() {
+    let r =
+        run(vec![mmap(0, 2 * PAGE), store(at(0, 0), 2 * PAGE, 0x42), madvise(1, at(0, 0), 2 * PAGE, Advice::DontNeed)]);
+    r.ok();
+    let base = r.buffer();
+    assert_eq!(r.register(0, 1), 0);
+    assert!(r.pte(base).is_none() && r.pte(base + PAGE).is_none());
+    assert_eq!(r.allocated(), vec![ZERO_FOLIO], "both folios were freed");
+    assert!(r.lru().is_empty());
+    assert_eq!(r.k.mms[0].rss_anon, 0);
+    assert_eq!(r.k.mms[0].vmas.len(), 1, "the mapping stays");
+}
+
+#[test]
+fn load_after_madv_dontneed_reads_zero() {
+    let r = run(vec![
+        mmap(0, PAGE),
+        store(at(0, 0), PAGE, 0x42),
+        madvise(1, at(0, 0), PAGE, Advice::DontNeed),
+        load(at(0, 0), PAGE, 0),
+    ]);
+    r.ok();
+    assert_eq!(r.mapped_folio(r.buffer()), ZERO_FOLIO);
+    let lost = Spec::new()
+        .process(vec![
+            mmap(0, PAGE),
+            store(at(0, 0), PAGE, 0x42),
+            madvise(1, at(0, 0), PAGE, Advice::DontNeed),
+            load(at(0, 0), PAGE, 0x42),
+        ])
+        .run();
+    lost.violation(ViolationKind::DataLoss);
+}
+
+#[test]
+fn madv_free_makes_the_folio_lazyfree_and_keeps_the_data() {
+    let r = run(vec![
+        mmap(0, PAGE),
+        store(at(0, 0), PAGE, 0x33),
+        madvise(1, at(0, 0), PAGE, Advice::Free),
+        load(at(0, 0), PAGE, 0x33),
+    ]);
+    r.ok();
+    assert_eq!(r.register(0, 1), 0);
+    let base = r.buffer();
+    let folio = r.mapped_folio(base);
+    assert_ne!(folio, ZERO_FOLIO, "no reclaim ran: the folio is still mapped");
+    let f = r.folio(folio);
+    assert!(f.allocated);
+    assert!(!f.test(PageFlag::Swapbacked), "MADV_FREE clears PG_swapbacked: {}", f.dump(folio));
+    assert!(f.test(PageFlag::Anon) && f.test(PageFlag::Lru));
+    assert!(!f.test(PageFlag::Dirty) && !f.test(PageFlag::Active));
+    assert_eq!(r.lru(), vec![(folio, LruList::InactiveFile)], "lazyfree folios sit on the inactive file LRU");
+    assert_eq!((f.refcount, f.mapcount()), (1, 1));
+}
+
+#[test]
+fn madv_free_cleans_the_pte() {
+    let r = run(vec![mmap(0, PAGE), store(at(0, 0), PAGE, 0x33), madvise(1, at(0, 0), PAGE, Advice::Free)]);
+    r.ok();
+    let pte = r.present(r.buffer());
+    assert!(!pte.dirty, "clear_young_dirty_ptes(): the PTE is clean");
+    assert!(!pte.young, "clear_young_dirty_ptes(): the PTE is old");
+    assert!(pte.write, "the mapping stays writable");
+}
+
+#[test]
+fn store_after_madv_free_redirties_the_pte() {
+    let r = run(vec![
+        mmap(0, PAGE),
+        store(at(0, 0), PAGE, 0x33),
+        madvise(1, at(0, 0), PAGE, Advice::Free),
+        store(at(0, 0), 1, 0x44),
+        load(at(0, 0), 1, 0x44),
+        load(at(0, 1), PAGE - 1, 0x33),
+    ]);
+    r.ok();
+    let pte = r.present(r.buffer());
+    assert!(pte.dirty && pte.young, "the MMU sets the dirty and accessed bits again");
+}
+
+#[test]
+fn madv_free_clears_pg_dirty_left_by_direct_io() {
+    let before = vec![mmap(0, PAGE), pread(1, at(0, 0), PAGE, 0), madvise(2, at(0, 0), PAGE, Advice::Free)];
+    let r = Spec::new().file(vec![PageData::Fill(0x79)]).process(before.clone()).run();
+    r.ok();
+    let folio = r.mapped_folio(r.buffer());
+    let f = r.folio(folio);
+    assert!(!f.test(PageFlag::Dirty), "madvise_free_pte_range() clears PG_dirty of an exclusive folio");
+    assert!(!f.test(PageFlag::Locked), "and unlocks it");
+    assert!(!f.test(PageFlag::Swapbacked));
+    assert_eq!(r.lru(), vec![(folio, LruList::InactiveFile)]);
+    // With no IO in flight, reclaim may then discard the DMA'd data.
+    let r = with_reclaim(before, vec![load(at(0, 0), PAGE, 0)]).file(vec![PageData::Fill(0x79)]).run();
+    r.ok();
+    assert_eq!(r.mapped_folio(r.buffer()), ZERO_FOLIO);
+}
+
+#[test]
+fn madv_free_of_the_zero_page_does_nothing() {
+    let r = run(vec![
+        mmap(0, PAGE),
+        load(at(0, 0), PAGE, 0),
+        madvise(1, at(0, 0), PAGE, Advice::Free),
+        load(at(0, 0), PAGE, 0),
+    ]);
+    r.ok();
+    assert_eq!(r.register(0, 1), 0);
+    assert_eq!(r.mapped_folio(r.buffer()), ZERO_FOLIO);
+    assert_eq!(r.allocated(), vec![ZERO_FOLIO]);
+}
+
+#[test]
+fn madvise_of_an_unaligned_address_is_einval() {
+    for advice in [Advice::DontNeed, Advice::Free] {
+        let r = run(vec![mmap(0, 2 * PAGE), store(at(0, 0), 2 * PAGE, 1), madvise(1, at(0, 1), PAGE, advice)]);
+        r.ok();
+        assert_eq!(r.register(0, 1), -errno::EINVAL, "{advice:?}");
+        let folio = r.mapped_folio(r.buffer());
+        assert!(r.folio(folio).test(PageFlag::Swapbacked), "{advice:?}: nothing was done");
+    }
+}
+
+#[test]
+fn madvise_over_a_hole_is_enomem() {
+    // Nothing is mapped at all.
+    let r = run(vec![madvise(1, Operand::Constant(0x1000_0000), PAGE, Advice::DontNeed)]);
+    r.ok();
+    assert_eq!(r.register(0, 1), -errno::ENOMEM);
+    let r = run(vec![mmap(0, PAGE), madvise(1, at(0, 4 * PAGE as i64), PAGE, Advice::Free)]);
+    r.ok();
+    assert_eq!(r.register(0, 1), -errno::ENOMEM);
+}
+
+#[test]
+fn madvise_across_a_hole_is_enomem_and_still_advises_the_mapped_parts() {
+    let r = run(vec![
+        mmap(0, PAGE),
+        mmap(1, PAGE),
+        store(at(0, 0), PAGE, 1),
+        store(at(1, 0), PAGE, 2),
+        madvise(2, at(0, 0), 3 * PAGE, Advice::DontNeed),
+    ]);
+    r.ok();
+    let (first, second) = (r.register(0, 0) as u64, r.register(0, 1) as u64);
+    assert_eq!(second, first + 2 * PAGE, "the model leaves one page between mappings: the hole");
+    assert_eq!(r.register(0, 2), -errno::ENOMEM);
+    assert!(r.pte(first).is_none() && r.pte(second).is_none(), "both mapped pages were zapped");
+    assert_eq!(r.allocated(), vec![ZERO_FOLIO]);
+}
+
+#[test]
+fn madvise_of_zero_length_is_a_no_op() {
+    let r = run(vec![mmap(0, PAGE), store(at(0, 0), PAGE, 1), madvise(1, at(0, 0), 0, Advice::DontNeed)]);
+    r.ok();
+    assert_eq!(r.register(0, 1), 0);
+    assert!(r.pte(r.buffer()).present().is_some());
+}
+
+// ---- O_DIRECT ------------------------------------------------------------------------------------
+
+#[test]
+fn direct_pread_fills_the_buffer_and_dirties_the_folios() {
+    let r = Spec::new()
+        .file(vec![PageData::Fill(0x79); 2])
+        .process(vec![
+            mmap(0, 2 * PAGE),
+            store(at(0, 0), 2 * PAGE, 0x01),
+            pread(1, at(0, 0), 2 * PAGE, 0),
+            load(at(0, 0), 2 * PAGE, 0x79),
+        ])
+        .run();
+    r.ok();
+    assert_eq!(r.register(0, 1), 2 * PAGE as i64, "pread returns the length");
+    let base = r.buffer();
+    for address in [base, base + PAGE] {
+        let folio = r.mapped_folio(address);
+        let f = r.folio(folio);
+        assert!(f.test(PageFlag::Dirty), "bio_release_pages() dirties the folio: {}", f.dump(folio));
+        assert_eq!(f.refcount, 1, "the GUP reference or pin was dropped: {}", f.dump(folio));
+        assert_eq!(f.pincount, 0);
+        assert_eq!(f.pages[0].data, PageData::Fill(0x79));
+    }
+    assert!(r.has_event("submit_bio_wait", "dma"));
+}
+
+#[test]
+fn direct_pread_faults_in_an_untouched_buffer() {
+    let r = Spec::new()
+        .file(vec![PageData::Fill(0x79)])
+        .process(vec![mmap(0, PAGE), pread(1, at(0, 0), PAGE, 0), load(at(0, 0), PAGE, 0x79)])
+        .run();
+    r.ok();
+    assert_eq!(r.register(0, 1), PAGE as i64);
+    let folio = r.mapped_folio(r.buffer());
+    assert_ne!(folio, ZERO_FOLIO);
+    assert!(r.folio(folio).test(PageFlag::Dirty));
+    assert_eq!(r.folio(folio).refcount, 1);
+}
+
+#[test]
+fn direct_pread_reads_from_the_offset() {
+    let r = Spec::new()
+        .file(vec![PageData::Fill(0x11), PageData::Fill(0x22), PageData::Fill(0x33)])
+        .process(vec![mmap(0, PAGE), pread(1, at(0, 0), PAGE, PAGE), load(at(0, 0), PAGE, 0x22)])
+        .run();
+    r.ok();
+    assert_eq!(r.register(0, 1), PAGE as i64);
+}
+
+#[test]
+fn direct_pread_is_short_at_the_end_of_the_file() {
+    let r = Spec::new()
+        .file(vec![PageData::Fill(0x11)])
+        .process(vec![mmap(0, 2 * PAGE), pread(1, at(0, 0), 2 * PAGE, 0), load(at(0, 0), PAGE, 0x11)])
+        .run();
+    r.ok();
+    assert_eq!(r.register(0, 1), PAGE as i64);
+}
+
+#[test]
+fn direct_pread_of_an_unaligned_buffer_is_einval() {
+    let r = Spec::new()
+        .file(vec![PageData::Fill(0x11)])
+        .process(vec![mmap(0, 2 * PAGE), pread(1, at(0, 512), PAGE, 0)])
+        .run();
+    r.ok();
+    assert_eq!(r.register(0, 1), -errno::EINVAL);
+}
+
+#[test]
+fn direct_pread_into_unmapped_or_read_only_memory_is_efault() {
+    let r = Spec::new()
+        .file(vec![PageData::Fill(0x11)])
+        .process(vec![pread(1, Operand::Constant(0x1000_0000), PAGE, 0)])
+        .run();
+    r.ok();
+    assert_eq!(r.register(0, 1), -errno::EFAULT);
+    let r = Spec::new()
+        .file(vec![PageData::Fill(0x11)])
+        .process(vec![mmap_read_only(0, PAGE), pread(1, at(0, 0), PAGE, 0)])
+        .run();
+    r.ok();
+    assert_eq!(r.register(0, 1), -errno::EFAULT);
+}
+
+#[test]
+fn direct_pread_takes_pins_since_6_5_and_references_before() {
+    let program = || vec![mmap(0, PAGE), store(at(0, 0), PAGE, 1), pread(1, at(0, 0), PAGE, 0)];
+    let new = Spec::new().file(vec![PageData::Fill(0x79)]).process(program()).run_on(KernelVersion::new(6, 5));
+    new.ok();
+    assert!(new.events.iter().any(|e| e.label == "unpin_user_page"));
+    let old = Spec::new().file(vec![PageData::Fill(0x79)]).process(program()).run_on(KernelVersion::new(6, 4));
+    old.ok();
+    assert!(old.events.iter().any(|e| e.label == "put_page"));
+    for r in [&new, &old] {
+        assert_eq!(r.register(0, 1), PAGE as i64);
+        assert_eq!(r.folio(r.mapped_folio(r.buffer())).refcount, 1);
+    }
+}
+
+// ---- reclaim -------------------------------------------------------------------------------------
+
+/// A process that runs `before`, lets kswapd run one reclaim pass, then runs `after`.
+fn with_reclaim(before: Vec<Instruction>, after: Vec<Instruction>) -> Spec {
+    let mut program = before;
+    program.push(Instruction::Signal { event: 0 });
+    program.push(Instruction::WaitEvent { event: 1 });
+    program.extend(after);
+    Spec::new().process(program).kthread(vec![
+        Instruction::WaitEvent { event: 0 },
+        Instruction::Reclaim,
+        Instruction::Signal { event: 1 },
+    ])
+}
+
+#[test]
+fn reclaim_discards_a_clean_lazyfree_folio() {
+    let before = vec![mmap(0, PAGE), store(at(0, 0), PAGE, 0x01), madvise(1, at(0, 0), PAGE, Advice::Free)];
+    let r = with_reclaim(before.clone(), vec![]).run();
+    r.ok();
+    assert!(r.has_event("try_to_unmap_one", "discard"));
+    assert!(r.has_event("shrink_folio_list", "free_it"));
+    assert!(r.pte(r.buffer()).is_none(), "try_to_unmap() cleared the PTE");
+    assert_eq!(r.allocated(), vec![ZERO_FOLIO], "the lazyfree folio was freed");
+    assert!(r.lru().is_empty());
+    assert_eq!(r.k.mms[0].rss_anon, 0);
+    // MADV_FREE data may be discarded: a later load reads zeroes.
+    let r = with_reclaim(before, vec![load(at(0, 0), PAGE, 0)]).run();
+    r.ok();
+    assert_eq!(r.mapped_folio(r.buffer()), ZERO_FOLIO);
+}
+
+#[test]
+fn reclaim_keeps_a_swapbacked_folio_and_its_data() {
+    let r = with_reclaim(vec![mmap(0, PAGE), store(at(0, 0), PAGE, 0x42)], vec![load(at(0, 0), PAGE, 0x42)]).run();
+    r.ok();
+    let folio = r.mapped_folio(r.buffer());
+    assert_ne!(folio, ZERO_FOLIO);
+    let f = r.folio(folio);
+    assert!(f.allocated);
+    assert!(f.test(PageFlag::Active), "activated: no swap device and a young PTE: {}", f.dump(folio));
+    assert!(f.test(PageFlag::Swapbacked) && f.test(PageFlag::Lru));
+    assert!(!f.test(PageFlag::Locked), "reclaim unlocked the folio");
+    assert_eq!(f.refcount, 1, "the isolation reference was dropped");
+    assert_eq!(r.lru(), vec![(folio, LruList::ActiveAnon)]);
+    assert!(r.has_event("shrink_folio_list", "activate_locked"));
+}
+
+#[test]
+fn reclaim_keeps_a_lazyfree_folio_written_again() {
+    let before = vec![
+        mmap(0, PAGE),
+        store(at(0, 0), PAGE, 0x01),
+        madvise(1, at(0, 0), PAGE, Advice::Free),
+        store(at(0, 0), PAGE, 0x02),
+    ];
+    let r = with_reclaim(before, vec![load(at(0, 0), PAGE, 0x02)]).run();
+    r.ok();
+    let folio = r.mapped_folio(r.buffer());
+    assert_ne!(folio, ZERO_FOLIO, "the redirtied lazyfree folio was not discarded");
+    assert!(r.folio(folio).allocated);
+}
+
+#[test]
+fn reclaim_with_nothing_on_the_lru_does_nothing() {
+    let r = with_reclaim(vec![mmap(0, PAGE)], vec![load(at(0, 0), PAGE, 0)]).run();
+    r.ok();
+    assert!(r.has_event("isolate_lru_folios", "isolate"));
+    assert_eq!(r.allocated(), vec![ZERO_FOLIO]);
+}
+
+// ---- threads and exit ----------------------------------------------------------------------------
+
+#[test]
+fn exit_frees_every_folio_but_the_zero_page() {
+    let program = vec![
+        mmap(0, 4 * PAGE),
+        store(at(0, 0), 2 * PAGE, 0x01),
+        load(at(0, 2 * PAGE as i64), PAGE, 0),
+        madvise(1, at(0, 0), PAGE, Advice::Free),
+        mmap(2, PAGE),
+        pread(3, at(2, 0), PAGE, 0),
+        Instruction::Exit,
+    ];
+    let r = Spec::new().file(vec![PageData::Fill(0x79)]).process(program).run();
+    r.ok();
+    assert_eq!(r.register(0, 3), PAGE as i64);
+    assert_eq!(r.allocated(), vec![ZERO_FOLIO], "exit_mmap() released every folio");
+    assert!(r.k.folios.len() > 3, "folios were allocated along the way");
+    let mm = &r.k.mms[0];
+    assert!(mm.exited);
+    assert!(mm.vmas.is_empty());
+    assert!(mm.ptes.is_empty());
+    assert_eq!((mm.rss_anon, mm.rss_file), (0, 0));
+    assert!(r.lru().is_empty());
+    assert_eq!(r.folio(ZERO_FOLIO).refcount, 1);
+    assert_eq!(r.k.thread(0).status, ThreadStatus::Done);
+}
+
+#[test]
+fn exit_after_reclaim_leaks_nothing() {
+    let before = vec![mmap(0, 2 * PAGE), store(at(0, 0), 2 * PAGE, 0x01), madvise(1, at(0, 0), PAGE, Advice::Free)];
+    let r = with_reclaim(before, vec![Instruction::Exit]).run();
+    r.ok();
+    assert_eq!(r.allocated(), vec![ZERO_FOLIO]);
+}
+
+#[test]
+fn a_spawned_thread_shares_the_address_space_and_registers() {
+    // The main thread maps, spawns a thread that writes and reads through the copied register,
+    // joins it and exits: the scenario compiler's layout.
+    let r = Spec::new()
+        .process(vec![
+            mmap(0, PAGE),
+            Instruction::Spawn { thread: 1 },
+            Instruction::Join { threads: vec![1] },
+            load(at(0, 0), PAGE, 0x66),
+            Instruction::Exit,
+        ])
+        .thread(0, vec![store(at(0, 0), PAGE, 0x66), load(at(0, 0), PAGE, 0x66)])
+        .run();
+    r.ok();
+    assert_eq!(r.register(1, 0), r.register(0, 0), "the child got a copy of the registers");
+    assert_eq!(r.k.thread(1).status, ThreadStatus::Done);
+    assert_eq!(r.allocated(), vec![ZERO_FOLIO]);
+    assert!(r.has_event("clone", "spawn"));
+}
+
+#[test]
+fn processes_have_separate_address_spaces() {
+    let r = Spec::new()
+        .process(vec![mmap(0, PAGE), store(at(0, 0), PAGE, 0x01), load(at(0, 0), PAGE, 0x01)])
+        .process(vec![mmap(0, PAGE), load(at(0, 0), PAGE, 0)])
+        .run();
+    r.ok();
+    assert_eq!(r.register(0, 0), r.register(1, 0), "each process maps at its own mmap base");
+    assert_ne!(r.k.mms[0].ptes[0].1, r.k.mms[1].ptes[0].1);
+    assert_eq!(pfn_folio(r.k.mms[1].ptes[0].1.present().unwrap().pfn), ZERO_FOLIO);
+}
+
+#[test]
+fn a_failed_assert_is_an_assertion_violation() {
+    use mmcheck_model::program::Comparison;
+    let r = run(vec![
+        mmap(0, PAGE),
+        madvise(1, at(0, 1), PAGE, Advice::Free),
+        Instruction::Assert {
+            left: at(1, 0),
+            comparison: Comparison::Equal,
+            right: Operand::Constant(0),
+            text: "r == 0".into(),
+            location: SourceLocation { line: 7, column: 3 },
+        },
+    ]);
+    let violation = r.violation(ViolationKind::Assertion);
+    assert!(violation.message.contains("line 7"), "{violation}");
+    assert!(violation.message.contains("EINVAL"), "{violation}");
+}
+
+#[test]
+fn a_thread_waiting_for_an_event_nobody_signals_is_a_deadlock() {
+    let r = run(vec![Instruction::WaitEvent { event: 3 }]);
+    let violation = r.violation(ViolationKind::Deadlock);
+    assert!(violation.message.contains("p0"), "{violation}");
+}
