@@ -69,6 +69,9 @@ pub fn pte_table(vpn: u64) -> u64 {
     vpn / PTRS_PER_PTE
 }
 
+/// Up to `PTE_CHUNK` (vpn, PTE) entries, sorted by vpn.
+type PteChunk = crate::shared::Shared<Vec<(u64, Pte)>>;
+
 /// PTEs per chunk of a [`PageTable`]: a PTE change copies and rehashes one chunk.
 const PTE_CHUNK: u64 = 16;
 
@@ -77,7 +80,7 @@ const PTE_CHUNK: u64 = 16;
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, serde::Serialize, serde::Deserialize)]
 pub struct PageTable {
     /// (vpn / PTE_CHUNK, the chunk's entries sorted by vpn), sorted by chunk.
-    chunks: Vec<(u64, crate::shared::Shared<Vec<(u64, Pte)>>)>,
+    chunks: Vec<(u64, PteChunk)>,
 }
 
 impl PageTable {
