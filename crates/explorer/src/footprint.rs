@@ -21,11 +21,19 @@ pub struct Access {
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Footprint {
     accesses: Vec<Access>,
+    /// The step read the whole state (an oracle over everything): it depends on every write.
+    reads_everything: bool,
 }
 
 impl Footprint {
     pub fn clear(&mut self) {
         self.accesses.clear();
+        self.reads_everything = false;
+    }
+
+    /// Marks the step as reading every object.
+    pub fn read_everything(&mut self) {
+        self.reads_everything = true;
     }
 
     pub fn read(&mut self, object: u64) {
@@ -48,7 +56,7 @@ impl Footprint {
 
     /// A step with no shared access: it commutes with every step of every other thread.
     pub fn is_local(&self) -> bool {
-        self.accesses.is_empty()
+        self.accesses.is_empty() && !self.reads_everything
     }
 
     pub fn accesses(&self) -> &[Access] {
@@ -57,6 +65,12 @@ impl Footprint {
 
     /// Dependence of two steps of *different* threads.
     pub fn conflicts_with(&self, other: &Footprint) -> bool {
+        let writes = |f: &Footprint| f.accesses.iter().any(|a| a.kind == AccessKind::Write);
+        if (self.reads_everything && (writes(other) || other.reads_everything))
+            || (other.reads_everything && writes(self))
+        {
+            return true;
+        }
         self.accesses.iter().any(|a| {
             other
                 .accesses

@@ -493,6 +493,10 @@ impl<'a> Ctx<'a> {
     pub fn free_folio(&mut self, folio: FolioId) {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
         self.note(AccessOp::Store, Some(Object::FolioRefcount(folio)), Ordering::Relaxed);
+        self.note(AccessOp::Store, Some(Object::FolioMapping(folio)), Ordering::Relaxed);
+        for flag in PageFlag::ALL {
+            self.note(AccessOp::Store, Some(Object::FolioFlag(folio, flag)), Ordering::Relaxed);
+        }
         let f = self.k.folio_mut(folio);
         f.allocated = false;
         f.flags = 0;
@@ -546,6 +550,19 @@ impl<'a> Ctx<'a> {
 
     pub fn thread_status_store(&mut self, thread: ThreadId) {
         self.note(AccessOp::Store, Some(Object::ThreadStatus(thread)), Ordering::Release);
+    }
+
+    /// Records the lock a step waited for (a step's enabledness read it).
+    pub fn observe_wait(&mut self, wait: crate::thread::Wait) {
+        use crate::thread::Wait;
+        let object = match wait {
+            Wait::Nothing => return,
+            Wait::MmapRead(mm) | Wait::MmapWrite(mm) => Object::MmapLock(mm),
+            Wait::PteLock(mm, vpn) => Object::PteLock(mm, pte_table(vpn)),
+            Wait::AnonVmaRead(anon_vma) => Object::AnonVmaLock(anon_vma),
+            Wait::FolioLock(folio) => Object::FolioFlag(folio, PageFlag::Locked),
+        };
+        self.note(AccessOp::Load, Some(object), Ordering::Acquire);
     }
 
     pub fn event_store(&mut self, event: u8) {

@@ -104,6 +104,7 @@ pub enum Instruction {
         address: Operand,
         length: u64,
         byte: u8,
+        location: SourceLocation,
     },
     /// User loads over the range, checked against `expect` (a data-loss violation otherwise).
     Load {

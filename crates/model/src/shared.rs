@@ -91,6 +91,11 @@ impl Hasher for Encoder {
     }
 
     #[inline]
+    fn write_u128(&mut self, value: u128) {
+        self.put(value.to_le_bytes());
+    }
+
+    #[inline]
     fn write_isize(&mut self, value: isize) {
         self.put((value as i64).to_le_bytes());
     }

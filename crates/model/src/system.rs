@@ -13,10 +13,9 @@ use crate::patches::KernelConfig;
 use crate::program::{Instruction, Operand};
 use crate::shared::Shared;
 use crate::state::{File, Kernel, Mm, MmId, ThreadId};
-use crate::thread::{errno, Flow, Frame, Thread, ThreadStatus, Wait};
+use crate::thread::{errno, Flow, Frame, Thread, ThreadStatus};
 use crate::violation::{Violation, ViolationKind};
 use mmcheck_explorer::{Model, StepEffects};
-use std::hash::{Hash, Hasher};
 
 /// A thread as the scenario declares it.
 #[derive(Clone, Debug)]
@@ -94,14 +93,14 @@ impl System {
             Instruction::Munmap { address, length, .. } => {
                 Frame::Munmap(Munmap::new(mm, Self::value(t, *address) as u64, *length))
             }
-            Instruction::Store { address, length, byte } => Frame::UserAccess(UserAccess {
+            Instruction::Store { address, length, byte, location } => Frame::UserAccess(UserAccess {
                 mm,
                 address: Self::value(t, *address) as u64,
                 length: *length,
                 done: 0,
                 write: true,
                 byte: *byte,
-                location: Default::default(),
+                location: *location,
             }),
             Instruction::Load { address, length, expect, location } => Frame::UserAccess(UserAccess {
                 mm,
@@ -250,19 +249,6 @@ fn rmap_finds(k: &Kernel, folio: &Folio, mm: MmId, address: u64, page: usize) ->
     }
 }
 
-/// Feeds `Hash` output into a byte buffer: the canonical encoding of a state.
-struct ByteSink<'a>(&'a mut Vec<u8>);
-
-impl Hasher for ByteSink<'_> {
-    fn finish(&self) -> u64 {
-        0
-    }
-
-    fn write(&mut self, bytes: &[u8]) {
-        self.0.extend_from_slice(bytes);
-    }
-}
-
 impl Model for System {
     type State = Kernel;
     type Event = Event;
@@ -290,10 +276,14 @@ impl Model for System {
 
     fn step(&self, k: &mut Kernel, thread: ThreadId, effects: &mut Effects) {
         let mut ctx = Ctx::new(k, effects, thread, &self.config);
-        let Some(mut frame) = ctx.k.thread_mut(thread).stack.pop() else {
+        let Some(wait) = ctx.k.thread(thread).stack.last().map(|frame| frame.wait(ctx.k, thread)) else {
             self.dispatch(&mut ctx, thread);
             return;
         };
+        // A step that waited for a lock depends on whoever held it, even if it then returns
+        // early without taking it.
+        ctx.observe_wait(wait);
+        let mut frame = ctx.k.thread_mut(thread).stack.pop().expect("a frame");
         let returned = ctx.k.thread_mut(thread).returned.take();
         let flow = frame.step(&mut ctx, returned);
         let t = ctx.k.thread_mut(thread);
@@ -308,6 +298,8 @@ impl Model for System {
                 self.complete(ctx.k, thread, value);
                 let quiescent = ctx.k.threads.iter().all(|t| t.stack.is_empty());
                 if quiescent && ctx.effects.violation.is_none() {
+                    // The check reads the whole state: the step depends on every write.
+                    ctx.effects.footprint.read_everything();
                     if let Some(violation) = Self::check_quiescent(ctx.k) {
                         ctx.violation(violation);
                     }
@@ -317,15 +309,22 @@ impl Model for System {
     }
 
     fn encode(&self, k: &Kernel, out: &mut Vec<u8>) {
-        k.hash(&mut ByteSink(out));
+        out.extend_from_slice(&crate::shared::hash128(k).to_le_bytes());
     }
 
     fn check_final(&self, k: &Kernel) -> Option<Violation> {
         let blocked: Vec<String> = (0..k.threads.len())
             .filter(|&t| k.threads[t].status != ThreadStatus::Done)
             .map(|t| {
-                let wait = k.threads[t].stack.last().map_or(Wait::Nothing, |f| f.wait(k, t as ThreadId));
-                format!("{} ({:?}, waiting for {wait:?})", self.spec.threads[t].name, k.threads[t].status)
+                let waiting = match k.threads[t].stack.last() {
+                    Some(frame) => format!("{:?}", frame.wait(k, t as ThreadId)),
+                    None => match self.spec.threads[t].program.get(k.threads[t].pc as usize) {
+                        Some(Instruction::Join { .. }) => "its threads to finish".to_string(),
+                        Some(Instruction::WaitEvent { event }) => format!("an event (#{event}) nobody signals"),
+                        _ => "nothing".to_string(),
+                    },
+                };
+                format!("{} ({:?}, waiting for {waiting})", self.spec.threads[t].name, k.threads[t].status)
             })
             .collect();
         if !blocked.is_empty() {

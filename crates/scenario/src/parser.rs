@@ -803,6 +803,7 @@ impl Builder<'_> {
                     address,
                     length: self.length(length, variables)?,
                     byte: self.byte(byte, variables)?,
+                    location: self.location(call.span),
                 }
             }
             "madvise" => {

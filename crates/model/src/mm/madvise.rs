@@ -92,7 +92,12 @@ impl Madvise {
                 self.stage = MadviseStage::FreeLock;
                 Flow::Continue
             }
-            Advice::Cold | Advice::PageOut => unreachable!("refused by the scenario compiler"),
+            Advice::Cold | Advice::PageOut => {
+                self.result = -errno::EINVAL;
+                self.ranges.clear();
+                self.stage = MadviseStage::Unlock;
+                Flow::Continue
+            }
         }
     }
 

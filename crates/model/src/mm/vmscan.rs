@@ -178,17 +178,13 @@ impl ShrinkFolioList {
         let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
         let outcome = if referenced_ptes > 0 {
             // "All mapped folios start out with page table references from the instantiating
-            // fault, so we need to look twice if a mapped file/anonymous folio is used more
-            // than once."
-            if swapbacked {
+            // fault, so we need to look twice if a mapped file/anon folio is used more than
+            // once. Mark it and spare it for another trip around the inactive list."
+            ctx.flag_store(folio, PageFlag::Referenced, true);
+            if referenced_folio || referenced_ptes > 1 {
                 FolioReferences::Activate
             } else {
-                ctx.flag_store(folio, PageFlag::Referenced, true);
-                if referenced_folio || referenced_ptes > 1 {
-                    FolioReferences::Activate
-                } else {
-                    FolioReferences::Keep
-                }
+                FolioReferences::Keep
             }
         } else if referenced_folio && !swapbacked {
             FolioReferences::ReclaimClean
