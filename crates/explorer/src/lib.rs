@@ -16,9 +16,11 @@ mod limits;
 mod sample;
 
 pub use dfs::{explore_bounded, explore_exhaustive};
+
 pub use footprint::{Access, AccessKind, Footprint};
 pub use limits::{Limit, Limits};
 pub use sample::{explore_pct, explore_random, SplitMix64};
+use std::time::Instant;
 
 use serde::{Deserialize, Serialize};
 use std::fmt;
@@ -67,6 +69,47 @@ pub trait Model {
     fn encode(&self, state: &Self::State, out: &mut Vec<u8>);
     /// Checked when no thread is enabled: final-state oracles (and deadlock).
     fn check_final(&self, state: &Self::State) -> Option<Self::Violation>;
+}
+
+/// The preemption bounds searched before the full search: most concurrency bugs need at most
+/// one or two preemptions (CHESS), and a bounded search reaches them in polynomial time.
+pub const PRELUDE_BOUNDS: [u32; 2] = [0, 1];
+
+/// Exhaustive search that first runs the cheap preemption-bounded searches of
+/// [`PRELUDE_BOUNDS`], so that shallow violations are found fast at any size; when they find
+/// none, the full search decides. `Verified` still means the full search completed. The
+/// statistics add up every pass.
+pub fn explore_exhaustive_iterative<M: Model>(model: &M, mut options: Options<'_>) -> Outcome<M::Violation> {
+    let started = Instant::now();
+    let mut total = Stats::default();
+    for bound in PRELUDE_BOUNDS {
+        let mut limits = options.limits.clone();
+        limits.seconds_max = (options.limits.seconds_max - started.elapsed().as_secs_f64()).max(0.0);
+        let pass = Options {
+            limits,
+            reduction: options.reduction,
+            progress: options.progress.as_mut().map(|p| &mut **p as &mut dyn FnMut(&Progress)),
+            collect_final_states: false,
+        };
+        let outcome = explore_bounded(model, pass, bound);
+        add(&mut total, &outcome.stats);
+        if outcome.verdict == Verdict::Violation {
+            return Outcome { stats: total, ..outcome };
+        }
+    }
+    options.limits.seconds_max = (options.limits.seconds_max - started.elapsed().as_secs_f64()).max(0.0);
+    let outcome = explore_exhaustive(model, options);
+    add(&mut total, &outcome.stats);
+    Outcome { stats: total, ..outcome }
+}
+
+fn add(total: &mut Stats, pass: &Stats) {
+    total.states += pass.states;
+    total.transitions += pass.transitions;
+    total.schedules += pass.schedules;
+    total.depth_max = total.depth_max.max(pass.depth_max);
+    total.elapsed_ms += pass.elapsed_ms;
+    total.memory_bytes_peak = total.memory_bytes_peak.max(pass.memory_bytes_peak);
 }
 
 /// 128-bit fingerprint of a canonical encoding (xxh3, fixed seed: the same on every machine).

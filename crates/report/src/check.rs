@@ -3,8 +3,8 @@
 
 use crate::token::ReplayToken;
 use mmcheck_explorer::{
-    explore_bounded, explore_exhaustive, explore_pct, explore_random, Limits, Options, ProgressFn, Stats, Strategy,
-    ThreadId, Verdict,
+    explore_bounded, explore_exhaustive_iterative, explore_pct, explore_random, Limits, Options, ProgressFn, Stats,
+    Strategy, ThreadId, Verdict,
 };
 use mmcheck_model::{KernelConfig, System, Violation};
 use mmcheck_scenario::{Outcome, Scenario};
@@ -116,7 +116,7 @@ pub fn check(
     let explorer_options =
         Options { limits: options.limits.clone(), reduction: options.reduction, progress, collect_final_states: false };
     let outcome = match (options.strategy, options.preemption_bound) {
-        (Strategy::Exhaustive, None) => explore_exhaustive(&system, explorer_options),
+        (Strategy::Exhaustive, None) => explore_exhaustive_iterative(&system, explorer_options),
         (Strategy::Exhaustive, Some(bound)) => explore_bounded(&system, explorer_options, bound),
         (Strategy::Random, _) => explore_random(&system, explorer_options, options.seed),
         (Strategy::Pct, _) => {
