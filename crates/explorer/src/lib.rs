@@ -82,9 +82,15 @@ pub const PRELUDE_BOUNDS: [u32; 2] = [0, 1];
 pub fn explore_exhaustive_iterative<M: Model>(model: &M, mut options: Options<'_>) -> Outcome<M::Violation> {
     let started = Instant::now();
     let mut total = Stats::default();
+    // Every pass gets what the previous ones left of the states and the time.
+    let remaining = |limits: &Limits, total: &Stats| {
+        let mut left = limits.clone();
+        left.seconds_max = (limits.seconds_max - started.elapsed().as_secs_f64()).max(0.0);
+        left.states_max = limits.states_max.saturating_sub(total.states);
+        left
+    };
     for bound in PRELUDE_BOUNDS {
-        let mut limits = options.limits.clone();
-        limits.seconds_max = (options.limits.seconds_max - started.elapsed().as_secs_f64()).max(0.0);
+        let limits = remaining(&options.limits, &total);
         let pass = Options {
             limits,
             reduction: options.reduction,
@@ -93,11 +99,11 @@ pub fn explore_exhaustive_iterative<M: Model>(model: &M, mut options: Options<'_
         };
         let outcome = explore_bounded(model, pass, bound);
         add(&mut total, &outcome.stats);
-        if outcome.verdict == Verdict::Violation {
+        if matches!(outcome.verdict, Verdict::Violation | Verdict::LimitReached { .. }) {
             return Outcome { stats: total, ..outcome };
         }
     }
-    options.limits.seconds_max = (options.limits.seconds_max - started.elapsed().as_secs_f64()).max(0.0);
+    options.limits = remaining(&options.limits, &total);
     let outcome = explore_exhaustive(model, options);
     add(&mut total, &outcome.stats);
     Outcome { stats: total, ..outcome }
