@@ -497,10 +497,13 @@ impl<'a> Ctx<'a> {
         for flag in PageFlag::ALL {
             self.note(AccessOp::Store, Some(Object::FolioFlag(folio, flag)), Ordering::Relaxed);
         }
+        // A freed folio's old contents can never be read again (an access to it is a
+        // use-after-free report): forget them, so that states differing only there are one.
         let f = self.k.folio_mut(folio);
+        let order = f.order;
+        *f = Folio::new(order);
         f.allocated = false;
-        f.flags = 0;
-        f.mapping = crate::folio::Mapping::None;
+        f.refcount = 0;
     }
 
     /// The LRU lists, under lru_lock.
