@@ -808,20 +808,19 @@ impl Builder<'_> {
             }
             "madvise" => {
                 self.require_process(mm, call)?;
-                let [address, length, advice] = self.arguments::<3>(call, "madvise(address, length, free|dontneed)")?;
+                let [address, length, advice] =
+                    self.arguments::<3>(call, "madvise(address, length, free|dontneed|cold|pageout)")?;
                 let address = evaluate(address, self.parameters, variables)?;
                 let length = self.length(length, variables)?;
-                let (name, span) = self.name_argument(advice, "an advice: free, dontneed")?;
+                let (name, span) = self.name_argument(advice, "an advice: free, dontneed, cold, pageout")?;
                 let advice = match name {
                     "free" => Advice::Free,
                     "dontneed" => Advice::DontNeed,
-                    "cold" | "pageout" => {
-                        return Err(diagnostic(format!("not modelled yet: MADV_{}", name.to_uppercase()), span))
-                    }
+                    "cold" => Advice::Cold,
+                    "pageout" => Advice::PageOut,
                     _ => {
-                        return Err(
-                            diagnostic(format!("unknown advice `{name}`"), span).with_note("advice: free, dontneed")
-                        )
+                        return Err(diagnostic(format!("unknown advice `{name}`"), span)
+                            .with_note("advice: free, dontneed, cold, pageout"))
                     }
                 };
                 Instruction::Madvise { dst: define(variables), address, length, advice }

@@ -1,4 +1,5 @@
-//! mm/madvise.c: do_madvise() for MADV_DONTNEED and MADV_FREE on anonymous memory.
+//! mm/madvise.c: do_madvise() for MADV_DONTNEED, MADV_FREE, MADV_COLD and MADV_PAGEOUT on
+//! anonymous memory.
 
 use crate::access::Ctx;
 use crate::folio::{pfn_page, PageFlag, PAGE_SHIFT, PAGE_SIZE};
@@ -17,6 +18,10 @@ pub enum MadviseStage {
     FreeLock,
     FreePte,
     FreeUnlock,
+    ColdLock,
+    ColdPte,
+    ColdUnlock,
+    Reclaimed,
     Unlock,
 }
 
@@ -93,9 +98,9 @@ impl Madvise {
                 Flow::Continue
             }
             Advice::Cold | Advice::PageOut => {
-                self.result = -errno::EINVAL;
-                self.ranges.clear();
-                self.stage = MadviseStage::Unlock;
+                self.cursor = start >> PAGE_SHIFT;
+                self.range_end = end >> PAGE_SHIFT;
+                self.stage = MadviseStage::ColdLock;
                 Flow::Continue
             }
         }
@@ -166,6 +171,65 @@ impl Madvise {
     }
 }
 
+impl Madvise {
+    /// madvise_cold_or_pageout_pte_range(): pte_offset_map_lock().
+    fn cold_lock(&mut self, ctx: &mut Ctx) -> Flow {
+        ctx.ptl_lock(self.mm, self.cursor);
+        let address = self.cursor << PAGE_SHIFT;
+        ctx.event("madvise_cold_or_pageout_pte_range", "pte_offset_map_lock", |_| format!("{address:#x}"));
+        self.stage = MadviseStage::ColdPte;
+        Flow::Continue
+    }
+
+    /// One PTE of madvise_cold_or_pageout_pte_range() (6.10 and later: MADV_PAGEOUT leaves the
+    /// young bit and reclaim_pages() ignores references), under the PTE lock.
+    fn cold_pte(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, vpn) = (self.mm, self.cursor);
+        let address = vpn << PAGE_SHIFT;
+        let pageout = self.advice == Advice::PageOut;
+        let pte = ctx.pte_load(mm, vpn);
+        let mut what = "skipped";
+        if let Some((present, folio)) = pte.present().and_then(|p| vm_normal_folio(p).map(|f| (p, f))) {
+            // "Do not interfere with other mappings of this folio."
+            if ctx.mapcount_load(folio) == 1 {
+                if !pageout && present.young {
+                    ctx.pte_store(mm, vpn, Pte::Present(PresentPte { young: false, ..present }));
+                }
+                ctx.flag_store(folio, PageFlag::Referenced, false);
+                if ctx.flag_test(folio, PageFlag::Active) {
+                    ctx.flag_store(folio, PageFlag::Workingset, true);
+                }
+                if !pageout {
+                    crate::mm::swap::folio_deactivate(ctx, folio);
+                    what = "deactivated";
+                } else if crate::mm::swap::folio_isolate_lru(ctx, folio) {
+                    ctx.k.thread_mut(ctx.thread).folio_list.make_mut().push(folio);
+                    what = "isolated";
+                }
+            }
+        }
+        ctx.event("madvise_cold_or_pageout_pte_range", "pte", |_| format!("{address:#x}: {what}"));
+        self.cursor += 1;
+        if self.cursor.is_multiple_of(crate::pgtable::PTRS_PER_PTE) || self.cursor == self.range_end {
+            self.stage = MadviseStage::ColdUnlock;
+        }
+        Flow::Continue
+    }
+
+    /// pte_unmap_unlock(), then for MADV_PAGEOUT reclaim_pages() of what was isolated.
+    fn cold_unlock(&mut self, ctx: &mut Ctx) -> Flow {
+        ctx.ptl_unlock(self.mm, self.cursor - 1);
+        ctx.event("madvise_cold_or_pageout_pte_range", "pte_unmap_unlock", |_| String::new());
+        let more = self.cursor != self.range_end;
+        if self.advice == Advice::PageOut && !ctx.k.thread(ctx.thread).folio_list.is_empty() {
+            self.stage = if more { MadviseStage::ColdLock } else { MadviseStage::Reclaimed };
+            return Flow::Call(Frame::ShrinkInactiveList(crate::mm::vmscan::ShrinkInactiveList::reclaim_pages()));
+        }
+        self.stage = if more { MadviseStage::ColdLock } else { MadviseStage::NextRange };
+        Flow::Continue
+    }
+}
+
 impl KernelFunction for Madvise {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         match self.stage {
@@ -174,6 +238,13 @@ impl KernelFunction for Madvise {
             MadviseStage::FreeLock => self.free_lock(ctx),
             MadviseStage::FreePte => self.free_pte(ctx),
             MadviseStage::FreeUnlock => self.free_unlock(ctx),
+            MadviseStage::ColdLock => self.cold_lock(ctx),
+            MadviseStage::ColdPte => self.cold_pte(ctx),
+            MadviseStage::ColdUnlock => self.cold_unlock(ctx),
+            MadviseStage::Reclaimed => {
+                self.stage = MadviseStage::NextRange;
+                Flow::Continue
+            }
             MadviseStage::Unlock => {
                 ctx.mmap_read_unlock(self.mm);
                 ctx.event("do_madvise", "mmap_read_unlock", |_| String::new());
@@ -185,7 +256,7 @@ impl KernelFunction for Madvise {
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match self.stage {
             MadviseStage::Lock => Wait::MmapRead(self.mm),
-            MadviseStage::FreeLock => Wait::PteLock(self.mm, self.cursor),
+            MadviseStage::FreeLock | MadviseStage::ColdLock => Wait::PteLock(self.mm, self.cursor),
             _ => Wait::Nothing,
         }
     }

@@ -86,6 +86,35 @@ pub fn folio_mark_lazyfree(ctx: &mut Ctx, folio: FolioId) {
     ctx.lru_unlock();
 }
 
+/// mm/swap.c: folio_deactivate() with the batch drained at once (lru_deactivate()): an active
+/// folio moves to its inactive list, losing PG_active and PG_referenced.
+pub fn folio_deactivate(ctx: &mut Ctx, folio: FolioId) {
+    let eligible = ctx.flag_test(folio, PageFlag::Lru)
+        && !ctx.flag_test(folio, PageFlag::Unevictable)
+        && ctx.flag_test(folio, PageFlag::Active);
+    if !eligible {
+        return;
+    }
+    ctx.lru_lock();
+    lruvec_del_folio(ctx, folio);
+    ctx.flag_store(folio, PageFlag::Active, false);
+    ctx.flag_store(folio, PageFlag::Referenced, false);
+    lruvec_add_folio(ctx, folio);
+    ctx.lru_unlock();
+}
+
+/// mm/vmscan.c: folio_isolate_lru(): off the LRU with a reference, if it is on it.
+pub fn folio_isolate_lru(ctx: &mut Ctx, folio: FolioId) -> bool {
+    if !ctx.flag_test_and_store(folio, PageFlag::Lru, false) {
+        return false;
+    }
+    ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
+    ctx.lru_lock();
+    lruvec_del_folio(ctx, folio);
+    ctx.lru_unlock();
+    true
+}
+
 /// mm/page-writeback.c: folio_mark_dirty() for an anonymous folio outside the swap cache:
 /// folio_mapping() is NULL, so it only sets PG_dirty. Returns whether it newly dirtied.
 pub fn folio_mark_dirty(ctx: &mut Ctx, folio: FolioId) -> bool {

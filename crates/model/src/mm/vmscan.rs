@@ -25,11 +25,19 @@ pub enum ShrinkInactiveStage {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ShrinkInactiveList {
     pub stage: ShrinkInactiveStage,
+    /// reclaim_pages() (MADV_PAGEOUT) skips folio_check_references().
+    pub ignore_references: bool,
 }
 
 impl ShrinkInactiveList {
     pub fn new() -> Self {
-        ShrinkInactiveList { stage: ShrinkInactiveStage::Isolate }
+        ShrinkInactiveList { stage: ShrinkInactiveStage::Isolate, ignore_references: false }
+    }
+
+    /// mm/vmscan.c: reclaim_pages() → reclaim_folio_list(): shrink the folios already
+    /// isolated into the thread's folio list, ignoring references, then put them back.
+    pub fn reclaim_pages() -> Self {
+        ShrinkInactiveList { stage: ShrinkInactiveStage::Shrink, ignore_references: true }
     }
 
     /// mm/vmscan.c: isolate_lru_folios() under lru_lock: folio_try_get() then
@@ -101,7 +109,9 @@ impl KernelFunction for ShrinkInactiveList {
             ShrinkInactiveStage::Shrink => {
                 self.stage = ShrinkInactiveStage::Putback;
                 let list = ctx.k.thread(ctx.thread).folio_list.to_vec();
-                Flow::Call(Frame::ShrinkFolioList(ShrinkFolioList::new(list)))
+                let mut shrink = ShrinkFolioList::new(list);
+                shrink.ignore_references = self.ignore_references;
+                Flow::Call(Frame::ShrinkFolioList(shrink))
             }
             ShrinkInactiveStage::Putback => self.putback(ctx),
         }
@@ -146,11 +156,19 @@ pub struct ShrinkFolioList {
     pub stage: ShrinkStage,
     pub kept: Vec<FolioId>,
     pub was_swapbacked: bool,
+    pub ignore_references: bool,
 }
 
 impl ShrinkFolioList {
     pub fn new(list: Vec<FolioId>) -> Self {
-        ShrinkFolioList { list, index: 0, stage: ShrinkStage::Trylock, kept: Vec::new(), was_swapbacked: false }
+        ShrinkFolioList {
+            list,
+            index: 0,
+            stage: ShrinkStage::Trylock,
+            kept: Vec::new(),
+            was_swapbacked: false,
+            ignore_references: false,
+        }
     }
 
     fn folio(&self) -> FolioId {
@@ -317,7 +335,11 @@ impl KernelFunction for ShrinkFolioList {
                 ctx.event("shrink_folio_list", "folio_trylock", |_| {
                     format!("folio {folio}: {}", if was_locked { "busy, keep" } else { "locked" })
                 });
-                self.goto(if was_locked { ShrinkStage::Keep } else { ShrinkStage::CheckReferences })
+                self.goto(match (was_locked, self.ignore_references) {
+                    (true, _) => ShrinkStage::Keep,
+                    (false, false) => ShrinkStage::CheckReferences,
+                    (false, true) => ShrinkStage::AnonSwap,
+                })
             }
             ShrinkStage::CheckReferences => {
                 self.stage = ShrinkStage::References;
