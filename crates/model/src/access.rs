@@ -538,6 +538,15 @@ impl<'a> Ctx<'a> {
         self.k.anon_vmas[anon_vma as usize].mms.clone()
     }
 
+    /// anon_vma_fork(): the child's VMAs join the anon_vma's chain.
+    pub fn anon_vma_add_mm(&mut self, anon_vma: AnonVmaId, mm: MmId) {
+        self.note(AccessOp::Store, Some(Object::AnonVma(anon_vma)), Ordering::Relaxed);
+        let mms = &mut self.k.anon_vma_mut(anon_vma).mms;
+        if !mms.contains(&mm) {
+            mms.push(mm);
+        }
+    }
+
     pub fn anon_vma_new(&mut self, mm: MmId) -> AnonVmaId {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
         self.k

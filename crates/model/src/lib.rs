@@ -11,6 +11,7 @@
 pub mod access;
 pub mod block;
 pub mod folio;
+pub mod kernel;
 pub mod mm;
 pub mod patches;
 pub mod pgtable;

@@ -136,6 +136,13 @@ pub enum Instruction {
         text: String,
         location: SourceLocation,
     },
+    /// fork(): `child` (the main thread of a new process whose address space is `child_mm`)
+    /// starts with a copy of the address space and of this thread's registers.
+    Fork {
+        dst: Option<Register>,
+        child: ThreadId,
+        child_mm: u32,
+    },
     /// Starts a thread of the same process; it gets a copy of this thread's registers.
     Spawn {
         thread: ThreadId,

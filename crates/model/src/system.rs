@@ -118,6 +118,9 @@ impl System {
                 crate::block::fops::DirectIo::new(mm, *file, Self::value(t, *buffer) as u64, *length, *offset),
             ),
             Instruction::Exit => Frame::ExitMmap(ExitMmap { mm, zapped: false }),
+            Instruction::Fork { child, child_mm, .. } => {
+                Frame::Fork(crate::kernel::fork::Fork::new(mm, *child_mm, *child))
+            }
             Instruction::Reclaim => Frame::ShrinkInactiveList(ShrinkInactiveList::new()),
             Instruction::Assert { left, comparison, right, text, location } => {
                 let (l, r) = (Self::value(t, *left), Self::value(t, *right));
@@ -176,7 +179,10 @@ impl System {
         let t = k.thread_mut(thread);
         let dst = match &self.spec.threads[thread as usize].program[t.pc as usize] {
             Instruction::Mmap { dst, .. } => Some(*dst),
-            Instruction::Munmap { dst, .. } | Instruction::Madvise { dst, .. } | Instruction::Pread { dst, .. } => *dst,
+            Instruction::Munmap { dst, .. }
+            | Instruction::Madvise { dst, .. }
+            | Instruction::Pread { dst, .. }
+            | Instruction::Fork { dst, .. } => *dst,
             _ => None,
         };
         if let Some(dst) = dst {

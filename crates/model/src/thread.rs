@@ -109,6 +109,7 @@ pub enum Frame {
     ShrinkFolioList(ShrinkFolioList),
     TryToUnmap(TryToUnmap),
     FolioReferenced(FolioReferenced),
+    Fork(crate::kernel::fork::Fork),
 }
 
 macro_rules! each_frame {
@@ -128,6 +129,7 @@ macro_rules! each_frame {
             Frame::ShrinkFolioList($inner) => $body,
             Frame::TryToUnmap($inner) => $body,
             Frame::FolioReferenced($inner) => $body,
+            Frame::Fork($inner) => $body,
         }
     };
 }

@@ -56,6 +56,12 @@ pub(crate) enum Statement {
         body: Vec<Statement>,
         span: Span,
     },
+    /// `fork NAME { ... }`: a child process running the block.
+    Fork {
+        name: String,
+        body: Vec<Statement>,
+        span: Span,
+    },
     /// `signal NAME` / `wait NAME`.
     Event {
         signal: bool,
@@ -338,6 +344,11 @@ impl<'a> Parser<'a> {
                 let (name, _) = self.identifier("the thread's name")?;
                 let body = self.block()?;
                 Ok(Statement::Thread { name, body, span: (start, self.tokens[self.at - 1].end) })
+            }
+            "fork" => {
+                let (name, _) = self.identifier("the child process's name")?;
+                let body = self.block()?;
+                Ok(Statement::Fork { name, body, span: (start, self.tokens[self.at - 1].end) })
             }
             "assert" => self.assertion(start),
             _ if *self.peek() == TokenKind::Assign => {
@@ -653,6 +664,34 @@ impl Builder<'_> {
                     self.spec.threads[id as usize].program = thread_program;
                     children.push(id);
                     program.push(Instruction::Spawn { thread: id });
+                }
+                Statement::Fork { name, body, span } => {
+                    let (Some(children), Some(_)) = (children.as_deref_mut(), mm) else {
+                        return Err(diagnostic("fork is called from a process's main body", *span));
+                    };
+                    let child_mm = self.spec.mms as u32;
+                    self.spec.mms += 1;
+                    let id = self.spec.threads.len() as u32;
+                    self.spec.threads.push(ThreadSpec {
+                        name: name.clone(),
+                        mm: Some(child_mm),
+                        program: Vec::new(),
+                        starts: false,
+                        registers: 0,
+                    });
+                    // The child sees the variables defined before the fork (a copy).
+                    let mut scoped = variables.clone();
+                    let mut grandchildren = Vec::new();
+                    let mut child_program =
+                        self.statements(body, Some(child_mm), &mut scoped, Some(&mut grandchildren))?;
+                    self.registers_max = self.registers_max.max(scoped.len());
+                    if !grandchildren.is_empty() {
+                        child_program.push(Instruction::Join { threads: grandchildren });
+                    }
+                    child_program.push(Instruction::Exit);
+                    self.spec.threads[id as usize].program = child_program;
+                    children.push(id);
+                    program.push(Instruction::Fork { dst: None, child: id, child_mm });
                 }
                 Statement::Event { signal, name, span } => {
                     let index = match self.events.iter().position(|e| e == name) {

@@ -281,7 +281,23 @@ impl Fault {
         let folio = vm_normal_folio(present);
         // mm/memory.c: wp_can_reuse_anon_folio() / PageAnonExclusive: reuse in place.
         if let Some(folio) = folio {
-            if ctx.flag_test(folio, PageFlag::Anon) && ctx.anon_exclusive_load(folio, pfn_page(present.pfn)) {
+            let page = pfn_page(present.pfn);
+            let anon = ctx.flag_test(folio, PageFlag::Anon);
+            let exclusive = anon && ctx.anon_exclusive_load(folio, page);
+            // wp_can_reuse_anon_folio(): a folio only this mapping holds is reused, under its
+            // lock: "folio_move_anon_rmap(folio, vma); SetPageAnonExclusive(page)".
+            let reusable = exclusive
+                || (anon && ctx.ref_load(folio) == 1 && !ctx.flag_test_and_store(folio, PageFlag::Locked, true));
+            if reusable {
+                if !exclusive {
+                    let anon_vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).and_then(|v| v.anon_vma);
+                    let (_, index) = ctx.mapping_load(folio);
+                    if let Some(anon_vma) = anon_vma {
+                        ctx.mapping_store(folio, Mapping::Anon(anon_vma), index);
+                    }
+                    ctx.anon_exclusive_store(folio, page, true);
+                    ctx.flag_store(folio, PageFlag::Locked, false);
+                }
                 let entry = PresentPte { write: true, dirty: true, young: true, ..present };
                 ctx.pte_store(mm, vpn, Pte::Present(entry));
                 ctx.ptl_unlock(mm, vpn);

@@ -1,0 +1,163 @@
+//! kernel/fork.c: fork() of an address space: dup_mm() → dup_mmap() under mmap_write_lock(),
+//! anon_vma_fork() and mm/memory.c: copy_page_range() → copy_present_pte().
+//!
+//! Modelled coarsely: one step per PTE table (under the parent's PTE lock; the child's table is
+//! not yet reachable by anyone). The child's VMAs share the parent's anon_vma (anon_vma_fork()
+//! links the child's VMAs into the parent's chain; the child's own new anon_vma is not
+//! modelled). `mm->write_protect_seq`, which orders fork against GUP-fast pins, is not
+//! modelled yet.
+
+use crate::access::Ctx;
+use crate::folio::{folio_pfn, pfn_page, PageData, PageFlag, PAGE_SHIFT};
+use crate::mm::memory::vm_normal_folio;
+use crate::mm::rmap::folio_add_new_anon_rmap;
+use crate::mm::swap::folio_add_lru;
+use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
+use crate::state::{vm_flags, MmId, ThreadId};
+use crate::thread::{Flow, KernelFunction, ThreadStatus, Wait};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ForkStage {
+    DupMmap,
+    CopyTable,
+    Done,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Fork {
+    pub parent: MmId,
+    pub child: MmId,
+    pub child_thread: ThreadId,
+    pub stage: ForkStage,
+    /// The next virtual page to copy, and the end of the parent's mappings.
+    pub cursor: u64,
+    pub end: u64,
+}
+
+impl Fork {
+    pub fn new(parent: MmId, child: MmId, child_thread: ThreadId) -> Self {
+        Fork { parent, child, child_thread, stage: ForkStage::DupMmap, cursor: 0, end: 0 }
+    }
+
+    /// dup_mmap(): copy the VMAs; anon_vma_fork() links the child into their anon_vmas.
+    fn dup_mmap(&mut self, ctx: &mut Ctx) -> Flow {
+        ctx.mmap_write_lock(self.parent);
+        let vmas = ctx.vmas(self.parent).to_vec();
+        let mmap_next = ctx.k.mms[self.parent as usize].mmap_next;
+        let child = ctx.vmas_mut(self.child);
+        *child.vmas.make_mut() = vmas.clone();
+        child.mmap_next = mmap_next;
+        let mut anon_vmas: Vec<u32> = vmas.iter().filter_map(|v| v.anon_vma).collect();
+        anon_vmas.dedup();
+        for anon_vma in anon_vmas {
+            ctx.anon_vma_add_mm(anon_vma, self.child);
+        }
+        self.cursor = vmas.first().map_or(0, |v| v.start >> PAGE_SHIFT);
+        self.end = vmas.last().map_or(0, |v| v.end >> PAGE_SHIFT);
+        let count = vmas.len();
+        ctx.event("dup_mmap", "mmap_write_lock", |_| format!("{count} VMA(s) copied"));
+        self.stage = if self.cursor < self.end { ForkStage::CopyTable } else { ForkStage::Done };
+        Flow::Continue
+    }
+
+    /// copy_pte_range() for one table: copy_present_pte() for each present PTE.
+    fn copy_table(&mut self, ctx: &mut Ctx) -> Flow {
+        let parent = self.parent;
+        let first = self.cursor;
+        let last = self.end.min((first / PTRS_PER_PTE + 1) * PTRS_PER_PTE);
+        ctx.ptl_lock(parent, first);
+        let vpns: Vec<u64> =
+            ctx.k.mms[parent as usize].ptes.iter().map(|e| e.0).filter(|&v| v >= first && v < last).collect();
+        let mut copied = 0;
+        for vpn in vpns {
+            let Some(present) = ctx.pte_load(parent, vpn).present() else { continue };
+            copied += 1;
+            self.copy_present_pte(ctx, vpn, present);
+        }
+        ctx.ptl_unlock(parent, first);
+        ctx.event("copy_pte_range", "copy ptes", move |_| {
+            format!("{copied} PTE(s) in [{:#x}, {:#x})", first << PAGE_SHIFT, last << PAGE_SHIFT)
+        });
+        self.cursor = last;
+        if self.cursor >= self.end {
+            self.stage = ForkStage::Done;
+        }
+        Flow::Continue
+    }
+
+    /// mm/memory.c: copy_present_pte().
+    fn copy_present_pte(&mut self, ctx: &mut Ctx, vpn: u64, pte: PresentPte) {
+        let (parent, child) = (self.parent, self.child);
+        let address = vpn << PAGE_SHIFT;
+        let cow = ctx.vmas(parent).iter().any(|v| {
+            v.contains(address) && v.flags & (vm_flags::VM_SHARED | vm_flags::VM_MAYWRITE) == vm_flags::VM_MAYWRITE
+        });
+        let Some(folio) = vm_normal_folio(pte) else {
+            // The zero page (special): the PTE is copied as it is.
+            ctx.pte_store(child, vpn, Pte::Present(pte));
+            return;
+        };
+        let page = pfn_page(pte.pfn);
+        // folio_try_dup_anon_rmap_pte(): an exclusive page that may be pinned cannot be
+        // shared: the child gets a copy (copy_present_page()).
+        if ctx.anon_exclusive_load(folio, page) {
+            let pinned = ctx.ref_load(folio) >= crate::folio::GUP_PIN_COUNTING_BIAS;
+            if pinned {
+                let copy = ctx.alloc_folio(0);
+                let data: PageData = ctx.data_load(folio, page);
+                ctx.data_store(copy, 0, data);
+                ctx.flag_store(copy, PageFlag::Uptodate, true);
+                folio_add_new_anon_rmap(ctx, copy, child, address);
+                folio_add_lru(ctx, copy);
+                ctx.rss_add(child, true, 1);
+                let entry =
+                    PresentPte { pfn: folio_pfn(copy, 0), write: pte.write, dirty: true, young: true, special: false };
+                ctx.pte_store(child, vpn, Pte::Present(entry));
+                return;
+            }
+            ctx.anon_exclusive_store(folio, page, false);
+        }
+        ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
+        ctx.page_mapcount_add(folio, page, 1);
+        ctx.rss_add(child, true, 1);
+        let mut entry = pte;
+        if cow && pte.write {
+            // ptep_set_wrprotect() in the parent, pte_wrprotect() for the child.
+            ctx.pte_store(parent, vpn, Pte::Present(PresentPte { write: false, ..pte }));
+            entry.write = false;
+        }
+        entry.young = false;
+        ctx.pte_store(child, vpn, Pte::Present(entry));
+    }
+
+    /// mmap_write_unlock(); the child starts with a copy of the parent's registers.
+    fn done(&mut self, ctx: &mut Ctx) -> Flow {
+        ctx.mmap_write_unlock(self.parent);
+        let registers = ctx.k.thread(ctx.thread).registers.clone();
+        ctx.thread_status_store(self.child_thread);
+        let child = ctx.k.thread_mut(self.child_thread);
+        child.status = ThreadStatus::Running;
+        child.registers = registers;
+        ctx.event("kernel_clone", "wake_up_new_task", |_| "the child runs".to_string());
+        Flow::Return(i64::from(self.child_thread) + 1)
+    }
+}
+
+impl KernelFunction for Fork {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        match self.stage {
+            ForkStage::DupMmap => self.dup_mmap(ctx),
+            ForkStage::CopyTable => self.copy_table(ctx),
+            ForkStage::Done => self.done(ctx),
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: ThreadId) -> Wait {
+        match self.stage {
+            ForkStage::DupMmap => Wait::MmapWrite(self.parent),
+            ForkStage::CopyTable => Wait::PteLock(self.parent, self.cursor),
+            ForkStage::Done => Wait::Nothing,
+        }
+    }
+}

@@ -1,0 +1,3 @@
+//! kernel/: process creation.
+
+pub mod fork;
