@@ -52,6 +52,8 @@ pub enum Object {
     FolioFlag(FolioId, PageFlag),
     FolioMapping(FolioId),
     FolioData(FolioId, u16),
+    /// Whether the folio is allocated: written by allocation and freeing, read by every access.
+    FolioAllocated(FolioId),
     /// The page allocator: allocation order decides folio numbers.
     Allocator,
     LruLock,
@@ -86,6 +88,7 @@ impl Object {
             Object::File(file) => (17, file.into(), 0),
             Object::ThreadStatus(t) => (18, t.into(), 0),
             Object::ScenarioEvent(e) => (19, e.into(), 0),
+            Object::FolioAllocated(f) => (20, f.into(), 0),
         };
         (kind << 56) | ((a & 0xff_ffff) << 32) | (b & 0xffff_ffff)
     }
@@ -200,7 +203,11 @@ impl<'a> Ctx<'a> {
     }
 
     fn check_allocated(&mut self, folio: FolioId, what: &str) {
-        if folio != ZERO_FOLIO && !self.k.folio(folio).allocated {
+        if folio == ZERO_FOLIO {
+            return;
+        }
+        self.note(AccessOp::Load, Some(Object::FolioAllocated(folio)), Ordering::Relaxed);
+        if !self.k.folio(folio).allocated {
             let dump = self.k.folio(folio).dump(folio);
             let message = format!("{what} of folio {folio} after it was freed");
             self.violation(Violation { kind: ViolationKind::UseAfterFree, message, dump: vec![dump] });
@@ -494,6 +501,12 @@ impl<'a> Ctx<'a> {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
         self.note(AccessOp::Store, Some(Object::FolioRefcount(folio)), Ordering::Relaxed);
         self.note(AccessOp::Store, Some(Object::FolioMapping(folio)), Ordering::Relaxed);
+        self.note(AccessOp::Store, Some(Object::FolioAllocated(folio)), Ordering::Relaxed);
+        self.note(AccessOp::Store, Some(Object::FolioMapcount(folio)), Ordering::Relaxed);
+        self.note(AccessOp::Store, Some(Object::FolioPincount(folio)), Ordering::Relaxed);
+        for page in 0..self.k.folio(folio).nr_pages() {
+            self.note(AccessOp::Store, Some(Object::FolioData(folio, page as u16)), Ordering::Relaxed);
+        }
         for flag in PageFlag::ALL {
             self.note(AccessOp::Store, Some(Object::FolioFlag(folio, flag)), Ordering::Relaxed);
         }
