@@ -400,10 +400,10 @@ def main():
     o.append("- *time*: wall clock of the whole mmcheck process. *search*: mmcheck's own `elapsed_ms`.")
     o.append("- *SPIN search*: pan's `elapsed time` (search only; pan's clock ticks every 10 ms, so "
              "a reading of 0 is shown as ≤ 10 ms). *SPIN build+run*: wall clock of `spin -a` + `gcc` "
-             "+ the whole pan process, which includes allocating and touching the DFS stack of "
-             "`-m100000000` (5.2 GiB, a few seconds) before the search starts.")
-    o.append("- *SPIN memory*: pan's `total actual memory usage` (dominated by that fixed DFS stack "
-             "and the hash table), with the part used for stored states in brackets. *peak RSS*: "
+             "+ the whole pan process, including pan allocating its hash table before the search "
+             "starts.")
+    o.append("- *SPIN memory*: pan's `total actual memory usage` (dominated by the hash table for "
+             "small N), with the part used for stored states in brackets. *peak RSS*: "
              "GNU time's maximum resident set size.")
     o.append("- *ratio*: SPIN ÷ mmcheck, so above 1 means mmcheck is faster (or smaller). "
              "*search* compares the two search times, *wall* compares SPIN build+run with the "
