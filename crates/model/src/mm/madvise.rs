@@ -5,7 +5,7 @@ use crate::access::Ctx;
 use crate::folio::{pfn_page, PageFlag, PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::memory::{vm_normal_folio, Zap};
 use crate::mm::swap::folio_mark_lazyfree;
-use crate::pgtable::{pte_table, PresentPte, Pte};
+use crate::pgtable::{PresentPte, Pte};
 use crate::program::Advice;
 use crate::state::MmId;
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
@@ -260,9 +260,4 @@ impl KernelFunction for Madvise {
             _ => Wait::Nothing,
         }
     }
-}
-
-#[allow(dead_code)]
-fn table_of(vpn: u64) -> u64 {
-    pte_table(vpn)
 }

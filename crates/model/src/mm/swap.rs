@@ -77,11 +77,17 @@ pub fn folio_mark_lazyfree(ctx: &mut Ctx, folio: FolioId) {
     if !eligible {
         return;
     }
+    lru_move_clearing(ctx, folio, &[PageFlag::Active, PageFlag::Referenced, PageFlag::Swapbacked]);
+}
+
+/// Under lru_lock: the folio leaves its list, loses `flags`, and joins the list they now
+/// select (the shape of lru_lazyfree() and lru_deactivate()).
+fn lru_move_clearing(ctx: &mut Ctx, folio: FolioId, flags: &[PageFlag]) {
     ctx.lru_lock();
     lruvec_del_folio(ctx, folio);
-    ctx.flag_store(folio, PageFlag::Active, false);
-    ctx.flag_store(folio, PageFlag::Referenced, false);
-    ctx.flag_store(folio, PageFlag::Swapbacked, false);
+    for &flag in flags {
+        ctx.flag_store(folio, flag, false);
+    }
     lruvec_add_folio(ctx, folio);
     ctx.lru_unlock();
 }
@@ -95,12 +101,7 @@ pub fn folio_deactivate(ctx: &mut Ctx, folio: FolioId) {
     if !eligible {
         return;
     }
-    ctx.lru_lock();
-    lruvec_del_folio(ctx, folio);
-    ctx.flag_store(folio, PageFlag::Active, false);
-    ctx.flag_store(folio, PageFlag::Referenced, false);
-    lruvec_add_folio(ctx, folio);
-    ctx.lru_unlock();
+    lru_move_clearing(ctx, folio, &[PageFlag::Active, PageFlag::Referenced]);
 }
 
 /// mm/vmscan.c: folio_isolate_lru(): off the LRU with a reference, if it is on it.
