@@ -274,6 +274,9 @@ fn check(
     reduction: bool,
     json: bool,
 ) -> Result<ExitCode, UsageError> {
+    if preemption_bound.is_some() && strategy != Strategy::Exhaustive {
+        return Err("--preemption-bound bounds the exhaustive search; it does not apply to random or pct".into());
+    }
     let (path, text) = load(reference)?;
     let scenario = parse(&path, &text)?;
     let mut options = CheckOptions::new(kernel_config(kernel, patches)?);

@@ -431,3 +431,9 @@ fn suite_json_has_one_report_per_kernel() {
     assert_eq!(kernels, vec!["5.17", "5.18", "6.18"]);
     assert!(reports.iter().all(|r| r["matches_expectation"] == true));
 }
+
+#[test]
+fn a_preemption_bound_with_sampling_is_a_usage_error() {
+    let run = expect_code(&["check", "madv-free-dio", "--strategy", "random", "--preemption-bound", "1"], 2);
+    assert!(run.stderr.contains("--preemption-bound"), "{}", run.stderr);
+}

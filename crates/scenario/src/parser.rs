@@ -807,6 +807,9 @@ impl Builder<'_> {
             let next = variables.len() as u16;
             destination.map(|name| *variables.entry(name.to_string()).or_insert(next))
         };
+        if destination.is_some() && matches!(call.name.as_str(), "store" | "reclaim") {
+            return Err(diagnostic(format!("`{}` returns nothing to assign", call.name), call.span));
+        }
         let instruction = match call.name.as_str() {
             "mmap" => {
                 self.require_process(mm, call)?;

@@ -641,3 +641,10 @@ fn every_builtin_scenario_parses_and_builds() {
     }
     assert!(mmcheck_scenario::builtin("no-such-scenario").is_none());
 }
+
+#[test]
+fn a_store_has_no_result_to_assign() {
+    let source = with_buffer("x = store(buf, 4K, 1)");
+    let d = assert_error(&source, "`store` returns nothing to assign", 4, 7);
+    assert_eq!(spanned(&source, &d), "store(buf, 4K, 1)");
+}
