@@ -89,7 +89,7 @@ fn verdict_detail(verdict: &Verdict) -> String {
         Verdict::VerifiedBounded { preemptions_max } => {
             format!("verified up to {preemptions_max} preemption(s), not beyond")
         }
-        Verdict::Violation => "violation".to_string(),
+        Verdict::Violation => "an interleaving breaks an oracle: trace below".to_string(),
         Verdict::NoViolationFound => "no violation found in the sampled schedules (not a proof)".to_string(),
         Verdict::LimitReached { limit } => format!("limit reached ({}): search incomplete", limit.name()),
     }

@@ -54,7 +54,7 @@ impl UserAccess {
                 "line {}: load at {:#x}: expected {:#04x}, read {:#04x}; {}",
                 self.location.line, at_address, self.byte, got, why
             );
-            let dump = vec![ctx.k.folio(folio).dump(folio)];
+            let dump = if folio == ZERO_FOLIO { Vec::new() } else { vec![ctx.k.folio(folio).dump(folio)] };
             ctx.violation(Violation { kind: ViolationKind::DataLoss, message, dump });
         }
     }
