@@ -497,8 +497,9 @@ impl<'a> Ctx<'a> {
     }
 
     /// Back to the allocator (mm/page_alloc.c: free_unref_folios()).
+    /// Folio numbers are never reused, so freeing does not touch the allocator's numbering
+    /// (the `Allocator` object): it commutes with allocations.
     pub fn free_folio(&mut self, folio: FolioId) {
-        self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
         self.note(AccessOp::Store, Some(Object::FolioRefcount(folio)), Ordering::Relaxed);
         self.note(AccessOp::Store, Some(Object::FolioMapping(folio)), Ordering::Relaxed);
         self.note(AccessOp::Store, Some(Object::FolioAllocated(folio)), Ordering::Relaxed);

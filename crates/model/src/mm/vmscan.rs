@@ -11,6 +11,7 @@ use crate::folio::{FolioId, PageFlag};
 use crate::mm::rmap::{FolioReferenced, TryToUnmap};
 use crate::mm::swap::{__folio_put, lruvec_add_folio};
 use crate::patches::Patch;
+use crate::shared::Shared;
 use crate::thread::{Flow, Frame, KernelFunction, Wait};
 use serde::{Deserialize, Serialize};
 
@@ -151,10 +152,10 @@ pub enum FolioReferences {
 /// mm/vmscan.c: shrink_folio_list(), one folio at a time, one step per check of shared state.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct ShrinkFolioList {
-    pub list: Vec<FolioId>,
+    pub list: Shared<Vec<FolioId>>,
     pub index: usize,
     pub stage: ShrinkStage,
-    pub kept: Vec<FolioId>,
+    pub kept: Shared<Vec<FolioId>>,
     pub was_swapbacked: bool,
     pub ignore_references: bool,
 }
@@ -162,10 +163,10 @@ pub struct ShrinkFolioList {
 impl ShrinkFolioList {
     pub fn new(list: Vec<FolioId>) -> Self {
         ShrinkFolioList {
-            list,
+            list: Shared::new(list),
             index: 0,
             stage: ShrinkStage::Trylock,
-            kept: Vec::new(),
+            kept: Shared::default(),
             was_swapbacked: false,
             ignore_references: false,
         }
@@ -185,7 +186,7 @@ impl ShrinkFolioList {
         if self.index < self.list.len() {
             return self.goto(ShrinkStage::Trylock);
         }
-        ctx.k.thread_mut(ctx.thread).folio_list = crate::shared::Shared::new(std::mem::take(&mut self.kept));
+        ctx.k.thread_mut(ctx.thread).folio_list = std::mem::take(&mut self.kept);
         Flow::Return(0)
     }
 
@@ -364,7 +365,7 @@ impl KernelFunction for ShrinkFolioList {
                 self.goto(ShrinkStage::Keep)
             }
             ShrinkStage::Keep => {
-                self.kept.push(folio);
+                self.kept.make_mut().push(folio);
                 self.next_folio(ctx)
             }
         }
