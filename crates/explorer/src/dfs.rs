@@ -349,7 +349,22 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
                     Some(r) if budget == 0 && running_enabled => !bit(r),
                     _ => 0,
                 };
-                let successors = match search.successors(&state, &enabled, skip, false) {
+                // The running thread goes first; if its step is local it alone continues: a
+                // preemption before a local step reaches what the same preemption right after
+                // it reaches, at the same cost (the thread is still enabled after it).
+                let first = running.filter(|_| running_enabled && search.options.reduction);
+                let successors = match first {
+                    Some(r) => match search.successors(&state, &[r], 0, true) {
+                        Ok(mine) if mine[0].footprint.is_local() || skip != 0 => Ok(mine),
+                        Ok(mut mine) => search.successors(&state, &enabled, bit(r), false).map(|others| {
+                            mine.extend(others);
+                            mine
+                        }),
+                        Err(error) => Err(error),
+                    },
+                    None => search.successors(&state, &enabled, skip, false),
+                };
+                let successors = match successors {
                     Ok(successors) => successors,
                     Err((violation, thread)) => {
                         let mut schedule: Vec<ThreadId> = stack.iter().filter_map(|f| f.chosen).collect();

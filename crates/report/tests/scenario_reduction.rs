@@ -168,3 +168,27 @@ fn bound_one_finds_the_5_16_violation() {
     assert_eq!(violation.kind, ViolationKind::DataLoss, "{violation}");
     assert_eq!(replay(&system, &schedule).expect("fits").violation, Some(violation));
 }
+
+/// The bounded search takes a local step of the running thread alone (no preemption point
+/// before it): with and without that reduction, bound 1 and bound 2 reach the same final
+/// states, and a bound-1 search still finds the 5.16 violation.
+#[test]
+fn bounded_search_with_and_without_local_steps_agree() {
+    let window = mmcheck_scenario::builtin("madv-free-dio-window").expect("built in");
+    let pages = vec![("pages".to_string(), 2)];
+    for bound in [1, 2] {
+        let system = system(window, kernel(6, 18), &pages);
+        let run = |reduction| {
+            explore_bounded(&system, Options { reduction, collect_final_states: true, ..Options::default() }, bound)
+        };
+        let (reduced, full) = (run(true), run(false));
+        assert_eq!(reduced.verdict, Verdict::VerifiedBounded { preemptions_max: bound });
+        assert_eq!(full.verdict, reduced.verdict);
+        assert_eq!(reduced.final_states, full.final_states, "bound {bound}: the reduction lost or added final states");
+        assert!(reduced.stats.states <= full.stats.states);
+    }
+    let old = system(window, kernel(5, 16), &pages);
+    let found = explore_bounded(&old, Options::default(), 1);
+    assert_eq!(found.verdict, Verdict::Violation);
+    assert_eq!(found.violation.expect("a violation").0.kind, ViolationKind::DataLoss);
+}
