@@ -330,6 +330,11 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
             if stack.len() as u64 >= search.options.limits.depth_max {
                 return search.finish(Verdict::LimitReached { limit: Limit::Depth }, None);
             }
+            let mut enabled = Vec::new();
+            model.enabled_threads(&state, &mut enabled);
+            // A running thread that cannot continue makes every choice free: its identity no
+            // longer matters, so such states share one key.
+            let running = running.filter(|r| enabled.contains(r));
             let key = search.fingerprint_of(&state) ^ u128::from(running.map_or(u32::MAX, |t| t)).rotate_left(64);
             let budget_before = search.visited.get(&key).copied();
             let fresh = match budget_before {
@@ -341,8 +346,6 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
             };
             if fresh {
                 search.visited.insert(key, u64::from(budget));
-                let mut enabled = Vec::new();
-                model.enabled_threads(&state, &mut enabled);
                 // With no budget left, only the running thread may continue (if it can).
                 let running_enabled = running.is_some_and(|r| enabled.contains(&r));
                 let skip = match running {
