@@ -420,28 +420,24 @@ def main():
               "SPIN (FIXED=1)", "SPIN search", "SPIN build+run", "SPIN states", "SPIN transitions",
               "SPIN memory", "SPIN peak RSS", "ratio search", "ratio wall", "ratio time/state",
               "ratio RSS"]
-    o.append("## Verification: exhaustive, fixed kernel (6.18) vs SPIN FIXED=1")
-    o.append("")
-    rows = []
-    for p in pages_main:
-        mm = runs.get(f"mm-verify-{p}")
-        sp = runs.get(f"spin-verify-{p}")
-        rows.append([p] + mm_cells(mm) + spin_cells(sp, p) + ratio_cells(sp, mm))
-    o.append(table(header, rows))
-    o.append("")
-
-    # ---------------------------------------------------------- violation
-    o.append("## Violation: exhaustive search, old kernel (5.16) vs SPIN FIXED=0 (time to the first violation)")
-    o.append("")
-    header[1] = "mmcheck (5.16)"
-    header[7] = "SPIN (FIXED=0)"
-    rows = []
-    for p in pages_main:
-        mm = runs.get(f"mm-violation-{p}")
-        sp = runs.get(f"spin-violation-{p}")
-        rows.append([p] + mm_cells(mm) + spin_cells(sp, p) + ratio_cells(sp, mm))
-    o.append(table(header, rows))
-    o.append("")
+    sections = [
+        ("verify", "## Verification: exhaustive, fixed kernel (6.18) vs SPIN FIXED=1", None, None),
+        ("violation", "## Violation: exhaustive search, old kernel (5.16) vs SPIN FIXED=0 "
+         "(time to the first violation)", "mmcheck (5.16)", "SPIN (FIXED=0)"),
+    ]
+    for kind, title, mm_header, spin_header in sections:
+        if mm_header:
+            header[1] = mm_header
+            header[7] = spin_header
+        o.append(title)
+        o.append("")
+        rows = []
+        for p in pages_main:
+            mm = runs.get(f"mm-{kind}-{p}")
+            sp = runs.get(f"spin-{kind}-{p}")
+            rows.append([p] + mm_cells(mm) + spin_cells(sp, p) + ratio_cells(sp, mm))
+        o.append(table(header, rows))
+        o.append("")
 
     o.append("## Violation with `--preemption-bound 1`, old kernel (5.16)")
     o.append("")

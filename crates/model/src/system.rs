@@ -93,24 +93,17 @@ impl System {
             Instruction::Munmap { address, length, .. } => {
                 Frame::Munmap(Munmap::new(mm, Self::value(t, *address) as u64, *length))
             }
-            Instruction::Store { address, length, byte, location } => Frame::UserAccess(UserAccess {
+            Instruction::Store { address, length, byte, location } => {
+                Frame::UserAccess(UserAccess::new(mm, Self::value(t, *address) as u64, *length, true, *byte, *location))
+            }
+            Instruction::Load { address, length, expect, location } => Frame::UserAccess(UserAccess::new(
                 mm,
-                address: Self::value(t, *address) as u64,
-                length: *length,
-                done: 0,
-                write: true,
-                byte: *byte,
-                location: *location,
-            }),
-            Instruction::Load { address, length, expect, location } => Frame::UserAccess(UserAccess {
-                mm,
-                address: Self::value(t, *address) as u64,
-                length: *length,
-                done: 0,
-                write: false,
-                byte: *expect,
-                location: *location,
-            }),
+                Self::value(t, *address) as u64,
+                *length,
+                false,
+                *expect,
+                *location,
+            )),
             Instruction::Madvise { address, length, advice, .. } => {
                 Frame::Madvise(Madvise::new(mm, Self::value(t, *address) as u64, *length, *advice))
             }

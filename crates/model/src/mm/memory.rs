@@ -39,6 +39,10 @@ pub struct UserAccess {
 }
 
 impl UserAccess {
+    pub fn new(mm: MmId, address: u64, length: u64, write: bool, byte: u8, location: SourceLocation) -> Self {
+        UserAccess { mm, address, length, done: 0, write, byte, location }
+    }
+
     fn check_load(&self, ctx: &mut Ctx, address: u64, pte: PresentPte, offset: usize, chunk: usize) {
         let folio = pfn_folio(pte.pfn);
         let data = ctx.data_load(folio, pfn_page(pte.pfn));
