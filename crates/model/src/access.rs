@@ -399,16 +399,6 @@ impl<'a> Ctx<'a> {
         p.mapcount
     }
 
-    pub fn pincount_add(&mut self, folio: FolioId, delta: i32) {
-        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioPincount(folio)), Ordering::Relaxed);
-        self.k.folio_mut(folio).pincount += delta;
-    }
-
-    pub fn pincount_load(&mut self, folio: FolioId) -> i32 {
-        self.note(AccessOp::Load, Some(Object::FolioPincount(folio)), Ordering::Relaxed);
-        self.k.folio(folio).pincount
-    }
-
     /// folio_test_*(): test_bit.
     pub fn flag_test(&mut self, folio: FolioId, flag: PageFlag) -> bool {
         self.check_allocated(folio, flag.name());

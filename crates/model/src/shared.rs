@@ -60,29 +60,32 @@ impl Encoder {
     }
 }
 
+macro_rules! write_le {
+    ($($method:ident: $type:ty,)*) => {
+        $(
+            #[inline]
+            fn $method(&mut self, value: $type) {
+                self.put(value.to_le_bytes());
+            }
+        )*
+    };
+}
+
 impl Hasher for Encoder {
     fn finish(&self) -> u64 {
         0
     }
 
-    #[inline]
-    fn write_u8(&mut self, value: u8) {
-        self.put(value.to_le_bytes());
-    }
-
-    #[inline]
-    fn write_u16(&mut self, value: u16) {
-        self.put(value.to_le_bytes());
-    }
-
-    #[inline]
-    fn write_u32(&mut self, value: u32) {
-        self.put(value.to_le_bytes());
-    }
-
-    #[inline]
-    fn write_u64(&mut self, value: u64) {
-        self.put(value.to_le_bytes());
+    // Integers go in as fixed-width little-endian bytes, so fingerprints do not depend on the
+    // machine's byte order or word size.
+    write_le! {
+        write_u8: u8,
+        write_u16: u16,
+        write_u32: u32,
+        write_u64: u64,
+        write_u128: u128,
+        write_i32: i32,
+        write_i64: i64,
     }
 
     #[inline]
@@ -91,23 +94,8 @@ impl Hasher for Encoder {
     }
 
     #[inline]
-    fn write_u128(&mut self, value: u128) {
-        self.put(value.to_le_bytes());
-    }
-
-    #[inline]
     fn write_isize(&mut self, value: isize) {
         self.put((value as i64).to_le_bytes());
-    }
-
-    #[inline]
-    fn write_i32(&mut self, value: i32) {
-        self.put(value.to_le_bytes());
-    }
-
-    #[inline]
-    fn write_i64(&mut self, value: i64) {
-        self.put(value.to_le_bytes());
     }
 
     fn write(&mut self, bytes: &[u8]) {

@@ -100,7 +100,9 @@ impl Fork {
         };
         let page = pfn_page(pte.pfn);
         // folio_try_dup_anon_rmap_pte(): an exclusive page that may be pinned cannot be
-        // shared: the child gets a copy (copy_present_page()).
+        // shared: the child gets a copy (copy_present_page()). The kernel also requires
+        // MMF_HAS_PINNED on the mm (folio_needs_cow_for_dma()); the model assumes it is set
+        // whenever the folio looks pinned.
         if ctx.anon_exclusive_load(folio, page) {
             let pinned = ctx.ref_load(folio) >= crate::folio::GUP_PIN_COUNTING_BIAS;
             if pinned {

@@ -2,7 +2,7 @@
 //! anonymous memory.
 
 use crate::access::Ctx;
-use crate::folio::{pfn_page, PageFlag, PAGE_SHIFT, PAGE_SIZE};
+use crate::folio::{PageFlag, PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::memory::{vm_normal_folio, Zap};
 use crate::mm::swap::folio_mark_lazyfree;
 use crate::pgtable::{PresentPte, Pte};
@@ -15,13 +15,11 @@ use serde::{Deserialize, Serialize};
 pub enum MadviseStage {
     Lock,
     NextRange,
-    FreeLock,
-    FreePte,
-    FreeUnlock,
-    ColdLock,
-    ColdPte,
-    ColdUnlock,
-    Reclaimed,
+    /// The page-table walk (walk_page_range() with the advice's pmd_entry): lock a table,
+    /// one PTE per step, unlock at the end of the table or of the range.
+    TableLock,
+    Pte,
+    TableUnlock,
     Unlock,
 }
 
@@ -88,35 +86,60 @@ impl Madvise {
             return Flow::Continue;
         }
         let (start, end) = self.ranges.remove(0);
-        match self.advice {
+        if self.advice == Advice::DontNeed {
             // madvise_dontneed_single_vma() → zap_page_range_single().
-            Advice::DontNeed => Flow::Call(Frame::Zap(Zap::new(self.mm, start, end))),
-            Advice::Free => {
-                self.cursor = start >> PAGE_SHIFT;
-                self.range_end = end >> PAGE_SHIFT;
-                self.stage = MadviseStage::FreeLock;
-                Flow::Continue
-            }
-            Advice::Cold | Advice::PageOut => {
-                self.cursor = start >> PAGE_SHIFT;
-                self.range_end = end >> PAGE_SHIFT;
-                self.stage = MadviseStage::ColdLock;
-                Flow::Continue
-            }
+            return Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)));
         }
-    }
-
-    /// madvise_free_pte_range(): pte_offset_map_lock().
-    fn free_lock(&mut self, ctx: &mut Ctx) -> Flow {
-        ctx.ptl_lock(self.mm, self.cursor);
-        let address = self.cursor << PAGE_SHIFT;
-        ctx.event("madvise_free_pte_range", "pte_offset_map_lock", |_| format!("{address:#x}"));
-        self.stage = MadviseStage::FreePte;
+        self.cursor = start >> PAGE_SHIFT;
+        self.range_end = end >> PAGE_SHIFT;
+        self.stage = MadviseStage::TableLock;
         Flow::Continue
     }
 
-    /// One PTE of madvise_free_pte_range(), under the PTE lock.
-    fn free_pte(&mut self, ctx: &mut Ctx) -> Flow {
+    /// The kernel function that walks the PTEs for this advice.
+    fn pte_range_function(&self) -> &'static str {
+        match self.advice {
+            Advice::Free => "madvise_free_pte_range",
+            _ => "madvise_cold_or_pageout_pte_range",
+        }
+    }
+
+    /// pte_offset_map_lock() of the table holding the cursor.
+    fn table_lock(&mut self, ctx: &mut Ctx) -> Flow {
+        ctx.ptl_lock(self.mm, self.cursor);
+        let address = self.cursor << PAGE_SHIFT;
+        ctx.event(self.pte_range_function(), "pte_offset_map_lock", |_| format!("{address:#x}"));
+        self.stage = MadviseStage::Pte;
+        Flow::Continue
+    }
+
+    /// One PTE under the table's lock, then on to the next.
+    fn pte(&mut self, ctx: &mut Ctx) -> Flow {
+        match self.advice {
+            Advice::Free => self.free_pte(ctx),
+            Advice::Cold | Advice::PageOut => self.cold_pte(ctx),
+            Advice::DontNeed => unreachable!("MADV_DONTNEED zaps, it does not walk"),
+        }
+        self.cursor += 1;
+        if self.cursor.is_multiple_of(crate::pgtable::PTRS_PER_PTE) || self.cursor == self.range_end {
+            self.stage = MadviseStage::TableUnlock;
+        }
+        Flow::Continue
+    }
+
+    /// pte_unmap_unlock(); for MADV_PAGEOUT, reclaim_pages() of what the table isolated.
+    fn table_unlock(&mut self, ctx: &mut Ctx) -> Flow {
+        ctx.ptl_unlock(self.mm, self.cursor - 1);
+        ctx.event(self.pte_range_function(), "pte_unmap_unlock", |_| String::new());
+        self.stage = if self.cursor == self.range_end { MadviseStage::NextRange } else { MadviseStage::TableLock };
+        if self.advice == Advice::PageOut && !ctx.k.thread(ctx.thread).folio_list.is_empty() {
+            return Flow::Call(Frame::ShrinkInactiveList(crate::mm::vmscan::ShrinkInactiveList::reclaim_pages()));
+        }
+        Flow::Continue
+    }
+
+    /// One PTE of madvise_free_pte_range().
+    fn free_pte(&mut self, ctx: &mut Ctx) {
         let (mm, vpn) = (self.mm, self.cursor);
         let address = vpn << PAGE_SHIFT;
         let pte = ctx.pte_load(mm, vpn);
@@ -143,7 +166,6 @@ impl Madvise {
                 }
                 folio_mark_lazyfree(ctx, folio);
             }
-            let _ = pfn_page(present.pfn);
         } else if !pte.is_none() && pte.present().is_none() {
             ctx.violation(crate::violation::Violation::new(
                 crate::violation::ViolationKind::Invariant,
@@ -154,44 +176,20 @@ impl Madvise {
             let detail = pte.present().and_then(vm_normal_folio).map(|f| k.folio(f).dump(f)).unwrap_or_default();
             format!("{address:#x}: {what} {detail}")
         });
-        self.cursor += 1;
-        let table_end = self.cursor.is_multiple_of(crate::pgtable::PTRS_PER_PTE);
-        if table_end || self.cursor == self.range_end {
-            self.stage = MadviseStage::FreeUnlock;
-        }
-        Flow::Continue
-    }
-
-    fn free_unlock(&mut self, ctx: &mut Ctx) -> Flow {
-        let last = self.cursor - 1;
-        ctx.ptl_unlock(self.mm, last);
-        ctx.event("madvise_free_pte_range", "pte_unmap_unlock", |_| String::new());
-        self.stage = if self.cursor == self.range_end { MadviseStage::NextRange } else { MadviseStage::FreeLock };
-        Flow::Continue
-    }
-}
-
-impl Madvise {
-    /// madvise_cold_or_pageout_pte_range(): pte_offset_map_lock().
-    fn cold_lock(&mut self, ctx: &mut Ctx) -> Flow {
-        ctx.ptl_lock(self.mm, self.cursor);
-        let address = self.cursor << PAGE_SHIFT;
-        ctx.event("madvise_cold_or_pageout_pte_range", "pte_offset_map_lock", |_| format!("{address:#x}"));
-        self.stage = MadviseStage::ColdPte;
-        Flow::Continue
     }
 
     /// One PTE of madvise_cold_or_pageout_pte_range() (6.10 and later: MADV_PAGEOUT leaves the
-    /// young bit and reclaim_pages() ignores references), under the PTE lock.
-    fn cold_pte(&mut self, ctx: &mut Ctx) -> Flow {
+    /// young bit and reclaim_pages() ignores references).
+    fn cold_pte(&mut self, ctx: &mut Ctx) {
         let (mm, vpn) = (self.mm, self.cursor);
         let address = vpn << PAGE_SHIFT;
         let pageout = self.advice == Advice::PageOut;
         let pte = ctx.pte_load(mm, vpn);
         let mut what = "skipped";
         if let Some((present, folio)) = pte.present().and_then(|p| vm_normal_folio(p).map(|f| (p, f))) {
-            // "Do not interfere with other mappings of this folio."
-            if ctx.mapcount_load(folio) == 1 {
+            // "Do not interfere with other mappings of this folio": "if (!folio_test_lru(folio)
+            // || folio_mapcount(folio) != folio_nr_pages(folio)) continue;"
+            if ctx.flag_test(folio, PageFlag::Lru) && ctx.mapcount_load(folio) == 1 {
                 if !pageout && present.young {
                     ctx.pte_store(mm, vpn, Pte::Present(PresentPte { young: false, ..present }));
                 }
@@ -209,24 +207,6 @@ impl Madvise {
             }
         }
         ctx.event("madvise_cold_or_pageout_pte_range", "pte", |_| format!("{address:#x}: {what}"));
-        self.cursor += 1;
-        if self.cursor.is_multiple_of(crate::pgtable::PTRS_PER_PTE) || self.cursor == self.range_end {
-            self.stage = MadviseStage::ColdUnlock;
-        }
-        Flow::Continue
-    }
-
-    /// pte_unmap_unlock(), then for MADV_PAGEOUT reclaim_pages() of what was isolated.
-    fn cold_unlock(&mut self, ctx: &mut Ctx) -> Flow {
-        ctx.ptl_unlock(self.mm, self.cursor - 1);
-        ctx.event("madvise_cold_or_pageout_pte_range", "pte_unmap_unlock", |_| String::new());
-        let more = self.cursor != self.range_end;
-        if self.advice == Advice::PageOut && !ctx.k.thread(ctx.thread).folio_list.is_empty() {
-            self.stage = if more { MadviseStage::ColdLock } else { MadviseStage::Reclaimed };
-            return Flow::Call(Frame::ShrinkInactiveList(crate::mm::vmscan::ShrinkInactiveList::reclaim_pages()));
-        }
-        self.stage = if more { MadviseStage::ColdLock } else { MadviseStage::NextRange };
-        Flow::Continue
     }
 }
 
@@ -235,16 +215,9 @@ impl KernelFunction for Madvise {
         match self.stage {
             MadviseStage::Lock => self.lock(ctx),
             MadviseStage::NextRange => self.next_range(),
-            MadviseStage::FreeLock => self.free_lock(ctx),
-            MadviseStage::FreePte => self.free_pte(ctx),
-            MadviseStage::FreeUnlock => self.free_unlock(ctx),
-            MadviseStage::ColdLock => self.cold_lock(ctx),
-            MadviseStage::ColdPte => self.cold_pte(ctx),
-            MadviseStage::ColdUnlock => self.cold_unlock(ctx),
-            MadviseStage::Reclaimed => {
-                self.stage = MadviseStage::NextRange;
-                Flow::Continue
-            }
+            MadviseStage::TableLock => self.table_lock(ctx),
+            MadviseStage::Pte => self.pte(ctx),
+            MadviseStage::TableUnlock => self.table_unlock(ctx),
             MadviseStage::Unlock => {
                 ctx.mmap_read_unlock(self.mm);
                 ctx.event("do_madvise", "mmap_read_unlock", |_| String::new());
@@ -256,7 +229,7 @@ impl KernelFunction for Madvise {
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match self.stage {
             MadviseStage::Lock => Wait::MmapRead(self.mm),
-            MadviseStage::FreeLock | MadviseStage::ColdLock => Wait::PteLock(self.mm, self.cursor),
+            MadviseStage::TableLock => Wait::PteLock(self.mm, self.cursor),
             _ => Wait::Nothing,
         }
     }

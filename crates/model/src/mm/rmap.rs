@@ -30,9 +30,20 @@ pub fn folio_remove_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize) {
     ctx.vm_bug_on_folio(mapcount < 0, folio, "page_mapcount(page) < 0");
 }
 
+/// mm/rmap.c: rmap_walk_anon() up to its VMA loop: folio_lock_anon_vma_read(), then the
+/// mappings to visit. None for a folio with no anon_vma.
+pub fn folio_lock_anon_vma_read(ctx: &mut Ctx, folio: FolioId) -> Option<(AnonVmaId, Vec<(MmId, u64)>)> {
+    let (mapping, index) = ctx.mapping_load(folio);
+    let Mapping::Anon(anon_vma) = mapping else {
+        return None;
+    };
+    ctx.anon_vma_lock_read(anon_vma);
+    Some((anon_vma, rmap_walk_anon_targets(ctx, anon_vma, index)))
+}
+
 /// The mappings an anonymous rmap walk visits: mm/rmap.c rmap_walk_anon() over the anon_vma's
 /// VMAs, with vma_address() of the folio's index in each.
-pub fn rmap_walk_anon_targets(ctx: &mut Ctx, anon_vma: AnonVmaId, index: u64) -> Vec<(MmId, u64)> {
+fn rmap_walk_anon_targets(ctx: &mut Ctx, anon_vma: AnonVmaId, index: u64) -> Vec<(MmId, u64)> {
     let mut targets = Vec::new();
     for mm in ctx.anon_vma_mms(anon_vma) {
         let vmas = ctx.vmas(mm);
@@ -106,14 +117,12 @@ impl TryToUnmap {
     /// mm/rmap.c: folio_lock_anon_vma_read().
     fn lock_anon_vma(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio;
-        let (mapping, index) = ctx.mapping_load(folio);
-        let Mapping::Anon(anon_vma) = mapping else {
+        let Some((anon_vma, targets)) = folio_lock_anon_vma_read(ctx, folio) else {
             ctx.event("try_to_unmap", "rmap_walk", |_| format!("folio {folio} has no anon_vma"));
             return Flow::Return(1);
         };
-        ctx.anon_vma_lock_read(anon_vma);
         self.anon_vma = Some(anon_vma);
-        self.targets = rmap_walk_anon_targets(ctx, anon_vma, index);
+        self.targets = targets;
         let count = self.targets.len();
         ctx.event("try_to_unmap", "anon_vma_lock_read", |_| format!("folio {folio}: {count} VMA(s) to walk"));
         self.stage = if self.targets.is_empty() { UnmapStage::UnlockAnonVma } else { UnmapStage::WalkLock };
@@ -371,13 +380,11 @@ impl KernelFunction for FolioReferenced {
                 if ctx.mapcount_load(folio) == 0 {
                     return Flow::Return(0);
                 }
-                let (mapping, index) = ctx.mapping_load(folio);
-                let Mapping::Anon(anon_vma) = mapping else {
+                let Some((anon_vma, targets)) = folio_lock_anon_vma_read(ctx, folio) else {
                     return Flow::Return(0);
                 };
-                ctx.anon_vma_lock_read(anon_vma);
                 self.anon_vma = Some(anon_vma);
-                self.targets = rmap_walk_anon_targets(ctx, anon_vma, index);
+                self.targets = targets;
                 ctx.event("folio_referenced", "anon_vma_lock_read", |_| format!("folio {folio}"));
                 self.stage = if self.targets.is_empty() {
                     ReferencedStage::UnlockAnonVma

@@ -156,7 +156,6 @@ pub struct ShrinkFolioList {
     pub index: usize,
     pub stage: ShrinkStage,
     pub kept: Shared<Vec<FolioId>>,
-    pub was_swapbacked: bool,
     pub ignore_references: bool,
 }
 
@@ -167,7 +166,6 @@ impl ShrinkFolioList {
             index: 0,
             stage: ShrinkStage::Trylock,
             kept: Shared::default(),
-            was_swapbacked: false,
             ignore_references: false,
         }
     }
@@ -226,7 +224,6 @@ impl ShrinkFolioList {
         let folio = self.folio();
         let anon = ctx.flag_test(folio, PageFlag::Anon);
         let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
-        self.was_swapbacked = swapbacked;
         if anon && swapbacked && !ctx.flag_test(folio, PageFlag::Swapcache) {
             ctx.event("shrink_folio_list", "folio_alloc_swap", |_| format!("folio {folio}: no swap device, activate"));
             return self.goto(ShrinkStage::ActivateLocked);
