@@ -341,7 +341,7 @@ fn list() -> Result<ExitCode, UsageError> {
         let kernels: Vec<String> = scenario
             .expectations
             .iter()
-            .map(|e| format!("{}: {}", e.kernels.describe(), e.outcome.describe()))
+            .map(|e| format!("{}: {}", e.describe_kernels(), e.outcome.describe()))
             .collect();
         println!("{:<24} {}", scenario.name, scenario.title);
         if !kernels.is_empty() {
@@ -356,8 +356,9 @@ fn kernels() -> Result<ExitCode, UsageError> {
     println!("`--kernel X.Y` means the newest model with the registered changes after X.Y reverted,");
     println!("not a complete model of X.Y. `--patch NAME=on|off` overrides one change.\n");
     for patch in PATCHES {
-        println!("{:<30} {}  {:>5}  {}", patch.name, patch.commit, patch.landed.to_string(), patch.subject);
-        println!("{:<30} {}", "", patch.summary);
+        let landed = patch.landed.map_or_else(|| "never".to_string(), |v| v.to_string());
+        println!("{:<38} {:<12}  {:>5}  {}", patch.name, patch.commit, landed, patch.subject);
+        println!("{:<38} {}", "", patch.summary);
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -367,12 +368,12 @@ fn suite(json: bool) -> Result<ExitCode, UsageError> {
     let mut reports = Vec::new();
     for (file, text) in BUILTIN {
         let scenario = parse(&format!("scenarios/{file}"), text)?;
-        for version in scenario.suite_kernels() {
-            let options = CheckOptions::new(KernelConfig::for_version(version));
+        for kernel in scenario.suite_kernels() {
+            let options = CheckOptions::new(kernel.clone());
             let report = mmcheck_report::check(&scenario, &options, None)?;
             rows.push(SuiteRow {
                 scenario: scenario.name.clone(),
-                kernel: version.to_string(),
+                kernel: kernel.label(),
                 expected: report.expected.clone().unwrap_or_else(|| "-".to_string()),
                 got: report.violation.as_ref().map_or(report.verdict.clone(), |v| format!("violation {}", v.kind)),
                 states: report.states,

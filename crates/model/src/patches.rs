@@ -41,13 +41,18 @@ pub enum Patch {
     MadvFreeGupRace,
     BlockDioPinPages,
     LazyfreeSwapbackedIffDirty,
+    RmapLargeRmappableWarning,
+    RmapSilenceLargeRmappableWarning,
+    FolioWalkPfnmapEarlyReturn,
 }
 
 pub struct PatchInfo {
     pub patch: Patch,
     pub name: &'static str,
     pub commit: &'static str,
-    pub landed: KernelVersion,
+    /// The release it landed in; None for a proposal that was never merged (off unless
+    /// `--patch NAME=on`).
+    pub landed: Option<KernelVersion>,
     pub subject: &'static str,
     pub summary: &'static str,
 }
@@ -57,7 +62,7 @@ pub const PATCHES: &[PatchInfo] = &[
         patch: Patch::LazyfreeNoDirtyRecheck,
         name: "lazyfree-no-dirty-recheck",
         commit: "d17be2d9ff6c",
-        landed: KernelVersion::new(5, 15),
+        landed: Some(KernelVersion::new(5, 15)),
         subject: "mm/vmscan: remove the PageDirty check after MADV_FREE pages are page_ref_freezed",
         summary: "shrink_page_list: after page_ref_freeze(page, 1) of a lazyfree page, no PageDirty re-check and unfreeze",
     },
@@ -65,7 +70,7 @@ pub const PATCHES: &[PatchInfo] = &[
         patch: Patch::MadvFreeGupRace,
         name: "madv-free-gup-race",
         commit: "6c8e2a256915",
-        landed: KernelVersion::new(5, 18),
+        landed: Some(KernelVersion::new(5, 18)),
         subject: "mm: fix race between MADV_FREE reclaim and blkdev direct IO read",
         summary: "try_to_unmap_one: lazyfree folio discarded only if refcount == 1 + mapcount and clean, read after smp_mb(), ordered by smp_rmb()",
     },
@@ -73,7 +78,7 @@ pub const PATCHES: &[PatchInfo] = &[
         patch: Patch::BlockDioPinPages,
         name: "block-dio-pin-pages",
         commit: "a7e689dd1c06",
-        landed: KernelVersion::new(6, 5),
+        landed: Some(KernelVersion::new(6, 5)),
         subject: "block: Convert bio_iov_iter_get_pages to use iov_iter_extract_pages",
         summary: "block direct IO pins user pages (FOLL_PIN, +1024 on small folios) instead of FOLL_GET (+1)",
     },
@@ -81,9 +86,35 @@ pub const PATCHES: &[PatchInfo] = &[
         patch: Patch::LazyfreeSwapbackedIffDirty,
         name: "lazyfree-swapbacked-iff-dirty",
         commit: "faeb2831b517",
-        landed: KernelVersion::new(6, 15),
+        landed: Some(KernelVersion::new(6, 15)),
         subject: "mm: set folio swapbacked iff folios are dirty in try_to_unmap_one",
         summary: "try_to_unmap_one: a clean lazyfree folio with an extra reference is remapped and stays lazyfree; only a dirty one becomes swapbacked",
+    },
+    // 68f0320824fa and 9c5938694cd0 both landed in the 6.8 merge window: no release had the
+    // warning. 6.8 has both; `--patch rmap-silence-large-rmappable-warning=off` shows the window.
+    PatchInfo {
+        patch: Patch::RmapLargeRmappableWarning,
+        name: "rmap-large-rmappable-warning",
+        commit: "68f0320824fa",
+        landed: Some(KernelVersion::new(6, 8)),
+        subject: "mm/rmap: convert folio_add_file_rmap_range() into folio_add_file_rmap_[pte|ptes|pmd]()",
+        summary: "__folio_rmap_sanity_checks: VM_WARN_ON_FOLIO(folio_test_large(folio) && !folio_test_large_rmappable(folio))",
+    },
+    PatchInfo {
+        patch: Patch::RmapSilenceLargeRmappableWarning,
+        name: "rmap-silence-large-rmappable-warning",
+        commit: "9c5938694cd0",
+        landed: Some(KernelVersion::new(6, 8)),
+        subject: "mm/rmap: silence VM_WARN_ON_FOLIO() in __folio_rmap_sanity_checks()",
+        summary: "__folio_rmap_sanity_checks: the large_rmappable warning becomes a TODO (vm_insert_page passes driver-allocated compound pages)",
+    },
+    PatchInfo {
+        patch: Patch::FolioWalkPfnmapEarlyReturn,
+        name: "folio-walk-pfnmap-early-return",
+        commit: "unmerged",
+        landed: None,
+        subject: "[PATCH 06/19] mm/pagewalk: check pfnmap early for folio_walk_start() (\"mm: Support huge pfnmaps\", rejected in review)",
+        summary: "folio_walk_start: return NULL for VM_IO|VM_PFNMAP VMAs, hiding anonymous folios COWed into private PFN maps",
     },
 ];
 
@@ -97,7 +128,10 @@ impl Patch {
     }
 
     pub fn by_name(name: &str) -> Option<Patch> {
-        PATCHES.iter().find(|p| p.name == name || p.commit.starts_with(name) && name.len() >= 7).map(|p| p.patch)
+        PATCHES
+            .iter()
+            .find(|p| p.name == name || p.landed.is_some() && p.commit.starts_with(name) && name.len() >= 7)
+            .map(|p| p.patch)
     }
 }
 
@@ -112,7 +146,10 @@ pub struct KernelConfig {
 
 impl KernelConfig {
     pub fn for_version(version: KernelVersion) -> KernelConfig {
-        let applied = PATCHES.iter().filter(|p| p.landed <= version).fold(0, |set, p| set | p.patch.bit());
+        let applied = PATCHES
+            .iter()
+            .filter(|p| p.landed.is_some_and(|landed| landed <= version))
+            .fold(0, |set, p| set | p.patch.bit());
         KernelConfig { version, applied, overrides: Vec::new() }
     }
 

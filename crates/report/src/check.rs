@@ -124,7 +124,7 @@ pub fn check(
             explore_pct(&system, explorer_options, options.seed, options.pct_depth, events.len() as u64)
         }
     };
-    let expected = scenario.expected(options.kernel.version).cloned();
+    let expected = scenario.expected(&options.kernel).cloned();
     let violation = outcome.violation.as_ref().map(|(v, _)| v.clone());
     let matches_expectation = expected.as_ref().map(|e| matches(e, &outcome.verdict, violation.as_ref()));
     let (replay, trace) = match &outcome.violation {

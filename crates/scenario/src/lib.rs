@@ -10,6 +10,7 @@ mod parser;
 pub use parser::parse;
 
 use mmcheck_model::folio::{PageData, PAGE_SIZE};
+use mmcheck_model::patches::Patch;
 use mmcheck_model::{KernelConfig, KernelVersion, SystemSpec, ViolationKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -103,8 +104,33 @@ impl KernelRange {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize)]
 pub struct Expectation {
     pub kernels: KernelRange,
+    /// Registered changes turned on (`+name`) or off (`-name`) for this line.
+    #[serde(serialize_with = "patch_names")]
+    pub patches: Vec<(Patch, bool)>,
     pub outcome: Outcome,
     pub line: usize,
+}
+
+fn patch_names<S: serde::Serializer>(patches: &[(Patch, bool)], serializer: S) -> Result<S::Ok, S::Error> {
+    serializer
+        .collect_seq(patches.iter().map(|(patch, on)| format!("{}{}", if *on { '+' } else { '-' }, patch.info().name)))
+}
+
+impl Expectation {
+    /// Whether this line speaks about `kernel`: its version is in the range and every patch
+    /// the line names is set as the line says.
+    pub fn covers(&self, kernel: &KernelConfig) -> bool {
+        self.kernels.contains(kernel.version) && self.patches.iter().all(|(patch, on)| kernel.applies(*patch) == *on)
+    }
+
+    /// `>= 6.8`, or `6.8 -rmap-silence-large-rmappable-warning`.
+    pub fn describe_kernels(&self) -> String {
+        let mut text = self.kernels.describe();
+        for (patch, on) in &self.patches {
+            text.push_str(&format!(" {}{}", if *on { '+' } else { '-' }, patch.info().name));
+        }
+        text
+    }
 }
 
 /// A parsed scenario. Parameters stay symbolic until [`Scenario::system`] evaluates them.
@@ -120,18 +146,28 @@ pub struct Scenario {
 }
 
 impl Scenario {
-    /// The expected outcome for a kernel, from the first `expect` line whose range holds it.
-    pub fn expected(&self, version: KernelVersion) -> Option<&Outcome> {
-        self.expectations.iter().find(|e| e.kernels.contains(version)).map(|e| &e.outcome)
+    /// The expected outcome for a kernel, from the first `expect` line that covers it.
+    pub fn expected(&self, kernel: &KernelConfig) -> Option<&Outcome> {
+        self.expectations.iter().find(|e| e.covers(kernel)).map(|e| &e.outcome)
     }
 
-    /// The kernels the suite checks this scenario under, oldest first.
-    pub fn suite_kernels(&self) -> Vec<KernelVersion> {
-        let mut versions: Vec<KernelVersion> =
-            self.expectations.iter().flat_map(|e| e.kernels.representatives()).collect();
-        versions.sort();
-        versions.dedup();
-        versions
+    /// The kernels the suite checks this scenario under: each line's representative versions
+    /// with the line's patch overrides, oldest first.
+    pub fn suite_kernels(&self) -> Vec<KernelConfig> {
+        let mut kernels: Vec<KernelConfig> = Vec::new();
+        for expectation in &self.expectations {
+            for version in expectation.kernels.representatives() {
+                let mut kernel = KernelConfig::for_version(version);
+                for (patch, on) in &expectation.patches {
+                    kernel.set(*patch, *on);
+                }
+                if !kernels.iter().any(|k| k.label() == kernel.label()) {
+                    kernels.push(kernel);
+                }
+            }
+        }
+        kernels.sort_by(|a, b| (a.version, a.label()).cmp(&(b.version, b.label())));
+        kernels
     }
 
     /// Builds the model's system for these parameter overrides (`--set name=value`).

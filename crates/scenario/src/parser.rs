@@ -2,6 +2,7 @@
 
 use crate::lexer::{tokenize, Token, TokenKind};
 use crate::{filled_file, Diagnostic, Expectation, KernelRange, Outcome, Scenario};
+use mmcheck_model::patches::{Patch, PATCHES};
 use mmcheck_model::program::{map, prot, Advice, Comparison, Instruction, Operand, SourceLocation};
 use mmcheck_model::{KernelVersion, SystemSpec, ThreadSpec, ViolationKind};
 use std::collections::BTreeMap;
@@ -287,6 +288,7 @@ impl<'a> Parser<'a> {
                 ))
             }
         };
+        let patches = self.patch_overrides()?;
         self.expect(TokenKind::Colon, "`:`")?;
         let (word, word_span) = self.identifier("`verified` or `violation KIND`")?;
         let outcome = match word.as_str() {
@@ -314,7 +316,23 @@ impl<'a> Parser<'a> {
                 ))
             }
         };
-        Ok(Expectation { kernels, outcome, line })
+        Ok(Expectation { kernels, patches, outcome, line })
+    }
+
+    /// `+name` / `-name` after an expectation's kernel range: registered changes on or off.
+    fn patch_overrides(&mut self) -> Result<Vec<(Patch, bool)>, Diagnostic> {
+        let mut patches = Vec::new();
+        while matches!(self.peek(), TokenKind::Plus | TokenKind::Minus) {
+            let on = self.advance().kind == TokenKind::Plus;
+            let (name, span) = self.identifier_or_number("a registered change (see `mmcheck kernels`)")?;
+            let Some(patch) = Patch::by_name(&name) else {
+                let names: Vec<&str> = PATCHES.iter().map(|p| p.name).collect();
+                return Err(Diagnostic::new(format!("unknown kernel change `{name}`"), span.0, span.1)
+                    .with_note(format!("registered changes: {}", names.join(", "))));
+            };
+            patches.push((patch, on));
+        }
+        Ok(patches)
     }
 
     fn block(&mut self) -> Result<Vec<Statement>, Diagnostic> {

@@ -1,7 +1,7 @@
 //! Scenario diagnostics (message and line:column), well-formed scenarios, parameters and suite kernels.
 
 use mmcheck_model::program::{map, prot, Advice, Instruction, Operand};
-use mmcheck_model::{KernelVersion, ViolationKind};
+use mmcheck_model::{KernelConfig, KernelVersion, Patch, ViolationKind};
 use mmcheck_scenario::{parse, Diagnostic, KernelRange, Outcome, Scenario};
 
 /// Wraps statements in a minimal scenario: the statements start on line 3, column 3.
@@ -420,8 +420,11 @@ fn a_scenario_with_every_construct_parses() {
     assert_eq!(scenario.expectations[0].outcome, Outcome::Violation(ViolationKind::DataLoss));
     assert_eq!(scenario.expectations[0].line, 40);
     assert_eq!(scenario.expectations[1].line, 41);
-    assert_eq!(scenario.expected(KernelVersion::new(5, 17)), Some(&Outcome::Violation(ViolationKind::DataLoss)));
-    assert_eq!(scenario.expected(KernelVersion::new(6, 1)), Some(&Outcome::Verified));
+    assert_eq!(
+        scenario.expected(&KernelConfig::for_version(KernelVersion::new(5, 17))),
+        Some(&Outcome::Violation(ViolationKind::DataLoss))
+    );
+    assert_eq!(scenario.expected(&KernelConfig::for_version(KernelVersion::new(6, 1))), Some(&Outcome::Verified));
 
     let spec = scenario.system(&[]).expect("builds");
     assert_eq!(spec.mms, 1);
@@ -551,7 +554,7 @@ fn signal_and_wait_compile_to_events() {
 fn a_scenario_without_processes_or_expectations_parses() {
     let scenario = ok("scenario empty");
     assert!(scenario.expectations.is_empty());
-    assert_eq!(scenario.expected(KernelVersion::NEWEST), None);
+    assert_eq!(scenario.expected(&KernelConfig::for_version(KernelVersion::NEWEST)), None);
     assert!(scenario.suite_kernels().is_empty());
     assert!(scenario.system(&[]).expect("builds").threads.is_empty());
 }
@@ -566,10 +569,16 @@ fn exact_and_at_least_expectations() {
     ));
     assert_eq!(scenario.expectations[0].kernels, KernelRange::Exactly(KernelVersion::new(6, 5)));
     assert_eq!(scenario.expectations[1].kernels, KernelRange::Exactly(KernelVersion::new(6, 6)));
-    assert_eq!(scenario.expected(KernelVersion::new(6, 5)), Some(&Outcome::Violation(ViolationKind::Leak)));
-    assert_eq!(scenario.expected(KernelVersion::new(6, 6)), Some(&Outcome::Verified));
-    assert_eq!(scenario.expected(KernelVersion::new(6, 7)), Some(&Outcome::Violation(ViolationKind::UseAfterFree)));
-    assert_eq!(scenario.expected(KernelVersion::new(6, 3)), None);
+    assert_eq!(
+        scenario.expected(&KernelConfig::for_version(KernelVersion::new(6, 5))),
+        Some(&Outcome::Violation(ViolationKind::Leak))
+    );
+    assert_eq!(scenario.expected(&KernelConfig::for_version(KernelVersion::new(6, 6))), Some(&Outcome::Verified));
+    assert_eq!(
+        scenario.expected(&KernelConfig::for_version(KernelVersion::new(6, 7))),
+        Some(&Outcome::Violation(ViolationKind::UseAfterFree))
+    );
+    assert_eq!(scenario.expected(&KernelConfig::for_version(KernelVersion::new(6, 3))), None);
     for kind in ViolationKind::ALL {
         let source = format!("scenario k\nexpect kernel 6.1: violation {}\n", kind.name());
         assert_eq!(ok(&source).expectations[0].outcome, Outcome::Violation(kind));
@@ -622,12 +631,13 @@ fn madv_free_dio_suite_kernels() {
     let scenario = madv_free_dio();
     assert_eq!(scenario.name, "madv-free-dio");
     assert!(scenario.references.iter().any(|r| r == "6c8e2a256915"));
+    let labels: Vec<String> = scenario.suite_kernels().iter().map(KernelConfig::label).collect();
+    assert_eq!(labels, ["5.17", "5.18", "6.18"]);
     assert_eq!(
-        scenario.suite_kernels(),
-        vec![KernelVersion::new(5, 17), KernelVersion::new(5, 18), KernelVersion::new(6, 18)]
+        scenario.expected(&KernelConfig::for_version(KernelVersion::new(5, 16))),
+        Some(&Outcome::Violation(ViolationKind::DataLoss))
     );
-    assert_eq!(scenario.expected(KernelVersion::new(5, 16)), Some(&Outcome::Violation(ViolationKind::DataLoss)));
-    assert_eq!(scenario.expected(KernelVersion::new(5, 18)), Some(&Outcome::Verified));
+    assert_eq!(scenario.expected(&KernelConfig::for_version(KernelVersion::new(5, 18))), Some(&Outcome::Verified));
 }
 
 #[test]
@@ -647,4 +657,21 @@ fn a_store_has_no_result_to_assign() {
     let source = with_buffer("x = store(buf, 4K, 1)");
     let d = assert_error(&source, "`store` returns nothing to assign", 4, 7);
     assert_eq!(spanned(&source, &d), "store(buf, 4K, 1)");
+}
+
+#[test]
+fn expectations_name_patch_overrides() {
+    let scenario = parse(
+        "scenario t\nexpect kernel 6.8 -rmap-silence-large-rmappable-warning: violation kernel-warning\nexpect kernel >= 6.7: verified\n",
+    )
+    .expect("parses");
+    let labels: Vec<String> = scenario.suite_kernels().iter().map(KernelConfig::label).collect();
+    assert_eq!(labels, ["6.7", "6.8 -rmap-silence-large-rmappable-warning", "6.18"]);
+    let mut window = KernelConfig::for_version(KernelVersion::new(6, 8));
+    assert_eq!(scenario.expected(&window), Some(&Outcome::Verified));
+    window.set(Patch::RmapSilenceLargeRmappableWarning, false);
+    assert_eq!(scenario.expected(&window), Some(&Outcome::Violation(ViolationKind::KernelWarning)));
+    let error = parse("scenario t\nexpect kernel 6.8 +no-such-change: verified\n").expect_err("unknown change");
+    assert_eq!(error.line_column("scenario t\nexpect kernel 6.8 +no-such-change: verified\n"), (2, 20));
+    assert!(error.message.contains("unknown kernel change"), "{}", error.message);
 }
