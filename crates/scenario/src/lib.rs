@@ -166,7 +166,7 @@ impl Scenario {
                 }
             }
         }
-        kernels.sort_by(|a, b| (a.version, a.label()).cmp(&(b.version, b.label())));
+        kernels.sort_by_key(|k| (k.version, k.label()));
         kernels
     }
 
