@@ -176,15 +176,24 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// A kernel assertion on a folio: `macro_name(text)` with the folio dumped.
+    fn folio_assertion(&mut self, kind: ViolationKind, macro_name: &str, folio: FolioId, text: &str) {
+        let dump = self.k.folio(folio).dump(folio);
+        self.violation(Violation { kind, message: format!("{macro_name}({text})"), dump: vec![dump] });
+    }
+
     /// VM_BUG_ON_FOLIO(cond, folio): a kernel BUG with the folio dumped.
     pub fn vm_bug_on_folio(&mut self, condition: bool, folio: FolioId, text: &str) -> bool {
         if condition {
-            let dump = self.k.folio(folio).dump(folio);
-            self.violation(Violation {
-                kind: ViolationKind::KernelBug,
-                message: format!("VM_BUG_ON_FOLIO({text})"),
-                dump: vec![dump],
-            });
+            self.folio_assertion(ViolationKind::KernelBug, "VM_BUG_ON_FOLIO", folio, text);
+        }
+        condition
+    }
+
+    /// VM_WARN_ON_FOLIO(cond, folio): a kernel warning with the folio dumped.
+    pub fn vm_warn_on_folio(&mut self, condition: bool, folio: FolioId, text: &str) -> bool {
+        if condition {
+            self.folio_assertion(ViolationKind::KernelWarning, "VM_WARN_ON_FOLIO", folio, text);
         }
         condition
     }
@@ -192,12 +201,7 @@ impl<'a> Ctx<'a> {
     /// VM_WARN_ON_ONCE_FOLIO / WARN_ON_ONCE: a kernel warning.
     pub fn warn_on_folio(&mut self, condition: bool, folio: FolioId, text: &str) -> bool {
         if condition {
-            let dump = self.k.folio(folio).dump(folio);
-            self.violation(Violation {
-                kind: ViolationKind::KernelWarning,
-                message: format!("WARN_ON_ONCE({text})"),
-                dump: vec![dump],
-            });
+            self.folio_assertion(ViolationKind::KernelWarning, "WARN_ON_ONCE", folio, text);
         }
         condition
     }

@@ -50,10 +50,13 @@ pub enum PageFlag {
     Anon,
     LargeRmappable,
     Unevictable,
+    /// PG_reserved: memory the page allocator never hands out (device memory behind raw
+    /// pfns here); never freed, never on the LRU.
+    Reserved,
 }
 
 impl PageFlag {
-    pub const ALL: [PageFlag; 13] = [
+    pub const ALL: [PageFlag; 14] = [
         PageFlag::Locked,
         PageFlag::Referenced,
         PageFlag::Uptodate,
@@ -67,6 +70,7 @@ impl PageFlag {
         PageFlag::Anon,
         PageFlag::LargeRmappable,
         PageFlag::Unevictable,
+        PageFlag::Reserved,
     ];
 
     /// The name `dump_page` prints (mm/debug.c, include/trace/events/mmflags.h).
@@ -85,6 +89,7 @@ impl PageFlag {
             PageFlag::Anon => "anon",
             PageFlag::LargeRmappable => "large_rmappable",
             PageFlag::Unevictable => "unevictable",
+            PageFlag::Reserved => "reserved",
         }
     }
 

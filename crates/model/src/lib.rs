@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod block;
+pub mod drivers;
 pub mod folio;
 pub mod kernel;
 pub mod mm;

@@ -88,11 +88,13 @@ pub mod map {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Instruction {
     /// `dst = mmap(NULL, length, prot, flags, -1, 0)`.
+    /// With `device`, the mapping of a scenario device (its file's mmap handler).
     Mmap {
         dst: Register,
         length: u64,
         prot: u32,
         flags: u32,
+        device: Option<crate::state::DeviceId>,
     },
     Munmap {
         dst: Option<Register>,

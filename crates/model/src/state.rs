@@ -15,6 +15,7 @@ pub type MmId = u32;
 pub type FileId = u32;
 pub type AnonVmaId = u32;
 pub type ThreadId = u32;
+pub type DeviceId = u32;
 
 /// include/linux/spinlock.h: a spinlock (or any exclusive lock), owned by one thread.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -54,6 +55,11 @@ pub struct Vma {
     pub flags: u32,
     pub anon_vma: Option<AnonVmaId>,
     pub file: Option<FileId>,
+    /// The scenario device whose `mmap` handler set this VMA up (its `vm_file`).
+    pub device: Option<DeviceId>,
+    /// The driver's pages for this mapping (what a driver keeps in `vm_private_data` and
+    /// frees in `vm_ops->close`).
+    pub private_folios: Vec<FolioId>,
 }
 
 impl Vma {
@@ -71,6 +77,18 @@ impl Vma {
 
     pub fn contains(&self, address: u64) -> bool {
         self.start <= address && address < self.end
+    }
+
+    /// include/linux/mm.h: is_cow_mapping(): private and possibly writable.
+    pub fn is_cow_mapping(&self) -> bool {
+        self.flags & (vm_flags::VM_SHARED | vm_flags::VM_MAYWRITE) == vm_flags::VM_MAYWRITE
+    }
+
+    /// mm/mmap.c: vm_get_page_prot() / vma_wants_writenotify(): PTEs of a private mapping are
+    /// installed read-only (COW); a shared writable one's are writable (no dirty tracking is
+    /// modelled).
+    pub fn page_prot_write(&self) -> bool {
+        self.flags & vm_flags::VM_SHARED != 0 && self.flags & vm_flags::VM_WRITE != 0
     }
 }
 

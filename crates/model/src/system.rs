@@ -4,7 +4,8 @@
 //! Architecture invariant: the model is deterministic and knows nothing of the search order.
 
 use crate::access::{Ctx, Effects, Event};
-use crate::folio::{pfn_folio, pfn_page, Folio, FolioId, Mapping, PageData, ZERO_FOLIO};
+use crate::drivers::{order_for, DeviceKind, DeviceSpec};
+use crate::folio::{folio_pfn, pfn_folio, pfn_page, Folio, FolioId, Mapping, PageData, PageFlag, ZERO_FOLIO};
 use crate::mm::madvise::Madvise;
 use crate::mm::memory::UserAccess;
 use crate::mm::mmap::{ExitMmap, Mmap, Munmap};
@@ -35,6 +36,7 @@ pub struct SystemSpec {
     pub threads: Vec<ThreadSpec>,
     pub mms: usize,
     pub files: Vec<Vec<PageData>>,
+    pub devices: Vec<DeviceSpec>,
 }
 
 pub struct System {
@@ -43,7 +45,16 @@ pub struct System {
 }
 
 impl System {
-    pub fn new(spec: SystemSpec, config: KernelConfig) -> Self {
+    /// Device memory (of `remap_pfn` devices) is placed right after the zero page, one
+    /// PG_reserved folio per device, in declaration order.
+    pub fn new(mut spec: SystemSpec, config: KernelConfig) -> Self {
+        let mut next: FolioId = ZERO_FOLIO + 1;
+        for device in &mut spec.devices {
+            if let DeviceKind::RemapPfn { base, .. } = &mut device.kind {
+                *base = folio_pfn(next, 0);
+                next += 1;
+            }
+        }
         System { spec, config }
     }
 
@@ -87,8 +98,9 @@ impl System {
         };
         let mm = spec.mm.unwrap_or(0);
         let frame = match instruction {
-            Instruction::Mmap { length, prot, flags, .. } => {
-                Frame::Mmap(Mmap { mm, length: *length, prot: *prot, flags: *flags })
+            Instruction::Mmap { length, prot, flags, device, .. } => {
+                let device = device.map(|id| (id, self.spec.devices[id as usize].kind));
+                Frame::Mmap(Mmap::new(mm, *length, *prot, *flags, device))
             }
             Instruction::Munmap { address, length, .. } => {
                 Frame::Munmap(Munmap::new(mm, Self::value(t, *address) as u64, *length))
@@ -244,7 +256,10 @@ fn rmap_finds(k: &Kernel, folio: &Folio, mm: MmId, address: u64, page: usize) ->
                     v.anon_vma == Some(anon_vma) && v.address_of_index(folio.index + page as u64) == Some(address)
                 })
         }
-        Mapping::File(_) | Mapping::None => false,
+        // A driver's page from vm_insert_page(): "there can't and never will be an rmap walk"
+        // for it, so there is nothing that must find it.
+        Mapping::None => !folio.test(PageFlag::Anon),
+        Mapping::File(_) => false,
     }
 }
 
@@ -256,10 +271,21 @@ impl Model for System {
     fn initial_state(&self) -> Kernel {
         let mut zero = Folio::new(0);
         zero.refcount = 1;
+        let mut folios = vec![zero];
+        for device in &self.spec.devices {
+            if let DeviceKind::RemapPfn { pages, .. } = device.kind {
+                let mut memory = Folio::new(order_for(pages));
+                memory.flags = PageFlag::Reserved.mask();
+                for page in &mut memory.pages {
+                    page.data = PageData::Fill(device.fill);
+                }
+                folios.push(memory);
+            }
+        }
         let files = self.spec.files.iter().map(|blocks| Shared::new(File { blocks: blocks.clone() })).collect();
         let threads = self.spec.threads.iter().map(|t| Shared::new(Thread::new(t.registers, t.starts))).collect();
         Kernel {
-            folios: std::iter::once(zero).collect(),
+            folios: folios.into_iter().collect(),
             mms: (0..self.spec.mms).map(|_| Shared::new(Mm::default())).collect(),
             anon_vmas: Vec::new(),
             files,
@@ -336,7 +362,7 @@ impl Model for System {
             .folios
             .iter()
             .enumerate()
-            .filter(|(id, f)| *id as FolioId != ZERO_FOLIO && f.allocated)
+            .filter(|(id, f)| *id as FolioId != ZERO_FOLIO && f.allocated && !f.test(PageFlag::Reserved))
             .map(|(id, f)| f.dump(id as FolioId))
             .collect();
         if !leaked.is_empty() && k.mms.iter().all(|mm| mm.exited) {

@@ -110,6 +110,7 @@ pub enum Frame {
     TryToUnmap(TryToUnmap),
     FolioReferenced(FolioReferenced),
     Fork(crate::kernel::fork::Fork),
+    DriverMmap(crate::drivers::DriverMmap),
 }
 
 macro_rules! each_frame {
@@ -130,6 +131,7 @@ macro_rules! each_frame {
             Frame::TryToUnmap($inner) => $body,
             Frame::FolioReferenced($inner) => $body,
             Frame::Fork($inner) => $body,
+            Frame::DriverMmap($inner) => $body,
         }
     };
 }

@@ -1,6 +1,7 @@
 //! Sequential semantics of each modelled kernel operation, run one thread at a time with `run_sequential`.
 
 use mmcheck_model::access::Event;
+use mmcheck_model::drivers::{DeviceKind, DeviceSpec};
 use mmcheck_model::folio::{pfn_folio, Folio, FolioId, LruList, PageData, PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
 use mmcheck_model::mm::mmap::MMAP_BASE;
 use mmcheck_model::pgtable::{PresentPte, Pte};
@@ -21,11 +22,12 @@ fn mmap(dst: u16, length: u64) -> Instruction {
         length,
         prot: prot::PROT_READ | prot::PROT_WRITE,
         flags: map::MAP_PRIVATE | map::MAP_ANONYMOUS,
+        device: None,
     }
 }
 
 fn mmap_read_only(dst: u16, length: u64) -> Instruction {
-    Instruction::Mmap { dst, length, prot: prot::PROT_READ, flags: map::MAP_PRIVATE | map::MAP_ANONYMOUS }
+    Instruction::Mmap { dst, length, prot: prot::PROT_READ, flags: map::MAP_PRIVATE | map::MAP_ANONYMOUS, device: None }
 }
 
 /// Register `r` plus `offset`.
@@ -87,6 +89,18 @@ impl Spec {
         self
     }
 
+    fn device(mut self, kind: DeviceKind, fill: u8) -> Self {
+        let name = format!("dev{}", self.spec.devices.len());
+        self.spec.devices.push(DeviceSpec { name, kind, fill });
+        self
+    }
+
+    fn run_with(self, config: KernelConfig) -> Run {
+        let system = System::new(self.spec, config);
+        let (k, violation, events) = run_sequential(&system);
+        Run { k, violation, events }
+    }
+
     fn file(mut self, blocks: Vec<PageData>) -> Self {
         self.spec.files.push(blocks);
         self
@@ -97,9 +111,7 @@ impl Spec {
     }
 
     fn run_on(self, version: KernelVersion) -> Run {
-        let system = System::new(self.spec, KernelConfig::for_version(version));
-        let (k, violation, events) = run_sequential(&system);
-        Run { k, violation, events }
+        self.run_with(KernelConfig::for_version(version))
     }
 }
 
@@ -798,4 +810,112 @@ fn a_thread_waiting_for_an_event_nobody_signals_is_a_deadlock() {
     let r = run(vec![Instruction::WaitEvent { event: 3 }]);
     let violation = r.violation(ViolationKind::Deadlock);
     assert!(violation.message.contains("p0"), "{violation}");
+}
+
+// ---- drivers: vm_insert_page(), remap_pfn_range(), vm_normal_page() ---------------------------
+
+fn mmap_device(dst: u16, length: u64, flags: u32, device: u32) -> Instruction {
+    Instruction::Mmap { dst, length, prot: prot::PROT_READ | prot::PROT_WRITE, flags, device: Some(device) }
+}
+
+const COMPOUND: DeviceKind = DeviceKind::InsertPage { order: 2, compound: true, batched: false };
+
+#[test]
+fn vm_insert_page_maps_subpages_of_a_compound_page_as_normal_file_pages() {
+    let r = Spec::new().process(vec![mmap_device(0, 4 * PAGE, map::MAP_SHARED, 0), store(at(0, 0), 4 * PAGE, 0x5a)]);
+    let r = r.device(COMPOUND, 0).run();
+    r.ok();
+    let buffer = r.buffer();
+    let vma = r.k.mms[0].find_vma(buffer).expect("the device VMA").clone();
+    assert_ne!(vma.flags & vm_flags::VM_MIXEDMAP, 0, "vm_insert_page() sets VM_MIXEDMAP");
+    assert_eq!(vma.flags & vm_flags::VM_PFNMAP, 0);
+    let folio: FolioId = vma.private_folios[0];
+    for page in 0..4u64 {
+        let present = r.pte(buffer + page * PAGE).present().expect("mapped at mmap time");
+        assert!(!present.special, "vm_insert_page() PTEs are normal");
+        assert!(present.write && present.dirty, "a shared writable mapping, then stored to");
+        assert_eq!(pfn_folio(present.pfn), folio);
+    }
+    let f = r.k.folio(folio);
+    assert_eq!(f.order, 2);
+    assert!(!f.test(PageFlag::LargeRmappable) && !f.test(PageFlag::Anon));
+    assert_eq!(f.refcount, 1 + 4, "the driver's reference and one per PTE (folio_get)");
+    assert!(f.pages.iter().all(|p| p.mapcount == 1), "folio_add_file_rmap_pte() per subpage");
+    assert_eq!(r.k.mms[0].rss_file, 4);
+    assert_eq!(r.k.mms[0].rss_anon, 0);
+}
+
+#[test]
+fn the_driver_page_is_freed_once_unmapped_and_closed() {
+    let program = vec![mmap_device(0, 4 * PAGE, map::MAP_SHARED, 0), munmap(1, at(0, 0), 4 * PAGE)];
+    let r = Spec::new().process(program).device(COMPOUND, 0).run();
+    r.ok();
+    assert_eq!(r.register(0, 1), 0);
+    let freed = r.k.folios.iter().skip(1).all(|f| !f.allocated);
+    assert!(freed, "zap dropped four mappings, vm_ops->close the allocation");
+    let partial = vec![mmap_device(0, 4 * PAGE, map::MAP_SHARED, 0), munmap(1, at(0, PAGE as i64), PAGE)];
+    let r = Spec::new().process(partial).device(COMPOUND, 0).run();
+    assert_eq!(r.register(0, 1), -errno::EINVAL, "vm_ops->may_split refuses");
+}
+
+#[test]
+fn the_large_rmappable_warning_fires_only_between_its_two_patches() {
+    let program = || vec![mmap_device(0, 2 * PAGE, map::MAP_SHARED, 0)];
+    let mut window = KernelConfig::for_version(KernelVersion::new(6, 8));
+    window.set(mmcheck_model::Patch::RmapSilenceLargeRmappableWarning, false);
+    let r = Spec::new().process(program()).device(COMPOUND, 0).run_with(window.clone());
+    let warning = r.violation(ViolationKind::KernelWarning);
+    assert!(warning.message.contains("folio_add_file_rmap_pte"), "{warning}");
+    for version in [KernelVersion::new(6, 7), KernelVersion::new(6, 8), KernelVersion::NEWEST] {
+        Spec::new().process(program()).device(COMPOUND, 0).run_on(version).ok();
+    }
+    // Order-0 driver pages never trip it.
+    let small = DeviceKind::InsertPage { order: 0, compound: false, batched: true };
+    let r = Spec::new().process(program()).device(small, 0).run_with(window);
+    r.ok();
+    assert_eq!(r.k.mms[0].rss_file, 2);
+}
+
+#[test]
+fn remap_pfn_range_maps_special_ptes_and_a_private_write_cows_an_anonymous_copy() {
+    let pfnmap = DeviceKind::RemapPfn { base: 0, pages: 4 };
+    let program = vec![mmap_device(0, 4 * PAGE, map::MAP_PRIVATE, 0), store(at(0, PAGE as i64), 16, 0x11)];
+    let r = Spec::new().process(program).device(pfnmap, 0x77).run();
+    r.ok();
+    let buffer = r.buffer();
+    let vma = r.k.mms[0].find_vma(buffer).expect("the device VMA").clone();
+    assert_eq!(vma.flags & (vm_flags::VM_PFNMAP | vm_flags::VM_IO), vm_flags::VM_PFNMAP | vm_flags::VM_IO);
+    let raw = r.pte(buffer).present().expect("remapped");
+    assert!(raw.special && !raw.write, "a private mapping's PTEs are read-only and special");
+    assert_eq!(vma.pgoff, raw.pfn, "a COW PFN map records its first pfn in vm_pgoff");
+    let copied = r.pte(buffer + PAGE).present().expect("COWed");
+    assert!(!copied.special && copied.write);
+    let anon = pfn_folio(copied.pfn);
+    assert!(r.k.folio(anon).test(PageFlag::Anon));
+    let data = &r.k.folio(anon).pages[0].data;
+    assert_eq!(data.first_mismatch(0, 16, 0x11), None, "the store landed in the copy");
+    assert_eq!(data.first_mismatch(16, 4080, 0x77), None, "the rest was copied from the device memory");
+    assert_eq!(r.k.mms[0].rss_anon, 1);
+    // vm_normal_page(): with pte_special() the raw pfn is not normal and the copy is; without
+    // it, the linearity rule decides the same.
+    use mmcheck_model::mm::memory::vm_normal_page_arch;
+    for special in [true, false] {
+        assert_eq!(vm_normal_page_arch(&vma, buffer, raw, special), None);
+        assert_eq!(vm_normal_page_arch(&vma, buffer + PAGE, copied, special), Some(copied.pfn));
+    }
+    // Without pte_special(), a shared PFN map never has normal pages.
+    let shared = mmcheck_model::state::Vma { flags: vma.flags | vm_flags::VM_SHARED, ..vma.clone() };
+    assert_eq!(vm_normal_page_arch(&shared, buffer + PAGE, copied, false), None);
+}
+
+#[test]
+fn a_hole_in_a_device_mapping_faults_with_sigbus() {
+    let program = vec![
+        mmap_device(0, 2 * PAGE, map::MAP_SHARED, 0),
+        madvise(1, at(0, 0), PAGE, Advice::DontNeed),
+        load(at(0, 0), 8, 0),
+    ];
+    let r = Spec::new().process(program).device(COMPOUND, 0).run();
+    let fault = r.violation(ViolationKind::Fault);
+    assert!(fault.message.contains("SIGBUS"), "{fault}");
 }

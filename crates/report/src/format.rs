@@ -70,16 +70,17 @@ pub fn table(rows: &[SuiteRow]) -> String {
     let mut out = String::new();
     let name_width = rows.iter().map(|r| r.scenario.len()).max().unwrap_or(8).max(8);
     let got_width = rows.iter().map(|r| r.got.len()).max().unwrap_or(3).max(24);
+    let kernel_width = rows.iter().map(|r| r.kernel.len()).max().unwrap_or(6).max(6);
     writeln!(
         out,
-        "{:<name_width$}  {:<8}  {:<24}  {:<got_width$}  {:>10}  {:>9}",
+        "{:<name_width$}  {:<kernel_width$}  {:<24}  {:<got_width$}  {:>10}  {:>9}",
         "scenario", "kernel", "expected", "got", "states", "time"
     )
     .expect("string write");
     for row in rows {
         writeln!(
             out,
-            "{:<name_width$}  {:<8}  {:<24}  {:<got_width$}  {:>10}  {:>7}ms{}",
+            "{:<name_width$}  {:<kernel_width$}  {:<24}  {:<got_width$}  {:>10}  {:>7}ms{}",
             row.scenario,
             row.kernel,
             row.expected,

@@ -2,6 +2,8 @@
 
 use crate::lexer::{tokenize, Token, TokenKind};
 use crate::{filled_file, Diagnostic, Expectation, KernelRange, Outcome, Scenario};
+use mmcheck_model::drivers::{DeviceKind, DeviceSpec};
+use mmcheck_model::folio::PAGE_SIZE;
 use mmcheck_model::patches::{Patch, PATCHES};
 use mmcheck_model::program::{map, prot, Advice, Comparison, Instruction, Operand, SourceLocation};
 use mmcheck_model::{KernelVersion, SystemSpec, ThreadSpec, ViolationKind};
@@ -78,6 +80,18 @@ pub(crate) struct FileDecl {
     fill: Expr,
 }
 
+/// `device NAME insert_page [compound order EXPR]`, `device NAME insert_pages ...` or
+/// `device NAME remap_pfn size EXPR fill EXPR`.
+#[derive(Clone, Debug)]
+pub(crate) struct DeviceDecl {
+    name: String,
+    method: (String, Span),
+    compound: bool,
+    order: Option<Expr>,
+    size: Option<Expr>,
+    fill: Option<Expr>,
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct ThreadDecl {
     name: String,
@@ -89,6 +103,7 @@ pub(crate) struct ThreadDecl {
 pub(crate) struct Ast {
     source: String,
     files: Vec<FileDecl>,
+    devices: Vec<DeviceDecl>,
     threads: Vec<ThreadDecl>,
 }
 
@@ -201,7 +216,8 @@ impl<'a> Parser<'a> {
     }
 
     fn item(&mut self, scenario: &mut Scenario) -> Result<(), Diagnostic> {
-        let (word, span) = self.identifier("`param`, `file`, `process`, `kthread`, `expect`, `ref` or `tag`")?;
+        let (word, span) =
+            self.identifier("`param`, `file`, `device`, `process`, `kthread`, `expect`, `ref` or `tag`")?;
         match word.as_str() {
             "ref" => {
                 let (reference, _) = self.identifier_or_number("a commit id")?;
@@ -232,6 +248,10 @@ impl<'a> Parser<'a> {
                 let fill = self.expression()?;
                 scenario.ast.files.push(FileDecl { name, size, fill });
             }
+            "device" => {
+                let device = self.device()?;
+                scenario.ast.devices.push(device);
+            }
             "process" | "kthread" => {
                 let (name, _) = self.identifier("a name")?;
                 let body = self.block()?;
@@ -243,7 +263,7 @@ impl<'a> Parser<'a> {
             }
             _ => {
                 return Err(Diagnostic::new(format!("unknown item `{word}`"), span.0, span.1).with_note(
-                    "a scenario has `param`, `file`, `process`, `kthread`, `expect`, `ref` and `tag` lines",
+                    "a scenario has `param`, `file`, `device`, `process`, `kthread`, `expect`, `ref` and `tag` lines",
                 ))
             }
         }
@@ -317,6 +337,29 @@ impl<'a> Parser<'a> {
             }
         };
         Ok(Expectation { kernels, patches, outcome, line })
+    }
+
+    fn device(&mut self) -> Result<DeviceDecl, Diagnostic> {
+        let (name, _) = self.identifier("the device's name")?;
+        let method = self.identifier("how its mmap maps memory: `insert_page`, `insert_pages` or `remap_pfn`")?;
+        let mut device = DeviceDecl { name, method, compound: false, order: None, size: None, fill: None };
+        while let TokenKind::Identifier(word) = self.peek().clone() {
+            self.advance();
+            match word.as_str() {
+                "compound" => device.compound = true,
+                "order" => device.order = Some(self.expression()?),
+                "size" => device.size = Some(self.expression()?),
+                "fill" => device.fill = Some(self.expression()?),
+                _ => {
+                    let token = self.tokens[self.at - 1].clone();
+                    return Err(Diagnostic::new(format!("unknown device option `{word}`"), token.start, token.end)
+                        .with_note(
+                        "options: compound, order EXPR (insert_page/insert_pages); size EXPR, fill EXPR (remap_pfn)",
+                    ));
+                }
+            }
+        }
+        Ok(device)
     }
 
     /// `+name` / `-name` after an expectation's kernel range: registered changes on or off.
@@ -572,6 +615,7 @@ pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<Sys
         events: Vec::new(),
         parameters,
         files: BTreeMap::new(),
+        devices: BTreeMap::new(),
         spec: SystemSpec::default(),
     };
     for (index, file) in ast.files.iter().enumerate() {
@@ -585,6 +629,11 @@ pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<Sys
         }
         builder.files.insert(file.name.clone(), index as u32);
         builder.spec.files.push(filled_file(size, fill as u8));
+    }
+    for device in &ast.devices {
+        let spec = builder.device(device)?;
+        builder.devices.insert(device.name.clone(), builder.spec.devices.len() as u32);
+        builder.spec.devices.push(spec);
     }
     // Thread ids: each process's main thread, then its threads in order; kernel threads last.
     for declaration in ast.threads.iter().filter(|t| !t.kernel) {
@@ -616,6 +665,7 @@ struct Builder<'a> {
     events: Vec<String>,
     parameters: &'a BTreeMap<String, i64>,
     files: BTreeMap<String, u32>,
+    devices: BTreeMap<String, u32>,
     spec: SystemSpec,
 }
 
@@ -624,6 +674,47 @@ impl Builder<'_> {
         let d = Diagnostic::new("", span.0, span.1);
         let (line, column) = d.line_column(self.source);
         SourceLocation { line: line as u32, column: column as u32 }
+    }
+
+    fn device(&self, device: &DeviceDecl) -> Result<DeviceSpec, Diagnostic> {
+        let constant = |expr: &Option<Expr>| expr.as_ref().map(|e| evaluate_constant(e, self.parameters)).transpose();
+        let (method, span) = (&device.method.0, device.method.1);
+        let kind = match method.as_str() {
+            "insert_page" | "insert_pages" => {
+                if device.size.is_some() || device.fill.is_some() {
+                    return Err(diagnostic("`size` and `fill` are for `remap_pfn` devices", span));
+                }
+                let order = constant(&device.order)?.unwrap_or(0);
+                if !(0..=9).contains(&order) || (order > 0 && !device.compound) {
+                    return Err(diagnostic("`order` is 0 to 9, and above 0 only for a `compound` allocation", span)
+                        .with_note("a high-order allocation without __GFP_COMP has tail pages of refcount 0, which vm_insert_page() refuses"));
+                }
+                DeviceKind::InsertPage {
+                    order: order as u8,
+                    compound: device.compound,
+                    batched: method == "insert_pages",
+                }
+            }
+            "remap_pfn" => {
+                if device.compound || device.order.is_some() {
+                    return Err(diagnostic("`compound` and `order` are for `insert_page` devices", span));
+                }
+                let size =
+                    constant(&device.size)?.ok_or_else(|| diagnostic("a `remap_pfn` device needs `size`", span))?;
+                let pages = (size as u64).div_ceil(PAGE_SIZE);
+                if size <= 0 || pages > 512 {
+                    return Err(diagnostic("a device's memory is 1 to 512 pages", span));
+                }
+                DeviceKind::RemapPfn { base: 0, pages }
+            }
+            _ => {
+                return Err(diagnostic(format!("unknown device kind `{method}`"), span)
+                    .with_note("kinds: insert_page, insert_pages, remap_pfn"))
+            }
+        };
+        let fill = constant(&device.fill)?.unwrap_or(0);
+        let fill = u8::try_from(fill).map_err(|_| diagnostic("a fill byte is 0 to 255", span))?;
+        Ok(DeviceSpec { name: device.name.clone(), kind, fill })
     }
 
     fn process(&mut self, declaration: &ThreadDecl, mm: u32) -> Result<(), Diagnostic> {
@@ -831,8 +922,25 @@ impl Builder<'_> {
         let instruction = match call.name.as_str() {
             "mmap" => {
                 self.require_process(mm, call)?;
-                let [length, protection, flags] =
-                    self.arguments::<3>(call, "mmap(length, read|write, private|anonymous)")?;
+                let device = match call.arguments.get(3) {
+                    Some(expr) => {
+                        let (name, span) = self.name_argument(expr, "a device declared with `device`")?;
+                        let Some(&id) = self.devices.get(name) else {
+                            return Err(diagnostic(format!("unknown device `{name}`"), span));
+                        };
+                        Some(id)
+                    }
+                    None => None,
+                };
+                let arguments =
+                    Call { arguments: call.arguments[..call.arguments.len().min(3)].to_vec(), ..call.clone() };
+                let usage =
+                    "mmap(length, read|write, private|anonymous) or mmap(length, read|write, private|shared, DEVICE)";
+                if call.arguments.len() > 4 {
+                    return Err(diagnostic(format!("`mmap` takes 3 or 4 arguments: {usage}"), call.span));
+                }
+                let call = &arguments;
+                let [length, protection, flags] = self.arguments::<3>(call, usage)?;
                 let length = self.length(length, variables)?;
                 let prot =
                     self.flags(protection, &[("read", prot::PROT_READ), ("write", prot::PROT_WRITE), ("none", 0)])?;
@@ -840,13 +948,18 @@ impl Builder<'_> {
                     flags,
                     &[("private", map::MAP_PRIVATE), ("shared", map::MAP_SHARED), ("anonymous", map::MAP_ANONYMOUS)],
                 )?;
-                if flags_value != map::MAP_PRIVATE | map::MAP_ANONYMOUS {
+                let wanted = match device {
+                    Some(_) if flags_value == map::MAP_SHARED || flags_value == map::MAP_PRIVATE => flags_value,
+                    Some(_) => return Err(diagnostic("a device mapping is `private` or `shared`", flags.span())),
+                    None => map::MAP_PRIVATE | map::MAP_ANONYMOUS,
+                };
+                if flags_value != wanted {
                     return Err(diagnostic("not modelled yet: only private|anonymous mappings", flags.span()));
                 }
                 let Some(dst) = define(variables) else {
                     return Err(diagnostic("mmap's address must be kept: `buf = mmap(...)`", call.span));
                 };
-                Instruction::Mmap { dst, length, prot, flags: flags_value }
+                Instruction::Mmap { dst, length, prot, flags: flags_value, device }
             }
             "munmap" => {
                 self.require_process(mm, call)?;

@@ -443,8 +443,14 @@ fn a_scenario_with_every_construct_parses() {
     let main = &spec.threads[0].program;
     let rw = prot::PROT_READ | prot::PROT_WRITE;
     let private_anonymous = map::MAP_PRIVATE | map::MAP_ANONYMOUS;
-    assert_eq!(main[0], Instruction::Mmap { dst: 0, length: 8 << 10, prot: rw, flags: private_anonymous });
-    assert_eq!(main[1], Instruction::Mmap { dst: 1, length: 2 << 20, prot: rw, flags: private_anonymous });
+    assert_eq!(
+        main[0],
+        Instruction::Mmap { dst: 0, length: 8 << 10, prot: rw, flags: private_anonymous, device: None }
+    );
+    assert_eq!(
+        main[1],
+        Instruction::Mmap { dst: 1, length: 2 << 20, prot: rw, flags: private_anonymous, device: None }
+    );
     assert!(matches!(main[2], Instruction::Store { address: Operand::Register(0, 0), length: 8192, byte: 1, .. }));
     assert!(matches!(main[3], Instruction::Store { address: Operand::Register(0, 4096), length: 16, byte: 0xff, .. }));
     assert!(matches!(main[4], Instruction::Store { address: Operand::Register(0, 4096), length: 1, byte: 2, .. }));

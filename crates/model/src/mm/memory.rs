@@ -4,14 +4,14 @@
 
 use crate::access::Ctx;
 use crate::folio::{
-    folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
+    folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
 };
-use crate::mm::rmap::{folio_add_new_anon_rmap, folio_remove_rmap_pte};
+use crate::mm::rmap::{folio_add_file_rmap_pte, folio_add_new_anon_rmap, folio_remove_rmap_pte};
 use crate::mm::swap::{folio_add_lru, folio_mark_dirty, folio_put};
 use crate::pgtable::{pte_table, PresentPte, Pte, PTRS_PER_PTE};
 use crate::program::SourceLocation;
-use crate::state::{vm_flags, MmId};
-use crate::thread::{Flow, Frame, KernelFunction, Wait};
+use crate::state::{vm_flags, MmId, Vma};
+use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
 use crate::violation::{Violation, ViolationKind};
 use serde::{Deserialize, Serialize};
 
@@ -198,6 +198,10 @@ impl Fault {
         self.orig_pte = ctx.pte_load(self.mm, self.vpn());
         let orig = self.orig_pte;
         ctx.event("handle_pte_fault", "ptep_get_lockless", |_| format!("PTE {}", orig.describe()));
+        // do_pte_missing() → do_fault(): a device VMA has vm_ops but no ->fault: SIGBUS.
+        if self.orig_pte.is_none() && vma.device.is_some() {
+            return self.finish(VM_FAULT_SIGBUS);
+        }
         self.stage = match self.orig_pte {
             Pte::None if !self.write => FaultStage::AnonZeroSetPte,
             Pte::None => FaultStage::AnonAlloc,
@@ -282,7 +286,14 @@ impl Fault {
             return self.finish(0);
         }
         let present = pte.present().expect("write-protect fault on a present PTE");
-        let folio = vm_normal_folio(present);
+        let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned().expect("checked by read_pte");
+        let folio = vm_normal_page(&vma, address, present).map(pfn_folio);
+        // do_wp_page(): no normal page in a shared PFN/mixed map is wp_pfn_shared() (a
+        // pfn_mkwrite handler; the modelled drivers install writable PTEs there instead).
+        if folio.is_none() && vma.flags & vm_flags::VM_SHARED != 0 {
+            ctx.ptl_unlock(mm, vpn);
+            return self.finish(VM_FAULT_SIGBUS);
+        }
         // mm/memory.c: wp_can_reuse_anon_folio() / PageAnonExclusive: reuse in place.
         if let Some(folio) = folio {
             let page = pfn_page(present.pfn);
@@ -324,8 +335,11 @@ impl Fault {
         anon_vma_prepare(ctx, self.mm, self.address);
         let folio = ctx.alloc_folio(0);
         let old = self.old_folio.expect("set by wp_lock");
-        let page = pfn_page(self.orig_pte.present().expect("present").pfn);
-        let data = if old == ZERO_FOLIO { PageData::Fill(0) } else { ctx.data_load(old, page) };
+        let pfn = self.orig_pte.present().expect("present").pfn;
+        // __wp_page_copy_user(): copy the page, or with no normal page, what the old PTE maps
+        // (a raw pfn's memory; the zero page reads as zeroes).
+        let data =
+            if pfn_folio(pfn) == ZERO_FOLIO { PageData::Fill(0) } else { ctx.data_load(pfn_folio(pfn), pfn_page(pfn)) };
         ctx.data_store(folio, 0, data);
         ctx.flag_store(folio, PageFlag::Uptodate, true);
         self.new_folio = Some(folio);
@@ -350,6 +364,11 @@ impl Fault {
             ctx.rss_add(mm, true, 1);
         } else {
             let page = pfn_page(self.orig_pte.present().expect("present").pfn);
+            if !ctx.flag_test(old, PageFlag::Anon) {
+                // A driver's (or page cache) page replaced by an anonymous copy.
+                ctx.rss_add(mm, false, -1);
+                ctx.rss_add(mm, true, 1);
+            }
             folio_remove_rmap_pte(ctx, old, page);
         }
         folio_add_new_anon_rmap(ctx, folio, mm, address);
@@ -506,5 +525,190 @@ impl KernelFunction for Zap {
             ZapStage::ZapTable => Wait::PteLock(self.mm, self.cursor),
             ZapStage::TlbFinish => Wait::Nothing,
         }
+    }
+}
+
+/// x86-64 and arm64 select CONFIG_ARCH_HAS_PTE_SPECIAL: special PTEs mark raw pfns.
+pub const ARCH_HAS_PTE_SPECIAL: bool = true;
+
+/// mm/memory.c: vm_normal_page(): the page behind a present PTE that the caller may treat as
+/// a normal, refcounted page, or None for raw pfns (PFN maps, mixed maps' pfns) and the zero
+/// page.
+pub fn vm_normal_page(vma: &Vma, address: u64, pte: PresentPte) -> Option<Pfn> {
+    vm_normal_page_arch(vma, address, pte, ARCH_HAS_PTE_SPECIAL)
+}
+
+/// vm_normal_page() for an architecture with or without pte_special(). Without it, a
+/// VM_PFNMAP mapping tells raw pfns from COWed anonymous pages by linearity: remap_pfn_range()
+/// set `vm_pgoff` to the first pfn of a COW mapping, so a pfn where the linear one would be is
+/// raw, and any other pfn in a COW mapping is an anonymous page.
+pub fn vm_normal_page_arch(vma: &Vma, address: u64, pte: PresentPte, has_pte_special: bool) -> Option<Pfn> {
+    let pfn = pte.pfn;
+    let is_zero_pfn = pfn_folio(pfn) == ZERO_FOLIO;
+    if has_pte_special {
+        // "if (likely(!pte_special(pte))) goto check_pfn;" then VM_PFNMAP|VM_MIXEDMAP and
+        // the zero pfn return NULL (anything else special is print_bad_pte()).
+        return (!pte.special).then_some(pfn);
+    }
+    if vma.flags & (vm_flags::VM_PFNMAP | vm_flags::VM_MIXEDMAP) != 0 {
+        if vma.flags & vm_flags::VM_MIXEDMAP != 0 {
+            // pfn_valid(): every modelled pfn has a struct page.
+            return (!is_zero_pfn).then_some(pfn);
+        }
+        let offset = (address - vma.start) >> PAGE_SHIFT;
+        if pfn == vma.pgoff + offset || !vma.is_cow_mapping() {
+            return None;
+        }
+    }
+    (!is_zero_pfn).then_some(pfn)
+}
+
+/// mm/memory.c: validate_page_before_insert(): only a driver's own, referenced, non-anonymous
+/// pages may be inserted (the zero page only where vm_mixed_zeropage_allowed()).
+fn validate_page_before_insert(ctx: &mut Ctx, vma: &Vma, pfn: Pfn) -> i64 {
+    let folio = pfn_folio(pfn);
+    if ctx.ref_load(folio) == 0 {
+        return -errno::EINVAL;
+    }
+    if folio == ZERO_FOLIO {
+        return if vma.is_cow_mapping() || vma.flags & (vm_flags::VM_WRITE | vm_flags::VM_MAYWRITE) == 0 {
+            0
+        } else {
+            -errno::EINVAL
+        };
+    }
+    if ctx.flag_test(folio, PageFlag::Anon) {
+        return -errno::EINVAL;
+    }
+    0
+}
+
+/// mm/memory.c: insert_page_into_pte_locked() with `mkwrite` false, under the PTE lock.
+fn insert_page_into_pte_locked(ctx: &mut Ctx, mm: MmId, vma: &Vma, address: u64, pfn: Pfn) -> i64 {
+    let vpn = address >> PAGE_SHIFT;
+    if !ctx.pte_load(mm, vpn).is_none() {
+        return -errno::EBUSY;
+    }
+    let folio = pfn_folio(pfn);
+    let zero = folio == ZERO_FOLIO;
+    if !zero {
+        ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
+        ctx.rss_add(mm, false, 1);
+        folio_add_file_rmap_pte(ctx, folio, pfn_page(pfn));
+    }
+    // mk_pte(page, vma->vm_page_prot): the protection carries _PAGE_ACCESSED.
+    let entry = PresentPte { pfn, write: vma.page_prot_write() && !zero, dirty: false, young: true, special: zero };
+    ctx.pte_store(mm, vpn, Pte::Present(entry));
+    0
+}
+
+/// mm/memory.c: vm_insert_page() → insert_page(): one page under its PTE lock. The caller
+/// (a driver's mmap handler) holds mmap_lock for writing, so VM_MIXEDMAP may be set here.
+pub fn vm_insert_page(ctx: &mut Ctx, mm: MmId, address: u64, pfn: Pfn) -> i64 {
+    let Some(vma) = vma_for_insert(ctx, mm, address) else {
+        return -errno::EFAULT;
+    };
+    let mut result = validate_page_before_insert(ctx, &vma, pfn);
+    if result == 0 {
+        ctx.ptl_lock(mm, address >> PAGE_SHIFT);
+        result = insert_page_into_pte_locked(ctx, mm, &vma, address, pfn);
+        ctx.ptl_unlock(mm, address >> PAGE_SHIFT);
+    }
+    ctx.event("vm_insert_page", "insert_page_into_pte_locked", |k| {
+        let folio = pfn_folio(pfn);
+        format!("{address:#x} -> pfn {pfn:#x} = {}: {}", k.folio(folio).dump(folio), errno_or_ok(result))
+    });
+    result
+}
+
+/// mm/memory.c: vm_insert_pages() → insert_pages(): the pages of one PTE table under one
+/// hold of its lock (insert_page_in_batch_locked() each).
+pub fn vm_insert_pages_table(ctx: &mut Ctx, mm: MmId, addresses: &[u64], pfns: &[Pfn]) -> i64 {
+    let Some(vma) = vma_for_insert(ctx, mm, addresses[0]) else {
+        return -errno::EFAULT;
+    };
+    let vpn = addresses[0] >> PAGE_SHIFT;
+    ctx.ptl_lock(mm, vpn);
+    let mut result = 0;
+    for (&address, &pfn) in addresses.iter().zip(pfns) {
+        result = validate_page_before_insert(ctx, &vma, pfn);
+        if result == 0 {
+            result = insert_page_into_pte_locked(ctx, mm, &vma, address, pfn);
+        }
+        if result < 0 {
+            break;
+        }
+    }
+    ctx.ptl_unlock(mm, vpn);
+    let (first, count) = (addresses[0], addresses.len());
+    ctx.event("vm_insert_pages", "insert_pages", |_| {
+        format!("{count} page(s) from {first:#x}: {}", errno_or_ok(result))
+    });
+    result
+}
+
+/// vm_insert_page()'s prologue: the address must be inside the VMA; a VMA that is not yet
+/// VM_MIXEDMAP becomes one (vm_flags_set(), legal under the mmap write lock).
+fn vma_for_insert(ctx: &mut Ctx, mm: MmId, address: u64) -> Option<Vma> {
+    let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned()?;
+    if vma.flags & vm_flags::VM_MIXEDMAP != 0 {
+        return Some(vma);
+    }
+    let vmas = ctx.vmas_mut(mm).vmas.make_mut();
+    let stored = vmas.iter_mut().find(|v| v.start == vma.start).expect("found above");
+    stored.flags |= vm_flags::VM_MIXEDMAP;
+    Some(stored.clone())
+}
+
+/// mm/memory.c: remap_pfn_range() → remap_pfn_range_internal() → remap_pte_range() for the
+/// part of `[from, to)` in one PTE table, under its lock. On the first call, the VMA becomes
+/// VM_IO|VM_PFNMAP, and a COW mapping (which must be mapped whole) records its first pfn in
+/// `vm_pgoff`, which is what lets vm_normal_page() without pte_special() tell raw pfns from
+/// COWed pages.
+pub fn remap_pfn_range_table(
+    ctx: &mut Ctx,
+    mm: MmId,
+    vma_start: u64,
+    from: u64,
+    to: u64,
+    pfn: Pfn,
+    first: bool,
+) -> i64 {
+    if first {
+        let vmas = ctx.vmas_mut(mm).vmas.make_mut();
+        let vma = vmas.iter_mut().find(|v| v.start == vma_start).expect("the driver's VMA");
+        if vma.is_cow_mapping() {
+            vma.pgoff = pfn;
+        }
+        vma.flags |= vm_flags::VM_IO | vm_flags::VM_PFNMAP;
+    }
+    let vma = ctx.vmas(mm).iter().find(|v| v.start == vma_start).cloned().expect("the driver's VMA");
+    ctx.ptl_lock(mm, from >> PAGE_SHIFT);
+    for (index, address) in (from..to).step_by(PAGE_SIZE as usize).enumerate() {
+        let vpn = address >> PAGE_SHIFT;
+        // remap_pte_range(): BUG_ON(!pte_none(ptep_get(pte))).
+        if !ctx.pte_load(mm, vpn).is_none() {
+            ctx.violation(Violation::new(ViolationKind::KernelBug, "BUG_ON(!pte_none(ptep_get(pte)))"));
+            break;
+        }
+        let entry = PresentPte {
+            pfn: pfn + index as u64,
+            write: vma.page_prot_write(),
+            dirty: false,
+            young: true,
+            special: true,
+        };
+        ctx.pte_store(mm, vpn, Pte::Present(entry));
+    }
+    ctx.ptl_unlock(mm, from >> PAGE_SHIFT);
+    ctx.event("remap_pfn_range", "remap_pte_range", |_| format!("[{from:#x}, {to:#x}) -> pfn {pfn:#x}.. (special)"));
+    0
+}
+
+fn errno_or_ok(result: i64) -> String {
+    if result == 0 {
+        "ok".to_string()
+    } else {
+        errno::name(result).map_or(result.to_string(), |name| format!("-{name}"))
     }
 }

@@ -2,10 +2,11 @@
 //! process exits.
 
 use crate::access::Ctx;
+use crate::drivers::{vma_close, vma_may_split, DeviceKind, DriverMmap};
 use crate::folio::{PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::memory::Zap;
 use crate::program::{map, prot};
-use crate::state::{vm_flags, MmId, Vma};
+use crate::state::{vm_flags, DeviceId, MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
 use serde::{Deserialize, Serialize};
 
@@ -13,29 +14,36 @@ use serde::{Deserialize, Serialize};
 pub const MMAP_BASE: u64 = 0x7f00_0000_0000;
 const PMD_SIZE: u64 = 2 << 20;
 
-/// mm/mmap.c: do_mmap() → mmap_region() for MAP_PRIVATE|MAP_ANONYMOUS, in one step under
-/// mmap_write_lock() (nothing else can observe the lock held).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MmapStage {
+    Region,
+    /// After the device's mmap handler returned.
+    Unlock,
+}
+
+/// mm/mmap.c: do_mmap() → mmap_region() under mmap_write_lock(): anonymous private memory in
+/// one step (nothing else can observe the lock held), or a scenario device's mapping, whose
+/// `f_op->mmap` (the driver) runs with the lock held.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Mmap {
     pub mm: MmId,
     pub length: u64,
     pub prot: u32,
     pub flags: u32,
+    pub device: Option<(DeviceId, DeviceKind)>,
+    pub stage: MmapStage,
+    pub start: u64,
 }
 
-impl KernelFunction for Mmap {
-    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
-        if self.length == 0 {
-            return Flow::Return(-errno::EINVAL);
-        }
-        let length = self.length.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-        ctx.mmap_write_lock(self.mm);
-        let mm = ctx.vmas_mut(self.mm);
-        // Anonymous mappings of at least a PMD are PMD-aligned (thp_get_unmapped_area()).
-        let align = if length >= PMD_SIZE { PMD_SIZE } else { PAGE_SIZE };
-        let start = mm.mmap_next.max(MMAP_BASE).div_ceil(align) * align;
-        mm.mmap_next = start + length + PAGE_SIZE;
-        let mut flags = vm_flags::VM_MAYWRITE;
+impl Mmap {
+    pub fn new(mm: MmId, length: u64, prot: u32, flags: u32, device: Option<(DeviceId, DeviceKind)>) -> Self {
+        Mmap { mm, length, prot, flags, device, stage: MmapStage::Region, start: 0 }
+    }
+
+    /// calc_vm_prot_bits() / calc_vm_flag_bits(): a shared mapping may be made writable later
+    /// only if it is writable now (no mprotect is modelled); a private one always may.
+    fn vm_flags(&self) -> u32 {
+        let mut flags = 0;
         if self.prot & prot::PROT_READ != 0 {
             flags |= vm_flags::VM_READ;
         }
@@ -44,23 +52,92 @@ impl KernelFunction for Mmap {
         }
         if self.flags & map::MAP_SHARED != 0 {
             flags |= vm_flags::VM_SHARED;
+            if self.prot & prot::PROT_WRITE != 0 {
+                flags |= vm_flags::VM_MAYWRITE;
+            }
+        } else {
+            flags |= vm_flags::VM_MAYWRITE;
         }
+        flags
+    }
+
+    fn region(&mut self, ctx: &mut Ctx) -> Flow {
+        if self.length == 0 {
+            return Flow::Return(-errno::EINVAL);
+        }
+        let length = self.length.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        ctx.mmap_write_lock(self.mm);
+        let flags = self.vm_flags();
+        let device = self.device.map(|(id, _)| id);
+        let mm = ctx.vmas_mut(self.mm);
+        // Anonymous mappings of at least a PMD are PMD-aligned (thp_get_unmapped_area()).
+        let align = if length >= PMD_SIZE && device.is_none() { PMD_SIZE } else { PAGE_SIZE };
+        let start = mm.mmap_next.max(MMAP_BASE).div_ceil(align) * align;
+        mm.mmap_next = start + length + PAGE_SIZE;
+        // A device mapping's vm_pgoff is the mmap offset (0); an anonymous one's is its address.
+        let pgoff = if device.is_some() { 0 } else { start >> PAGE_SHIFT };
         mm.vmas.make_mut().push(Vma {
             start,
             end: start + length,
-            pgoff: start >> PAGE_SHIFT,
+            pgoff,
             flags,
             anon_vma: None,
             file: None,
+            device,
+            private_folios: Vec::new(),
         });
         mm.vmas.make_mut().sort_by_key(|v| v.start);
+        self.start = start;
+        let shared = if self.flags & map::MAP_SHARED != 0 { "shared" } else { "private" };
+        let what = match device {
+            Some(id) => format!("device {id} ({shared})"),
+            None => "anonymous private".to_string(),
+        };
+        ctx.event("do_mmap", "mmap_region", |_| format!("[{start:#x}, {:#x}) {what}", start + length));
+        let Some((_, kind)) = self.device else {
+            ctx.mmap_write_unlock(self.mm);
+            return Flow::Return(start as i64);
+        };
+        self.stage = MmapStage::Unlock;
+        Flow::Call(Frame::DriverMmap(DriverMmap::new(self.mm, start, start + length, kind)))
+    }
+
+    /// After `call_mmap()`: on the driver's error, mmap_region() unmaps what it mapped and
+    /// frees the VMA.
+    fn unlock(&mut self, ctx: &mut Ctx, result: i64) -> Flow {
+        let start = self.start;
+        if result < 0 {
+            let vma = ctx.vmas(self.mm).iter().find(|v| v.start == start).cloned().expect("the new VMA");
+            if vma.private_folios.is_empty()
+                && ctx.k.mms[self.mm as usize].ptes.iter().all(|e| !vma.contains(e.0 << PAGE_SHIFT))
+            {
+                remove_vma_range(ctx.vmas_mut(self.mm).vmas.make_mut(), vma.start, vma.end);
+            } else {
+                ctx.violation(crate::violation::Violation::new(
+                    crate::violation::ViolationKind::Invariant,
+                    "not modelled: a driver mmap handler failing after it mapped pages",
+                ));
+            }
+        }
         ctx.mmap_write_unlock(self.mm);
-        ctx.event("do_mmap", "mmap_region", |_| format!("[{start:#x}, {:#x}) anonymous private", start + length));
-        Flow::Return(start as i64)
+        ctx.event("do_mmap", "mmap_write_unlock", |_| errno::name(result).map_or(String::new(), |n| format!("-{n}")));
+        Flow::Return(if result < 0 { result } else { start as i64 })
+    }
+}
+
+impl KernelFunction for Mmap {
+    fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+        match self.stage {
+            MmapStage::Region => self.region(ctx),
+            MmapStage::Unlock => self.unlock(ctx, returned.expect("the driver returned")),
+        }
     }
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
-        Wait::MmapWrite(self.mm)
+        match self.stage {
+            MmapStage::Region => Wait::MmapWrite(self.mm),
+            MmapStage::Unlock => Wait::Nothing,
+        }
     }
 }
 
@@ -118,12 +195,27 @@ impl KernelFunction for Munmap {
                 }
                 ctx.mmap_write_lock(self.mm);
                 let (start, end) = (self.start, self.end());
+                // vma_split(): vm_ops->may_split() refuses before anything is unmapped.
+                let splits = ctx
+                    .vmas(self.mm)
+                    .iter()
+                    .any(|v| v.start < end && start < v.end && (v.start < start || v.end > end) && !vma_may_split(v));
+                if splits {
+                    ctx.mmap_write_unlock(self.mm);
+                    ctx.event("do_vmi_munmap", "vm_ops->may_split", |_| "-EINVAL".to_string());
+                    return Flow::Return(-errno::EINVAL);
+                }
                 ctx.event("do_vmi_munmap", "mmap_write_lock", |_| format!("[{start:#x}, {end:#x})"));
                 self.stage = MunmapStage::Unmapped;
                 Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)))
             }
             MunmapStage::Unmapped => {
                 let (start, end) = (self.start, self.end());
+                let closed: Vec<Vma> =
+                    ctx.vmas(self.mm).iter().filter(|v| v.start >= start && v.end <= end).cloned().collect();
+                for vma in &closed {
+                    vma_close(ctx, vma);
+                }
                 remove_vma_range(ctx.vmas_mut(self.mm).vmas.make_mut(), start, end);
                 ctx.mmap_write_unlock(self.mm);
                 ctx.event("do_vmi_munmap", "mmap_write_unlock", |_| String::new());
@@ -158,6 +250,10 @@ impl KernelFunction for ExitMmap {
                 (vmas.first().map_or(0, |v| v.start), vmas.last().map_or(0, |v| v.end))
             };
             return Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)));
+        }
+        let closed: Vec<Vma> = ctx.vmas(self.mm).to_vec();
+        for vma in &closed {
+            vma_close(ctx, vma);
         }
         let mm = ctx.vmas_mut(self.mm);
         mm.vmas.make_mut().clear();

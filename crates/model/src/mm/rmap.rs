@@ -23,8 +23,34 @@ pub fn folio_add_new_anon_rmap(ctx: &mut Ctx, folio: FolioId, mm: MmId, address:
     ctx.anon_exclusive_store(folio, 0, true);
 }
 
+/// include/linux/rmap.h: __folio_rmap_sanity_checks() for one PTE: what every rmap add and
+/// remove asserts about the folio.
+pub fn __folio_rmap_sanity_checks(ctx: &mut Ctx, folio: FolioId, page: usize, caller: &str) {
+    let large = ctx.k.folio(folio).order > 0;
+    // 68f0320824fa added the check; 9c5938694cd0 turned it into a TODO, because
+    // vm_insert_page() passes driver-allocated compound pages that are not rmappable.
+    if ctx.patched(Patch::RmapLargeRmappableWarning) && !ctx.patched(Patch::RmapSilenceLargeRmappableWarning) {
+        let rmappable = ctx.flag_test(folio, PageFlag::LargeRmappable);
+        let text = format!(
+            "folio_test_large(folio) && !folio_test_large_rmappable(folio)) in __folio_rmap_sanity_checks() from {caller}("
+        );
+        ctx.vm_warn_on_folio(large && !rmappable, folio, &text);
+    }
+    let text = format!("page_folio(page) != folio) in __folio_rmap_sanity_checks() from {caller}(");
+    ctx.vm_warn_on_folio(page >= ctx.k.folio(folio).nr_pages(), folio, &text);
+}
+
+/// mm/rmap.c: folio_add_file_rmap_pte() → __folio_add_file_rmap() → __folio_add_rmap(): one
+/// PTE mapping more of a page that is not anonymous (page cache, or a driver's page from
+/// vm_insert_page()). The PTE lock is held.
+pub fn folio_add_file_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize) {
+    __folio_rmap_sanity_checks(ctx, folio, page, "folio_add_file_rmap_pte");
+    ctx.page_mapcount_add(folio, page, 1);
+}
+
 /// mm/rmap.c: folio_remove_rmap_pte() → __folio_remove_rmap(): one PTE mapping less.
 pub fn folio_remove_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize) {
+    __folio_rmap_sanity_checks(ctx, folio, page, "folio_remove_rmap_pte");
     let mapcount = ctx.page_mapcount_add(folio, page, -1);
     // mm/memory.c: print_bad_pte() when a mapcount goes negative.
     ctx.vm_bug_on_folio(mapcount < 0, folio, "page_mapcount(page) < 0");
