@@ -394,6 +394,13 @@ impl<'a> Ctx<'a> {
         self.k.folio(folio).mapcount()
     }
 
+    /// atomic_read() of one page's `_mapcount` (plus one): folio_precise_page_mapcount().
+    pub fn page_mapcount_load(&mut self, folio: FolioId, page: usize) -> i32 {
+        self.check_allocated(folio, "page_mapcount");
+        self.note(AccessOp::Load, Some(Object::FolioMapcount(folio)), Ordering::Relaxed);
+        self.k.folio(folio).pages[page].mapcount
+    }
+
     /// atomic_inc/dec of a page's `_mapcount` (full: atomic_inc_and_test/add_negative return).
     pub fn page_mapcount_add(&mut self, folio: FolioId, page: usize, delta: i32) -> i32 {
         self.check_allocated(folio, "_mapcount update");

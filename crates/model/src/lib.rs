@@ -12,6 +12,7 @@ pub mod access;
 pub mod block;
 pub mod drivers;
 pub mod folio;
+pub mod fs;
 pub mod kernel;
 pub mod mm;
 pub mod patches;

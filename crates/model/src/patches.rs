@@ -44,6 +44,8 @@ pub enum Patch {
     RmapLargeRmappableWarning,
     RmapSilenceLargeRmappableWarning,
     FolioWalkPfnmapEarlyReturn,
+    WalkPageVmaNoTestWalk,
+    DoPagesStatFolioWalk,
 }
 
 pub struct PatchInfo {
@@ -58,6 +60,14 @@ pub struct PatchInfo {
 }
 
 pub const PATCHES: &[PatchInfo] = &[
+    PatchInfo {
+        patch: Patch::WalkPageVmaNoTestWalk,
+        name: "walk-page-vma-no-test-walk",
+        commit: "c31783eeae7b",
+        landed: Some(KernelVersion::new(6, 2)),
+        subject: "mm/pagewalk: don't trigger test_walk() in walk_page_vma()",
+        summary: "walk_page_vma no longer calls walk_page_test: smaps walks VM_PFNMAP VMAs (their COWed anonymous pages count)",
+    },
     PatchInfo {
         patch: Patch::LazyfreeNoDirtyRecheck,
         name: "lazyfree-no-dirty-recheck",
@@ -107,6 +117,14 @@ pub const PATCHES: &[PatchInfo] = &[
         landed: Some(KernelVersion::new(6, 8)),
         subject: "mm/rmap: silence VM_WARN_ON_FOLIO() in __folio_rmap_sanity_checks()",
         summary: "__folio_rmap_sanity_checks: the large_rmappable warning becomes a TODO (vm_insert_page passes driver-allocated compound pages)",
+    },
+    PatchInfo {
+        patch: Patch::DoPagesStatFolioWalk,
+        name: "do-pages-stat-folio-walk",
+        commit: "46d6a9b4450b",
+        landed: Some(KernelVersion::new(6, 12)),
+        subject: "mm/migrate: convert do_pages_stat_array() from follow_page() to folio_walk",
+        summary: "move_pages status query: folio_walk_start (no reference; nothing there is -ENOENT) instead of follow_page(FOLL_GET|FOLL_DUMP) (special and none PTEs -EFAULT)",
     },
     PatchInfo {
         patch: Patch::FolioWalkPfnmapEarlyReturn,

@@ -155,6 +155,18 @@ pub enum Instruction {
     },
     /// exit_mmap(): the process's address space goes away.
     Exit,
+    /// `move_pages(0, 1, &address, NULL, status, 0)`: `dst` gets status[0] (the node, or a
+    /// negative errno).
+    MovePagesStatus {
+        dst: Option<Register>,
+        address: Operand,
+    },
+    /// Reads one field (kB) of /proc/self/smaps for the VMA holding `address`.
+    Smaps {
+        dst: Option<Register>,
+        address: Operand,
+        field: crate::fs::proc::task_mmu::SmapsField,
+    },
     /// A reclaim pass as kswapd runs it: isolate every LRU folio and shrink the list.
     Reclaim,
     /// User-level synchronisation between scenario threads (an eventfd or a pipe write): sets

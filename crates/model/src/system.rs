@@ -122,6 +122,12 @@ impl System {
             Instruction::Pread { file, buffer, length, offset, .. } => Frame::DirectIo(
                 crate::block::fops::DirectIo::new(mm, *file, Self::value(t, *buffer) as u64, *length, *offset),
             ),
+            Instruction::MovePagesStatus { address, .. } => {
+                Frame::PagesStat(crate::mm::migrate::PagesStat::new(mm, Self::value(t, *address) as u64))
+            }
+            Instruction::Smaps { address, field, .. } => {
+                Frame::ShowSmap(crate::fs::proc::task_mmu::ShowSmap::new(mm, Self::value(t, *address) as u64, *field))
+            }
             Instruction::Exit => Frame::ExitMmap(ExitMmap { mm, zapped: false }),
             Instruction::Fork { child, child_mm, .. } => {
                 Frame::Fork(crate::kernel::fork::Fork::new(mm, *child_mm, *child))
@@ -187,6 +193,8 @@ impl System {
             Instruction::Munmap { dst, .. }
             | Instruction::Madvise { dst, .. }
             | Instruction::Pread { dst, .. }
+            | Instruction::MovePagesStatus { dst, .. }
+            | Instruction::Smaps { dst, .. }
             | Instruction::Fork { dst, .. } => *dst,
             _ => None,
         };

@@ -111,6 +111,8 @@ pub enum Frame {
     FolioReferenced(FolioReferenced),
     Fork(crate::kernel::fork::Fork),
     DriverMmap(crate::drivers::DriverMmap),
+    PagesStat(crate::mm::migrate::PagesStat),
+    ShowSmap(crate::fs::proc::task_mmu::ShowSmap),
 }
 
 macro_rules! each_frame {
@@ -132,6 +134,8 @@ macro_rules! each_frame {
             Frame::FolioReferenced($inner) => $body,
             Frame::Fork($inner) => $body,
             Frame::DriverMmap($inner) => $body,
+            Frame::PagesStat($inner) => $body,
+            Frame::ShowSmap($inner) => $body,
         }
     };
 }
@@ -163,6 +167,11 @@ pub mod errno {
     pub const EBUSY: i64 = 16;
     pub const EEXIST: i64 = 17;
     pub const EINVAL: i64 = 22;
+
+    /// The errno a name stands for (positive), for scenarios: `assert s == -ENOENT`.
+    pub fn by_name(name: &str) -> Option<i64> {
+        [ENOENT, EAGAIN, ENOMEM, EFAULT, EBUSY, EEXIST, EINVAL].into_iter().find(|&e| self::name(-e) == Some(name))
+    }
 
     pub fn name(value: i64) -> Option<&'static str> {
         Some(match -value {

@@ -3,6 +3,7 @@
 use mmcheck_model::access::Event;
 use mmcheck_model::drivers::{DeviceKind, DeviceSpec};
 use mmcheck_model::folio::{pfn_folio, Folio, FolioId, LruList, PageData, PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
+use mmcheck_model::fs::proc::task_mmu::SmapsField;
 use mmcheck_model::mm::mmap::MMAP_BASE;
 use mmcheck_model::pgtable::{PresentPte, Pte};
 use mmcheck_model::program::{map, prot, Advice, Instruction, Operand, SourceLocation};
@@ -918,4 +919,87 @@ fn a_hole_in_a_device_mapping_faults_with_sigbus() {
     let r = Spec::new().process(program).device(COMPOUND, 0).run();
     let fault = r.violation(ViolationKind::Fault);
     assert!(fault.message.contains("SIGBUS"), "{fault}");
+}
+
+fn move_pages(dst: u16, address: Operand) -> Instruction {
+    Instruction::MovePagesStatus { dst: Some(dst), address }
+}
+
+fn smaps(dst: u16, address: Operand, field: SmapsField) -> Instruction {
+    Instruction::Smaps { dst: Some(dst), address, field }
+}
+
+#[test]
+fn move_pages_status_query_reports_node_enoent_and_efault() {
+    // Anonymous memory: a written page is on node 0, an untouched one is "not present", a
+    // read-faulted one is the zero page (-EFAULT), an unmapped address -EFAULT.
+    let program = vec![
+        mmap(0, 3 * PAGE),
+        store(at(0, 0), 8, 1),
+        load(at(0, 2 * PAGE as i64), 8, 0),
+        move_pages(1, at(0, 0)),
+        move_pages(2, at(0, PAGE as i64)),
+        move_pages(3, at(0, 2 * PAGE as i64)),
+    ];
+    let r = run(program);
+    r.ok();
+    assert_eq!((r.register(0, 1), r.register(0, 2), r.register(0, 3)), (0, -errno::ENOENT, -errno::EFAULT));
+    let r = run(vec![mmap(0, PAGE), move_pages(1, at(0, 4 * PAGE as i64))]);
+    assert_eq!(r.register(0, 1), -errno::EFAULT, "no VMA");
+    // Before 46d6a9b4450b (6.12), follow_page(FOLL_DUMP) made a none PTE -EFAULT too, and took
+    // a reference it then dropped.
+    let r = Spec::new().process(vec![
+        mmap(0, 2 * PAGE),
+        store(at(0, 0), 8, 1),
+        move_pages(1, at(0, 0)),
+        move_pages(2, at(0, PAGE as i64)),
+    ]);
+    let r = r.run_on(KernelVersion::new(6, 11));
+    r.ok();
+    assert_eq!((r.register(0, 1), r.register(0, 2)), (0, -errno::EFAULT));
+    let folio = pfn_folio(r.pte(r.buffer()).present().expect("mapped").pfn);
+    assert_eq!(r.k.folio(folio).refcount, 1, "follow_page's FOLL_GET reference was put");
+}
+
+#[test]
+fn smaps_accounts_anonymous_lazyfree_and_shared_pages() {
+    let program = vec![
+        mmap(0, 4 * PAGE),
+        store(at(0, 0), 4 * PAGE, 1),
+        madvise(1, at(0, 2 * PAGE as i64), 2 * PAGE, Advice::Free),
+        smaps(1, at(0, 0), SmapsField::Rss),
+        smaps(2, at(0, 0), SmapsField::Anonymous),
+        smaps(3, at(0, 0), SmapsField::LazyFree),
+    ];
+    let r = run(program);
+    r.ok();
+    assert_eq!((r.register(0, 1), r.register(0, 2), r.register(0, 3)), (16, 16, 8));
+    // A driver's compound page mapped four times: Rss counts it, Anonymous does not, and
+    // each page is private (mapcount 1) though the folio's refcount is 5.
+    let program = vec![
+        mmap_device(0, 4 * PAGE, map::MAP_SHARED, 0),
+        smaps(1, at(0, 0), SmapsField::Rss),
+        smaps(2, at(0, 0), SmapsField::Anonymous),
+        smaps(3, at(0, 0), SmapsField::PrivateClean),
+    ];
+    let r = Spec::new().process(program).device(COMPOUND, 0).run();
+    r.ok();
+    assert_eq!((r.register(0, 1), r.register(0, 2), r.register(0, 3)), (16, 0, 16));
+}
+
+#[test]
+fn smaps_walks_pfn_maps_since_6_2() {
+    let pfnmap = DeviceKind::RemapPfn { base: 0, pages: 2 };
+    let program = || {
+        vec![
+            mmap_device(0, 2 * PAGE, map::MAP_PRIVATE, 0),
+            store(at(0, 0), 8, 1),
+            smaps(1, at(0, 0), SmapsField::Anonymous),
+            smaps(2, at(0, 0), SmapsField::Rss),
+        ]
+    };
+    let r = Spec::new().process(program()).device(pfnmap, 0).run();
+    assert_eq!((r.register(0, 1), r.register(0, 2)), (4, 4), "the COWed page; the raw pfn is not counted");
+    let r = Spec::new().process(program()).device(pfnmap, 0).run_on(KernelVersion::new(6, 1));
+    assert_eq!((r.register(0, 1), r.register(0, 2)), (0, 0), "walk_page_test() skipped VM_PFNMAP");
 }

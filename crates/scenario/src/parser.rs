@@ -4,8 +4,10 @@ use crate::lexer::{tokenize, Token, TokenKind};
 use crate::{filled_file, Diagnostic, Expectation, KernelRange, Outcome, Scenario};
 use mmcheck_model::drivers::{DeviceKind, DeviceSpec};
 use mmcheck_model::folio::PAGE_SIZE;
+use mmcheck_model::fs::proc::task_mmu::SmapsField;
 use mmcheck_model::patches::{Patch, PATCHES};
 use mmcheck_model::program::{map, prot, Advice, Comparison, Instruction, Operand, SourceLocation};
+use mmcheck_model::thread::errno;
 use mmcheck_model::{KernelVersion, SystemSpec, ThreadSpec, ViolationKind};
 use std::collections::BTreeMap;
 
@@ -578,8 +580,11 @@ fn evaluate(
             if let Some(register) = variables.get(name) {
                 return Ok(Operand::Register(*register, 0));
             }
+            if let Some(value) = errno::by_name(name) {
+                return Ok(Operand::Constant(value));
+            }
             Err(diagnostic(format!("unknown name `{name}`"), *span).with_note(
-                "names are parameters (`param`) or variables assigned earlier in the process (`x = mmap(...)`)",
+                "names are parameters (`param`), variables assigned earlier in the process (`x = mmap(...)`) or errno names (`-ENOENT`)",
             ))
         }
         Expr::Flags(_, span) => Err(diagnostic("flags are not a value here", *span)),
@@ -1014,6 +1019,24 @@ impl Builder<'_> {
                     return Err(diagnostic("not modelled yet: buffered reads (use `direct`)", mode_span));
                 }
                 Instruction::Pread { dst: define(variables), file, buffer, length, offset: offset as u64, direct: true }
+            }
+            "move_pages" => {
+                self.require_process(mm, call)?;
+                let [address] = self.arguments::<1>(call, "move_pages(address): status[0] of a status query")?;
+                let address = evaluate(address, self.parameters, variables)?;
+                Instruction::MovePagesStatus { dst: define(variables), address }
+            }
+            "smaps" => {
+                self.require_process(mm, call)?;
+                let [address, field] = self.arguments::<2>(call, "smaps(address, FIELD)")?;
+                let address = evaluate(address, self.parameters, variables)?;
+                let (name, span) = self.name_argument(field, "an smaps field such as Rss or Anonymous")?;
+                let Some(field) = SmapsField::by_name(name) else {
+                    let fields: Vec<&str> = SmapsField::ALL.iter().map(|(n, _)| *n).collect();
+                    return Err(diagnostic(format!("unknown smaps field `{name}`"), span)
+                        .with_note(format!("fields: {}", fields.join(", "))));
+                };
+                Instruction::Smaps { dst: define(variables), address, field }
             }
             "reclaim" => {
                 if mm.is_some() {

@@ -33,7 +33,7 @@ impl GupFlags {
 
 /// mm/gup.c: try_grab_folio() (slow path, under the PTE lock): one atomic add of the whole
 /// reference (GUP_PIN_COUNTING_BIAS for a pin on a small folio).
-fn try_grab_folio(ctx: &mut Ctx, folio: FolioId, flags: GupFlags) {
+pub(crate) fn try_grab_folio(ctx: &mut Ctx, folio: FolioId, flags: GupFlags) {
     if folio == ZERO_FOLIO {
         return;
     }

@@ -343,7 +343,13 @@ impl Fault {
         ctx.data_store(folio, 0, data);
         ctx.flag_store(folio, PageFlag::Uptodate, true);
         self.new_folio = Some(folio);
-        ctx.event("wp_page_copy", "folio_copy", |_| format!("folio {folio} copied from folio {old}"));
+        ctx.event("wp_page_copy", "__wp_page_copy_user", |_| {
+            if old == ZERO_FOLIO {
+                format!("folio {folio} copied from pfn {pfn:#x} (no normal page)")
+            } else {
+                format!("folio {folio} copied from folio {old}")
+            }
+        });
         self.stage = FaultStage::WpCopySetPte;
         Flow::Continue
     }

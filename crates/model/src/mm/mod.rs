@@ -3,7 +3,9 @@
 pub mod gup;
 pub mod madvise;
 pub mod memory;
+pub mod migrate;
 pub mod mmap;
+pub mod pagewalk;
 pub mod rmap;
 pub mod swap;
 pub mod vmscan;

@@ -1,0 +1,3 @@
+//! fs/: the parts of file systems the modelled paths use.
+
+pub mod proc;

@@ -1,0 +1,3 @@
+//! fs/proc: per-process files.
+
+pub mod task_mmu;

@@ -1,0 +1,126 @@
+//! mm/migrate.c: move_pages(2) with `nodes == NULL`, the status query: kernel_move_pages() →
+//! do_pages_stat() → do_pages_stat_array(), one address per call here.
+
+use crate::access::Ctx;
+use crate::folio::{FolioId, PAGE_SHIFT, ZERO_FOLIO};
+use crate::mm::gup::GupFlags;
+use crate::mm::pagewalk::folio_walk_start;
+use crate::mm::swap::folio_put;
+use crate::patches::Patch;
+use crate::pgtable::Pte;
+use crate::state::MmId;
+use crate::thread::{errno, Flow, KernelFunction, Wait};
+use serde::{Deserialize, Serialize};
+
+/// The one memory node of the modelled machine.
+pub const NUMA_NODE: i64 = 0;
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum PagesStatStage {
+    Lock,
+    Stat,
+    /// Before 6.12: put_page() of follow_page()'s FOLL_GET reference.
+    Put,
+    Unlock,
+}
+
+/// do_pages_stat_array() for one address, under mmap_read_lock(): the status is the folio's
+/// node, -EFAULT (no VMA, or the zero page) or -ENOENT (nothing there).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct PagesStat {
+    pub mm: MmId,
+    pub address: u64,
+    pub stage: PagesStatStage,
+    pub status: i64,
+    pub got: Option<FolioId>,
+}
+
+impl PagesStat {
+    pub fn new(mm: MmId, address: u64) -> Self {
+        PagesStat { mm, address, stage: PagesStatStage::Lock, status: -errno::EFAULT, got: None }
+    }
+
+    /// Since 46d6a9b4450b (6.12): folio_walk_start(FW_ZEROPAGE) under the PTE lock, no reference.
+    fn stat_folio_walk(&mut self, ctx: &mut Ctx, vma: &crate::state::Vma) -> i64 {
+        match folio_walk_start(ctx, self.mm, vma, self.address) {
+            Some(walk) if walk.folio == ZERO_FOLIO => -errno::EFAULT,
+            Some(_) => NUMA_NODE,
+            None => -errno::ENOENT,
+        }
+    }
+
+    /// Before 6.12: follow_page(vma, addr, FOLL_GET | FOLL_DUMP) (mm/gup.c follow_page_pte()):
+    /// a page the core dump must skip (special, zero) is ERR_PTR(-EFAULT), as is a none PTE
+    /// where no fault handler could fill it (no_page_table()); a normal page is referenced.
+    fn stat_follow_page(&mut self, ctx: &mut Ctx, vma: &crate::state::Vma) -> i64 {
+        match ctx.pte_load(self.mm, self.address >> PAGE_SHIFT) {
+            Pte::Present(present) => match crate::mm::memory::vm_normal_page(vma, self.address, present) {
+                Some(pfn) => {
+                    let folio = crate::folio::pfn_folio(pfn);
+                    crate::mm::gup::try_grab_folio(ctx, folio, GupFlags { write: false, pin: false });
+                    self.got = Some(folio);
+                    NUMA_NODE
+                }
+                None => -errno::EFAULT,
+            },
+            // no_page_table(): "vma_is_anonymous(vma) || !vma->vm_ops->fault" holds for every
+            // modelled VMA (anonymous, or a device without a fault handler).
+            Pte::None => -errno::EFAULT,
+            Pte::Swap { .. } | Pte::Migration { .. } => -errno::ENOENT,
+        }
+    }
+
+    fn stat(&mut self, ctx: &mut Ctx) -> Flow {
+        let address = self.address;
+        let Some(vma) = ctx.vmas(self.mm).iter().find(|v| v.contains(address)).cloned() else {
+            self.status = -errno::EFAULT;
+            self.stage = PagesStatStage::Unlock;
+            return Flow::Continue;
+        };
+        let vpn = address >> PAGE_SHIFT;
+        ctx.ptl_lock(self.mm, vpn);
+        let folio_walk = ctx.patched(Patch::DoPagesStatFolioWalk);
+        self.status = if folio_walk { self.stat_folio_walk(ctx, &vma) } else { self.stat_follow_page(ctx, &vma) };
+        ctx.ptl_unlock(self.mm, vpn);
+        let (status, function) = (self.status, if folio_walk { "folio_walk_start" } else { "follow_page" });
+        ctx.event("do_pages_stat_array", function, |_| {
+            format!("{address:#x}: status {}", errno::name(status).map_or(status.to_string(), |n| format!("-{n}")))
+        });
+        self.stage = if self.got.is_some() { PagesStatStage::Put } else { PagesStatStage::Unlock };
+        Flow::Continue
+    }
+}
+
+impl KernelFunction for PagesStat {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        match self.stage {
+            PagesStatStage::Lock => {
+                ctx.mmap_read_lock(self.mm);
+                ctx.event("do_pages_stat_array", "mmap_read_lock", |_| String::new());
+                self.stage = PagesStatStage::Stat;
+                Flow::Continue
+            }
+            PagesStatStage::Stat => self.stat(ctx),
+            PagesStatStage::Put => {
+                let folio = self.got.take().expect("referenced by follow_page");
+                folio_put(ctx, folio);
+                ctx.event("do_pages_stat_array", "put_page", |_| format!("folio {folio}"));
+                self.stage = PagesStatStage::Unlock;
+                Flow::Continue
+            }
+            PagesStatStage::Unlock => {
+                ctx.mmap_read_unlock(self.mm);
+                ctx.event("do_pages_stat_array", "mmap_read_unlock", |_| String::new());
+                Flow::Return(self.status)
+            }
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        match self.stage {
+            PagesStatStage::Lock => Wait::MmapRead(self.mm),
+            PagesStatStage::Stat => Wait::PteLock(self.mm, self.address >> PAGE_SHIFT),
+            PagesStatStage::Put | PagesStatStage::Unlock => Wait::Nothing,
+        }
+    }
+}
