@@ -63,6 +63,15 @@ pub enum Object {
     File(FileId),
     ThreadStatus(ThreadId),
     ScenarioEvent(u8),
+    /// `folio->swap`.
+    FolioSwap(FolioId),
+    /// `si->swap_map[offset]`.
+    SwapMap(u32),
+    /// The swap cache slot of an entry (swapper_space's xarray).
+    SwapCache(u32),
+    /// A swap slot's contents on the device.
+    SwapData(u32),
+    Uffd(u32),
 }
 
 impl Object {
@@ -89,6 +98,11 @@ impl Object {
             Object::ThreadStatus(t) => (18, t.into(), 0),
             Object::ScenarioEvent(e) => (19, e.into(), 0),
             Object::FolioAllocated(f) => (20, f.into(), 0),
+            Object::FolioSwap(f) => (21, f.into(), 0),
+            Object::SwapMap(offset) => (22, 0, offset.into()),
+            Object::SwapCache(offset) => (23, 0, offset.into()),
+            Object::SwapData(offset) => (24, 0, offset.into()),
+            Object::Uffd(uffd) => (25, uffd.into(), 0),
         };
         (kind << 56) | ((a & 0xff_ffff) << 32) | (b & 0xffff_ffff)
     }
@@ -318,6 +332,33 @@ impl<'a> Ctx<'a> {
         self.k.anon_vma_mut(anon_vma).rwsem.readers -= 1;
     }
 
+    pub fn anon_vma_write_available(k: &Kernel, anon_vma: AnonVmaId) -> bool {
+        let rwsem = k.anon_vmas[anon_vma as usize].rwsem;
+        rwsem.writer.is_none() && rwsem.readers == 0
+    }
+
+    /// anon_vma_lock_write() / anon_vma_trylock_write() / anon_vma_unlock_write().
+    pub fn anon_vma_lock_write(&mut self, anon_vma: AnonVmaId) {
+        self.note(AccessOp::Lock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Acquire);
+        let thread = self.thread;
+        self.k.anon_vma_mut(anon_vma).rwsem.writer = Some(thread);
+    }
+
+    pub fn anon_vma_trylock_write(&mut self, anon_vma: AnonVmaId) -> bool {
+        self.note(AccessOp::Lock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Acquire);
+        if !Self::anon_vma_write_available(self.k, anon_vma) {
+            return false;
+        }
+        let thread = self.thread;
+        self.k.anon_vma_mut(anon_vma).rwsem.writer = Some(thread);
+        true
+    }
+
+    pub fn anon_vma_unlock_write(&mut self, anon_vma: AnonVmaId) {
+        self.note(AccessOp::Unlock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Release);
+        self.k.anon_vma_mut(anon_vma).rwsem.writer = None;
+    }
+
     pub fn lru_lock_available(k: &Kernel) -> bool {
         k.lruvec.lru_lock.owner.is_none()
     }
@@ -506,6 +547,7 @@ impl<'a> Ctx<'a> {
         self.note(AccessOp::Store, Some(Object::FolioAllocated(folio)), Ordering::Relaxed);
         self.note(AccessOp::Store, Some(Object::FolioMapcount(folio)), Ordering::Relaxed);
         self.note(AccessOp::Store, Some(Object::FolioPincount(folio)), Ordering::Relaxed);
+        self.note(AccessOp::Store, Some(Object::FolioSwap(folio)), Ordering::Relaxed);
         for page in 0..self.k.folio(folio).nr_pages() {
             self.note(AccessOp::Store, Some(Object::FolioData(folio, page as u16)), Ordering::Relaxed);
         }
@@ -548,6 +590,12 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// add_mm_counter(mm, MM_SWAPENTS, delta).
+    pub fn rss_swap_add(&mut self, mm: MmId, delta: i64) {
+        self.note(AccessOp::ReadModifyWrite, Some(Object::Rss(mm)), Ordering::Relaxed);
+        self.k.mm_mut(mm).rss_swap += delta;
+    }
+
     pub fn anon_vma_mms(&mut self, anon_vma: AnonVmaId) -> Vec<MmId> {
         self.note(AccessOp::Load, Some(Object::AnonVma(anon_vma)), Ordering::Relaxed);
         self.k.anon_vmas[anon_vma as usize].mms.clone()
@@ -586,10 +634,82 @@ impl<'a> Ctx<'a> {
             Wait::Nothing => return,
             Wait::MmapRead(mm) | Wait::MmapWrite(mm) => Object::MmapLock(mm),
             Wait::PteLock(mm, vpn) => Object::PteLock(mm, pte_table(vpn)),
-            Wait::AnonVmaRead(anon_vma) => Object::AnonVmaLock(anon_vma),
+            Wait::PteLocks(mm, a, b) => {
+                self.note(AccessOp::Load, Some(Object::PteLock(mm, pte_table(b))), Ordering::Acquire);
+                Object::PteLock(mm, pte_table(a))
+            }
+            Wait::AnonVmaRead(anon_vma) | Wait::AnonVmaWrite(anon_vma) => Object::AnonVmaLock(anon_vma),
             Wait::FolioLock(folio) => Object::FolioFlag(folio, PageFlag::Locked),
         };
         self.note(AccessOp::Load, Some(object), Ordering::Acquire);
+    }
+
+    // ---- swap ----------------------------------------------------------------------------------
+
+    pub fn folio_swap_load(&mut self, folio: FolioId) -> Option<u32> {
+        self.check_allocated(folio, "folio->swap read");
+        self.note(AccessOp::Load, Some(Object::FolioSwap(folio)), Ordering::Relaxed);
+        self.k.folio(folio).swap
+    }
+
+    pub fn folio_swap_store(&mut self, folio: FolioId, entry: Option<u32>) {
+        self.check_allocated(folio, "folio->swap write");
+        self.note(AccessOp::Store, Some(Object::FolioSwap(folio)), Ordering::Relaxed);
+        self.k.folio_mut(folio).swap = entry;
+    }
+
+    /// READ_ONCE(si->swap_map[offset]).
+    pub fn swap_map_load(&mut self, offset: u32) -> u8 {
+        self.note(AccessOp::Load, Some(Object::SwapMap(offset)), Ordering::Relaxed);
+        self.k.swap.swap_map[offset as usize]
+    }
+
+    /// WRITE_ONCE(si->swap_map[offset]) under the swap cluster lock.
+    pub fn swap_map_store(&mut self, offset: u32, value: u8) {
+        self.note(AccessOp::Store, Some(Object::SwapMap(offset)), Ordering::Relaxed);
+        self.k.swap.make_mut().swap_map[offset as usize] = value;
+    }
+
+    /// The number of swap map slots (0 without a swap device); a constant of the device.
+    pub fn swap_slots(&self) -> u32 {
+        self.k.swap.swap_map.len() as u32
+    }
+
+    /// xa_load() of the swap cache (lockless under RCU).
+    pub fn swap_cache_load(&mut self, offset: u32) -> Option<FolioId> {
+        self.note(AccessOp::Load, Some(Object::SwapCache(offset)), Ordering::Acquire);
+        self.k.swap.cache[offset as usize]
+    }
+
+    /// xa_store() under xa_lock_irq(i_pages).
+    pub fn swap_cache_store(&mut self, offset: u32, folio: Option<FolioId>) {
+        self.note(AccessOp::Store, Some(Object::SwapCache(offset)), Ordering::Release);
+        self.k.swap.make_mut().cache[offset as usize] = folio;
+    }
+
+    /// The device reading a slot (swap_read_folio()).
+    pub fn swap_data_load(&mut self, offset: u32) -> crate::folio::PageData {
+        self.note(AccessOp::Load, Some(Object::SwapData(offset)), Ordering::Relaxed);
+        self.k.swap.data[offset as usize].clone()
+    }
+
+    /// The device writing a slot (swap_writepage()).
+    pub fn swap_data_store(&mut self, offset: u32, data: crate::folio::PageData) {
+        self.note(AccessOp::Store, Some(Object::SwapData(offset)), Ordering::Relaxed);
+        self.k.swap.make_mut().data[offset as usize] = data;
+    }
+
+    pub fn uffd_load(&mut self, uffd: u32) -> Option<crate::state::Userfaultfd> {
+        self.note(AccessOp::Load, Some(Object::Uffd(uffd)), Ordering::Relaxed);
+        self.k.uffds.get(uffd as usize).map(|u| (**u).clone())
+    }
+
+    pub fn uffd_store(&mut self, uffd: u32, value: crate::state::Userfaultfd) {
+        self.note(AccessOp::Store, Some(Object::Uffd(uffd)), Ordering::Relaxed);
+        match self.k.uffds.get_mut(uffd as usize) {
+            Some(existing) => *existing.make_mut() = value,
+            None => self.k.uffds.push(crate::shared::Shared::new(value)),
+        }
     }
 
     pub fn event_store(&mut self, event: u8) {

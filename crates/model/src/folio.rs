@@ -197,6 +197,8 @@ pub struct Folio {
     pub pincount: i32,
     pub mapping: Mapping,
     pub index: u64,
+    /// `folio->swap`: the swap entry (offset) while PG_swapcache is set.
+    pub swap: Option<u32>,
     pub pages: Vec<Page>,
 }
 
@@ -212,6 +214,7 @@ impl Folio {
             pincount: 0,
             mapping: Mapping::None,
             index: 0,
+            swap: None,
             pages: vec![page; 1 << order],
         }
     }

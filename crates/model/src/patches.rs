@@ -46,6 +46,9 @@ pub enum Patch {
     FolioWalkPfnmapEarlyReturn,
     WalkPageVmaNoTestWalk,
     DoPagesStatFolioWalk,
+    UffdioMove,
+    UffdMoveSwapcache,
+    UffdMoveSwapcacheRace,
 }
 
 pub struct PatchInfo {
@@ -125,6 +128,30 @@ pub const PATCHES: &[PatchInfo] = &[
         landed: Some(KernelVersion::new(6, 12)),
         subject: "mm/migrate: convert do_pages_stat_array() from follow_page() to folio_walk",
         summary: "move_pages status query: folio_walk_start (no reference; nothing there is -ENOENT) instead of follow_page(FOLL_GET|FOLL_DUMP) (special and none PTEs -EFAULT)",
+    },
+    PatchInfo {
+        patch: Patch::UffdioMove,
+        name: "uffdio-move",
+        commit: "adef440691ba",
+        landed: Some(KernelVersion::new(6, 8)),
+        subject: "userfaultfd: UFFDIO_MOVE uABI",
+        summary: "UFFDIO_MOVE moves anonymous pages between VMAs; a swap PTE is moved by copying the PTE only (move_swap_pte)",
+    },
+    PatchInfo {
+        patch: Patch::UffdMoveSwapcache,
+        name: "uffd-move-swapcache",
+        commit: "c50f8e6053b0",
+        landed: Some(KernelVersion::new(6, 14)),
+        subject: "mm: fix kernel BUG when userfaultfd_move encounters swapcache",
+        summary: "move_pages_pte: look the swap entry up in the swap cache, lock its folio (-EBUSY if large); move_swap_pte moves the folio's anon rmap and index",
+    },
+    PatchInfo {
+        patch: Patch::UffdMoveSwapcacheRace,
+        name: "uffd-move-swapcache-race",
+        commit: "0ea148a79919",
+        landed: Some(KernelVersion::new(6, 16)),
+        subject: "mm: userfaultfd: fix race of userfaultfd_move and swap cache",
+        summary: "move_swap_pte: -EAGAIN if the locked folio left the swap cache or changed entry, or if SWAP_HAS_CACHE appeared while no folio was found",
     },
     PatchInfo {
         patch: Patch::FolioWalkPfnmapEarlyReturn,

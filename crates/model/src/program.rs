@@ -167,6 +167,31 @@ pub enum Instruction {
         address: Operand,
         field: crate::fs::proc::task_mmu::SmapsField,
     },
+    /// `dst = userfaultfd(0)`: a new userfaultfd of the process.
+    Userfaultfd {
+        dst: Option<Register>,
+    },
+    /// `ioctl(uffd, UFFDIO_API)`.
+    UffdioApi {
+        dst: Option<Register>,
+        uffd: Operand,
+    },
+    /// `ioctl(uffd, UFFDIO_REGISTER)` of a range in missing mode.
+    UffdioRegister {
+        dst: Option<Register>,
+        uffd: Operand,
+        address: Operand,
+        length: u64,
+    },
+    /// `ioctl(uffd, UFFDIO_MOVE)`: `dst` gets the bytes moved, or a negative errno.
+    UffdioMove {
+        dst: Option<Register>,
+        uffd: Operand,
+        to: Operand,
+        from: Operand,
+        length: u64,
+        allow_src_holes: bool,
+    },
     /// A reclaim pass as kswapd runs it: isolate every LRU folio and shrink the list.
     Reclaim,
     /// User-level synchronisation between scenario threads (an eventfd or a pipe write): sets

@@ -57,6 +57,8 @@ pub struct Vma {
     pub file: Option<FileId>,
     /// The scenario device whose `mmap` handler set this VMA up (its `vm_file`).
     pub device: Option<DeviceId>,
+    /// `vm_userfaultfd_ctx`: the userfaultfd this VMA is registered with (missing mode).
+    pub uffd: Option<u32>,
     /// The driver's pages for this mapping (what a driver keeps in `vm_private_data` and
     /// frees in `vm_ops->close`).
     pub private_folios: Vec<FolioId>,
@@ -104,6 +106,8 @@ pub struct Mm {
     /// MM_ANONPAGES and MM_FILEPAGES rss counters.
     pub rss_anon: i64,
     pub rss_file: i64,
+    /// MM_SWAPENTS.
+    pub rss_swap: i64,
     /// Where the next mmap without a hint goes (mm->mmap_base grows down in Linux; up here).
     pub mmap_next: u64,
     pub exited: bool,
@@ -141,6 +145,26 @@ pub struct File {
     pub blocks: Vec<PageData>,
 }
 
+/// include/linux/swap.h: struct swap_info_struct of the one swap device, with its swap cache
+/// (mm/swap_state.c: the swapper_space xarray, one slot per swap entry).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SwapInfo {
+    /// `swap_map[offset]`: the number of swap PTEs naming the slot, plus SWAP_HAS_CACHE.
+    pub swap_map: Vec<u8>,
+    /// The swap cache: the folio caching each slot.
+    pub cache: Vec<Option<FolioId>>,
+    /// The slots' contents on the device.
+    pub data: Vec<PageData>,
+}
+
+/// mm/userfaultfd.c: struct userfaultfd_ctx (the parts modelled).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Userfaultfd {
+    pub mm: MmId,
+    /// UFFDIO_API done (UFFD_FEATURE_INITIALIZED).
+    pub initialized: bool,
+}
+
 /// mm/vmscan.c / include/linux/mmzone.h: the lruvec of the one node, under `lru_lock`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Lruvec {
@@ -159,6 +183,8 @@ pub struct Kernel {
     pub anon_vmas: Vec<Shared<AnonVma>>,
     pub files: Vec<Shared<File>>,
     pub lruvec: Shared<Lruvec>,
+    pub swap: Shared<SwapInfo>,
+    pub uffds: Vec<Shared<Userfaultfd>>,
     pub threads: Vec<Shared<Thread>>,
     /// Scenario events set by `signal` (one bit each).
     pub events: u64,

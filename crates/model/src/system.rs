@@ -9,11 +9,12 @@ use crate::folio::{folio_pfn, pfn_folio, pfn_page, Folio, FolioId, Mapping, Page
 use crate::mm::madvise::Madvise;
 use crate::mm::memory::UserAccess;
 use crate::mm::mmap::{ExitMmap, Mmap, Munmap};
+use crate::mm::userfaultfd::{MovePages, UffdCall, UffdSyscall};
 use crate::mm::vmscan::ShrinkInactiveList;
 use crate::patches::KernelConfig;
 use crate::program::{Instruction, Operand};
 use crate::shared::Shared;
-use crate::state::{File, Kernel, Mm, MmId, ThreadId};
+use crate::state::{File, Kernel, Mm, MmId, SwapInfo, ThreadId};
 use crate::thread::{errno, Flow, Frame, Thread, ThreadStatus};
 use crate::violation::{Violation, ViolationKind};
 use mmcheck_explorer::{Model, StepEffects};
@@ -37,6 +38,8 @@ pub struct SystemSpec {
     pub mms: usize,
     pub files: Vec<Vec<PageData>>,
     pub devices: Vec<DeviceSpec>,
+    /// Slots of the swap device (0: no swap, as on the machines the tool runs on).
+    pub swap_pages: u32,
 }
 
 pub struct System {
@@ -128,6 +131,34 @@ impl System {
             Instruction::Smaps { address, field, .. } => {
                 Frame::ShowSmap(crate::fs::proc::task_mmu::ShowSmap::new(mm, Self::value(t, *address) as u64, *field))
             }
+            Instruction::Userfaultfd { .. } => Frame::UffdSyscall(UffdSyscall { mm, call: UffdCall::Userfaultfd }),
+            Instruction::UffdioApi { uffd, .. } => {
+                Frame::UffdSyscall(UffdSyscall { mm, call: UffdCall::Api { fd: Self::value(t, *uffd) } })
+            }
+            Instruction::UffdioRegister { uffd, address, length, .. } => Frame::UffdSyscall(UffdSyscall {
+                mm,
+                call: UffdCall::Register {
+                    fd: Self::value(t, *uffd),
+                    start: Self::value(t, *address) as u64,
+                    length: *length,
+                },
+            }),
+            Instruction::UffdioMove { uffd, to, from, length, allow_src_holes, .. } => {
+                if !ctx.patched(crate::patches::Patch::UffdioMove) {
+                    // Before adef440691ba, userfaultfd_ioctl() knows no UFFDIO_MOVE.
+                    self.complete(ctx.k, thread, -crate::thread::errno::EINVAL);
+                    ctx.event("userfaultfd_ioctl", "UFFDIO_MOVE", |_| "unknown ioctl: -EINVAL".to_string());
+                    return;
+                }
+                Frame::MovePages(MovePages::new(
+                    mm,
+                    Self::value(t, *uffd),
+                    Self::value(t, *to) as u64,
+                    Self::value(t, *from) as u64,
+                    *length,
+                    *allow_src_holes,
+                ))
+            }
             Instruction::Exit => Frame::ExitMmap(ExitMmap { mm, zapped: false }),
             Instruction::Fork { child, child_mm, .. } => {
                 Frame::Fork(crate::kernel::fork::Fork::new(mm, *child_mm, *child))
@@ -194,6 +225,10 @@ impl System {
             | Instruction::Madvise { dst, .. }
             | Instruction::Pread { dst, .. }
             | Instruction::MovePagesStatus { dst, .. }
+            | Instruction::Userfaultfd { dst }
+            | Instruction::UffdioApi { dst, .. }
+            | Instruction::UffdioRegister { dst, .. }
+            | Instruction::UffdioMove { dst, .. }
             | Instruction::Smaps { dst, .. }
             | Instruction::Fork { dst, .. } => *dst,
             _ => None,
@@ -227,6 +262,9 @@ impl System {
                 mappings[folio as usize].push(page);
             }
         }
+        if let Some(violation) = check_swap(k) {
+            return Some(violation);
+        }
         for (id, folio) in k.folios.iter().enumerate().skip(1).filter(|(_, f)| f.allocated) {
             let id = id as FolioId;
             for (page, p) in folio.pages.iter().enumerate() {
@@ -249,6 +287,36 @@ impl System {
         }
         None
     }
+}
+
+/// Swap accounting at a quiescent point: each slot's swap_map count is the number of swap PTEs
+/// naming it, SWAP_HAS_CACHE is set exactly when a folio caches it, and that folio says so.
+fn check_swap(k: &Kernel) -> Option<Violation> {
+    use crate::mm::swapfile::{swap_count, SWAP_HAS_CACHE};
+    let mut ptes = vec![0u32; k.swap.swap_map.len()];
+    for mm in &k.mms {
+        for (_, pte) in &mm.ptes {
+            if let crate::pgtable::Pte::Swap { offset, .. } = pte {
+                ptes[*offset as usize] += 1;
+            }
+        }
+    }
+    for (offset, &map) in k.swap.swap_map.iter().enumerate() {
+        let cached = k.swap.cache[offset];
+        let cache_ok = cached.is_none_or(|f| {
+            let folio = k.folio(f);
+            folio.allocated && folio.test(PageFlag::Swapcache) && folio.swap == Some(offset as u32)
+        });
+        if u32::from(swap_count(map)) != ptes[offset] || (map & SWAP_HAS_CACHE != 0) != cached.is_some() || !cache_ok {
+            let message = format!(
+                "swap slot {offset:#x}: swap_map {map:#x} but {} swap PTE(s) and swap cache {cached:?}",
+                ptes[offset]
+            );
+            let dump = cached.map(|f| vec![k.folio(f).dump(f)]).unwrap_or_default();
+            return Some(Violation { kind: ViolationKind::Invariant, message, dump });
+        }
+    }
+    None
 }
 
 fn invariant(k: &Kernel, folio: FolioId, message: String) -> Violation {
@@ -298,6 +366,12 @@ impl Model for System {
             anon_vmas: Vec::new(),
             files,
             lruvec: Shared::new(Default::default()),
+            swap: Shared::new(SwapInfo {
+                swap_map: vec![0; self.spec.swap_pages as usize],
+                cache: vec![None; self.spec.swap_pages as usize],
+                data: vec![PageData::Fill(0); self.spec.swap_pages as usize],
+            }),
+            uffds: Vec::new(),
             threads,
             events: 0,
         }
@@ -371,6 +445,8 @@ impl Model for System {
             .iter()
             .enumerate()
             .filter(|(id, f)| *id as FolioId != ZERO_FOLIO && f.allocated && !f.test(PageFlag::Reserved))
+            // A clean folio only the swap cache holds is reclaimable memory, not a leak.
+            .filter(|(_, f)| !(f.test(PageFlag::Swapcache) && f.refcount == 1 && f.mapcount() == 0))
             .map(|(id, f)| f.dump(id as FolioId))
             .collect();
         if !leaked.is_empty() && k.mms.iter().all(|mm| mm.exited) {

@@ -41,6 +41,8 @@ pub struct Thread {
     pub pages: Shared<Vec<Pfn>>,
     /// The folio list reclaim isolated and then returns to the LRU.
     pub folio_list: Shared<Vec<FolioId>>,
+    /// Folios whose swap writeback this thread submitted and whose completion is pending.
+    pub writeback: Shared<Vec<FolioId>>,
 }
 
 impl Thread {
@@ -53,6 +55,7 @@ impl Thread {
             returned: None,
             pages: Shared::default(),
             folio_list: Shared::default(),
+            writeback: Shared::default(),
         }
     }
 }
@@ -74,7 +77,10 @@ pub enum Wait {
     MmapRead(MmId),
     MmapWrite(MmId),
     PteLock(MmId, u64),
+    /// double_pt_lock(): the PTE locks of two tables (or one, if they share it).
+    PteLocks(MmId, u64, u64),
     AnonVmaRead(AnonVmaId),
+    AnonVmaWrite(AnonVmaId),
     /// folio_lock(): sleeps until PG_locked is clear.
     FolioLock(FolioId),
 }
@@ -86,7 +92,9 @@ impl Wait {
             Wait::MmapRead(mm) => Ctx::mmap_read_available(k, mm),
             Wait::MmapWrite(mm) => Ctx::mmap_write_available(k, mm),
             Wait::PteLock(mm, vpn) => Ctx::ptl_available(k, mm, vpn),
+            Wait::PteLocks(mm, a, b) => Ctx::ptl_available(k, mm, a) && Ctx::ptl_available(k, mm, b),
             Wait::AnonVmaRead(anon_vma) => Ctx::anon_vma_read_available(k, anon_vma),
+            Wait::AnonVmaWrite(anon_vma) => Ctx::anon_vma_write_available(k, anon_vma),
             Wait::FolioLock(folio) => !k.folio(folio).test(crate::folio::PageFlag::Locked),
         }
     }
@@ -112,6 +120,8 @@ pub enum Frame {
     Fork(crate::kernel::fork::Fork),
     DriverMmap(crate::drivers::DriverMmap),
     PagesStat(crate::mm::migrate::PagesStat),
+    MovePages(crate::mm::userfaultfd::MovePages),
+    UffdSyscall(crate::mm::userfaultfd::UffdSyscall),
     ShowSmap(crate::fs::proc::task_mmu::ShowSmap),
 }
 
@@ -135,6 +145,8 @@ macro_rules! each_frame {
             Frame::Fork($inner) => $body,
             Frame::DriverMmap($inner) => $body,
             Frame::PagesStat($inner) => $body,
+            Frame::MovePages($inner) => $body,
+            Frame::UffdSyscall($inner) => $body,
             Frame::ShowSmap($inner) => $body,
         }
     };

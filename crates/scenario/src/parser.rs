@@ -106,6 +106,8 @@ pub(crate) struct Ast {
     source: String,
     files: Vec<FileDecl>,
     devices: Vec<DeviceDecl>,
+    /// `swap size EXPR`: the swap device's size in bytes.
+    swap: Option<Expr>,
     threads: Vec<ThreadDecl>,
 }
 
@@ -219,7 +221,7 @@ impl<'a> Parser<'a> {
 
     fn item(&mut self, scenario: &mut Scenario) -> Result<(), Diagnostic> {
         let (word, span) =
-            self.identifier("`param`, `file`, `device`, `process`, `kthread`, `expect`, `ref` or `tag`")?;
+            self.identifier("`param`, `file`, `device`, `swap`, `process`, `kthread`, `expect`, `ref` or `tag`")?;
         match word.as_str() {
             "ref" => {
                 let (reference, _) = self.identifier_or_number("a commit id")?;
@@ -250,6 +252,13 @@ impl<'a> Parser<'a> {
                 let fill = self.expression()?;
                 scenario.ast.files.push(FileDecl { name, size, fill });
             }
+            "swap" => {
+                self.keyword("size")?;
+                let size = self.expression()?;
+                if scenario.ast.swap.replace(size).is_some() {
+                    return Err(Diagnostic::new("a scenario has one swap device", span.0, span.1));
+                }
+            }
             "device" => {
                 let device = self.device()?;
                 scenario.ast.devices.push(device);
@@ -265,7 +274,7 @@ impl<'a> Parser<'a> {
             }
             _ => {
                 return Err(Diagnostic::new(format!("unknown item `{word}`"), span.0, span.1).with_note(
-                    "a scenario has `param`, `file`, `device`, `process`, `kthread`, `expect`, `ref` and `tag` lines",
+                    "a scenario has `param`, `file`, `device`, `swap`, `process`, `kthread`, `expect`, `ref` and `tag` lines",
                 ))
             }
         }
@@ -634,6 +643,14 @@ pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<Sys
         }
         builder.files.insert(file.name.clone(), index as u32);
         builder.spec.files.push(filled_file(size, fill as u8));
+    }
+    if let Some(size) = &ast.swap {
+        let bytes = evaluate_constant(size, parameters)?;
+        let pages = (bytes.max(0) as u64).div_ceil(PAGE_SIZE);
+        if bytes <= 0 || pages > 4096 {
+            return Err(diagnostic("a swap device is 1 to 4096 pages", size.span()));
+        }
+        builder.spec.swap_pages = pages as u32;
     }
     for device in &ast.devices {
         let spec = builder.device(device)?;
@@ -1019,6 +1036,52 @@ impl Builder<'_> {
                     return Err(diagnostic("not modelled yet: buffered reads (use `direct`)", mode_span));
                 }
                 Instruction::Pread { dst: define(variables), file, buffer, length, offset: offset as u64, direct: true }
+            }
+            "userfaultfd" => {
+                self.require_process(mm, call)?;
+                self.arguments::<0>(call, "userfaultfd()")?;
+                Instruction::Userfaultfd { dst: define(variables) }
+            }
+            "uffdio_api" => {
+                self.require_process(mm, call)?;
+                let [uffd] = self.arguments::<1>(call, "uffdio_api(uffd)")?;
+                let uffd = evaluate(uffd, self.parameters, variables)?;
+                Instruction::UffdioApi { dst: define(variables), uffd }
+            }
+            "uffdio_register" => {
+                self.require_process(mm, call)?;
+                let [uffd, address, length] =
+                    self.arguments::<3>(call, "uffdio_register(uffd, address, length): missing mode")?;
+                let uffd = evaluate(uffd, self.parameters, variables)?;
+                let address = evaluate(address, self.parameters, variables)?;
+                let length = self.length(length, variables)?;
+                Instruction::UffdioRegister { dst: define(variables), uffd, address, length }
+            }
+            "uffdio_move" => {
+                self.require_process(mm, call)?;
+                let usage =
+                    "uffdio_move(uffd, dst, src, length) or uffdio_move(uffd, dst, src, length, allow_src_holes)";
+                let allow_src_holes = match call.arguments.get(4) {
+                    Some(expr) => {
+                        let (name, span) = self.name_argument(expr, "`allow_src_holes`")?;
+                        if name != "allow_src_holes" {
+                            return Err(diagnostic("the only UFFDIO_MOVE mode is `allow_src_holes`", span));
+                        }
+                        true
+                    }
+                    None => false,
+                };
+                if call.arguments.len() > 5 {
+                    return Err(diagnostic(format!("`uffdio_move` takes 4 or 5 arguments: {usage}"), call.span));
+                }
+                let trimmed =
+                    Call { arguments: call.arguments[..call.arguments.len().min(4)].to_vec(), ..call.clone() };
+                let [uffd, to, from, length] = self.arguments::<4>(&trimmed, usage)?;
+                let uffd = evaluate(uffd, self.parameters, variables)?;
+                let to = evaluate(to, self.parameters, variables)?;
+                let from = evaluate(from, self.parameters, variables)?;
+                let length = self.length(length, variables)?;
+                Instruction::UffdioMove { dst: define(variables), uffd, to, from, length, allow_src_holes }
             }
             "move_pages" => {
                 self.require_process(mm, call)?;

@@ -71,7 +71,15 @@ impl Fork {
             ctx.k.mms[parent as usize].ptes.iter().map(|e| e.0).filter(|&v| v >= first && v < last).collect();
         let mut copied = 0;
         for vpn in vpns {
-            let Some(present) = ctx.pte_load(parent, vpn).present() else { continue };
+            let pte = ctx.pte_load(parent, vpn);
+            if matches!(pte, Pte::Swap { .. } | Pte::Migration { .. }) {
+                ctx.violation(crate::violation::Violation::new(
+                    crate::violation::ViolationKind::Invariant,
+                    "not modelled: fork() copying a swap or migration entry (copy_nonpresent_pte)",
+                ));
+                continue;
+            }
+            let Some(present) = pte.present() else { continue };
             copied += 1;
             self.copy_present_pte(ctx, vpn, present);
         }

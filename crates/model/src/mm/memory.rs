@@ -6,8 +6,12 @@ use crate::access::Ctx;
 use crate::folio::{
     folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
 };
-use crate::mm::rmap::{folio_add_file_rmap_pte, folio_add_new_anon_rmap, folio_remove_rmap_pte};
+use crate::mm::rmap::{
+    folio_add_anon_rmap_pte, folio_add_file_rmap_pte, folio_add_new_anon_rmap, folio_remove_rmap_pte,
+};
 use crate::mm::swap::{folio_add_lru, folio_mark_dirty, folio_put};
+use crate::mm::swap_state::{folio_free_swap, read_swap_cache, swap_cache_get_folio};
+use crate::mm::swapfile::{free_swap_and_cache, swap_free, vm_swap_full};
 use crate::pgtable::{pte_table, PresentPte, Pte, PTRS_PER_PTE};
 use crate::program::SourceLocation;
 use crate::state::{vm_flags, MmId, Vma};
@@ -129,6 +133,9 @@ pub enum FaultStage {
     WpCopyAlloc,
     WpCopySetPte,
     WpPutOld,
+    SwapLookup,
+    SwapLock,
+    SwapMap,
     Unlock,
 }
 
@@ -144,6 +151,8 @@ pub struct Fault {
     pub orig_pte: Pte,
     pub new_folio: Option<FolioId>,
     pub old_folio: Option<FolioId>,
+    /// do_swap_page(): the swap cache folio, referenced.
+    pub swap_folio: Option<FolioId>,
     pub result: i64,
 }
 
@@ -158,6 +167,7 @@ impl Fault {
             orig_pte: Pte::None,
             new_folio: None,
             old_folio: None,
+            swap_folio: None,
             result: 0,
         }
     }
@@ -202,17 +212,16 @@ impl Fault {
         if self.orig_pte.is_none() && vma.device.is_some() {
             return self.finish(VM_FAULT_SIGBUS);
         }
+
         self.stage = match self.orig_pte {
             Pte::None if !self.write => FaultStage::AnonZeroSetPte,
             Pte::None => FaultStage::AnonAlloc,
             Pte::Present(p) if self.write && !p.write => FaultStage::WpLock,
             // Someone else resolved it (or only the accessed bit was missing): retry the access.
             Pte::Present(_) => return self.finish(0),
-            Pte::Swap { .. } | Pte::Migration { .. } => {
-                ctx.violation(Violation::new(
-                    ViolationKind::Invariant,
-                    "not modelled: fault on a swap or migration entry",
-                ));
+            Pte::Swap { .. } => FaultStage::SwapLookup,
+            Pte::Migration { .. } => {
+                ctx.violation(Violation::new(ViolationKind::Invariant, "not modelled: fault on a migration entry"));
                 return self.finish(VM_FAULT_SIGBUS);
             }
         };
@@ -224,6 +233,10 @@ impl Fault {
         let (mm, vpn) = (self.mm, self.vpn());
         ctx.ptl_lock(mm, vpn);
         if ctx.pte_load(mm, vpn).is_none() {
+            if userfaultfd_missing(ctx, mm, self.address) {
+                ctx.ptl_unlock(mm, vpn);
+                return self.finish(VM_FAULT_SIGBUS);
+            }
             let entry =
                 PresentPte { pfn: folio_pfn(ZERO_FOLIO, 0), write: false, dirty: false, young: true, special: true };
             ctx.pte_store(mm, vpn, Pte::Present(entry));
@@ -260,6 +273,11 @@ impl Fault {
                 format!("{address:#x} already mapped: folio {folio} released")
             });
             return self.finish(0);
+        }
+        if userfaultfd_missing(ctx, mm, address) {
+            ctx.ptl_unlock(mm, vpn);
+            folio_put(ctx, folio);
+            return self.finish(VM_FAULT_SIGBUS);
         }
         ctx.rss_add(mm, true, 1);
         folio_add_new_anon_rmap(ctx, folio, mm, address);
@@ -391,6 +409,108 @@ impl Fault {
         Flow::Continue
     }
 
+    fn swap_offset(&self) -> u32 {
+        match self.orig_pte {
+            Pte::Swap { offset, .. } => offset,
+            _ => unreachable!("do_swap_page on a swap PTE"),
+        }
+    }
+
+    /// mm/memory.c: do_swap_page(): swap_cache_get_folio(), or swapin_readahead() on a miss.
+    fn swap_lookup(&mut self, ctx: &mut Ctx) -> Flow {
+        let (offset, address) = (self.swap_offset(), self.address);
+        let cached = swap_cache_get_folio(ctx, offset);
+        let folio = cached.or_else(|| read_swap_cache(ctx, offset));
+        ctx.event("do_swap_page", if cached.is_some() { "swap_cache_get_folio" } else { "swapin_readahead" }, |k| {
+            match folio {
+                Some(f) => format!("{address:#x}: swap entry {offset:#x} -> {}", k.folio(f).dump(f)),
+                None => format!("{address:#x}: swap entry {offset:#x} gone, retry"),
+            }
+        });
+        let Some(folio) = folio else {
+            return self.finish(0);
+        };
+        self.swap_folio = Some(folio);
+        self.stage = FaultStage::SwapLock;
+        Flow::Continue
+    }
+
+    /// folio_lock_or_retry(), then "the folio is still the swap cache folio of this entry".
+    fn swap_lock(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.swap_folio.expect("looked up");
+        ctx.flag_store(folio, PageFlag::Locked, true);
+        let still = ctx.flag_test(folio, PageFlag::Swapcache) && ctx.folio_swap_load(folio) == Some(self.swap_offset());
+        if !still {
+            self.swap_release(ctx);
+            ctx.event("do_swap_page", "out_page", |_| format!("folio {folio} left the swap cache, retry"));
+            return self.finish(0);
+        }
+        ctx.event("do_swap_page", "folio_lock", |_| format!("folio {folio}"));
+        self.stage = FaultStage::SwapMap;
+        Flow::Continue
+    }
+
+    fn swap_release(&mut self, ctx: &mut Ctx) {
+        let folio = self.swap_folio.take().expect("looked up");
+        ctx.flag_store(folio, PageFlag::Locked, false);
+        folio_put(ctx, folio);
+    }
+
+    /// do_swap_page() under the PTE lock: pte_same(), swap_free(), maybe folio_free_swap(),
+    /// then map the page, exclusive iff the swap PTE was (or the folio has no other user).
+    fn swap_map(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, vpn, address, offset) = (self.mm, self.vpn(), self.address, self.swap_offset());
+        let folio = self.swap_folio.expect("looked up");
+        ctx.ptl_lock(mm, vpn);
+        if ctx.pte_load(mm, vpn) != self.orig_pte {
+            ctx.ptl_unlock(mm, vpn);
+            self.swap_release(ctx);
+            ctx.event("do_swap_page", "out_nomap", |_| format!("{address:#x}: PTE changed, retry"));
+            return self.finish(0);
+        }
+        let anon = ctx.flag_test(folio, PageFlag::Anon);
+        let page_exclusive = ctx.anon_exclusive_load(folio, 0);
+        if anon && page_exclusive {
+            ctx.violation(Violation::new(
+                ViolationKind::KernelBug,
+                "BUG_ON(folio_test_anon(folio) && PageAnonExclusive(page)) in do_swap_page()",
+            ));
+        }
+        let Pte::Swap { exclusive, .. } = self.orig_pte else { unreachable!("a swap PTE") };
+        swap_free(ctx, offset);
+        // should_try_to_free_swap(): swap full, or a write fault on a folio only we hold.
+        if ctx.flag_test(folio, PageFlag::Swapcache) && (vm_swap_full(ctx) || (self.write && ctx.ref_load(folio) == 2))
+        {
+            folio_free_swap(ctx, folio);
+        }
+        ctx.rss_add(mm, true, 1);
+        ctx.rss_swap_add(mm, -1);
+        let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned().expect("checked by read_pte");
+        let exclusive = exclusive || ctx.ref_load(folio) == 1;
+        let writable = exclusive && self.write && vma.flags & vm_flags::VM_WRITE != 0;
+        if !anon {
+            // __folio_add_anon_rmap() of a folio read in just now: __folio_set_anon().
+            let anon_vma = vma.anon_vma.expect("a swap PTE implies a prepared anon_vma");
+            ctx.flag_store(folio, PageFlag::Anon, true);
+            ctx.mapping_store(folio, Mapping::Anon(anon_vma), vma.linear_page_index(address));
+        }
+        folio_add_anon_rmap_pte(ctx, folio, 0, &vma, address, exclusive);
+        let entry =
+            PresentPte { pfn: folio_pfn(folio, 0), write: writable, dirty: writable, young: true, special: false };
+        ctx.pte_store(mm, vpn, Pte::Present(entry));
+        ctx.flag_store(folio, PageFlag::Locked, false);
+        ctx.ptl_unlock(mm, vpn);
+        self.swap_folio = None;
+        ctx.event("do_swap_page", "set_pte_at", |k| {
+            format!(
+                "{address:#x} -> folio {folio}{}: {}",
+                if exclusive { " exclusive" } else { "" },
+                k.folio(folio).dump(folio)
+            )
+        });
+        self.finish(0)
+    }
+
     fn wp_put_old(&mut self, ctx: &mut Ctx) -> Flow {
         let old = self.old_folio.take().expect("set by wp_lock");
         folio_put(ctx, old);
@@ -411,6 +531,9 @@ impl KernelFunction for Fault {
             FaultStage::WpCopyAlloc => self.wp_copy_alloc(ctx),
             FaultStage::WpCopySetPte => self.wp_copy_set_pte(ctx),
             FaultStage::WpPutOld => self.wp_put_old(ctx),
+            FaultStage::SwapLookup => self.swap_lookup(ctx),
+            FaultStage::SwapLock => self.swap_lock(ctx),
+            FaultStage::SwapMap => self.swap_map(ctx),
             FaultStage::Unlock => {
                 ctx.mmap_read_unlock(self.mm);
                 ctx.event("handle_mm_fault", "mmap_read_unlock", |_| String::new());
@@ -426,9 +549,24 @@ impl KernelFunction for Fault {
             FaultStage::AnonZeroSetPte | FaultStage::AnonSetPte | FaultStage::WpLock | FaultStage::WpCopySetPte => {
                 Wait::PteLock(self.mm, vpn)
             }
+            FaultStage::SwapLock => Wait::FolioLock(self.swap_folio.expect("looked up")),
+            FaultStage::SwapMap => Wait::PteLock(self.mm, vpn),
             _ => Wait::Nothing,
         }
     }
+}
+
+/// do_anonymous_page(): "Deliver the page fault to userland, check inside PT lock". Delivery
+/// (handle_userfault()) is not modelled: reaching it is reported.
+fn userfaultfd_missing(ctx: &mut Ctx, mm: MmId, address: u64) -> bool {
+    let registered = ctx.vmas(mm).iter().any(|v| v.contains(address) && v.uffd.is_some());
+    if registered {
+        ctx.violation(Violation::new(
+            ViolationKind::Invariant,
+            "not modelled: a missing fault in a userfaultfd-registered VMA (handle_userfault)",
+        ));
+    }
+    registered
 }
 
 /// mm/rmap.c: __anon_vma_prepare(): the VMA's anon_vma, made on its first anonymous fault.
@@ -483,6 +621,12 @@ impl Zap {
         let mut zapped = 0;
         for vpn in vpns {
             let pte = ctx.pte_get_and_clear(mm, vpn);
+            if let Pte::Swap { offset, .. } = pte {
+                // zap_nonpresent_ptes(): free_swap_and_cache().
+                ctx.rss_swap_add(mm, -1);
+                free_swap_and_cache(ctx, offset);
+                continue;
+            }
             let Some(present) = pte.present() else { continue };
             zapped += 1;
             let Some(folio) = vm_normal_folio(present) else { continue };

@@ -84,6 +84,7 @@ impl Mmap {
             anon_vma: None,
             file: None,
             device,
+            uffd: None,
             private_folios: Vec::new(),
         });
         mm.vmas.make_mut().sort_by_key(|v| v.start);

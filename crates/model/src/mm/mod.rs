@@ -8,4 +8,7 @@ pub mod mmap;
 pub mod pagewalk;
 pub mod rmap;
 pub mod swap;
+pub mod swap_state;
+pub mod swapfile;
+pub mod userfaultfd;
 pub mod vmscan;

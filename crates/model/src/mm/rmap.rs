@@ -6,7 +6,7 @@ use crate::folio::{pfn_folio, FolioId, Mapping, PageFlag};
 use crate::mm::swap::{folio_mark_dirty, folio_put};
 use crate::patches::Patch;
 use crate::pgtable::{PresentPte, Pte};
-use crate::state::{AnonVmaId, MmId};
+use crate::state::{AnonVmaId, MmId, Vma};
 use crate::thread::{Flow, KernelFunction, Wait};
 use serde::{Deserialize, Serialize};
 
@@ -48,6 +48,55 @@ pub fn folio_add_file_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize) {
     ctx.page_mapcount_add(folio, page, 1);
 }
 
+/// mm/rmap.c: __page_check_anon_rmap() (CONFIG_DEBUG_VM): the folio's anon rmap (mapping and
+/// index) must be where the page is being mapped. The model's anon_vmas are their own roots
+/// (fork shares the parent's).
+fn __page_check_anon_rmap(ctx: &mut Ctx, folio: FolioId, page: usize, vma: &Vma, address: u64) {
+    let (mapping, index) = ctx.mapping_load(folio);
+    let root_differs = match mapping {
+        Mapping::Anon(anon_vma) => Some(anon_vma) != vma.anon_vma,
+        _ => true,
+    };
+    if ctx.vm_bug_on_folio(root_differs, folio, "folio_anon_vma(folio)->root != vma->anon_vma->root") {
+        return;
+    }
+    let pgoff = index + page as u64;
+    let linear = vma.linear_page_index(address);
+    if pgoff != linear {
+        let dump = ctx.k.folio(folio).dump(folio);
+        ctx.violation(crate::violation::Violation {
+            kind: crate::violation::ViolationKind::KernelBug,
+            message: format!(
+                "VM_BUG_ON_PAGE(page_pgoff(folio, page) != linear_page_index(vma, address)): {pgoff:#x} != {linear:#x} at {address:#x}"
+            ),
+            dump: vec![dump],
+        });
+    }
+}
+
+/// mm/rmap.c: folio_add_anon_rmap_pte() → __folio_add_anon_rmap(): one more PTE mapping of a
+/// page of an anonymous folio (swap-in), under the PTE lock and the folio lock.
+pub fn folio_add_anon_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize, vma: &Vma, address: u64, exclusive: bool) {
+    let anon = ctx.flag_test(folio, PageFlag::Anon);
+    ctx.vm_warn_on_folio(!anon, folio, "!folio_test_anon(folio)");
+    __folio_rmap_sanity_checks(ctx, folio, page, "folio_add_anon_rmap_pte");
+    ctx.page_mapcount_add(folio, page, 1);
+    __page_check_anon_rmap(ctx, folio, page, vma, address);
+    if exclusive {
+        ctx.anon_exclusive_store(folio, page, true);
+    }
+}
+
+/// mm/rmap.c: folio_move_anon_rmap(): the folio now belongs to `vma`'s anon_vma (its only
+/// mapping moved there). The folio lock is held.
+pub fn folio_move_anon_rmap(ctx: &mut Ctx, folio: FolioId, vma: &Vma) {
+    let locked = ctx.flag_test(folio, PageFlag::Locked);
+    ctx.vm_bug_on_folio(!locked, folio, "!folio_test_locked(folio)");
+    let anon_vma = vma.anon_vma.expect("VM_BUG_ON_VMA(!anon_vma, vma)");
+    let (_, index) = ctx.mapping_load(folio);
+    ctx.mapping_store(folio, Mapping::Anon(anon_vma), index);
+}
+
 /// mm/rmap.c: folio_remove_rmap_pte() → __folio_remove_rmap(): one PTE mapping less.
 pub fn folio_remove_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize) {
     __folio_rmap_sanity_checks(ctx, folio, page, "folio_remove_rmap_pte");
@@ -65,6 +114,14 @@ pub fn folio_lock_anon_vma_read(ctx: &mut Ctx, folio: FolioId) -> Option<(AnonVm
     };
     ctx.anon_vma_lock_read(anon_vma);
     Some((anon_vma, rmap_walk_anon_targets(ctx, anon_vma, index)))
+}
+
+/// What folio_lock_anon_vma_read() waits for: the folio's anon_vma, if a writer holds it.
+fn anon_vma_read_wait(k: &crate::state::Kernel, folio: FolioId) -> Wait {
+    match k.folio(folio).mapping {
+        Mapping::Anon(anon_vma) => Wait::AnonVmaRead(anon_vma),
+        _ => Wait::Nothing,
+    }
 }
 
 /// The mappings an anonymous rmap walk visits: mm/rmap.c rmap_walk_anon() over the anon_vma's
@@ -94,6 +151,8 @@ pub enum UnmapStage {
     ReadMapcount,
     SmpRmb,
     CheckDirty,
+    /// The swap branch: store the swap location in the PTE.
+    SwapPte,
     RemoveRmap,
     Put,
     WalkDone,
@@ -215,12 +274,7 @@ impl TryToUnmap {
             return UnmapStage::WalkDone;
         }
         if swapbacked {
-            ctx.violation(crate::violation::Violation::new(
-                crate::violation::ViolationKind::Invariant,
-                "not modelled: try_to_unmap_one() of a swap-cache folio (swap-out)",
-            ));
-            self.ret = false;
-            return UnmapStage::WalkDone;
+            return UnmapStage::SwapPte;
         }
         // MADV_FREE page check.
         if ctx.patched(Patch::MadvFreeGupRace) {
@@ -228,6 +282,42 @@ impl TryToUnmap {
         } else {
             UnmapStage::CheckDirty
         }
+    }
+
+    /// "Store the swap location in the pte": swap_duplicate(), then page_try_share_anon_rmap()
+    /// (which fails for a maybe-pinned page), counters, and the swap PTE, exclusive iff the
+    /// page was.
+    fn swap_pte(&mut self, ctx: &mut Ctx) -> Flow {
+        let (folio, (mm, address)) = (self.folio, self.current());
+        let offset = ctx.folio_swap_load(folio).expect("swapbacked == swapcache was checked");
+        let anon_exclusive = ctx.anon_exclusive_load(folio, 0);
+        let pinned = anon_exclusive && ctx.ref_load(folio) >= crate::folio::GUP_PIN_COUNTING_BIAS;
+        if !crate::mm::swapfile::swap_duplicate(ctx, offset) || pinned {
+            if pinned {
+                crate::mm::swapfile::swap_free(ctx, offset);
+            }
+            self.restore_pte(ctx);
+            self.ret = false;
+            ctx.event("try_to_unmap_one", "set_pte_at", |_| {
+                format!(
+                    "folio {folio}: {}: PTE restored",
+                    if pinned { "maybe DMA-pinned" } else { "swap_duplicate failed" }
+                )
+            });
+            self.stage = UnmapStage::WalkDone;
+            return Flow::Continue;
+        }
+        if anon_exclusive {
+            ctx.anon_exclusive_store(folio, 0, false);
+        }
+        ctx.rss_add(mm, true, -1);
+        ctx.rss_swap_add(mm, 1);
+        ctx.pte_store(mm, address >> crate::folio::PAGE_SHIFT, Pte::Swap { offset, exclusive: anon_exclusive });
+        ctx.event("try_to_unmap_one", "set_pte_at swap", |_| {
+            format!("{address:#x}: swap entry {offset:#x}{}", if anon_exclusive { " exclusive" } else { "" })
+        });
+        self.stage = UnmapStage::RemoveRmap;
+        Flow::Continue
     }
 
     fn restore_pte(&mut self, ctx: &mut Ctx) {
@@ -316,6 +406,7 @@ impl KernelFunction for TryToUnmap {
                 Flow::Continue
             }
             UnmapStage::CheckDirty => self.check_dirty(ctx),
+            UnmapStage::SwapPte => self.swap_pte(ctx),
             UnmapStage::RemoveRmap => {
                 folio_remove_rmap_pte(ctx, folio, 0);
                 ctx.event("try_to_unmap_one", "folio_remove_rmap_pte", |k| {
@@ -352,10 +443,10 @@ impl KernelFunction for TryToUnmap {
         }
     }
 
-    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+    fn wait(&self, k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match self.stage {
-            // No modelled path takes an anon_vma for writing, so a read lock never waits.
-            UnmapStage::LockAnonVma => Wait::Nothing,
+            // UFFDIO_MOVE takes the anon_vma for writing.
+            UnmapStage::LockAnonVma => anon_vma_read_wait(k, self.folio),
             UnmapStage::WalkLock => {
                 let (mm, address) = self.current();
                 Wait::PteLock(mm, address >> crate::folio::PAGE_SHIFT)
@@ -453,8 +544,9 @@ impl KernelFunction for FolioReferenced {
         }
     }
 
-    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+    fn wait(&self, k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match self.stage {
+            ReferencedStage::LockAnonVma => anon_vma_read_wait(k, self.folio),
             ReferencedStage::ReferencedOne => {
                 let (mm, address) = self.targets[self.target];
                 Wait::PteLock(mm, address >> crate::folio::PAGE_SHIFT)

@@ -1,15 +1,21 @@
 //! mm/vmscan.c: reclaim as kswapd runs it on the one node: isolate_lru_folios(),
 //! shrink_folio_list() and move_folios_to_lru().
 //!
-//! Modelled: the anonymous and lazyfree paths (references, swap allocation failing without a
-//! swap device, try_to_unmap, the lazyfree refcount freeze). Not modelled yet: pageout() and
-//! writeback, the swap cache and __remove_mapping() (no page cache or swap in this model), and
-//! the folio_maybe_dma_pinned() early checks.
+//! Modelled: the anonymous and lazyfree paths (references, add_to_swap() onto the swap device
+//! or activation without one, try_to_unmap, pageout() to swap with asynchronous writeback, the
+//! lazyfree refcount freeze, __remove_mapping() from the swap cache). Not modelled: the page
+//! cache, dirty throttling, and the folio_maybe_dma_pinned() early checks.
+//!
+//! Swap writeback completes after the pass: the reclaiming thread runs end_swap_bio_write()
+//! for each written folio once the list is back on the LRU (the interrupt that completes the
+//! bio is not a thread of its own), so a written folio stays in the swap cache, clean.
 
 use crate::access::Ctx;
 use crate::folio::{FolioId, PageFlag};
 use crate::mm::rmap::{FolioReferenced, TryToUnmap};
 use crate::mm::swap::{__folio_put, lruvec_add_folio};
+use crate::mm::swap_state::{__delete_from_swap_cache, add_to_swap, folio_free_swap};
+use crate::mm::swapfile::put_swap_folio;
 use crate::patches::Patch;
 use crate::shared::Shared;
 use crate::thread::{Flow, Frame, KernelFunction, Wait};
@@ -20,6 +26,7 @@ pub enum ShrinkInactiveStage {
     Isolate,
     Shrink,
     Putback,
+    EndWriteback,
 }
 
 /// mm/vmscan.c: shrink_inactive_list() over every LRU list.
@@ -93,7 +100,18 @@ impl ShrinkInactiveList {
                 if freed.is_empty() { String::new() } else { format!(", freed {freed:?}") }
             )
         });
-        Flow::Return(0)
+        self.stage = ShrinkInactiveStage::EndWriteback;
+        Flow::Continue
+    }
+
+    /// mm/page_io.c: end_swap_bio_write() → folio_end_writeback(), one folio per step.
+    fn end_writeback(&mut self, ctx: &mut Ctx) -> Flow {
+        let Some(folio) = ctx.k.thread_mut(ctx.thread).writeback.make_mut().pop() else {
+            return Flow::Return(0);
+        };
+        ctx.flag_store(folio, PageFlag::Writeback, false);
+        ctx.event("end_swap_bio_write", "folio_end_writeback", |k| k.folio(folio).dump(folio));
+        Flow::Continue
     }
 }
 
@@ -115,6 +133,7 @@ impl KernelFunction for ShrinkInactiveList {
                 Flow::Call(Frame::ShrinkFolioList(shrink))
             }
             ShrinkInactiveStage::Putback => self.putback(ctx),
+            ShrinkInactiveStage::EndWriteback => self.end_writeback(ctx),
         }
     }
 
@@ -132,7 +151,9 @@ pub enum ShrinkStage {
     Mapped,
     Unmapped,
     Dirty,
+    Pageout,
     Lazyfree,
+    RemoveMapping,
     LazyfreeDirtyRecheck,
     FreeIt,
     ActivateLocked,
@@ -218,15 +239,18 @@ impl ShrinkFolioList {
         }
     }
 
-    /// "Anonymous process memory has backing store?" Without a swap device folio_alloc_swap()
-    /// (add_to_swap() before 6.x) fails and the folio is activated.
+    /// "Anonymous process memory has backing store?" add_to_swap() (folio_alloc_swap() since
+    /// 6.16); without a free slot (or a swap device) the folio is activated.
     fn anon_swap(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio();
         let anon = ctx.flag_test(folio, PageFlag::Anon);
         let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
         if anon && swapbacked && !ctx.flag_test(folio, PageFlag::Swapcache) {
-            ctx.event("shrink_folio_list", "folio_alloc_swap", |_| format!("folio {folio}: no swap device, activate"));
-            return self.goto(ShrinkStage::ActivateLocked);
+            if !add_to_swap(ctx, folio) {
+                ctx.event("shrink_folio_list", "add_to_swap", |_| format!("folio {folio}: no swap slot, activate"));
+                return self.goto(ShrinkStage::ActivateLocked);
+            }
+            ctx.event("shrink_folio_list", "add_to_swap", |k| k.folio(folio).dump(folio));
         }
         self.goto(ShrinkStage::Mapped)
     }
@@ -255,15 +279,65 @@ impl ShrinkFolioList {
         self.goto(ShrinkStage::Dirty)
     }
 
-    /// A dirty folio needs pageout(), which is not modelled: a dirty lazyfree (file LRU) folio
-    /// outside kswapd's dirty throttling is activated, as the kernel does.
+    /// A dirty swap cache folio is written out by pageout(); any other dirty anonymous folio
+    /// (no backing store) is activated, as the kernel does.
     fn dirty(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio();
         if ctx.flag_test(folio, PageFlag::Dirty) {
+            if ctx.flag_test(folio, PageFlag::Swapcache) {
+                return self.goto(ShrinkStage::Pageout);
+            }
             ctx.event("shrink_folio_list", "folio_test_dirty", |_| format!("folio {folio} dirty: activate"));
             return self.goto(ShrinkStage::ActivateLocked);
         }
         self.goto(ShrinkStage::Lazyfree)
+    }
+
+    /// mm/vmscan.c: pageout() → folio_clear_dirty_for_io() → mm/page_io.c: swap_writepage():
+    /// a folio no swap PTE needs leaves the cache instead; otherwise writeback starts, the
+    /// folio is unlocked and the write is submitted (PAGE_SUCCESS; "goto keep" while under
+    /// writeback).
+    fn pageout(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio();
+        ctx.flag_store(folio, PageFlag::Dirty, false);
+        if folio_free_swap(ctx, folio) {
+            ctx.flag_store(folio, PageFlag::Locked, false);
+            ctx.event("swap_writepage", "folio_free_swap", |_| format!("folio {folio}: no swap PTE left, not written"));
+            return self.goto(ShrinkStage::Keep);
+        }
+        let offset = ctx.folio_swap_load(folio).expect("a swap cache folio");
+        ctx.flag_store(folio, PageFlag::Writeback, true);
+        ctx.flag_store(folio, PageFlag::Locked, false);
+        let data = ctx.data_load(folio, 0);
+        ctx.swap_data_store(offset, data);
+        ctx.k.thread_mut(ctx.thread).writeback.make_mut().push(folio);
+        ctx.event("pageout", "swap_writepage", |_| format!("folio {folio} -> swap slot {offset:#x}, under writeback"));
+        self.goto(ShrinkStage::Keep)
+    }
+
+    /// mm/vmscan.c: __remove_mapping() of a clean swap cache folio, under xa_lock_irq(i_pages):
+    /// only the isolation and swap cache references may be left.
+    fn remove_mapping(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio();
+        let frozen = ctx.ref_freeze(folio, 2);
+        if frozen && ctx.flag_test(folio, PageFlag::Dirty) {
+            ctx.ref_unfreeze(folio, 2);
+            ctx.event("__remove_mapping", "folio_test_dirty", |_| format!("folio {folio} redirtied, keep"));
+            return self.goto(ShrinkStage::KeepLocked);
+        }
+        if !frozen {
+            ctx.event("__remove_mapping", "folio_ref_freeze", |k| {
+                format!("folio {folio}: refcount {} != 2, keep", k.folio(folio).refcount)
+            });
+            return self.goto(ShrinkStage::KeepLocked);
+        }
+        let offset = ctx.folio_swap_load(folio).expect("a swap cache folio");
+        __delete_from_swap_cache(ctx, folio, offset);
+        put_swap_folio(ctx, offset);
+        ctx.event("__remove_mapping", "__delete_from_swap_cache", |_| {
+            format!("folio {folio} out of the swap cache (slot {offset:#x})")
+        });
+        self.goto(ShrinkStage::FreeIt)
     }
 
     /// "if (folio_test_anon(folio) && !folio_test_swapbacked(folio))": a lazyfree folio is
@@ -272,8 +346,11 @@ impl ShrinkFolioList {
         let folio = self.folio();
         let anon = ctx.flag_test(folio, PageFlag::Anon);
         let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
+        if anon && swapbacked && ctx.flag_test(folio, PageFlag::Swapcache) {
+            return self.goto(ShrinkStage::RemoveMapping);
+        }
         if !anon || swapbacked {
-            // "else if (!mapping || !__remove_mapping(...))": no page or swap cache modelled.
+            // "else if (!mapping || !__remove_mapping(...))": no page cache modelled.
             ctx.event("shrink_folio_list", "folio_mapping", |_| {
                 format!("folio {folio}: no mapping to remove from, keep")
             });
@@ -316,7 +393,7 @@ impl ShrinkFolioList {
         let folio = self.folio();
         ctx.flag_store(folio, PageFlag::Locked, false);
         ctx.free_folio(folio);
-        ctx.event("shrink_folio_list", "free_it", |_| format!("folio {folio} freed (PGLAZYFREED)"));
+        ctx.event("shrink_folio_list", "free_it", |_| format!("folio {folio} freed"));
         self.next_folio(ctx)
     }
 }
@@ -348,7 +425,9 @@ impl KernelFunction for ShrinkFolioList {
             ShrinkStage::Mapped => self.mapped(ctx),
             ShrinkStage::Unmapped => self.unmapped(ctx),
             ShrinkStage::Dirty => self.dirty(ctx),
+            ShrinkStage::Pageout => self.pageout(ctx),
             ShrinkStage::Lazyfree => self.lazyfree(ctx),
+            ShrinkStage::RemoveMapping => self.remove_mapping(ctx),
             ShrinkStage::LazyfreeDirtyRecheck => self.lazyfree_dirty_recheck(ctx),
             ShrinkStage::FreeIt => self.free_it(ctx),
             ShrinkStage::ActivateLocked => {

@@ -1,0 +1,582 @@
+//! fs/userfaultfd.c and mm/userfaultfd.c: userfaultfd(2), UFFDIO_API, UFFDIO_REGISTER (missing
+//! mode) and UFFDIO_MOVE: move_pages() → move_pages_pte() → move_present_pte() /
+//! move_swap_pte(). Missing-fault delivery (handle_userfault()) is not modelled: a fault that
+//! would need it is reported as such.
+
+use crate::access::Ctx;
+use crate::folio::{pfn_folio, FolioId, PageFlag, GUP_PIN_COUNTING_BIAS, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
+use crate::mm::memory::{anon_vma_prepare, vm_normal_folio};
+use crate::mm::rmap::folio_move_anon_rmap;
+use crate::mm::swap::folio_put;
+use crate::mm::swap_state::swap_cache_get_folio;
+use crate::mm::swapfile::SWAP_HAS_CACHE;
+use crate::patches::Patch;
+use crate::pgtable::{PresentPte, Pte};
+use crate::state::{vm_flags, AnonVmaId, MmId, Userfaultfd, Vma};
+use crate::thread::{errno, Flow, KernelFunction, Wait};
+use serde::{Deserialize, Serialize};
+
+/// File descriptors of userfaultfds start here (0-2 are the standard streams).
+pub const UFFD_FD_BASE: i64 = 3;
+
+fn uffd_of(fd: i64) -> Option<u32> {
+    u32::try_from(fd - UFFD_FD_BASE).ok()
+}
+
+/// fs/userfaultfd.c: userfaultfd(2) → new_userfaultfd(): a context for the caller's mm.
+pub fn sys_userfaultfd(ctx: &mut Ctx, mm: MmId) -> i64 {
+    let uffd = ctx.k.uffds.len() as u32;
+    ctx.uffd_store(uffd, Userfaultfd { mm, initialized: false });
+    let fd = UFFD_FD_BASE + i64::from(uffd);
+    ctx.event("userfaultfd", "new_userfaultfd", |_| format!("fd {fd}"));
+    fd
+}
+
+/// fs/userfaultfd.c: userfaultfd_api(): once per context.
+pub fn userfaultfd_api(ctx: &mut Ctx, fd: i64) -> i64 {
+    let Some(uffd) = uffd_of(fd) else { return -errno::EINVAL };
+    let Some(mut state) = ctx.uffd_load(uffd) else { return -errno::EINVAL };
+    let result = if state.initialized {
+        -errno::EINVAL
+    } else {
+        state.initialized = true;
+        ctx.uffd_store(uffd, state);
+        0
+    };
+    ctx.event("userfaultfd_api", "UFFDIO_API", |_| format!("fd {fd}: {result}"));
+    result
+}
+
+/// fs/userfaultfd.c: userfaultfd_register() in missing mode, under mmap_write_lock(): every
+/// VMA of the range must be anonymous (vma_can_userfault()); VMAs are split at the range's ends.
+pub fn userfaultfd_register(ctx: &mut Ctx, mm: MmId, fd: i64, start: u64, length: u64) -> i64 {
+    let Some(uffd) = uffd_of(fd) else { return -errno::EINVAL };
+    let initialized = ctx.uffd_load(uffd).is_some_and(|u| u.initialized && u.mm == mm);
+    let end = start + length.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+    if !initialized || !start.is_multiple_of(PAGE_SIZE) || length == 0 {
+        return -errno::EINVAL;
+    }
+    ctx.mmap_write_lock(mm);
+    let vmas = ctx.vmas(mm).to_vec();
+    let covered: u64 =
+        vmas.iter().filter(|v| v.start < end && start < v.end).map(|v| v.end.min(end) - v.start.max(start)).sum();
+    let anonymous = vmas.iter().filter(|v| v.start < end && start < v.end).all(|v| v.device.is_none());
+    let result = if covered != end - start || !anonymous {
+        -errno::EINVAL
+    } else {
+        let mut updated = Vec::with_capacity(vmas.len() + 2);
+        for vma in vmas {
+            if vma.end <= start || vma.start >= end {
+                updated.push(vma);
+                continue;
+            }
+            split_at(&mut updated, &vma, start, end, uffd);
+        }
+        ctx.vmas_mut(mm).vmas = crate::shared::Shared::new(updated);
+        0
+    };
+    ctx.mmap_write_unlock(mm);
+    ctx.event("userfaultfd_register", "UFFDIO_REGISTER", |_| format!("[{start:#x}, {end:#x}) missing: {result}"));
+    result
+}
+
+/// The parts of `vma` outside `[start, end)` keep their state; the part inside is registered.
+fn split_at(out: &mut Vec<Vma>, vma: &Vma, start: u64, end: u64, uffd: u32) {
+    let pgoff_at = |address: u64| vma.pgoff + ((address - vma.start) >> PAGE_SHIFT);
+    if vma.start < start {
+        out.push(Vma { end: start, ..vma.clone() });
+    }
+    let (from, to) = (vma.start.max(start), vma.end.min(end));
+    out.push(Vma { start: from, end: to, pgoff: pgoff_at(from), uffd: Some(uffd), ..vma.clone() });
+    if vma.end > end {
+        out.push(Vma { start: end, pgoff: pgoff_at(end), ..vma.clone() });
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MoveStage {
+    Lock,
+    DstPte,
+    SrcPte,
+    PresentPin,
+    PresentFolioLock,
+    AnonVma,
+    AnonVmaLock,
+    MovePresent,
+    SwapLookup,
+    SwapTrylock,
+    SwapFolioLock,
+    MoveSwap,
+    Out,
+    Unlock,
+}
+
+/// UFFDIO_MOVE: mm/userfaultfd.c move_pages(), one page per move_pages_pte() call, each split
+/// into steps at its locks and lockless reads as the kernel takes them.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MovePages {
+    pub mm: MmId,
+    pub fd: i64,
+    pub dst_start: u64,
+    pub src_start: u64,
+    pub length: u64,
+    pub allow_src_holes: bool,
+    pub stage: MoveStage,
+    pub moved: u64,
+    pub err: i64,
+    pub orig_dst_pte: Pte,
+    pub orig_src_pte: Pte,
+    /// Referenced and locked across `goto retry`.
+    pub src_folio: Option<FolioId>,
+    pub src_folio_pte: Pte,
+    /// Write-locked across `goto retry`.
+    pub src_anon_vma: Option<AnonVmaId>,
+}
+
+impl MovePages {
+    pub fn new(mm: MmId, fd: i64, dst_start: u64, src_start: u64, length: u64, allow_src_holes: bool) -> Self {
+        MovePages {
+            mm,
+            fd,
+            dst_start,
+            src_start,
+            length,
+            allow_src_holes,
+            stage: MoveStage::Lock,
+            moved: 0,
+            err: 0,
+            orig_dst_pte: Pte::None,
+            orig_src_pte: Pte::None,
+            src_folio: None,
+            src_folio_pte: Pte::None,
+            src_anon_vma: None,
+        }
+    }
+
+    fn dst_addr(&self) -> u64 {
+        self.dst_start + self.moved
+    }
+
+    fn src_addr(&self) -> u64 {
+        self.src_start + self.moved
+    }
+
+    fn vma(&self, ctx: &mut Ctx, address: u64) -> Vma {
+        ctx.vmas(self.mm).iter().find(|v| v.contains(address)).cloned().expect("checked under mmap_lock")
+    }
+
+    fn out(&mut self, err: i64) -> Flow {
+        self.err = err;
+        self.stage = MoveStage::Out;
+        Flow::Continue
+    }
+
+    fn go(&mut self, stage: MoveStage) -> Flow {
+        self.stage = stage;
+        Flow::Continue
+    }
+
+    /// uffd_move_lock() (the mmap_lock fallback), then move_pages()'s checks and
+    /// validate_move_areas(); find_vma_and_prepare_anon() prepares the destination's anon_vma.
+    fn lock(&mut self, ctx: &mut Ctx) -> Flow {
+        ctx.mmap_read_lock(self.mm);
+        let err = self.validate(ctx);
+        let (dst, src, length) = (self.dst_start, self.src_start, self.length);
+        ctx.event("move_pages", "uffd_move_lock", |_| {
+            format!(
+                "UFFDIO_MOVE {length:#x} bytes {src:#x} -> {dst:#x}{}",
+                if err < 0 { format!(": {err}") } else { String::new() }
+            )
+        });
+        if err < 0 {
+            self.err = err;
+            return self.go(MoveStage::Unlock);
+        }
+        self.go(MoveStage::DstPte)
+    }
+
+    fn validate(&mut self, ctx: &mut Ctx) -> i64 {
+        let Some(uffd) = uffd_of(self.fd) else { return -errno::EINVAL };
+        let Some(state) = ctx.uffd_load(uffd) else { return -errno::EINVAL };
+        let (dst, src, length) = (self.dst_start, self.src_start, self.length);
+        if !state.initialized || state.mm != self.mm || (dst | src | length) & (PAGE_SIZE - 1) != 0 || length == 0 {
+            return -errno::EINVAL;
+        }
+        let vmas = ctx.vmas(self.mm).to_vec();
+        let (Some(src_vma), Some(dst_vma)) =
+            (vmas.iter().find(|v| v.contains(src)).cloned(), vmas.iter().find(|v| v.contains(dst)).cloned())
+        else {
+            return -errno::ENOENT;
+        };
+        if src_vma.flags & vm_flags::VM_SHARED != 0 || src + length > src_vma.end {
+            return -errno::EINVAL;
+        }
+        if dst_vma.flags & vm_flags::VM_SHARED != 0 || dst + length > dst_vma.end {
+            return -errno::EINVAL;
+        }
+        // validate_move_areas().
+        let access = vm_flags::VM_READ | vm_flags::VM_WRITE | vm_flags::VM_EXEC;
+        let movable = |v: &Vma| {
+            v.flags & (vm_flags::VM_PFNMAP | vm_flags::VM_IO | vm_flags::VM_MIXEDMAP) == 0 && v.device.is_none()
+        };
+        if src_vma.flags & access != dst_vma.flags & access
+            || src_vma.flags & vm_flags::VM_WRITE == 0
+            || !movable(&src_vma)
+            || !movable(&dst_vma)
+            || dst_vma.uffd != Some(uffd)
+        {
+            return -errno::EINVAL;
+        }
+        anon_vma_prepare(ctx, self.mm, dst);
+        0
+    }
+
+    /// "spin_lock(dst_ptl); orig_dst_pte = ptep_get(dst_pte); spin_unlock(dst_ptl);"
+    fn dst_pte(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, vpn) = (self.mm, self.dst_addr() >> PAGE_SHIFT);
+        ctx.ptl_lock(mm, vpn);
+        self.orig_dst_pte = ctx.pte_load(mm, vpn);
+        ctx.ptl_unlock(mm, vpn);
+        let (address, pte) = (self.dst_addr(), self.orig_dst_pte);
+        ctx.event("move_pages_pte", "ptep_get dst", |_| format!("{address:#x}: PTE {}", pte.describe()));
+        if !pte.is_none() {
+            return self.out(-errno::EEXIST);
+        }
+        self.go(MoveStage::SrcPte)
+    }
+
+    /// The source PTE, read the same way, decides the path.
+    fn src_pte(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, vpn) = (self.mm, self.src_addr() >> PAGE_SHIFT);
+        ctx.ptl_lock(mm, vpn);
+        self.orig_src_pte = ctx.pte_load(mm, vpn);
+        ctx.ptl_unlock(mm, vpn);
+        let (address, pte) = (self.src_addr(), self.orig_src_pte);
+        ctx.event("move_pages_pte", "ptep_get src", |_| format!("{address:#x}: PTE {}", pte.describe()));
+        if pte.is_none() {
+            return self.out(if self.allow_src_holes { 0 } else { -errno::ENOENT });
+        }
+        // "If PTE changed after we locked the folio them start over".
+        if self.src_folio.is_some() && self.src_folio_pte != pte {
+            return self.out(-errno::EAGAIN);
+        }
+        match pte {
+            Pte::Present(present) if pfn_folio(present.pfn) == ZERO_FOLIO => self.go(MoveStage::MovePresent),
+            Pte::Present(_) if self.src_folio.is_none() => self.go(MoveStage::PresentPin),
+            Pte::Present(_) => self.go(MoveStage::AnonVma),
+            Pte::Swap { exclusive, .. } => {
+                // Before c50f8e6053b0 move_swap_pte() checked this itself: the same outcome.
+                if !exclusive {
+                    return self.out(-errno::EBUSY);
+                }
+                if ctx.patched(Patch::UffdMoveSwapcache) && self.src_folio.is_none() {
+                    self.go(MoveStage::SwapLookup)
+                } else {
+                    self.go(MoveStage::MoveSwap)
+                }
+            }
+            Pte::Migration { .. } => {
+                ctx.violation(crate::violation::Violation::new(
+                    crate::violation::ViolationKind::Invariant,
+                    "not modelled: UFFDIO_MOVE meeting a migration entry (migration_entry_wait)",
+                ));
+                self.out(-errno::EAGAIN)
+            }
+            Pte::None => unreachable!("handled above"),
+        }
+    }
+
+    /// "Pin the page while holding the lock to be sure the page isn't freed under us."
+    fn present_pin(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, vpn) = (self.mm, self.src_addr() >> PAGE_SHIFT);
+        ctx.ptl_lock(mm, vpn);
+        if ctx.pte_load(mm, vpn) != self.orig_src_pte {
+            ctx.ptl_unlock(mm, vpn);
+            return self.out(-errno::EAGAIN);
+        }
+        let present = self.orig_src_pte.present().expect("present path");
+        let folio = vm_normal_folio(present);
+        let exclusive = folio.is_some_and(|f| ctx.anon_exclusive_load(f, 0));
+        let Some(folio) = folio.filter(|_| exclusive) else {
+            ctx.ptl_unlock(mm, vpn);
+            return self.out(-errno::EBUSY);
+        };
+        let locked = !ctx.flag_test_and_store(folio, PageFlag::Locked, true);
+        ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
+        self.src_folio = Some(folio);
+        self.src_folio_pte = self.orig_src_pte;
+        ctx.ptl_unlock(mm, vpn);
+        ctx.event("move_pages_pte", "folio_trylock", |_| {
+            format!("folio {folio}: {}", if locked { "locked" } else { "busy, folio_lock and retry" })
+        });
+        if !locked {
+            return self.go(MoveStage::PresentFolioLock);
+        }
+        if !ctx.flag_test(folio, PageFlag::Anon) {
+            ctx.warn_on_folio(true, folio, "!folio_test_anon(src_folio)");
+            return self.out(-errno::EBUSY);
+        }
+        self.go(MoveStage::AnonVma)
+    }
+
+    /// folio_lock() after a failed trylock, then `goto retry`.
+    fn folio_lock_and_retry(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.src_folio.expect("referenced");
+        ctx.flag_store(folio, PageFlag::Locked, true);
+        ctx.event("move_pages_pte", "folio_lock", |_| format!("folio {folio}: retry"));
+        self.go(MoveStage::DstPte)
+    }
+
+    /// folio_get_anon_vma() and anon_vma_trylock_write(): "folio_referenced walks the anon_vma
+    /// chain without the folio lock".
+    fn anon_vma(&mut self, ctx: &mut Ctx) -> Flow {
+        if self.src_anon_vma.is_some() {
+            return self.go(MoveStage::MovePresent);
+        }
+        let folio = self.src_folio.expect("locked");
+        let (mapping, _) = ctx.mapping_load(folio);
+        let mapped = ctx.mapcount_load(folio) > 0;
+        let crate::folio::Mapping::Anon(anon_vma) = mapping else {
+            return self.out(-errno::EAGAIN);
+        };
+        if !mapped {
+            return self.out(-errno::EAGAIN);
+        }
+        if !ctx.anon_vma_trylock_write(anon_vma) {
+            return self.go(MoveStage::AnonVmaLock);
+        }
+        self.src_anon_vma = Some(anon_vma);
+        self.go(MoveStage::MovePresent)
+    }
+
+    fn anon_vma_lock_and_retry(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.src_folio.expect("locked");
+        let crate::folio::Mapping::Anon(anon_vma) = ctx.mapping_load(folio).0 else {
+            return self.out(-errno::EAGAIN);
+        };
+        ctx.anon_vma_lock_write(anon_vma);
+        self.src_anon_vma = Some(anon_vma);
+        self.go(MoveStage::DstPte)
+    }
+
+    /// double_pt_lock() of both PTE tables: (dst vpn, src vpn).
+    fn double_pt_lock(&self, ctx: &mut Ctx) -> (u64, u64) {
+        let (dst, src) = (self.dst_addr() >> PAGE_SHIFT, self.src_addr() >> PAGE_SHIFT);
+        let (first, second) = if dst <= src { (dst, src) } else { (src, dst) };
+        ctx.ptl_lock(self.mm, first);
+        if crate::pgtable::pte_table(first) != crate::pgtable::pte_table(second) {
+            ctx.ptl_lock(self.mm, second);
+        }
+        (dst, src)
+    }
+
+    fn double_pt_unlock(&self, ctx: &mut Ctx, (dst, src): (u64, u64)) {
+        ctx.ptl_unlock(self.mm, src);
+        if crate::pgtable::pte_table(dst) != crate::pgtable::pte_table(src) {
+            ctx.ptl_unlock(self.mm, dst);
+        }
+    }
+
+    fn ptes_stable(&self, ctx: &mut Ctx, (dst, src): (u64, u64)) -> bool {
+        ctx.pte_load(self.mm, src) == self.orig_src_pte && ctx.pte_load(self.mm, dst) == self.orig_dst_pte
+    }
+
+    /// move_present_pte() (and move_zeropage_pte() for the zero page) under both PTE locks.
+    fn move_present(&mut self, ctx: &mut Ctx) -> Flow {
+        let vpns = self.double_pt_lock(ctx);
+        if !self.ptes_stable(ctx, vpns) {
+            self.double_pt_unlock(ctx, vpns);
+            return self.out(-errno::EAGAIN);
+        }
+        let (dst_addr, src_addr) = (self.dst_addr(), self.src_addr());
+        let present = self.orig_src_pte.present().expect("present path");
+        let entry = match self.src_folio {
+            None => present,
+            Some(folio) => {
+                let pinned = ctx.ref_load(folio) >= GUP_PIN_COUNTING_BIAS;
+                if pinned || !ctx.anon_exclusive_load(folio, 0) {
+                    self.double_pt_unlock(ctx, vpns);
+                    return self.out(-errno::EBUSY);
+                }
+                let dst_vma = self.vma(ctx, dst_addr);
+                folio_move_anon_rmap(ctx, folio, &dst_vma);
+                let (mapping, _) = ctx.mapping_load(folio);
+                ctx.mapping_store(folio, mapping, dst_vma.linear_page_index(dst_addr));
+                // "Follow mremap() behavior and treat the entry dirty after the move".
+                PresentPte { write: true, dirty: true, ..present }
+            }
+        };
+        ctx.pte_get_and_clear(self.mm, vpns.1);
+        ctx.pte_store(self.mm, vpns.0, Pte::Present(entry));
+        self.double_pt_unlock(ctx, vpns);
+        let what = if self.src_folio.is_some() { "move_present_pte" } else { "move_zeropage_pte" };
+        ctx.event("move_pages_pte", what, |_| {
+            format!("{src_addr:#x} -> {dst_addr:#x}: PTE {}", Pte::Present(entry).describe())
+        });
+        self.out(0)
+    }
+
+    /// c50f8e6053b0: "Verify the existence of the swapcache": a lockless lookup with a reference.
+    fn swap_lookup(&mut self, ctx: &mut Ctx) -> Flow {
+        let Pte::Swap { offset, .. } = self.orig_src_pte else { unreachable!("swap path") };
+        let folio = swap_cache_get_folio(ctx, offset);
+        ctx.event("move_pages_pte", "filemap_get_folio", |_| match folio {
+            Some(f) => format!("swap entry {offset:#x}: swap cache folio {f}"),
+            None => format!("swap entry {offset:#x}: not in the swap cache"),
+        });
+        let Some(folio) = folio else {
+            return self.go(MoveStage::MoveSwap);
+        };
+        self.src_folio = Some(folio);
+        self.src_folio_pte = self.orig_src_pte;
+        self.go(MoveStage::SwapTrylock)
+    }
+
+    fn swap_trylock(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.src_folio.expect("looked up");
+        if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+            ctx.event("move_pages_pte", "folio_trylock", |_| format!("folio {folio} busy: folio_lock and retry"));
+            return self.go(MoveStage::SwapFolioLock);
+        }
+        self.go(MoveStage::MoveSwap)
+    }
+
+    /// move_swap_pte(), in the form of the kernel selected.
+    fn move_swap(&mut self, ctx: &mut Ctx) -> Flow {
+        let Pte::Swap { offset, .. } = self.orig_src_pte else { unreachable!("swap path") };
+        let race_fix = ctx.patched(Patch::UffdMoveSwapcacheRace);
+        // 0ea148a79919: "Check if the folio still belongs to the target swap entry after
+        // acquiring the lock."
+        if let Some(folio) = self.src_folio.filter(|_| race_fix) {
+            let same = ctx.flag_test(folio, PageFlag::Swapcache) && ctx.folio_swap_load(folio) == Some(offset);
+            if !same {
+                return self.out(-errno::EAGAIN);
+            }
+        }
+        let vpns = self.double_pt_lock(ctx);
+        if !self.ptes_stable(ctx, vpns) {
+            self.double_pt_unlock(ctx, vpns);
+            return self.out(-errno::EAGAIN);
+        }
+        let dst_addr = self.dst_addr();
+        if let Some(folio) = self.src_folio {
+            // "The src_folio resides in the swapcache, requiring an update to its index and
+            // mapping to align with the dst_vma".
+            let dst_vma = self.vma(ctx, dst_addr);
+            folio_move_anon_rmap(ctx, folio, &dst_vma);
+            let (mapping, _) = ctx.mapping_load(folio);
+            ctx.mapping_store(folio, mapping, dst_vma.linear_page_index(dst_addr));
+        } else if race_fix && ctx.swap_map_load(offset) & SWAP_HAS_CACHE != 0 {
+            self.double_pt_unlock(ctx, vpns);
+            return self.out(-errno::EAGAIN);
+        }
+        let pte = ctx.pte_get_and_clear(self.mm, vpns.1);
+        ctx.pte_store(self.mm, vpns.0, pte);
+        self.double_pt_unlock(ctx, vpns);
+        let (src_addr, folio) = (self.src_addr(), self.src_folio);
+        ctx.event("move_swap_pte", "set_pte_at", |_| {
+            format!(
+                "{src_addr:#x} -> {dst_addr:#x}: {}{}",
+                pte.describe(),
+                folio.map_or(String::new(), |f| format!(", folio {f} moved to the destination's anon_vma and index"))
+            )
+        });
+        self.out(0)
+    }
+
+    /// `out:` of move_pages_pte(), then move_pages()'s loop: -EAGAIN retries the same page.
+    fn finish_page(&mut self, ctx: &mut Ctx) -> Flow {
+        if let Some(anon_vma) = self.src_anon_vma.take() {
+            ctx.anon_vma_unlock_write(anon_vma);
+        }
+        if let Some(folio) = self.src_folio.take() {
+            ctx.flag_store(folio, PageFlag::Locked, false);
+            folio_put(ctx, folio);
+        }
+        match self.err {
+            0 => {
+                self.moved += PAGE_SIZE;
+                self.go(if self.moved == self.length { MoveStage::Unlock } else { MoveStage::DstPte })
+            }
+            err if err == -errno::EAGAIN => {
+                self.err = 0;
+                self.go(MoveStage::DstPte)
+            }
+            _ => self.go(MoveStage::Unlock),
+        }
+    }
+}
+
+impl KernelFunction for MovePages {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        match self.stage {
+            MoveStage::Lock => self.lock(ctx),
+            MoveStage::DstPte => self.dst_pte(ctx),
+            MoveStage::SrcPte => self.src_pte(ctx),
+            MoveStage::PresentPin => self.present_pin(ctx),
+            MoveStage::PresentFolioLock | MoveStage::SwapFolioLock => self.folio_lock_and_retry(ctx),
+            MoveStage::AnonVma => self.anon_vma(ctx),
+            MoveStage::AnonVmaLock => self.anon_vma_lock_and_retry(ctx),
+            MoveStage::MovePresent => self.move_present(ctx),
+            MoveStage::SwapLookup => self.swap_lookup(ctx),
+            MoveStage::SwapTrylock => self.swap_trylock(ctx),
+            MoveStage::MoveSwap => self.move_swap(ctx),
+            MoveStage::Out => self.finish_page(ctx),
+            MoveStage::Unlock => {
+                ctx.mmap_read_unlock(self.mm);
+                let result = if self.moved > 0 { self.moved as i64 } else { self.err };
+                ctx.event("move_pages", "uffd_move_unlock", |_| format!("returns {result}"));
+                Flow::Return(result)
+            }
+        }
+    }
+
+    fn wait(&self, k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        let (dst, src) = (self.dst_addr() >> PAGE_SHIFT, self.src_addr() >> PAGE_SHIFT);
+        match self.stage {
+            MoveStage::Lock => Wait::MmapRead(self.mm),
+            MoveStage::DstPte => Wait::PteLock(self.mm, dst),
+            MoveStage::SrcPte | MoveStage::PresentPin => Wait::PteLock(self.mm, src),
+            MoveStage::PresentFolioLock | MoveStage::SwapFolioLock => {
+                Wait::FolioLock(self.src_folio.expect("referenced"))
+            }
+            MoveStage::AnonVmaLock => match self.src_folio.map(|f| k.folio(f).mapping) {
+                Some(crate::folio::Mapping::Anon(anon_vma)) => Wait::AnonVmaWrite(anon_vma),
+                _ => Wait::Nothing,
+            },
+            MoveStage::MovePresent | MoveStage::MoveSwap => Wait::PteLocks(self.mm, dst, src),
+            _ => Wait::Nothing,
+        }
+    }
+}
+
+/// The userfaultfd calls that run in one step.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UffdCall {
+    Userfaultfd,
+    Api { fd: i64 },
+    Register { fd: i64, start: u64, length: u64 },
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct UffdSyscall {
+    pub mm: MmId,
+    pub call: UffdCall,
+}
+
+impl KernelFunction for UffdSyscall {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        Flow::Return(match self.call {
+            UffdCall::Userfaultfd => sys_userfaultfd(ctx, self.mm),
+            UffdCall::Api { fd } => userfaultfd_api(ctx, fd),
+            UffdCall::Register { fd, start, length } => userfaultfd_register(ctx, self.mm, fd, start, length),
+        })
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        match self.call {
+            UffdCall::Register { .. } => Wait::MmapWrite(self.mm),
+            _ => Wait::Nothing,
+        }
+    }
+}
