@@ -1003,3 +1003,123 @@ fn smaps_walks_pfn_maps_since_6_2() {
     let r = Spec::new().process(program()).device(pfnmap, 0).run_on(KernelVersion::new(6, 1));
     assert_eq!((r.register(0, 1), r.register(0, 2)), (0, 0), "walk_page_test() skipped VM_PFNMAP");
 }
+
+// ---- swap and userfaultfd ------------------------------------------------------------------------
+
+fn userfaultfd(dst: u16) -> Instruction {
+    Instruction::Userfaultfd { dst: Some(dst) }
+}
+
+fn uffdio_api(dst: u16, uffd: u16) -> Instruction {
+    Instruction::UffdioApi { dst: Some(dst), uffd: at(uffd, 0) }
+}
+
+fn uffdio_register(dst: u16, uffd: u16, address: Operand, length: u64) -> Instruction {
+    Instruction::UffdioRegister { dst: Some(dst), uffd: at(uffd, 0), address, length }
+}
+
+fn uffdio_move(dst: u16, uffd: u16, to: Operand, from: Operand, length: u64, holes: bool) -> Instruction {
+    Instruction::UffdioMove { dst: Some(dst), uffd: at(uffd, 0), to, from, length, allow_src_holes: holes }
+}
+
+impl Spec {
+    fn swap(mut self, pages: u32) -> Self {
+        self.spec.swap_pages = pages;
+        self
+    }
+}
+
+#[test]
+fn pageout_swaps_out_and_a_fault_swaps_back_in_from_the_swap_cache() {
+    let program = vec![mmap(0, PAGE), store(at(0, 0), PAGE, 0x5a), madvise(1, at(0, 0), PAGE, Advice::PageOut)];
+    let r = Spec::new().process(program.clone()).swap(4).run();
+    r.ok();
+    assert_eq!(r.pte(r.buffer()), Pte::Swap { offset: 0, exclusive: true }, "an exclusive page swaps out exclusive");
+    let folio = r.k.swap.cache[0].expect("the written folio stays in the swap cache");
+    let f = r.k.folio(folio);
+    assert!(f.test(PageFlag::Swapcache) && !f.test(PageFlag::Dirty) && !f.test(PageFlag::Writeback));
+    assert_eq!((f.refcount, f.mapcount(), f.swap), (1, 0, Some(0)), "only the swap cache holds it");
+    assert_eq!(r.k.swap.swap_map[0], 0x40 | 1, "one swap PTE and SWAP_HAS_CACHE");
+    assert_eq!(r.k.swap.data[0], PageData::Fill(0x5a), "pageout wrote the slot");
+    assert_eq!((r.k.mms[0].rss_anon, r.k.mms[0].rss_swap), (0, 1));
+    let mut swapin = program;
+    swapin.push(load(at(0, 0), PAGE, 0x5a));
+    let r = Spec::new().process(swapin).swap(4).run();
+    r.ok();
+    let present = r.pte(r.buffer()).present().expect("swapped back in");
+    assert_eq!(pfn_folio(present.pfn), folio, "the swap cache folio itself is mapped again");
+    assert!(r.k.folio(folio).pages[0].anon_exclusive, "the swap PTE was exclusive");
+    assert_eq!(r.k.swap.swap_map[0], 0x40, "swap_free() dropped the PTE's count; the cache keeps the slot");
+    assert_eq!((r.k.mms[0].rss_anon, r.k.mms[0].rss_swap), (1, 0));
+    // Without a swap device the dirty folio is kept (activated).
+    let r = run(vec![mmap(0, PAGE), store(at(0, 0), PAGE, 1), madvise(1, at(0, 0), PAGE, Advice::PageOut)]);
+    assert!(r.pte(r.buffer()).present().is_some());
+}
+
+#[test]
+fn a_second_reclaim_pass_frees_the_cached_folio_and_swap_in_reads_the_slot() {
+    let program = vec![
+        mmap(0, PAGE),
+        store(at(0, 0), PAGE, 0x5a),
+        madvise(1, at(0, 0), PAGE, Advice::PageOut),
+        Instruction::Signal { event: 0 },
+        Instruction::WaitEvent { event: 1 },
+        load(at(0, 0), PAGE, 0x5a),
+    ];
+    let reclaim = vec![Instruction::WaitEvent { event: 0 }, Instruction::Reclaim, Instruction::Signal { event: 1 }];
+    let r = Spec::new().process(program).kthread(reclaim).swap(4).run();
+    r.ok();
+    let present = r.pte(r.buffer()).present().expect("read back in");
+    assert_ne!(pfn_folio(present.pfn), 1, "folio 1 was freed by __remove_mapping(); a new folio was read in");
+    assert!(!r.k.folio(1).allocated);
+    assert_eq!(r.k.folio(pfn_folio(present.pfn)).pages[0].data, PageData::Fill(0x5a));
+}
+
+#[test]
+fn uffdio_api_register_and_move_errnos() {
+    let r = run(vec![mmap(0, 2 * PAGE), userfaultfd(1), uffdio_register(2, 1, at(0, 0), PAGE)]);
+    assert_eq!(r.register(0, 2), -errno::EINVAL, "UFFDIO_REGISTER before UFFDIO_API");
+    let r = run(vec![userfaultfd(1), uffdio_api(2, 1), uffdio_api(3, 1)]);
+    assert_eq!((r.register(0, 2), r.register(0, 3)), (0, -errno::EINVAL), "UFFDIO_API is done once");
+    // dst registered; src untouched (a hole), dst populated afterwards.
+    let program = vec![
+        mmap(0, 2 * PAGE),
+        userfaultfd(1),
+        uffdio_api(2, 1),
+        uffdio_register(2, 1, at(0, PAGE as i64), PAGE),
+        uffdio_move(3, 1, at(0, PAGE as i64), at(0, 0), PAGE, false),
+    ];
+    let r = run(program.clone());
+    assert_eq!(r.register(0, 3), -errno::ENOENT, "a source hole without ALLOW_SRC_HOLES");
+    let mut holes = program.clone();
+    holes[4] = uffdio_move(3, 1, at(0, PAGE as i64), at(0, 0), PAGE, true);
+    assert_eq!(run(holes).register(0, 3), PAGE as i64, "a hole counts as moved");
+    let mut unregistered = program.clone();
+    unregistered[4] = uffdio_move(3, 1, at(0, 0), at(0, PAGE as i64), PAGE, false);
+    assert_eq!(run(unregistered).register(0, 3), -errno::EINVAL, "dst must be registered with this uffd");
+}
+
+#[test]
+fn uffdio_move_of_a_present_page_moves_the_folio_and_its_rmap() {
+    let program = vec![
+        mmap(0, PAGE),
+        mmap(1, PAGE),
+        store(at(0, 0), PAGE, 0x33),
+        userfaultfd(2),
+        uffdio_api(3, 2),
+        uffdio_register(3, 2, at(1, 0), PAGE),
+        uffdio_move(3, 2, at(1, 0), at(0, 0), PAGE, false),
+        load(at(1, 0), PAGE, 0x33),
+        uffdio_move(3, 2, at(1, 0), at(0, 0), PAGE, false),
+    ];
+    let r = run(program.clone());
+    r.ok();
+    let (src, dst) = (r.register(0, 0) as u64, r.register(0, 1) as u64);
+    assert!(r.pte(src).is_none());
+    let folio = pfn_folio(r.pte(dst).present().expect("moved").pfn);
+    assert_eq!(r.k.folio(folio).index, dst >> PAGE_SHIFT, "folio->index follows the page");
+    assert_eq!(r.register(0, 3), -errno::EEXIST, "the second move finds dst populated");
+    // Before adef440691ba there is no UFFDIO_MOVE.
+    let r = Spec::new().process(program).run_on(KernelVersion::new(6, 7));
+    assert_eq!(r.register(0, 3), -errno::EINVAL);
+}

@@ -192,3 +192,18 @@ fn bounded_search_with_and_without_local_steps_agree() {
     assert_eq!(found.verdict, Verdict::Violation);
     assert_eq!(found.violation.expect("a violation").0.kind, ViolationKind::DataLoss);
 }
+
+fn builtin(name: &str) -> &'static str {
+    mmcheck_scenario::builtin(name).unwrap_or_else(|| panic!("{name} is built in"))
+}
+
+#[test]
+fn uffd_move_swapcache_race_same_final_states_when_fixed() {
+    let (reduced, _) = assert_same_final_states(&system(builtin("uffd-move-swapcache-race"), kernel(6, 16), &[]));
+    assert!(reduced.final_states.len() > 1, "the race has several outcomes");
+}
+
+#[test]
+fn uffd_move_swapcache_race_same_violation_on_6_15() {
+    assert_same_violation(&system(builtin("uffd-move-swapcache-race"), kernel(6, 15), &[]), ViolationKind::KernelBug);
+}
