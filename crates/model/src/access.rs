@@ -72,6 +72,10 @@ pub enum Object {
     /// A swap slot's contents on the device.
     SwapData(u32),
     Uffd(u32),
+    /// A huge PMD (mm, pmd index).
+    Pmd(MmId, u64),
+    /// A page's compound state (PG_head / compound_head), by pfn.
+    PageCompound(u64),
 }
 
 impl Object {
@@ -103,6 +107,8 @@ impl Object {
             Object::SwapCache(offset) => (23, 0, offset.into()),
             Object::SwapData(offset) => (24, 0, offset.into()),
             Object::Uffd(uffd) => (25, uffd.into(), 0),
+            Object::Pmd(mm, index) => (26, mm.into(), index),
+            Object::PageCompound(pfn) => (27, 0, pfn),
         };
         (kind << 56) | ((a & 0xff_ffff) << 32) | (b & 0xffff_ffff)
     }
@@ -243,6 +249,11 @@ impl<'a> Ctx<'a> {
     /// set_pte_at(): WRITE_ONCE of the PTE.
     pub fn pte_store(&mut self, mm: MmId, vpn: u64, pte: Pte) {
         self.note(AccessOp::Store, Some(Object::Pte(mm, vpn)), Ordering::Relaxed);
+        let table = pte_table(vpn);
+        if !pte.is_none() && self.k.mms[mm as usize].pte_tables.binary_search(&table).is_err() {
+            // pte_alloc(): the PMD now points to a PTE table (pmd_none() changes).
+            self.note(AccessOp::Store, Some(Object::Pmd(mm, table)), Ordering::Release);
+        }
         self.k.mm_mut(mm).set_pte(vpn, pte);
     }
 
@@ -642,6 +653,65 @@ impl<'a> Ctx<'a> {
             Wait::FolioLock(folio) => Object::FolioFlag(folio, PageFlag::Locked),
         };
         self.note(AccessOp::Load, Some(object), Ordering::Acquire);
+    }
+
+    // ---- huge pages ------------------------------------------------------------------------------
+
+    /// pmdp_get_lockless() / *pmd of a PMD that maps a THP.
+    pub fn pmd_load(&mut self, mm: MmId, index: u64) -> Option<crate::pgtable::PresentPte> {
+        self.note(AccessOp::Load, Some(Object::Pmd(mm, index)), Ordering::Relaxed);
+        self.k.mms[mm as usize].pmd(index)
+    }
+
+    /// set_pmd_at() / pmdp_huge_clear_flush() (None).
+    pub fn pmd_store(&mut self, mm: MmId, index: u64, pmd: Option<crate::pgtable::PresentPte>) {
+        self.note(AccessOp::Store, Some(Object::Pmd(mm, index)), Ordering::Relaxed);
+        let m = self.k.mm_mut(mm);
+        m.pmds.retain(|e| e.0 != index);
+        if let Some(pmd) = pmd {
+            m.pmds.push((index, pmd));
+            m.pmds.sort_by_key(|e| e.0);
+        }
+    }
+
+    /// pmd_none(): no huge PMD and no PTE table.
+    pub fn pmd_none(&mut self, mm: MmId, index: u64) -> bool {
+        self.note(AccessOp::Load, Some(Object::Pmd(mm, index)), Ordering::Relaxed);
+        let m = &self.k.mms[mm as usize];
+        m.pmd(index).is_none() && m.pte_tables.binary_search(&index).is_err()
+    }
+
+    /// ClearPageCompound(head): the folio is order 0 from now on (its tails were split off).
+    pub fn clear_page_compound(&mut self, folio: FolioId) {
+        let pfn = crate::folio::folio_pfn(folio, 0);
+        self.note(AccessOp::Store, Some(Object::PageCompound(pfn)), Ordering::Release);
+        let f = self.k.folio_mut(folio);
+        f.order = 0;
+        f.pages.truncate(1);
+    }
+
+    /// atomic_add of `_entire_mapcount` (PMD mappings of a large folio).
+    pub fn entire_mapcount_add(&mut self, folio: FolioId, delta: i32) -> i32 {
+        self.check_allocated(folio, "_entire_mapcount update");
+        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioMapcount(folio)), Ordering::Full);
+        let f = self.k.folio_mut(folio);
+        f.entire_mapcount += delta;
+        f.entire_mapcount
+    }
+
+    /// compound_head() of a page by pfn: READ_ONCE(page->compound_head) (and PG_head).
+    pub fn page_folio_load(&mut self, pfn: crate::folio::Pfn) -> (FolioId, usize) {
+        self.note(AccessOp::Load, Some(Object::PageCompound(pfn)), Ordering::Relaxed);
+        self.k.page_folio(pfn)
+    }
+
+    /// clear_compound_head(): the page at `pfn` is now the folio `folio`.
+    pub fn clear_compound_head(&mut self, pfn: crate::folio::Pfn, folio: FolioId) {
+        self.note(AccessOp::Store, Some(Object::PageCompound(pfn)), Ordering::Release);
+        let split = self.k.split_pages.make_mut();
+        if let Err(at) = split.binary_search_by_key(&pfn, |e| e.0) {
+            split.insert(at, (pfn, folio));
+        }
     }
 
     // ---- swap ----------------------------------------------------------------------------------

@@ -227,9 +227,10 @@ impl Folio {
         self.flags & flag.mask() != 0
     }
 
-    /// mm/rmap.c / include/linux/mm.h: folio_mapcount(): every PTE mapping plus every PMD mapping.
+    /// include/linux/mm.h: folio_mapcount(): every PTE mapping plus every PMD mapping (a PMD
+    /// mapping counts once, as `_large_mapcount` does).
     pub fn mapcount(&self) -> i32 {
-        self.pages.iter().map(|p| p.mapcount).sum::<i32>() + self.entire_mapcount * self.nr_pages() as i32
+        self.pages.iter().map(|p| p.mapcount).sum::<i32>() + self.entire_mapcount
     }
 
     /// `dump_page()`-style line: mm/debug.c __dump_folio().

@@ -49,6 +49,7 @@ pub enum Patch {
     UffdioMove,
     UffdMoveSwapcache,
     UffdMoveSwapcacheRace,
+    SmapsMigrationNoMapcount,
 }
 
 pub struct PatchInfo {
@@ -63,6 +64,14 @@ pub struct PatchInfo {
 }
 
 pub const PATCHES: &[PatchInfo] = &[
+    PatchInfo {
+        patch: Patch::SmapsMigrationNoMapcount,
+        name: "smaps-migration-no-mapcount",
+        commit: "24d7275ce279",
+        landed: Some(KernelVersion::new(5, 17)),
+        subject: "fs/proc: task_mmu.c: don't read mapcount for migration entry",
+        summary: "smaps_account: a page behind a migration entry is accounted private (mapcount 1); page_mapcount() is never called on it",
+    },
     PatchInfo {
         patch: Patch::WalkPageVmaNoTestWalk,
         name: "walk-page-vma-no-test-walk",

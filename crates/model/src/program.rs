@@ -61,6 +61,7 @@ pub enum Advice {
     Free,
     Cold,
     PageOut,
+    HugePage,
 }
 
 impl Advice {
@@ -70,6 +71,7 @@ impl Advice {
             Advice::Free => "MADV_FREE",
             Advice::Cold => "MADV_COLD",
             Advice::PageOut => "MADV_PAGEOUT",
+            Advice::HugePage => "MADV_HUGEPAGE",
         }
     }
 }
@@ -192,6 +194,8 @@ pub enum Instruction {
         length: u64,
         allow_src_holes: bool,
     },
+    /// debugfs `split_huge_pages` ("1"): split_huge_pages_all() splits every THP on the LRU.
+    SplitHugePages,
     /// A reclaim pass as kswapd runs it: isolate every LRU folio and shrink the list.
     Reclaim,
     /// User-level synchronisation between scenario threads (an eventfd or a pipe write): sets

@@ -111,6 +111,10 @@ pub struct Mm {
     /// Where the next mmap without a hint goes (mm->mmap_base grows down in Linux; up here).
     pub mmap_next: u64,
     pub exited: bool,
+    /// Huge PMDs mapping a THP: (pmd index = vpn / 512, the entry).
+    pub pmds: Vec<(u64, crate::pgtable::PresentPte)>,
+    /// PTE tables allocated (pte_alloc()), by pmd index: a huge PMD needs `pmd_none()`.
+    pub pte_tables: Vec<u64>,
 }
 
 impl Mm {
@@ -123,7 +127,17 @@ impl Mm {
     }
 
     pub fn set_pte(&mut self, vpn: u64, pte: Pte) {
+        if !pte.is_none() {
+            let table = crate::pgtable::pte_table(vpn);
+            if let Err(at) = self.pte_tables.binary_search(&table) {
+                self.pte_tables.insert(at, table);
+            }
+        }
         self.ptes.set(vpn, pte);
+    }
+
+    pub fn pmd(&self, index: u64) -> Option<crate::pgtable::PresentPte> {
+        self.pmds.iter().find(|e| e.0 == index).map(|e| e.1)
     }
 
     pub fn ptl_owner(&self, table: u64) -> Option<ThreadId> {
@@ -185,12 +199,24 @@ pub struct Kernel {
     pub lruvec: Shared<Lruvec>,
     pub swap: Shared<SwapInfo>,
     pub uffds: Vec<Shared<Userfaultfd>>,
+    /// Pages split off a THP (`clear_compound_head()` made them folios of their own): the old
+    /// pfn and the new folio. Everything that still holds such a pfn (a migration entry) finds
+    /// the page here.
+    pub split_pages: Shared<Vec<(crate::folio::Pfn, FolioId)>>,
     pub threads: Vec<Shared<Thread>>,
     /// Scenario events set by `signal` (one bit each).
     pub events: u64,
 }
 
 impl Kernel {
+    /// page_folio(pfn_to_page(pfn)): the folio a page belongs to *now*, and its index in it.
+    pub fn page_folio(&self, pfn: crate::folio::Pfn) -> (FolioId, usize) {
+        match self.split_pages.binary_search_by_key(&pfn, |e| e.0) {
+            Ok(at) => (self.split_pages[at].1, 0),
+            Err(_) => (crate::folio::pfn_folio(pfn), crate::folio::pfn_page(pfn)),
+        }
+    }
+
     pub fn folio(&self, id: FolioId) -> &Folio {
         &self.folios[id as usize]
     }

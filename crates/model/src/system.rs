@@ -164,6 +164,7 @@ impl System {
                 Frame::Fork(crate::kernel::fork::Fork::new(mm, *child_mm, *child))
             }
             Instruction::Reclaim => Frame::ShrinkInactiveList(ShrinkInactiveList::new()),
+            Instruction::SplitHugePages => Frame::SplitHugePages(crate::mm::huge_memory::SplitHugePages::new()),
             Instruction::Assert { left, comparison, right, text, location } => {
                 let (l, r) = (Self::value(t, *left), Self::value(t, *right));
                 if !comparison.holds(l, r) {
@@ -264,6 +265,25 @@ impl System {
         }
         if let Some(violation) = check_swap(k) {
             return Some(violation);
+        }
+        let mut pmd_mappings = vec![0i32; k.folios.len()];
+        for mm in &k.mms {
+            for (_, pmd) in &mm.pmds {
+                let folio = pfn_folio(pmd.pfn);
+                if !k.folio(folio).allocated {
+                    return Some(invariant(k, folio, format!("a huge PMD maps freed folio {folio}")));
+                }
+                pmd_mappings[folio as usize] += 1;
+            }
+        }
+        for (id, folio) in k.folios.iter().enumerate().skip(1).filter(|(_, f)| f.allocated) {
+            if folio.entire_mapcount != pmd_mappings[id] {
+                let message = format!(
+                    "folio {id}: entire mapcount {} but {} PMD(s) map it",
+                    folio.entire_mapcount, pmd_mappings[id]
+                );
+                return Some(invariant(k, id as FolioId, message));
+            }
         }
         for (id, folio) in k.folios.iter().enumerate().skip(1).filter(|(_, f)| f.allocated) {
             let id = id as FolioId;
@@ -372,6 +392,7 @@ impl Model for System {
                 data: vec![PageData::Fill(0); self.spec.swap_pages as usize],
             }),
             uffds: Vec::new(),
+            split_pages: Shared::default(),
             threads,
             events: 0,
         }

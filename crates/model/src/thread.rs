@@ -122,6 +122,8 @@ pub enum Frame {
     PagesStat(crate::mm::migrate::PagesStat),
     MovePages(crate::mm::userfaultfd::MovePages),
     UffdSyscall(crate::mm::userfaultfd::UffdSyscall),
+    SplitHugePages(crate::mm::huge_memory::SplitHugePages),
+    SplitHugePage(crate::mm::huge_memory::SplitHugePage),
     ShowSmap(crate::fs::proc::task_mmu::ShowSmap),
 }
 
@@ -147,6 +149,8 @@ macro_rules! each_frame {
             Frame::PagesStat($inner) => $body,
             Frame::MovePages($inner) => $body,
             Frame::UffdSyscall($inner) => $body,
+            Frame::SplitHugePages($inner) => $body,
+            Frame::SplitHugePage($inner) => $body,
             Frame::ShowSmap($inner) => $body,
         }
     };

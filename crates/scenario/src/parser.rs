@@ -938,7 +938,7 @@ impl Builder<'_> {
             let next = variables.len() as u16;
             destination.map(|name| *variables.entry(name.to_string()).or_insert(next))
         };
-        if destination.is_some() && matches!(call.name.as_str(), "store" | "reclaim") {
+        if destination.is_some() && matches!(call.name.as_str(), "store" | "reclaim" | "split_huge_pages") {
             return Err(diagnostic(format!("`{}` returns nothing to assign", call.name), call.span));
         }
         let instruction = match call.name.as_str() {
@@ -1004,18 +1004,19 @@ impl Builder<'_> {
             "madvise" => {
                 self.require_process(mm, call)?;
                 let [address, length, advice] =
-                    self.arguments::<3>(call, "madvise(address, length, free|dontneed|cold|pageout)")?;
+                    self.arguments::<3>(call, "madvise(address, length, free|dontneed|cold|pageout|hugepage)")?;
                 let address = evaluate(address, self.parameters, variables)?;
                 let length = self.length(length, variables)?;
-                let (name, span) = self.name_argument(advice, "an advice: free, dontneed, cold, pageout")?;
+                let (name, span) = self.name_argument(advice, "an advice: free, dontneed, cold, pageout, hugepage")?;
                 let advice = match name {
                     "free" => Advice::Free,
                     "dontneed" => Advice::DontNeed,
                     "cold" => Advice::Cold,
                     "pageout" => Advice::PageOut,
+                    "hugepage" => Advice::HugePage,
                     _ => {
                         return Err(diagnostic(format!("unknown advice `{name}`"), span)
-                            .with_note("advice: free, dontneed, cold, pageout"))
+                            .with_note("advice: free, dontneed, cold, pageout, hugepage"))
                     }
                 };
                 Instruction::Madvise { dst: define(variables), address, length, advice }
@@ -1100,6 +1101,20 @@ impl Builder<'_> {
                         .with_note(format!("fields: {}", fields.join(", "))));
                 };
                 Instruction::Smaps { dst: define(variables), address, field }
+            }
+            "split_huge_pages" => {
+                if mm.is_some() {
+                    return Err(diagnostic(
+                        "split_huge_pages is the debugfs file a kernel thread writes (`kthread splitter { split_huge_pages(all) }`)",
+                        call.span,
+                    ));
+                }
+                let [what] = self.arguments::<1>(call, "split_huge_pages(all)")?;
+                let (name, span) = self.name_argument(what, "`all`")?;
+                if name != "all" {
+                    return Err(diagnostic("only `split_huge_pages(all)` (split_huge_pages_all) is modelled", span));
+                }
+                Instruction::SplitHugePages
             }
             "reclaim" => {
                 if mm.is_some() {

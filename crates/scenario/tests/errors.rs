@@ -236,9 +236,9 @@ fn parameter_declared_twice() {
 
 #[test]
 fn an_unknown_advice() {
-    let source = with_buffer("madvise(buf, 4K, hugepage)");
-    let d = assert_error(&source, "unknown advice `hugepage`", 4, 20);
-    assert_eq!(spanned(&source, &d), "hugepage");
+    let source = with_buffer("madvise(buf, 4K, willneed)");
+    let d = assert_error(&source, "unknown advice `willneed`", 4, 20);
+    assert_eq!(spanned(&source, &d), "willneed");
     assert!(d.notes.iter().any(|n| n.contains("cold") && n.contains("pageout")));
 }
 

@@ -45,8 +45,24 @@ impl Fork {
         ctx.mmap_write_lock(self.parent);
         let vmas = ctx.vmas(self.parent).to_vec();
         let mmap_next = ctx.k.mms[self.parent as usize].mmap_next;
+        let unsupported = if vmas.iter().any(|v| v.device.is_some()) {
+            Some("a device mapping (vm_ops->open, VM_PFNMAP/MIXEDMAP copies)")
+        } else if !ctx.k.mms[self.parent as usize].pmds.is_empty() {
+            Some("a PMD-mapped THP (copy_huge_pmd)")
+        } else {
+            None
+        };
+        if let Some(what) = unsupported {
+            ctx.violation(crate::violation::Violation::new(
+                crate::violation::ViolationKind::Invariant,
+                format!("not modelled: fork() of {what}"),
+            ));
+        }
+        // dup_userfaultfd(): without UFFD_FEATURE_EVENT_FORK the child's VMAs are unregistered.
+        let child_vmas: Vec<crate::state::Vma> =
+            vmas.iter().map(|v| crate::state::Vma { uffd: None, ..v.clone() }).collect();
         let child = ctx.vmas_mut(self.child);
-        *child.vmas.make_mut() = vmas.clone();
+        *child.vmas.make_mut() = child_vmas;
         child.mmap_next = mmap_next;
         let mut anon_vmas: Vec<u32> = vmas.iter().filter_map(|v| v.anon_vma).collect();
         anon_vmas.dedup();

@@ -234,6 +234,13 @@ impl GupSlow {
     fn follow(&mut self, ctx: &mut Ctx) -> Flow {
         let address = self.address();
         let vpn = address >> PAGE_SHIFT;
+        if ctx.pmd_load(self.mm, crate::mm::huge_memory::pmd_index(address)).is_some() {
+            ctx.violation(crate::violation::Violation::new(
+                crate::violation::ViolationKind::Invariant,
+                "not modelled: GUP of a PMD-mapped THP (follow_huge_pmd)",
+            ));
+            return self.done(-errno::EFAULT);
+        }
         if !ctx.vmas(self.mm).iter().any(|v| v.contains(address)) {
             let got = self.index as i64;
             return self.done(if got > 0 { got } else { -errno::EFAULT });

@@ -1,5 +1,6 @@
 //! mm/madvise.c: do_madvise() for MADV_DONTNEED, MADV_FREE, MADV_COLD and MADV_PAGEOUT on
-//! anonymous memory.
+//! anonymous memory, and MADV_HUGEPAGE (madvise_update_vma(): VM_HUGEPAGE, under the mmap
+//! write lock).
 
 use crate::access::Ctx;
 use crate::folio::{PageFlag, PAGE_SHIFT, PAGE_SIZE};
@@ -7,7 +8,7 @@ use crate::mm::memory::{vm_normal_folio, Zap};
 use crate::mm::swap::folio_mark_lazyfree;
 use crate::pgtable::{PresentPte, Pte};
 use crate::program::Advice;
-use crate::state::MmId;
+use crate::state::{vm_flags, MmId};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
 use serde::{Deserialize, Serialize};
 
@@ -62,7 +63,11 @@ impl Madvise {
         if end == self.start {
             return Flow::Return(0);
         }
-        ctx.mmap_read_lock(self.mm);
+        if self.advice == Advice::HugePage {
+            ctx.mmap_write_lock(self.mm);
+        } else {
+            ctx.mmap_read_lock(self.mm);
+        }
         let start = self.start;
         let vmas = ctx.vmas(self.mm).to_vec();
         let mut covered = 0;
@@ -80,12 +85,28 @@ impl Madvise {
         Flow::Continue
     }
 
-    fn next_range(&mut self) -> Flow {
+    /// madvise_update_vma() → hugepage_madvise(): VM_HUGEPAGE on the range (VMAs split at its
+    /// ends; a driver's VMA keeps its flags: hugepage_madvise() leaves VM_PFNMAP/MIXEDMAP alone
+    /// in effect, as no THP can be faulted there).
+    fn hugepage(&mut self, ctx: &mut Ctx, start: u64, end: u64) -> Flow {
+        let vmas = ctx.vmas(self.mm).to_vec();
+        let updated = crate::mm::mmap::vma_modify(&vmas, start, end, |vma| {
+            vma.flags = (vma.flags | vm_flags::VM_HUGEPAGE) & !vm_flags::VM_NOHUGEPAGE;
+        });
+        ctx.vmas_mut(self.mm).vmas = crate::shared::Shared::new(updated);
+        ctx.event("madvise_update_vma", "VM_HUGEPAGE", |_| format!("[{start:#x}, {end:#x})"));
+        Flow::Continue
+    }
+
+    fn next_range(&mut self, ctx: &mut Ctx) -> Flow {
         if self.ranges.is_empty() {
             self.stage = MadviseStage::Unlock;
             return Flow::Continue;
         }
         let (start, end) = self.ranges.remove(0);
+        if self.advice == Advice::HugePage {
+            return self.hugepage(ctx, start, end);
+        }
         if self.advice == Advice::DontNeed {
             // madvise_dontneed_single_vma() → zap_page_range_single().
             return Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)));
@@ -107,6 +128,12 @@ impl Madvise {
     /// pte_offset_map_lock() of the table holding the cursor.
     fn table_lock(&mut self, ctx: &mut Ctx) -> Flow {
         ctx.ptl_lock(self.mm, self.cursor);
+        if ctx.pmd_load(self.mm, crate::pgtable::pte_table(self.cursor)).is_some() {
+            ctx.violation(crate::violation::Violation::new(
+                crate::violation::ViolationKind::Invariant,
+                format!("not modelled: {} of a PMD-mapped THP (madvise_*_huge_pmd)", self.advice.name()),
+            ));
+        }
         let address = self.cursor << PAGE_SHIFT;
         ctx.event(self.pte_range_function(), "pte_offset_map_lock", |_| format!("{address:#x}"));
         self.stage = MadviseStage::Pte;
@@ -118,7 +145,7 @@ impl Madvise {
         match self.advice {
             Advice::Free => self.free_pte(ctx),
             Advice::Cold | Advice::PageOut => self.cold_pte(ctx),
-            Advice::DontNeed => unreachable!("MADV_DONTNEED zaps, it does not walk"),
+            Advice::DontNeed | Advice::HugePage => unreachable!("only MADV_FREE, COLD and PAGEOUT walk"),
         }
         self.cursor += 1;
         if self.cursor.is_multiple_of(crate::pgtable::PTRS_PER_PTE) || self.cursor == self.range_end {
@@ -145,6 +172,11 @@ impl Madvise {
         let pte = ctx.pte_load(mm, vpn);
         let mut what = "none";
         if let Some((present, folio)) = pte.present().and_then(|p| vm_normal_folio(p).map(|f| (p, f))) {
+            if ctx.k.folio(folio).order > 0 {
+                let message = format!("not modelled: {} of a large folio (split_folio)", self.advice.name());
+                ctx.violation(crate::violation::Violation::new(crate::violation::ViolationKind::Invariant, message));
+                return;
+            }
             what = "lazyfree";
             if ctx.flag_test(folio, PageFlag::Swapcache) || ctx.flag_test(folio, PageFlag::Dirty) {
                 // "if (!folio_trylock(folio)) continue;" and "If the folio is shared with others,
@@ -187,6 +219,11 @@ impl Madvise {
         let pte = ctx.pte_load(mm, vpn);
         let mut what = "skipped";
         if let Some((present, folio)) = pte.present().and_then(|p| vm_normal_folio(p).map(|f| (p, f))) {
+            if ctx.k.folio(folio).order > 0 {
+                let message = format!("not modelled: {} of a large folio (split_folio)", self.advice.name());
+                ctx.violation(crate::violation::Violation::new(crate::violation::ViolationKind::Invariant, message));
+                return;
+            }
             // "Do not interfere with other mappings of this folio": "if (!folio_test_lru(folio)
             // || folio_mapcount(folio) != folio_nr_pages(folio)) continue;"
             if ctx.flag_test(folio, PageFlag::Lru) && ctx.mapcount_load(folio) == 1 {
@@ -214,12 +251,16 @@ impl KernelFunction for Madvise {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         match self.stage {
             MadviseStage::Lock => self.lock(ctx),
-            MadviseStage::NextRange => self.next_range(),
+            MadviseStage::NextRange => self.next_range(ctx),
             MadviseStage::TableLock => self.table_lock(ctx),
             MadviseStage::Pte => self.pte(ctx),
             MadviseStage::TableUnlock => self.table_unlock(ctx),
             MadviseStage::Unlock => {
-                ctx.mmap_read_unlock(self.mm);
+                if self.advice == Advice::HugePage {
+                    ctx.mmap_write_unlock(self.mm);
+                } else {
+                    ctx.mmap_read_unlock(self.mm);
+                }
                 ctx.event("do_madvise", "mmap_read_unlock", |_| String::new());
                 Flow::Return(self.result)
             }
@@ -228,6 +269,7 @@ impl KernelFunction for Madvise {
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match self.stage {
+            MadviseStage::Lock if self.advice == Advice::HugePage => Wait::MmapWrite(self.mm),
             MadviseStage::Lock => Wait::MmapRead(self.mm),
             MadviseStage::TableLock => Wait::PteLock(self.mm, self.cursor),
             _ => Wait::Nothing,

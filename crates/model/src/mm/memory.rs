@@ -83,7 +83,13 @@ impl KernelFunction for UserAccess {
         let vpn = address >> PAGE_SHIFT;
         let offset = (address & (PAGE_SIZE - 1)) as usize;
         let chunk = (PAGE_SIZE - offset as u64).min(self.length - self.done) as usize;
-        let pte = ctx.pte_load(self.mm, vpn);
+        // The MMU walks the PMD first: a huge PMD maps the page directly.
+        let index = crate::mm::huge_memory::pmd_index(address);
+        let huge = ctx.pmd_load(self.mm, index);
+        let pte = match huge {
+            Some(pmd) => Pte::Present(PresentPte { pfn: pmd.pfn + (vpn % PTRS_PER_PTE), ..pmd }),
+            None => ctx.pte_load(self.mm, vpn),
+        };
         let Some(present) = pte.present().filter(|p| !self.write || p.write) else {
             let write = self.write;
             ctx.event("exc_page_fault", "fault", |_| {
@@ -93,7 +99,12 @@ impl KernelFunction for UserAccess {
         };
         if !present.young || (self.write && !present.dirty) {
             let updated = PresentPte { young: true, dirty: present.dirty || self.write, ..present };
-            ctx.pte_hw_update(self.mm, vpn, Pte::Present(updated));
+            match huge {
+                Some(pmd) => {
+                    ctx.pmd_store(self.mm, index, Some(PresentPte { young: true, dirty: updated.dirty, ..pmd }))
+                }
+                None => ctx.pte_hw_update(self.mm, vpn, Pte::Present(updated)),
+            }
         }
         let folio = pfn_folio(present.pfn);
         if self.write {
@@ -136,6 +147,8 @@ pub enum FaultStage {
     SwapLookup,
     SwapLock,
     SwapMap,
+    HugeAlloc,
+    HugeSetPmd,
     Unlock,
 }
 
@@ -204,6 +217,19 @@ impl Fault {
         let allowed = if self.write { vma.flags & vm_flags::VM_WRITE != 0 } else { vma.flags & vm_flags::VM_READ != 0 };
         if !allowed {
             return self.finish(VM_FAULT_SIGSEGV);
+        }
+        // __handle_mm_fault(): a huge PMD maps the address, or one may be made for it.
+        let index = crate::mm::huge_memory::pmd_index(self.address);
+        if let Some(pmd) = ctx.pmd_load(self.mm, index) {
+            if self.write && !pmd.write {
+                ctx.violation(Violation::new(ViolationKind::Invariant, "not modelled: do_huge_pmd_wp_page()"));
+                return self.finish(VM_FAULT_SIGBUS);
+            }
+            return self.finish(0);
+        }
+        if self.write && crate::mm::huge_memory::thp_fault_allowed(&vma, self.address) && ctx.pmd_none(self.mm, index) {
+            self.stage = FaultStage::HugeAlloc;
+            return Flow::Continue;
         }
         self.orig_pte = ctx.pte_load(self.mm, self.vpn());
         let orig = self.orig_pte;
@@ -511,6 +537,33 @@ impl Fault {
         self.finish(0)
     }
 
+    /// do_huge_pmd_anonymous_page(): a THP, zeroed (read faults take the small-page path: the
+    /// huge zero page is not modelled).
+    fn huge_alloc(&mut self, ctx: &mut Ctx) -> Flow {
+        anon_vma_prepare(ctx, self.mm, self.address);
+        let folio = ctx.alloc_folio(crate::mm::huge_memory::HPAGE_PMD_ORDER);
+        ctx.flag_store(folio, PageFlag::LargeRmappable, true);
+        ctx.flag_store(folio, PageFlag::Uptodate, true);
+        self.new_folio = Some(folio);
+        ctx.event("do_huge_pmd_anonymous_page", "vma_alloc_folio", |_| format!("folio {folio} (order 9, zeroed)"));
+        self.stage = FaultStage::HugeSetPmd;
+        Flow::Continue
+    }
+
+    fn huge_set_pmd(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.new_folio.take().expect("allocated before");
+        let mapped = crate::mm::huge_memory::do_huge_pmd_set(ctx, self.mm, self.address, folio);
+        let address = self.address & !(crate::mm::huge_memory::HPAGE_PMD_SIZE - 1);
+        ctx.event("__do_huge_pmd_anonymous_page", "set_pmd_at", |k| {
+            if mapped {
+                format!("{address:#x} -> THP folio {folio}: {}", k.folio(folio).dump(folio))
+            } else {
+                format!("{address:#x}: PMD populated meanwhile, folio {folio} released")
+            }
+        });
+        self.finish(0)
+    }
+
     fn wp_put_old(&mut self, ctx: &mut Ctx) -> Flow {
         let old = self.old_folio.take().expect("set by wp_lock");
         folio_put(ctx, old);
@@ -534,6 +587,8 @@ impl KernelFunction for Fault {
             FaultStage::SwapLookup => self.swap_lookup(ctx),
             FaultStage::SwapLock => self.swap_lock(ctx),
             FaultStage::SwapMap => self.swap_map(ctx),
+            FaultStage::HugeAlloc => self.huge_alloc(ctx),
+            FaultStage::HugeSetPmd => self.huge_set_pmd(ctx),
             FaultStage::Unlock => {
                 ctx.mmap_read_unlock(self.mm);
                 ctx.event("handle_mm_fault", "mmap_read_unlock", |_| String::new());
@@ -550,7 +605,7 @@ impl KernelFunction for Fault {
                 Wait::PteLock(self.mm, vpn)
             }
             FaultStage::SwapLock => Wait::FolioLock(self.swap_folio.expect("looked up")),
-            FaultStage::SwapMap => Wait::PteLock(self.mm, vpn),
+            FaultStage::SwapMap | FaultStage::HugeSetPmd => Wait::PteLock(self.mm, vpn),
             _ => Wait::Nothing,
         }
     }
@@ -614,6 +669,21 @@ impl Zap {
         let first = self.cursor.max(table * PTRS_PER_PTE);
         let last = end_vpn.min((table + 1) * PTRS_PER_PTE);
         ctx.ptl_lock(mm, first);
+        // zap_pmd_range(): a huge PMD is zapped whole, or split first when the range covers part.
+        if let Some(pmd) = ctx.pmd_load(mm, table) {
+            if first == table * PTRS_PER_PTE && last == (table + 1) * PTRS_PER_PTE {
+                let folio = crate::mm::huge_memory::zap_huge_pmd(ctx, mm, table, pmd);
+                self.gathered.push(folio);
+                ctx.ptl_unlock(mm, first);
+                self.cursor = last;
+                ctx.event("zap_huge_pmd", "pmdp_huge_get_and_clear", |_| format!("THP folio {folio}"));
+                return;
+            }
+            crate::mm::huge_memory::__split_huge_pmd_locked(ctx, mm, table, pmd);
+            ctx.event("__split_huge_pmd", "__split_huge_pmd_locked", |_| {
+                format!("PMD {:#x} -> 512 PTEs", (table * PTRS_PER_PTE) << PAGE_SHIFT)
+            });
+        }
         // Under the table's lock its set of PTEs is stable: every writer of a PTE but the MMU
         // (which only sets bits of present ones) holds it.
         let vpns: Vec<u64> =
@@ -625,6 +695,11 @@ impl Zap {
                 // zap_nonpresent_ptes(): free_swap_and_cache().
                 ctx.rss_swap_add(mm, -1);
                 free_swap_and_cache(ctx, offset);
+                continue;
+            }
+            if let Pte::Migration { .. } = pte {
+                // zap_nonpresent_ptes(): the page's rmap and reference went with the migration.
+                ctx.rss_add(mm, true, -1);
                 continue;
             }
             let Some(present) = pte.present() else { continue };
@@ -663,8 +738,21 @@ impl KernelFunction for Zap {
                 let Some(folio) = self.gathered.pop() else {
                     return Flow::Return(0);
                 };
-                folio_put(ctx, folio);
-                ctx.event("tlb_finish_mmu", "folio_put", |k| k.folio(folio).dump(folio));
+                // free_pages_and_swap_cache() → folios_put_refs(): the references a batch holds
+                // on one folio go in one atomic.
+                let mut refs = 1;
+                while self.gathered.last() == Some(&folio) {
+                    self.gathered.pop();
+                    refs += 1;
+                }
+                crate::mm::swap::folio_put_refs(ctx, folio, refs);
+                ctx.event("tlb_finish_mmu", "folio_put", |k| {
+                    format!(
+                        "{}{}",
+                        if refs > 1 { format!("{refs} refs: ") } else { String::new() },
+                        k.folio(folio).dump(folio)
+                    )
+                });
                 Flow::Continue
             }
         }

@@ -217,7 +217,11 @@ impl KernelFunction for Munmap {
                 for vma in &closed {
                     vma_close(ctx, vma);
                 }
-                remove_vma_range(ctx.vmas_mut(self.mm).vmas.make_mut(), start, end);
+                let m = ctx.vmas_mut(self.mm);
+                remove_vma_range(m.vmas.make_mut(), start, end);
+                // free_pgtables(): PTE tables wholly inside the range go.
+                let table_bytes = crate::pgtable::PTRS_PER_PTE << PAGE_SHIFT;
+                m.pte_tables.retain(|&t| t * table_bytes < start || (t + 1) * table_bytes > end);
                 ctx.mmap_write_unlock(self.mm);
                 ctx.event("do_vmi_munmap", "mmap_write_unlock", |_| String::new());
                 Flow::Return(0)
@@ -258,6 +262,7 @@ impl KernelFunction for ExitMmap {
         }
         let mm = ctx.vmas_mut(self.mm);
         mm.vmas.make_mut().clear();
+        mm.pte_tables.clear();
         mm.exited = true;
         ctx.mmap_write_unlock(self.mm);
         ctx.event("exit_mmap", "free_pgtables", |_| String::new());
@@ -271,4 +276,28 @@ impl KernelFunction for ExitMmap {
             Wait::MmapWrite(self.mm)
         }
     }
+}
+
+/// mm/vma.c: vma_modify(): `change` applied to `[start, end)`, VMAs straddling either end split
+/// there (the parts outside keep their state).
+pub fn vma_modify(vmas: &[Vma], start: u64, end: u64, change: impl Fn(&mut Vma)) -> Vec<Vma> {
+    let mut out = Vec::with_capacity(vmas.len() + 2);
+    for vma in vmas {
+        if vma.end <= start || vma.start >= end || !vma_may_split(vma) {
+            out.push(vma.clone());
+            continue;
+        }
+        let pgoff_at = |address: u64| vma.pgoff + ((address - vma.start) >> PAGE_SHIFT);
+        if vma.start < start {
+            out.push(Vma { end: start, ..vma.clone() });
+        }
+        let (from, to) = (vma.start.max(start), vma.end.min(end));
+        let mut middle = Vma { start: from, end: to, pgoff: pgoff_at(from), ..vma.clone() };
+        change(&mut middle);
+        out.push(middle);
+        if vma.end > end {
+            out.push(Vma { start: end, pgoff: pgoff_at(end), ..vma.clone() });
+        }
+    }
+    out
 }

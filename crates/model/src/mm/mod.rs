@@ -1,6 +1,7 @@
 //! mm/: one file per kernel file, functions named as the kernel names them.
 
 pub mod gup;
+pub mod huge_memory;
 pub mod madvise;
 pub mod memory;
 pub mod migrate;

@@ -64,33 +64,13 @@ pub fn userfaultfd_register(ctx: &mut Ctx, mm: MmId, fd: i64, start: u64, length
     let result = if covered != end - start || !anonymous {
         -errno::EINVAL
     } else {
-        let mut updated = Vec::with_capacity(vmas.len() + 2);
-        for vma in vmas {
-            if vma.end <= start || vma.start >= end {
-                updated.push(vma);
-                continue;
-            }
-            split_at(&mut updated, &vma, start, end, uffd);
-        }
+        let updated = crate::mm::mmap::vma_modify(&vmas, start, end, |vma| vma.uffd = Some(uffd));
         ctx.vmas_mut(mm).vmas = crate::shared::Shared::new(updated);
         0
     };
     ctx.mmap_write_unlock(mm);
     ctx.event("userfaultfd_register", "UFFDIO_REGISTER", |_| format!("[{start:#x}, {end:#x}) missing: {result}"));
     result
-}
-
-/// The parts of `vma` outside `[start, end)` keep their state; the part inside is registered.
-fn split_at(out: &mut Vec<Vma>, vma: &Vma, start: u64, end: u64, uffd: u32) {
-    let pgoff_at = |address: u64| vma.pgoff + ((address - vma.start) >> PAGE_SHIFT);
-    if vma.start < start {
-        out.push(Vma { end: start, ..vma.clone() });
-    }
-    let (from, to) = (vma.start.max(start), vma.end.min(end));
-    out.push(Vma { start: from, end: to, pgoff: pgoff_at(from), uffd: Some(uffd), ..vma.clone() });
-    if vma.end > end {
-        out.push(Vma { start: end, pgoff: pgoff_at(end), ..vma.clone() });
-    }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -100,6 +100,9 @@ impl ShrinkInactiveList {
                 if freed.is_empty() { String::new() } else { format!(", freed {freed:?}") }
             )
         });
+        if ctx.k.thread(ctx.thread).writeback.is_empty() {
+            return Flow::Return(0);
+        }
         self.stage = ShrinkInactiveStage::EndWriteback;
         Flow::Continue
     }
@@ -111,6 +114,9 @@ impl ShrinkInactiveList {
         };
         ctx.flag_store(folio, PageFlag::Writeback, false);
         ctx.event("end_swap_bio_write", "folio_end_writeback", |k| k.folio(folio).dump(folio));
+        if ctx.k.thread(ctx.thread).writeback.is_empty() {
+            return Flow::Return(0);
+        }
         Flow::Continue
     }
 }
@@ -406,6 +412,12 @@ impl KernelFunction for ShrinkFolioList {
         let folio = self.folio();
         match self.stage {
             ShrinkStage::Trylock => {
+                if ctx.k.folio(folio).order > 0 {
+                    ctx.violation(crate::violation::Violation::new(
+                        crate::violation::ViolationKind::Invariant,
+                        "not modelled: reclaim of a large folio (split_folio_to_list / THP swap-out)",
+                    ));
+                }
                 let was_locked = ctx.flag_test_and_store(folio, PageFlag::Locked, true);
                 ctx.event("shrink_folio_list", "folio_trylock", |_| {
                     format!("folio {folio}: {}", if was_locked { "busy, keep" } else { "locked" })

@@ -3,12 +3,14 @@
 //! → smaps_pte_entry() → smaps_account(). mmap_lock is held for reading throughout (m_start()).
 
 use crate::access::Ctx;
-use crate::folio::{pfn_folio, pfn_page, FolioId, PageFlag, PAGE_SHIFT, PAGE_SIZE};
+use crate::folio::{pfn_folio, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::memory::vm_normal_page;
 use crate::mm::pagewalk::walk_page_vma_walks;
+use crate::patches::Patch;
 use crate::pgtable::{pte_table, Pte, PTRS_PER_PTE};
 use crate::state::{MmId, Vma};
 use crate::thread::{errno, Flow, KernelFunction, Wait};
+use crate::violation::{Violation, ViolationKind};
 use serde::{Deserialize, Serialize};
 
 /// fs/proc/task_mmu.c: PSS_SHIFT, the fixed-point shift of proportional sizes.
@@ -26,11 +28,12 @@ pub enum SmapsField {
     Referenced,
     Anonymous,
     LazyFree,
+    AnonHugePages,
     Swap,
 }
 
 impl SmapsField {
-    pub const ALL: [(&'static str, SmapsField); 10] = [
+    pub const ALL: [(&'static str, SmapsField); 11] = [
         ("Rss", SmapsField::Rss),
         ("Pss", SmapsField::Pss),
         ("Shared_Clean", SmapsField::SharedClean),
@@ -40,6 +43,7 @@ impl SmapsField {
         ("Referenced", SmapsField::Referenced),
         ("Anonymous", SmapsField::Anonymous),
         ("LazyFree", SmapsField::LazyFree),
+        ("AnonHugePages", SmapsField::AnonHugePages),
         ("Swap", SmapsField::Swap),
     ];
 
@@ -59,6 +63,7 @@ pub struct MemSizeStats {
     pub referenced: u64,
     pub anonymous: u64,
     pub lazyfree: u64,
+    pub anonymous_thp: u64,
     pub swap: u64,
     pub pss: u64,
 }
@@ -76,6 +81,7 @@ impl MemSizeStats {
             SmapsField::Referenced => self.referenced,
             SmapsField::Anonymous => self.anonymous,
             SmapsField::LazyFree => self.lazyfree,
+            SmapsField::AnonHugePages => self.anonymous_thp,
             SmapsField::Swap => self.swap,
         };
         (bytes >> 10) as i64
@@ -93,63 +99,135 @@ impl MemSizeStats {
     }
 }
 
-/// smaps_account() for one PTE-mapped page (`compound` false), as of 6.18: a folio with
-/// refcount 1, or one behind a non-present entry, is private without reading mapcounts.
-fn smaps_account(
-    ctx: &mut Ctx,
-    mss: &mut MemSizeStats,
-    folio: FolioId,
-    page: usize,
-    young: bool,
-    dirty: bool,
-    present: bool,
-) {
+/// One PTE's page as smaps_pte_entry() found it, while its accounting is under way.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SmapsEntry {
+    pub pfn: Pfn,
+    pub young: bool,
+    pub dirty: bool,
+    /// False for a migration entry.
+    pub present: bool,
+}
+
+/// smaps_pte_entry(): the page a PTE names, if smaps accounts it.
+fn smaps_pte_entry(ctx: &mut Ctx, mss: &mut MemSizeStats, mm: MmId, vma: &Vma, address: u64) -> Option<SmapsEntry> {
+    match ctx.pte_load(mm, address >> PAGE_SHIFT) {
+        Pte::Present(pte) => {
+            let pfn = vm_normal_page(vma, address, pte)?;
+            Some(SmapsEntry { pfn, young: pte.young, dirty: pte.dirty, present: true })
+        }
+        Pte::None => None,
+        Pte::Swap { .. } => {
+            mss.swap += PAGE_SIZE;
+            None
+        }
+        // A migration entry names its page: pfn_swap_entry_to_page().
+        Pte::Migration { pfn, .. } => Some(SmapsEntry { pfn, young: false, dirty: false, present: false }),
+    }
+}
+
+/// smaps_account() for one PTE-mapped page (`compound` false), up to the point where it needs
+/// the page's mapcount. The page is looked up now (page_folio()): a split may be under way.
+/// Returns true when the mapcount must still be read through the compound page (5.16's
+/// page_mapcount() → __page_mapcount()).
+fn smaps_account(ctx: &mut Ctx, mss: &mut MemSizeStats, entry: SmapsEntry) -> bool {
     let size = PAGE_SIZE;
+    let (folio, page) = ctx.page_folio_load(entry.pfn);
     if ctx.flag_test(folio, PageFlag::Anon) {
         mss.anonymous += size;
-        if !ctx.flag_test(folio, PageFlag::Swapbacked) && !dirty && !ctx.flag_test(folio, PageFlag::Dirty) {
+        if !ctx.flag_test(folio, PageFlag::Swapbacked) && !entry.dirty && !ctx.flag_test(folio, PageFlag::Dirty) {
             mss.lazyfree += size;
         }
     }
     mss.resident += size;
-    if young || ctx.flag_test(folio, PageFlag::Referenced) {
+    if entry.young || ctx.flag_test(folio, PageFlag::Referenced) {
         mss.referenced += size;
     }
-    let dirty = dirty || ctx.flag_test(folio, PageFlag::Dirty);
-    if ctx.ref_load(folio) == 1 || !present {
+    let dirty = entry.dirty || ctx.flag_test(folio, PageFlag::Dirty);
+    let count = ctx.ref_load(folio);
+    // 24d7275ce279: "if ((page_count(page) == 1) || migration)"; today "folio_ref_count(folio)
+    // == 1 || !present".
+    let fixed = ctx.patched(Patch::SmapsMigrationNoMapcount);
+    if count == 1 || (fixed && !entry.present) {
+        mss.page_accumulate(size, size << PSS_SHIFT, dirty, true);
+        return false;
+    }
+    let compound = ctx.k.folio(folio).order > 0;
+    if compound && !fixed {
+        return true;
+    }
+    // folio_precise_page_mapcount() (page_mapcount() of an order-0 page before folios).
+    let mapcount = ctx.page_mapcount_load(folio, page) + if compound { ctx.k.folio(folio).entire_mapcount } else { 0 };
+    mss.page_accumulate(size, pss_of(mapcount), dirty, mapcount < 2);
+    false
+}
+
+fn pss_of(mapcount: i32) -> u64 {
+    let pss = PAGE_SIZE << PSS_SHIFT;
+    if mapcount >= 2 {
+        pss / mapcount as u64
+    } else {
+        pss
+    }
+}
+
+/// mm/util.c (5.16): __page_mapcount() as page_mapcount() calls it for a compound page:
+/// "page = compound_head(page); ret += atomic_read(compound_mapcount_ptr(page)) + 1; if
+/// (PageDoubleMap(page)) ret--;" -- PageDoubleMap() is a PF_SECOND flag, which asserts the page
+/// it is given is a head: VM_BUG_ON_PGFLAGS(!PageHead(page), page).
+fn __page_mapcount(ctx: &mut Ctx, mss: &mut MemSizeStats, entry: SmapsEntry) {
+    let (folio, page) = ctx.page_folio_load(entry.pfn);
+    let mapcount = ctx.page_mapcount_load(folio, page);
+    if ctx.k.folio(folio).order == 0 {
+        let dump = ctx.k.folio(folio).dump(folio);
+        ctx.violation(Violation {
+            kind: ViolationKind::KernelBug,
+            message: format!(
+                "VM_BUG_ON_PGFLAGS(!PageHead(page)) in PageDoubleMap() from __page_mapcount(): pfn {:#x} is no longer part of a compound page",
+                entry.pfn
+            ),
+            dump: vec![dump],
+        });
+        return;
+    }
+    let total = mapcount + ctx.k.folio(folio).entire_mapcount;
+    let dirty = entry.dirty || ctx.flag_test(folio, PageFlag::Dirty);
+    mss.page_accumulate(PAGE_SIZE, pss_of(total), dirty, total < 2);
+}
+
+/// smaps_pmd_entry() → smaps_account(compound = true) for a PMD-mapped THP.
+fn smaps_pmd_entry(ctx: &mut Ctx, mss: &mut MemSizeStats, pmd: crate::pgtable::PresentPte) {
+    let folio = pfn_folio(pmd.pfn);
+    let size = crate::mm::huge_memory::HPAGE_PMD_SIZE;
+    let anon = ctx.flag_test(folio, PageFlag::Anon);
+    if anon {
+        mss.anonymous += size;
+        mss.anonymous_thp += size;
+    }
+    mss.resident += size;
+    if pmd.young || ctx.flag_test(folio, PageFlag::Referenced) {
+        mss.referenced += size;
+    }
+    let dirty = pmd.dirty || ctx.flag_test(folio, PageFlag::Dirty);
+    if ctx.ref_load(folio) == 1 {
         mss.page_accumulate(size, size << PSS_SHIFT, dirty, true);
         return;
     }
-    // folio_precise_page_mapcount(): a snapshot, without the folio lock.
-    let mapcount = ctx.page_mapcount_load(folio, page);
-    let mut pss = size << PSS_SHIFT;
-    if mapcount >= 2 {
-        pss /= mapcount as u64;
-    }
-    mss.page_accumulate(size, pss, dirty, mapcount < 2);
-}
-
-/// smaps_pte_entry().
-fn smaps_pte_entry(ctx: &mut Ctx, mss: &mut MemSizeStats, mm: MmId, vma: &Vma, address: u64) {
-    let (page, young, dirty, present) = match ctx.pte_load(mm, address >> PAGE_SHIFT) {
-        Pte::Present(pte) => (vm_normal_page(vma, address, pte), pte.young, pte.dirty, true),
-        Pte::None => return,
-        Pte::Swap { .. } => {
-            mss.swap += PAGE_SIZE;
-            return;
-        }
-        // A migration entry names its page: accounted as not present.
-        Pte::Migration { pfn, .. } => (Some(pfn), false, false, false),
-    };
-    if let Some(pfn) = page {
-        smaps_account(ctx, mss, pfn_folio(pfn), pfn_page(pfn), young, dirty, present);
+    for page in 0..ctx.k.folio(folio).nr_pages() {
+        let mapcount = ctx.page_mapcount_load(folio, page) + ctx.k.folio(folio).entire_mapcount;
+        mss.page_accumulate(PAGE_SIZE, pss_of(mapcount), dirty, mapcount < 2);
     }
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SmapStage {
     Lock,
+    /// smaps_pte_range(): take the table's lock (or account a huge PMD).
     Walk,
+    /// One PTE of the table under its lock.
+    Entry,
+    /// 5.16's __page_mapcount() of the entry's page, a lockless read of its compound state.
+    EntryMapcount,
     Unlock,
 }
 
@@ -166,6 +244,10 @@ pub struct ShowSmap {
     /// The next address smaps_pte_range() visits.
     pub cursor: u64,
     pub mss: MemSizeStats,
+    /// The table's PTE addresses still to visit (the lock is held meanwhile).
+    pub entries: Vec<u64>,
+    pub table_end: u64,
+    pub pending: Option<SmapsEntry>,
     pub result: i64,
 }
 
@@ -180,6 +262,9 @@ impl ShowSmap {
             vma_end: 0,
             cursor: 0,
             mss: MemSizeStats::default(),
+            entries: Vec::new(),
+            table_end: 0,
+            pending: None,
             result: 0,
         }
     }
@@ -202,32 +287,94 @@ impl ShowSmap {
         Flow::Continue
     }
 
-    /// smaps_pte_range(): one PTE table under its lock.
+    fn vma(&self, ctx: &mut Ctx) -> Vma {
+        ctx.vmas(self.mm).iter().find(|v| v.start == self.vma_start).cloned().expect("mmap_lock held")
+    }
+
+    /// smaps_pte_range(): pmd_trans_huge_lock() → smaps_pmd_entry(), or the PTE table's lock.
     fn walk(&mut self, ctx: &mut Ctx) -> Flow {
-        let vma = ctx.vmas(self.mm).iter().find(|v| v.start == self.vma_start).cloned().expect("mmap_lock held");
         let table = pte_table(self.cursor >> PAGE_SHIFT);
         let end = self.vma_end.min(((table + 1) * PTRS_PER_PTE) << PAGE_SHIFT);
         let first = self.cursor;
         ctx.ptl_lock(self.mm, first >> PAGE_SHIFT);
+        if let Some(pmd) = ctx.pmd_load(self.mm, table) {
+            let mut mss = self.mss;
+            smaps_pmd_entry(ctx, &mut mss, pmd);
+            self.mss = mss;
+            ctx.ptl_unlock(self.mm, first >> PAGE_SHIFT);
+            ctx.event("smaps_pmd_entry", "smaps_account", |_| {
+                format!("THP at {:#x}", (table * PTRS_PER_PTE) << PAGE_SHIFT)
+            });
+            return self.next_table(end);
+        }
         // Under the table's lock its set of PTEs is stable (the MMU only sets bits).
-        let addresses: Vec<u64> = ctx.k.mms[self.mm as usize]
+        let mut entries: Vec<u64> = ctx.k.mms[self.mm as usize]
             .ptes
             .iter()
             .map(|e| e.0 << PAGE_SHIFT)
             .filter(|&a| a >= first && a < end)
             .collect();
-        for address in addresses {
-            let mut mss = self.mss;
-            smaps_pte_entry(ctx, &mut mss, self.mm, &vma, address);
-            self.mss = mss;
-        }
-        ctx.ptl_unlock(self.mm, first >> PAGE_SHIFT);
-        let rss = self.mss.resident >> 10;
-        ctx.event("smaps_pte_range", "smaps_pte_entry", |_| format!("[{first:#x}, {end:#x}): Rss so far {rss} kB"));
+        entries.reverse();
+        self.entries = entries;
+        self.table_end = end;
+        ctx.event("smaps_pte_range", "pte_offset_map_lock", |_| format!("[{first:#x}, {end:#x})"));
+        self.stage = SmapStage::Entry;
+        Flow::Continue
+    }
+
+    fn next_table(&mut self, end: u64) -> Flow {
         self.cursor = end;
-        if self.cursor == self.vma_end {
-            self.stage = SmapStage::Unlock;
+        self.stage = if self.cursor >= self.vma_end { SmapStage::Unlock } else { SmapStage::Walk };
+        Flow::Continue
+    }
+
+    /// smaps_pte_entry() of the next PTE; at the end of the table, pte_unmap_unlock().
+    fn entry(&mut self, ctx: &mut Ctx) -> Flow {
+        let Some(address) = self.entries.pop() else {
+            ctx.ptl_unlock(self.mm, (self.table_end - 1) >> PAGE_SHIFT);
+            let rss = self.mss.resident >> 10;
+            ctx.event("smaps_pte_range", "pte_unmap_unlock", |_| format!("Rss so far {rss} kB"));
+            return self.next_table(self.table_end);
+        };
+        let vma = self.vma(ctx);
+        let mut mss = self.mss;
+        let found = smaps_pte_entry(ctx, &mut mss, self.mm, &vma, address);
+        let compound = found.is_some_and(|entry| smaps_account(ctx, &mut mss, entry));
+        self.mss = mss;
+        ctx.event("smaps_pte_entry", "smaps_account", |k| match found {
+            Some(entry) => {
+                let (folio, _) = k.page_folio(entry.pfn);
+                format!(
+                    "{address:#x}: {} pfn {:#x}{}",
+                    if entry.present { "page" } else { "migration entry for" },
+                    entry.pfn,
+                    if compound {
+                        format!(": folio {folio} refcount {}, compound: page_mapcount()", k.folio(folio).refcount)
+                    } else {
+                        String::new()
+                    }
+                )
+            }
+            None => format!("{address:#x}: nothing to account"),
+        });
+        if compound {
+            self.pending = found;
+            self.stage = SmapStage::EntryMapcount;
         }
+        Flow::Continue
+    }
+
+    fn entry_mapcount(&mut self, ctx: &mut Ctx) -> Flow {
+        let entry = self.pending.take().expect("set by entry");
+        let mut mss = self.mss;
+        __page_mapcount(ctx, &mut mss, entry);
+        self.mss = mss;
+        let pfn = entry.pfn;
+        ctx.event("__page_mapcount", "compound_head", |k| {
+            let (folio, _) = k.page_folio(pfn);
+            format!("pfn {pfn:#x}: head folio {folio}")
+        });
+        self.stage = SmapStage::Entry;
         Flow::Continue
     }
 }
@@ -237,6 +384,8 @@ impl KernelFunction for ShowSmap {
         match self.stage {
             SmapStage::Lock => self.lock(ctx),
             SmapStage::Walk => self.walk(ctx),
+            SmapStage::Entry => self.entry(ctx),
+            SmapStage::EntryMapcount => self.entry_mapcount(ctx),
             SmapStage::Unlock => {
                 ctx.mmap_read_unlock(self.mm);
                 if self.result == 0 {
@@ -253,6 +402,7 @@ impl KernelFunction for ShowSmap {
         match self.stage {
             SmapStage::Lock => Wait::MmapRead(self.mm),
             SmapStage::Walk => Wait::PteLock(self.mm, self.cursor >> PAGE_SHIFT),
+            SmapStage::Entry | SmapStage::EntryMapcount => Wait::Nothing,
             SmapStage::Unlock => Wait::Nothing,
         }
     }

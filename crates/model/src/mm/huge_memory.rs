@@ -1,0 +1,547 @@
+//! mm/huge_memory.c: PMD-mapped anonymous THPs (do_huge_pmd_anonymous_page()), splitting the
+//! PMD into PTEs (__split_huge_pmd_locked()), zapping it (zap_huge_pmd()), and splitting the
+//! folio itself (split_huge_page_to_list(): unmap to migration entries, freeze, tear the
+//! compound page down tail by tail, remap), driven here by debugfs `split_huge_pages`.
+//!
+//! The PMD lock is modelled as the lock of the PTE table the PMD covers (one per 2 MiB), and
+//! __split_huge_page()'s lruvec lock is taken per tail step instead of across the loop. A page
+//! split off a THP becomes a folio of its own with a new model pfn; the old pfn still resolves
+//! to it (`Kernel::page_folio`) for whoever holds a migration entry naming it.
+
+use crate::access::{Ctx, Ordering};
+use crate::folio::{folio_pfn, FolioId, Mapping, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE};
+use crate::mm::swap::{folio_add_lru, folio_put, lruvec_add_folio};
+use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
+use crate::state::{vm_flags, AnonVmaId, MmId, Vma};
+use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
+use serde::{Deserialize, Serialize};
+
+/// HPAGE_PMD_ORDER on x86-64 with 4 KiB pages.
+pub const HPAGE_PMD_ORDER: u8 = 9;
+pub const HPAGE_PMD_NR: u64 = 1 << HPAGE_PMD_ORDER;
+pub const HPAGE_PMD_SIZE: u64 = HPAGE_PMD_NR * PAGE_SIZE;
+
+/// The pmd index (and PTE table) of an address.
+pub fn pmd_index(address: u64) -> u64 {
+    (address >> PAGE_SHIFT) / PTRS_PER_PTE
+}
+
+/// __thp_vma_allowable_orders() for a fault with THP "madvise" mode: a MADV_HUGEPAGE,
+/// anonymous, not userfaultfd-registered VMA holding the whole aligned 2 MiB range.
+pub fn thp_fault_allowed(vma: &Vma, address: u64) -> bool {
+    let start = address & !(HPAGE_PMD_SIZE - 1);
+    vma.flags & vm_flags::VM_HUGEPAGE != 0
+        && vma.device.is_none()
+        && vma.uffd.is_none()
+        && vma.start <= start
+        && start + HPAGE_PMD_SIZE <= vma.end
+}
+
+/// __do_huge_pmd_anonymous_page() under the PMD lock: a new THP mapped by the PMD, if the PMD is
+/// still none. The folio was allocated (and prepared) by the caller.
+pub fn do_huge_pmd_set(ctx: &mut Ctx, mm: MmId, address: u64, folio: FolioId) -> bool {
+    let index = pmd_index(address);
+    let start = address & !(HPAGE_PMD_SIZE - 1);
+    ctx.ptl_lock(mm, start >> PAGE_SHIFT);
+    if !ctx.pmd_none(mm, index) {
+        ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+        folio_put(ctx, folio);
+        return false;
+    }
+    let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned().expect("fault inside a VMA");
+    let anon_vma = vma.anon_vma.expect("anon_vma_prepare() ran");
+    // folio_add_new_anon_rmap(folio, vma, haddr, RMAP_EXCLUSIVE) at PMD level.
+    ctx.flag_store(folio, PageFlag::Swapbacked, true);
+    ctx.flag_store(folio, PageFlag::Anon, true);
+    ctx.mapping_store(folio, Mapping::Anon(anon_vma), vma.linear_page_index(start));
+    ctx.entire_mapcount_add(folio, 1);
+    ctx.anon_exclusive_store(folio, 0, true);
+    folio_add_lru(ctx, folio);
+    ctx.rss_add(mm, true, HPAGE_PMD_NR as i64);
+    let pmd = PresentPte { pfn: folio_pfn(folio, 0), write: true, dirty: true, young: true, special: false };
+    ctx.pmd_store(mm, index, Some(pmd));
+    ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+    true
+}
+
+/// __split_huge_pmd_locked() for an anonymous THP, under the PMD lock: 512 PTEs replace the
+/// PMD; each page gains a PTE mapping and a reference, the folio loses its PMD mapping.
+pub fn __split_huge_pmd_locked(ctx: &mut Ctx, mm: MmId, index: u64, pmd: PresentPte) {
+    let folio = crate::folio::pfn_folio(pmd.pfn);
+    let exclusive = ctx.anon_exclusive_load(folio, 0);
+    ctx.ref_add(folio, HPAGE_PMD_NR as i32 - 1, Ordering::Relaxed);
+    for page in 0..HPAGE_PMD_NR as usize {
+        ctx.page_mapcount_add(folio, page, 1);
+        if exclusive {
+            ctx.anon_exclusive_store(folio, page, true);
+        }
+        let entry = PresentPte { pfn: folio_pfn(folio, page), ..pmd };
+        ctx.pte_store(mm, index * PTRS_PER_PTE + page as u64, Pte::Present(entry));
+    }
+    ctx.entire_mapcount_add(folio, -1);
+    ctx.pmd_store(mm, index, None);
+}
+
+/// zap_huge_pmd(): the whole PMD goes; the caller's mmu_gather drops its reference.
+pub fn zap_huge_pmd(ctx: &mut Ctx, mm: MmId, index: u64, pmd: PresentPte) -> FolioId {
+    let folio = crate::folio::pfn_folio(pmd.pfn);
+    ctx.pmd_store(mm, index, None);
+    let mapcount = ctx.entire_mapcount_add(folio, -1);
+    ctx.vm_bug_on_folio(mapcount < 0, folio, "folio_entire_mapcount(folio) < 0");
+    ctx.rss_add(mm, true, -(HPAGE_PMD_NR as i64));
+    folio
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SplitPagesStage {
+    Next,
+    Lock,
+    Split,
+    Done,
+}
+
+/// mm/huge_memory.c: split_huge_pages_all() (debugfs `split_huge_pages`, "1"): every THP on
+/// the LRU in turn: get_page_unless_zero(), lock_page(), split_huge_page(), unlock, put.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SplitHugePages {
+    pub stage: SplitPagesStage,
+    /// The next folio number to look at (the pfn scan).
+    pub cursor: FolioId,
+    pub current: Option<FolioId>,
+    pub split: u32,
+}
+
+impl SplitHugePages {
+    pub fn new() -> Self {
+        SplitHugePages { stage: SplitPagesStage::Next, cursor: 0, current: None, split: 0 }
+    }
+
+    fn next(&mut self, ctx: &mut Ctx) -> Flow {
+        while (self.cursor as usize) < ctx.k.folios.len() {
+            let folio = self.cursor;
+            self.cursor += 1;
+            if ctx.k.folio(folio).order == 0 {
+                continue;
+            }
+            if !ctx.ref_add_unless_zero(folio, 1) {
+                continue;
+            }
+            if !ctx.flag_test(folio, PageFlag::Lru) || !ctx.flag_test(folio, PageFlag::Anon) {
+                folio_put(ctx, folio);
+                continue;
+            }
+            self.current = Some(folio);
+            ctx.event("split_huge_pages_all", "get_page_unless_zero", |k| k.folio(folio).dump(folio));
+            self.stage = SplitPagesStage::Lock;
+            return Flow::Continue;
+        }
+        let split = self.split;
+        ctx.event("split_huge_pages_all", "done", |_| format!("{split} THP(s) split"));
+        Flow::Return(i64::from(split))
+    }
+}
+
+impl Default for SplitHugePages {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+impl KernelFunction for SplitHugePages {
+    fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+        match self.stage {
+            SplitPagesStage::Next => self.next(ctx),
+            SplitPagesStage::Lock => {
+                let folio = self.current.expect("referenced");
+                ctx.flag_store(folio, PageFlag::Locked, true);
+                ctx.event("split_huge_pages_all", "lock_page", |_| format!("folio {folio}"));
+                self.stage = SplitPagesStage::Split;
+                Flow::Call(Frame::SplitHugePage(SplitHugePage::new(folio)))
+            }
+            SplitPagesStage::Split => {
+                if returned == Some(0) {
+                    self.split += 1;
+                }
+                self.stage = SplitPagesStage::Done;
+                Flow::Continue
+            }
+            SplitPagesStage::Done => {
+                // unlock_page(); put_page(): the head page, now an order-0 folio if split.
+                let folio = self.current.take().expect("referenced");
+                ctx.flag_store(folio, PageFlag::Locked, false);
+                folio_put(ctx, folio);
+                ctx.event("split_huge_pages_all", "put_page", |_| format!("folio {folio}"));
+                self.stage = SplitPagesStage::Next;
+                Flow::Continue
+            }
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        match self.stage {
+            SplitPagesStage::Lock => Wait::FolioLock(self.current.expect("referenced")),
+            _ => Wait::Nothing,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum SplitStage {
+    LockAnonVma,
+    CanSplit,
+    Unmap,
+    Freeze,
+    LockLruvec,
+    /// __split_huge_page_tail() of `tail`, counting down to 1.
+    Tail,
+    ClearCompound,
+    /// remap_page(): remove_migration_ptes() of the next page with a migration entry.
+    Remap,
+    UnlockTails,
+    Unlock,
+}
+
+/// mm/huge_memory.c: split_huge_page_to_list() of an anonymous PTE-mapped THP; the caller holds
+/// the folio lock and a reference.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SplitHugePage {
+    pub folio: FolioId,
+    pub stage: SplitStage,
+    pub anon_vma: Option<AnonVmaId>,
+    /// The (mm, VMA start) mappings the rmap walk visits.
+    pub targets: Vec<(MmId, u64)>,
+    pub target: usize,
+    pub tail: usize,
+    /// The folio each page became (index = page), filled as tails are split off.
+    pub pages: Vec<FolioId>,
+    /// The old pfn of each page with a migration entry, still to remap.
+    pub remap: Vec<usize>,
+    pub result: i64,
+}
+
+impl SplitHugePage {
+    pub fn new(folio: FolioId) -> Self {
+        SplitHugePage {
+            folio,
+            stage: SplitStage::LockAnonVma,
+            anon_vma: None,
+            targets: Vec::new(),
+            target: 0,
+            tail: 0,
+            pages: Vec::new(),
+            remap: Vec::new(),
+            result: 0,
+        }
+    }
+
+    fn go(&mut self, stage: SplitStage) -> Flow {
+        self.stage = stage;
+        Flow::Continue
+    }
+
+    fn old_pfn(&self, page: usize) -> Pfn {
+        folio_pfn(self.folio, page)
+    }
+
+    /// page_get_anon_vma() and anon_vma_lock_write(), then the VMAs the rmap walk visits.
+    fn lock_anon_vma(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio;
+        if ctx.flag_test(folio, PageFlag::Writeback) {
+            self.result = -errno::EBUSY;
+            return Flow::Return(self.result);
+        }
+        let (Mapping::Anon(anon_vma), index) = ctx.mapping_load(folio) else {
+            self.result = -errno::EBUSY;
+            return Flow::Return(self.result);
+        };
+        ctx.anon_vma_lock_write(anon_vma);
+        self.anon_vma = Some(anon_vma);
+        let nr = ctx.k.folio(folio).nr_pages() as u64;
+        for mm in ctx.anon_vma_mms(anon_vma) {
+            let vmas = ctx.vmas(mm).to_vec();
+            for vma in vmas.iter().filter(|v| v.anon_vma == Some(anon_vma)) {
+                if (0..nr).any(|i| vma.address_of_index(index + i).is_some()) {
+                    self.targets.push((mm, vma.start));
+                }
+            }
+        }
+        ctx.event("split_huge_page_to_list", "anon_vma_lock_write", |_| format!("folio {folio}"));
+        self.go(SplitStage::CanSplit)
+    }
+
+    /// can_split_huge_page(): "total_mapcount(page) == page_count(page) - extra_pins - 1".
+    fn can_split(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio;
+        let mapcount = ctx.mapcount_load(folio);
+        let refcount = ctx.ref_load(folio);
+        if mapcount != refcount - 1 {
+            self.result = -errno::EBUSY;
+            ctx.event("split_huge_page_to_list", "can_split_huge_page", |_| {
+                format!("folio {folio}: mapcount {mapcount}, refcount {refcount}: -EBUSY")
+            });
+            return self.go(SplitStage::Unlock);
+        }
+        if ctx.k.mms.iter().any(|mm| mm.pmds.iter().any(|e| crate::folio::pfn_folio(e.1.pfn) == folio)) {
+            ctx.violation(crate::violation::Violation::new(
+                crate::violation::ViolationKind::Invariant,
+                "not modelled: splitting a PMD-mapped THP (unmap_page with TTU_SPLIT_HUGE_PMD)",
+            ));
+            self.result = -errno::EBUSY;
+            return self.go(SplitStage::Unlock);
+        }
+        self.go(SplitStage::Unmap)
+    }
+
+    /// unmap_page() → try_to_migrate() → try_to_migrate_one() for one VMA, under the PTE lock of
+    /// the table (page_vma_mapped_walk()): each PTE mapping a page becomes a migration entry.
+    fn unmap(&mut self, ctx: &mut Ctx) -> Flow {
+        let Some(&(mm, vma_start)) = self.targets.get(self.target) else {
+            return self.go(SplitStage::Freeze);
+        };
+        self.target += 1;
+        let folio = self.folio;
+        // exit_mmap() may have zapped and removed the VMA meanwhile (free_pgtables() waits for
+        // the anon_vma lock only to unlink it).
+        let Some(vma) = ctx.vmas(mm).iter().find(|v| v.start == vma_start).cloned() else {
+            return Flow::Continue;
+        };
+        let (_, index) = ctx.mapping_load(folio);
+        let nr = ctx.k.folio(folio).nr_pages();
+        let addresses: Vec<(usize, u64)> =
+            (0..nr).filter_map(|i| vma.address_of_index(index + i as u64).map(|a| (i, a))).collect();
+        let Some(&(_, first)) = addresses.first() else { return Flow::Continue };
+        ctx.ptl_lock(mm, first >> PAGE_SHIFT);
+        let mut unmapped = 0;
+        for (page, address) in addresses {
+            let vpn = address >> PAGE_SHIFT;
+            let Pte::Present(present) = ctx.pte_load(mm, vpn) else { continue };
+            if present.special || present.pfn != self.old_pfn(page) {
+                continue;
+            }
+            ctx.pte_get_and_clear(mm, vpn);
+            ctx.pte_store(mm, vpn, Pte::Migration { pfn: present.pfn, write: present.write });
+            crate::mm::rmap::folio_remove_rmap_pte(ctx, folio, page);
+            ctx.ref_add(folio, -1, Ordering::Full);
+            unmapped += 1;
+        }
+        ctx.ptl_unlock(mm, first >> PAGE_SHIFT);
+        ctx.event("try_to_migrate_one", "set_pte_at migration", |k| {
+            format!("{unmapped} PTE(s) -> migration entries: {}", k.folio(folio).dump(folio))
+        });
+        Flow::Continue
+    }
+
+    /// page_ref_freeze(head, 1 + extra_pins): only the caller's reference may be left.
+    fn freeze(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio;
+        let frozen = ctx.ref_freeze(folio, 1);
+        ctx.event("split_huge_page_to_list", "page_ref_freeze", |k| {
+            if frozen {
+                format!("folio {folio} frozen")
+            } else {
+                format!("folio {folio}: refcount {} != 1: -EBUSY, remap", k.folio(folio).refcount)
+            }
+        });
+        let nr = ctx.k.folio(folio).nr_pages();
+        self.pages = vec![folio; nr];
+        self.remap = (0..nr).rev().collect();
+        if !frozen {
+            self.result = -errno::EBUSY;
+            return self.go(SplitStage::Remap);
+        }
+        self.tail = nr - 1;
+        self.go(SplitStage::LockLruvec)
+    }
+
+    /// Whether a migration entry names the page (someone can reach it through a page table).
+    fn reachable(&self, ctx: &Ctx, page: usize) -> bool {
+        !migration_entries(ctx.k, self.old_pfn(page)).is_empty()
+    }
+
+    /// __split_huge_page_tail() for tails counting down, under the lruvec lock with IRQs off.
+    /// Tails no page table names can be reached by nobody else, so a run of them is split off
+    /// together with the next reachable one.
+    fn tails(&mut self, ctx: &mut Ctx) -> Flow {
+        // The kernel holds the lruvec lock across the whole loop; here each step takes it,
+        // which other LRU users cannot tell apart (they never run between two tails either way
+        // unless they touch no LRU state).
+        ctx.lru_lock();
+        let mut split = Vec::new();
+        while self.tail >= 1 {
+            let tail = self.tail;
+            self.__split_huge_page_tail(ctx, tail);
+            split.push(tail);
+            self.tail -= 1;
+            if self.reachable(ctx, tail) {
+                break;
+            }
+        }
+        ctx.lru_unlock();
+        let head = self.folio;
+        ctx.event("__split_huge_page_tail", "clear_compound_head", |_| {
+            let shown = if split.len() > 3 {
+                format!("{} tails down to {}", split.len(), split[split.len() - 1])
+            } else {
+                format!("tails {split:?}")
+            };
+            format!("folio {head}: {shown}")
+        });
+        if self.tail == 0 {
+            return self.go(SplitStage::ClearCompound);
+        }
+        Flow::Continue
+    }
+
+    fn __split_huge_page_tail(&mut self, ctx: &mut Ctx, tail: usize) {
+        let head = self.folio;
+        let mapcount = ctx.k.folio(head).pages[tail].mapcount;
+        ctx.vm_bug_on_folio(mapcount != 0, head, "atomic_read(&page_tail->_mapcount) != -1");
+        let new = ctx.alloc_folio(0);
+        // The tail comes out frozen (refcount 0), with the head's flags (PG_locked included).
+        ctx.ref_freeze(new, 1);
+        for flag in [
+            PageFlag::Referenced,
+            PageFlag::Swapbacked,
+            PageFlag::Uptodate,
+            PageFlag::Active,
+            PageFlag::Workingset,
+            PageFlag::Locked,
+            PageFlag::Dirty,
+            PageFlag::Anon,
+        ] {
+            if ctx.flag_test(head, flag) {
+                ctx.flag_store(new, flag, true);
+            }
+        }
+        let (mapping, index) = ctx.mapping_load(head);
+        ctx.mapping_store(new, mapping, index + tail as u64);
+        let data = ctx.data_load(head, tail);
+        ctx.data_store(new, 0, data);
+        ctx.fence(crate::access::Fence::Write);
+        ctx.clear_compound_head(self.old_pfn(tail), new);
+        ctx.ref_unfreeze(new, 1);
+        // lru_add_page_tail(): onto the LRU beside the head (the lruvec lock is held).
+        ctx.flag_store(new, PageFlag::Lru, true);
+        lruvec_add_folio(ctx, new);
+        self.pages[tail] = new;
+    }
+
+    /// ClearPageCompound(head); unlock the lruvec; page_ref_inc(head).
+    fn clear_compound(&mut self, ctx: &mut Ctx) -> Flow {
+        let head = self.folio;
+        ctx.clear_page_compound(head);
+        ctx.ref_unfreeze(head, 1);
+        ctx.event("__split_huge_page", "ClearPageCompound", |k| k.folio(head).dump(head));
+        self.go(SplitStage::Remap)
+    }
+
+    /// remove_migration_ptes() → remove_migration_pte(), one migration entry per step under
+    /// its PTE lock: it becomes a present PTE of the page's folio, which gains the mapping and
+    /// its reference.
+    fn remap(&mut self, ctx: &mut Ctx) -> Flow {
+        let Some(&page) = self.remap.last() else {
+            return self.go(if self.result < 0 { SplitStage::Unlock } else { SplitStage::UnlockTails });
+        };
+        let pfn = self.old_pfn(page);
+        let Some(&(mm, vpn, write)) = migration_entries(ctx.k, pfn).first() else {
+            self.remap.pop();
+            return Flow::Continue;
+        };
+        let folio = self.pages[page];
+        let folio_page = if folio == self.folio { page } else { 0 };
+        ctx.ptl_lock(mm, vpn);
+        if ctx.pte_load(mm, vpn) == (Pte::Migration { pfn, write }) {
+            ctx.ref_add(folio, 1, Ordering::Relaxed);
+            ctx.page_mapcount_add(folio, folio_page, 1);
+            let entry =
+                PresentPte { pfn: folio_pfn(folio, folio_page), write, dirty: write, young: true, special: false };
+            ctx.pte_store(mm, vpn, Pte::Present(entry));
+        }
+        ctx.ptl_unlock(mm, vpn);
+        ctx.event("remove_migration_pte", "set_pte_at", |_| {
+            format!("{:#x}: page {page} of the THP -> folio {folio}", vpn << PAGE_SHIFT)
+        });
+        Flow::Continue
+    }
+
+    /// "unlock_page(subpage); put_page(subpage)" for every page but the head: tails nobody
+    /// mapped again are freed. One step: only the LRU could reach those pages meanwhile.
+    fn unlock_tails(&mut self, ctx: &mut Ctx) -> Flow {
+        for &folio in &self.pages[1..] {
+            ctx.flag_store(folio, PageFlag::Locked, false);
+            folio_put(ctx, folio);
+        }
+        let freed = self.pages[1..].iter().filter(|&&f| !ctx.k.folio(f).allocated).count();
+        ctx.event("__split_huge_page", "unlock_page, put_page", |_| format!("{freed} unmapped tail(s) freed"));
+        self.go(SplitStage::Unlock)
+    }
+}
+
+impl KernelFunction for SplitHugePage {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        match self.stage {
+            SplitStage::LockAnonVma => self.lock_anon_vma(ctx),
+            SplitStage::CanSplit => self.can_split(ctx),
+            SplitStage::Unmap => self.unmap(ctx),
+            SplitStage::Freeze => self.freeze(ctx),
+            SplitStage::LockLruvec => {
+                ctx.event("__split_huge_page", "lock_page_lruvec", |_| String::new());
+                self.go(SplitStage::Tail)
+            }
+            SplitStage::Tail => self.tails(ctx),
+            SplitStage::ClearCompound => self.clear_compound(ctx),
+            SplitStage::Remap => self.remap(ctx),
+            SplitStage::UnlockTails => self.unlock_tails(ctx),
+            SplitStage::Unlock => {
+                if let Some(anon_vma) = self.anon_vma.take() {
+                    ctx.anon_vma_unlock_write(anon_vma);
+                }
+                let result = self.result;
+                ctx.event("split_huge_page_to_list", "anon_vma_unlock_write", |_| format!("returns {result}"));
+                Flow::Return(result)
+            }
+        }
+    }
+
+    fn wait(&self, k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        match self.stage {
+            SplitStage::Remap => {
+                match self.remap.last().and_then(|&page| migration_entries(k, self.old_pfn(page)).first().copied()) {
+                    Some((mm, vpn, _)) => Wait::PteLock(mm, vpn),
+                    None => Wait::Nothing,
+                }
+            }
+            SplitStage::LockAnonVma => match k.folio(self.folio).mapping {
+                Mapping::Anon(anon_vma) => Wait::AnonVmaWrite(anon_vma),
+                _ => Wait::Nothing,
+            },
+            SplitStage::Unmap => match self.targets.get(self.target) {
+                Some(&(mm, start)) => {
+                    let vma = k.mms[mm as usize].vmas.iter().find(|v| v.start == start);
+                    let index = k.folio(self.folio).index;
+                    match vma.and_then(|v| (0..HPAGE_PMD_NR).find_map(|i| v.address_of_index(index + i))) {
+                        Some(address) => Wait::PteLock(mm, address >> PAGE_SHIFT),
+                        None => Wait::Nothing,
+                    }
+                }
+                None => Wait::Nothing,
+            },
+            _ => Wait::Nothing,
+        }
+    }
+}
+
+/// The migration entries naming `pfn`: (mm, vpn, writable).
+fn migration_entries(k: &crate::state::Kernel, pfn: Pfn) -> Vec<(MmId, u64, bool)> {
+    let mut found = Vec::new();
+    for (mm, m) in k.mms.iter().enumerate() {
+        for &(vpn, pte) in &m.ptes {
+            if let Pte::Migration { pfn: p, write } = pte {
+                if p == pfn {
+                    found.push((mm as MmId, vpn, write));
+                }
+            }
+        }
+    }
+    found
+}
