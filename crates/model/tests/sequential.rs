@@ -1123,3 +1123,75 @@ fn uffdio_move_of_a_present_page_moves_the_folio_and_its_rmap() {
     let r = Spec::new().process(program).run_on(KernelVersion::new(6, 7));
     assert_eq!(r.register(0, 3), -errno::EINVAL);
 }
+
+// ---- THP ---------------------------------------------------------------------------------------
+
+const THP: u64 = 2 << 20;
+
+fn thp_program() -> Vec<Instruction> {
+    vec![mmap(0, THP), madvise(1, at(0, 0), THP, Advice::HugePage), store(at(0, 0), 2 * PAGE, 0x5a)]
+}
+
+#[test]
+fn a_write_fault_in_a_hugepage_vma_maps_a_thp_by_pmd() {
+    let mut program = thp_program();
+    program.push(smaps(1, at(0, 0), SmapsField::AnonHugePages));
+    program.push(smaps(2, at(0, 0), SmapsField::Rss));
+    let r = run(program);
+    r.ok();
+    let (index, pmd) = r.k.mms[0].pmds[0];
+    assert_eq!(index, r.buffer() >> 21, "the PMD of the aligned 2 MiB");
+    let folio = pfn_folio(pmd.pfn);
+    let f = r.k.folio(folio);
+    assert_eq!((f.order, f.refcount, f.entire_mapcount, f.mapcount()), (9, 1, 1, 1));
+    assert!(f.test(PageFlag::LargeRmappable) && f.test(PageFlag::Anon));
+    assert!(r.k.mms[0].ptes.is_empty(), "no PTE table");
+    assert_eq!(r.k.mms[0].rss_anon, 512);
+    assert_eq!((r.register(0, 1), r.register(0, 2)), (2048, 2048));
+    // Without MADV_HUGEPAGE: small pages.
+    let r = run(vec![mmap(0, THP), store(at(0, 0), PAGE, 1)]);
+    assert!(r.k.mms[0].pmds.is_empty());
+    assert!(r.pte(r.buffer()).present().is_some());
+}
+
+#[test]
+fn dontneed_of_part_of_a_thp_splits_the_pmd_into_ptes() {
+    let mut program = thp_program();
+    program.push(madvise(1, at(0, 2 * PAGE as i64), THP - 2 * PAGE, Advice::DontNeed));
+    program.push(smaps(2, at(0, 0), SmapsField::Rss));
+    program.push(smaps(3, at(0, 0), SmapsField::AnonHugePages));
+    let r = run(program);
+    r.ok();
+    assert!(r.k.mms[0].pmds.is_empty());
+    let folio = pfn_folio(r.pte(r.buffer()).present().expect("PTE-mapped now").pfn);
+    let f = r.k.folio(folio);
+    assert_eq!((f.order, f.entire_mapcount, f.refcount, f.mapcount()), (9, 0, 2, 2), "two PTEs, two references");
+    assert_eq!((f.pages[0].mapcount, f.pages[1].mapcount, f.pages[2].mapcount), (1, 1, 0));
+    assert_eq!((r.register(0, 2), r.register(0, 3)), (8, 0));
+    assert_eq!(r.k.mms[0].rss_anon, 2);
+}
+
+#[test]
+fn split_huge_pages_keeps_data_and_counts_and_frees_unmapped_tails() {
+    let mut program = thp_program();
+    program.push(madvise(1, at(0, 2 * PAGE as i64), THP - 2 * PAGE, Advice::DontNeed));
+    program.push(Instruction::Signal { event: 0 });
+    program.push(Instruction::WaitEvent { event: 1 });
+    program.push(load(at(0, 0), 2 * PAGE, 0x5a));
+    program.push(smaps(2, at(0, 0), SmapsField::Pss));
+    let splitter = vec![Instruction::WaitEvent { event: 0 }, Instruction::SplitHugePages, Instruction::Signal { event: 1 }];
+    let r = Spec::new().process(program).kthread(splitter).run();
+    r.ok();
+    let head = pfn_folio(r.pte(r.buffer()).present().expect("remapped").pfn);
+    let tail = pfn_folio(r.pte(r.buffer() + PAGE).present().expect("remapped").pfn);
+    assert_ne!(head, tail, "each page is a folio of its own");
+    for folio in [head, tail] {
+        let f = r.k.folio(folio);
+        assert_eq!((f.order, f.refcount, f.mapcount()), (0, 1, 1));
+        assert!(!f.test(PageFlag::Locked) && f.test(PageFlag::Anon) && f.test(PageFlag::Lru));
+    }
+    assert_eq!(r.k.folio(tail).index, (r.buffer() >> PAGE_SHIFT) + 1, "the tail's index is the head's plus one");
+    let allocated = r.k.folios.iter().filter(|f| f.allocated).count();
+    assert_eq!(allocated, 3, "the zero page and the two mapped pages; 510 tails were freed");
+    assert_eq!(r.register(0, 2), 8, "Pss adds up");
+}
