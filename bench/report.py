@@ -520,7 +520,18 @@ def main():
     o.append(table(["target", "measured", "status"], rows))
     o.append("")
     o.append(f"Raw logs of this run: `{meta.get('OUT', '?')}` (temporary, not kept).")
+    o.extend(seeds_block(meta))
     print("\n".join(o))
+
+
+def seeds_block(meta):
+    """The seed-race block bench/seeds.sh keeps in the report, carried over unchanged."""
+    path = os.environ.get("BENCH_REPORT") or os.path.join(os.path.dirname(__file__), "..", "docs", "PERFORMANCE.md")
+    text = read(path, "") or ""
+    begin, end = "<!-- seeds:begin -->", "<!-- seeds:end -->"
+    if begin not in text or end not in text:
+        return []
+    return ["", text[text.index(begin): text.index(end) + len(end)]]
 
 
 if __name__ == "__main__":

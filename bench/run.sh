@@ -37,6 +37,7 @@ SPIN_HASH="${SPIN_HASH:-27}"
 SPIN_MODEL="${SPIN_MODEL:-$ROOT/../shared/anchors/madv_free_dio.pml}"
 BENCH_QUICK="${BENCH_QUICK:-0}"
 BENCH_REPORT="${BENCH_REPORT:-$ROOT/docs/PERFORMANCE.md}"
+export BENCH_REPORT
 OUT="${BENCH_OUT:-$(mktemp -d /tmp/mmcheck-bench.XXXXXX)}"
 mkdir -p "$OUT/runs" || exit 2
 RUNS="$OUT/runs.tsv"

@@ -170,6 +170,7 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
             if let Some(violation) = self.effects.violation.take() {
                 return Err((violation, thread));
             }
+            self.effects.footprint.normalize();
             let local = self.effects.footprint.is_local();
             successors.push(Successor { thread, state: Some(next), footprint: self.effects.footprint.clone() });
             if local && stop_at_local {

@@ -6,6 +6,7 @@
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+/// Ordered: a write is the stronger access.
 pub enum AccessKind {
     Read,
     Write,
@@ -20,15 +21,18 @@ pub struct Access {
 
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Footprint {
+    /// In the order made; after [`Footprint::normalize`], sorted by object, one entry each.
     accesses: Vec<Access>,
     /// The step read the whole state (an oracle over everything): it depends on every write.
     reads_everything: bool,
+    normalized: bool,
 }
 
 impl Footprint {
     pub fn clear(&mut self) {
         self.accesses.clear();
         self.reads_everything = false;
+        self.normalized = true;
     }
 
     /// Marks the step as reading every object.
@@ -44,14 +48,32 @@ impl Footprint {
         self.push(Access { object, kind: AccessKind::Write });
     }
 
+    /// Appends; steps that touch many objects (a THP split) stay linear, and
+    /// [`Footprint::normalize`] merges repeats once the step is done.
     fn push(&mut self, access: Access) {
-        if let Some(existing) = self.accesses.iter_mut().find(|a| a.object == access.object) {
-            if access.kind == AccessKind::Write {
-                existing.kind = AccessKind::Write;
-            }
+        if self.accesses.last() == Some(&access) {
             return;
         }
         self.accesses.push(access);
+        self.normalized = false;
+    }
+
+    /// Sorts by object and keeps one access per object (a write if there was any).
+    pub fn normalize(&mut self) {
+        if self.normalized {
+            return;
+        }
+        // Writes sort after reads of the same object, so the last of each run is the strongest.
+        self.accesses.sort_unstable_by_key(|a| (a.object, a.kind == AccessKind::Write));
+        self.accesses.dedup_by(|later, earlier| {
+            if later.object == earlier.object {
+                earlier.kind = later.kind.max(earlier.kind);
+                true
+            } else {
+                false
+            }
+        });
+        self.normalized = true;
     }
 
     /// A step with no shared access: it commutes with every step of every other thread.
@@ -71,6 +93,9 @@ impl Footprint {
         {
             return true;
         }
+        if self.normalized && other.normalized {
+            return merge_conflict(&self.accesses, &other.accesses);
+        }
         self.accesses.iter().any(|a| {
             other
                 .accesses
@@ -78,6 +103,25 @@ impl Footprint {
                 .any(|b| a.object == b.object && (a.kind == AccessKind::Write || b.kind == AccessKind::Write))
         })
     }
+}
+
+/// Two footprints sorted by object conflict when some object is in both with a write.
+fn merge_conflict(a: &[Access], b: &[Access]) -> bool {
+    let (mut i, mut j) = (0, 0);
+    while i < a.len() && j < b.len() {
+        match a[i].object.cmp(&b[j].object) {
+            std::cmp::Ordering::Less => i += 1,
+            std::cmp::Ordering::Greater => j += 1,
+            std::cmp::Ordering::Equal => {
+                if a[i].kind == AccessKind::Write || b[j].kind == AccessKind::Write {
+                    return true;
+                }
+                i += 1;
+                j += 1;
+            }
+        }
+    }
+    false
 }
 
 #[cfg(test)]
@@ -98,5 +142,28 @@ mod tests {
         c.write(2);
         assert!(!c.conflicts_with(&a));
         assert!(Footprint::default().is_local());
+    }
+
+    #[test]
+    fn normalized_footprints_give_the_same_answers() {
+        let mut a = Footprint::default();
+        for object in [5, 3, 5, 9, 3] {
+            a.read(object);
+        }
+        a.write(3);
+        let mut b = Footprint::default();
+        b.read(3);
+        b.read(7);
+        let mut c = Footprint::default();
+        c.read(5);
+        c.read(9);
+        let unnormalized = (a.conflicts_with(&b), a.conflicts_with(&c));
+        a.normalize();
+        b.normalize();
+        c.normalize();
+        assert_eq!(unnormalized, (true, false));
+        assert_eq!((a.conflicts_with(&b), a.conflicts_with(&c)), (true, false));
+        assert_eq!(a.accesses().len(), 3, "one access per object");
+        assert_eq!(a.accesses()[0], Access { object: 3, kind: AccessKind::Write });
     }
 }

@@ -667,10 +667,11 @@ impl<'a> Ctx<'a> {
     pub fn pmd_store(&mut self, mm: MmId, index: u64, pmd: Option<crate::pgtable::PresentPte>) {
         self.note(AccessOp::Store, Some(Object::Pmd(mm, index)), Ordering::Relaxed);
         let m = self.k.mm_mut(mm);
-        m.pmds.retain(|e| e.0 != index);
+        let pmds = m.pmds.make_mut();
+        pmds.retain(|e| e.0 != index);
         if let Some(pmd) = pmd {
-            m.pmds.push((index, pmd));
-            m.pmds.sort_by_key(|e| e.0);
+            pmds.push((index, pmd));
+            pmds.sort_by_key(|e| e.0);
         }
     }
 

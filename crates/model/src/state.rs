@@ -112,9 +112,9 @@ pub struct Mm {
     pub mmap_next: u64,
     pub exited: bool,
     /// Huge PMDs mapping a THP: (pmd index = vpn / 512, the entry).
-    pub pmds: Vec<(u64, crate::pgtable::PresentPte)>,
+    pub pmds: Shared<Vec<(u64, crate::pgtable::PresentPte)>>,
     /// PTE tables allocated (pte_alloc()), by pmd index: a huge PMD needs `pmd_none()`.
-    pub pte_tables: Vec<u64>,
+    pub pte_tables: Shared<Vec<u64>>,
 }
 
 impl Mm {
@@ -130,7 +130,7 @@ impl Mm {
         if !pte.is_none() {
             let table = crate::pgtable::pte_table(vpn);
             if let Err(at) = self.pte_tables.binary_search(&table) {
-                self.pte_tables.insert(at, table);
+                self.pte_tables.make_mut().insert(at, table);
             }
         }
         self.ptes.set(vpn, pte);

@@ -268,7 +268,7 @@ impl System {
         }
         let mut pmd_mappings = vec![0i32; k.folios.len()];
         for mm in &k.mms {
-            for (_, pmd) in &mm.pmds {
+            for (_, pmd) in mm.pmds.iter() {
                 let folio = pfn_folio(pmd.pfn);
                 if !k.folio(folio).allocated {
                     return Some(invariant(k, folio, format!("a huge PMD maps freed folio {folio}")));

@@ -1179,7 +1179,8 @@ fn split_huge_pages_keeps_data_and_counts_and_frees_unmapped_tails() {
     program.push(Instruction::WaitEvent { event: 1 });
     program.push(load(at(0, 0), 2 * PAGE, 0x5a));
     program.push(smaps(2, at(0, 0), SmapsField::Pss));
-    let splitter = vec![Instruction::WaitEvent { event: 0 }, Instruction::SplitHugePages, Instruction::Signal { event: 1 }];
+    let splitter =
+        vec![Instruction::WaitEvent { event: 0 }, Instruction::SplitHugePages, Instruction::Signal { event: 1 }];
     let r = Spec::new().process(program).kthread(splitter).run();
     r.ok();
     let head = pfn_folio(r.pte(r.buffer()).present().expect("remapped").pfn);

@@ -221,7 +221,7 @@ impl KernelFunction for Munmap {
                 remove_vma_range(m.vmas.make_mut(), start, end);
                 // free_pgtables(): PTE tables wholly inside the range go.
                 let table_bytes = crate::pgtable::PTRS_PER_PTE << PAGE_SHIFT;
-                m.pte_tables.retain(|&t| t * table_bytes < start || (t + 1) * table_bytes > end);
+                m.pte_tables.make_mut().retain(|&t| t * table_bytes < start || (t + 1) * table_bytes > end);
                 ctx.mmap_write_unlock(self.mm);
                 ctx.event("do_vmi_munmap", "mmap_write_unlock", |_| String::new());
                 Flow::Return(0)
@@ -262,7 +262,7 @@ impl KernelFunction for ExitMmap {
         }
         let mm = ctx.vmas_mut(self.mm);
         mm.vmas.make_mut().clear();
-        mm.pte_tables.clear();
+        mm.pte_tables.make_mut().clear();
         mm.exited = true;
         ctx.mmap_write_unlock(self.mm);
         ctx.event("exit_mmap", "free_pgtables", |_| String::new());
