@@ -681,3 +681,36 @@ fn expectations_name_patch_overrides() {
     assert_eq!(error.line_column("scenario t\nexpect kernel 6.8 +no-such-change: verified\n"), (2, 20));
     assert!(error.message.contains("unknown kernel change"), "{}", error.message);
 }
+
+#[test]
+fn device_declarations_and_their_errors() {
+    let good = "scenario t\ndevice cam insert_page compound order 2\ndevice mem remap_pfn size 8K fill 0x5a\nswap size 16K\nprocess p {\n  a = mmap(16K, read|write, shared, cam)\n  b = mmap(8K, read, private, mem)\n}\n";
+    let spec = parse(good).expect("parses").system(&[]).expect("builds");
+    assert_eq!(spec.devices.len(), 2);
+    assert_eq!(spec.swap_pages, 4);
+    let Instruction::Mmap { device, flags, .. } = &spec.threads[0].program[0] else { panic!("an mmap") };
+    assert_eq!((*device, *flags), (Some(0), map::MAP_SHARED));
+    assert_error("scenario t\ndevice cam insert_page order 2\n", "compound", 2, 12);
+    assert_error("scenario t\ndevice cam teleport\n", "unknown device kind `teleport`", 2, 12);
+    assert_error("scenario t\ndevice mem remap_pfn\n", "needs `size`", 2, 12);
+    assert_error("scenario t\nswap size 4K\nswap size 8K\n", "one swap device", 3, 1);
+    let unknown = in_process("a = mmap(4K, read, shared, nosuch)");
+    assert_error(&unknown, "unknown device `nosuch`", 3, 30);
+    let anonymous_shared =
+        "scenario t\ndevice cam insert_page\nprocess p {\n  a = mmap(4K, read, shared|anonymous, cam)\n}\n";
+    assert_error(anonymous_shared, "`private` or `shared`", 4, 22);
+}
+
+#[test]
+fn userfaultfd_smaps_move_pages_and_split_statements() {
+    let source = with_buffer(
+        "u = userfaultfd()\n  a = uffdio_api(u)\n  r = uffdio_register(u, buf, 4K)\n  n = uffdio_move(u, buf, buf, 4K, allow_src_holes)\n  s = move_pages(buf)\n  k = smaps(buf, AnonHugePages)\n  assert s == -ENOENT",
+    );
+    let spec = parse(&source).expect("parses").system(&[]).expect("builds");
+    assert!(matches!(spec.threads[0].program[4], Instruction::UffdioMove { allow_src_holes: true, .. }));
+    assert!(matches!(spec.threads[0].program[7], Instruction::Assert { right: Operand::Constant(-2), .. }));
+    assert_error(&with_buffer("k = smaps(buf, Heap)"), "unknown smaps field `Heap`", 4, 18);
+    assert_error(&with_buffer("n = uffdio_move(u, buf, buf, 4K, fast)"), "allow_src_holes", 4, 36);
+    assert_error(&with_buffer("split_huge_pages(all)"), "kernel thread", 4, 3);
+    assert_error("scenario t\nkthread k { split_huge_pages(some) }\n", "split_huge_pages(all)", 2, 30);
+}
