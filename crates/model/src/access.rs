@@ -645,6 +645,8 @@ impl<'a> Ctx<'a> {
             Wait::Nothing => return,
             Wait::MmapRead(mm) | Wait::MmapWrite(mm) => Object::MmapLock(mm),
             Wait::PteLock(mm, vpn) => Object::PteLock(mm, pte_table(vpn)),
+            Wait::PtePopulated(mm, vpn) => Object::Pte(mm, vpn),
+            Wait::UffdMessage(uffd) => Object::Uffd(uffd),
             Wait::PteLocks(mm, a, b) => {
                 self.note(AccessOp::Load, Some(Object::PteLock(mm, pte_table(b))), Ordering::Acquire);
                 Object::PteLock(mm, pte_table(a))

@@ -185,6 +185,20 @@ pub enum Instruction {
         address: Operand,
         length: u64,
     },
+    /// `read(uffd)`: `dst` gets the faulting address of the next UFFD_EVENT_PAGEFAULT message.
+    UffdRead {
+        dst: Option<Register>,
+        uffd: Operand,
+    },
+    /// `ioctl(uffd, UFFDIO_COPY)` (from `from`) or `ioctl(uffd, UFFDIO_ZEROPAGE)` (`from` None):
+    /// `dst` gets the bytes filled, or a negative errno.
+    UffdioFill {
+        dst: Option<Register>,
+        uffd: Operand,
+        to: Operand,
+        from: Option<Operand>,
+        length: u64,
+    },
     /// `ioctl(uffd, UFFDIO_MOVE)`: `dst` gets the bytes moved, or a negative errno.
     UffdioMove {
         dst: Option<Register>,

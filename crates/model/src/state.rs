@@ -177,6 +177,8 @@ pub struct Userfaultfd {
     pub mm: MmId,
     /// UFFDIO_API done (UFFD_FEATURE_INITIALIZED).
     pub initialized: bool,
+    /// Page-fault messages not read yet: the faulting addresses (page-aligned).
+    pub messages: Vec<u64>,
 }
 
 /// mm/vmscan.c / include/linux/mmzone.h: the lruvec of the one node, under `lru_lock`.

@@ -9,7 +9,7 @@ use crate::folio::{folio_pfn, pfn_folio, pfn_page, Folio, FolioId, Mapping, Page
 use crate::mm::madvise::Madvise;
 use crate::mm::memory::UserAccess;
 use crate::mm::mmap::{ExitMmap, Mmap, Munmap};
-use crate::mm::userfaultfd::{MovePages, UffdCall, UffdSyscall};
+use crate::mm::userfaultfd::{MfillAtomic, MovePages, UffdCall, UffdSyscall};
 use crate::mm::vmscan::ShrinkInactiveList;
 use crate::patches::KernelConfig;
 use crate::program::{Instruction, Operand};
@@ -143,6 +143,16 @@ impl System {
                     length: *length,
                 },
             }),
+            Instruction::UffdRead { uffd, .. } => {
+                Frame::UffdSyscall(UffdSyscall { mm, call: UffdCall::Read { fd: Self::value(t, *uffd) } })
+            }
+            Instruction::UffdioFill { uffd, to, from, length, .. } => Frame::MfillAtomic(MfillAtomic::new(
+                mm,
+                Self::value(t, *uffd),
+                Self::value(t, *to) as u64,
+                from.map(|f| Self::value(t, f) as u64),
+                *length,
+            )),
             Instruction::UffdioMove { uffd, to, from, length, allow_src_holes, .. } => {
                 if !ctx.patched(crate::patches::Patch::UffdioMove) {
                     // Before adef440691ba, userfaultfd_ioctl() knows no UFFDIO_MOVE.
@@ -230,6 +240,8 @@ impl System {
             | Instruction::UffdioApi { dst, .. }
             | Instruction::UffdioRegister { dst, .. }
             | Instruction::UffdioMove { dst, .. }
+            | Instruction::UffdRead { dst, .. }
+            | Instruction::UffdioFill { dst, .. }
             | Instruction::Smaps { dst, .. }
             | Instruction::Fork { dst, .. } => *dst,
             _ => None,

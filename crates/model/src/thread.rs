@@ -77,6 +77,10 @@ pub enum Wait {
     MmapRead(MmId),
     MmapWrite(MmId),
     PteLock(MmId, u64),
+    /// Asleep until the PTE is populated (a userfault resolved by the handler).
+    PtePopulated(MmId, u64),
+    /// read() on a userfaultfd: until a message is queued.
+    UffdMessage(u32),
     /// double_pt_lock(): the PTE locks of two tables (or one, if they share it).
     PteLocks(MmId, u64, u64),
     AnonVmaRead(AnonVmaId),
@@ -92,6 +96,8 @@ impl Wait {
             Wait::MmapRead(mm) => Ctx::mmap_read_available(k, mm),
             Wait::MmapWrite(mm) => Ctx::mmap_write_available(k, mm),
             Wait::PteLock(mm, vpn) => Ctx::ptl_available(k, mm, vpn),
+            Wait::PtePopulated(mm, vpn) => !k.mms[mm as usize].pte(vpn).is_none(),
+            Wait::UffdMessage(uffd) => k.uffds.get(uffd as usize).is_some_and(|u| !u.messages.is_empty()),
             Wait::PteLocks(mm, a, b) => Ctx::ptl_available(k, mm, a) && Ctx::ptl_available(k, mm, b),
             Wait::AnonVmaRead(anon_vma) => Ctx::anon_vma_read_available(k, anon_vma),
             Wait::AnonVmaWrite(anon_vma) => Ctx::anon_vma_write_available(k, anon_vma),
@@ -122,6 +128,7 @@ pub enum Frame {
     PagesStat(crate::mm::migrate::PagesStat),
     MovePages(crate::mm::userfaultfd::MovePages),
     UffdSyscall(crate::mm::userfaultfd::UffdSyscall),
+    MfillAtomic(crate::mm::userfaultfd::MfillAtomic),
     SplitHugePages(crate::mm::huge_memory::SplitHugePages),
     SplitHugePage(crate::mm::huge_memory::SplitHugePage),
     ShowSmap(crate::fs::proc::task_mmu::ShowSmap),
@@ -149,6 +156,7 @@ macro_rules! each_frame {
             Frame::PagesStat($inner) => $body,
             Frame::MovePages($inner) => $body,
             Frame::UffdSyscall($inner) => $body,
+            Frame::MfillAtomic($inner) => $body,
             Frame::SplitHugePages($inner) => $body,
             Frame::SplitHugePage($inner) => $body,
             Frame::ShowSmap($inner) => $body,

@@ -1196,3 +1196,47 @@ fn split_huge_pages_keeps_data_and_counts_and_frees_unmapped_tails() {
     assert_eq!(allocated, 3, "the zero page and the two mapped pages; 510 tails were freed");
     assert_eq!(r.register(0, 2), 8, "Pss adds up");
 }
+
+#[test]
+fn uffdio_copy_and_zeropage_fill_registered_holes_and_refuse_populated_ones() {
+    let program = vec![
+        mmap(0, PAGE),
+        mmap(1, 2 * PAGE),
+        store(at(0, 0), PAGE, 0x42),
+        userfaultfd(2),
+        uffdio_api(3, 2),
+        uffdio_register(3, 2, at(1, 0), 2 * PAGE),
+        Instruction::UffdioFill { dst: Some(3), uffd: at(2, 0), to: at(1, 0), from: Some(at(0, 0)), length: PAGE },
+        load(at(1, 0), PAGE, 0x42),
+    ];
+    let r = run(program.clone());
+    r.ok();
+    assert_eq!(r.register(0, 3), PAGE as i64);
+    let folio = pfn_folio(r.pte(r.register(0, 1) as u64).present().expect("filled").pfn);
+    assert!(r.k.folio(folio).pages[0].anon_exclusive, "a new exclusive anonymous folio");
+    let mut again = program.clone();
+    again.push(Instruction::UffdioFill {
+        dst: Some(3),
+        uffd: at(2, 0),
+        to: at(1, 0),
+        from: Some(at(0, 0)),
+        length: PAGE,
+    });
+    assert_eq!(run(again).register(0, 3), -errno::EEXIST);
+    let mut zero = program.clone();
+    zero.push(Instruction::UffdioFill {
+        dst: Some(3),
+        uffd: at(2, 0),
+        to: at(1, PAGE as i64),
+        from: None,
+        length: PAGE,
+    });
+    let r = run(zero);
+    assert_eq!(r.register(0, 3), PAGE as i64);
+    let pte = r.pte(r.register(0, 1) as u64 + PAGE).present().expect("zero page");
+    assert!(pte.special && pfn_folio(pte.pfn) == ZERO_FOLIO);
+    let mut unregistered = program;
+    unregistered[6] =
+        Instruction::UffdioFill { dst: Some(3), uffd: at(2, 0), to: at(0, 0), from: Some(at(1, 0)), length: PAGE };
+    assert_eq!(run(unregistered).register(0, 3), -errno::ENOENT, "dst must be registered with this uffd");
+}

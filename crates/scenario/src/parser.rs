@@ -1058,6 +1058,29 @@ impl Builder<'_> {
                 let length = self.length(length, variables)?;
                 Instruction::UffdioRegister { dst: define(variables), uffd, address, length }
             }
+            "uffd_read" => {
+                self.require_process(mm, call)?;
+                let [uffd] = self.arguments::<1>(call, "uffd_read(uffd): the address of the next page fault")?;
+                let uffd = evaluate(uffd, self.parameters, variables)?;
+                Instruction::UffdRead { dst: define(variables), uffd }
+            }
+            "uffdio_copy" => {
+                self.require_process(mm, call)?;
+                let [uffd, to, from, length] = self.arguments::<4>(call, "uffdio_copy(uffd, dst, src, length)")?;
+                let uffd = evaluate(uffd, self.parameters, variables)?;
+                let to = evaluate(to, self.parameters, variables)?;
+                let from = Some(evaluate(from, self.parameters, variables)?);
+                let length = self.length(length, variables)?;
+                Instruction::UffdioFill { dst: define(variables), uffd, to, from, length }
+            }
+            "uffdio_zeropage" => {
+                self.require_process(mm, call)?;
+                let [uffd, to, length] = self.arguments::<3>(call, "uffdio_zeropage(uffd, dst, length)")?;
+                let uffd = evaluate(uffd, self.parameters, variables)?;
+                let to = evaluate(to, self.parameters, variables)?;
+                let length = self.length(length, variables)?;
+                Instruction::UffdioFill { dst: define(variables), uffd, to, from: None, length }
+            }
             "uffdio_move" => {
                 self.require_process(mm, call)?;
                 let usage =

@@ -21,6 +21,8 @@ use serde::{Deserialize, Serialize};
 
 pub const VM_FAULT_SIGSEGV: i64 = 0x40;
 pub const VM_FAULT_SIGBUS: i64 = 0x2;
+/// The fault dropped mmap_lock and must be retried (here: after handle_userfault()).
+pub const VM_FAULT_RETRY: i64 = 0x400;
 
 /// mm/memory.c: vm_normal_page() with pte_special() (x86, arm64): a special PTE has no
 /// refcounted page behind it (the zero page, PFN maps).
@@ -40,11 +42,13 @@ pub struct UserAccess {
     /// The byte stored, or the byte every load must return.
     pub byte: u8,
     pub location: SourceLocation,
+    /// Asleep in handle_userfault() until the handler resolves the page.
+    pub userfault: bool,
 }
 
 impl UserAccess {
     pub fn new(mm: MmId, address: u64, length: u64, write: bool, byte: u8, location: SourceLocation) -> Self {
-        UserAccess { mm, address, length, done: 0, write, byte, location }
+        UserAccess { mm, address, length, done: 0, write, byte, location, userfault: false }
     }
 
     fn check_load(&self, ctx: &mut Ctx, address: u64, pte: PresentPte, offset: usize, chunk: usize) {
@@ -70,6 +74,11 @@ impl UserAccess {
 
 impl KernelFunction for UserAccess {
     fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+        if returned == Some(VM_FAULT_RETRY) {
+            self.userfault = true;
+            return Flow::Continue;
+        }
+        self.userfault = false;
         if let Some(result) = returned {
             if result & (VM_FAULT_SIGSEGV | VM_FAULT_SIGBUS) != 0 {
                 let signal = if result & VM_FAULT_SIGSEGV != 0 { "SIGSEGV" } else { "SIGBUS" };
@@ -129,6 +138,10 @@ impl KernelFunction for UserAccess {
     }
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        if self.userfault {
+            // userfaultfd_wake() after UFFDIO_COPY/ZEROPAGE resolved the page.
+            return Wait::PtePopulated(self.mm, (self.address + self.done) >> PAGE_SHIFT);
+        }
         Wait::Nothing
     }
 }
@@ -149,6 +162,7 @@ pub enum FaultStage {
     SwapMap,
     HugeAlloc,
     HugeSetPmd,
+    MigrationWait,
     Unlock,
 }
 
@@ -246,9 +260,12 @@ impl Fault {
             // Someone else resolved it (or only the accessed bit was missing): retry the access.
             Pte::Present(_) => return self.finish(0),
             Pte::Swap { .. } => FaultStage::SwapLookup,
-            Pte::Migration { .. } => {
-                ctx.violation(Violation::new(ViolationKind::Invariant, "not modelled: fault on a migration entry"));
-                return self.finish(VM_FAULT_SIGBUS);
+            Pte::Migration { pfn, .. } => {
+                // do_swap_page() → migration_entry_wait(): sleep until the folio under
+                // migration (or split) is unlocked, then retry the fault.
+                let (folio, _) = ctx.page_folio_load(pfn);
+                self.swap_folio = Some(folio);
+                FaultStage::MigrationWait
             }
         };
         Flow::Continue
@@ -259,9 +276,13 @@ impl Fault {
         let (mm, vpn) = (self.mm, self.vpn());
         ctx.ptl_lock(mm, vpn);
         if ctx.pte_load(mm, vpn).is_none() {
-            if userfaultfd_missing(ctx, mm, self.address) {
+            if userfaultfd_missing(ctx, mm, self.address, self.lock_mmap) {
                 ctx.ptl_unlock(mm, vpn);
-                return self.finish(VM_FAULT_SIGBUS);
+                let address = self.address;
+                ctx.event("handle_userfault", "UFFD_EVENT_PAGEFAULT", |_| {
+                    format!("{address:#x}: message queued, sleep")
+                });
+                return self.finish(if self.lock_mmap { VM_FAULT_RETRY } else { VM_FAULT_SIGBUS });
             }
             let entry =
                 PresentPte { pfn: folio_pfn(ZERO_FOLIO, 0), write: false, dirty: false, young: true, special: true };
@@ -300,10 +321,11 @@ impl Fault {
             });
             return self.finish(0);
         }
-        if userfaultfd_missing(ctx, mm, address) {
+        if userfaultfd_missing(ctx, mm, address, self.lock_mmap) {
             ctx.ptl_unlock(mm, vpn);
             folio_put(ctx, folio);
-            return self.finish(VM_FAULT_SIGBUS);
+            ctx.event("handle_userfault", "UFFD_EVENT_PAGEFAULT", |_| format!("{address:#x}: message queued, sleep"));
+            return self.finish(if self.lock_mmap { VM_FAULT_RETRY } else { VM_FAULT_SIGBUS });
         }
         ctx.rss_add(mm, true, 1);
         folio_add_new_anon_rmap(ctx, folio, mm, address);
@@ -589,6 +611,14 @@ impl KernelFunction for Fault {
             FaultStage::SwapMap => self.swap_map(ctx),
             FaultStage::HugeAlloc => self.huge_alloc(ctx),
             FaultStage::HugeSetPmd => self.huge_set_pmd(ctx),
+            FaultStage::MigrationWait => {
+                let folio = self.swap_folio.take().expect("set by read_pte");
+                let address = self.address;
+                ctx.event("migration_entry_wait", "folio_wait_bit", |_| {
+                    format!("{address:#x}: folio {folio} unlocked, retry the fault")
+                });
+                self.finish(0)
+            }
             FaultStage::Unlock => {
                 ctx.mmap_read_unlock(self.mm);
                 ctx.event("handle_mm_fault", "mmap_read_unlock", |_| String::new());
@@ -604,24 +634,33 @@ impl KernelFunction for Fault {
             FaultStage::AnonZeroSetPte | FaultStage::AnonSetPte | FaultStage::WpLock | FaultStage::WpCopySetPte => {
                 Wait::PteLock(self.mm, vpn)
             }
-            FaultStage::SwapLock => Wait::FolioLock(self.swap_folio.expect("looked up")),
+            FaultStage::SwapLock | FaultStage::MigrationWait => Wait::FolioLock(self.swap_folio.expect("looked up")),
             FaultStage::SwapMap | FaultStage::HugeSetPmd => Wait::PteLock(self.mm, vpn),
             _ => Wait::Nothing,
         }
     }
 }
 
-/// do_anonymous_page(): "Deliver the page fault to userland, check inside PT lock". Delivery
-/// (handle_userfault()) is not modelled: reaching it is reported.
-fn userfaultfd_missing(ctx: &mut Ctx, mm: MmId, address: u64) -> bool {
-    let registered = ctx.vmas(mm).iter().any(|v| v.contains(address) && v.uffd.is_some());
-    if registered {
+/// do_anonymous_page(): "Deliver the page fault to userland, check inside PT lock". For a user
+/// fault, fs/userfaultfd.c handle_userfault() queues a message for the handler; the faulting
+/// thread then sleeps (UserAccess waits for the PTE) and retries. A fault from GUP is not
+/// modelled.
+fn userfaultfd_missing(ctx: &mut Ctx, mm: MmId, address: u64, user: bool) -> bool {
+    let Some(uffd) = ctx.vmas(mm).iter().find(|v| v.contains(address)).and_then(|v| v.uffd) else {
+        return false;
+    };
+    if !user {
         ctx.violation(Violation::new(
             ViolationKind::Invariant,
-            "not modelled: a missing fault in a userfaultfd-registered VMA (handle_userfault)",
+            "not modelled: a missing fault from GUP in a userfaultfd-registered VMA (handle_userfault)",
         ));
+        return true;
     }
-    registered
+    if let Some(mut state) = ctx.uffd_load(uffd) {
+        state.messages.push(address & !(PAGE_SIZE - 1));
+        ctx.uffd_store(uffd, state);
+    }
+    true
 }
 
 /// mm/rmap.c: __anon_vma_prepare(): the VMA's anon_vma, made on its first anonymous fault.

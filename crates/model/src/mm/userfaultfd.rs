@@ -26,7 +26,7 @@ fn uffd_of(fd: i64) -> Option<u32> {
 /// fs/userfaultfd.c: userfaultfd(2) → new_userfaultfd(): a context for the caller's mm.
 pub fn sys_userfaultfd(ctx: &mut Ctx, mm: MmId) -> i64 {
     let uffd = ctx.k.uffds.len() as u32;
-    ctx.uffd_store(uffd, Userfaultfd { mm, initialized: false });
+    ctx.uffd_store(uffd, Userfaultfd { mm, initialized: false, messages: Vec::new() });
     let fd = UFFD_FD_BASE + i64::from(uffd);
     ctx.event("userfaultfd", "new_userfaultfd", |_| format!("fd {fd}"));
     fd
@@ -45,6 +45,20 @@ pub fn userfaultfd_api(ctx: &mut Ctx, fd: i64) -> i64 {
     };
     ctx.event("userfaultfd_api", "UFFDIO_API", |_| format!("fd {fd}: {result}"));
     result
+}
+
+/// fs/userfaultfd.c: userfaultfd_read() → userfaultfd_ctx_read(): the oldest pending
+/// UFFD_EVENT_PAGEFAULT message (the caller slept until there was one).
+pub fn userfaultfd_read(ctx: &mut Ctx, fd: i64) -> i64 {
+    let Some(uffd) = uffd_of(fd) else { return -errno::EINVAL };
+    let Some(mut state) = ctx.uffd_load(uffd) else { return -errno::EINVAL };
+    if state.messages.is_empty() {
+        return -errno::EAGAIN;
+    }
+    let address = state.messages.remove(0);
+    ctx.uffd_store(uffd, state);
+    ctx.event("userfaultfd_read", "UFFD_EVENT_PAGEFAULT", |_| format!("fd {fd}: fault at {address:#x}"));
+    address as i64
 }
 
 /// fs/userfaultfd.c: userfaultfd_register() in missing mode, under mmap_write_lock(): every
@@ -534,8 +548,18 @@ impl KernelFunction for MovePages {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum UffdCall {
     Userfaultfd,
-    Api { fd: i64 },
-    Register { fd: i64, start: u64, length: u64 },
+    Api {
+        fd: i64,
+    },
+    Register {
+        fd: i64,
+        start: u64,
+        length: u64,
+    },
+    /// read(2): the next page-fault message's address.
+    Read {
+        fd: i64,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -550,13 +574,164 @@ impl KernelFunction for UffdSyscall {
             UffdCall::Userfaultfd => sys_userfaultfd(ctx, self.mm),
             UffdCall::Api { fd } => userfaultfd_api(ctx, fd),
             UffdCall::Register { fd, start, length } => userfaultfd_register(ctx, self.mm, fd, start, length),
+            UffdCall::Read { fd } => userfaultfd_read(ctx, fd),
         })
     }
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match self.call {
             UffdCall::Register { .. } => Wait::MmapWrite(self.mm),
+            UffdCall::Read { fd } => match uffd_of(fd) {
+                Some(uffd) if (uffd as usize) < _k.uffds.len() => Wait::UffdMessage(uffd),
+                _ => Wait::Nothing,
+            },
             _ => Wait::Nothing,
+        }
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MfillStage {
+    Lock,
+    Page,
+    Unlock,
+}
+
+/// UFFDIO_COPY (`src` Some) and UFFDIO_ZEROPAGE: mm/userfaultfd.c mfill_atomic(), one page per
+/// step (mfill_atomic_pte_copy() / mfill_atomic_pte_zeropage() → mfill_atomic_install_pte()
+/// under the PTE lock), then the sleeping faults wake (they wait for the PTE).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct MfillAtomic {
+    pub mm: MmId,
+    pub fd: i64,
+    pub dst: u64,
+    pub src: Option<u64>,
+    pub length: u64,
+    pub done: u64,
+    pub stage: MfillStage,
+    pub err: i64,
+}
+
+impl MfillAtomic {
+    pub fn new(mm: MmId, fd: i64, dst: u64, src: Option<u64>, length: u64) -> Self {
+        MfillAtomic { mm, fd, dst, src, length, done: 0, stage: MfillStage::Lock, err: 0 }
+    }
+
+    /// uffd_mfill_lock(): the destination must lie in one VMA registered with this uffd.
+    fn lock(&mut self, ctx: &mut Ctx) -> Flow {
+        ctx.mmap_read_lock(self.mm);
+        let (dst, length) = (self.dst, self.length);
+        let uffd = uffd_of(self.fd);
+        let registered = ctx
+            .vmas(self.mm)
+            .iter()
+            .any(|v| v.contains(dst) && dst + length <= v.end && v.uffd.is_some() && v.uffd == uffd);
+        self.err = if (dst | length) & (PAGE_SIZE - 1) != 0 || length == 0 {
+            -errno::EINVAL
+        } else if !registered {
+            -errno::ENOENT
+        } else {
+            0
+        };
+        if self.err == 0 {
+            anon_vma_prepare(ctx, self.mm, dst);
+        }
+        self.stage = if self.err == 0 { MfillStage::Page } else { MfillStage::Unlock };
+        Flow::Continue
+    }
+
+    /// copy_from_user() of the source page through the caller's page tables (a source that is
+    /// not mapped fails: the retry with faults enabled is not modelled), or the zero page.
+    fn source(&self, ctx: &mut Ctx) -> Result<Option<crate::folio::PageData>, i64> {
+        let Some(src) = self.src else { return Ok(None) };
+        let address = src + self.done;
+        let vpn = address >> PAGE_SHIFT;
+        let huge = ctx.pmd_load(self.mm, crate::mm::huge_memory::pmd_index(address));
+        let pfn = match (huge, ctx.pte_load(self.mm, vpn)) {
+            (Some(pmd), _) => pmd.pfn + (vpn % crate::pgtable::PTRS_PER_PTE),
+            (None, Pte::Present(present)) => present.pfn,
+            _ => return Err(-errno::EFAULT),
+        };
+        let (folio, page) = ctx.page_folio_load(pfn);
+        Ok(Some(ctx.data_load(folio, page)))
+    }
+
+    fn page(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, address) = (self.mm, self.dst + self.done);
+        let vpn = address >> PAGE_SHIFT;
+        let data = match self.source(ctx) {
+            Ok(data) => data,
+            Err(err) => {
+                self.err = err;
+                self.stage = MfillStage::Unlock;
+                return Flow::Continue;
+            }
+        };
+        let folio = data.map(|data| {
+            let folio = ctx.alloc_folio(0);
+            ctx.data_store(folio, 0, data);
+            ctx.flag_store(folio, PageFlag::Uptodate, true);
+            folio
+        });
+        let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned().expect("checked under mmap_lock");
+        ctx.ptl_lock(mm, vpn);
+        if !ctx.pte_load(mm, vpn).is_none() {
+            ctx.ptl_unlock(mm, vpn);
+            if let Some(folio) = folio {
+                folio_put(ctx, folio);
+            }
+            self.err = -errno::EEXIST;
+            self.stage = MfillStage::Unlock;
+            ctx.event("mfill_atomic_install_pte", "pte_none", |_| format!("{address:#x}: -EEXIST"));
+            return Flow::Continue;
+        }
+        let entry = match folio {
+            Some(folio) => {
+                crate::mm::rmap::folio_add_new_anon_rmap(ctx, folio, mm, address);
+                crate::mm::swap::folio_add_lru(ctx, folio);
+                ctx.rss_add(mm, true, 1);
+                let write = vma.flags & vm_flags::VM_WRITE != 0;
+                PresentPte { pfn: crate::folio::folio_pfn(folio, 0), write, dirty: true, young: true, special: false }
+            }
+            None => PresentPte {
+                pfn: crate::folio::folio_pfn(ZERO_FOLIO, 0),
+                write: false,
+                dirty: false,
+                young: true,
+                special: true,
+            },
+        };
+        ctx.pte_store(mm, vpn, Pte::Present(entry));
+        ctx.ptl_unlock(mm, vpn);
+        let what = if folio.is_some() { "mfill_atomic_pte_copy" } else { "mfill_atomic_pte_zeropage" };
+        ctx.event(what, "set_pte_at", |_| format!("{address:#x} -> {}", Pte::Present(entry).describe()));
+        self.done += PAGE_SIZE;
+        if self.done == self.length {
+            self.stage = MfillStage::Unlock;
+        }
+        Flow::Continue
+    }
+}
+
+impl KernelFunction for MfillAtomic {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        match self.stage {
+            MfillStage::Lock => self.lock(ctx),
+            MfillStage::Page => self.page(ctx),
+            MfillStage::Unlock => {
+                ctx.mmap_read_unlock(self.mm);
+                let result = if self.done > 0 { self.done as i64 } else { self.err };
+                ctx.event("mfill_atomic", "mmap_read_unlock", |_| format!("returns {result}"));
+                Flow::Return(result)
+            }
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        match self.stage {
+            MfillStage::Lock => Wait::MmapRead(self.mm),
+            MfillStage::Page => Wait::PteLock(self.mm, (self.dst + self.done) >> PAGE_SHIFT),
+            MfillStage::Unlock => Wait::Nothing,
         }
     }
 }
