@@ -205,6 +205,9 @@ pub struct Kernel {
     /// pfn and the new folio. Everything that still holds such a pfn (a migration entry) finds
     /// the page here.
     pub split_pages: Shared<Vec<(crate::folio::Pfn, FolioId)>>,
+    /// /sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/enabled = always: the mTHP orders
+    /// anonymous faults may allocate (bit n: order n). A constant of the run.
+    pub anon_orders: u32,
     pub threads: Vec<Shared<Thread>>,
     /// Scenario events set by `signal` (one bit each).
     pub events: u64,

@@ -40,6 +40,8 @@ pub struct SystemSpec {
     pub devices: Vec<DeviceSpec>,
     /// Slots of the swap device (0: no swap, as on the machines the tool runs on).
     pub swap_pages: u32,
+    /// mTHP orders enabled for anonymous memory (bit n: order n, 1 to 8).
+    pub anon_orders: u32,
 }
 
 pub struct System {
@@ -337,7 +339,9 @@ fn check_swap(k: &Kernel) -> Option<Violation> {
         let cached = k.swap.cache[offset];
         let cache_ok = cached.is_none_or(|f| {
             let folio = k.folio(f);
-            folio.allocated && folio.test(PageFlag::Swapcache) && folio.swap == Some(offset as u32)
+            let covers =
+                folio.swap.is_some_and(|base| (base..base + folio.nr_pages() as u32).contains(&(offset as u32)));
+            folio.allocated && folio.test(PageFlag::Swapcache) && covers
         });
         if u32::from(swap_count(map)) != ptes[offset] || (map & SWAP_HAS_CACHE != 0) != cached.is_some() || !cache_ok {
             let message = format!(
@@ -405,6 +409,7 @@ impl Model for System {
             }),
             uffds: Vec::new(),
             split_pages: Shared::default(),
+            anon_orders: self.spec.anon_orders,
             threads,
             events: 0,
         }
@@ -479,7 +484,7 @@ impl Model for System {
             .enumerate()
             .filter(|(id, f)| *id as FolioId != ZERO_FOLIO && f.allocated && !f.test(PageFlag::Reserved))
             // A clean folio only the swap cache holds is reclaimable memory, not a leak.
-            .filter(|(_, f)| !(f.test(PageFlag::Swapcache) && f.refcount == 1 && f.mapcount() == 0))
+            .filter(|(_, f)| !(f.test(PageFlag::Swapcache) && f.refcount == f.nr_pages() as i32 && f.mapcount() == 0))
             .map(|(id, f)| f.dump(id as FolioId))
             .collect();
         if !leaked.is_empty() && k.mms.iter().all(|mm| mm.exited) {

@@ -299,7 +299,7 @@ fn store_faults_in_an_anonymous_folio() {
     // Only the touched page is populated, and the VMA got its anon_vma.
     assert!(r.pte(base + PAGE).is_none());
     assert!(r.k.mms[0].vmas[0].anon_vma.is_some());
-    assert!(r.has_event("do_anonymous_page", "set_pte_at"));
+    assert!(r.has_event("do_anonymous_page", "set_ptes"));
 }
 
 #[test]
@@ -1239,4 +1239,63 @@ fn uffdio_copy_and_zeropage_fill_registered_holes_and_refuse_populated_ones() {
     unregistered[6] =
         Instruction::UffdioFill { dst: Some(3), uffd: at(2, 0), to: at(0, 0), from: Some(at(1, 0)), length: PAGE };
     assert_eq!(run(unregistered).register(0, 3), -errno::ENOENT, "dst must be registered with this uffd");
+}
+
+// ---- mTHP ----------------------------------------------------------------------------------------
+
+fn with_mthp(spec: Spec, order: u8) -> Spec {
+    let mut spec = spec;
+    spec.spec.anon_orders |= 1 << order;
+    spec
+}
+
+#[test]
+fn an_mthp_fault_maps_a_large_folio_with_ptes_and_swaps_it_out_and_in_whole() {
+    let fault = vec![mmap(0, 4 * PAGE), store(at(0, 0), 4 * PAGE, 0x5a)];
+    let r = with_mthp(Spec::new().process(fault.clone()), 2).run();
+    r.ok();
+    let folio = pfn_folio(r.pte(r.buffer()).present().expect("mapped").pfn);
+    let f = r.k.folio(folio);
+    assert_eq!((f.order, f.refcount, f.mapcount()), (2, 4, 4), "one reference and one mapping per PTE");
+    assert!(f.test(PageFlag::LargeRmappable) && f.pages.iter().all(|p| p.anon_exclusive));
+    assert_eq!(r.k.mms[0].rss_anon, 4);
+    let mut pageout = fault.clone();
+    pageout.push(madvise(1, at(0, 0), 4 * PAGE, Advice::PageOut));
+    let r = with_mthp(Spec::new().process(pageout.clone()), 2).swap(8).run();
+    r.ok();
+    for page in 0..4u32 {
+        assert_eq!(r.pte(r.buffer() + u64::from(page) * PAGE), Pte::Swap { offset: page, exclusive: true });
+        assert_eq!(r.k.swap.swap_map[page as usize], 0x41);
+        assert_eq!(r.k.swap.cache[page as usize], Some(folio));
+    }
+    assert_eq!(r.k.folio(folio).refcount, 4, "the swap cache holds one reference per page");
+    let mut swapin = pageout;
+    swapin.push(load(at(0, PAGE as i64), PAGE, 0x5a));
+    let r = with_mthp(Spec::new().process(swapin), 2).swap(8).run();
+    r.ok();
+    for page in 0..4 {
+        let present = r.pte(r.buffer() + page * PAGE).present().expect("the whole folio mapped back");
+        assert_eq!(present.pfn, mmcheck_model::folio::folio_pfn(folio, page as usize));
+    }
+    assert_eq!(r.k.folio(folio).mapcount(), 4);
+}
+
+#[test]
+fn moving_the_swap_ptes_of_an_mthp_before_the_fix_breaks_the_anon_rmap_check() {
+    let program = vec![
+        mmap(0, 4 * PAGE),
+        mmap(1, 4 * PAGE),
+        store(at(0, 0), 4 * PAGE, 0x5a),
+        userfaultfd(2),
+        uffdio_api(3, 2),
+        uffdio_register(3, 2, at(1, 0), 4 * PAGE),
+        madvise(3, at(0, 0), 4 * PAGE, Advice::PageOut),
+        uffdio_move(3, 2, at(1, 0), at(0, 0), 4 * PAGE, false),
+        load(at(1, 0), PAGE, 0x5a),
+    ];
+    let r = with_mthp(Spec::new().process(program.clone()), 2).swap(8).run_on(KernelVersion::new(6, 13));
+    let bug = r.violation(ViolationKind::KernelBug);
+    assert!(bug.message.contains("root"), "{bug}");
+    let r = with_mthp(Spec::new().process(program[..8].to_vec()), 2).swap(8).run();
+    assert_eq!(r.register(0, 3), -errno::EBUSY, "c50f8e6053b0 refuses a large swap cache folio");
 }

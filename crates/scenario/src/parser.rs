@@ -108,6 +108,8 @@ pub(crate) struct Ast {
     devices: Vec<DeviceDecl>,
     /// `swap size EXPR`: the swap device's size in bytes.
     swap: Option<Expr>,
+    /// `mthp SIZE`: an mTHP size enabled ("always") for anonymous memory.
+    mthp: Vec<Expr>,
     threads: Vec<ThreadDecl>,
 }
 
@@ -220,8 +222,8 @@ impl<'a> Parser<'a> {
     }
 
     fn item(&mut self, scenario: &mut Scenario) -> Result<(), Diagnostic> {
-        let (word, span) =
-            self.identifier("`param`, `file`, `device`, `swap`, `process`, `kthread`, `expect`, `ref` or `tag`")?;
+        let (word, span) = self
+            .identifier("`param`, `file`, `device`, `swap`, `mthp`, `process`, `kthread`, `expect`, `ref` or `tag`")?;
         match word.as_str() {
             "ref" => {
                 let (reference, _) = self.identifier_or_number("a commit id")?;
@@ -252,6 +254,10 @@ impl<'a> Parser<'a> {
                 let fill = self.expression()?;
                 scenario.ast.files.push(FileDecl { name, size, fill });
             }
+            "mthp" => {
+                let size = self.expression()?;
+                scenario.ast.mthp.push(size);
+            }
             "swap" => {
                 self.keyword("size")?;
                 let size = self.expression()?;
@@ -274,7 +280,7 @@ impl<'a> Parser<'a> {
             }
             _ => {
                 return Err(Diagnostic::new(format!("unknown item `{word}`"), span.0, span.1).with_note(
-                    "a scenario has `param`, `file`, `device`, `swap`, `process`, `kthread`, `expect`, `ref` and `tag` lines",
+                    "a scenario has `param`, `file`, `device`, `swap`, `mthp`, `process`, `kthread`, `expect`, `ref` and `tag` lines",
                 ))
             }
         }
@@ -651,6 +657,18 @@ pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<Sys
             return Err(diagnostic("a swap device is 1 to 4096 pages", size.span()));
         }
         builder.spec.swap_pages = pages as u32;
+    }
+    for size in &ast.mthp {
+        let bytes = evaluate_constant(size, parameters)?;
+        let pages = bytes / PAGE_SIZE as i64;
+        if bytes <= 0
+            || bytes % PAGE_SIZE as i64 != 0
+            || !(pages as u64).is_power_of_two()
+            || !(2..=256).contains(&pages)
+        {
+            return Err(diagnostic("an mTHP size is a power of two from 8K to 1M", size.span()));
+        }
+        builder.spec.anon_orders |= 1 << pages.trailing_zeros();
     }
     for device in &ast.devices {
         let spec = builder.device(device)?;

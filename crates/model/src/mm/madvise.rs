@@ -219,14 +219,31 @@ impl Madvise {
         let pte = ctx.pte_load(mm, vpn);
         let mut what = "skipped";
         if let Some((present, folio)) = pte.present().and_then(|p| vm_normal_folio(p).map(|f| (p, f))) {
-            if ctx.k.folio(folio).order > 0 {
-                let message = format!("not modelled: {} of a large folio (split_folio)", self.advice.name());
-                ctx.violation(crate::violation::Violation::new(crate::violation::ViolationKind::Invariant, message));
-                return;
+            let nr = ctx.k.folio(folio).nr_pages() as u64;
+            if nr > 1 {
+                // folio_pte_batch(): the whole large folio mapped from here, inside the range,
+                // is handled at its first PTE and its other PTEs skipped; anything less would
+                // be split first.
+                let page = crate::folio::pfn_page(present.pfn) as u64;
+                if page != 0 {
+                    ctx.event("madvise_cold_or_pageout_pte_range", "pte", |_| format!("{address:#x}: batched"));
+                    return;
+                }
+                let whole = vpn + nr <= self.range_end
+                    && (1..nr).all(|i| ctx.pte_load(mm, vpn + i).present().is_some_and(|p| p.pfn == present.pfn + i));
+                if !whole {
+                    let message =
+                        format!("not modelled: {} of part of a large folio (split_folio)", self.advice.name());
+                    ctx.violation(crate::violation::Violation::new(
+                        crate::violation::ViolationKind::Invariant,
+                        message,
+                    ));
+                    return;
+                }
             }
             // "Do not interfere with other mappings of this folio": "if (!folio_test_lru(folio)
             // || folio_mapcount(folio) != folio_nr_pages(folio)) continue;"
-            if ctx.flag_test(folio, PageFlag::Lru) && ctx.mapcount_load(folio) == 1 {
+            if ctx.flag_test(folio, PageFlag::Lru) && ctx.mapcount_load(folio) == nr as i32 {
                 if !pageout && present.young {
                     ctx.pte_store(mm, vpn, Pte::Present(PresentPte { young: false, ..present }));
                 }

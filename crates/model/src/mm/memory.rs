@@ -299,20 +299,30 @@ impl Fault {
     /// mm/memory.c: do_anonymous_page(): vmf_anon_prepare() and alloc_anon_folio().
     fn anon_alloc(&mut self, ctx: &mut Ctx) -> Flow {
         anon_vma_prepare(ctx, self.mm, self.address);
-        let folio = ctx.alloc_folio(0);
+        let order = alloc_anon_folio_order(ctx, self.mm, self.address);
+        let folio = ctx.alloc_folio(order);
+        if order > 0 {
+            ctx.flag_store(folio, PageFlag::LargeRmappable, true);
+        }
         ctx.flag_store(folio, PageFlag::Uptodate, true);
         self.new_folio = Some(folio);
-        ctx.event("do_anonymous_page", "alloc_anon_folio", |_| format!("folio {folio} (zeroed, refcount 1)"));
+        ctx.event("do_anonymous_page", "alloc_anon_folio", |_| {
+            format!("folio {folio} (order {order}, zeroed, refcount 1)")
+        });
         self.stage = FaultStage::AnonSetPte;
         Flow::Continue
     }
 
-    /// mm/memory.c: do_anonymous_page() under the PTE lock: vmf_pte_changed(), rmap, LRU, PTE.
+    /// mm/memory.c: do_anonymous_page() under the PTE lock: vmf_pte_changed() (pte_range_none()
+    /// for a large folio), rmap, LRU, the PTEs.
     fn anon_set_pte(&mut self, ctx: &mut Ctx) -> Flow {
-        let (mm, vpn, address) = (self.mm, self.vpn(), self.address);
+        let (mm, vpn) = (self.mm, self.vpn());
         let folio = self.new_folio.take().expect("allocated before");
+        let nr = ctx.k.folio(folio).nr_pages() as u64;
+        let first = vpn & !(nr - 1);
+        let address = first << PAGE_SHIFT;
         ctx.ptl_lock(mm, vpn);
-        if !ctx.pte_load(mm, vpn).is_none() {
+        if !(first..first + nr).all(|v| ctx.pte_load(mm, v).is_none()) {
             // release: someone else mapped it first.
             ctx.ptl_unlock(mm, vpn);
             folio_put(ctx, folio);
@@ -321,22 +331,33 @@ impl Fault {
             });
             return self.finish(0);
         }
-        if userfaultfd_missing(ctx, mm, address, self.lock_mmap) {
+        if userfaultfd_missing(ctx, mm, self.address, self.lock_mmap) {
             ctx.ptl_unlock(mm, vpn);
             folio_put(ctx, folio);
-            ctx.event("handle_userfault", "UFFD_EVENT_PAGEFAULT", |_| format!("{address:#x}: message queued, sleep"));
+            let fault = self.address;
+            ctx.event("handle_userfault", "UFFD_EVENT_PAGEFAULT", |_| format!("{fault:#x}: message queued, sleep"));
             return self.finish(if self.lock_mmap { VM_FAULT_RETRY } else { VM_FAULT_SIGBUS });
         }
-        ctx.rss_add(mm, true, 1);
+        if nr > 1 {
+            ctx.ref_add(folio, nr as i32 - 1, crate::access::Ordering::Relaxed);
+        }
+        ctx.rss_add(mm, true, nr as i64);
         folio_add_new_anon_rmap(ctx, folio, mm, address);
         folio_add_lru(ctx, folio);
         let writable = ctx.vmas(mm).iter().any(|v| v.contains(address) && v.flags & vm_flags::VM_WRITE != 0);
-        let entry =
-            PresentPte { pfn: folio_pfn(folio, 0), write: writable, dirty: writable, young: true, special: false };
-        ctx.pte_store(mm, vpn, Pte::Present(entry));
+        for page in 0..nr {
+            let entry = PresentPte {
+                pfn: folio_pfn(folio, page as usize),
+                write: writable,
+                dirty: writable,
+                young: true,
+                special: false,
+            };
+            ctx.pte_store(mm, first + page, Pte::Present(entry));
+        }
         ctx.ptl_unlock(mm, vpn);
-        ctx.event("do_anonymous_page", "set_pte_at", |k| {
-            format!("{address:#x} -> folio {folio}: {}", k.folio(folio).dump(folio))
+        ctx.event("do_anonymous_page", "set_ptes", |k| {
+            format!("{address:#x} -> folio {folio} ({nr} PTEs): {}", k.folio(folio).dump(folio))
         });
         self.finish(0)
     }
@@ -487,7 +508,11 @@ impl Fault {
     fn swap_lock(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.swap_folio.expect("looked up");
         ctx.flag_store(folio, PageFlag::Locked, true);
-        let still = ctx.flag_test(folio, PageFlag::Swapcache) && ctx.folio_swap_load(folio) == Some(self.swap_offset());
+        // "folio_test_swapcache(folio) && page_swap_entry(page).val == entry.val".
+        let offset = self.swap_offset();
+        let nr = ctx.k.folio(folio).nr_pages() as u32;
+        let still = ctx.flag_test(folio, PageFlag::Swapcache)
+            && ctx.folio_swap_load(folio).is_some_and(|base| (base..base + nr).contains(&offset));
         if !still {
             self.swap_release(ctx);
             ctx.event("do_swap_page", "out_page", |_| format!("folio {folio} left the swap cache, retry"));
@@ -505,7 +530,9 @@ impl Fault {
     }
 
     /// do_swap_page() under the PTE lock: pte_same(), swap_free(), maybe folio_free_swap(),
-    /// then map the page, exclusive iff the swap PTE was (or the folio has no other user).
+    /// then map the page -- or, for a large swap cache folio whose every page the neighbouring
+    /// PTEs still name in order, the whole folio (6.10+) -- exclusive iff the swap PTE was (or
+    /// the folio has no other user).
     fn swap_map(&mut self, ctx: &mut Ctx) -> Flow {
         let (mm, vpn, address, offset) = (self.mm, self.vpn(), self.address, self.swap_offset());
         let folio = self.swap_folio.expect("looked up");
@@ -516,47 +543,92 @@ impl Fault {
             ctx.event("do_swap_page", "out_nomap", |_| format!("{address:#x}: PTE changed, retry"));
             return self.finish(0);
         }
+        let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned().expect("checked by read_pte");
+        let Pte::Swap { exclusive, .. } = self.orig_pte else { unreachable!("a swap PTE") };
+        let base = ctx.folio_swap_load(folio).expect("checked under the folio lock");
+        let (first_page, nr_pages) = self.swap_batch(ctx, &vma, folio, base, exclusive);
+        let first_vpn = vpn - (offset - base) as u64 + first_page as u64;
+        let first_address = first_vpn << PAGE_SHIFT;
         let anon = ctx.flag_test(folio, PageFlag::Anon);
-        let page_exclusive = ctx.anon_exclusive_load(folio, 0);
+        let page_exclusive = ctx.anon_exclusive_load(folio, (offset - base) as usize);
         if anon && page_exclusive {
             ctx.violation(Violation::new(
                 ViolationKind::KernelBug,
                 "BUG_ON(folio_test_anon(folio) && PageAnonExclusive(page)) in do_swap_page()",
             ));
         }
-        let Pte::Swap { exclusive, .. } = self.orig_pte else { unreachable!("a swap PTE") };
-        swap_free(ctx, offset);
+        for page in first_page..first_page + nr_pages {
+            swap_free(ctx, base + page as u32);
+        }
         // should_try_to_free_swap(): swap full, or a write fault on a folio only we hold.
-        if ctx.flag_test(folio, PageFlag::Swapcache) && (vm_swap_full(ctx) || (self.write && ctx.ref_load(folio) == 2))
+        let nr = ctx.k.folio(folio).nr_pages() as i32;
+        if ctx.flag_test(folio, PageFlag::Swapcache)
+            && (vm_swap_full(ctx) || (self.write && ctx.ref_load(folio) == 1 + nr))
         {
             folio_free_swap(ctx, folio);
         }
-        ctx.rss_add(mm, true, 1);
-        ctx.rss_swap_add(mm, -1);
-        let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned().expect("checked by read_pte");
+        ctx.rss_add(mm, true, nr_pages as i64);
+        ctx.rss_swap_add(mm, -(nr_pages as i64));
         let exclusive = exclusive || ctx.ref_load(folio) == 1;
         let writable = exclusive && self.write && vma.flags & vm_flags::VM_WRITE != 0;
         if !anon {
             // __folio_add_anon_rmap() of a folio read in just now: __folio_set_anon().
             let anon_vma = vma.anon_vma.expect("a swap PTE implies a prepared anon_vma");
             ctx.flag_store(folio, PageFlag::Anon, true);
-            ctx.mapping_store(folio, Mapping::Anon(anon_vma), vma.linear_page_index(address));
+            ctx.mapping_store(folio, Mapping::Anon(anon_vma), vma.linear_page_index(first_address));
         }
-        folio_add_anon_rmap_pte(ctx, folio, 0, &vma, address, exclusive);
-        let entry =
-            PresentPte { pfn: folio_pfn(folio, 0), write: writable, dirty: writable, young: true, special: false };
-        ctx.pte_store(mm, vpn, Pte::Present(entry));
+        if nr_pages > 1 {
+            ctx.ref_add(folio, nr_pages as i32 - 1, crate::access::Ordering::Relaxed);
+        }
+        for page in first_page..first_page + nr_pages {
+            let page_address = first_address + ((page - first_page) as u64) * PAGE_SIZE;
+            folio_add_anon_rmap_pte(ctx, folio, page, &vma, page_address, exclusive);
+            let entry = PresentPte {
+                pfn: folio_pfn(folio, page),
+                write: writable,
+                dirty: writable,
+                young: true,
+                special: false,
+            };
+            ctx.pte_store(mm, page_address >> PAGE_SHIFT, Pte::Present(entry));
+        }
         ctx.flag_store(folio, PageFlag::Locked, false);
         ctx.ptl_unlock(mm, vpn);
         self.swap_folio = None;
         ctx.event("do_swap_page", "set_pte_at", |k| {
             format!(
-                "{address:#x} -> folio {folio}{}: {}",
+                "{first_address:#x} -> folio {folio}{}{}: {}",
+                if nr_pages > 1 { format!(" ({nr_pages} pages)") } else { String::new() },
                 if exclusive { " exclusive" } else { "" },
                 k.folio(folio).dump(folio)
             )
         });
         self.finish(0)
+    }
+
+    /// The pages do_swap_page() maps: all of a large folio when the PTEs around the fault name
+    /// its entries in order, inside the VMA and the PMD (swap_pte_batch()); else the one page.
+    fn swap_batch(&self, ctx: &mut Ctx, vma: &Vma, folio: FolioId, base: u32, exclusive: bool) -> (usize, usize) {
+        let index = (self.swap_offset() - base) as usize;
+        let nr = ctx.k.folio(folio).nr_pages();
+        if nr == 1 {
+            return (0, 1);
+        }
+        let start = self.address - (index as u64) * PAGE_SIZE;
+        let end = start + nr as u64 * PAGE_SIZE;
+        let pmd_start = self.address & !(crate::mm::huge_memory::HPAGE_PMD_SIZE - 1);
+        if start < vma.start.max(pmd_start) || end > vma.end.min(pmd_start + crate::mm::huge_memory::HPAGE_PMD_SIZE) {
+            return (index, 1);
+        }
+        let batch = (0..nr).all(|page| {
+            ctx.pte_load(self.mm, (start >> PAGE_SHIFT) + page as u64)
+                == Pte::Swap { offset: base + page as u32, exclusive }
+        });
+        if batch {
+            (0, nr)
+        } else {
+            (index, 1)
+        }
     }
 
     /// do_huge_pmd_anonymous_page(): a THP, zeroed (read faults take the small-page path: the
@@ -639,6 +711,32 @@ impl KernelFunction for Fault {
             _ => Wait::Nothing,
         }
     }
+}
+
+/// mm/memory.c: alloc_anon_folio(): the largest enabled mTHP order whose naturally aligned range
+/// lies in the VMA with every PTE none (read without the lock, as pte_range_none() there is);
+/// order 0 for a userfaultfd-armed VMA or when none fits.
+fn alloc_anon_folio_order(ctx: &mut Ctx, mm: MmId, address: u64) -> u8 {
+    let enabled = ctx.k.anon_orders;
+    let Some(vma) = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned() else { return 0 };
+    if enabled == 0 || vma.uffd.is_some() {
+        return 0;
+    }
+    for order in (1..crate::mm::huge_memory::HPAGE_PMD_ORDER).rev() {
+        if enabled & (1 << order) == 0 {
+            continue;
+        }
+        let size = PAGE_SIZE << order;
+        let start = address & !(size - 1);
+        if start < vma.start || start + size > vma.end {
+            continue;
+        }
+        let first = start >> PAGE_SHIFT;
+        if (first..first + (1 << order)).all(|vpn| ctx.pte_load(mm, vpn).is_none()) {
+            return order;
+        }
+    }
+    0
 }
 
 /// do_anonymous_page(): "Deliver the page fault to userland, check inside PT lock". For a user

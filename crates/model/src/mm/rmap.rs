@@ -2,7 +2,7 @@
 //! try_to_unmap() / try_to_unmap_one() and folio_referenced() / folio_referenced_one().
 
 use crate::access::{Ctx, Fence};
-use crate::folio::{pfn_folio, FolioId, Mapping, PageFlag};
+use crate::folio::{folio_pfn, FolioId, Mapping, PageFlag};
 use crate::mm::swap::{folio_mark_dirty, folio_put};
 use crate::patches::Patch;
 use crate::pgtable::{PresentPte, Pte};
@@ -10,17 +10,19 @@ use crate::state::{AnonVmaId, MmId, Vma};
 use crate::thread::{Flow, KernelFunction, Wait};
 use serde::{Deserialize, Serialize};
 
-/// mm/rmap.c: folio_add_new_anon_rmap() with RMAP_EXCLUSIVE for a new order-0 folio: it becomes
-/// anonymous (mapping = the VMA's anon_vma, index = linear_page_index), swap-backed, mapped once
-/// and exclusive.
+/// mm/rmap.c: folio_add_new_anon_rmap() with RMAP_EXCLUSIVE for a new folio mapped by PTEs from
+/// `address` (the folio's first page): it becomes anonymous (mapping = the VMA's anon_vma, index
+/// = linear_page_index), swap-backed, and each page is mapped once and exclusive.
 pub fn folio_add_new_anon_rmap(ctx: &mut Ctx, folio: FolioId, mm: MmId, address: u64) {
     let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned().expect("fault inside a VMA");
     let anon_vma = vma.anon_vma.expect("anon_vma_prepare() ran");
     ctx.flag_store(folio, PageFlag::Swapbacked, true);
     ctx.flag_store(folio, PageFlag::Anon, true);
     ctx.mapping_store(folio, Mapping::Anon(anon_vma), vma.linear_page_index(address));
-    ctx.page_mapcount_add(folio, 0, 1);
-    ctx.anon_exclusive_store(folio, 0, true);
+    for page in 0..ctx.k.folio(folio).nr_pages() {
+        ctx.page_mapcount_add(folio, page, 1);
+        ctx.anon_exclusive_store(folio, page, true);
+    }
 }
 
 /// include/linux/rmap.h: __folio_rmap_sanity_checks() for one PTE: what every rmap add and
@@ -107,13 +109,17 @@ pub fn folio_remove_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize) {
 
 /// mm/rmap.c: rmap_walk_anon() up to its VMA loop: folio_lock_anon_vma_read(), then the
 /// mappings to visit. None for a folio with no anon_vma.
-pub fn folio_lock_anon_vma_read(ctx: &mut Ctx, folio: FolioId) -> Option<(AnonVmaId, Vec<(MmId, u64)>)> {
+/// One place an rmap walk visits: (mm, address, page of the folio mapped there).
+pub type RmapTarget = (MmId, u64, usize);
+
+pub fn folio_lock_anon_vma_read(ctx: &mut Ctx, folio: FolioId) -> Option<(AnonVmaId, Vec<RmapTarget>)> {
     let (mapping, index) = ctx.mapping_load(folio);
     let Mapping::Anon(anon_vma) = mapping else {
         return None;
     };
     ctx.anon_vma_lock_read(anon_vma);
-    Some((anon_vma, rmap_walk_anon_targets(ctx, anon_vma, index)))
+    let nr = ctx.k.folio(folio).nr_pages();
+    Some((anon_vma, rmap_walk_anon_targets(ctx, anon_vma, index, nr)))
 }
 
 /// What folio_lock_anon_vma_read() waits for: the folio's anon_vma, if a writer holds it.
@@ -126,13 +132,15 @@ fn anon_vma_read_wait(k: &crate::state::Kernel, folio: FolioId) -> Wait {
 
 /// The mappings an anonymous rmap walk visits: mm/rmap.c rmap_walk_anon() over the anon_vma's
 /// VMAs, with vma_address() of the folio's index in each.
-fn rmap_walk_anon_targets(ctx: &mut Ctx, anon_vma: AnonVmaId, index: u64) -> Vec<(MmId, u64)> {
+fn rmap_walk_anon_targets(ctx: &mut Ctx, anon_vma: AnonVmaId, index: u64, nr: usize) -> Vec<RmapTarget> {
     let mut targets = Vec::new();
     for mm in ctx.anon_vma_mms(anon_vma) {
         let vmas = ctx.vmas(mm);
         for vma in vmas.iter().filter(|v| v.anon_vma == Some(anon_vma)) {
-            if let Some(address) = vma.address_of_index(index) {
-                targets.push((mm, address));
+            for page in 0..nr {
+                if let Some(address) = vma.address_of_index(index + page as u64) {
+                    targets.push((mm, address, page));
+                }
             }
         }
     }
@@ -166,7 +174,7 @@ pub struct TryToUnmap {
     pub folio: FolioId,
     pub stage: UnmapStage,
     pub anon_vma: Option<AnonVmaId>,
-    pub targets: Vec<(MmId, u64)>,
+    pub targets: Vec<RmapTarget>,
     pub target: usize,
     pub pteval: Pte,
     pub ref_count: i32,
@@ -190,7 +198,13 @@ impl TryToUnmap {
     }
 
     fn current(&self) -> (MmId, u64) {
-        self.targets[self.target]
+        let (mm, address, _) = self.targets[self.target];
+        (mm, address)
+    }
+
+    /// The page of the folio the current target maps.
+    fn page(&self) -> usize {
+        self.targets[self.target].2
     }
 
     fn next_target(&mut self) -> Flow {
@@ -221,7 +235,7 @@ impl TryToUnmap {
         ctx.ptl_lock(mm, vpn);
         let pte = ctx.pte_load(mm, vpn);
         let folio = self.folio;
-        let maps_folio = pte.present().is_some_and(|p| !p.special && pfn_folio(p.pfn) == folio);
+        let maps_folio = pte.present().is_some_and(|p| !p.special && p.pfn == folio_pfn(folio, self.page()));
         if !maps_folio {
             ctx.ptl_unlock(mm, vpn);
             ctx.event("try_to_unmap_one", "page_vma_mapped_walk", |_| {
@@ -289,8 +303,9 @@ impl TryToUnmap {
     /// page was.
     fn swap_pte(&mut self, ctx: &mut Ctx) -> Flow {
         let (folio, (mm, address)) = (self.folio, self.current());
-        let offset = ctx.folio_swap_load(folio).expect("swapbacked == swapcache was checked");
-        let anon_exclusive = ctx.anon_exclusive_load(folio, 0);
+        // page_swap_entry(subpage): the folio's entry plus the page's index.
+        let offset = ctx.folio_swap_load(folio).expect("swapbacked == swapcache was checked") + self.page() as u32;
+        let anon_exclusive = ctx.anon_exclusive_load(folio, self.page());
         let pinned = anon_exclusive && ctx.ref_load(folio) >= crate::folio::GUP_PIN_COUNTING_BIAS;
         if !crate::mm::swapfile::swap_duplicate(ctx, offset) || pinned {
             if pinned {
@@ -308,7 +323,7 @@ impl TryToUnmap {
             return Flow::Continue;
         }
         if anon_exclusive {
-            ctx.anon_exclusive_store(folio, 0, false);
+            ctx.anon_exclusive_store(folio, self.page(), false);
         }
         ctx.rss_add(mm, true, -1);
         ctx.rss_swap_add(mm, 1);
@@ -408,7 +423,7 @@ impl KernelFunction for TryToUnmap {
             UnmapStage::CheckDirty => self.check_dirty(ctx),
             UnmapStage::SwapPte => self.swap_pte(ctx),
             UnmapStage::RemoveRmap => {
-                folio_remove_rmap_pte(ctx, folio, 0);
+                folio_remove_rmap_pte(ctx, folio, self.page());
                 ctx.event("try_to_unmap_one", "folio_remove_rmap_pte", |k| {
                     format!("folio {folio} mapcount {}", k.folio(folio).mapcount())
                 });
@@ -470,7 +485,7 @@ pub struct FolioReferenced {
     pub folio: FolioId,
     pub stage: ReferencedStage,
     pub anon_vma: Option<AnonVmaId>,
-    pub targets: Vec<(MmId, u64)>,
+    pub targets: Vec<RmapTarget>,
     pub target: usize,
     pub referenced: i64,
 }
@@ -511,12 +526,12 @@ impl KernelFunction for FolioReferenced {
                 Flow::Continue
             }
             ReferencedStage::ReferencedOne => {
-                let (mm, address) = self.targets[self.target];
+                let (mm, address, page) = self.targets[self.target];
                 let vpn = address >> crate::folio::PAGE_SHIFT;
                 ctx.ptl_lock(mm, vpn);
                 let pte = ctx.pte_load(mm, vpn);
                 let mut young = false;
-                if let Some(present) = pte.present().filter(|p| !p.special && pfn_folio(p.pfn) == folio) {
+                if let Some(present) = pte.present().filter(|p| !p.special && p.pfn == folio_pfn(folio, page)) {
                     if present.young {
                         young = true;
                         self.referenced += 1;
@@ -548,7 +563,7 @@ impl KernelFunction for FolioReferenced {
         match self.stage {
             ReferencedStage::LockAnonVma => anon_vma_read_wait(k, self.folio),
             ReferencedStage::ReferencedOne => {
-                let (mm, address) = self.targets[self.target];
+                let (mm, address, _) = self.targets[self.target];
                 Wait::PteLock(mm, address >> crate::folio::PAGE_SHIFT)
             }
             _ => Wait::Nothing,

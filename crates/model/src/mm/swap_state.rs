@@ -4,13 +4,14 @@
 use crate::access::{Ctx, Ordering};
 use crate::folio::{FolioId, PageFlag};
 use crate::mm::swap::{folio_add_lru, folio_mark_dirty};
-use crate::mm::swapfile::{__swap_count, folio_alloc_swap_slot, put_swap_folio, SWAP_HAS_CACHE};
+use crate::mm::swapfile::{__swap_count, folio_alloc_swap_slots, put_swap_folio, SWAP_HAS_CACHE};
 
 /// mm/swap_state.c: add_to_swap() (folio_alloc_swap() since 6.16): a slot for a locked
 /// anonymous folio, which joins the swap cache (+1 reference, PG_swapcache, folio->swap) and
 /// is dirtied ("the page will be written out"). False without a free slot.
 pub fn add_to_swap(ctx: &mut Ctx, folio: FolioId) -> bool {
-    let Some(offset) = folio_alloc_swap_slot(ctx) else {
+    let nr = ctx.k.folio(folio).nr_pages() as u32;
+    let Some(offset) = folio_alloc_swap_slots(ctx, nr) else {
         return false;
     };
     add_to_swap_cache(ctx, folio, offset);
@@ -18,7 +19,8 @@ pub fn add_to_swap(ctx: &mut Ctx, folio: FolioId) -> bool {
     true
 }
 
-/// add_to_swap_cache(): under xa_lock_irq(i_pages).
+/// add_to_swap_cache(): under xa_lock_irq(i_pages); a large folio takes one slot per page and
+/// one reference per page.
 pub fn add_to_swap_cache(ctx: &mut Ctx, folio: FolioId, offset: u32) {
     let locked = ctx.flag_test(folio, PageFlag::Locked);
     ctx.vm_bug_on_folio(!locked, folio, "!folio_test_locked(folio)");
@@ -26,30 +28,44 @@ pub fn add_to_swap_cache(ctx: &mut Ctx, folio: FolioId, offset: u32) {
     ctx.vm_bug_on_folio(in_cache, folio, "folio_test_swapcache(folio)");
     let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
     ctx.vm_bug_on_folio(!swapbacked, folio, "!folio_test_swapbacked(folio)");
-    ctx.ref_add(folio, 1, Ordering::Relaxed);
+    let nr = ctx.k.folio(folio).nr_pages() as u32;
+    ctx.ref_add(folio, nr as i32, Ordering::Relaxed);
     ctx.flag_store(folio, PageFlag::Swapcache, true);
     ctx.folio_swap_store(folio, Some(offset));
-    ctx.swap_cache_store(offset, Some(folio));
+    for slot in offset..offset + nr {
+        ctx.swap_cache_store(slot, Some(folio));
+    }
 }
 
-/// __delete_from_swap_cache(): under xa_lock_irq(i_pages); the caller drops the reference.
+/// __delete_from_swap_cache(): under xa_lock_irq(i_pages); the caller drops the references.
 pub fn __delete_from_swap_cache(ctx: &mut Ctx, folio: FolioId, offset: u32) {
     let locked = ctx.flag_test(folio, PageFlag::Locked);
     ctx.vm_bug_on_folio(!locked, folio, "!folio_test_locked(folio)");
     let writeback = ctx.flag_test(folio, PageFlag::Writeback);
     ctx.vm_bug_on_folio(writeback, folio, "folio_test_writeback(folio)");
-    let cached = ctx.swap_cache_load(offset);
-    ctx.vm_bug_on_folio(cached != Some(folio), folio, "entry != folio");
-    ctx.swap_cache_store(offset, None);
+    let nr = ctx.k.folio(folio).nr_pages() as u32;
+    for slot in offset..offset + nr {
+        let cached = ctx.swap_cache_load(slot);
+        ctx.vm_bug_on_folio(cached != Some(folio), folio, "entry != folio");
+        ctx.swap_cache_store(slot, None);
+    }
     ctx.folio_swap_store(folio, None);
     ctx.flag_store(folio, PageFlag::Swapcache, false);
 }
 
-/// delete_from_swap_cache(): out of the cache, the slot's cache bit and the cache's reference.
+/// put_swap_folio() for every slot of the folio.
+pub fn put_swap_folio_nr(ctx: &mut Ctx, offset: u32, nr: u32) {
+    for slot in offset..offset + nr {
+        put_swap_folio(ctx, slot);
+    }
+}
+
+/// delete_from_swap_cache(): out of the cache, the slots' cache bits and the cache's references.
 pub fn delete_from_swap_cache(ctx: &mut Ctx, folio: FolioId, offset: u32) {
+    let nr = ctx.k.folio(folio).nr_pages() as u32;
     __delete_from_swap_cache(ctx, folio, offset);
-    put_swap_folio(ctx, offset);
-    ctx.ref_add(folio, -1, Ordering::Full);
+    put_swap_folio_nr(ctx, offset, nr);
+    ctx.ref_add(folio, -(nr as i32), Ordering::Full);
 }
 
 /// swap_cache_get_folio() / filemap_get_folio(swap_address_space(entry), ...): a lockless
@@ -66,7 +82,9 @@ pub fn folio_free_swap(ctx: &mut Ctx, folio: FolioId) -> bool {
         return false;
     }
     let offset = ctx.folio_swap_load(folio).expect("PG_swapcache folios have folio->swap");
-    if __swap_count(ctx, offset) > 0 {
+    // folio_swapped(): any of its entries still named by a swap PTE.
+    let nr = ctx.k.folio(folio).nr_pages() as u32;
+    if (offset..offset + nr).any(|slot| __swap_count(ctx, slot) > 0) {
         return false;
     }
     delete_from_swap_cache(ctx, folio, offset);

@@ -15,12 +15,16 @@ pub fn swap_count(map: u8) -> u8 {
     map & !SWAP_HAS_CACHE
 }
 
-/// folio_alloc_swap() → get_swap_pages() → scan_swap_map_slots(): the lowest free slot,
-/// taken with SWAP_HAS_CACHE (the swap cache will hold it).
-pub fn folio_alloc_swap_slot(ctx: &mut Ctx) -> Option<u32> {
-    let offset = (0..ctx.swap_slots()).find(|&offset| ctx.swap_map_load(offset) == 0)?;
-    ctx.swap_map_store(offset, SWAP_HAS_CACHE);
-    Some(offset)
+/// folio_alloc_swap() → cluster_alloc_swap_entry(): `nr` free slots, naturally aligned (a large
+/// folio's entries are contiguous), taken with SWAP_HAS_CACHE (the swap cache will hold them).
+pub fn folio_alloc_swap_slots(ctx: &mut Ctx, nr: u32) -> Option<u32> {
+    let slots = ctx.swap_slots();
+    let base =
+        (0..slots / nr).map(|i| i * nr).find(|&base| (base..base + nr).all(|offset| ctx.swap_map_load(offset) == 0))?;
+    for offset in base..base + nr {
+        ctx.swap_map_store(offset, SWAP_HAS_CACHE);
+    }
+    Some(base)
 }
 
 /// swap_duplicate() → __swap_duplicate(entry, 1): one more swap PTE names the slot.

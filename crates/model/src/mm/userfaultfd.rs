@@ -421,6 +421,12 @@ impl MovePages {
         let Some(folio) = folio else {
             return self.go(MoveStage::MoveSwap);
         };
+        // "For large folios, return -EBUSY immediately, as split_folio() also returns -EBUSY
+        // when attempting to split unmapped large folios in the swapcache."
+        if ctx.k.folio(folio).order > 0 {
+            folio_put(ctx, folio);
+            return self.out(-errno::EBUSY);
+        }
         self.src_folio = Some(folio);
         self.src_folio_pte = self.orig_src_pte;
         self.go(MoveStage::SwapTrylock)

@@ -14,8 +14,7 @@ use crate::access::Ctx;
 use crate::folio::{FolioId, PageFlag};
 use crate::mm::rmap::{FolioReferenced, TryToUnmap};
 use crate::mm::swap::{__folio_put, lruvec_add_folio};
-use crate::mm::swap_state::{__delete_from_swap_cache, add_to_swap, folio_free_swap};
-use crate::mm::swapfile::put_swap_folio;
+use crate::mm::swap_state::{__delete_from_swap_cache, add_to_swap, folio_free_swap, put_swap_folio_nr};
 use crate::patches::Patch;
 use crate::shared::Shared;
 use crate::thread::{Flow, Frame, KernelFunction, Wait};
@@ -253,6 +252,13 @@ impl ShrinkFolioList {
         let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
         if anon && swapbacked && !ctx.flag_test(folio, PageFlag::Swapcache) {
             if !add_to_swap(ctx, folio) {
+                if ctx.k.folio(folio).order > 0 && ctx.swap_slots() > 0 {
+                    // "Fallback to swap normal pages": split_folio_to_list().
+                    ctx.violation(crate::violation::Violation::new(
+                        crate::violation::ViolationKind::Invariant,
+                        "not modelled: splitting a large folio that found no contiguous swap slots",
+                    ));
+                }
                 ctx.event("shrink_folio_list", "add_to_swap", |_| format!("folio {folio}: no swap slot, activate"));
                 return self.goto(ShrinkStage::ActivateLocked);
             }
@@ -314,8 +320,10 @@ impl ShrinkFolioList {
         let offset = ctx.folio_swap_load(folio).expect("a swap cache folio");
         ctx.flag_store(folio, PageFlag::Writeback, true);
         ctx.flag_store(folio, PageFlag::Locked, false);
-        let data = ctx.data_load(folio, 0);
-        ctx.swap_data_store(offset, data);
+        for page in 0..ctx.k.folio(folio).nr_pages() {
+            let data = ctx.data_load(folio, page);
+            ctx.swap_data_store(offset + page as u32, data);
+        }
         ctx.k.thread_mut(ctx.thread).writeback.make_mut().push(folio);
         ctx.event("pageout", "swap_writepage", |_| format!("folio {folio} -> swap slot {offset:#x}, under writeback"));
         self.goto(ShrinkStage::Keep)
@@ -325,21 +333,24 @@ impl ShrinkFolioList {
     /// only the isolation and swap cache references may be left.
     fn remove_mapping(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio();
-        let frozen = ctx.ref_freeze(folio, 2);
+        let nr = ctx.k.folio(folio).nr_pages() as u32;
+        // "refcount = 1 + folio_nr_pages(folio)": isolation plus the swap cache's.
+        let expected = 1 + nr as i32;
+        let frozen = ctx.ref_freeze(folio, expected);
         if frozen && ctx.flag_test(folio, PageFlag::Dirty) {
-            ctx.ref_unfreeze(folio, 2);
+            ctx.ref_unfreeze(folio, expected);
             ctx.event("__remove_mapping", "folio_test_dirty", |_| format!("folio {folio} redirtied, keep"));
             return self.goto(ShrinkStage::KeepLocked);
         }
         if !frozen {
             ctx.event("__remove_mapping", "folio_ref_freeze", |k| {
-                format!("folio {folio}: refcount {} != 2, keep", k.folio(folio).refcount)
+                format!("folio {folio}: refcount {} != {expected}, keep", k.folio(folio).refcount)
             });
             return self.goto(ShrinkStage::KeepLocked);
         }
         let offset = ctx.folio_swap_load(folio).expect("a swap cache folio");
         __delete_from_swap_cache(ctx, folio, offset);
-        put_swap_folio(ctx, offset);
+        put_swap_folio_nr(ctx, offset, nr);
         ctx.event("__remove_mapping", "__delete_from_swap_cache", |_| {
             format!("folio {folio} out of the swap cache (slot {offset:#x})")
         });
@@ -412,10 +423,10 @@ impl KernelFunction for ShrinkFolioList {
         let folio = self.folio();
         match self.stage {
             ShrinkStage::Trylock => {
-                if ctx.k.folio(folio).order > 0 {
+                if ctx.k.folio(folio).entire_mapcount > 0 {
                     ctx.violation(crate::violation::Violation::new(
                         crate::violation::ViolationKind::Invariant,
-                        "not modelled: reclaim of a large folio (split_folio_to_list / THP swap-out)",
+                        "not modelled: reclaim of a PMD-mapped THP (split_huge_pmd in try_to_unmap)",
                     ));
                 }
                 let was_locked = ctx.flag_test_and_store(folio, PageFlag::Locked, true);
