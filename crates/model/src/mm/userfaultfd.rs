@@ -310,6 +310,14 @@ impl MovePages {
             ctx.warn_on_folio(true, folio, "!folio_test_anon(src_folio)");
             return self.out(-errno::EBUSY);
         }
+        if ctx.k.folio(folio).order > 0 {
+            // "at this point we have src_folio locked": a large one is split_folio()ed first.
+            ctx.violation(crate::violation::Violation::new(
+                crate::violation::ViolationKind::Invariant,
+                "not modelled: UFFDIO_MOVE of a present large folio (split_folio)",
+            ));
+            return self.out(-errno::EBUSY);
+        }
         self.go(MoveStage::AnonVma)
     }
 
