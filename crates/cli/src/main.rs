@@ -84,6 +84,22 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run a scenario's sequential part on this machine's kernel through real syscalls and print
+    /// what each instruction observed.
+    Host {
+        scenario: String,
+        #[arg(long = "set", value_name = "NAME=VALUE")]
+        sets: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Run scenarios in the model (sequentially) and on the live kernel and compare every
+    /// observation. Without arguments: every built-in scenario tagged `conformance`.
+    Conform {
+        scenarios: Vec<String>,
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-execute a violation from its replay token (or a JSON report) step by step.
     Replay {
         /// A token `mmc1/...` or a file holding a `--json` report.
@@ -149,6 +165,8 @@ fn main() -> ExitCode {
             )
         }
         Command::Replay { token, file, json } => replay(&token, file.as_deref(), json),
+        Command::Host { scenario, sets, json } => host(&scenario, &sets, json),
+        Command::Conform { scenarios, json } => conform(&scenarios, json),
     };
     match result {
         Ok(code) => code,
@@ -389,4 +407,124 @@ fn suite(json: bool) -> Result<ExitCode, UsageError> {
         print!("{}", format::table(&rows));
     }
     Ok(if rows.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+/// A fresh directory for the runner's files, removed afterwards.
+struct TempDir(std::path::PathBuf);
+
+impl TempDir {
+    fn new() -> Result<TempDir, UsageError> {
+        let base = std::env::temp_dir();
+        for attempt in 0..1000u32 {
+            let path = base.join(format!("mmcheck-host-{}-{attempt}", std::process::id()));
+            if std::fs::create_dir(&path).is_ok() {
+                return Ok(TempDir(path));
+            }
+        }
+        Err("cannot create a temporary directory".into())
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+fn host(reference: &str, sets: &[String], json: bool) -> Result<ExitCode, UsageError> {
+    let (path, text) = load(reference)?;
+    let scenario = parse(&path, &text)?;
+    let overrides: Vec<(String, i64)> = sets.iter().map(|s| parse_set(s)).collect::<Result<_, _>>()?;
+    let spec = scenario.system(&overrides)?;
+    if let Err(reason) = mmcheck_host::sequentialisable(&spec) {
+        return Err(format!("{}: {reason}", scenario.name).into());
+    }
+    if let Some(missing) = mmcheck_host::missing_feature(&spec) {
+        println!("{}: skipped: this machine lacks {missing}", scenario.name);
+        return Ok(ExitCode::SUCCESS);
+    }
+    let dir = TempDir::new()?;
+    let run = mmcheck_host::live::run_host(&spec, &dir.0).map_err(|e| format!("{}: {e}", scenario.name))?;
+    if json {
+        println!("{}", serde_json::to_string_pretty(&run).expect("serialisable"));
+    } else {
+        for o in &run.observations {
+            println!("{:<10} {:>3}  {:<28} {:?}", o.thread, o.pc, o.what, o.observed);
+        }
+        if let Some(stopped) = &run.stopped {
+            println!("stopped: {stopped}");
+        }
+    }
+    Ok(if run.stopped.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+}
+
+#[derive(serde::Serialize)]
+struct ConformRow {
+    scenario: String,
+    status: String,
+    observations: usize,
+    agree: usize,
+    disagreements: Vec<mmcheck_host::Disagreement>,
+}
+
+fn conform(references: &[String], json: bool) -> Result<ExitCode, UsageError> {
+    let mut sources = Vec::new();
+    if references.is_empty() {
+        for (file, text) in BUILTIN {
+            let scenario = parse(&format!("scenarios/{file}"), text)?;
+            if scenario.tags.iter().any(|t| t == "conformance") {
+                sources.push(scenario);
+            }
+        }
+    } else {
+        for reference in references {
+            let (path, text) = load(reference)?;
+            sources.push(parse(&path, &text)?);
+        }
+    }
+    let mut rows = Vec::new();
+    for scenario in &sources {
+        rows.push(conform_one(scenario)?);
+    }
+    let disagreeing = rows.iter().filter(|r| r.status != "agree" && !r.status.starts_with("skipped")).count();
+    if json {
+        println!("{}", serde_json::to_string_pretty(&rows).expect("serialisable"));
+    } else {
+        println!("{:<34} {:>12} {:>6}  status", "scenario", "observations", "agree");
+        for row in &rows {
+            println!("{:<34} {:>12} {:>6}  {}", row.scenario, row.observations, row.agree, row.status);
+            for d in &row.disagreements {
+                println!("    {} #{} {}: model {:?}, kernel {:?}", d.thread, d.pc, d.what, d.model, d.kernel);
+            }
+        }
+        let skipped = rows.iter().filter(|r| r.status.starts_with("skipped")).count();
+        println!("\n{} agree, {disagreeing} disagree, {skipped} skipped", rows.len() - disagreeing - skipped);
+    }
+    Ok(if disagreeing == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+}
+
+fn conform_one(scenario: &Scenario) -> Result<ConformRow, UsageError> {
+    let spec = scenario.system(&[])?;
+    let row = |status: String, observations, agree, disagreements| ConformRow {
+        scenario: scenario.name.clone(),
+        status,
+        observations,
+        agree,
+        disagreements,
+    };
+    if let Err(reason) = mmcheck_host::sequentialisable(&spec) {
+        return Ok(row(format!("refused: {reason}"), 0, 0, Vec::new()));
+    }
+    if let Some(missing) = mmcheck_host::missing_feature(&spec) {
+        return Ok(row(format!("skipped: this machine lacks {missing}"), 0, 0, Vec::new()));
+    }
+    let model = mmcheck_host::observe_model(&spec, KernelConfig::for_version(KernelVersion::NEWEST));
+    let dir = TempDir::new()?;
+    let kernel = match mmcheck_host::live::run_host(&spec, &dir.0) {
+        Ok(run) => run,
+        Err(reason) => return Ok(row(format!("skipped: {reason}"), 0, 0, Vec::new())),
+    };
+    let comparison = mmcheck_host::compare(&model, &kernel);
+    let status = if comparison.disagreements.is_empty() { "agree".to_string() } else { "DISAGREE".to_string() };
+    Ok(row(status, comparison.observations, comparison.agree, comparison.disagreements))
 }

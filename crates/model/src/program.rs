@@ -163,6 +163,13 @@ pub enum Instruction {
         dst: Option<Register>,
         address: Operand,
     },
+    /// Reads the entry of /proc/self/pagemap (its compared flag bits), /proc/kpagecount or
+    /// /proc/kpageflags (its compared bits) for the page at `address`.
+    ProcPage {
+        dst: Option<Register>,
+        address: Operand,
+        file: crate::fs::proc::page::ProcPageFile,
+    },
     /// Reads one field (kB) of /proc/self/smaps for the VMA holding `address`.
     Smaps {
         dst: Option<Register>,

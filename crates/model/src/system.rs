@@ -171,6 +171,11 @@ impl System {
                     *allow_src_holes,
                 ))
             }
+            Instruction::ProcPage { address, file, .. } => Frame::ProcPageRead(crate::fs::proc::page::ProcPageRead {
+                mm,
+                address: Self::value(t, *address) as u64,
+                file: *file,
+            }),
             Instruction::Exit => Frame::ExitMmap(ExitMmap { mm, zapped: false }),
             Instruction::Fork { child, child_mm, .. } => {
                 Frame::Fork(crate::kernel::fork::Fork::new(mm, *child_mm, *child))
@@ -245,6 +250,7 @@ impl System {
             | Instruction::UffdRead { dst, .. }
             | Instruction::UffdioFill { dst, .. }
             | Instruction::Smaps { dst, .. }
+            | Instruction::ProcPage { dst, .. }
             | Instruction::Fork { dst, .. } => *dst,
             _ => None,
         };

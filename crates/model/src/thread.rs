@@ -132,6 +132,7 @@ pub enum Frame {
     SplitHugePages(crate::mm::huge_memory::SplitHugePages),
     SplitHugePage(crate::mm::huge_memory::SplitHugePage),
     ShowSmap(crate::fs::proc::task_mmu::ShowSmap),
+    ProcPageRead(crate::fs::proc::page::ProcPageRead),
 }
 
 macro_rules! each_frame {
@@ -160,6 +161,7 @@ macro_rules! each_frame {
             Frame::SplitHugePages($inner) => $body,
             Frame::SplitHugePage($inner) => $body,
             Frame::ShowSmap($inner) => $body,
+            Frame::ProcPageRead($inner) => $body,
         }
     };
 }

@@ -4,6 +4,7 @@ use crate::lexer::{tokenize, Token, TokenKind};
 use crate::{filled_file, Diagnostic, Expectation, KernelRange, Outcome, Scenario};
 use mmcheck_model::drivers::{DeviceKind, DeviceSpec};
 use mmcheck_model::folio::PAGE_SIZE;
+use mmcheck_model::fs::proc::page::ProcPageFile;
 use mmcheck_model::fs::proc::task_mmu::SmapsField;
 use mmcheck_model::patches::{Patch, PATCHES};
 use mmcheck_model::program::{map, prot, Advice, Comparison, Instruction, Operand, SourceLocation};
@@ -595,7 +596,7 @@ fn evaluate(
             if let Some(register) = variables.get(name) {
                 return Ok(Operand::Register(*register, 0));
             }
-            if let Some(value) = errno::by_name(name) {
+            if let Some(value) = errno::by_name(name).or_else(|| proc_constant(name)) {
                 return Ok(Operand::Constant(value));
             }
             Err(diagnostic(format!("unknown name `{name}`"), *span).with_note(
@@ -1131,6 +1132,18 @@ impl Builder<'_> {
                 let address = evaluate(address, self.parameters, variables)?;
                 Instruction::MovePagesStatus { dst: define(variables), address }
             }
+            "pagemap" | "kpagecount" | "kpageflags" => {
+                self.require_process(mm, call)?;
+                let [address] =
+                    self.arguments::<1>(call, "pagemap(address), kpagecount(address) or kpageflags(address)")?;
+                let address = evaluate(address, self.parameters, variables)?;
+                let file = match call.name.as_str() {
+                    "pagemap" => ProcPageFile::Pagemap,
+                    "kpagecount" => ProcPageFile::KpageCount,
+                    _ => ProcPageFile::KpageFlags,
+                };
+                Instruction::ProcPage { dst: define(variables), address, file }
+            }
             "smaps" => {
                 self.require_process(mm, call)?;
                 let [address, field] = self.arguments::<2>(call, "smaps(address, FIELD)")?;
@@ -1181,4 +1194,25 @@ impl Builder<'_> {
         };
         Ok(instruction)
     }
+}
+
+/// The pagemap and kpageflags bits scenarios compare against (`PM_PRESENT`, `KPF_ANON`...).
+fn proc_constant(name: &str) -> Option<i64> {
+    use mmcheck_model::fs::proc::page::{kpf, PM_FILE, PM_MMAP_EXCLUSIVE, PM_PRESENT, PM_SWAP};
+    let value = match name {
+        "PM_PRESENT" => PM_PRESENT,
+        "PM_SWAP" => PM_SWAP,
+        "PM_FILE" => PM_FILE,
+        "PM_MMAP_EXCLUSIVE" => PM_MMAP_EXCLUSIVE,
+        "KPF_MMAP" => kpf::MMAP,
+        "KPF_ANON" => kpf::ANON,
+        "KPF_SWAPCACHE" => kpf::SWAPCACHE,
+        "KPF_SWAPBACKED" => kpf::SWAPBACKED,
+        "KPF_COMPOUND_HEAD" => kpf::COMPOUND_HEAD,
+        "KPF_COMPOUND_TAIL" => kpf::COMPOUND_TAIL,
+        "KPF_THP" => kpf::THP,
+        "KPF_ZERO_PAGE" => kpf::ZERO_PAGE,
+        _ => return None,
+    };
+    Some(value as i64)
 }

@@ -1,3 +1,4 @@
 //! fs/proc: per-process files.
 
+pub mod page;
 pub mod task_mmu;

@@ -1,0 +1,554 @@
+//! The live-kernel side: a scenario's instructions executed by this process through real
+//! syscalls, threads interleaved exactly as the model's sequential run interleaves them (the
+//! lowest runnable thread, one instruction at a time), all in the calling thread.
+//!
+//! Only this process and files in its own temporary directory are touched. A user access is
+//! checked against the mappings the run made before it is performed, so an access the kernel
+//! would answer with SIGSEGV is reported as a fault without taking the signal.
+
+use crate::{classify, describe, register_written, Observation, Observed, Run};
+use mmcheck_model::folio::PageData;
+use mmcheck_model::fs::proc::page::{kpf, ProcPageFile, PAGEMAP_FLAGS, PM_PRESENT, PM_SWAP};
+use mmcheck_model::program::{prot, Advice, Instruction, Operand};
+use mmcheck_model::SystemSpec;
+use std::io::Write;
+use std::os::unix::fs::{FileExt, OpenOptionsExt};
+use std::path::{Path, PathBuf};
+
+const PAGE: u64 = 4096;
+const PMD: u64 = 2 << 20;
+
+/// ioctl numbers of include/uapi/linux/userfaultfd.h (_IOWR(0xAA, nr, size)).
+mod uffdio {
+    pub const API: u64 = 0xc018_aa3f;
+    pub const REGISTER: u64 = 0xc020_aa00;
+    pub const COPY: u64 = 0xc028_aa03;
+    pub const ZEROPAGE: u64 = 0xc020_aa04;
+    pub const MOVE: u64 = 0xc028_aa05;
+    pub const UFFD_API: u64 = 0xaa;
+    pub const REGISTER_MODE_MISSING: u64 = 1;
+    pub const MOVE_MODE_ALLOW_SRC_HOLES: u64 = 1 << 1;
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Status {
+    NotStarted,
+    Running,
+    Done,
+}
+
+struct HostThread {
+    pc: usize,
+    registers: Vec<i64>,
+    status: Status,
+}
+
+/// A mapping the run made: [start, end) with its protection, and whether a userfaultfd covers it.
+#[derive(Clone, Copy)]
+struct Mapping {
+    start: u64,
+    end: u64,
+    prot: u32,
+    uffd: bool,
+}
+
+struct Host<'a> {
+    spec: &'a SystemSpec,
+    threads: Vec<HostThread>,
+    events: u64,
+    mappings: Vec<Mapping>,
+    files: Vec<PathBuf>,
+    fds: Vec<i32>,
+    run: Run,
+}
+
+fn errno() -> i64 {
+    -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
+}
+
+/// Runs the scenario's program on this machine. `dir` is a fresh directory of the caller's.
+pub fn run_host(spec: &SystemSpec, dir: &Path) -> Result<Run, String> {
+    crate::sequentialisable(spec)?;
+    let mut files = Vec::new();
+    for (index, blocks) in spec.files.iter().enumerate() {
+        let path = dir.join(format!("file{index}"));
+        let mut file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        for block in blocks {
+            file.write_all(&page_bytes(block)).map_err(|e| format!("{}: {e}", path.display()))?;
+        }
+        file.sync_all().map_err(|e| format!("{}: {e}", path.display()))?;
+        files.push(path);
+    }
+    let threads = spec
+        .threads
+        .iter()
+        .map(|t| HostThread {
+            pc: 0,
+            registers: vec![0; t.registers],
+            status: if t.starts { Status::Running } else { Status::NotStarted },
+        })
+        .collect();
+    let mut host = Host { spec, threads, events: 0, mappings: Vec::new(), files, fds: Vec::new(), run: Run::default() };
+    let result = host.schedule();
+    host.cleanup();
+    result.map(|()| host.run)
+}
+
+fn page_bytes(data: &PageData) -> Vec<u8> {
+    let mut bytes = vec![0u8; PAGE as usize];
+    let runs = data.runs();
+    for (index, &(start, byte)) in runs.iter().enumerate() {
+        let end = runs.get(index + 1).map_or(PAGE as usize, |r| usize::from(r.0));
+        bytes[usize::from(start)..end].fill(byte);
+    }
+    bytes
+}
+
+impl Host<'_> {
+    fn runnable(&self, thread: usize) -> bool {
+        let t = &self.threads[thread];
+        if t.status != Status::Running {
+            return false;
+        }
+        match self.spec.threads[thread].program.get(t.pc) {
+            Some(Instruction::Join { threads }) => {
+                threads.iter().all(|&c| self.threads[c as usize].status == Status::Done)
+            }
+            Some(Instruction::WaitEvent { event }) => self.events & (1 << event) != 0,
+            _ => true,
+        }
+    }
+
+    fn schedule(&mut self) -> Result<(), String> {
+        loop {
+            let Some(thread) = (0..self.threads.len()).find(|&t| self.runnable(t)) else {
+                if self.threads.iter().any(|t| t.status == Status::Running) {
+                    self.run.stopped = Some("deadlock: no thread can run".into());
+                }
+                return Ok(());
+            };
+            if self.run.stopped.is_some() {
+                return Ok(());
+            }
+            self.execute(thread)?;
+        }
+    }
+
+    fn value(&self, thread: usize, operand: Operand) -> i64 {
+        match operand {
+            Operand::Constant(value) => value,
+            Operand::Register(register, offset) => self.threads[thread].registers[register as usize] + offset,
+        }
+    }
+
+    fn observe(&mut self, thread: usize, pc: usize, observed: Observed) {
+        let spec_thread = &self.spec.threads[thread];
+        self.run.observations.push(Observation::new(&spec_thread.name, pc, &spec_thread.program[pc], observed));
+    }
+
+    fn execute(&mut self, thread: usize) -> Result<(), String> {
+        let pc = self.threads[thread].pc;
+        let Some(instruction) = self.spec.threads[thread].program.get(pc).cloned() else {
+            self.threads[thread].status = Status::Done;
+            return Ok(());
+        };
+        self.threads[thread].pc += 1;
+        let result = match &instruction {
+            Instruction::Spawn { thread: child } => {
+                let registers = self.threads[thread].registers.clone();
+                let c = &mut self.threads[*child as usize];
+                c.status = Status::Running;
+                c.registers = registers;
+                None
+            }
+            Instruction::Join { .. } | Instruction::WaitEvent { .. } => None,
+            Instruction::Signal { event } => {
+                self.events |= 1 << event;
+                None
+            }
+            Instruction::Exit => {
+                self.cleanup_mappings();
+                None
+            }
+            Instruction::Assert { left, comparison, right, text, .. } => {
+                let (l, r) = (self.value(thread, *left), self.value(thread, *right));
+                let held = comparison.holds(l, r);
+                self.observe(thread, pc, if held { Observed::Held } else { Observed::Failed });
+                if !held {
+                    self.run.stopped = Some(format!("assertion: {text}: {l} {} {r}", comparison.symbol()));
+                }
+                None
+            }
+            Instruction::Store { address, length, byte, .. } => {
+                let address = self.value(thread, *address) as u64;
+                let observed = self.store(address, *length, *byte)?;
+                self.observe(thread, pc, observed);
+                None
+            }
+            Instruction::Load { address, length, expect, .. } => {
+                let address = self.value(thread, *address) as u64;
+                let observed = self.load(address, *length, *expect)?;
+                let stop = observed != Observed::Loaded;
+                self.observe(thread, pc, observed);
+                if stop {
+                    self.run.stopped = Some("a load read other bytes or faulted".into());
+                }
+                None
+            }
+            other => Some(self.syscall(thread, other)?),
+        };
+        if let Some(value) = result {
+            if let Some(register) = register_written(&instruction) {
+                self.threads[thread].registers[register as usize] = value;
+            }
+            if let Some(observed) = classify(&instruction, value) {
+                self.observe(thread, pc, observed);
+            }
+        }
+        Ok(())
+    }
+
+    /// The mapping holding all of [address, address + length), if one does.
+    fn mapping(&self, address: u64, length: u64) -> Option<Mapping> {
+        self.mappings.iter().copied().find(|m| m.start <= address && address + length <= m.end)
+    }
+
+    /// A user access to a registered page that is not populated would sleep in
+    /// handle_userfault() with nobody to wake it.
+    fn would_block(&self, address: u64, length: u64) -> Result<(), String> {
+        let Some(mapping) = self.mapping(address, length) else { return Ok(()) };
+        if !mapping.uffd {
+            return Ok(());
+        }
+        for page in (address & !(PAGE - 1)..address + length).step_by(PAGE as usize) {
+            if pagemap_entry(page)? & (PM_PRESENT | PM_SWAP) == 0 {
+                return Err(format!("an access at {page:#x} would sleep in handle_userfault() with no handler"));
+            }
+        }
+        Ok(())
+    }
+
+    fn store(&mut self, address: u64, length: u64, byte: u8) -> Result<Observed, String> {
+        match self.mapping(address, length) {
+            Some(m) if m.prot & prot::PROT_WRITE != 0 => {}
+            _ => return Ok(Observed::Fault),
+        }
+        self.would_block(address, length)?;
+        // SAFETY: the range lies in a writable mapping this run made and still holds.
+        unsafe { std::ptr::write_bytes(address as *mut u8, byte, length as usize) };
+        Ok(Observed::Stored)
+    }
+
+    fn load(&mut self, address: u64, length: u64, expect: u8) -> Result<Observed, String> {
+        match self.mapping(address, length) {
+            Some(m) if m.prot & prot::PROT_READ != 0 => {}
+            _ => return Ok(Observed::Fault),
+        }
+        self.would_block(address, length)?;
+        // SAFETY: the range lies in a readable mapping this run made and still holds.
+        let bytes = unsafe { std::slice::from_raw_parts(address as *const u8, length as usize) };
+        Ok(match bytes.iter().position(|&b| b != expect) {
+            Some(offset) => Observed::Mismatch { offset: offset as u64, byte: bytes[offset] },
+            None => Observed::Loaded,
+        })
+    }
+
+    fn syscall(&mut self, thread: usize, instruction: &Instruction) -> Result<i64, String> {
+        Ok(match instruction {
+            Instruction::Mmap { length, prot, .. } => self.mmap(*length, *prot),
+            Instruction::Munmap { address, length, .. } => {
+                let address = self.value(thread, *address) as u64;
+                self.munmap(address, *length)
+            }
+            Instruction::Madvise { address, length, advice, .. } => {
+                let address = self.value(thread, *address) as u64;
+                let advice = match advice {
+                    Advice::DontNeed => libc::MADV_DONTNEED,
+                    Advice::Free => libc::MADV_FREE,
+                    Advice::Cold => libc::MADV_COLD,
+                    Advice::PageOut => libc::MADV_PAGEOUT,
+                    Advice::HugePage => libc::MADV_HUGEPAGE,
+                };
+                // SAFETY: madvise on this process's own memory.
+                let result = unsafe { libc::madvise(address as *mut libc::c_void, *length as usize, advice) };
+                if result < 0 {
+                    errno()
+                } else {
+                    0
+                }
+            }
+            Instruction::Pread { file, buffer, length, offset, .. } => {
+                let buffer = self.value(thread, *buffer) as u64;
+                self.pread(*file as usize, buffer, *length, *offset)?
+            }
+            Instruction::MovePagesStatus { address, .. } => {
+                let address = self.value(thread, *address) as u64;
+                move_pages_status(address)
+            }
+            Instruction::Smaps { address, field, .. } => {
+                let address = self.value(thread, *address) as u64;
+                smaps_field(address, &format!("{field:?}"))?
+            }
+            Instruction::ProcPage { address, file, .. } => {
+                let address = self.value(thread, *address) as u64;
+                proc_page(address, *file)?
+            }
+            Instruction::Userfaultfd { .. } => {
+                // SAFETY: a plain syscall with no pointers.
+                let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | libc::O_NONBLOCK) };
+                if fd < 0 {
+                    return Err(format!("userfaultfd() is not available here ({})", errno()));
+                }
+                self.fds.push(fd as i32);
+                fd
+            }
+            Instruction::UffdioApi { uffd, .. } => {
+                let mut api = [uffdio::UFFD_API, 0, 0];
+                ioctl(self.value(thread, *uffd), uffdio::API, api.as_mut_ptr().cast())
+            }
+            Instruction::UffdioRegister { uffd, address, length, .. } => {
+                let start = self.value(thread, *address) as u64;
+                let length = length.div_ceil(PAGE) * PAGE;
+                let mut register = [start, length, uffdio::REGISTER_MODE_MISSING, 0];
+                let result = ioctl(self.value(thread, *uffd), uffdio::REGISTER, register.as_mut_ptr().cast());
+                if result == 0 {
+                    self.mark_registered(start, start + length);
+                }
+                result
+            }
+            Instruction::UffdioFill { uffd, to, from, length, .. } => {
+                let fd = self.value(thread, *uffd);
+                let dst = self.value(thread, *to) as u64;
+                match from {
+                    Some(from) => {
+                        let mut copy = [dst, self.value(thread, *from) as u64, *length, 0, 0];
+                        let result = ioctl(fd, uffdio::COPY, copy.as_mut_ptr().cast());
+                        filled(result, copy[4] as i64)
+                    }
+                    None => {
+                        let mut zeropage = [dst, *length, 0, 0];
+                        let result = ioctl(fd, uffdio::ZEROPAGE, zeropage.as_mut_ptr().cast());
+                        filled(result, zeropage[3] as i64)
+                    }
+                }
+            }
+            Instruction::UffdioMove { uffd, to, from, length, allow_src_holes, .. } => {
+                let mode = if *allow_src_holes { uffdio::MOVE_MODE_ALLOW_SRC_HOLES } else { 0 };
+                let (dst, src) = (self.value(thread, *to) as u64, self.value(thread, *from) as u64);
+                let mut moved = [dst, src, *length, mode, 0];
+                let result = ioctl(self.value(thread, *uffd), uffdio::MOVE, moved.as_mut_ptr().cast());
+                filled(result, moved[4] as i64)
+            }
+            other => return Err(format!("the runner cannot execute {}", describe(other))),
+        })
+    }
+
+    /// mmap() as the model places mappings: a page apart from any other, 2 MiB-aligned from
+    /// 2 MiB up (so THP faults happen where they do in the model).
+    fn mmap(&mut self, length: u64, protection: u32) -> i64 {
+        if length == 0 {
+            return -i64::from(libc::EINVAL);
+        }
+        let length = length.div_ceil(PAGE) * PAGE;
+        let align = if length >= PMD { PMD } else { PAGE };
+        let reserve = length + align + 2 * PAGE;
+        // SAFETY: a new private anonymous mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                reserve as usize,
+                libc::PROT_NONE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return errno();
+        }
+        let base = base as u64;
+        let start = (base + PAGE).div_ceil(align) * align;
+        // Trim the reservation to [start, start + length), leaving guard gaps around it.
+        unsafe {
+            libc::munmap(base as *mut libc::c_void, (start - base) as usize);
+            libc::munmap((start + length) as *mut libc::c_void, (base + reserve - start - length) as usize);
+        }
+        let mut flags = 0;
+        if protection & prot::PROT_READ != 0 {
+            flags |= libc::PROT_READ;
+        }
+        if protection & prot::PROT_WRITE != 0 {
+            flags |= libc::PROT_WRITE;
+        }
+        // SAFETY: our own mapping.
+        if unsafe { libc::mprotect(start as *mut libc::c_void, length as usize, flags) } < 0 {
+            return errno();
+        }
+        self.mappings.push(Mapping { start, end: start + length, prot: protection, uffd: false });
+        start as i64
+    }
+
+    fn munmap(&mut self, address: u64, length: u64) -> i64 {
+        let end = address + length.div_ceil(PAGE) * PAGE;
+        // SAFETY: only ranges of this process; a range the run did not map holds nothing of ours
+        // (the allocator never places anything in the run's guard gaps or mappings).
+        let owned = self.mappings.iter().any(|m| m.start <= address && end <= m.end);
+        if !owned {
+            return -i64::from(libc::EINVAL);
+        }
+        if unsafe { libc::munmap(address as *mut libc::c_void, (end - address) as usize) } < 0 {
+            return errno();
+        }
+        let mut kept = Vec::new();
+        for m in self.mappings.drain(..) {
+            if m.end <= address || m.start >= end {
+                kept.push(m);
+                continue;
+            }
+            if m.start < address {
+                kept.push(Mapping { end: address, ..m });
+            }
+            if m.end > end {
+                kept.push(Mapping { start: end, ..m });
+            }
+        }
+        self.mappings = kept;
+        0
+    }
+
+    fn mark_registered(&mut self, start: u64, end: u64) {
+        for m in &mut self.mappings {
+            if m.start >= start && m.end <= end {
+                m.uffd = true;
+            }
+        }
+    }
+
+    fn pread(&mut self, file: usize, buffer: u64, length: u64, offset: u64) -> Result<i64, String> {
+        if self.mapping(buffer, length).is_none_or(|m| m.prot & prot::PROT_WRITE == 0) {
+            return Ok(-i64::from(libc::EFAULT));
+        }
+        let path = &self.files[file];
+        let handle = std::fs::OpenOptions::new()
+            .read(true)
+            .custom_flags(libc::O_DIRECT)
+            .open(path)
+            .map_err(|e| format!("{}: O_DIRECT open: {e}", path.display()))?;
+        // SAFETY: the buffer lies in a writable mapping this run made.
+        let slice = unsafe { std::slice::from_raw_parts_mut(buffer as *mut u8, length as usize) };
+        Ok(match handle.read_at(slice, offset) {
+            Ok(n) => n as i64,
+            Err(e) => -i64::from(e.raw_os_error().unwrap_or(libc::EIO)),
+        })
+    }
+
+    fn cleanup_mappings(&mut self) {
+        for m in self.mappings.drain(..) {
+            // SAFETY: our own mapping.
+            unsafe { libc::munmap(m.start as *mut libc::c_void, (m.end - m.start) as usize) };
+        }
+    }
+
+    fn cleanup(&mut self) {
+        self.cleanup_mappings();
+        for fd in self.fds.drain(..) {
+            // SAFETY: an fd this run opened.
+            unsafe { libc::close(fd) };
+        }
+    }
+}
+
+fn ioctl(fd: i64, request: u64, argument: *mut libc::c_void) -> i64 {
+    // SAFETY: the argument points to a struct of the size the request encodes.
+    let result = unsafe { libc::ioctl(fd as i32, request as _, argument) };
+    if result < 0 {
+        errno()
+    } else {
+        0
+    }
+}
+
+/// A UFFDIO_COPY/ZEROPAGE/MOVE result: the bytes done, or the error.
+fn filled(result: i64, done: i64) -> i64 {
+    if done > 0 {
+        done
+    } else if result < 0 {
+        result
+    } else {
+        done
+    }
+}
+
+fn move_pages_status(address: u64) -> i64 {
+    let pages = [address as *mut libc::c_void];
+    let mut status = [0i32];
+    // SAFETY: one page pointer and one status slot, pid 0 (this process).
+    let result = unsafe {
+        libc::syscall(libc::SYS_move_pages, 0, 1usize, pages.as_ptr(), std::ptr::null::<i32>(), status.as_mut_ptr(), 0)
+    };
+    if result < 0 {
+        errno()
+    } else {
+        i64::from(status[0])
+    }
+}
+
+fn read_u64_at(path: &str, index: u64) -> Result<u64, String> {
+    let file = std::fs::File::open(path).map_err(|e| format!("{path}: {e}"))?;
+    let mut bytes = [0u8; 8];
+    file.read_exact_at(&mut bytes, index * 8).map_err(|e| format!("{path}: {e}"))?;
+    Ok(u64::from_le_bytes(bytes))
+}
+
+fn pagemap_entry(address: u64) -> Result<u64, String> {
+    read_u64_at("/proc/self/pagemap", address / PAGE)
+}
+
+fn proc_page(address: u64, file: ProcPageFile) -> Result<i64, String> {
+    let entry = pagemap_entry(address)?;
+    if file == ProcPageFile::Pagemap {
+        return Ok((entry & PAGEMAP_FLAGS) as i64);
+    }
+    if entry & PM_PRESENT == 0 {
+        return Ok(0);
+    }
+    let pfn = entry & ((1 << 55) - 1);
+    if pfn == 0 {
+        return Err("pagemap shows no pfns (not root?)".into());
+    }
+    Ok(match file {
+        ProcPageFile::KpageCount => read_u64_at("/proc/kpagecount", pfn)? as i64,
+        _ => (read_u64_at("/proc/kpageflags", pfn)? & kpf::COMPARED) as i64,
+    })
+}
+
+/// The field (kB) of the smaps block of the VMA holding `address`; -ENOENT without one.
+fn smaps_field(address: u64, field: &str) -> Result<i64, String> {
+    let text = std::fs::read_to_string("/proc/self/smaps").map_err(|e| format!("/proc/self/smaps: {e}"))?;
+    let name = match field {
+        "SharedClean" => "Shared_Clean",
+        "SharedDirty" => "Shared_Dirty",
+        "PrivateClean" => "Private_Clean",
+        "PrivateDirty" => "Private_Dirty",
+        "LazyFree" => "LazyFree",
+        other => other,
+    };
+    let mut inside = false;
+    for line in text.lines() {
+        if let Some((range, _)) = line.split_once(' ') {
+            if let Some((start, end)) = range.split_once('-') {
+                if let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) {
+                    inside = start <= address && address < end;
+                    continue;
+                }
+            }
+        }
+        if inside {
+            if let Some(rest) = line.strip_prefix(name).and_then(|r| r.strip_prefix(':')) {
+                let kb = rest.trim().trim_end_matches("kB").trim();
+                return kb.parse().map_err(|e| format!("smaps {name}: {e}"));
+            }
+        }
+    }
+    Ok(-i64::from(libc::ENOENT))
+}
