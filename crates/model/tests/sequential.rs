@@ -604,13 +604,24 @@ fn direct_pread_is_short_at_the_end_of_the_file() {
 }
 
 #[test]
-fn direct_pread_of_an_unaligned_buffer_is_einval() {
+fn direct_pread_needs_512_byte_alignment_and_may_straddle_pages() {
     let r = Spec::new()
         .file(vec![PageData::Fill(0x11)])
-        .process(vec![mmap(0, 2 * PAGE), pread(1, at(0, 512), PAGE, 0)])
+        .process(vec![mmap(0, 2 * PAGE), pread(1, at(0, 1), PAGE, 0)])
         .run();
     r.ok();
-    assert_eq!(r.register(0, 1), -errno::EINVAL);
+    assert_eq!(r.register(0, 1), -errno::EINVAL, "off the DMA alignment");
+    let program = vec![
+        mmap(0, 2 * PAGE),
+        store(at(0, 0), 2 * PAGE, 0x01),
+        pread(1, at(0, 512), PAGE, 0),
+        load(at(0, 0), 512, 0x01),
+        load(at(0, 512), PAGE, 0x11),
+        load(at(0, PAGE as i64 + 512), PAGE - 512, 0x01),
+    ];
+    let r = Spec::new().file(vec![PageData::Fill(0x11)]).process(program).run();
+    r.ok();
+    assert_eq!(r.register(0, 1), PAGE as i64, "a 512-byte-aligned buffer straddling two pages");
 }
 
 #[test]

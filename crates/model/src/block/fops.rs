@@ -6,7 +6,10 @@
 //! they are pins (pin_user_pages_fast() via iov_iter_extract_pages()).
 
 use crate::access::Ctx;
-use crate::folio::{PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
+use crate::folio::{FolioId, PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
+
+/// The modelled block device's logical block size (and DMA alignment).
+pub const LOGICAL_BLOCK_SIZE: u64 = 512;
 use crate::mm::gup::{gup_put_folio, page_of, GupFast, GupFlags, GupSlow};
 use crate::mm::swap::folio_mark_dirty;
 use crate::patches::Patch;
@@ -57,11 +60,18 @@ impl DirectIo {
         ctx.k.thread(ctx.thread).pages.len()
     }
 
-    /// Alignment and size checks (blkdev_dio_invalid()), then the GUP of the whole buffer.
+    /// The buffer's offset into its first page.
+    fn head(&self) -> u64 {
+        self.buffer % PAGE_SIZE
+    }
+
+    /// Alignment and size checks (blkdev_dio_invalid(): the position and length to the logical
+    /// block size, the buffer to the DMA alignment), then the GUP of every page the buffer
+    /// touches.
     fn start(&mut self, ctx: &mut Ctx) -> Flow {
-        let aligned = self.buffer.is_multiple_of(PAGE_SIZE)
-            && self.length.is_multiple_of(PAGE_SIZE)
-            && self.offset.is_multiple_of(PAGE_SIZE);
+        let aligned = self.buffer.is_multiple_of(LOGICAL_BLOCK_SIZE)
+            && self.length.is_multiple_of(LOGICAL_BLOCK_SIZE)
+            && self.offset.is_multiple_of(LOGICAL_BLOCK_SIZE);
         if !aligned {
             return Flow::Return(-errno::EINVAL);
         }
@@ -71,7 +81,7 @@ impl DirectIo {
             return Flow::Return(0);
         }
         self.length = length;
-        self.nr_pages = length / PAGE_SIZE;
+        self.nr_pages = (self.head() + length).div_ceil(PAGE_SIZE);
         self.flags.pin = ctx.patched(Patch::BlockDioPinPages);
         ctx.k.thread_mut(ctx.thread).pages.make_mut().clear();
         let (buffer, nr, flags) = (self.buffer, self.nr_pages, self.flags);
@@ -83,7 +93,7 @@ impl DirectIo {
             )
         });
         self.stage = DioStage::GupFastDone;
-        Flow::Call(Frame::GupFast(GupFast::new(self.mm, self.buffer, self.nr_pages, self.flags)))
+        Flow::Call(Frame::GupFast(GupFast::new(self.mm, self.buffer - self.head(), self.nr_pages, self.flags)))
     }
 
     /// gup_fast_fallback(): the pages the fast path did not get go through the slow path.
@@ -94,7 +104,7 @@ impl DirectIo {
             return Flow::Continue;
         }
         self.stage = DioStage::GupSlowDone;
-        let start = self.buffer + got * PAGE_SIZE;
+        let start = self.buffer - self.head() + got * PAGE_SIZE;
         Flow::Call(Frame::GupSlow(GupSlow::new(self.mm, start, self.nr_pages - got, self.flags)))
     }
 
@@ -104,20 +114,31 @@ impl DirectIo {
         }
         // A short GUP makes a short bio: transfer what was pinned.
         self.nr_pages = Self::pages_len(ctx) as u64;
-        self.length = self.nr_pages * PAGE_SIZE;
+        self.length = self.length.min(self.nr_pages * PAGE_SIZE - self.head());
         self.stage = DioStage::Dma;
         Flow::Continue
     }
 
-    /// submit_bio_wait(): the device writes each page; no page table is involved.
+    /// submit_bio_wait(): the device writes the buffer's part of each page; no page table is
+    /// involved.
     fn dma(&mut self, ctx: &mut Ctx) -> Flow {
         let pfn = ctx.k.thread(ctx.thread).pages[self.index];
         let (folio, page) = page_of(pfn);
-        let block = (self.offset >> PAGE_SHIFT) as usize + self.index;
-        let data = ctx.file_block(self.file, block).expect("checked against the file size");
-        ctx.data_store(folio, page, data);
+        // The bytes of this page the buffer covers, and where they come from in the file.
+        let page_start = self.index as u64 * PAGE_SIZE;
+        let from = page_start.max(self.head());
+        let to = (page_start + PAGE_SIZE).min(self.head() + self.length);
+        let file_offset = self.offset + from - self.head();
+        if from == page_start && to == page_start + PAGE_SIZE && file_offset.is_multiple_of(PAGE_SIZE) {
+            let data =
+                ctx.file_block(self.file, (file_offset >> PAGE_SHIFT) as usize).expect("checked against the file size");
+            ctx.data_store(folio, page, data);
+        } else {
+            self.copy_bytes(ctx, folio, page, (from - page_start) as usize, file_offset, (to - from) as usize);
+        }
+        let block = file_offset >> PAGE_SHIFT;
         ctx.event("submit_bio_wait", "dma", |k| {
-            format!("block {block} -> folio {folio}: {}", k.folio(folio).dump(folio))
+            format!("file offset {file_offset:#x} (block {block}) -> folio {folio}: {}", k.folio(folio).dump(folio))
         });
         self.index += 1;
         if self.index == self.nr_pages as usize {
@@ -125,6 +146,32 @@ impl DirectIo {
             self.stage = DioStage::SetDirtyLock;
         }
         Flow::Continue
+    }
+
+    /// `length` file bytes from `file_offset` into the page at `page_offset`, run by run.
+    fn copy_bytes(
+        &self,
+        ctx: &mut Ctx,
+        folio: FolioId,
+        page: usize,
+        page_offset: usize,
+        file_offset: u64,
+        length: usize,
+    ) {
+        let mut done = 0;
+        while done < length {
+            let position = file_offset + done as u64;
+            let block =
+                ctx.file_block(self.file, (position >> PAGE_SHIFT) as usize).expect("checked against the file size");
+            let in_block = (position % PAGE_SIZE) as usize;
+            let runs = block.runs();
+            let (index, &(_, byte)) =
+                runs.iter().enumerate().rev().find(|(_, r)| usize::from(r.0) <= in_block).expect("runs start at 0");
+            let run_end = runs.get(index + 1).map_or(PAGE_SIZE as usize, |r| usize::from(r.0));
+            let chunk = (run_end - in_block).min(length - done);
+            ctx.data_fill(folio, page, page_offset + done, chunk, byte);
+            done += chunk;
+        }
     }
 
     /// bio_release_pages(bio, true): folio_lock(); folio_mark_dirty(); folio_unlock().
