@@ -12,6 +12,7 @@ use mmcheck_model::fs::proc::page::{kpf, ProcPageFile, PAGEMAP_FLAGS, PM_PRESENT
 use mmcheck_model::program::{prot, Advice, Instruction, Operand};
 use mmcheck_model::SystemSpec;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
@@ -425,21 +426,17 @@ impl Host<'_> {
     }
 
     fn pread(&mut self, file: usize, buffer: u64, length: u64, offset: u64) -> Result<i64, String> {
-        if self.mapping(buffer, length).is_none_or(|m| m.prot & prot::PROT_WRITE == 0) {
-            return Ok(-i64::from(libc::EFAULT));
-        }
         let path = &self.files[file];
         let handle = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(libc::O_DIRECT)
             .open(path)
             .map_err(|e| format!("{}: O_DIRECT open: {e}", path.display()))?;
-        // SAFETY: the buffer lies in a writable mapping this run made.
-        let slice = unsafe { std::slice::from_raw_parts_mut(buffer as *mut u8, length as usize) };
-        Ok(match handle.read_at(slice, offset) {
-            Ok(n) => n as i64,
-            Err(e) => -i64::from(e.raw_os_error().unwrap_or(libc::EIO)),
-        })
+        // The kernel checks the buffer (GUP with FOLL_WRITE): an unmapped or read-only one is
+        // EFAULT, never a signal, so the raw syscall is safe on any address.
+        // SAFETY: pread(2) writes only through the kernel's own user-copy/GUP checks.
+        let n = unsafe { libc::pread(handle.as_raw_fd(), buffer as *mut libc::c_void, length as usize, offset as i64) };
+        Ok(if n < 0 { errno() } else { n as i64 })
     }
 
     fn cleanup_mappings(&mut self) {

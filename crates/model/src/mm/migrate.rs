@@ -53,6 +53,13 @@ impl PagesStat {
     /// a page the core dump must skip (special, zero) is ERR_PTR(-EFAULT), as is a none PTE
     /// where no fault handler could fill it (no_page_table()); a normal page is referenced.
     fn stat_follow_page(&mut self, ctx: &mut Ctx, vma: &crate::state::Vma) -> i64 {
+        // follow_pmd_mask() → follow_huge_pmd(): a PMD-mapped THP's page, referenced.
+        if let Some(pmd) = ctx.pmd_load(self.mm, crate::mm::huge_memory::pmd_index(self.address)) {
+            let folio = crate::folio::pfn_folio(pmd.pfn);
+            crate::mm::gup::try_grab_folio(ctx, folio, GupFlags { write: false, pin: false });
+            self.got = Some(folio);
+            return NUMA_NODE;
+        }
         match ctx.pte_load(self.mm, self.address >> PAGE_SHIFT) {
             Pte::Present(present) => match crate::mm::memory::vm_normal_page(vma, self.address, present) {
                 Some(pfn) => {

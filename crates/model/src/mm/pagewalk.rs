@@ -37,6 +37,11 @@ pub fn folio_walk_start(ctx: &mut Ctx, mm: MmId, vma: &Vma, address: u64) -> Opt
     if ctx.patched(Patch::FolioWalkPfnmapEarlyReturn) && vma.flags & (vm_flags::VM_IO | vm_flags::VM_PFNMAP) != 0 {
         return None;
     }
+    // The PMD level: a huge PMD maps a THP (vm_normal_page_pmd(): no huge PFN maps here).
+    if let Some(pmd) = ctx.pmd_load(mm, crate::mm::huge_memory::pmd_index(address)) {
+        let pfn = pmd.pfn + ((address >> crate::folio::PAGE_SHIFT) % crate::pgtable::PTRS_PER_PTE);
+        return Some(FolioWalk { folio: pfn_folio(pfn), page: pfn_page(pfn) });
+    }
     let Pte::Present(present) = ctx.pte_load(mm, address >> crate::folio::PAGE_SHIFT) else {
         return None;
     };
