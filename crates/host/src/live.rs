@@ -269,6 +269,8 @@ impl Host<'_> {
                     Advice::Cold => libc::MADV_COLD,
                     Advice::PageOut => libc::MADV_PAGEOUT,
                     Advice::HugePage => libc::MADV_HUGEPAGE,
+                    Advice::PopulateRead => 22,
+                    Advice::PopulateWrite => 23,
                 };
                 // SAFETY: madvise on this process's own memory.
                 let result = unsafe { libc::madvise(address as *mut libc::c_void, *length as usize, advice) };

@@ -62,6 +62,8 @@ pub enum Advice {
     Cold,
     PageOut,
     HugePage,
+    PopulateRead,
+    PopulateWrite,
 }
 
 impl Advice {
@@ -72,6 +74,8 @@ impl Advice {
             Advice::Cold => "MADV_COLD",
             Advice::PageOut => "MADV_PAGEOUT",
             Advice::HugePage => "MADV_HUGEPAGE",
+            Advice::PopulateRead => "MADV_POPULATE_READ",
+            Advice::PopulateWrite => "MADV_POPULATE_WRITE",
         }
     }
 }

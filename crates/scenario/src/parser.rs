@@ -1022,20 +1022,28 @@ impl Builder<'_> {
             }
             "madvise" => {
                 self.require_process(mm, call)?;
-                let [address, length, advice] =
-                    self.arguments::<3>(call, "madvise(address, length, free|dontneed|cold|pageout|hugepage)")?;
+                let [address, length, advice] = self.arguments::<3>(
+                    call,
+                    "madvise(address, length, free|dontneed|cold|pageout|hugepage|populate_read|populate_write)",
+                )?;
                 let address = evaluate(address, self.parameters, variables)?;
                 let length = self.length(length, variables)?;
-                let (name, span) = self.name_argument(advice, "an advice: free, dontneed, cold, pageout, hugepage")?;
+                let (name, span) = self.name_argument(
+                    advice,
+                    "an advice: free, dontneed, cold, pageout, hugepage, populate_read, populate_write",
+                )?;
                 let advice = match name {
                     "free" => Advice::Free,
                     "dontneed" => Advice::DontNeed,
                     "cold" => Advice::Cold,
                     "pageout" => Advice::PageOut,
                     "hugepage" => Advice::HugePage,
+                    "populate_read" => Advice::PopulateRead,
+                    "populate_write" => Advice::PopulateWrite,
                     _ => {
-                        return Err(diagnostic(format!("unknown advice `{name}`"), span)
-                            .with_note("advice: free, dontneed, cold, pageout, hugepage"))
+                        return Err(diagnostic(format!("unknown advice `{name}`"), span).with_note(
+                            "advice: free, dontneed, cold, pageout, hugepage, populate_read, populate_write",
+                        ))
                     }
                 };
                 Instruction::Madvise { dst: define(variables), address, length, advice }

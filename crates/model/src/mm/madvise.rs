@@ -21,6 +21,8 @@ pub enum MadviseStage {
     TableLock,
     Pte,
     TableUnlock,
+    /// MADV_POPULATE_*: fault in the page at the cursor if it needs it.
+    Populate,
     Unlock,
 }
 
@@ -79,6 +81,9 @@ impl Madvise {
         if covered != end - start {
             self.result = -errno::ENOMEM;
         }
+        if matches!(self.advice, Advice::PopulateRead | Advice::PopulateWrite) {
+            self.populate_ranges(&vmas, start);
+        }
         let advice = self.advice;
         ctx.event("do_madvise", "mmap_read_lock", |_| format!("{} [{start:#x}, {end:#x})", advice.name()));
         self.stage = MadviseStage::NextRange;
@@ -107,6 +112,12 @@ impl Madvise {
         if self.advice == Advice::HugePage {
             return self.hugepage(ctx, start, end);
         }
+        if matches!(self.advice, Advice::PopulateRead | Advice::PopulateWrite) {
+            self.cursor = start >> PAGE_SHIFT;
+            self.range_end = end >> PAGE_SHIFT;
+            self.stage = MadviseStage::Populate;
+            return Flow::Continue;
+        }
         if self.advice == Advice::DontNeed {
             // madvise_dontneed_single_vma() → zap_page_range_single().
             return Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)));
@@ -115,6 +126,61 @@ impl Madvise {
         self.range_end = end >> PAGE_SHIFT;
         self.stage = MadviseStage::TableLock;
         Flow::Continue
+    }
+
+    /// madvise_populate(): VMA by VMA from the start until a hole (-ENOMEM there, after the
+    /// pages before it are populated) or a VMA that forbids the access (-EINVAL:
+    /// "Incompatible mappings / permissions").
+    fn populate_ranges(&mut self, vmas: &[crate::state::Vma], start: u64) {
+        let write = self.advice == Advice::PopulateWrite;
+        let mut expected = start;
+        let mut kept = Vec::new();
+        for &(from, to) in &self.ranges {
+            if from != expected {
+                self.result = -errno::ENOMEM;
+                break;
+            }
+            let vma = vmas.iter().find(|v| v.contains(from)).expect("a range of a VMA");
+            let needed = if write { vm_flags::VM_WRITE } else { vm_flags::VM_READ };
+            if vma.flags & needed == 0 || vma.flags & (vm_flags::VM_IO | vm_flags::VM_PFNMAP) != 0 {
+                self.result = -errno::EINVAL;
+                break;
+            }
+            kept.push((from, to));
+            expected = to;
+        }
+        self.ranges = kept;
+    }
+
+    /// faultin_page_range(): GUP with FOLL_TOUCH and no reference kept: a page that is not
+    /// mapped (or, for MADV_POPULATE_WRITE, not writable) is faulted in, one per step.
+    fn populate(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+        if let Some(result) = returned {
+            if result & (crate::mm::memory::VM_FAULT_SIGSEGV | crate::mm::memory::VM_FAULT_SIGBUS) != 0 {
+                self.result = -errno::EFAULT;
+                self.ranges.clear();
+                self.stage = MadviseStage::Unlock;
+                return Flow::Continue;
+            }
+        }
+        if self.cursor == self.range_end {
+            self.stage = MadviseStage::NextRange;
+            return Flow::Continue;
+        }
+        let (mm, vpn) = (self.mm, self.cursor);
+        let address = vpn << PAGE_SHIFT;
+        let write = self.advice == Advice::PopulateWrite;
+        let huge = ctx.pmd_load(mm, crate::mm::huge_memory::pmd_index(address));
+        let mapped = match huge {
+            Some(pmd) => !write || pmd.write,
+            None => ctx.pte_load(mm, vpn).present().is_some_and(|p| !write || p.write),
+        };
+        if mapped {
+            self.cursor += 1;
+            return Flow::Continue;
+        }
+        ctx.event("faultin_page_range", "faultin_page", |_| format!("{address:#x}"));
+        Flow::Call(Frame::Fault(crate::mm::memory::Fault::new(mm, address, write, false)))
     }
 
     /// The kernel function that walks the PTEs for this advice.
@@ -145,7 +211,9 @@ impl Madvise {
         match self.advice {
             Advice::Free => self.free_pte(ctx),
             Advice::Cold | Advice::PageOut => self.cold_pte(ctx),
-            Advice::DontNeed | Advice::HugePage => unreachable!("only MADV_FREE, COLD and PAGEOUT walk"),
+            Advice::DontNeed | Advice::HugePage | Advice::PopulateRead | Advice::PopulateWrite => {
+                unreachable!("only MADV_FREE, COLD and PAGEOUT walk")
+            }
         }
         self.cursor += 1;
         if self.cursor.is_multiple_of(crate::pgtable::PTRS_PER_PTE) || self.cursor == self.range_end {
@@ -272,6 +340,7 @@ impl KernelFunction for Madvise {
             MadviseStage::TableLock => self.table_lock(ctx),
             MadviseStage::Pte => self.pte(ctx),
             MadviseStage::TableUnlock => self.table_unlock(ctx),
+            MadviseStage::Populate => self.populate(ctx, _returned),
             MadviseStage::Unlock => {
                 if self.advice == Advice::HugePage {
                     ctx.mmap_write_unlock(self.mm);
