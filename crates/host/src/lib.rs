@@ -73,6 +73,7 @@ pub(crate) fn classify(instruction: &Instruction, value: i64) -> Option<Observed
             Some(if value >= 0 { Observed::Valid } else { Observed::Error(value) })
         }
         Instruction::Munmap { dst: Some(_), .. }
+        | Instruction::Mprotect { dst: Some(_), .. }
         | Instruction::Madvise { dst: Some(_), .. }
         | Instruction::Pread { dst: Some(_), .. }
         | Instruction::MovePagesStatus { dst: Some(_), .. }
@@ -91,6 +92,7 @@ pub fn describe(instruction: &Instruction) -> String {
     match instruction {
         Instruction::Mmap { .. } => "mmap".into(),
         Instruction::Munmap { .. } => "munmap".into(),
+        Instruction::Mprotect { prot, .. } => format!("mprotect {prot:#x}"),
         Instruction::Store { .. } => "store".into(),
         Instruction::Load { .. } => "load".into(),
         Instruction::Madvise { advice, .. } => format!("madvise {}", advice.name()),
@@ -216,6 +218,7 @@ pub(crate) fn register_written(instruction: &Instruction) -> Option<u16> {
     match instruction {
         Instruction::Mmap { dst, .. } => Some(*dst),
         Instruction::Munmap { dst, .. }
+        | Instruction::Mprotect { dst, .. }
         | Instruction::Madvise { dst, .. }
         | Instruction::Pread { dst, .. }
         | Instruction::MovePagesStatus { dst, .. }

@@ -261,6 +261,10 @@ impl Host<'_> {
                 let address = self.value(thread, *address) as u64;
                 self.munmap(address, *length)
             }
+            Instruction::Mprotect { address, length, prot: protection, .. } => {
+                let address = self.value(thread, *address) as u64;
+                self.mprotect(address, *length, *protection)
+            }
             Instruction::Madvise { address, length, advice, .. } => {
                 let address = self.value(thread, *address) as u64;
                 let advice = match advice {
@@ -419,6 +423,59 @@ impl Host<'_> {
         0
     }
 
+    fn mprotect(&mut self, address: u64, length: u64, protection: u32) -> i64 {
+        let end = address + length.div_ceil(PAGE) * PAGE;
+        let mut flags = 0;
+        if protection & prot::PROT_READ != 0 {
+            flags |= libc::PROT_READ;
+        }
+        if protection & prot::PROT_WRITE != 0 {
+            flags |= libc::PROT_WRITE;
+        }
+        // SAFETY: mprotect of this process's memory; a range outside the run's mappings is
+        // refused before the call (the allocator's own memory must not change protection).
+        if address.is_multiple_of(PAGE) && !self.mappings.iter().any(|m| m.start < end && address < m.end) {
+            return -i64::from(libc::ENOMEM);
+        }
+        let result = unsafe { libc::mprotect(address as *mut libc::c_void, (end - address) as usize, flags) };
+        if result < 0 {
+            let error = errno();
+            if error != -i64::from(libc::ENOMEM) {
+                return error;
+            }
+        }
+        // The kernel changed the mapped part from the start up to a hole: so does the record.
+        let mut changed = Vec::new();
+        let mut reached = address;
+        let mut sorted = self.mappings.clone();
+        sorted.sort_by_key(|m| m.start);
+        for m in sorted.iter().filter(|m| m.start < end && m.end > address) {
+            if m.start > reached {
+                break;
+            }
+            reached = m.end.min(end);
+        }
+        for m in self.mappings.drain(..) {
+            if m.end <= address || m.start >= reached {
+                changed.push(m);
+                continue;
+            }
+            if m.start < address {
+                changed.push(Mapping { end: address, ..m });
+            }
+            changed.push(Mapping { start: m.start.max(address), end: m.end.min(reached), prot: protection, ..m });
+            if m.end > reached {
+                changed.push(Mapping { start: reached, ..m });
+            }
+        }
+        self.mappings = changed;
+        if result < 0 {
+            errno_of(libc::ENOMEM)
+        } else {
+            0
+        }
+    }
+
     fn mark_registered(&mut self, start: u64, end: u64) {
         for m in &mut self.mappings {
             if m.start >= start && m.end <= end {
@@ -455,6 +512,10 @@ impl Host<'_> {
             unsafe { libc::close(fd) };
         }
     }
+}
+
+fn errno_of(code: i32) -> i64 {
+    -i64::from(code)
 }
 
 fn ioctl(fd: i64, request: u64, argument: *mut libc::c_void) -> i64 {

@@ -107,6 +107,13 @@ pub enum Instruction {
         address: Operand,
         length: u64,
     },
+    /// `mprotect(address, length, prot)`.
+    Mprotect {
+        dst: Option<Register>,
+        address: Operand,
+        length: u64,
+        prot: u32,
+    },
     /// User stores of `byte` over `[address, address + length)`.
     Store {
         address: Operand,

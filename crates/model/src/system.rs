@@ -110,6 +110,12 @@ impl System {
             Instruction::Munmap { address, length, .. } => {
                 Frame::Munmap(Munmap::new(mm, Self::value(t, *address) as u64, *length))
             }
+            Instruction::Mprotect { address, length, prot, .. } => Frame::Mprotect(crate::mm::mmap::Mprotect {
+                mm,
+                start: Self::value(t, *address) as u64,
+                length: *length,
+                prot: *prot,
+            }),
             Instruction::Store { address, length, byte, location } => {
                 Frame::UserAccess(UserAccess::new(mm, Self::value(t, *address) as u64, *length, true, *byte, *location))
             }
@@ -251,6 +257,7 @@ impl System {
             | Instruction::UffdioFill { dst, .. }
             | Instruction::Smaps { dst, .. }
             | Instruction::ProcPage { dst, .. }
+            | Instruction::Mprotect { dst, .. }
             | Instruction::Fork { dst, .. } => *dst,
             _ => None,
         };

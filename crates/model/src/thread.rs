@@ -114,6 +114,7 @@ pub enum Frame {
     Zap(Zap),
     Mmap(Mmap),
     Munmap(Munmap),
+    Mprotect(crate::mm::mmap::Mprotect),
     ExitMmap(ExitMmap),
     Madvise(Madvise),
     GupFast(GupFast),
@@ -143,6 +144,7 @@ macro_rules! each_frame {
             Frame::Zap($inner) => $body,
             Frame::Mmap($inner) => $body,
             Frame::Munmap($inner) => $body,
+            Frame::Mprotect($inner) => $body,
             Frame::ExitMmap($inner) => $body,
             Frame::Madvise($inner) => $body,
             Frame::GupFast($inner) => $body,
@@ -193,10 +195,13 @@ pub mod errno {
     pub const EBUSY: i64 = 16;
     pub const EEXIST: i64 = 17;
     pub const EINVAL: i64 = 22;
+    pub const EACCES: i64 = 13;
 
     /// The errno a name stands for (positive), for scenarios: `assert s == -ENOENT`.
     pub fn by_name(name: &str) -> Option<i64> {
-        [ENOENT, EAGAIN, ENOMEM, EFAULT, EBUSY, EEXIST, EINVAL].into_iter().find(|&e| self::name(-e) == Some(name))
+        [ENOENT, EAGAIN, ENOMEM, EFAULT, EBUSY, EEXIST, EINVAL, EACCES]
+            .into_iter()
+            .find(|&e| self::name(-e) == Some(name))
     }
 
     pub fn name(value: i64) -> Option<&'static str> {
@@ -208,6 +213,7 @@ pub mod errno {
             EBUSY => "EBUSY",
             EEXIST => "EEXIST",
             EINVAL => "EINVAL",
+            EACCES => "EACCES",
             _ => return None,
         })
     }

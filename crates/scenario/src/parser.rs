@@ -1002,6 +1002,16 @@ impl Builder<'_> {
                 };
                 Instruction::Mmap { dst, length, prot, flags: flags_value, device }
             }
+            "mprotect" => {
+                self.require_process(mm, call)?;
+                let [address, length, protection] =
+                    self.arguments::<3>(call, "mprotect(address, length, read|write|none)")?;
+                let address = evaluate(address, self.parameters, variables)?;
+                let length = self.length(length, variables)?;
+                let prot =
+                    self.flags(protection, &[("read", prot::PROT_READ), ("write", prot::PROT_WRITE), ("none", 0)])?;
+                Instruction::Mprotect { dst: define(variables), address, length, prot }
+            }
             "munmap" => {
                 self.require_process(mm, call)?;
                 let [address, length] = self.arguments::<2>(call, "munmap(address, length)")?;

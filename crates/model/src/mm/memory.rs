@@ -99,7 +99,12 @@ impl KernelFunction for UserAccess {
             Some(pmd) => Pte::Present(PresentPte { pfn: pmd.pfn + (vpn % PTRS_PER_PTE), ..pmd }),
             None => ctx.pte_load(self.mm, vpn),
         };
-        let Some(present) = pte.present().filter(|p| !self.write || p.write) else {
+        // The protection the PTE carries: PROT_NONE or a read-only VMA forbid the access even
+        // through a present PTE.
+        let vma_flags = ctx.vmas(self.mm).iter().find(|v| v.contains(address)).map_or(0, |v| v.flags);
+        let permitted =
+            if self.write { vma_flags & vm_flags::VM_WRITE != 0 } else { vma_flags & vm_flags::VM_READ != 0 };
+        let Some(present) = pte.present().filter(|p| permitted && (!self.write || p.write)) else {
             let write = self.write;
             ctx.event("exc_page_fault", "fault", |_| {
                 format!("{} {address:#x}: PTE {}", if write { "write" } else { "read" }, pte.describe())

@@ -301,3 +301,102 @@ pub fn vma_modify(vmas: &[Vma], start: u64, end: u64, change: impl Fn(&mut Vma))
     }
     out
 }
+
+/// mm/mprotect.c: do_mprotect_pkey() → mprotect_fixup() → change_protection(), in one step
+/// under mmap_write_lock() (nothing else can observe the lock held): VMA by VMA from the start,
+/// stopping at a hole with -ENOMEM; PTEs lose write permission, or regain it where
+/// can_change_pte_writable() allows (an exclusive anonymous page). Access without VM_READ
+/// faults (the MMU checks the VMA's protection here).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Mprotect {
+    pub mm: MmId,
+    pub start: u64,
+    pub length: u64,
+    pub prot: u32,
+}
+
+impl KernelFunction for Mprotect {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        if !self.start.is_multiple_of(PAGE_SIZE) {
+            return Flow::Return(-errno::EINVAL);
+        }
+        let end = self.start + self.length.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        ctx.mmap_write_lock(self.mm);
+        let vmas = ctx.vmas(self.mm).to_vec();
+        let mut result = 0;
+        let mut reached = self.start;
+        for vma in vmas.iter().filter(|v| v.start < end && v.end > self.start) {
+            if vma.start > reached {
+                break;
+            }
+            if self.prot & prot::PROT_WRITE != 0 && vma.flags & vm_flags::VM_MAYWRITE == 0 {
+                result = -errno::EACCES;
+                break;
+            }
+            reached = vma.end.min(end);
+        }
+        if result == 0 && reached < end {
+            result = -errno::ENOMEM;
+        }
+        let (start, limit) = (self.start, if result == -errno::EACCES { self.start } else { reached });
+        let mut flags = 0;
+        if self.prot & prot::PROT_READ != 0 {
+            flags |= vm_flags::VM_READ;
+        }
+        if self.prot & prot::PROT_WRITE != 0 {
+            flags |= vm_flags::VM_WRITE;
+        }
+        if limit > start {
+            let updated = vma_modify(&vmas, start, limit, |vma| {
+                vma.flags = (vma.flags & !(vm_flags::VM_READ | vm_flags::VM_WRITE)) | flags;
+            });
+            ctx.vmas_mut(self.mm).vmas = crate::shared::Shared::new(updated);
+            change_protection(ctx, self.mm, start, limit, flags & vm_flags::VM_WRITE != 0);
+        }
+        ctx.mmap_write_unlock(self.mm);
+        let prot_bits = self.prot;
+        ctx.event("do_mprotect_pkey", "mprotect_fixup", |_| {
+            format!("[{start:#x}, {end:#x}) prot {prot_bits:#x}: {result}")
+        });
+        Flow::Return(result)
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        Wait::MmapWrite(self.mm)
+    }
+}
+
+/// change_protection() → change_pte_range() under each table's lock (all within this step).
+fn change_protection(ctx: &mut Ctx, mm: MmId, start: u64, end: u64, write: bool) {
+    let (first, last) = (start >> PAGE_SHIFT, end >> PAGE_SHIFT);
+    if ctx.k.mms[mm as usize]
+        .pmds
+        .iter()
+        .any(|e| e.0 * crate::pgtable::PTRS_PER_PTE < last && (e.0 + 1) * crate::pgtable::PTRS_PER_PTE > first)
+    {
+        ctx.violation(crate::violation::Violation::new(
+            crate::violation::ViolationKind::Invariant,
+            "not modelled: mprotect of a PMD-mapped THP (change_huge_pmd)",
+        ));
+        return;
+    }
+    let vpns: Vec<u64> = ctx.k.mms[mm as usize].ptes.iter().map(|e| e.0).filter(|&v| v >= first && v < last).collect();
+    for vpn in vpns {
+        ctx.ptl_lock(mm, vpn);
+        if let crate::pgtable::Pte::Present(present) = ctx.pte_load(mm, vpn) {
+            // can_change_pte_writable(): a private mapping's PTE becomes writable only for an
+            // exclusive anonymous page.
+            let folio = crate::mm::memory::vm_normal_folio(present);
+            let upgrade = write
+                && folio.is_some_and(|f| {
+                    let page = crate::folio::pfn_page(present.pfn);
+                    ctx.flag_test(f, crate::folio::PageFlag::Anon) && ctx.anon_exclusive_load(f, page)
+                });
+            let entry = crate::pgtable::PresentPte { write: upgrade || (write && present.write), ..present };
+            if entry != present {
+                ctx.pte_store(mm, vpn, crate::pgtable::Pte::Present(entry));
+            }
+        }
+        ctx.ptl_unlock(mm, vpn);
+    }
+}
