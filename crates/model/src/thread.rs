@@ -205,7 +205,7 @@ pub mod errno {
     }
 
     pub fn name(value: i64) -> Option<&'static str> {
-        Some(match -value {
+        Some(match value.checked_neg()? {
             ENOENT => "ENOENT",
             EAGAIN => "EAGAIN",
             ENOMEM => "ENOMEM",
