@@ -208,6 +208,9 @@ pub struct Kernel {
     /// /sys/kernel/mm/transparent_hugepage/hugepages-<size>kB/enabled = always: the mTHP orders
     /// anonymous faults may allocate (bit n: order n). A constant of the run.
     pub anon_orders: u32,
+    /// mm/huge_memory.c: the huge zero folio, allocated on first use (PG_reserved, never
+    /// freed).
+    pub huge_zero_folio: Option<FolioId>,
     pub threads: Vec<Shared<Thread>>,
     /// Scenario events set by `signal` (one bit each).
     pub events: u64,

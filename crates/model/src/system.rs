@@ -295,7 +295,7 @@ impl System {
         }
         let mut pmd_mappings = vec![0i32; k.folios.len()];
         for mm in &k.mms {
-            for (_, pmd) in mm.pmds.iter() {
+            for (_, pmd) in mm.pmds.iter().filter(|e| !e.1.special) {
                 let folio = pfn_folio(pmd.pfn);
                 if !k.folio(folio).allocated {
                     return Some(invariant(k, folio, format!("a huge PMD maps freed folio {folio}")));
@@ -423,6 +423,7 @@ impl Model for System {
             uffds: Vec::new(),
             split_pages: Shared::default(),
             anon_orders: self.spec.anon_orders,
+            huge_zero_folio: None,
             threads,
             events: 0,
         }

@@ -37,13 +37,72 @@ pub fn thp_fault_allowed(vma: &Vma, address: u64) -> bool {
         && start + HPAGE_PMD_SIZE <= vma.end
 }
 
+/// mm_get_huge_zero_folio(): the huge zero folio, allocated (zeroed, PG_reserved) the first
+/// time it is needed.
+pub fn mm_get_huge_zero_folio(ctx: &mut Ctx) -> FolioId {
+    if let Some(folio) = ctx.k.huge_zero_folio {
+        return folio;
+    }
+    let folio = ctx.alloc_folio(HPAGE_PMD_ORDER);
+    ctx.flag_store(folio, PageFlag::Reserved, true);
+    ctx.flag_store(folio, PageFlag::Uptodate, true);
+    ctx.k.huge_zero_folio = Some(folio);
+    folio
+}
+
+/// Whether a huge PMD maps the huge zero folio (pmd_special() / is_huge_zero_pmd()).
+pub fn is_huge_zero_pmd(pmd: &PresentPte) -> bool {
+    pmd.special
+}
+
+/// do_huge_pmd_anonymous_page() for a read fault: set_huge_zero_folio() under the PMD lock
+/// if the PMD is still none (read-only, special, no rmap, no rss).
+pub fn do_huge_zero_pmd(ctx: &mut Ctx, mm: MmId, address: u64) -> bool {
+    let index = pmd_index(address);
+    let start = address & !(HPAGE_PMD_SIZE - 1);
+    let zero = mm_get_huge_zero_folio(ctx);
+    ctx.ptl_lock(mm, start >> PAGE_SHIFT);
+    let none = ctx.pmd_none(mm, index);
+    if none {
+        let pmd = PresentPte { pfn: folio_pfn(zero, 0), write: false, dirty: false, young: true, special: true };
+        ctx.pmd_store(mm, index, Some(pmd));
+    }
+    ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+    none
+}
+
+/// __split_huge_zero_page_pmd(): the huge zero PMD becomes 512 PTEs of the small zero page.
+pub fn __split_huge_zero_page_pmd(ctx: &mut Ctx, mm: MmId, index: u64, pmd: PresentPte) {
+    for page in 0..HPAGE_PMD_NR {
+        let entry = PresentPte { pfn: folio_pfn(crate::folio::ZERO_FOLIO, 0), ..pmd };
+        ctx.pte_store(mm, index * PTRS_PER_PTE + page, Pte::Present(entry));
+    }
+    ctx.pmd_store(mm, index, None);
+}
+
 /// __do_huge_pmd_anonymous_page() under the PMD lock: a new THP mapped by the PMD, if the PMD is
 /// still none. The folio was allocated (and prepared) by the caller.
 pub fn do_huge_pmd_set(ctx: &mut Ctx, mm: MmId, address: u64, folio: FolioId) -> bool {
+    do_huge_pmd_replace(ctx, mm, address, folio, None)
+}
+
+/// Maps a new THP by the PMD if the PMD still holds `expected` (none, or the huge zero PMD that
+/// do_huge_zero_wp_pmd() replaces).
+pub fn do_huge_pmd_replace(
+    ctx: &mut Ctx,
+    mm: MmId,
+    address: u64,
+    folio: FolioId,
+    expected: Option<PresentPte>,
+) -> bool {
     let index = pmd_index(address);
     let start = address & !(HPAGE_PMD_SIZE - 1);
     ctx.ptl_lock(mm, start >> PAGE_SHIFT);
-    if !ctx.pmd_none(mm, index) {
+    let unchanged = match expected {
+        None => ctx.pmd_none(mm, index),
+        Some(pmd) => ctx.pmd_load(mm, index) == Some(pmd),
+    };
+    if !unchanged {
         ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
         folio_put(ctx, folio);
         return false;
@@ -83,13 +142,16 @@ pub fn __split_huge_pmd_locked(ctx: &mut Ctx, mm: MmId, index: u64, pmd: Present
 }
 
 /// zap_huge_pmd(): the whole PMD goes; the caller's mmu_gather drops its reference.
-pub fn zap_huge_pmd(ctx: &mut Ctx, mm: MmId, index: u64, pmd: PresentPte) -> FolioId {
+pub fn zap_huge_pmd(ctx: &mut Ctx, mm: MmId, index: u64, pmd: PresentPte) -> Option<FolioId> {
     let folio = crate::folio::pfn_folio(pmd.pfn);
     ctx.pmd_store(mm, index, None);
+    if is_huge_zero_pmd(&pmd) {
+        return None;
+    }
     let mapcount = ctx.entire_mapcount_add(folio, -1);
     ctx.vm_bug_on_folio(mapcount < 0, folio, "folio_entire_mapcount(folio) < 0");
     ctx.rss_add(mm, true, -(HPAGE_PMD_NR as i64));
-    folio
+    Some(folio)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

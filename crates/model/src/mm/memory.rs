@@ -185,6 +185,8 @@ pub struct Fault {
     pub old_folio: Option<FolioId>,
     /// do_swap_page(): the swap cache folio, referenced.
     pub swap_folio: Option<FolioId>,
+    /// do_huge_zero_wp_pmd(): the huge zero PMD the new THP replaces.
+    pub zero_pmd: Option<PresentPte>,
     pub result: i64,
 }
 
@@ -200,6 +202,7 @@ impl Fault {
             new_folio: None,
             old_folio: None,
             swap_folio: None,
+            zero_pmd: None,
             result: 0,
         }
     }
@@ -241,12 +244,28 @@ impl Fault {
         let index = crate::mm::huge_memory::pmd_index(self.address);
         if let Some(pmd) = ctx.pmd_load(self.mm, index) {
             if self.write && !pmd.write {
+                if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) {
+                    // do_huge_pmd_wp_page() → do_huge_zero_wp_pmd(): a new THP replaces the
+                    // huge zero PMD (a failed allocation would split it instead).
+                    self.zero_pmd = Some(pmd);
+                    self.stage = FaultStage::HugeAlloc;
+                    return Flow::Continue;
+                }
                 ctx.violation(Violation::new(ViolationKind::Invariant, "not modelled: do_huge_pmd_wp_page()"));
                 return self.finish(VM_FAULT_SIGBUS);
             }
             return self.finish(0);
         }
-        if self.write && crate::mm::huge_memory::thp_fault_allowed(&vma, self.address) && ctx.pmd_none(self.mm, index) {
+        if crate::mm::huge_memory::thp_fault_allowed(&vma, self.address) && ctx.pmd_none(self.mm, index) {
+            if !self.write {
+                // do_huge_pmd_anonymous_page(): a read fault maps the huge zero folio.
+                let mapped = crate::mm::huge_memory::do_huge_zero_pmd(ctx, self.mm, self.address);
+                let address = self.address;
+                ctx.event("do_huge_pmd_anonymous_page", "set_huge_zero_folio", |_| {
+                    format!("{address:#x}: {}", if mapped { "huge zero PMD" } else { "PMD populated meanwhile" })
+                });
+                return self.finish(0);
+            }
             self.stage = FaultStage::HugeAlloc;
             return Flow::Continue;
         }
@@ -651,7 +670,8 @@ impl Fault {
 
     fn huge_set_pmd(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.new_folio.take().expect("allocated before");
-        let mapped = crate::mm::huge_memory::do_huge_pmd_set(ctx, self.mm, self.address, folio);
+        let mapped =
+            crate::mm::huge_memory::do_huge_pmd_replace(ctx, self.mm, self.address, folio, self.zero_pmd.take());
         let address = self.address & !(crate::mm::huge_memory::HPAGE_PMD_SIZE - 1);
         ctx.event("__do_huge_pmd_anonymous_page", "set_pmd_at", |k| {
             if mapped {
@@ -815,13 +835,20 @@ impl Zap {
         if let Some(pmd) = ctx.pmd_load(mm, table) {
             if first == table * PTRS_PER_PTE && last == (table + 1) * PTRS_PER_PTE {
                 let folio = crate::mm::huge_memory::zap_huge_pmd(ctx, mm, table, pmd);
-                self.gathered.push(folio);
+                self.gathered.extend(folio);
                 ctx.ptl_unlock(mm, first);
                 self.cursor = last;
-                ctx.event("zap_huge_pmd", "pmdp_huge_get_and_clear", |_| format!("THP folio {folio}"));
+                ctx.event("zap_huge_pmd", "pmdp_huge_get_and_clear", |_| match folio {
+                    Some(folio) => format!("THP folio {folio}"),
+                    None => "the huge zero folio".to_string(),
+                });
                 return;
             }
-            crate::mm::huge_memory::__split_huge_pmd_locked(ctx, mm, table, pmd);
+            if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) {
+                crate::mm::huge_memory::__split_huge_zero_page_pmd(ctx, mm, table, pmd);
+            } else {
+                crate::mm::huge_memory::__split_huge_pmd_locked(ctx, mm, table, pmd);
+            }
             ctx.event("__split_huge_pmd", "__split_huge_pmd_locked", |_| {
                 format!("PMD {:#x} -> 512 PTEs", (table * PTRS_PER_PTE) << PAGE_SHIFT)
             });

@@ -55,6 +55,10 @@ impl PagesStat {
     fn stat_follow_page(&mut self, ctx: &mut Ctx, vma: &crate::state::Vma) -> i64 {
         // follow_pmd_mask() → follow_huge_pmd(): a PMD-mapped THP's page, referenced.
         if let Some(pmd) = ctx.pmd_load(self.mm, crate::mm::huge_memory::pmd_index(self.address)) {
+            if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) {
+                // FOLL_DUMP: "Avoid special (like zero) pages in core dumps".
+                return -errno::EFAULT;
+            }
             let folio = crate::folio::pfn_folio(pmd.pfn);
             crate::mm::gup::try_grab_folio(ctx, folio, GupFlags { write: false, pin: false });
             self.got = Some(folio);

@@ -39,6 +39,10 @@ pub fn folio_walk_start(ctx: &mut Ctx, mm: MmId, vma: &Vma, address: u64) -> Opt
     }
     // The PMD level: a huge PMD maps a THP (vm_normal_page_pmd(): no huge PFN maps here).
     if let Some(pmd) = ctx.pmd_load(mm, crate::mm::huge_memory::pmd_index(address)) {
+        if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) {
+            // FW_ZEROPAGE: the huge zero folio counts as the zero page.
+            return Some(FolioWalk { folio: ZERO_FOLIO, page: 0 });
+        }
         let pfn = pmd.pfn + ((address >> crate::folio::PAGE_SHIFT) % crate::pgtable::PTRS_PER_PTE);
         return Some(FolioWalk { folio: pfn_folio(pfn), page: pfn_page(pfn) });
     }

@@ -48,9 +48,15 @@ fn entry_at(ctx: &mut Ctx, mm: MmId, address: u64) -> (Pte, Option<Pfn>) {
 /// pagemap_pte_range() / pagemap_pmd_range() → the entry's flag bits.
 pub fn pagemap_flags(ctx: &mut Ctx, mm: MmId, address: u64) -> u64 {
     let Some(vma) = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned() else { return 0 };
-    let (pte, _) = entry_at(ctx, mm, address);
+    let huge = ctx.pmd_load(mm, crate::mm::huge_memory::pmd_index(address)).is_some();
+    let (pte, pfn) = entry_at(ctx, mm, address);
     let mut flags = 0;
     let page = match pte {
+        // pagemap_pmd_range(): pmd_page() of a present huge PMD (the huge zero folio too).
+        Pte::Present(_) if huge => {
+            flags |= PM_PRESENT;
+            pfn
+        }
         Pte::Present(present) => {
             flags |= PM_PRESENT;
             vm_normal_page(&vma, address, present)
@@ -71,7 +77,7 @@ pub fn pagemap_flags(ctx: &mut Ctx, mm: MmId, address: u64) -> u64 {
             flags |= PM_FILE;
         }
         let mapcount = ctx.page_mapcount_load(folio, index) + ctx.k.folio(folio).entire_mapcount;
-        if flags & PM_PRESENT != 0 && mapcount == 1 {
+        if flags & PM_PRESENT != 0 && mapcount == 1 && Some(folio) != ctx.k.huge_zero_folio {
             flags |= PM_MMAP_EXCLUSIVE;
         }
     }
@@ -118,6 +124,10 @@ pub fn kpageflags(ctx: &mut Ctx, mm: MmId, address: u64) -> i64 {
         if order == crate::mm::huge_memory::HPAGE_PMD_ORDER && ctx.flag_test(folio, PageFlag::Anon) {
             flags |= kpf::THP;
         }
+    }
+    // "else if (is_huge_zero_folio(folio)) { KPF_ZERO_PAGE; KPF_THP }".
+    if Some(folio) == ctx.k.huge_zero_folio {
+        flags |= kpf::ZERO_PAGE | kpf::THP;
     }
     flags as i64
 }

@@ -197,6 +197,10 @@ fn __page_mapcount(ctx: &mut Ctx, mss: &mut MemSizeStats, entry: SmapsEntry) {
 
 /// smaps_pmd_entry() → smaps_account(compound = true) for a PMD-mapped THP.
 fn smaps_pmd_entry(ctx: &mut Ctx, mss: &mut MemSizeStats, pmd: crate::pgtable::PresentPte) {
+    // vm_normal_page_pmd(): the huge zero folio is not accounted.
+    if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) {
+        return;
+    }
     let folio = pfn_folio(pmd.pfn);
     let size = crate::mm::huge_memory::HPAGE_PMD_SIZE;
     let anon = ctx.flag_test(folio, PageFlag::Anon);
