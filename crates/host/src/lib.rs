@@ -5,8 +5,9 @@
 //! them up.
 //!
 //! Architecture invariant: besides the CLI, this is the only crate that does I/O, and it only
-//! touches its own process and its own temporary files: it never writes to /sys or /proc/sys,
-//! never enables swap, never loads modules, and never forks.
+//! touches its own process, the children it forks for a scenario's `fork`, and its own
+//! temporary files: it never writes to /sys or /proc/sys, never enables swap, never loads
+//! modules.
 
 pub mod live;
 
@@ -14,11 +15,11 @@ use mmcheck_explorer::{Model, StepEffects};
 use mmcheck_model::program::Instruction;
 use mmcheck_model::violation::ViolationKind;
 use mmcheck_model::{KernelConfig, System, SystemSpec};
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 /// What one instruction gave: compared as-is, except addresses and file descriptors, which are
 /// only compared as "a valid one" (they differ between worlds).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case", tag = "kind", content = "value")]
 pub enum Observed {
     /// A return value (a count, a status, a field, an errno).
@@ -42,7 +43,7 @@ pub enum Observed {
 }
 
 /// One instruction's outcome.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Observation {
     pub thread: String,
     /// The instruction's index in its thread's program.
@@ -59,7 +60,7 @@ impl Observation {
 }
 
 /// A sequential run: the observations, and why it stopped early if it did.
-#[derive(Clone, Debug, Default, Serialize)]
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Run {
     pub observations: Vec<Observation>,
     /// A violation (model) or a failure that ends the run (host).
@@ -113,8 +114,24 @@ pub fn describe(instruction: &Instruction) -> String {
 
 /// Whether the host can run the scenario sequentially; the reason if not.
 pub fn sequentialisable(spec: &SystemSpec) -> Result<(), String> {
-    if spec.mms > 1 {
-        return Err("more than one address space (fork or a second process): the runner does not fork".into());
+    let processes = spec.threads.iter().filter(|t| t.starts && t.mm.is_some()).count();
+    if processes > 1 {
+        return Err("more than one process: the runner is one process (and the children it forks)".into());
+    }
+    for thread in &spec.threads {
+        for instruction in &thread.program {
+            let Instruction::Fork { child, .. } = instruction else { continue };
+            let child_program = &spec.threads[*child as usize].program;
+            let coupled = child_program.iter().any(|i| {
+                matches!(i, Instruction::Fork { .. } | Instruction::Signal { .. } | Instruction::Spawn { .. })
+            });
+            if coupled {
+                return Err(format!(
+                    "not sequentialisable on the host: the forked child {} forks, spawns or signals; the runner runs a child whole when its parent waits for it",
+                    spec.threads[*child as usize].name
+                ));
+            }
+        }
     }
     if !spec.devices.is_empty() {
         return Err("a scenario device: the live kernel has no such driver".into());
@@ -125,7 +142,6 @@ pub fn sequentialisable(spec: &SystemSpec) -> Result<(), String> {
                 Instruction::Reclaim => Some("reclaim(all): kswapd cannot be driven from user space"),
                 Instruction::SplitHugePages => Some("split_huge_pages: debugfs is not written to"),
                 Instruction::UffdRead { .. } => Some("uffd_read: needs a fault and its handler to run concurrently"),
-                Instruction::Fork { .. } => Some("fork: the runner does not fork"),
                 _ => None,
             };
             if let Some(reason) = refused {

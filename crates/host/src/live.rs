@@ -42,6 +42,17 @@ struct HostThread {
     pc: usize,
     registers: Vec<i64>,
     status: Status,
+    /// A forked child waiting to run its whole program when it is scheduled.
+    remote: Option<Remote>,
+}
+
+/// A child process forked for a scenario's `fork`: it waits for a byte on `go`, runs its
+/// threads, writes its observations to `results` and exits.
+#[derive(Clone, Copy)]
+struct Remote {
+    pid: libc::pid_t,
+    go: i32,
+    results: i32,
 }
 
 /// A mapping the run made: [start, end) with its protection, and whether a userfaultfd covers it.
@@ -87,6 +98,7 @@ pub fn run_host(spec: &SystemSpec, dir: &Path) -> Result<Run, String> {
             pc: 0,
             registers: vec![0; t.registers],
             status: if t.starts { Status::Running } else { Status::NotStarted },
+            remote: None,
         })
         .collect();
     let mut host = Host { spec, threads, events: 0, mappings: Vec::new(), files, fds: Vec::new(), run: Run::default() };
@@ -148,6 +160,9 @@ impl Host<'_> {
     }
 
     fn execute(&mut self, thread: usize) -> Result<(), String> {
+        if let Some(remote) = self.threads[thread].remote.take() {
+            return self.run_remote(thread, remote);
+        }
         let pc = self.threads[thread].pc;
         let Some(instruction) = self.spec.threads[thread].program.get(pc).cloned() else {
             self.threads[thread].status = Status::Done;
@@ -163,6 +178,10 @@ impl Host<'_> {
                 None
             }
             Instruction::Join { .. } | Instruction::WaitEvent { .. } => None,
+            Instruction::Fork { child, child_mm, .. } => {
+                self.fork(thread, *child as usize, *child_mm)?;
+                None
+            }
             Instruction::Signal { event } => {
                 self.events |= 1 << event;
                 None
@@ -204,6 +223,108 @@ impl Host<'_> {
             }
             if let Some(observed) = classify(&instruction, value) {
                 self.observe(thread, pc, observed);
+            }
+        }
+        Ok(())
+    }
+
+    /// fork(): the child copies this process; it waits until the scheduler reaches it, then
+    /// runs its threads (those of `child_mm`) whole, as the model's sequential order does when
+    /// the parent blocks in Join.
+    fn fork(&mut self, parent: usize, child: usize, child_mm: u32) -> Result<(), String> {
+        let (mut go, mut results) = ([0i32; 2], [0i32; 2]);
+        // SAFETY: plain pipe(2)/fork(2); the child only runs this interpreter and _exit()s.
+        unsafe {
+            if libc::pipe(go.as_mut_ptr()) < 0 || libc::pipe(results.as_mut_ptr()) < 0 {
+                return Err(format!("pipe: {}", errno()));
+            }
+        }
+        let registers = self.threads[parent].registers.clone();
+        let pid = unsafe { libc::fork() };
+        if pid < 0 {
+            return Err(format!("fork: {}", errno()));
+        }
+        if pid == 0 {
+            unsafe {
+                libc::close(go[1]);
+                libc::close(results[0]);
+            }
+            // The go message carries the events the parent has signalled by now.
+            let mut events = [0u8; 8];
+            // SAFETY: reading from our own pipe into our own buffer.
+            unsafe { libc::read(go[0], events.as_mut_ptr().cast(), 8) };
+            self.events = u64::from_le_bytes(events);
+            self.run_child(child, child_mm, registers);
+            let json = serde_json::to_vec(&self.run).unwrap_or_default();
+            let mut written = 0;
+            while written < json.len() {
+                // SAFETY: writing our own buffer to our own pipe.
+                let n = unsafe { libc::write(results[1], json[written..].as_ptr().cast(), json.len() - written) };
+                if n <= 0 {
+                    break;
+                }
+                written += n as usize;
+            }
+            // SAFETY: the child ends here without running the parent's destructors.
+            unsafe { libc::_exit(0) };
+        }
+        unsafe {
+            libc::close(go[0]);
+            libc::close(results[1]);
+        }
+        let c = &mut self.threads[child];
+        c.status = Status::Running;
+        c.remote = Some(Remote { pid, go: go[1], results: results[0] });
+        Ok(())
+    }
+
+    /// In the child: only its own threads run, the child's main thread with a copy of the
+    /// parent's registers (as the model's fork copies them).
+    fn run_child(&mut self, child: usize, child_mm: u32, registers: Vec<i64>) {
+        self.run = Run::default();
+        for (id, thread) in self.threads.iter_mut().enumerate() {
+            thread.remote = None;
+            if self.spec.threads[id].mm != Some(child_mm) {
+                thread.status = Status::Done;
+            }
+        }
+        let c = &mut self.threads[child];
+        c.status = Status::Running;
+        c.registers = registers;
+        if let Err(error) = self.schedule() {
+            self.run.stopped = Some(error);
+        }
+        self.cleanup_mappings();
+    }
+
+    /// Lets a waiting child run and takes its observations.
+    fn run_remote(&mut self, thread: usize, remote: Remote) -> Result<(), String> {
+        // SAFETY: our own pipes and child.
+        unsafe { libc::write(remote.go, self.events.to_le_bytes().as_ptr().cast(), 8) };
+        let mut json = Vec::new();
+        let mut buffer = [0u8; 4096];
+        loop {
+            let n = unsafe { libc::read(remote.results, buffer.as_mut_ptr().cast(), buffer.len()) };
+            if n <= 0 {
+                break;
+            }
+            json.extend_from_slice(&buffer[..n as usize]);
+        }
+        let mut status = 0;
+        unsafe {
+            libc::close(remote.go);
+            libc::close(remote.results);
+            libc::waitpid(remote.pid, &mut status, 0);
+        }
+        let child_run: Run = serde_json::from_slice(&json).map_err(|e| format!("the forked child's report: {e}"))?;
+        self.run.observations.extend(child_run.observations);
+        if child_run.stopped.is_some() {
+            self.run.stopped = child_run.stopped;
+        }
+        let child_mm = self.spec.threads[thread].mm;
+        for (id, t) in self.threads.iter_mut().enumerate() {
+            if self.spec.threads[id].mm == child_mm {
+                t.status = Status::Done;
             }
         }
         Ok(())
@@ -507,6 +628,17 @@ impl Host<'_> {
 
     fn cleanup(&mut self) {
         self.cleanup_mappings();
+        for thread in &mut self.threads {
+            if let Some(remote) = thread.remote.take() {
+                // SAFETY: a child of ours that never ran: stop and reap it.
+                unsafe {
+                    libc::kill(remote.pid, libc::SIGKILL);
+                    libc::close(remote.go);
+                    libc::close(remote.results);
+                    libc::waitpid(remote.pid, std::ptr::null_mut(), 0);
+                }
+            }
+        }
         for fd in self.fds.drain(..) {
             // SAFETY: an fd this run opened.
             unsafe { libc::close(fd) };
