@@ -70,7 +70,7 @@ pub struct Run {
 /// How an instruction's value is compared.
 pub(crate) fn classify(instruction: &Instruction, value: i64) -> Option<Observed> {
     match instruction {
-        Instruction::Mmap { .. } | Instruction::Userfaultfd { .. } => {
+        Instruction::Mmap { .. } | Instruction::Userfaultfd { .. } | Instruction::Mremap { dst: Some(_), .. } => {
             Some(if value >= 0 { Observed::Valid } else { Observed::Error(value) })
         }
         Instruction::Munmap { dst: Some(_), .. }
@@ -94,6 +94,7 @@ pub fn describe(instruction: &Instruction) -> String {
         Instruction::Mmap { .. } => "mmap".into(),
         Instruction::Munmap { .. } => "munmap".into(),
         Instruction::Mprotect { prot, .. } => format!("mprotect {prot:#x}"),
+        Instruction::Mremap { flags, .. } => format!("mremap flags {flags:#x}"),
         Instruction::Store { .. } => "store".into(),
         Instruction::Load { .. } => "load".into(),
         Instruction::Madvise { advice, .. } => format!("madvise {}", advice.name()),
@@ -235,6 +236,7 @@ pub(crate) fn register_written(instruction: &Instruction) -> Option<u16> {
         Instruction::Mmap { dst, .. } => Some(*dst),
         Instruction::Munmap { dst, .. }
         | Instruction::Mprotect { dst, .. }
+        | Instruction::Mremap { dst, .. }
         | Instruction::Madvise { dst, .. }
         | Instruction::Pread { dst, .. }
         | Instruction::MovePagesStatus { dst, .. }

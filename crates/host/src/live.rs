@@ -382,6 +382,11 @@ impl Host<'_> {
                 let address = self.value(thread, *address) as u64;
                 self.munmap(address, *length)
             }
+            Instruction::Mremap { address, old_length, new_length, flags, new_address, .. } => {
+                let (address, new_address) =
+                    (self.value(thread, *address) as u64, self.value(thread, *new_address) as u64);
+                self.mremap(address, *old_length, *new_length, *flags, new_address)
+            }
             Instruction::Mprotect { address, length, prot: protection, .. } => {
                 let address = self.value(thread, *address) as u64;
                 self.mprotect(address, *length, *protection)
@@ -527,20 +532,7 @@ impl Host<'_> {
         if unsafe { libc::munmap(address as *mut libc::c_void, (end - address) as usize) } < 0 {
             return errno();
         }
-        let mut kept = Vec::new();
-        for m in self.mappings.drain(..) {
-            if m.end <= address || m.start >= end {
-                kept.push(m);
-                continue;
-            }
-            if m.start < address {
-                kept.push(Mapping { end: address, ..m });
-            }
-            if m.end > end {
-                kept.push(Mapping { start: end, ..m });
-            }
-        }
-        self.mappings = kept;
+        self.forget(address, end);
         0
     }
 
@@ -595,6 +587,60 @@ impl Host<'_> {
         } else {
             0
         }
+    }
+
+    /// mremap(2) of a range this run mapped (a fixed target must be one too: the runner never
+    /// moves memory over the allocator's).
+    fn mremap(&mut self, address: u64, old_length: u64, new_length: u64, flags: u32, new_address: u64) -> i64 {
+        let round = |l: u64| l.div_ceil(PAGE) * PAGE;
+        let (old_length, new_length) = (round(old_length), round(new_length));
+        let Some(old) = self.mapping(address, old_length.max(PAGE)) else {
+            return -i64::from(libc::EFAULT);
+        };
+        let fixed = flags & mmcheck_model::program::mremap::MREMAP_FIXED != 0;
+        if fixed && !self.mappings.iter().any(|m| m.start <= new_address && new_address + new_length <= m.end) {
+            return -i64::from(libc::EINVAL);
+        }
+        // Growing in place could take the guard gap after the mapping; the model's placement
+        // leaves one page free there too.
+        // SAFETY: mremap of this run's own mapping, to a target it owns.
+        let result = unsafe {
+            libc::mremap(
+                address as *mut libc::c_void,
+                old_length as usize,
+                new_length as usize,
+                flags as i32,
+                new_address as *mut libc::c_void,
+            )
+        };
+        if result == libc::MAP_FAILED {
+            return errno();
+        }
+        let to = result as u64;
+        if fixed {
+            self.forget(to, to + new_length);
+        }
+        self.forget(address, address + old_length);
+        self.mappings.push(Mapping { start: to, end: to + new_length, prot: old.prot, uffd: false });
+        to as i64
+    }
+
+    /// Drops [start, end) from the run's record of its mappings.
+    fn forget(&mut self, start: u64, end: u64) {
+        let mut kept = Vec::new();
+        for m in self.mappings.drain(..) {
+            if m.end <= start || m.start >= end {
+                kept.push(m);
+                continue;
+            }
+            if m.start < start {
+                kept.push(Mapping { end: start, ..m });
+            }
+            if m.end > end {
+                kept.push(Mapping { start: end, ..m });
+            }
+        }
+        self.mappings = kept;
     }
 
     fn mark_registered(&mut self, start: u64, end: u64) {

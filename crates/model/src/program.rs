@@ -85,6 +85,11 @@ pub mod prot {
     pub const PROT_WRITE: u32 = 0x2;
 }
 
+pub mod mremap {
+    pub const MREMAP_MAYMOVE: u32 = 1;
+    pub const MREMAP_FIXED: u32 = 2;
+}
+
 pub mod map {
     pub const MAP_SHARED: u32 = 0x1;
     pub const MAP_PRIVATE: u32 = 0x2;
@@ -106,6 +111,16 @@ pub enum Instruction {
         dst: Option<Register>,
         address: Operand,
         length: u64,
+    },
+    /// `mremap(old, old_length, new_length, flags, new_address)`: `dst` gets the new address
+    /// or a negative errno. `flags`: MREMAP_MAYMOVE (1) and MREMAP_FIXED (2).
+    Mremap {
+        dst: Option<Register>,
+        address: Operand,
+        old_length: u64,
+        new_length: u64,
+        flags: u32,
+        new_address: Operand,
     },
     /// `mprotect(address, length, prot)`.
     Mprotect {

@@ -110,6 +110,16 @@ impl System {
             Instruction::Munmap { address, length, .. } => {
                 Frame::Munmap(Munmap::new(mm, Self::value(t, *address) as u64, *length))
             }
+            Instruction::Mremap { address, old_length, new_length, flags, new_address, .. } => {
+                Frame::Mremap(crate::mm::mremap::Mremap::new(
+                    mm,
+                    Self::value(t, *address) as u64,
+                    *old_length,
+                    *new_length,
+                    *flags,
+                    Self::value(t, *new_address) as u64,
+                ))
+            }
             Instruction::Mprotect { address, length, prot, .. } => Frame::Mprotect(crate::mm::mmap::Mprotect {
                 mm,
                 start: Self::value(t, *address) as u64,
@@ -258,6 +268,7 @@ impl System {
             | Instruction::Smaps { dst, .. }
             | Instruction::ProcPage { dst, .. }
             | Instruction::Mprotect { dst, .. }
+            | Instruction::Mremap { dst, .. }
             | Instruction::Fork { dst, .. } => *dst,
             _ => None,
         };

@@ -7,7 +7,7 @@ use mmcheck_model::folio::PAGE_SIZE;
 use mmcheck_model::fs::proc::page::ProcPageFile;
 use mmcheck_model::fs::proc::task_mmu::SmapsField;
 use mmcheck_model::patches::{Patch, PATCHES};
-use mmcheck_model::program::{map, prot, Advice, Comparison, Instruction, Operand, SourceLocation};
+use mmcheck_model::program::{map, mremap, prot, Advice, Comparison, Instruction, Operand, SourceLocation};
 use mmcheck_model::thread::errno;
 use mmcheck_model::{KernelVersion, SystemSpec, ThreadSpec, ViolationKind};
 use std::collections::BTreeMap;
@@ -1001,6 +1001,25 @@ impl Builder<'_> {
                     return Err(diagnostic("mmap's address must be kept: `buf = mmap(...)`", call.span));
                 };
                 Instruction::Mmap { dst, length, prot, flags: flags_value, device }
+            }
+            "mremap" => {
+                self.require_process(mm, call)?;
+                let usage = "mremap(address, old_length, new_length, none|maymove|maymove|fixed [, new_address])";
+                if !(4..=5).contains(&call.arguments.len()) {
+                    return Err(diagnostic(format!("`mremap` takes 4 or 5 arguments: {usage}"), call.span));
+                }
+                let address = evaluate(&call.arguments[0], self.parameters, variables)?;
+                let old_length = self.length(&call.arguments[1], variables)?;
+                let new_length = self.length(&call.arguments[2], variables)?;
+                let flags = self.flags(
+                    &call.arguments[3],
+                    &[("none", 0), ("maymove", mremap::MREMAP_MAYMOVE), ("fixed", mremap::MREMAP_FIXED)],
+                )?;
+                let new_address = match call.arguments.get(4) {
+                    Some(expr) => evaluate(expr, self.parameters, variables)?,
+                    None => Operand::Constant(0),
+                };
+                Instruction::Mremap { dst: define(variables), address, old_length, new_length, flags, new_address }
             }
             "mprotect" => {
                 self.require_process(mm, call)?;

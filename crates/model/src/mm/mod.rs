@@ -6,6 +6,7 @@ pub mod madvise;
 pub mod memory;
 pub mod migrate;
 pub mod mmap;
+pub mod mremap;
 pub mod pagewalk;
 pub mod rmap;
 pub mod swap;

@@ -1,0 +1,180 @@
+//! mm/mremap.c: mremap(2) of anonymous memory in one step under mmap_write_lock() (nothing else
+//! can observe the lock held): shrink in place, grow in place when the pages after the mapping
+//! are free, or move (move_vma() → move_page_tables() → move_ptes(), each table under both
+//! PTE locks). A moved VMA keeps its vm_pgoff and anon_vma, so its folios' rmap still finds
+//! them at the new address.
+
+use crate::access::Ctx;
+use crate::folio::{PAGE_SHIFT, PAGE_SIZE};
+use crate::mm::memory::Zap;
+use crate::mm::mmap::{remove_vma_range, MMAP_BASE};
+use crate::program::mremap::{MREMAP_FIXED, MREMAP_MAYMOVE};
+use crate::state::{MmId, Vma};
+use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
+use serde::{Deserialize, Serialize};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum MremapStage {
+    Start,
+    /// After unmapping what MREMAP_FIXED replaces (or the tail a shrink drops).
+    Unmapped,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Mremap {
+    pub mm: MmId,
+    pub address: u64,
+    pub old_length: u64,
+    pub new_length: u64,
+    pub flags: u32,
+    pub new_address: u64,
+    pub stage: MremapStage,
+    pub result: i64,
+}
+
+impl Mremap {
+    pub fn new(mm: MmId, address: u64, old_length: u64, new_length: u64, flags: u32, new_address: u64) -> Self {
+        let round = |l: u64| l.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        Mremap {
+            mm,
+            address,
+            old_length: round(old_length),
+            new_length: round(new_length),
+            flags,
+            new_address,
+            stage: MremapStage::Start,
+            result: 0,
+        }
+    }
+
+    /// do_mremap()'s checks, and the unmapping a fixed move or a shrink starts with.
+    fn start(&mut self, ctx: &mut Ctx) -> Flow {
+        let fixed = self.flags & MREMAP_FIXED != 0;
+        if !self.address.is_multiple_of(PAGE_SIZE)
+            || self.flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0
+            || (fixed && self.flags & MREMAP_MAYMOVE == 0)
+            || self.new_length == 0
+            || (fixed && !self.new_address.is_multiple_of(PAGE_SIZE))
+        {
+            return Flow::Return(-errno::EINVAL);
+        }
+        ctx.mmap_write_lock(self.mm);
+        // vma_to_resize(): the old range must lie in one anonymous VMA.
+        let (address, old_end) = (self.address, self.address + self.old_length);
+        let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(address)).cloned();
+        let Some(vma) = vma.filter(|v| old_end <= v.end && v.device.is_none() && v.uffd.is_none()) else {
+            return self.finish(ctx, -errno::EFAULT);
+        };
+        if fixed {
+            let (to, to_end) = (self.new_address, self.new_address + self.new_length);
+            if to < old_end && address < to_end {
+                return self.finish(ctx, -errno::EINVAL);
+            }
+            self.stage = MremapStage::Unmapped;
+            return Flow::Call(Frame::Zap(Zap::new(self.mm, to, to_end)));
+        }
+        if self.new_length < self.old_length {
+            self.stage = MremapStage::Unmapped;
+            return Flow::Call(Frame::Zap(Zap::new(self.mm, address + self.new_length, old_end)));
+        }
+        let _ = vma;
+        self.stage = MremapStage::Unmapped;
+        Flow::Continue
+    }
+
+    fn finish(&mut self, ctx: &mut Ctx, result: i64) -> Flow {
+        ctx.mmap_write_unlock(self.mm);
+        let (address, old, new, flags) = (self.address, self.old_length, self.new_length, self.flags);
+        ctx.event("do_mremap", "mmap_write_unlock", |_| {
+            format!("{address:#x} {old:#x} -> {new:#x} flags {flags:#x}: {result:#x}")
+        });
+        Flow::Return(result)
+    }
+
+    fn unmapped(&mut self, ctx: &mut Ctx) -> Flow {
+        let (address, old_end) = (self.address, self.address + self.old_length);
+        let vmas = ctx.vmas(self.mm).to_vec();
+        let vma = vmas.iter().find(|v| v.contains(address)).cloned().expect("checked at the start");
+        if self.flags & MREMAP_FIXED != 0 {
+            let to = self.new_address;
+            remove_vma_range(ctx.vmas_mut(self.mm).vmas.make_mut(), to, to + self.new_length);
+            return self.move_vma(ctx, &vma, to);
+        }
+        if self.new_length <= self.old_length {
+            remove_vma_range(ctx.vmas_mut(self.mm).vmas.make_mut(), address + self.new_length, old_end);
+            return self.finish(ctx, address as i64);
+        }
+        // vma_expandable(): the VMA ends where the old range ends and nothing follows it.
+        let new_end = address + self.new_length;
+        let free_after = old_end == vma.end && !vmas.iter().any(|v| v.start < new_end && v.end > old_end);
+        if free_after {
+            let vmas = ctx.vmas_mut(self.mm).vmas.make_mut();
+            let stored = vmas.iter_mut().find(|v| v.start == vma.start).expect("the VMA");
+            stored.end = new_end;
+            return self.finish(ctx, address as i64);
+        }
+        if self.flags & MREMAP_MAYMOVE == 0 {
+            return self.finish(ctx, -errno::ENOMEM);
+        }
+        // get_unmapped_area(): where the model's mmap would place it.
+        let mm = ctx.vmas_mut(self.mm);
+        let to = mm.mmap_next.max(MMAP_BASE).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        mm.mmap_next = to + self.new_length + PAGE_SIZE;
+        self.move_vma(ctx, &vma, to)
+    }
+
+    /// move_vma(): the new VMA (same vm_pgoff, anon_vma and flags), the PTEs moved under both
+    /// tables' locks, the old range unmapped.
+    fn move_vma(&mut self, ctx: &mut Ctx, vma: &Vma, to: u64) -> Flow {
+        let (address, moved) = (self.address, self.old_length.min(self.new_length));
+        if ctx.k.mms[self.mm as usize].pmds.iter().any(|e| {
+            let start = (e.0 * crate::pgtable::PTRS_PER_PTE) << PAGE_SHIFT;
+            start < address + self.old_length && address < start + crate::mm::huge_memory::HPAGE_PMD_SIZE
+        }) {
+            ctx.violation(crate::violation::Violation::new(
+                crate::violation::ViolationKind::Invariant,
+                "not modelled: mremap of a PMD-mapped THP (move_huge_pmd)",
+            ));
+            return self.finish(ctx, -errno::EINVAL);
+        }
+        let pgoff = vma.pgoff + ((address - vma.start) >> PAGE_SHIFT);
+        let new = Vma { start: to, end: to + self.new_length, pgoff, ..vma.clone() };
+        for page in 0..moved >> PAGE_SHIFT {
+            let (from_vpn, to_vpn) = ((address >> PAGE_SHIFT) + page, (to >> PAGE_SHIFT) + page);
+            ctx.ptl_lock(self.mm, from_vpn);
+            if crate::pgtable::pte_table(from_vpn) != crate::pgtable::pte_table(to_vpn) {
+                ctx.ptl_lock(self.mm, to_vpn);
+            }
+            let pte = ctx.pte_get_and_clear(self.mm, from_vpn);
+            if !pte.is_none() {
+                ctx.pte_store(self.mm, to_vpn, pte);
+            }
+            ctx.ptl_unlock(self.mm, from_vpn);
+            if crate::pgtable::pte_table(from_vpn) != crate::pgtable::pte_table(to_vpn) {
+                ctx.ptl_unlock(self.mm, to_vpn);
+            }
+        }
+        let vmas = ctx.vmas_mut(self.mm).vmas.make_mut();
+        remove_vma_range(vmas, address, address + self.old_length);
+        vmas.push(new);
+        vmas.sort_by_key(|v| v.start);
+        // What the old range held beyond the moved part (a shrinking move) is gone with it.
+        self.finish(ctx, to as i64)
+    }
+}
+
+impl KernelFunction for Mremap {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        match self.stage {
+            MremapStage::Start => self.start(ctx),
+            MremapStage::Unmapped => self.unmapped(ctx),
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        match self.stage {
+            MremapStage::Start => Wait::MmapWrite(self.mm),
+            MremapStage::Unmapped => Wait::Nothing,
+        }
+    }
+}
