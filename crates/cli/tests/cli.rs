@@ -437,3 +437,20 @@ fn a_preemption_bound_with_sampling_is_a_usage_error() {
     let run = expect_code(&["check", "madv-free-dio", "--strategy", "random", "--preemption-bound", "1"], 2);
     assert!(run.stderr.contains("--preemption-bound"), "{}", run.stderr);
 }
+
+#[test]
+fn host_refuses_a_scenario_that_needs_an_interleaving_or_kswapd() {
+    let run = expect_code(&["host", "madv-free-dio"], 2);
+    assert!(
+        run.stderr.contains("not sequentialisable on the host") && run.stderr.contains("reclaim(all)"),
+        "{}",
+        run.stderr
+    );
+    let run = expect_code(&["host", "uffd-missing-copy"], 2);
+    assert!(run.stderr.contains("uffd_read"), "{}", run.stderr);
+    // A conformance run reports refusals as such, never as agreement.
+    let run = expect_code(&["conform", "madv-free-dio", "--json"], 1);
+    let rows = run.json();
+    assert!(rows[0]["status"].as_str().unwrap().starts_with("refused"), "{rows}");
+    assert_eq!(rows[0]["agree"], 0);
+}
