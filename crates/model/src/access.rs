@@ -76,6 +76,8 @@ pub enum Object {
     Pmd(MmId, u64),
     /// A page's compound state (PG_head / compound_head), by pfn.
     PageCompound(u64),
+    /// The per-CPU lru_lazyfree folio batch.
+    LazyfreeBatch,
 }
 
 impl Object {
@@ -109,6 +111,7 @@ impl Object {
             Object::Uffd(uffd) => (25, uffd.into(), 0),
             Object::Pmd(mm, index) => (26, mm.into(), index),
             Object::PageCompound(pfn) => (27, 0, pfn),
+            Object::LazyfreeBatch => (28, 0, 0),
         };
         (kind << 56) | ((a & 0xff_ffff) << 32) | (b & 0xffff_ffff)
     }
@@ -572,6 +575,12 @@ impl<'a> Ctx<'a> {
         *f = Folio::new(order);
         f.allocated = false;
         f.refcount = 0;
+    }
+
+    /// The lru_lazyfree folio batch (local_lock'ed per CPU).
+    pub fn lazyfree_batch(&mut self) -> &mut Vec<FolioId> {
+        self.note(AccessOp::ReadModifyWrite, Some(Object::LazyfreeBatch), Ordering::Relaxed);
+        self.k.lru_lazyfree.make_mut()
     }
 
     /// The LRU lists, under lru_lock.

@@ -199,6 +199,9 @@ pub struct Kernel {
     pub anon_vmas: Vec<Shared<AnonVma>>,
     pub files: Vec<Shared<File>>,
     pub lruvec: Shared<Lruvec>,
+    /// mm/swap.c: the per-CPU `lru_lazyfree` folio_batch. The model runs every thread on one
+    /// CPU, so there is one batch, drained by any thread's lru_add_drain().
+    pub lru_lazyfree: Shared<Vec<FolioId>>,
     pub swap: Shared<SwapInfo>,
     pub uffds: Vec<Shared<Userfaultfd>>,
     /// Pages split off a THP (`clear_compound_head()` made them folios of their own): the old

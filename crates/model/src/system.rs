@@ -426,6 +426,7 @@ impl Model for System {
             anon_vmas: Vec::new(),
             files,
             lruvec: Shared::new(Default::default()),
+            lru_lazyfree: Shared::default(),
             swap: Shared::new(SwapInfo {
                 swap_map: vec![0; self.spec.swap_pages as usize],
                 cache: vec![None; self.spec.swap_pages as usize],

@@ -84,6 +84,11 @@ impl Madvise {
         if matches!(self.advice, Advice::PopulateRead | Advice::PopulateWrite) {
             self.populate_ranges(&vmas, start);
         }
+        // madvise_free_single_vma(), madvise_cold() and madvise_pageout() start with
+        // lru_add_drain().
+        if matches!(self.advice, Advice::Free | Advice::Cold | Advice::PageOut) {
+            crate::mm::swap::lru_add_drain(ctx);
+        }
         let advice = self.advice;
         ctx.event("do_madvise", "mmap_read_lock", |_| format!("{} [{start:#x}, {end:#x})", advice.name()));
         self.stage = MadviseStage::NextRange;

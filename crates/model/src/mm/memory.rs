@@ -895,6 +895,11 @@ impl KernelFunction for Zap {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         match self.stage {
             ZapStage::ZapTable => {
+                // zap_page_range_single(), unmap_region() and exit_mmap() start with
+                // lru_add_drain().
+                if self.cursor == self.start >> PAGE_SHIFT {
+                    crate::mm::swap::lru_add_drain(ctx);
+                }
                 // Every table of the range in turn: its lock orders this step against any
                 // thread that fills a PTE of it.
                 self.zap_table(ctx, pte_table(self.cursor));

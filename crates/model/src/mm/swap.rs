@@ -1,8 +1,10 @@
 //! mm/swap.c: reference drops, LRU insertion and the lazyfree move.
 //!
 //! The kernel batches LRU insertions and moves per CPU (`folio_batch`) and drains the batches
-//! later; the model drains at once, as if `lru_add_drain()` ran right after each. The batches'
-//! transient extra references are therefore not modelled (a documented gap).
+//! later. The model keeps the lazyfree batch (MADV_FREE's folios stay swap-backed, off the
+//! LRU and referenced until a drain: /proc/pid/smaps shows it) on one CPU shared by every
+//! thread; the other batches (lru_add, deactivate) are drained at once, so their transient
+//! references are not modelled (a documented gap).
 
 use crate::access::{Ctx, Ordering};
 use crate::folio::{FolioId, LruList, PageFlag, ZERO_FOLIO};
@@ -66,18 +68,64 @@ pub fn folio_add_lru(ctx: &mut Ctx, folio: FolioId) {
     ctx.lru_unlock();
 }
 
-/// mm/swap.c: folio_mark_lazyfree() and, drained at once, lru_lazyfree(): a clean anonymous
-/// folio loses PG_swapbacked and moves to the inactive file LRU.
+/// mm/swap.c: PAGEVEC_SIZE, the folios a folio_batch holds.
+pub const PAGEVEC_SIZE: usize = 31;
+
+/// mm/swap.c: folio_mark_lazyfree(): a clean anonymous folio joins the lazyfree batch with a
+/// reference, off the LRU ("if (!folio_test_clear_lru(folio))" it is left alone); a full batch
+/// (or a large folio) is moved at once.
 pub fn folio_mark_lazyfree(ctx: &mut Ctx, folio: FolioId) {
-    let eligible = ctx.flag_test(folio, PageFlag::Lru)
-        && ctx.flag_test(folio, PageFlag::Anon)
+    let eligible = ctx.flag_test(folio, PageFlag::Anon)
         && ctx.flag_test(folio, PageFlag::Swapbacked)
         && !ctx.flag_test(folio, PageFlag::Swapcache)
         && !ctx.flag_test(folio, PageFlag::Unevictable);
     if !eligible {
         return;
     }
-    lru_move_clearing(ctx, folio, &[PageFlag::Active, PageFlag::Referenced, PageFlag::Swapbacked]);
+    ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
+    if !ctx.flag_test_and_store(folio, PageFlag::Lru, false) {
+        folio_put(ctx, folio);
+        return;
+    }
+    let large = ctx.k.folio(folio).order > 0;
+    let full = {
+        let batch = ctx.lazyfree_batch();
+        batch.push(folio);
+        batch.len() >= PAGEVEC_SIZE
+    };
+    if full || large {
+        lru_add_drain(ctx);
+    }
+}
+
+/// mm/swap.c: lru_add_drain() → folio_batch_move_lru(lru_lazyfree): each batched folio, under
+/// lru_lock, loses PG_active, PG_referenced and PG_swapbacked, moves to the file LRU and is on
+/// the LRU again; then the batch's references go (folios_put()).
+pub fn lru_add_drain(ctx: &mut Ctx) {
+    let folios = std::mem::take(ctx.lazyfree_batch());
+    if folios.is_empty() {
+        return;
+    }
+    ctx.lru_lock();
+    for &folio in &folios {
+        let movable = ctx.flag_test(folio, PageFlag::Anon)
+            && ctx.flag_test(folio, PageFlag::Swapbacked)
+            && !ctx.flag_test(folio, PageFlag::Swapcache)
+            && !ctx.flag_test(folio, PageFlag::Unevictable);
+        if movable {
+            lruvec_del_folio(ctx, folio);
+            for flag in [PageFlag::Active, PageFlag::Referenced, PageFlag::Swapbacked] {
+                ctx.flag_store(folio, flag, false);
+            }
+            lruvec_add_folio(ctx, folio);
+        }
+        ctx.flag_store(folio, PageFlag::Lru, true);
+    }
+    ctx.lru_unlock();
+    for &folio in &folios {
+        folio_put(ctx, folio);
+    }
+    ctx.event("lru_add_drain", "lru_lazyfree", |_| format!("folios {folios:?} moved to the inactive file LRU"));
 }
 
 /// Under lru_lock: the folio leaves its list, loses `flags`, and joins the list they now

@@ -50,6 +50,8 @@ impl ShrinkInactiveList {
     /// mm/vmscan.c: isolate_lru_folios() under lru_lock: folio_try_get() then
     /// folio_test_clear_lru(); the reference taken is the isolation reference.
     fn isolate(&mut self, ctx: &mut Ctx) -> Flow {
+        // shrink_inactive_list(): "lru_add_drain();" before isolating.
+        crate::mm::swap::lru_add_drain(ctx);
         ctx.lru_lock();
         let candidates: Vec<FolioId> = ctx.lru().iter().map(|e| e.0).collect();
         let mut isolated = Vec::new();
