@@ -47,8 +47,6 @@ impl Fork {
         let mmap_next = ctx.k.mms[self.parent as usize].mmap_next;
         let unsupported = if vmas.iter().any(|v| v.device.is_some()) {
             Some("a device mapping (vm_ops->open, VM_PFNMAP/MIXEDMAP copies)")
-        } else if !ctx.k.mms[self.parent as usize].pmds.is_empty() {
-            Some("a PMD-mapped THP (copy_huge_pmd)")
         } else {
             None
         };
@@ -83,6 +81,9 @@ impl Fork {
         let first = self.cursor;
         let last = self.end.min((first / PTRS_PER_PTE + 1) * PTRS_PER_PTE);
         ctx.ptl_lock(parent, first);
+        if let Some(pmd) = ctx.pmd_load(parent, first / PTRS_PER_PTE) {
+            self.copy_huge_pmd(ctx, first / PTRS_PER_PTE, pmd);
+        }
         let vpns: Vec<u64> =
             ctx.k.mms[parent as usize].ptes.iter().map(|e| e.0).filter(|&v| v >= first && v < last).collect();
         let mut copied = 0;
@@ -108,6 +109,32 @@ impl Fork {
             self.stage = ForkStage::Done;
         }
         Flow::Continue
+    }
+
+    /// mm/huge_memory.c: copy_huge_pmd(): the child maps the same THP by PMD, both write-protected
+    /// (folio_try_dup_anon_rmap_pmd(): the head loses PageAnonExclusive). The huge zero PMD is
+    /// copied as it is. A THP that may be pinned is split first in the kernel (not modelled).
+    fn copy_huge_pmd(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte) {
+        let child = self.child;
+        if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) {
+            ctx.pmd_store(child, index, Some(pmd));
+            return;
+        }
+        let folio = crate::folio::pfn_folio(pmd.pfn);
+        if ctx.ref_load(folio) >= crate::folio::GUP_PIN_COUNTING_BIAS {
+            ctx.violation(crate::violation::Violation::new(
+                crate::violation::ViolationKind::Invariant,
+                "not modelled: fork() of a maybe-pinned PMD-mapped THP (split by copy_huge_pmd)",
+            ));
+            return;
+        }
+        ctx.anon_exclusive_store(folio, 0, false);
+        ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
+        ctx.entire_mapcount_add(folio, 1);
+        ctx.rss_add(child, true, crate::mm::huge_memory::HPAGE_PMD_NR as i64);
+        let protected = PresentPte { write: false, ..pmd };
+        ctx.pmd_store(self.parent, index, Some(protected));
+        ctx.pmd_store(child, index, Some(PresentPte { young: false, ..protected }));
     }
 
     /// mm/memory.c: copy_present_pte().

@@ -251,8 +251,7 @@ impl Fault {
                     self.stage = FaultStage::HugeAlloc;
                     return Flow::Continue;
                 }
-                ctx.violation(Violation::new(ViolationKind::Invariant, "not modelled: do_huge_pmd_wp_page()"));
-                return self.finish(VM_FAULT_SIGBUS);
+                return self.huge_wp(ctx, index, pmd);
             }
             return self.finish(0);
         }
@@ -653,6 +652,42 @@ impl Fault {
         } else {
             (index, 1)
         }
+    }
+
+    /// mm/huge_memory.c: do_huge_pmd_wp_page() of an anonymous THP, under the PMD lock: reuse it
+    /// if the head is exclusive or only this mapping holds it; otherwise split the PMD
+    /// ("fallback") and let the PTE-level do_wp_page() copy the one page.
+    fn huge_wp(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte) -> Flow {
+        let (mm, address) = (self.mm, self.address);
+        let start = address & !(crate::mm::huge_memory::HPAGE_PMD_SIZE - 1);
+        let folio = pfn_folio(pmd.pfn);
+        ctx.ptl_lock(mm, start >> PAGE_SHIFT);
+        if ctx.pmd_load(mm, index) != Some(pmd) {
+            ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+            return self.finish(0);
+        }
+        let exclusive = ctx.anon_exclusive_load(folio, 0);
+        let alone = !exclusive && ctx.ref_load(folio) == 1;
+        if exclusive || alone {
+            if alone {
+                let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned().expect("checked");
+                if let Some(anon_vma) = vma.anon_vma {
+                    let (_, folio_index) = ctx.mapping_load(folio);
+                    ctx.mapping_store(folio, Mapping::Anon(anon_vma), folio_index);
+                }
+                ctx.anon_exclusive_store(folio, 0, true);
+            }
+            ctx.pmd_store(mm, index, Some(PresentPte { write: true, dirty: true, young: true, ..pmd }));
+            ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+            ctx.event("do_huge_pmd_wp_page", "reuse", |_| format!("{start:#x}: THP folio {folio} made writable"));
+            return self.finish(0);
+        }
+        crate::mm::huge_memory::__split_huge_pmd_locked(ctx, mm, index, pmd);
+        ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+        ctx.event("do_huge_pmd_wp_page", "fallback: __split_huge_pmd", |_| {
+            format!("{start:#x}: THP folio {folio} shared")
+        });
+        self.finish(0)
     }
 
     /// do_huge_pmd_anonymous_page(): a THP, zeroed (read faults take the small-page path: the
