@@ -26,7 +26,6 @@ mod uffdio {
     pub const COPY: u64 = 0xc028_aa03;
     pub const ZEROPAGE: u64 = 0xc020_aa04;
     pub const MOVE: u64 = 0xc028_aa05;
-    pub const UFFD_API: u64 = 0xaa;
     pub const REGISTER_MODE_MISSING: u64 = 1;
     pub const MOVE_MODE_ALLOW_SRC_HOLES: u64 = 1 << 1;
 }
@@ -435,8 +434,8 @@ impl Host<'_> {
                 self.fds.push(fd as i32);
                 fd
             }
-            Instruction::UffdioApi { uffd, .. } => {
-                let mut api = [uffdio::UFFD_API, 0, 0];
+            Instruction::UffdioApi { uffd, api, .. } => {
+                let mut api = [*api, 0, 0];
                 ioctl(self.value(thread, *uffd), uffdio::API, api.as_mut_ptr().cast())
             }
             Instruction::UffdioRegister { uffd, address, length, .. } => {

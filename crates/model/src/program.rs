@@ -206,10 +206,12 @@ pub enum Instruction {
     Userfaultfd {
         dst: Option<Register>,
     },
-    /// `ioctl(uffd, UFFDIO_API)`.
+    /// `ioctl(uffd, UFFDIO_API)` with `uffdio_api.api = api` (UFFD_API, 0xAA, unless the
+    /// scenario names another).
     UffdioApi {
         dst: Option<Register>,
         uffd: Operand,
+        api: u64,
     },
     /// `ioctl(uffd, UFFDIO_REGISTER)` of a range in missing mode.
     UffdioRegister {

@@ -150,8 +150,8 @@ impl System {
                 Frame::ShowSmap(crate::fs::proc::task_mmu::ShowSmap::new(mm, Self::value(t, *address) as u64, *field))
             }
             Instruction::Userfaultfd { .. } => Frame::UffdSyscall(UffdSyscall { mm, call: UffdCall::Userfaultfd }),
-            Instruction::UffdioApi { uffd, .. } => {
-                Frame::UffdSyscall(UffdSyscall { mm, call: UffdCall::Api { fd: Self::value(t, *uffd) } })
+            Instruction::UffdioApi { uffd, api, .. } => {
+                Frame::UffdSyscall(UffdSyscall { mm, call: UffdCall::Api { fd: Self::value(t, *uffd), api: *api } })
             }
             Instruction::UffdioRegister { uffd, address, length, .. } => Frame::UffdSyscall(UffdSyscall {
                 mm,

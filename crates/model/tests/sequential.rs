@@ -1042,7 +1042,7 @@ fn userfaultfd(dst: u16) -> Instruction {
 }
 
 fn uffdio_api(dst: u16, uffd: u16) -> Instruction {
-    Instruction::UffdioApi { dst: Some(dst), uffd: at(uffd, 0) }
+    Instruction::UffdioApi { dst: Some(dst), uffd: at(uffd, 0), api: mmcheck_model::mm::userfaultfd::UFFD_API }
 }
 
 fn uffdio_register(dst: u16, uffd: u16, address: Operand, length: u64) -> Instruction {

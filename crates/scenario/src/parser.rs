@@ -6,6 +6,7 @@ use mmcheck_model::drivers::{DeviceKind, DeviceSpec};
 use mmcheck_model::folio::PAGE_SIZE;
 use mmcheck_model::fs::proc::page::ProcPageFile;
 use mmcheck_model::fs::proc::task_mmu::SmapsField;
+use mmcheck_model::mm::userfaultfd::UFFD_API;
 use mmcheck_model::patches::{Patch, PATCHES};
 use mmcheck_model::program::{map, mremap, prot, Advice, Comparison, Instruction, Operand, SourceLocation};
 use mmcheck_model::thread::errno;
@@ -1101,9 +1102,15 @@ impl Builder<'_> {
             }
             "uffdio_api" => {
                 self.require_process(mm, call)?;
-                let [uffd] = self.arguments::<1>(call, "uffdio_api(uffd)")?;
+                let (uffd, api) = match call.arguments.as_slice() {
+                    [uffd] => (uffd, UFFD_API),
+                    [uffd, api] => (uffd, evaluate_constant_in(api, self.parameters, variables)? as u64),
+                    _ => {
+                        return Err(diagnostic("expected uffdio_api(uffd) or uffdio_api(uffd, api number)", call.span))
+                    }
+                };
                 let uffd = evaluate(uffd, self.parameters, variables)?;
-                Instruction::UffdioApi { dst: define(variables), uffd }
+                Instruction::UffdioApi { dst: define(variables), uffd, api }
             }
             "uffdio_register" => {
                 self.require_process(mm, call)?;

@@ -32,11 +32,15 @@ pub fn sys_userfaultfd(ctx: &mut Ctx, mm: MmId) -> i64 {
     fd
 }
 
-/// fs/userfaultfd.c: userfaultfd_api(): once per context.
-pub fn userfaultfd_api(ctx: &mut Ctx, fd: i64) -> i64 {
+/// include/uapi/linux/userfaultfd.h: UFFD_API.
+pub const UFFD_API: u64 = 0xaa;
+
+/// fs/userfaultfd.c: userfaultfd_api(): once per context; a wrong api number fails with EINVAL
+/// before the context's features are set (the cmpxchg), so a later correct call still succeeds.
+pub fn userfaultfd_api(ctx: &mut Ctx, fd: i64, api: u64) -> i64 {
     let Some(uffd) = uffd_of(fd) else { return -errno::EINVAL };
     let Some(mut state) = ctx.uffd_load(uffd) else { return -errno::EINVAL };
-    let result = if state.initialized {
+    let result = if api != UFFD_API || state.initialized {
         -errno::EINVAL
     } else {
         state.initialized = true;
@@ -564,6 +568,7 @@ pub enum UffdCall {
     Userfaultfd,
     Api {
         fd: i64,
+        api: u64,
     },
     Register {
         fd: i64,
@@ -586,7 +591,7 @@ impl KernelFunction for UffdSyscall {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         Flow::Return(match self.call {
             UffdCall::Userfaultfd => sys_userfaultfd(ctx, self.mm),
-            UffdCall::Api { fd } => userfaultfd_api(ctx, fd),
+            UffdCall::Api { fd, api } => userfaultfd_api(ctx, fd, api),
             UffdCall::Register { fd, start, length } => userfaultfd_register(ctx, self.mm, fd, start, length),
             UffdCall::Read { fd } => userfaultfd_read(ctx, fd),
         })
