@@ -24,10 +24,12 @@ pub enum Pte {
         offset: u32,
         exclusive: bool,
     },
-    /// A migration entry for `pfn` (readable or writable).
+    /// A migration entry for `pfn`: writable, readable-exclusive (`exclusive`, the page was
+    /// PageAnonExclusive) or readable (include/linux/swapops.h).
     Migration {
         pfn: Pfn,
         write: bool,
+        exclusive: bool,
     },
 }
 
@@ -57,7 +59,16 @@ impl Pte {
             Pte::Swap { offset, exclusive } => {
                 format!("swap {offset:#x}{}", if *exclusive { " exclusive" } else { "" })
             }
-            Pte::Migration { pfn, write } => format!("migration pfn {pfn:#x}{}", if *write { " write" } else { "" }),
+            Pte::Migration { pfn, write, exclusive } => format!(
+                "migration pfn {pfn:#x}{}",
+                if *write {
+                    " write"
+                } else if *exclusive {
+                    " exclusive"
+                } else {
+                    ""
+                }
+            ),
         }
     }
 }

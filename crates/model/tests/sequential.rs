@@ -12,7 +12,7 @@ use mmcheck_model::system::run_sequential;
 use mmcheck_model::thread::{errno, ThreadStatus};
 use mmcheck_model::{KernelConfig, KernelVersion, System, SystemSpec, ThreadSpec, Violation, ViolationKind};
 
-const REGISTERS: usize = 4;
+const REGISTERS: usize = 6;
 const PAGE: u64 = PAGE_SIZE;
 
 // ---- building programs -------------------------------------------------------------------------
@@ -1112,6 +1112,9 @@ fn uffdio_api_register_and_move_errnos() {
     assert_eq!(r.register(0, 2), -errno::EINVAL, "UFFDIO_REGISTER before UFFDIO_API");
     let r = run(vec![userfaultfd(1), uffdio_api(2, 1), uffdio_api(3, 1)]);
     assert_eq!((r.register(0, 2), r.register(0, 3)), (0, -errno::EINVAL), "UFFDIO_API is done once");
+    let wrong = Instruction::UffdioApi { dst: Some(2), uffd: at(1, 0), api: 0xab };
+    let r = run(vec![userfaultfd(1), wrong, uffdio_api(3, 1)]);
+    assert_eq!((r.register(0, 2), r.register(0, 3)), (-errno::EINVAL, 0), "a wrong api number initialises nothing");
     // dst registered; src untouched (a hole), dst populated afterwards.
     let program = vec![
         mmap(0, 2 * PAGE),
@@ -1329,4 +1332,29 @@ fn moving_the_swap_ptes_of_an_mthp_before_the_fix_breaks_the_anon_rmap_check() {
     assert!(bug.message.contains("root"), "{bug}");
     let r = with_mthp(Spec::new().process(program[..8].to_vec()), 2).swap(8).run();
     assert_eq!(r.register(0, 3), -errno::EBUSY, "c50f8e6053b0 refuses a large swap cache folio");
+}
+
+#[test]
+fn uffdio_move_of_a_page_of_a_pmd_mapped_thp_splits_the_pmd_and_the_folio() {
+    let mut program = thp_program();
+    program.extend([
+        mmap(2, PAGE),
+        userfaultfd(3),
+        uffdio_api(4, 3),
+        uffdio_register(4, 3, at(2, 0), PAGE),
+        uffdio_move(4, 3, at(2, 0), at(0, PAGE as i64), PAGE, false),
+        load(at(2, 0), PAGE, 0x5a),
+        load(at(0, 0), PAGE, 0x5a),
+    ]);
+    let r = run(program);
+    r.ok();
+    assert_eq!(r.register(0, 4), PAGE as i64);
+    assert!(r.k.mms[0].pmds.is_empty(), "split_huge_pmd() before the PTE path");
+    let (src, dst) = (r.buffer(), r.register(0, 2) as u64);
+    assert!(r.pte(src + PAGE).is_none(), "the page left the source");
+    let moved = pfn_folio(r.pte(dst).present().expect("moved").pfn);
+    let stayed = pfn_folio(r.pte(src).present().expect("still mapped").pfn);
+    assert_eq!((r.k.folio(moved).order, r.k.folio(stayed).order), (0, 0), "split_folio() made order-0 folios");
+    assert_eq!(r.k.folio(moved).index, dst >> PAGE_SHIFT);
+    assert_eq!((r.k.folio(moved).refcount, r.k.folio(moved).mapcount()), (1, 1));
 }

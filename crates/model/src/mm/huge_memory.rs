@@ -381,7 +381,14 @@ impl SplitHugePage {
                 continue;
             }
             ctx.pte_get_and_clear(mm, vpn);
-            ctx.pte_store(mm, vpn, Pte::Migration { pfn: present.pfn, write: present.write });
+            // folio_try_share_anon_rmap_pte(): the entry, not the page, carries exclusivity
+            // while the page is unmapped (make_readable_exclusive_migration_entry()).
+            let exclusive = ctx.anon_exclusive_load(folio, page);
+            if exclusive {
+                ctx.anon_exclusive_store(folio, page, false);
+            }
+            let write = present.write;
+            ctx.pte_store(mm, vpn, Pte::Migration { pfn: present.pfn, write, exclusive: exclusive && !write });
             crate::mm::rmap::folio_remove_rmap_pte(ctx, folio, page);
             ctx.ref_add(folio, -1, Ordering::Full);
             unmapped += 1;
@@ -505,16 +512,22 @@ impl SplitHugePage {
             return self.go(if self.result < 0 { SplitStage::Unlock } else { SplitStage::UnlockTails });
         };
         let pfn = self.old_pfn(page);
-        let Some(&(mm, vpn, write)) = migration_entries(ctx.k, pfn).first() else {
+        let Some(&(mm, vpn, entry)) = migration_entries(ctx.k, pfn).first() else {
             self.remap.pop();
             return Flow::Continue;
         };
         let folio = self.pages[page];
         let folio_page = if folio == self.folio { page } else { 0 };
         ctx.ptl_lock(mm, vpn);
-        if ctx.pte_load(mm, vpn) == (Pte::Migration { pfn, write }) {
+        if ctx.pte_load(mm, vpn) == entry {
+            let Pte::Migration { write, exclusive, .. } = entry else { unreachable!("a migration entry") };
             ctx.ref_add(folio, 1, Ordering::Relaxed);
             ctx.page_mapcount_add(folio, folio_page, 1);
+            // "if (folio_test_anon(folio) && !is_readable_migration_entry(entry))
+            // rmap_flags |= RMAP_EXCLUSIVE;"
+            if write || exclusive {
+                ctx.anon_exclusive_store(folio, folio_page, true);
+            }
             let entry =
                 PresentPte { pfn: folio_pfn(folio, folio_page), write, dirty: write, young: true, special: false };
             ctx.pte_store(mm, vpn, Pte::Present(entry));
@@ -593,15 +606,13 @@ impl KernelFunction for SplitHugePage {
     }
 }
 
-/// The migration entries naming `pfn`: (mm, vpn, writable).
-fn migration_entries(k: &crate::state::Kernel, pfn: Pfn) -> Vec<(MmId, u64, bool)> {
+/// The migration entries naming `pfn`: (mm, vpn, the entry).
+fn migration_entries(k: &crate::state::Kernel, pfn: Pfn) -> Vec<(MmId, u64, Pte)> {
     let mut found = Vec::new();
     for (mm, m) in k.mms.iter().enumerate() {
         for &(vpn, pte) in &m.ptes {
-            if let Pte::Migration { pfn: p, write } = pte {
-                if p == pfn {
-                    found.push((mm as MmId, vpn, write));
-                }
+            if matches!(pte, Pte::Migration { pfn: p, .. } if p == pfn) {
+                found.push((mm as MmId, vpn, pte));
             }
         }
     }

@@ -98,6 +98,9 @@ pub enum MoveStage {
     SrcPte,
     PresentPin,
     PresentFolioLock,
+    /// split_folio() of a large src_folio, then `goto retry`.
+    SplitFolio,
+    SplitDone,
     AnonVma,
     AnonVmaLock,
     MovePresent,
@@ -231,6 +234,11 @@ impl MovePages {
 
     /// "spin_lock(dst_ptl); orig_dst_pte = ptep_get(dst_pte); spin_unlock(dst_ptl);"
     fn dst_pte(&mut self, ctx: &mut Ctx) -> Flow {
+        if self.src_folio.is_none() {
+            if let Some(flow) = self.huge_pmds(ctx) {
+                return flow;
+            }
+        }
         let (mm, vpn) = (self.mm, self.dst_addr() >> PAGE_SHIFT);
         ctx.ptl_lock(mm, vpn);
         self.orig_dst_pte = ctx.pte_load(mm, vpn);
@@ -316,13 +324,61 @@ impl MovePages {
         }
         if ctx.k.folio(folio).order > 0 {
             // "at this point we have src_folio locked": a large one is split_folio()ed first.
-            ctx.violation(crate::violation::Violation::new(
-                crate::violation::ViolationKind::Invariant,
-                "not modelled: UFFDIO_MOVE of a present large folio (split_folio)",
-            ));
-            return self.out(-errno::EBUSY);
+            return self.go(MoveStage::SplitFolio);
         }
         self.go(MoveStage::AnonVma)
+    }
+
+    /// "split_folio() can block": split_huge_page_to_list_to_order() with the folio locked and
+    /// our reference held.
+    fn split_folio(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.src_folio.expect("locked");
+        ctx.event("move_pages_pte", "split_folio", |k| k.folio(folio).dump(folio));
+        self.stage = MoveStage::SplitDone;
+        Flow::Call(crate::thread::Frame::SplitHugePage(crate::mm::huge_memory::SplitHugePage::new(folio)))
+    }
+
+    /// "have to reacquire the folio after it got split": unlock, put, `goto retry`.
+    fn split_done(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+        let err = returned.unwrap_or(0);
+        if err < 0 {
+            return self.out(err);
+        }
+        let folio = self.src_folio.take().expect("locked");
+        ctx.flag_store(folio, PageFlag::Locked, false);
+        folio_put(ctx, folio);
+        self.go(MoveStage::DstPte)
+    }
+
+    /// move_pages(): a PMD-mapped THP at the source is split first (split_huge_pmd()) unless
+    /// the whole PMD moves (move_pages_huge_pmd(), not modelled); a destination PMD fails with
+    /// EEXIST.
+    fn huge_pmds(&mut self, ctx: &mut Ctx) -> Option<Flow> {
+        use crate::mm::huge_memory::{is_huge_zero_pmd, pmd_index, HPAGE_PMD_NR};
+        let (mm, dst, src) = (self.mm, self.dst_addr(), self.src_addr());
+        if ctx.pmd_load(mm, pmd_index(dst)).is_some() {
+            return Some(self.out(-errno::EEXIST));
+        }
+        let index = pmd_index(src);
+        let pmd = ctx.pmd_load(mm, index)?;
+        let whole = HPAGE_PMD_NR * PAGE_SIZE;
+        if src.is_multiple_of(whole) && dst.is_multiple_of(whole) && self.length - self.moved >= whole {
+            ctx.violation(crate::violation::Violation::new(
+                crate::violation::ViolationKind::Invariant,
+                "not modelled: UFFDIO_MOVE of a whole PMD-mapped THP (move_pages_huge_pmd)",
+            ));
+            return Some(self.out(-errno::EBUSY));
+        }
+        let first = index * crate::pgtable::PTRS_PER_PTE;
+        ctx.ptl_lock(mm, first);
+        if is_huge_zero_pmd(&pmd) {
+            crate::mm::huge_memory::__split_huge_zero_page_pmd(ctx, mm, index, pmd);
+        } else {
+            crate::mm::huge_memory::__split_huge_pmd_locked(ctx, mm, index, pmd);
+        }
+        ctx.ptl_unlock(mm, first);
+        ctx.event("move_pages", "split_huge_pmd", |_| format!("PMD {:#x} -> 512 PTEs", first << PAGE_SHIFT));
+        Some(Flow::Continue)
     }
 
     /// folio_lock() after a failed trylock, then `goto retry`.
@@ -520,9 +576,11 @@ impl MovePages {
 }
 
 impl KernelFunction for MovePages {
-    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+    fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
         match self.stage {
             MoveStage::Lock => self.lock(ctx),
+            MoveStage::SplitFolio => self.split_folio(ctx),
+            MoveStage::SplitDone => self.split_done(ctx, returned),
             MoveStage::DstPte => self.dst_pte(ctx),
             MoveStage::SrcPte => self.src_pte(ctx),
             MoveStage::PresentPin => self.present_pin(ctx),
@@ -547,6 +605,9 @@ impl KernelFunction for MovePages {
         let (dst, src) = (self.dst_addr() >> PAGE_SHIFT, self.src_addr() >> PAGE_SHIFT);
         match self.stage {
             MoveStage::Lock => Wait::MmapRead(self.mm),
+            MoveStage::DstPte if self.src_folio.is_none() && src_pmd_mapped(k, self.mm, src) => {
+                Wait::PteLocks(self.mm, dst, src)
+            }
             MoveStage::DstPte => Wait::PteLock(self.mm, dst),
             MoveStage::SrcPte | MoveStage::PresentPin => Wait::PteLock(self.mm, src),
             MoveStage::PresentFolioLock | MoveStage::SwapFolioLock => {
@@ -753,4 +814,10 @@ impl KernelFunction for MfillAtomic {
             MfillStage::Unlock => Wait::Nothing,
         }
     }
+}
+
+/// Whether a PMD maps the page at `vpn` (move_pages() splits it before the PTE path).
+fn src_pmd_mapped(k: &crate::state::Kernel, mm: MmId, vpn: u64) -> bool {
+    let index = vpn / crate::pgtable::PTRS_PER_PTE;
+    k.mms[mm as usize].pmds.iter().any(|e| e.0 == index)
 }
