@@ -412,6 +412,21 @@ impl<'a> Ctx<'a> {
         f.refcount
     }
 
+    /// atomic_add(delta, &folio->_pincount) (large folios only): returns the new value.
+    pub fn pincount_add(&mut self, folio: FolioId, delta: i32, ordering: Ordering) -> i32 {
+        self.check_allocated(folio, "folio->_pincount");
+        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioPincount(folio)), ordering);
+        let f = self.k.folio_mut(folio);
+        f.pincount += delta;
+        f.pincount
+    }
+
+    pub fn pincount_load(&mut self, folio: FolioId) -> i32 {
+        self.check_allocated(folio, "folio_maybe_dma_pinned");
+        self.note(AccessOp::Load, Some(Object::FolioPincount(folio)), Ordering::Relaxed);
+        self.k.folio(folio).pincount
+    }
+
     /// folio_ref_add_unless(folio, nr, 0) / folio_try_get(): fails on a frozen or freed folio.
     pub fn ref_add_unless_zero(&mut self, folio: FolioId, delta: i32) -> bool {
         self.note(AccessOp::ReadModifyWrite, Some(Object::FolioRefcount(folio)), Ordering::Full);

@@ -241,8 +241,14 @@ impl Folio {
             Mapping::Anon(anon_vma) => format!("mapping:anon_vma{anon_vma}"),
             Mapping::File(file) => format!("mapping:file{file}"),
         };
+        // __dump_folio(): "entire_mapcount:%d pincount:%d" for large folios.
+        let large = if self.order > 0 {
+            format!(" entire_mapcount:{} pincount:{}", self.entire_mapcount, self.pincount)
+        } else {
+            String::new()
+        };
         format!(
-            "page: refcount:{} mapcount:{} {} index:{:#x} pfn:{:#x} order:{} flags: {}{}",
+            "page: refcount:{} mapcount:{}{large} {} index:{:#x} pfn:{:#x} order:{} flags: {}{}",
             self.refcount,
             self.mapcount(),
             mapping,

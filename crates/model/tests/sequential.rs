@@ -1358,3 +1358,24 @@ fn uffdio_move_of_a_page_of_a_pmd_mapped_thp_splits_the_pmd_and_the_folio() {
     assert_eq!(r.k.folio(moved).index, dst >> PAGE_SHIFT);
     assert_eq!((r.k.folio(moved).refcount, r.k.folio(moved).mapcount()), (1, 1));
 }
+
+#[test]
+fn an_o_direct_read_into_a_thp_pins_it_by_pmd_and_unpins_every_page() {
+    // Populated: GUP-fast takes the whole PMD (gup_fast_pmd_leaf); untouched: the slow path
+    // faults a THP in and follows the huge PMD, grabbing the rest of its pages at once.
+    for populate in [true, false] {
+        let mut program = vec![mmap(0, THP), madvise(1, at(0, 0), THP, Advice::HugePage)];
+        if populate {
+            program.push(store(at(0, 0), PAGE, 1));
+        }
+        program.push(pread(2, at(0, 2 * PAGE as i64), 4 * PAGE, 0));
+        program.push(load(at(0, 2 * PAGE as i64), 4 * PAGE, 0x79));
+        let r = Spec::new().process(program).file(vec![PageData::Fill(0x79); 4]).run();
+        r.ok();
+        assert_eq!(r.register(0, 2), 4 * PAGE as i64);
+        let (_, pmd) = r.k.mms[0].pmds[0];
+        let thp = r.k.folio(pfn_folio(pmd.pfn));
+        assert_eq!((thp.order, thp.refcount, thp.pincount), (9, 1, 0), "every pin and reference was dropped");
+        assert!(thp.test(PageFlag::Dirty), "bio_release_pages() dirtied the THP");
+    }
+}

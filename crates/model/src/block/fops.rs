@@ -187,15 +187,23 @@ impl DirectIo {
         Flow::Continue
     }
 
-    /// unpin_user_page() / put_page().
+    /// unpin_user_page() / put_page(): __bio_release_pages() walks the bio folio by folio
+    /// (bio_for_each_folio_all()), so the pages of one large folio go in one
+    /// unpin_user_folio(folio, nr_pages).
     fn unpin(&mut self, ctx: &mut Ctx) -> Flow {
-        let (folio, _) = page_of(ctx.k.thread(ctx.thread).pages[self.index]);
-        gup_put_folio(ctx, folio, self.flags);
+        let pages = &ctx.k.thread(ctx.thread).pages;
+        let (folio, _) = page_of(pages[self.index]);
+        let run = pages[self.index..].iter().take_while(|&&pfn| page_of(pfn).0 == folio).count();
+        gup_put_folio(ctx, folio, run as i32, self.flags);
         let flags = self.flags;
-        ctx.event("bio_release_pages", if flags.pin { "unpin_user_page" } else { "put_page" }, |k| {
-            k.folio(folio).dump(folio)
-        });
-        self.index += 1;
+        let what = match (run, flags.pin) {
+            (1, true) => "unpin_user_page",
+            (1, false) => "put_page",
+            (_, true) => "unpin_user_folio",
+            (_, false) => "folio_put_refs",
+        };
+        ctx.event("bio_release_pages", what, |k| format!("{run} page(s): {}", k.folio(folio).dump(folio)));
+        self.index += run;
         if self.index == self.nr_pages as usize {
             ctx.k.thread_mut(ctx.thread).pages.make_mut().clear();
             return Flow::Return(self.length as i64);

@@ -121,7 +121,7 @@ impl Fork {
             return;
         }
         let folio = crate::folio::pfn_folio(pmd.pfn);
-        if ctx.ref_load(folio) >= crate::folio::GUP_PIN_COUNTING_BIAS {
+        if crate::mm::gup::folio_maybe_dma_pinned(ctx, folio) {
             ctx.violation(crate::violation::Violation::new(
                 crate::violation::ViolationKind::Invariant,
                 "not modelled: fork() of a maybe-pinned PMD-mapped THP (split by copy_huge_pmd)",
@@ -155,7 +155,7 @@ impl Fork {
         // MMF_HAS_PINNED on the mm (folio_needs_cow_for_dma()); the model assumes it is set
         // whenever the folio looks pinned.
         if ctx.anon_exclusive_load(folio, page) {
-            let pinned = ctx.ref_load(folio) >= crate::folio::GUP_PIN_COUNTING_BIAS;
+            let pinned = crate::mm::gup::folio_maybe_dma_pinned(ctx, folio);
             if pinned {
                 let copy = ctx.alloc_folio(0);
                 let data: PageData = ctx.data_load(folio, page);

@@ -7,7 +7,7 @@ use crate::folio::{
 };
 use crate::mm::memory::{vm_normal_folio, Fault, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV};
 use crate::mm::swap::{folio_mark_dirty, folio_put_refs};
-use crate::pgtable::Pte;
+use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
 use crate::state::{vm_flags, MmId};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
 use serde::{Deserialize, Serialize};
@@ -31,22 +31,48 @@ impl GupFlags {
     }
 }
 
-/// mm/gup.c: try_grab_folio() (slow path, under the PTE lock): one atomic add of the whole
-/// reference (GUP_PIN_COUNTING_BIAS for a pin on a small folio).
-pub(crate) fn try_grab_folio(ctx: &mut Ctx, folio: FolioId, flags: GupFlags) {
-    if folio == ZERO_FOLIO {
-        return;
+/// include/linux/mm.h: folio_has_pincount(): large folios count pins in `_pincount`.
+fn folio_has_pincount(ctx: &Ctx, folio: FolioId) -> bool {
+    ctx.k.folio(folio).order > 0
+}
+
+/// include/linux/mm.h: folio_maybe_dma_pinned(): `_pincount` for a large folio, the refcount
+/// bias for a small one.
+pub fn folio_maybe_dma_pinned(ctx: &mut Ctx, folio: FolioId) -> bool {
+    if folio_has_pincount(ctx, folio) {
+        return ctx.pincount_load(folio) > 0;
     }
-    if flags.pin {
-        ctx.ref_add(folio, GUP_PIN_COUNTING_BIAS, Ordering::Relaxed);
+    ctx.ref_load(folio) >= GUP_PIN_COUNTING_BIAS
+}
+
+/// mm/gup.c: try_grab_folio() (slow path, under the PTE lock): FOLL_GET takes `refs`
+/// references; FOLL_PIN takes `refs` and `refs` pins on a large folio, `refs` times
+/// GUP_PIN_COUNTING_BIAS on a small one, nothing on the zero page ("it's not going anywhere").
+pub(crate) fn try_grab_folio(ctx: &mut Ctx, folio: FolioId, refs: i32, flags: GupFlags) {
+    if !flags.pin {
+        ctx.ref_add(folio, refs, Ordering::Relaxed);
+    } else if folio == ZERO_FOLIO {
+    } else if folio_has_pincount(ctx, folio) {
+        ctx.ref_add(folio, refs, Ordering::Relaxed);
+        ctx.pincount_add(folio, refs, Ordering::Relaxed);
     } else {
-        ctx.ref_add(folio, 1, Ordering::Relaxed);
+        ctx.ref_add(folio, refs * GUP_PIN_COUNTING_BIAS, Ordering::Relaxed);
     }
 }
 
 /// mm/gup.c: gup_put_folio(): drop what try_grab_folio*() took.
-pub fn gup_put_folio(ctx: &mut Ctx, folio: FolioId, flags: GupFlags) {
-    let refs = if flags.pin { GUP_PIN_COUNTING_BIAS } else { 1 };
+pub fn gup_put_folio(ctx: &mut Ctx, folio: FolioId, refs: i32, flags: GupFlags) {
+    let mut refs = refs;
+    if flags.pin {
+        if folio == ZERO_FOLIO {
+            return;
+        }
+        if folio_has_pincount(ctx, folio) {
+            ctx.pincount_add(folio, -refs, Ordering::Relaxed);
+        } else {
+            refs *= GUP_PIN_COUNTING_BIAS;
+        }
+    }
     folio_put_refs(ctx, folio, refs);
 }
 
@@ -56,6 +82,18 @@ pub enum GupFastStage {
     Grab,
     PinBias,
     Recheck,
+}
+
+/// The pages of the range from `address` that the huge PMD covering it maps (record_subpages()).
+fn pmd_pages(address: u64, pages_left: u64) -> u64 {
+    let pmd_end = (address | (crate::mm::huge_memory::HPAGE_PMD_NR * PAGE_SIZE - 1)) + 1;
+    pages_left.min((pmd_end - address) / PAGE_SIZE)
+}
+
+/// The PMD covering `address` as the entry of its page: the pfn of that page of the THP.
+fn huge_entry(ctx: &mut Ctx, mm: MmId, address: u64) -> Option<PresentPte> {
+    let pmd = ctx.pmd_load(mm, crate::mm::huge_memory::pmd_index(address))?;
+    Some(PresentPte { pfn: pmd.pfn + (address >> PAGE_SHIFT) % PTRS_PER_PTE, ..pmd })
 }
 
 /// mm/gup.c: gup_fast() → gup_fast_pte_range() (gup_pte_range() before 6.10), with interrupts
@@ -69,12 +107,36 @@ pub struct GupFast {
     pub flags: GupFlags,
     pub index: u64,
     pub stage: GupFastStage,
+    /// The entry read locklessly: a PTE, or the huge PMD (gup_fast_pmd_leaf()) as a present
+    /// entry naming the page of the THP at the address.
     pub pte: Pte,
+    /// Pages the entry covers: 1 for a PTE, up to the PMD's end for a huge PMD.
+    pub refs: u64,
+    pub pmd: bool,
 }
 
 impl GupFast {
     pub fn new(mm: MmId, start: u64, nr_pages: u64, flags: GupFlags) -> Self {
-        GupFast { mm, start, nr_pages, flags, index: 0, stage: GupFastStage::ReadPte, pte: Pte::None }
+        GupFast {
+            mm,
+            start,
+            nr_pages,
+            flags,
+            index: 0,
+            stage: GupFastStage::ReadPte,
+            pte: Pte::None,
+            refs: 1,
+            pmd: false,
+        }
+    }
+
+    /// Re-reads the entry `read_pte()` read.
+    fn entry_load(&self, ctx: &mut Ctx) -> Pte {
+        let address = self.address();
+        if self.pmd {
+            return huge_entry(ctx, self.mm, address).map_or(Pte::None, Pte::Present);
+        }
+        ctx.pte_load(self.mm, address >> PAGE_SHIFT)
     }
 
     fn address(&self) -> u64 {
@@ -85,16 +147,25 @@ impl GupFast {
         Flow::Return(self.index as i64)
     }
 
-    /// ptep_get_lockless(), then pte_access_permitted() and pte_special().
+    /// gup_fast_pmd_range(): pmdp_get_lockless(), a huge PMD going to gup_fast_pmd_leaf();
+    /// otherwise gup_fast_pte_range()'s ptep_get_lockless(); then pte_access_permitted() and
+    /// pte_special().
     fn read_pte(&mut self, ctx: &mut Ctx) -> Flow {
         if self.index == self.nr_pages {
             return self.stop();
         }
         let address = self.address();
-        self.pte = ctx.pte_load(self.mm, address >> PAGE_SHIFT);
+        let huge = huge_entry(ctx, self.mm, address);
+        self.pmd = huge.is_some();
+        self.refs = if self.pmd { pmd_pages(address, self.nr_pages - self.index) } else { 1 };
+        self.pte = match huge {
+            Some(entry) => Pte::Present(entry),
+            None => ctx.pte_load(self.mm, address >> PAGE_SHIFT),
+        };
         let pte = self.pte;
         let usable = pte.present().filter(|p| !p.special && (!self.flags.write || p.write));
-        ctx.event("gup_fast_pte_range", "ptep_get_lockless", |_| {
+        let function = if self.pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
+        ctx.event(function, "ptep_get_lockless", |_| {
             format!(
                 "{address:#x}: PTE {}{}",
                 pte.describe(),
@@ -108,13 +179,14 @@ impl GupFast {
         Flow::Continue
     }
 
-    /// try_grab_folio_fast() → try_get_folio(): folio_ref_try_add(), a fully ordered atomic
-    /// that fails on a frozen (refcount 0) folio.
+    /// try_grab_folio_fast() → try_get_folio(): folio_ref_try_add() of every page the entry
+    /// covers, a fully ordered atomic that fails on a frozen (refcount 0) folio.
     fn grab(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = pfn_folio(self.pte.present().expect("checked present").pfn);
-        let got = ctx.ref_add_unless_zero(folio, 1);
+        let got = ctx.ref_add_unless_zero(folio, self.refs as i32);
         let flags = self.flags;
-        ctx.event("gup_fast_pte_range", "try_grab_folio_fast", |k| {
+        let function = if self.pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
+        ctx.event(function, "try_grab_folio_fast", |k| {
             if got {
                 format!("folio {folio} refcount {} ({})", k.folio(folio).refcount, flags.describe())
             } else {
@@ -128,11 +200,17 @@ impl GupFast {
         Flow::Continue
     }
 
-    /// FOLL_PIN on a small folio: "folio_ref_add(folio, refs * (GUP_PIN_COUNTING_BIAS - 1))",
-    /// a second atomic after the first reference.
+    /// FOLL_PIN: "atomic_add(refs, &folio->_pincount)" on a large folio, else
+    /// "folio_ref_add(folio, refs * (GUP_PIN_COUNTING_BIAS - 1))": a second atomic after the
+    /// references.
     fn pin_bias(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = pfn_folio(self.pte.present().expect("checked present").pfn);
-        ctx.ref_add(folio, GUP_PIN_COUNTING_BIAS - 1, Ordering::Relaxed);
+        let refs = self.refs as i32;
+        if folio_has_pincount(ctx, folio) {
+            ctx.pincount_add(folio, refs, Ordering::Relaxed);
+        } else {
+            ctx.ref_add(folio, refs * (GUP_PIN_COUNTING_BIAS - 1), Ordering::Relaxed);
+        }
         ctx.fence(crate::access::Fence::Full);
         ctx.event("try_grab_folio_fast", "folio_ref_add pin bias", |k| {
             format!("folio {folio} refcount {}", k.folio(folio).refcount)
@@ -141,23 +219,31 @@ impl GupFast {
         Flow::Continue
     }
 
-    /// "if (unlikely(pte_val(pte) != pte_val(ptep_get(ptep))))": back off if the PTE changed.
+    /// "if (unlikely(pte_val(pte) != pte_val(ptep_get(ptep))))": back off if the PTE (or the
+    /// huge PMD) changed.
     fn recheck(&mut self, ctx: &mut Ctx) -> Flow {
         let address = self.address();
         let present = self.pte.present().expect("checked present");
         let folio = pfn_folio(present.pfn);
-        let now = ctx.pte_load(self.mm, address >> PAGE_SHIFT);
+        let now = self.entry_load(ctx);
         if now != self.pte {
-            gup_put_folio(ctx, folio, self.flags);
+            gup_put_folio(ctx, folio, self.refs as i32, self.flags);
             ctx.event("gup_fast_pte_range", "recheck", |_| {
                 format!("{address:#x}: PTE changed to {}: put folio {folio}, slow path", now.describe())
             });
             return self.stop();
         }
         ctx.flag_store(folio, PageFlag::Referenced, true);
-        ctx.k.thread_mut(ctx.thread).pages.make_mut().push(present.pfn);
-        ctx.event("gup_fast_pte_range", "recheck", |_| format!("{address:#x}: PTE unchanged, got folio {folio}"));
-        self.index += 1;
+        let pfns = (0..self.refs).map(|page| present.pfn + page);
+        ctx.k.thread_mut(ctx.thread).pages.make_mut().extend(pfns);
+        let refs = self.refs;
+        let function = if self.pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
+        let pmd = self.pmd;
+        ctx.event(function, "recheck", |_| match pmd {
+            true => format!("{address:#x}: PMD unchanged, got THP folio {folio} ({refs} page(s))"),
+            false => format!("{address:#x}: PTE unchanged, got folio {folio}"),
+        });
+        self.index += self.refs;
         self.stage = GupFastStage::ReadPte;
         Flow::Continue
     }
@@ -182,6 +268,9 @@ impl KernelFunction for GupFast {
 pub enum GupSlowStage {
     Lock,
     Follow,
+    /// __get_user_pages(): "if (page_increm > 1) try_grab_folio(folio, page_increm - 1, ...)"
+    /// for the rest of a huge PMD's pages, after the PMD lock is dropped.
+    GrabRest,
     Faulted,
     Unlock,
 }
@@ -197,11 +286,13 @@ pub struct GupSlow {
     pub index: u64,
     pub stage: GupSlowStage,
     pub result: i64,
+    /// The huge PMD's folio and its pages still to grab in `GrabRest`.
+    pub rest: Option<(FolioId, u64)>,
 }
 
 impl GupSlow {
     pub fn new(mm: MmId, start: u64, nr_pages: u64, flags: GupFlags) -> Self {
-        GupSlow { mm, start, nr_pages, flags, index: 0, stage: GupSlowStage::Lock, result: 0 }
+        GupSlow { mm, start, nr_pages, flags, index: 0, stage: GupSlowStage::Lock, result: 0, rest: None }
     }
 
     fn address(&self) -> u64 {
@@ -230,22 +321,19 @@ impl GupSlow {
         Flow::Continue
     }
 
-    /// mm/gup.c: follow_page_pte(), one step under the PTE lock.
+    /// mm/gup.c: follow_pmd_mask(): a huge PMD goes to follow_huge_pmd() under the PMD lock,
+    /// otherwise follow_page_pte(), one step under the PTE lock.
     fn follow(&mut self, ctx: &mut Ctx) -> Flow {
         let address = self.address();
         let vpn = address >> PAGE_SHIFT;
-        if ctx.pmd_load(self.mm, crate::mm::huge_memory::pmd_index(address)).is_some() {
-            ctx.violation(crate::violation::Violation::new(
-                crate::violation::ViolationKind::Invariant,
-                "not modelled: GUP of a PMD-mapped THP (follow_huge_pmd)",
-            ));
-            return self.done(-errno::EFAULT);
-        }
         if !ctx.vmas(self.mm).iter().any(|v| v.contains(address)) {
             let got = self.index as i64;
             return self.done(if got > 0 { got } else { -errno::EFAULT });
         }
         ctx.ptl_lock(self.mm, vpn);
+        if let Some(entry) = huge_entry(ctx, self.mm, address) {
+            return self.follow_huge_pmd(ctx, entry);
+        }
         let pte = ctx.pte_load(self.mm, vpn);
         let page = pte.present().and_then(|p| {
             if self.flags.write && !p.write {
@@ -262,7 +350,7 @@ impl GupSlow {
             self.stage = GupSlowStage::Faulted;
             return Flow::Call(Frame::Fault(Fault::new(self.mm, address, self.flags.write, false)));
         };
-        try_grab_folio(ctx, folio, self.flags);
+        try_grab_folio(ctx, folio, 1, self.flags);
         // FOLL_TOUCH: "if ((flags & FOLL_WRITE) && !pte_dirty(pte) && !folio_test_dirty(folio))
         // folio_mark_dirty(folio)", then folio_mark_accessed().
         let mut dirtied = false;
@@ -290,6 +378,66 @@ impl GupSlow {
         Flow::Continue
     }
 
+    /// mm/huge_memory.c: follow_huge_pmd() under the PMD lock: no page for a write through a
+    /// read-only PMD (faultin_page() unshares or splits it), else one reference on the THP and
+    /// touch_pmd() (FOLL_TOUCH); the caller records every page up to the PMD's end.
+    fn follow_huge_pmd(&mut self, ctx: &mut Ctx, entry: PresentPte) -> Flow {
+        let (mm, address) = (self.mm, self.address());
+        let vpn = address >> PAGE_SHIFT;
+        if self.flags.write && !entry.write {
+            ctx.ptl_unlock(mm, vpn);
+            ctx.event("follow_huge_pmd", "can_follow_write_pmd", |_| format!("{address:#x}: read-only: faultin_page"));
+            self.stage = GupSlowStage::Faulted;
+            return Flow::Call(Frame::Fault(Fault::new(mm, address, true, false)));
+        }
+        let folio = pfn_folio(entry.pfn);
+        if self.flags.pin && !entry.write && !ctx.anon_exclusive_load(folio, 0) {
+            ctx.ptl_unlock(mm, vpn);
+            ctx.violation(crate::violation::Violation::new(
+                crate::violation::ViolationKind::Invariant,
+                "not modelled: FOLL_PIN of a shared THP (gup_must_unshare, FAULT_FLAG_UNSHARE)",
+            ));
+            return self.done(-errno::EFAULT);
+        }
+        try_grab_folio(ctx, folio, 1, self.flags);
+        // touch_pmd(): "pmd_mkyoung(*pmd); if (write) pmd_mkdirty()".
+        let index = crate::mm::huge_memory::pmd_index(address);
+        if let Some(pmd) = ctx.pmd_load(mm, index) {
+            let touched = PresentPte { young: true, dirty: pmd.dirty || self.flags.write, ..pmd };
+            ctx.pmd_store(mm, index, Some(touched));
+        }
+        ctx.ptl_unlock(mm, vpn);
+        let refs = pmd_pages(address, self.nr_pages - self.index);
+        ctx.k.thread_mut(ctx.thread).pages.make_mut().extend((0..refs).map(|page| entry.pfn + page));
+        let flags = self.flags;
+        ctx.event("follow_huge_pmd", "try_grab_folio", |k| {
+            format!(
+                "{address:#x}: THP folio {folio} refcount {} ({}), {refs} page(s)",
+                k.folio(folio).refcount,
+                flags.describe()
+            )
+        });
+        self.rest = Some((folio, refs - 1));
+        self.stage = GupSlowStage::GrabRest;
+        Flow::Continue
+    }
+
+    fn grab_rest(&mut self, ctx: &mut Ctx) -> Flow {
+        let (folio, rest) = self.rest.take().expect("after follow_huge_pmd");
+        if rest > 0 {
+            try_grab_folio(ctx, folio, rest as i32, self.flags);
+            ctx.event("__get_user_pages", "try_grab_folio page_increm", |k| {
+                format!("THP folio {folio}: {rest} more, refcount {}", k.folio(folio).refcount)
+            });
+        }
+        self.index += rest + 1;
+        if self.index == self.nr_pages {
+            return self.done(self.index as i64);
+        }
+        self.stage = GupSlowStage::Follow;
+        Flow::Continue
+    }
+
     fn faulted(&mut self, result: i64) -> Flow {
         if result & (VM_FAULT_SIGSEGV | VM_FAULT_SIGBUS) != 0 {
             let got = self.index as i64;
@@ -305,6 +453,7 @@ impl KernelFunction for GupSlow {
         match self.stage {
             GupSlowStage::Lock => self.lock(ctx),
             GupSlowStage::Follow => self.follow(ctx),
+            GupSlowStage::GrabRest => self.grab_rest(ctx),
             GupSlowStage::Faulted => self.faulted(returned.unwrap_or(0)),
             GupSlowStage::Unlock => {
                 ctx.mmap_read_unlock(self.mm);

@@ -60,7 +60,7 @@ impl PagesStat {
                 return -errno::EFAULT;
             }
             let folio = crate::folio::pfn_folio(pmd.pfn);
-            crate::mm::gup::try_grab_folio(ctx, folio, GupFlags { write: false, pin: false });
+            crate::mm::gup::try_grab_folio(ctx, folio, 1, GupFlags { write: false, pin: false });
             self.got = Some(folio);
             return NUMA_NODE;
         }
@@ -68,7 +68,7 @@ impl PagesStat {
             Pte::Present(present) => match crate::mm::memory::vm_normal_page(vma, self.address, present) {
                 Some(pfn) => {
                     let folio = crate::folio::pfn_folio(pfn);
-                    crate::mm::gup::try_grab_folio(ctx, folio, GupFlags { write: false, pin: false });
+                    crate::mm::gup::try_grab_folio(ctx, folio, 1, GupFlags { write: false, pin: false });
                     self.got = Some(folio);
                     NUMA_NODE
                 }

@@ -306,7 +306,7 @@ impl TryToUnmap {
         // page_swap_entry(subpage): the folio's entry plus the page's index.
         let offset = ctx.folio_swap_load(folio).expect("swapbacked == swapcache was checked") + self.page() as u32;
         let anon_exclusive = ctx.anon_exclusive_load(folio, self.page());
-        let pinned = anon_exclusive && ctx.ref_load(folio) >= crate::folio::GUP_PIN_COUNTING_BIAS;
+        let pinned = anon_exclusive && crate::mm::gup::folio_maybe_dma_pinned(ctx, folio);
         if !crate::mm::swapfile::swap_duplicate(ctx, offset) || pinned {
             if pinned {
                 crate::mm::swapfile::swap_free(ctx, offset);

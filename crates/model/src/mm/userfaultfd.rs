@@ -4,7 +4,7 @@
 //! would need it is reported as such.
 
 use crate::access::Ctx;
-use crate::folio::{pfn_folio, FolioId, PageFlag, GUP_PIN_COUNTING_BIAS, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
+use crate::folio::{pfn_folio, FolioId, PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
 use crate::mm::memory::{anon_vma_prepare, vm_normal_folio};
 use crate::mm::rmap::folio_move_anon_rmap;
 use crate::mm::swap::folio_put;
@@ -455,7 +455,7 @@ impl MovePages {
         let entry = match self.src_folio {
             None => present,
             Some(folio) => {
-                let pinned = ctx.ref_load(folio) >= GUP_PIN_COUNTING_BIAS;
+                let pinned = crate::mm::gup::folio_maybe_dma_pinned(ctx, folio);
                 if pinned || !ctx.anon_exclusive_load(folio, 0) {
                     self.double_pt_unlock(ctx, vpns);
                     return self.out(-errno::EBUSY);
