@@ -376,7 +376,9 @@ impl Host<'_> {
 
     fn syscall(&mut self, thread: usize, instruction: &Instruction) -> Result<i64, String> {
         Ok(match instruction {
-            Instruction::Mmap { length, prot, .. } => self.mmap(*length, *prot),
+            Instruction::Mmap { length, prot, flags, file, .. } => {
+                self.mmap(*length, *prot, file.map(|f| (f as usize, *flags)))?
+            }
             Instruction::Munmap { address, length, .. } => {
                 let address = self.value(thread, *address) as u64;
                 self.munmap(address, *length)
@@ -475,14 +477,15 @@ impl Host<'_> {
         })
     }
 
-    /// mmap() as the model places mappings: a page apart from any other, 2 MiB-aligned from
-    /// 2 MiB up (so THP faults happen where they do in the model).
-    fn mmap(&mut self, length: u64, protection: u32) -> i64 {
+    /// mmap() as the model places mappings: a page apart from any other, anonymous ones 2 MiB-
+    /// aligned from 2 MiB up (so THP faults happen where they do in the model). `file`: the
+    /// scenario file to map from offset 0, and MAP_SHARED or MAP_PRIVATE.
+    fn mmap(&mut self, length: u64, protection: u32, file: Option<(usize, u32)>) -> Result<i64, String> {
         if length == 0 {
-            return -i64::from(libc::EINVAL);
+            return Ok(-i64::from(libc::EINVAL));
         }
         let length = length.div_ceil(PAGE) * PAGE;
-        let align = if length >= PMD { PMD } else { PAGE };
+        let align = if length >= PMD && file.is_none() { PMD } else { PAGE };
         let reserve = length + align + 2 * PAGE;
         // SAFETY: a new private anonymous mapping; nothing else refers to it.
         let base = unsafe {
@@ -496,7 +499,7 @@ impl Host<'_> {
             )
         };
         if base == libc::MAP_FAILED {
-            return errno();
+            return Ok(errno());
         }
         let base = base as u64;
         let start = (base + PAGE).div_ceil(align) * align;
@@ -505,19 +508,48 @@ impl Host<'_> {
             libc::munmap(base as *mut libc::c_void, (start - base) as usize);
             libc::munmap((start + length) as *mut libc::c_void, (base + reserve - start - length) as usize);
         }
-        let mut flags = 0;
-        if protection & prot::PROT_READ != 0 {
-            flags |= libc::PROT_READ;
-        }
-        if protection & prot::PROT_WRITE != 0 {
-            flags |= libc::PROT_WRITE;
-        }
-        // SAFETY: our own mapping.
-        if unsafe { libc::mprotect(start as *mut libc::c_void, length as usize, flags) } < 0 {
-            return errno();
+        let result = match file {
+            // SAFETY: our own mapping.
+            None => match unsafe { libc::mprotect(start as *mut libc::c_void, length as usize, libc_prot(protection)) }
+            {
+                0 => 0,
+                _ => errno(),
+            },
+            Some((index, flags)) => self.map_file(start, length, protection, index, flags)?,
+        };
+        if result < 0 {
+            // SAFETY: the reservation is ours.
+            unsafe { libc::munmap(start as *mut libc::c_void, length as usize) };
+            return Ok(result);
         }
         self.mappings.push(Mapping { start, end: start + length, prot: protection, uffd: false });
-        start as i64
+        Ok(start as i64)
+    }
+
+    /// Maps the run's copy of scenario file `index` over [start, start + length) (a reservation
+    /// of ours), opened O_RDWR without O_DIRECT; the mapping keeps the file open.
+    fn map_file(&self, start: u64, length: u64, protection: u32, index: usize, flags: u32) -> Result<i64, String> {
+        let path =
+            self.files.get(index).ok_or_else(|| format!("mmap of file {index}: the scenario has no such file"))?;
+        let handle = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("{}: open: {e}", path.display()))?;
+        let shared =
+            if flags & mmcheck_model::program::map::MAP_SHARED != 0 { libc::MAP_SHARED } else { libc::MAP_PRIVATE };
+        // SAFETY: MAP_FIXED over the reservation this run just made and owns.
+        let address = unsafe {
+            libc::mmap(
+                start as *mut libc::c_void,
+                length as usize,
+                libc_prot(protection),
+                shared | libc::MAP_FIXED,
+                handle.as_raw_fd(),
+                0,
+            )
+        };
+        Ok(if address == libc::MAP_FAILED { errno() } else { 0 })
     }
 
     fn munmap(&mut self, address: u64, length: u64) -> i64 {
@@ -537,13 +569,7 @@ impl Host<'_> {
 
     fn mprotect(&mut self, address: u64, length: u64, protection: u32) -> i64 {
         let end = address + length.div_ceil(PAGE) * PAGE;
-        let mut flags = 0;
-        if protection & prot::PROT_READ != 0 {
-            flags |= libc::PROT_READ;
-        }
-        if protection & prot::PROT_WRITE != 0 {
-            flags |= libc::PROT_WRITE;
-        }
+        let flags = libc_prot(protection);
         // SAFETY: mprotect of this process's memory; a range outside the run's mappings is
         // refused before the call (the allocator's own memory must not change protection).
         if address.is_multiple_of(PAGE) && !self.mappings.iter().any(|m| m.start < end && address < m.end) {
@@ -689,6 +715,18 @@ impl Host<'_> {
             unsafe { libc::close(fd) };
         }
     }
+}
+
+/// The model's PROT_* bits as mmap(2)'s.
+fn libc_prot(protection: u32) -> i32 {
+    let mut flags = libc::PROT_NONE;
+    if protection & prot::PROT_READ != 0 {
+        flags |= libc::PROT_READ;
+    }
+    if protection & prot::PROT_WRITE != 0 {
+        flags |= libc::PROT_WRITE;
+    }
+    flags
 }
 
 fn errno_of(code: i32) -> i64 {

@@ -55,6 +55,7 @@ fn one_page(last: Instruction) -> SystemSpec {
             prot: prot::PROT_READ | prot::PROT_WRITE,
             flags: map::MAP_PRIVATE | map::MAP_ANONYMOUS,
             device: None,
+            file: None,
         },
         Instruction::Store { address: Operand::Register(0, 0), length: 4096, byte: 7, location: Default::default() },
         last,

@@ -99,13 +99,15 @@ pub mod map {
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Instruction {
     /// `dst = mmap(NULL, length, prot, flags, -1, 0)`.
-    /// With `device`, the mapping of a scenario device (its file's mmap handler).
+    /// With `device`, the mapping of a scenario device (its file's mmap handler); with `file`,
+    /// of a scenario file from offset 0 (`flags` MAP_SHARED or MAP_PRIVATE).
     Mmap {
         dst: Register,
         length: u64,
         prot: u32,
         flags: u32,
         device: Option<crate::state::DeviceId>,
+        file: Option<FileId>,
     },
     Munmap {
         dst: Option<Register>,

@@ -37,6 +37,7 @@ pub mod vm_flags {
     pub const VM_EXEC: u32 = 0x4;
     pub const VM_SHARED: u32 = 0x8;
     pub const VM_MAYWRITE: u32 = 0x20;
+    pub const VM_MAYSHARE: u32 = 0x80;
     pub const VM_PFNMAP: u32 = 0x400;
     pub const VM_LOCKED: u32 = 0x2000;
     pub const VM_IO: u32 = 0x4000;
@@ -79,6 +80,11 @@ impl Vma {
 
     pub fn contains(&self, address: u64) -> bool {
         self.start <= address && address < self.end
+    }
+
+    /// include/linux/mm.h: vma_is_anonymous(): no vm_ops, so neither a file's nor a driver's.
+    pub fn is_anonymous(&self) -> bool {
+        self.file.is_none() && self.device.is_none()
     }
 
     /// include/linux/mm.h: is_cow_mapping(): private and possibly writable.

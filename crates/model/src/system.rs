@@ -103,9 +103,9 @@ impl System {
         };
         let mm = spec.mm.unwrap_or(0);
         let frame = match instruction {
-            Instruction::Mmap { length, prot, flags, device, .. } => {
+            Instruction::Mmap { length, prot, flags, device, file, .. } => {
                 let device = device.map(|id| (id, self.spec.devices[id as usize].kind));
-                Frame::Mmap(Mmap::new(mm, *length, *prot, *flags, device))
+                Frame::Mmap(Mmap::new(mm, *length, *prot, *flags, device, *file))
             }
             Instruction::Munmap { address, length, .. } => {
                 Frame::Munmap(Munmap::new(mm, Self::value(t, *address) as u64, *length))

@@ -24,11 +24,19 @@ fn mmap(dst: u16, length: u64) -> Instruction {
         prot: prot::PROT_READ | prot::PROT_WRITE,
         flags: map::MAP_PRIVATE | map::MAP_ANONYMOUS,
         device: None,
+        file: None,
     }
 }
 
 fn mmap_read_only(dst: u16, length: u64) -> Instruction {
-    Instruction::Mmap { dst, length, prot: prot::PROT_READ, flags: map::MAP_PRIVATE | map::MAP_ANONYMOUS, device: None }
+    Instruction::Mmap {
+        dst,
+        length,
+        prot: prot::PROT_READ,
+        flags: map::MAP_PRIVATE | map::MAP_ANONYMOUS,
+        device: None,
+        file: None,
+    }
 }
 
 /// Register `r` plus `offset`.
@@ -845,7 +853,7 @@ fn a_thread_waiting_for_an_event_nobody_signals_is_a_deadlock() {
 // ---- drivers: vm_insert_page(), remap_pfn_range(), vm_normal_page() ---------------------------
 
 fn mmap_device(dst: u16, length: u64, flags: u32, device: u32) -> Instruction {
-    Instruction::Mmap { dst, length, prot: prot::PROT_READ | prot::PROT_WRITE, flags, device: Some(device) }
+    Instruction::Mmap { dst, length, prot: prot::PROT_READ | prot::PROT_WRITE, flags, device: Some(device), file: None }
 }
 
 const COMPOUND: DeviceKind = DeviceKind::InsertPage { order: 2, compound: true, batched: false };
@@ -1033,6 +1041,77 @@ fn smaps_walks_pfn_maps_since_6_2() {
     assert_eq!((r.register(0, 1), r.register(0, 2)), (4, 4), "the COWed page; the raw pfn is not counted");
     let r = Spec::new().process(program()).device(pfnmap, 0).run_on(KernelVersion::new(6, 1));
     assert_eq!((r.register(0, 1), r.register(0, 2)), (0, 0), "walk_page_test() skipped VM_PFNMAP");
+}
+
+// ---- file mappings -------------------------------------------------------------------------------
+
+fn mmap_file(dst: u16, length: u64, flags: u32, file: u32) -> Instruction {
+    Instruction::Mmap { dst, length, prot: prot::PROT_READ | prot::PROT_WRITE, flags, device: None, file: Some(file) }
+}
+
+#[test]
+fn madvise_free_of_a_file_mapping_is_einval_and_dontneed_is_not() {
+    let program = vec![
+        mmap_file(0, 2 * PAGE, map::MAP_SHARED, 0),
+        mmap_file(1, 2 * PAGE, map::MAP_PRIVATE, 0),
+        madvise(2, at(0, 0), 2 * PAGE, Advice::Free),
+        madvise(3, at(1, 0), 2 * PAGE, Advice::Free),
+        madvise(2, at(0, 0), 2 * PAGE, Advice::DontNeed),
+    ];
+    let r = Spec::new().file(vec![PageData::Fill(0x5a); 2]).process(program).run();
+    r.ok();
+    assert_eq!(r.register(0, 3), -errno::EINVAL, "madvise_free_single_vma(): not anonymous");
+    assert_eq!(r.register(0, 2), 0, "MADV_DONTNEED of a file mapping");
+    let shared = r.k.mms[0].find_vma(r.buffer()).expect("the shared file VMA").clone();
+    let private = r.k.mms[0].find_vma(r.register(0, 1) as u64).expect("the private file VMA").clone();
+    assert_eq!((shared.file, shared.pgoff, private.file, private.pgoff), (Some(0), 0, Some(0), 0));
+    let sharing = vm_flags::VM_SHARED | vm_flags::VM_MAYSHARE;
+    assert_eq!(shared.flags & (sharing | vm_flags::VM_MAYWRITE), sharing | vm_flags::VM_MAYWRITE);
+    assert_eq!(private.flags & (sharing | vm_flags::VM_MAYWRITE), vm_flags::VM_MAYWRITE);
+    assert!(!shared.is_anonymous() && r.k.mms[0].ptes.iter().next().is_none(), "nothing was faulted");
+    // An anonymous VMA before it is still advised: the walk stops with the file VMA's error.
+    let program = vec![
+        mmap(0, PAGE),
+        mmap_file(1, PAGE, map::MAP_SHARED, 0),
+        store(at(0, 0), PAGE, 1),
+        madvise(2, at(0, 0), 3 * PAGE, Advice::Free),
+    ];
+    let r = Spec::new().file(vec![PageData::Fill(0x5a)]).process(program).run();
+    r.ok();
+    assert_eq!(r.register(0, 2), -errno::EINVAL, "not -ENOMEM for the hole: the VMA's error wins");
+    assert!(!r.present(r.buffer()).dirty, "the anonymous page was advised (clear_young_dirty_ptes())");
+}
+
+#[test]
+fn madvise_free_and_dontneed_of_device_mappings_follow_the_vma_checks() {
+    let pfnmap = DeviceKind::RemapPfn { base: 0, pages: 2 };
+    for (device, advice, expected) in [
+        (pfnmap, Advice::Free, -errno::EINVAL),
+        (pfnmap, Advice::DontNeed, -errno::EINVAL),
+        (COMPOUND, Advice::Free, -errno::EINVAL),
+        (COMPOUND, Advice::DontNeed, 0),
+    ] {
+        let length = if device == COMPOUND { 4 * PAGE } else { 2 * PAGE };
+        let program = vec![mmap_device(0, length, map::MAP_SHARED, 0), madvise(1, at(0, 0), length, advice)];
+        let r = Spec::new().process(program).device(device, 0x77).run();
+        r.ok();
+        assert_eq!(r.register(0, 1), expected, "{device:?} {advice:?}");
+    }
+}
+
+#[test]
+fn a_fault_in_a_file_mapping_is_not_modelled() {
+    for (flags, access, function) in [
+        (map::MAP_SHARED, load(at(0, 0), 8, 0x5a), "do_read_fault"),
+        (map::MAP_PRIVATE, store(at(0, 0), 8, 1), "do_cow_fault"),
+        (map::MAP_SHARED, store(at(0, 0), 8, 1), "do_shared_fault"),
+    ] {
+        let program = vec![mmap_file(0, PAGE, flags, 0), access];
+        let r = Spec::new().file(vec![PageData::Fill(0x5a)]).process(program).run();
+        let violation = r.violation(ViolationKind::Invariant);
+        assert!(violation.message.starts_with("not modelled: "), "{violation}");
+        assert!(violation.message.contains(function), "{violation}");
+    }
 }
 
 // ---- swap and userfaultfd ------------------------------------------------------------------------

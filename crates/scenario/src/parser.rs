@@ -947,6 +947,17 @@ impl Builder<'_> {
         }
     }
 
+    /// mmap's fourth argument: a device declared with `device` or a file declared with `file`.
+    fn mapped_object(&self, expr: &Expr) -> Result<(Option<u32>, Option<u32>), Diagnostic> {
+        let (name, span) = self.name_argument(expr, "a device or a file (declared with `device` or `file`)")?;
+        match (self.devices.get(name), self.files.get(name)) {
+            (Some(&device), None) => Ok((Some(device), None)),
+            (None, Some(&file)) => Ok((None, Some(file))),
+            (Some(_), Some(_)) => Err(diagnostic(format!("`{name}` names both a device and a file"), span)),
+            (None, None) => Err(diagnostic(format!("unknown device or file `{name}`"), span)),
+        }
+    }
+
     fn call(
         &mut self,
         call: &Call,
@@ -964,20 +975,13 @@ impl Builder<'_> {
         let instruction = match call.name.as_str() {
             "mmap" => {
                 self.require_process(mm, call)?;
-                let device = match call.arguments.get(3) {
-                    Some(expr) => {
-                        let (name, span) = self.name_argument(expr, "a device declared with `device`")?;
-                        let Some(&id) = self.devices.get(name) else {
-                            return Err(diagnostic(format!("unknown device `{name}`"), span));
-                        };
-                        Some(id)
-                    }
-                    None => None,
+                let (device, file) = match call.arguments.get(3) {
+                    Some(expr) => self.mapped_object(expr)?,
+                    None => (None, None),
                 };
                 let arguments =
                     Call { arguments: call.arguments[..call.arguments.len().min(3)].to_vec(), ..call.clone() };
-                let usage =
-                    "mmap(length, read|write, private|anonymous) or mmap(length, read|write, private|shared, DEVICE)";
+                let usage = "mmap(length, read|write, private|anonymous) or mmap(length, read|write, private|shared, DEVICE or FILE)";
                 if call.arguments.len() > 4 {
                     return Err(diagnostic(format!("`mmap` takes 3 or 4 arguments: {usage}"), call.span));
                 }
@@ -990,9 +994,10 @@ impl Builder<'_> {
                     flags,
                     &[("private", map::MAP_PRIVATE), ("shared", map::MAP_SHARED), ("anonymous", map::MAP_ANONYMOUS)],
                 )?;
-                let wanted = match device {
+                let what = if device.is_some() { "a device mapping" } else { "a file mapping" };
+                let wanted = match device.or(file) {
                     Some(_) if flags_value == map::MAP_SHARED || flags_value == map::MAP_PRIVATE => flags_value,
-                    Some(_) => return Err(diagnostic("a device mapping is `private` or `shared`", flags.span())),
+                    Some(_) => return Err(diagnostic(format!("{what} is `private` or `shared`"), flags.span())),
                     None => map::MAP_PRIVATE | map::MAP_ANONYMOUS,
                 };
                 if flags_value != wanted {
@@ -1001,7 +1006,7 @@ impl Builder<'_> {
                 let Some(dst) = define(variables) else {
                     return Err(diagnostic("mmap's address must be kept: `buf = mmap(...)`", call.span));
                 };
-                Instruction::Mmap { dst, length, prot, flags: flags_value, device }
+                Instruction::Mmap { dst, length, prot, flags: flags_value, device, file }
             }
             "mremap" => {
                 self.require_process(mm, call)?;

@@ -445,11 +445,11 @@ fn a_scenario_with_every_construct_parses() {
     let private_anonymous = map::MAP_PRIVATE | map::MAP_ANONYMOUS;
     assert_eq!(
         main[0],
-        Instruction::Mmap { dst: 0, length: 8 << 10, prot: rw, flags: private_anonymous, device: None }
+        Instruction::Mmap { dst: 0, length: 8 << 10, prot: rw, flags: private_anonymous, device: None, file: None }
     );
     assert_eq!(
         main[1],
-        Instruction::Mmap { dst: 1, length: 2 << 20, prot: rw, flags: private_anonymous, device: None }
+        Instruction::Mmap { dst: 1, length: 2 << 20, prot: rw, flags: private_anonymous, device: None, file: None }
     );
     assert!(matches!(main[2], Instruction::Store { address: Operand::Register(0, 0), length: 8192, byte: 1, .. }));
     assert!(matches!(main[3], Instruction::Store { address: Operand::Register(0, 4096), length: 16, byte: 0xff, .. }));
@@ -695,10 +695,34 @@ fn device_declarations_and_their_errors() {
     assert_error("scenario t\ndevice mem remap_pfn\n", "needs `size`", 2, 12);
     assert_error("scenario t\nswap size 4K\nswap size 8K\n", "one swap device", 3, 1);
     let unknown = in_process("a = mmap(4K, read, shared, nosuch)");
-    assert_error(&unknown, "unknown device `nosuch`", 3, 30);
+    assert_error(&unknown, "unknown device or file `nosuch`", 3, 30);
     let anonymous_shared =
         "scenario t\ndevice cam insert_page\nprocess p {\n  a = mmap(4K, read, shared|anonymous, cam)\n}\n";
     assert_error(anonymous_shared, "`private` or `shared`", 4, 22);
+}
+
+#[test]
+fn file_mappings_and_their_errors() {
+    let good = "scenario t\nfile disk size 8K fill 0x5a\nprocess p {\n  a = mmap(8K, read|write, shared, disk)\n  b = mmap(8K, read, private, disk)\n}\n";
+    let spec = parse(good).expect("parses").system(&[]).expect("builds");
+    let Instruction::Mmap { device, file, flags, .. } = &spec.threads[0].program[0] else { panic!("an mmap") };
+    assert_eq!((*device, *file, *flags), (None, Some(0), map::MAP_SHARED));
+    let Instruction::Mmap { file, flags, .. } = &spec.threads[0].program[1] else { panic!("an mmap") };
+    assert_eq!((*file, *flags), (Some(0), map::MAP_PRIVATE));
+    let unknown = in_process("a = mmap(8K, read, shared, nosuchname)");
+    assert_error(&unknown, "unknown device or file `nosuchname`", 3, 30);
+    let declared =
+        |statement: &str| format!("scenario t\nfile disk size 8K fill 0x5a\nprocess p {{\n  {statement}\n}}\n");
+    assert_error(
+        &declared("a = mmap(8K, read, shared|anonymous, disk)"),
+        "a file mapping is `private` or `shared`",
+        4,
+        22,
+    );
+    assert_error(&declared("a = mmap(8K, read, shared, disk, 4K)"), "3 or 4 arguments", 4, 7);
+    assert_error(&declared("a = mmap(8K, read, shared, 0x5a)"), "a device or a file", 4, 30);
+    let both = "scenario t\nfile disk size 8K fill 0\ndevice disk insert_page\nprocess p {\n  a = mmap(4K, read, shared, disk)\n}\n";
+    assert_error(both, "names both a device and a file", 5, 30);
 }
 
 #[test]

@@ -31,7 +31,7 @@ pub fn pmd_index(address: u64) -> u64 {
 pub fn thp_fault_allowed(vma: &Vma, address: u64) -> bool {
     let start = address & !(HPAGE_PMD_SIZE - 1);
     vma.flags & vm_flags::VM_HUGEPAGE != 0
-        && vma.device.is_none()
+        && vma.is_anonymous()
         && vma.uffd.is_none()
         && vma.start <= start
         && start + HPAGE_PMD_SIZE <= vma.end

@@ -84,9 +84,9 @@ impl Madvise {
         if matches!(self.advice, Advice::PopulateRead | Advice::PopulateWrite) {
             self.populate_ranges(&vmas, start);
         }
-        // madvise_free_single_vma(), madvise_cold() and madvise_pageout() start with
-        // lru_add_drain().
-        if matches!(self.advice, Advice::Free | Advice::Cold | Advice::PageOut) {
+        // madvise_cold() and madvise_pageout() start with lru_add_drain() (madvise_free_single_vma()
+        // drains per VMA, in next_range()).
+        if matches!(self.advice, Advice::Cold | Advice::PageOut) {
             crate::mm::swap::lru_add_drain(ctx);
         }
         let advice = self.advice;
@@ -123,14 +123,34 @@ impl Madvise {
             self.stage = MadviseStage::Populate;
             return Flow::Continue;
         }
+        let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(start)).cloned().expect("a range of a VMA");
+        if matches!(self.advice, Advice::DontNeed | Advice::Free) && !self.dontneed_free_valid(&vma) {
+            // madvise_walk_vmas(): a VMA's error ends the walk and is the result.
+            self.result = -errno::EINVAL;
+            self.ranges.clear();
+            self.stage = MadviseStage::Unlock;
+            let advice = self.advice.name();
+            ctx.event("madvise_dontneed_free", "-EINVAL", |_| format!("{advice} [{start:#x}, {end:#x})"));
+            return Flow::Continue;
+        }
         if self.advice == Advice::DontNeed {
             // madvise_dontneed_single_vma() → zap_page_range_single().
             return Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)));
+        }
+        if self.advice == Advice::Free {
+            crate::mm::swap::lru_add_drain(ctx);
         }
         self.cursor = start >> PAGE_SHIFT;
         self.range_end = end >> PAGE_SHIFT;
         self.stage = MadviseStage::TableLock;
         Flow::Continue
+    }
+
+    /// madvise_dontneed_free_valid_vma(): not VM_PFNMAP or VM_LOCKED; and for MADV_FREE,
+    /// madvise_free_single_vma(): "MADV_FREE works for only anon vma at the moment".
+    fn dontneed_free_valid(&self, vma: &crate::state::Vma) -> bool {
+        vma.flags & (vm_flags::VM_PFNMAP | vm_flags::VM_LOCKED) == 0
+            && (self.advice != Advice::Free || vma.is_anonymous())
     }
 
     /// madvise_populate(): VMA by VMA from the start until a hole (-ENOMEM there, after the

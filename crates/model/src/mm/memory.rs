@@ -275,6 +275,9 @@ impl Fault {
         if self.orig_pte.is_none() && vma.device.is_some() {
             return self.finish(VM_FAULT_SIGBUS);
         }
+        if vma.file.is_some() {
+            return self.file_fault(ctx, &vma);
+        }
 
         self.stage = match self.orig_pte {
             Pte::None if !self.write => FaultStage::AnonZeroSetPte,
@@ -292,6 +295,19 @@ impl Fault {
             }
         };
         Flow::Continue
+    }
+
+    /// do_fault() in a file VMA: do_read_fault(), do_cow_fault() or do_shared_fault(), through
+    /// the file's `vm_ops->fault` and the page cache, which are not modelled.
+    fn file_fault(&mut self, ctx: &mut Ctx, vma: &Vma) -> Flow {
+        let function = match (self.write, vma.flags & vm_flags::VM_SHARED != 0) {
+            (false, _) => "do_read_fault",
+            (true, false) => "do_cow_fault",
+            (true, true) => "do_shared_fault",
+        };
+        let message = format!("not modelled: a page fault in a file mapping at {:#x} ({function})", self.address);
+        ctx.violation(Violation::new(ViolationKind::Invariant, message));
+        self.finish(VM_FAULT_SIGBUS)
     }
 
     /// mm/memory.c: do_anonymous_page(), read fault: map the zero page, special and read-only.

@@ -74,8 +74,9 @@ impl PagesStat {
                 }
                 None => -errno::EFAULT,
             },
-            // no_page_table(): "vma_is_anonymous(vma) || !vma->vm_ops->fault" holds for every
-            // modelled VMA (anonymous, or a device without a fault handler).
+            // no_page_table(): "vma_is_anonymous(vma) || !vma->vm_ops->fault" is -EFAULT (an
+            // anonymous VMA, or a device's without a fault handler); a file's has ->fault: NULL.
+            Pte::None if vma.file.is_some() => -errno::ENOENT,
             Pte::None => -errno::EFAULT,
             Pte::Swap { .. } | Pte::Migration { .. } => -errno::ENOENT,
         }

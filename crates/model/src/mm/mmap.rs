@@ -1,12 +1,12 @@
-//! mm/mmap.c and mm/vma.c: mmap() of anonymous memory, munmap(), and exit_mmap() when a
-//! process exits.
+//! mm/mmap.c and mm/vma.c: mmap() of anonymous memory, of a scenario file or device, munmap(),
+//! and exit_mmap() when a process exits.
 
 use crate::access::Ctx;
 use crate::drivers::{vma_close, vma_may_split, DeviceKind, DriverMmap};
 use crate::folio::{PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::memory::Zap;
 use crate::program::{map, prot};
-use crate::state::{vm_flags, DeviceId, MmId, Vma};
+use crate::state::{vm_flags, DeviceId, FileId, MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
 use serde::{Deserialize, Serialize};
 
@@ -22,8 +22,9 @@ pub enum MmapStage {
 }
 
 /// mm/mmap.c: do_mmap() → mmap_region() under mmap_write_lock(): anonymous private memory in
-/// one step (nothing else can observe the lock held), or a scenario device's mapping, whose
-/// `f_op->mmap` (the driver) runs with the lock held.
+/// one step (nothing else can observe the lock held), a scenario file's mapping (one step too:
+/// its `f_op->mmap` only sets `vm_ops`, as generic_file_mmap() does), or a scenario device's
+/// mapping, whose `f_op->mmap` (the driver) runs with the lock held.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Mmap {
     pub mm: MmId,
@@ -31,17 +32,26 @@ pub struct Mmap {
     pub prot: u32,
     pub flags: u32,
     pub device: Option<(DeviceId, DeviceKind)>,
+    pub file: Option<FileId>,
     pub stage: MmapStage,
     pub start: u64,
 }
 
 impl Mmap {
-    pub fn new(mm: MmId, length: u64, prot: u32, flags: u32, device: Option<(DeviceId, DeviceKind)>) -> Self {
-        Mmap { mm, length, prot, flags, device, stage: MmapStage::Region, start: 0 }
+    pub fn new(
+        mm: MmId,
+        length: u64,
+        prot: u32,
+        flags: u32,
+        device: Option<(DeviceId, DeviceKind)>,
+        file: Option<FileId>,
+    ) -> Self {
+        Mmap { mm, length, prot, flags, device, file, stage: MmapStage::Region, start: 0 }
     }
 
-    /// calc_vm_prot_bits() / calc_vm_flag_bits(): a shared mapping may be made writable later
-    /// only if it is writable now (no mprotect is modelled); a private one always may.
+    /// calc_vm_prot_bits(), and do_mmap()'s MAP_SHARED case: VM_SHARED | VM_MAYSHARE, with
+    /// VM_MAYWRITE only if the file is open for writing. A scenario file is (the runner opens it
+    /// O_RDWR); a device's file is taken to be open for writing only when mapped writable.
     fn vm_flags(&self) -> u32 {
         let mut flags = 0;
         if self.prot & prot::PROT_READ != 0 {
@@ -51,14 +61,24 @@ impl Mmap {
             flags |= vm_flags::VM_WRITE;
         }
         if self.flags & map::MAP_SHARED != 0 {
-            flags |= vm_flags::VM_SHARED;
-            if self.prot & prot::PROT_WRITE != 0 {
+            flags |= vm_flags::VM_SHARED | vm_flags::VM_MAYSHARE;
+            if self.prot & prot::PROT_WRITE != 0 || self.file.is_some() {
                 flags |= vm_flags::VM_MAYWRITE;
             }
         } else {
             flags |= vm_flags::VM_MAYWRITE;
         }
         flags
+    }
+
+    /// What the mapping is, for the event.
+    fn describe(&self) -> String {
+        let shared = if self.flags & map::MAP_SHARED != 0 { "shared" } else { "private" };
+        match (self.device, self.file) {
+            (Some((id, _)), _) => format!("device {id} ({shared})"),
+            (None, Some(id)) => format!("file {id} ({shared})"),
+            (None, None) => "anonymous private".to_string(),
+        }
     }
 
     fn region(&mut self, ctx: &mut Ctx) -> Flow {
@@ -68,32 +88,30 @@ impl Mmap {
         let length = self.length.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         ctx.mmap_write_lock(self.mm);
         let flags = self.vm_flags();
-        let device = self.device.map(|(id, _)| id);
+        let (device, file) = (self.device.map(|(id, _)| id), self.file);
+        let anonymous = device.is_none() && file.is_none();
         let mm = ctx.vmas_mut(self.mm);
         // Anonymous mappings of at least a PMD are PMD-aligned (thp_get_unmapped_area()).
-        let align = if length >= PMD_SIZE && device.is_none() { PMD_SIZE } else { PAGE_SIZE };
+        let align = if length >= PMD_SIZE && anonymous { PMD_SIZE } else { PAGE_SIZE };
         let start = mm.mmap_next.max(MMAP_BASE).div_ceil(align) * align;
         mm.mmap_next = start + length + PAGE_SIZE;
-        // A device mapping's vm_pgoff is the mmap offset (0); an anonymous one's is its address.
-        let pgoff = if device.is_some() { 0 } else { start >> PAGE_SHIFT };
+        // A file or device mapping's vm_pgoff is the mmap offset (0); an anonymous one's is its
+        // address.
+        let pgoff = if anonymous { start >> PAGE_SHIFT } else { 0 };
         mm.vmas.make_mut().push(Vma {
             start,
             end: start + length,
             pgoff,
             flags,
             anon_vma: None,
-            file: None,
+            file,
             device,
             uffd: None,
             private_folios: Vec::new(),
         });
         mm.vmas.make_mut().sort_by_key(|v| v.start);
         self.start = start;
-        let shared = if self.flags & map::MAP_SHARED != 0 { "shared" } else { "private" };
-        let what = match device {
-            Some(id) => format!("device {id} ({shared})"),
-            None => "anonymous private".to_string(),
-        };
+        let what = self.describe();
         ctx.event("do_mmap", "mmap_region", |_| format!("[{start:#x}, {:#x}) {what}", start + length));
         let Some((_, kind)) = self.device else {
             ctx.mmap_write_unlock(self.mm);

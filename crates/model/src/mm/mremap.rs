@@ -59,7 +59,8 @@ impl Mremap {
             return Flow::Return(-errno::EINVAL);
         }
         ctx.mmap_write_lock(self.mm);
-        // vma_to_resize(): the old range must lie in one anonymous VMA.
+        // vma_to_resize(): the old range must lie in one VMA, not a device's (a file's, never
+        // faulted, moves as an anonymous one does).
         let (address, old_end) = (self.address, self.address + self.old_length);
         let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(address)).cloned();
         let Some(vma) = vma.filter(|v| old_end <= v.end && v.device.is_none() && v.uffd.is_none()) else {

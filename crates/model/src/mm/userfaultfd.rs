@@ -78,7 +78,7 @@ pub fn userfaultfd_register(ctx: &mut Ctx, mm: MmId, fd: i64, start: u64, length
     let vmas = ctx.vmas(mm).to_vec();
     let covered: u64 =
         vmas.iter().filter(|v| v.start < end && start < v.end).map(|v| v.end.min(end) - v.start.max(start)).sum();
-    let anonymous = vmas.iter().filter(|v| v.start < end && start < v.end).all(|v| v.device.is_none());
+    let anonymous = vmas.iter().filter(|v| v.start < end && start < v.end).all(Vma::is_anonymous);
     let result = if covered != end - start || !anonymous {
         -errno::EINVAL
     } else {
@@ -218,7 +218,7 @@ impl MovePages {
         // validate_move_areas().
         let access = vm_flags::VM_READ | vm_flags::VM_WRITE | vm_flags::VM_EXEC;
         let movable = |v: &Vma| {
-            v.flags & (vm_flags::VM_PFNMAP | vm_flags::VM_IO | vm_flags::VM_MIXEDMAP) == 0 && v.device.is_none()
+            v.flags & (vm_flags::VM_PFNMAP | vm_flags::VM_IO | vm_flags::VM_MIXEDMAP) == 0 && v.is_anonymous()
         };
         if src_vma.flags & access != dst_vma.flags & access
             || src_vma.flags & vm_flags::VM_WRITE == 0
