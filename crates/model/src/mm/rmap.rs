@@ -319,9 +319,11 @@ impl TryToUnmap {
                     if pinned { "maybe DMA-pinned" } else { "swap_duplicate failed" }
                 )
             });
+            self.forget_snapshot();
             self.stage = UnmapStage::WalkDone;
             return Flow::Continue;
         }
+        self.forget_snapshot();
         if anon_exclusive {
             ctx.anon_exclusive_store(folio, self.page(), false);
         }
@@ -338,6 +340,14 @@ impl TryToUnmap {
     fn restore_pte(&mut self, ctx: &mut Ctx) {
         let (mm, address) = self.current();
         ctx.pte_store(mm, address >> crate::folio::PAGE_SHIFT, self.pteval);
+    }
+
+    /// The PTE and counts read for the decision are dead once it is taken: forgetting them
+    /// keeps states that differ only in those stale locals from counting as different.
+    fn forget_snapshot(&mut self) {
+        self.pteval = Pte::None;
+        self.ref_count = 0;
+        self.map_count = 0;
     }
 
     /// The lazyfree decision, in the three forms the kernel has had.
@@ -364,10 +374,12 @@ impl TryToUnmap {
                     format!("folio {folio} clean (PageDirty only is checked): discard")
                 }
             });
+            self.forget_snapshot();
             self.stage = UnmapStage::RemoveRmap;
             return Flow::Continue;
         }
         self.restore_pte(ctx);
+        self.forget_snapshot();
         let set_swapbacked = !ctx.patched(Patch::LazyfreeSwapbackedIffDirty) || dirty;
         if set_swapbacked {
             ctx.flag_store(folio, PageFlag::Swapbacked, true);
