@@ -29,7 +29,9 @@ lines = [
     "SWAPBACKED, COMPOUND_HEAD, COMPOUND_TAIL, THP, ZERO_PAGE). Addresses and file descriptors are",
     "compared as valid or failed only.",
     "",
-    f"**{len(rows)} scenarios: {agree} agree, {len(rows) - agree - skipped} disagree, {skipped} skipped or refused.**",
+    f"**{len(rows)} scenarios: {agree} agree, {sum(r['status'] == 'DISAGREE' for r in rows)} disagree, "
+    f"{sum(r['status'].startswith('not modelled') for r in rows)} not modelled, "
+    f"{sum(r['status'].startswith('STOPPED') for r in rows)} stopped at a failed assert, {skipped} skipped or refused.**",
     "",
     "| scenario | observations | agree | status |",
     "|---|---|---|---|",

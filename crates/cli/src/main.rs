@@ -489,6 +489,8 @@ fn conform(references: &[String], json: bool) -> Result<ExitCode, UsageError> {
     let skipped = rows.iter().filter(|r| r.status.starts_with("skipped")).count();
     let refused = rows.iter().filter(|r| r.status.starts_with("refused")).count();
     let disagreeing = rows.iter().filter(|r| r.status == "DISAGREE").count();
+    let not_modelled = rows.iter().filter(|r| r.status.starts_with("not modelled")).count();
+    let stopped = rows.iter().filter(|r| r.status.starts_with("STOPPED")).count();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows).expect("serialisable"));
     } else {
@@ -499,11 +501,14 @@ fn conform(references: &[String], json: bool) -> Result<ExitCode, UsageError> {
                 println!("    {} #{} {}: model {:?}, kernel {:?}", d.thread, d.pc, d.what, d.model, d.kernel);
             }
         }
-        let agree = rows.len() - disagreeing - skipped - refused;
-        println!("\n{agree} agree, {disagreeing} disagree, {skipped} skipped, {refused} refused");
+        let agree = rows.len() - disagreeing - skipped - refused - not_modelled - stopped;
+        println!(
+            "\n{agree} agree, {disagreeing} disagree, {not_modelled} not modelled, {stopped} stopped early, {skipped} skipped, {refused} refused"
+        );
     }
     // Exit 0 iff everything compared agrees (a case skipped for a missing feature says so).
-    Ok(if disagreeing == 0 && refused == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    let failing = disagreeing + refused + not_modelled + stopped;
+    Ok(if failing == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
 fn conform_one(scenario: &Scenario) -> Result<ConformRow, UsageError> {
@@ -528,6 +533,55 @@ fn conform_one(scenario: &Scenario) -> Result<ConformRow, UsageError> {
         Err(reason) => return Ok(row(format!("skipped: {reason}"), 0, 0, Vec::new())),
     };
     let comparison = mmcheck_host::compare(&model, &kernel);
-    let status = if comparison.disagreements.is_empty() { "agree".to_string() } else { "DISAGREE".to_string() };
+    let status = conform_status(&model, &kernel, &comparison);
     Ok(row(status, comparison.observations, comparison.agree, comparison.disagreements))
+}
+
+/// "agree" only when every observation agrees: a path the model does not implement is "not
+/// modelled", and a run both worlds stopped at a failed `assert` of the scenario is "STOPPED";
+/// neither counts as agreement.
+fn conform_status(
+    model: &mmcheck_host::Run,
+    kernel: &mmcheck_host::Run,
+    comparison: &mmcheck_host::Comparison,
+) -> String {
+    if let Some(reason) = model.stopped.as_deref().filter(|r| r.contains("not modelled")) {
+        let what = reason.split_once("not modelled: ").map_or(reason, |(_, what)| what);
+        return format!("not modelled: {what}");
+    }
+    if !comparison.disagreements.is_empty() {
+        return "DISAGREE".to_string();
+    }
+    // A fault ends both runs by design (it is an observation); a failed `assert` means the
+    // scenario's expectation is wrong in both worlds.
+    match model.stopped.as_deref().or(kernel.stopped.as_deref()).filter(|r| r.starts_with("assertion")) {
+        Some(reason) => format!("STOPPED: {reason}"),
+        None => "agree".to_string(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::conform_status;
+    use mmcheck_host::{compare, Observation, Observed, Run};
+
+    fn run(values: &[i64], stopped: Option<&str>) -> Run {
+        let observations = values
+            .iter()
+            .enumerate()
+            .map(|(pc, &v)| Observation { thread: "p".into(), pc, what: "x".into(), observed: Observed::Value(v) })
+            .collect();
+        Run { observations, stopped: stopped.map(str::to_string) }
+    }
+
+    #[test]
+    fn only_complete_equal_runs_agree() {
+        let status = |m: &Run, k: &Run| conform_status(m, k, &compare(m, k));
+        assert_eq!(status(&run(&[1, 2], None), &run(&[1, 2], None)), "agree");
+        assert_eq!(status(&run(&[1, 3], None), &run(&[1, 2], None)), "DISAGREE");
+        let failed = Some("assertion: line 3: assert x == 1 failed");
+        assert!(status(&run(&[1], failed), &run(&[1], failed)).starts_with("STOPPED: assertion"));
+        let gap = Some("invariant: not modelled: UFFDIO_MOVE of a whole PMD-mapped THP");
+        assert_eq!(status(&run(&[1], gap), &run(&[1, 2], None)), "not modelled: UFFDIO_MOVE of a whole PMD-mapped THP");
+    }
 }

@@ -115,6 +115,11 @@ pub enum PageData {
 }
 
 impl PageData {
+    /// Whether every byte is zero (pages_identical(page, ZERO_PAGE(0))).
+    pub fn is_zero(&self) -> bool {
+        self.runs().iter().all(|&(_, byte)| byte == 0)
+    }
+
     pub fn runs(&self) -> Vec<(u16, u8)> {
         match self {
             PageData::Fill(byte) => vec![(0, *byte)],

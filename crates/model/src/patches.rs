@@ -50,6 +50,9 @@ pub enum Patch {
     UffdMoveSwapcache,
     UffdMoveSwapcacheRace,
     SmapsMigrationNoMapcount,
+    MigrationEntryYoungDirty,
+    ThpSplitEagain,
+    ThpSplitRemapZeropage,
 }
 
 pub struct PatchInfo {
@@ -64,6 +67,30 @@ pub struct PatchInfo {
 }
 
 pub const PATCHES: &[PatchInfo] = &[
+    PatchInfo {
+        patch: Patch::MigrationEntryYoungDirty,
+        name: "migration-entry-young-dirty",
+        commit: "2e3468778dbe",
+        landed: Some(KernelVersion::new(6, 1)),
+        subject: "mm: remember young/dirty bit for page migrations",
+        summary: "migration entries keep the PTE's young and dirty bits; remove_migration_pte restores them (before: the PTE comes back old and clean)",
+    },
+    PatchInfo {
+        patch: Patch::ThpSplitEagain,
+        name: "thp-split-eagain",
+        commit: "fd4a7ac32918",
+        landed: Some(KernelVersion::new(6, 2)),
+        subject: "mm: migrate: try again if THP split is failed due to page refcnt",
+        summary: "split_huge_page_to_list: an unexpected reference (can_split_folio, the refcount freeze) is -EAGAIN, not -EBUSY; UFFDIO_MOVE retries",
+    },
+    PatchInfo {
+        patch: Patch::ThpSplitRemapZeropage,
+        name: "thp-split-remap-zeropage",
+        commit: "b1f202060afe",
+        landed: Some(KernelVersion::new(6, 12)),
+        subject: "mm: remap unused subpages to shared zeropage when splitting isolated thp",
+        summary: "after a successful anonymous split, remove_migration_pte maps a zero-filled page to the shared zero page (try_to_map_unused_to_zeropage) and the page is freed",
+    },
     PatchInfo {
         patch: Patch::SmapsMigrationNoMapcount,
         name: "smaps-migration-no-mapcount",

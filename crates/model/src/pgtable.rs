@@ -30,6 +30,9 @@ pub enum Pte {
         pfn: Pfn,
         write: bool,
         exclusive: bool,
+        /// The PTE's young and dirty bits (2e3468778dbe, 6.1; always clear before).
+        young: bool,
+        dirty: bool,
     },
 }
 
@@ -59,7 +62,7 @@ impl Pte {
             Pte::Swap { offset, exclusive } => {
                 format!("swap {offset:#x}{}", if *exclusive { " exclusive" } else { "" })
             }
-            Pte::Migration { pfn, write, exclusive } => format!(
+            Pte::Migration { pfn, write, exclusive, .. } => format!(
                 "migration pfn {pfn:#x}{}",
                 if *write {
                     " write"

@@ -10,7 +10,8 @@
 
 use crate::access::{Ctx, Ordering};
 use crate::folio::{folio_pfn, FolioId, Mapping, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE};
-use crate::mm::swap::{folio_add_lru, folio_put, lruvec_add_folio};
+use crate::mm::swap::{folio_add_lru, folio_mark_dirty, folio_put, lruvec_add_folio};
+use crate::patches::Patch;
 use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
 use crate::state::{vm_flags, AnonVmaId, MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
@@ -337,9 +338,13 @@ impl SplitHugePage {
         let mapcount = ctx.mapcount_load(folio);
         let refcount = ctx.ref_load(folio);
         if mapcount != refcount - 1 {
-            self.result = -errno::EBUSY;
+            self.result = Self::busy(ctx);
+            let result = self.result;
             ctx.event("split_huge_page_to_list", "can_split_huge_page", |_| {
-                format!("folio {folio}: mapcount {mapcount}, refcount {refcount}: -EBUSY")
+                format!(
+                    "folio {folio}: mapcount {mapcount}, refcount {refcount}: {}",
+                    errno::name(result).unwrap_or("error")
+                )
             });
             return self.go(SplitStage::Unlock);
         }
@@ -380,17 +385,11 @@ impl SplitHugePage {
             if present.special || present.pfn != self.old_pfn(page) {
                 continue;
             }
-            ctx.pte_get_and_clear(mm, vpn);
-            // folio_try_share_anon_rmap_pte(): the entry, not the page, carries exclusivity
-            // while the page is unmapped (make_readable_exclusive_migration_entry()).
-            let exclusive = ctx.anon_exclusive_load(folio, page);
-            if exclusive {
-                ctx.anon_exclusive_store(folio, page, false);
+            if !self.try_to_migrate_pte(ctx, mm, vpn, page, present) {
+                // "ret = false; page_vma_mapped_walk_done(); break": the rmap walk stops.
+                self.target = self.targets.len();
+                break;
             }
-            let write = present.write;
-            ctx.pte_store(mm, vpn, Pte::Migration { pfn: present.pfn, write, exclusive: exclusive && !write });
-            crate::mm::rmap::folio_remove_rmap_pte(ctx, folio, page);
-            ctx.ref_add(folio, -1, Ordering::Full);
             unmapped += 1;
         }
         ctx.ptl_unlock(mm, first >> PAGE_SHIFT);
@@ -398,6 +397,47 @@ impl SplitHugePage {
             format!("{unmapped} PTE(s) -> migration entries: {}", k.folio(folio).dump(folio))
         });
         Flow::Continue
+    }
+
+    /// try_to_migrate_one() for one PTE: clear it, move its dirty bit to the folio, and install
+    /// a migration entry; false (PTE restored) when the page is exclusive but maybe pinned.
+    fn try_to_migrate_pte(&mut self, ctx: &mut Ctx, mm: MmId, vpn: u64, page: usize, present: PresentPte) -> bool {
+        let folio = self.folio;
+        ctx.pte_get_and_clear(mm, vpn);
+        // "Set the dirty flag on the folio now the pte is gone."
+        if present.dirty {
+            folio_mark_dirty(ctx, folio);
+        }
+        // folio_try_share_anon_rmap_pte(): "smp_mb(); if (folio_maybe_dma_pinned(folio))
+        // return -EBUSY;" otherwise the entry, not the page, carries exclusivity while the page
+        // is unmapped (make_readable_exclusive_migration_entry()).
+        let exclusive = ctx.anon_exclusive_load(folio, page);
+        if exclusive {
+            ctx.fence(crate::access::Fence::Full);
+            if crate::mm::gup::folio_maybe_dma_pinned(ctx, folio) {
+                ctx.pte_store(mm, vpn, Pte::Present(present));
+                return false;
+            }
+            ctx.anon_exclusive_store(folio, page, false);
+        }
+        let write = present.write;
+        let (young, dirty) =
+            if ctx.patched(Patch::MigrationEntryYoungDirty) { (present.young, present.dirty) } else { (false, false) };
+        let entry = Pte::Migration { pfn: present.pfn, write, exclusive: exclusive && !write, young, dirty };
+        ctx.pte_store(mm, vpn, entry);
+        crate::mm::rmap::folio_remove_rmap_pte(ctx, folio, page);
+        ctx.ref_add(folio, -1, Ordering::Full);
+        true
+    }
+
+    /// split_huge_page_to_list(): an unexpected reference fails the split: -EAGAIN since
+    /// fd4a7ac32918 (6.2), -EBUSY before.
+    fn busy(ctx: &Ctx) -> i64 {
+        if ctx.patched(Patch::ThpSplitEagain) {
+            -errno::EAGAIN
+        } else {
+            -errno::EBUSY
+        }
     }
 
     /// page_ref_freeze(head, 1 + extra_pins): only the caller's reference may be left.
@@ -408,14 +448,14 @@ impl SplitHugePage {
             if frozen {
                 format!("folio {folio} frozen")
             } else {
-                format!("folio {folio}: refcount {} != 1: -EBUSY, remap", k.folio(folio).refcount)
+                format!("folio {folio}: refcount {} != 1: fails, remap", k.folio(folio).refcount)
             }
         });
         let nr = ctx.k.folio(folio).nr_pages();
         self.pages = vec![folio; nr];
         self.remap = (0..nr).rev().collect();
         if !frozen {
-            self.result = -errno::EBUSY;
+            self.result = Self::busy(ctx);
             return self.go(SplitStage::Remap);
         }
         self.tail = nr - 1;
@@ -519,24 +559,60 @@ impl SplitHugePage {
         let folio = self.pages[page];
         let folio_page = if folio == self.folio { page } else { 0 };
         ctx.ptl_lock(mm, vpn);
+        let mut zero = false;
         if ctx.pte_load(mm, vpn) == entry {
-            let Pte::Migration { write, exclusive, .. } = entry else { unreachable!("a migration entry") };
-            ctx.ref_add(folio, 1, Ordering::Relaxed);
-            ctx.page_mapcount_add(folio, folio_page, 1);
-            // "if (folio_test_anon(folio) && !is_readable_migration_entry(entry))
-            // rmap_flags |= RMAP_EXCLUSIVE;"
-            if write || exclusive {
-                ctx.anon_exclusive_store(folio, folio_page, true);
+            zero = self.try_to_map_unused_to_zeropage(ctx, mm, vpn, folio, folio_page);
+            if !zero {
+                self.remove_migration_pte(ctx, mm, vpn, folio, folio_page, entry);
             }
-            let entry =
-                PresentPte { pfn: folio_pfn(folio, folio_page), write, dirty: write, young: true, special: false };
-            ctx.pte_store(mm, vpn, Pte::Present(entry));
         }
         ctx.ptl_unlock(mm, vpn);
         ctx.event("remove_migration_pte", "set_pte_at", |_| {
-            format!("{:#x}: page {page} of the THP -> folio {folio}", vpn << PAGE_SHIFT)
+            let target = if zero { "the shared zero page".to_string() } else { format!("folio {folio}") };
+            format!("{:#x}: page {page} of the THP -> {target}", vpn << PAGE_SHIFT)
         });
         Flow::Continue
+    }
+
+    /// mm/migrate.c: remove_migration_pte() for one entry: the page's folio gains the mapping
+    /// and a reference; exclusivity, and since 2e3468778dbe (6.1) the young and dirty bits,
+    /// come back from the entry (before, the PTE came back old and clean).
+    fn remove_migration_pte(&self, ctx: &mut Ctx, mm: MmId, vpn: u64, folio: FolioId, page: usize, entry: Pte) {
+        let Pte::Migration { write, exclusive, young, dirty, .. } = entry else { unreachable!("a migration entry") };
+        ctx.ref_add(folio, 1, Ordering::Relaxed);
+        ctx.page_mapcount_add(folio, page, 1);
+        // "if (folio_test_anon(folio) && !is_readable_migration_entry(entry))
+        // rmap_flags |= RMAP_EXCLUSIVE;"
+        if write || exclusive {
+            ctx.anon_exclusive_store(folio, page, true);
+        }
+        // "if (folio_test_dirty(folio) && is_migration_entry_dirty(entry)) pte_mkdirty()".
+        let dirty = dirty && ctx.flag_test(folio, PageFlag::Dirty);
+        let present = PresentPte { pfn: folio_pfn(folio, page), write, dirty, young, special: false };
+        ctx.pte_store(mm, vpn, Pte::Present(present));
+    }
+
+    /// mm/migrate.c: try_to_map_unused_to_zeropage() (b1f202060afe, 6.12): after a successful
+    /// split, a zero-filled page is mapped to the shared zero page instead and its folio
+    /// loses the mapping (and is freed with the split's last reference).
+    fn try_to_map_unused_to_zeropage(&self, ctx: &mut Ctx, mm: MmId, vpn: u64, folio: FolioId, page: usize) -> bool {
+        if self.result < 0 || !ctx.patched(Patch::ThpSplitRemapZeropage) {
+            return false;
+        }
+        let locked = ctx.vmas(mm).iter().any(|v| v.contains(vpn << PAGE_SHIFT) && v.flags & vm_flags::VM_LOCKED != 0);
+        if locked || !ctx.data_load(folio, page).is_zero() {
+            return false;
+        }
+        let zero = PresentPte {
+            pfn: folio_pfn(crate::folio::ZERO_FOLIO, 0),
+            write: false,
+            dirty: false,
+            young: true,
+            special: true,
+        };
+        ctx.pte_store(mm, vpn, Pte::Present(zero));
+        ctx.rss_add(mm, true, -1);
+        true
     }
 
     /// "unlock_page(subpage); put_page(subpage)" for every page but the head: tails nobody
