@@ -53,6 +53,7 @@ pub enum Patch {
     MigrationEntryYoungDirty,
     ThpSplitEagain,
     ThpSplitRemapZeropage,
+    UffdMoveLargeFolioTrylock,
 }
 
 pub struct PatchInfo {
@@ -188,6 +189,14 @@ pub const PATCHES: &[PatchInfo] = &[
         landed: Some(KernelVersion::new(6, 16)),
         subject: "mm: userfaultfd: fix race of userfaultfd_move and swap cache",
         summary: "move_swap_pte: -EAGAIN if the locked folio left the swap cache or changed entry, or if SWAP_HAS_CACHE appeared while no folio was found",
+    },
+    PatchInfo {
+        patch: Patch::UffdMoveLargeFolioTrylock,
+        name: "uffd-move-large-folio-trylock",
+        commit: "37b338eed105",
+        landed: Some(KernelVersion::new(6, 14)),
+        subject: "userfaultfd: do not block on locking a large folio with raised refcount",
+        summary: "move_pages_pte: a large source folio whose trylock fails is -EAGAIN (retried) before any reference is taken, instead of folio_lock() with the reference held",
     },
     PatchInfo {
         patch: Patch::FolioWalkPfnmapEarlyReturn,

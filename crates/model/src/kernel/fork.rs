@@ -121,7 +121,9 @@ impl Fork {
             return;
         }
         let folio = crate::folio::pfn_folio(pmd.pfn);
-        if crate::mm::gup::folio_maybe_dma_pinned(ctx, folio) {
+        // folio_try_dup_anon_rmap_pmd(): only an exclusive THP can be pinned for DMA.
+        let exclusive = ctx.anon_exclusive_load(folio, 0);
+        if exclusive && crate::mm::gup::folio_maybe_dma_pinned(ctx, folio) {
             ctx.violation(crate::violation::Violation::new(
                 crate::violation::ViolationKind::Invariant,
                 "not modelled: fork() of a maybe-pinned PMD-mapped THP (split by copy_huge_pmd)",

@@ -84,6 +84,13 @@ pub enum GupFastStage {
     Recheck,
 }
 
+/// gup_must_unshare() for a read-only entry: a FOLL_PIN of an anonymous page that is not
+/// exclusive must unshare it first (the huge zero folio is not anonymous).
+fn must_unshare(ctx: &mut Ctx, pfn: crate::folio::Pfn) -> bool {
+    let folio = pfn_folio(pfn);
+    ctx.flag_test(folio, PageFlag::Anon) && !ctx.anon_exclusive_load(folio, 0)
+}
+
 /// The pages of the range from `address` that the huge PMD covering it maps (record_subpages()).
 fn pmd_pages(address: u64, pages_left: u64) -> u64 {
     let pmd_end = (address | (crate::mm::huge_memory::HPAGE_PMD_NR * PAGE_SIZE - 1)) + 1;
@@ -113,6 +120,8 @@ pub struct GupFast {
     /// Pages the entry covers: 1 for a PTE, up to the PMD's end for a huge PMD.
     pub refs: u64,
     pub pmd: bool,
+    /// The folio grabbed (page_folio() of the page when the reference was taken).
+    pub folio: FolioId,
 }
 
 impl GupFast {
@@ -127,6 +136,7 @@ impl GupFast {
             pte: Pte::None,
             refs: 1,
             pmd: false,
+            folio: 0,
         }
     }
 
@@ -164,6 +174,9 @@ impl GupFast {
         };
         let pte = self.pte;
         let usable = pte.present().filter(|p| !p.special && (!self.flags.write || p.write));
+        // gup_fast_pmd_leaf(): "if (!pmd_write(orig) && gup_must_unshare(NULL, flags,
+        // &folio->page))": a read pin of a shared anonymous THP backs off to the slow path.
+        let usable = usable.filter(|p| !(self.pmd && self.flags.pin && !p.write && must_unshare(ctx, p.pfn)));
         let function = if self.pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
         ctx.event(function, "ptep_get_lockless", |_| {
             format!(
@@ -182,7 +195,10 @@ impl GupFast {
     /// try_grab_folio_fast() → try_get_folio(): folio_ref_try_add() of every page the entry
     /// covers, a fully ordered atomic that fails on a frozen (refcount 0) folio.
     fn grab(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = pfn_folio(self.pte.present().expect("checked present").pfn);
+        // try_get_folio(): "folio = page_folio(page)", re-checked after the reference is taken
+        // (a split may have made the page a folio of its own).
+        let (folio, _) = ctx.page_folio_load(self.pte.present().expect("checked present").pfn);
+        self.folio = folio;
         let got = ctx.ref_add_unless_zero(folio, self.refs as i32);
         let flags = self.flags;
         let function = if self.pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
@@ -204,7 +220,7 @@ impl GupFast {
     /// "folio_ref_add(folio, refs * (GUP_PIN_COUNTING_BIAS - 1))": a second atomic after the
     /// references.
     fn pin_bias(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = pfn_folio(self.pte.present().expect("checked present").pfn);
+        let folio = self.folio;
         let refs = self.refs as i32;
         if folio_has_pincount(ctx, folio) {
             ctx.pincount_add(folio, refs, Ordering::Relaxed);
@@ -224,7 +240,7 @@ impl GupFast {
     fn recheck(&mut self, ctx: &mut Ctx) -> Flow {
         let address = self.address();
         let present = self.pte.present().expect("checked present");
-        let folio = pfn_folio(present.pfn);
+        let folio = self.folio;
         let now = self.entry_load(ctx);
         if now != self.pte {
             gup_put_folio(ctx, folio, self.refs as i32, self.flags);
@@ -391,7 +407,7 @@ impl GupSlow {
             return Flow::Call(Frame::Fault(Fault::new(mm, address, true, false)));
         }
         let folio = pfn_folio(entry.pfn);
-        if self.flags.pin && !entry.write && !ctx.anon_exclusive_load(folio, 0) {
+        if self.flags.pin && !entry.write && must_unshare(ctx, entry.pfn) {
             ctx.ptl_unlock(mm, vpn);
             ctx.violation(crate::violation::Violation::new(
                 crate::violation::ViolationKind::Invariant,

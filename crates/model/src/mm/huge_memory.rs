@@ -128,6 +128,10 @@ pub fn do_huge_pmd_replace(
 /// PMD; each page gains a PTE mapping and a reference, the folio loses its PMD mapping.
 pub fn __split_huge_pmd_locked(ctx: &mut Ctx, mm: MmId, index: u64, pmd: PresentPte) {
     let folio = crate::folio::pfn_folio(pmd.pfn);
+    // "if (pmd_dirty(old_pmd)) { dirty = true; folio_set_dirty(folio); }"
+    if pmd.dirty {
+        ctx.flag_store(folio, PageFlag::Dirty, true);
+    }
     let exclusive = ctx.anon_exclusive_load(folio, 0);
     ctx.ref_add(folio, HPAGE_PMD_NR as i32 - 1, Ordering::Relaxed);
     for page in 0..HPAGE_PMD_NR as usize {

@@ -167,6 +167,14 @@ pub enum FaultStage {
     SwapMap,
     HugeAlloc,
     HugeSetPmd,
+    /// do_huge_pmd_wp_page() under the PMD lock.
+    HugeWp,
+    /// "folio_get(); spin_unlock(); folio_lock()" after a failed trylock.
+    HugeWpFolioLock,
+    /// "spin_lock(vmf->ptl); if (!pmd_same()) ..." with the folio locked.
+    HugeWpRelock,
+    /// "fallback: __split_huge_pmd()", after the PMD lock was dropped.
+    HugeWpFallback,
     MigrationWait,
     Unlock,
 }
@@ -187,6 +195,8 @@ pub struct Fault {
     pub swap_folio: Option<FolioId>,
     /// do_huge_zero_wp_pmd(): the huge zero PMD the new THP replaces.
     pub zero_pmd: Option<PresentPte>,
+    /// do_huge_pmd_wp_page(): the PMD read (orig_pmd).
+    pub huge_pmd: Option<PresentPte>,
     pub result: i64,
 }
 
@@ -203,6 +213,7 @@ impl Fault {
             old_folio: None,
             swap_folio: None,
             zero_pmd: None,
+            huge_pmd: None,
             result: 0,
         }
     }
@@ -251,7 +262,9 @@ impl Fault {
                     self.stage = FaultStage::HugeAlloc;
                     return Flow::Continue;
                 }
-                return self.huge_wp(ctx, index, pmd);
+                self.huge_pmd = Some(pmd);
+                self.stage = FaultStage::HugeWp;
+                return Flow::Continue;
             }
             return self.finish(0);
         }
@@ -670,39 +683,111 @@ impl Fault {
         }
     }
 
-    /// mm/huge_memory.c: do_huge_pmd_wp_page() of an anonymous THP, under the PMD lock: reuse it
-    /// if the head is exclusive or only this mapping holds it; otherwise split the PMD
-    /// ("fallback") and let the PTE-level do_wp_page() copy the one page.
-    fn huge_wp(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte) -> Flow {
-        let (mm, address) = (self.mm, self.address);
-        let start = address & !(crate::mm::huge_memory::HPAGE_PMD_SIZE - 1);
-        let folio = pfn_folio(pmd.pfn);
+    fn huge_start(&self) -> u64 {
+        self.address & !(crate::mm::huge_memory::HPAGE_PMD_SIZE - 1)
+    }
+
+    /// Whether the PMD still is orig_pmd ("pmd_same(*vmf->pmd, orig_pmd)").
+    fn huge_same(&self, ctx: &mut Ctx) -> bool {
+        let index = crate::mm::huge_memory::pmd_index(self.address);
+        ctx.pmd_load(self.mm, index) == self.huge_pmd
+    }
+
+    /// mm/huge_memory.c: do_huge_pmd_wp_page() of an anonymous THP, under the PMD lock: reuse
+    /// it if the head is exclusive; otherwise under the folio lock, reuse it if only this
+    /// mapping holds it, or fall back to splitting the PMD so that the PTE-level do_wp_page()
+    /// copies the one page.
+    fn huge_wp(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, start) = (self.mm, self.huge_start());
         ctx.ptl_lock(mm, start >> PAGE_SHIFT);
-        if ctx.pmd_load(mm, index) != Some(pmd) {
+        if !self.huge_same(ctx) {
             ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
             return self.finish(0);
         }
+        let folio = pfn_folio(self.huge_pmd.expect("read").pfn);
+        // "Early check when only holding the PT lock."
+        if ctx.anon_exclusive_load(folio, 0) {
+            return self.huge_reuse(ctx);
+        }
+        if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+            ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
+            ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+            ctx.event("do_huge_pmd_wp_page", "folio_trylock", |_| format!("THP folio {folio} busy: folio_lock"));
+            self.stage = FaultStage::HugeWpFolioLock;
+            return Flow::Continue;
+        }
+        self.huge_wp_locked(ctx, folio)
+    }
+
+    fn huge_wp_folio_lock(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = pfn_folio(self.huge_pmd.expect("read").pfn);
+        ctx.flag_store(folio, PageFlag::Locked, true);
+        self.stage = FaultStage::HugeWpRelock;
+        Flow::Continue
+    }
+
+    fn huge_wp_relock(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, start) = (self.mm, self.huge_start());
+        let folio = pfn_folio(self.huge_pmd.expect("read").pfn);
+        ctx.ptl_lock(mm, start >> PAGE_SHIFT);
+        if !self.huge_same(ctx) {
+            ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+            ctx.flag_store(folio, PageFlag::Locked, false);
+            folio_put(ctx, folio);
+            return self.finish(0);
+        }
+        folio_put(ctx, folio);
+        self.huge_wp_locked(ctx, folio)
+    }
+
+    /// With the PMD and folio locks: "Recheck after temporarily dropping the PT lock", then
+    /// reuse only with no additional reference.
+    fn huge_wp_locked(&mut self, ctx: &mut Ctx, folio: FolioId) -> Flow {
+        let (mm, start) = (self.mm, self.huge_start());
         let exclusive = ctx.anon_exclusive_load(folio, 0);
         let alone = !exclusive && ctx.ref_load(folio) == 1;
-        if exclusive || alone {
-            if alone {
-                let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned().expect("checked");
-                if let Some(anon_vma) = vma.anon_vma {
-                    let (_, folio_index) = ctx.mapping_load(folio);
-                    ctx.mapping_store(folio, Mapping::Anon(anon_vma), folio_index);
-                }
-                ctx.anon_exclusive_store(folio, 0, true);
-            }
-            ctx.pmd_store(mm, index, Some(PresentPte { write: true, dirty: true, young: true, ..pmd }));
-            ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
-            ctx.event("do_huge_pmd_wp_page", "reuse", |_| format!("{start:#x}: THP folio {folio} made writable"));
-            return self.finish(0);
+        if alone {
+            let vma = ctx.vmas(mm).iter().find(|v| v.contains(self.address)).cloned().expect("checked");
+            crate::mm::rmap::folio_move_anon_rmap(ctx, folio, &vma);
+            ctx.anon_exclusive_store(folio, 0, true);
         }
-        crate::mm::huge_memory::__split_huge_pmd_locked(ctx, mm, index, pmd);
+        ctx.flag_store(folio, PageFlag::Locked, false);
+        if exclusive || alone {
+            return self.huge_reuse(ctx);
+        }
         ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
-        ctx.event("do_huge_pmd_wp_page", "fallback: __split_huge_pmd", |_| {
-            format!("{start:#x}: THP folio {folio} shared")
-        });
+        ctx.event("do_huge_pmd_wp_page", "unlock_fallback", |_| format!("{start:#x}: THP folio {folio} shared"));
+        self.stage = FaultStage::HugeWpFallback;
+        Flow::Continue
+    }
+
+    /// "reuse:": the PMD made young, dirty and writable; the PMD lock is held.
+    fn huge_reuse(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, start) = (self.mm, self.huge_start());
+        let pmd = self.huge_pmd.expect("read");
+        let index = crate::mm::huge_memory::pmd_index(self.address);
+        ctx.pmd_store(mm, index, Some(PresentPte { write: true, dirty: true, young: true, ..pmd }));
+        ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+        let folio = pfn_folio(pmd.pfn);
+        ctx.event("do_huge_pmd_wp_page", "reuse", |_| format!("{start:#x}: THP folio {folio} made writable"));
+        self.finish(0)
+    }
+
+    /// __split_huge_pmd(): under the PMD lock again, whatever huge PMD is there now is split;
+    /// the fault returns VM_FAULT_FALLBACK and is retried at the PTE level.
+    fn huge_wp_fallback(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, start) = (self.mm, self.huge_start());
+        let index = crate::mm::huge_memory::pmd_index(self.address);
+        ctx.ptl_lock(mm, start >> PAGE_SHIFT);
+        if let Some(pmd) = ctx.pmd_load(mm, index) {
+            if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) {
+                crate::mm::huge_memory::__split_huge_zero_page_pmd(ctx, mm, index, pmd);
+            } else {
+                crate::mm::huge_memory::__split_huge_pmd_locked(ctx, mm, index, pmd);
+            }
+        }
+        ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+        ctx.event("do_huge_pmd_wp_page", "fallback: __split_huge_pmd", |_| format!("{start:#x}"));
         self.finish(0)
     }
 
@@ -759,6 +844,10 @@ impl KernelFunction for Fault {
             FaultStage::SwapMap => self.swap_map(ctx),
             FaultStage::HugeAlloc => self.huge_alloc(ctx),
             FaultStage::HugeSetPmd => self.huge_set_pmd(ctx),
+            FaultStage::HugeWp => self.huge_wp(ctx),
+            FaultStage::HugeWpFolioLock => self.huge_wp_folio_lock(ctx),
+            FaultStage::HugeWpRelock => self.huge_wp_relock(ctx),
+            FaultStage::HugeWpFallback => self.huge_wp_fallback(ctx),
             FaultStage::MigrationWait => {
                 let folio = self.swap_folio.take().expect("set by read_pte");
                 let address = self.address;
@@ -784,6 +873,10 @@ impl KernelFunction for Fault {
             }
             FaultStage::SwapLock | FaultStage::MigrationWait => Wait::FolioLock(self.swap_folio.expect("looked up")),
             FaultStage::SwapMap | FaultStage::HugeSetPmd => Wait::PteLock(self.mm, vpn),
+            FaultStage::HugeWp | FaultStage::HugeWpRelock | FaultStage::HugeWpFallback => {
+                Wait::PteLock(self.mm, self.huge_start() >> PAGE_SHIFT)
+            }
+            FaultStage::HugeWpFolioLock => Wait::FolioLock(pfn_folio(self.huge_pmd.expect("read").pfn)),
             _ => Wait::Nothing,
         }
     }

@@ -308,6 +308,13 @@ impl MovePages {
             return self.out(-errno::EBUSY);
         };
         let locked = !ctx.flag_test_and_store(folio, PageFlag::Locked, true);
+        // 37b338eed105: "We avoid waiting for folio lock with a raised refcount for large
+        // folios because extra refcounts will result in split_folio() failing later".
+        if !locked && ctx.k.folio(folio).order > 0 && ctx.patched(Patch::UffdMoveLargeFolioTrylock) {
+            ctx.ptl_unlock(mm, vpn);
+            ctx.event("move_pages_pte", "folio_trylock", |_| format!("large folio {folio} busy: -EAGAIN"));
+            return self.out(-errno::EAGAIN);
+        }
         ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
         self.src_folio = Some(folio);
         self.src_folio_pte = self.orig_src_pte;
@@ -351,8 +358,8 @@ impl MovePages {
     }
 
     /// move_pages(): a PMD-mapped THP at the source is split first (split_huge_pmd()) unless
-    /// the whole PMD moves (move_pages_huge_pmd(), not modelled); a destination PMD fails with
-    /// EEXIST.
+    /// the whole PMD moves onto a none PMD (move_pages_huge_pmd(), not modelled); a shared THP
+    /// is -EBUSY before any split; a destination PMD fails with EEXIST.
     fn huge_pmds(&mut self, ctx: &mut Ctx) -> Option<Flow> {
         use crate::mm::huge_memory::{is_huge_zero_pmd, pmd_index, HPAGE_PMD_NR};
         let (mm, dst, src) = (self.mm, self.dst_addr(), self.src_addr());
@@ -362,7 +369,14 @@ impl MovePages {
         let index = pmd_index(src);
         let pmd = ctx.pmd_load(mm, index)?;
         let whole = HPAGE_PMD_NR * PAGE_SIZE;
-        if src.is_multiple_of(whole) && dst.is_multiple_of(whole) && self.length - self.moved >= whole {
+        let splits = !(src.is_multiple_of(whole) && dst.is_multiple_of(whole) && self.length - self.moved >= whole);
+        if splits || !ctx.pmd_none(mm, pmd_index(dst)) {
+            // "if (!is_huge_zero_folio(folio) && !PageAnonExclusive(&folio->page)) -EBUSY".
+            let folio = pfn_folio(pmd.pfn);
+            if !is_huge_zero_pmd(&pmd) && !ctx.anon_exclusive_load(folio, 0) {
+                return Some(self.out(-errno::EBUSY));
+            }
+        } else {
             ctx.violation(crate::violation::Violation::new(
                 crate::violation::ViolationKind::Invariant,
                 "not modelled: UFFDIO_MOVE of a whole PMD-mapped THP (move_pages_huge_pmd)",
