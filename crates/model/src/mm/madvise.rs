@@ -216,14 +216,16 @@ impl Madvise {
         }
     }
 
-    /// pte_offset_map_lock() of the table holding the cursor.
+    /// pte_offset_map_lock() of the table holding the cursor; a huge PMD there is handled
+    /// whole under the same lock (the model's PMD lock is its table's lock).
     fn table_lock(&mut self, ctx: &mut Ctx) -> Flow {
         ctx.ptl_lock(self.mm, self.cursor);
-        if ctx.pmd_load(self.mm, crate::pgtable::pte_table(self.cursor)).is_some() {
-            ctx.violation(crate::violation::Violation::new(
-                crate::violation::ViolationKind::Invariant,
-                format!("not modelled: {} of a PMD-mapped THP (madvise_*_huge_pmd)", self.advice.name()),
-            ));
+        let index = crate::pgtable::pte_table(self.cursor);
+        if let Some(pmd) = ctx.pmd_load(self.mm, index) {
+            self.huge_pmd(ctx, index, pmd);
+            self.cursor = ((index + 1) * crate::pgtable::PTRS_PER_PTE).min(self.range_end);
+            self.stage = MadviseStage::TableUnlock;
+            return Flow::Continue;
         }
         let address = self.cursor << PAGE_SHIFT;
         ctx.event(self.pte_range_function(), "pte_offset_map_lock", |_| format!("{address:#x}"));
@@ -256,6 +258,78 @@ impl Madvise {
             return Flow::Call(Frame::ShrinkInactiveList(crate::mm::vmscan::ShrinkInactiveList::reclaim_pages()));
         }
         Flow::Continue
+    }
+
+    /// madvise_free_huge_pmd() / the huge PMD branch of madvise_cold_or_pageout_pte_range(),
+    /// under the PMD lock: a THP mapped only here and covered whole is marked lazyfree, or
+    /// aged and deactivated (COLD), or isolated for reclaim (PAGEOUT); the huge zero PMD and
+    /// shared THPs are left alone; part of a THP would be split first (not modelled).
+    fn huge_pmd(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte) {
+        let first = index * crate::pgtable::PTRS_PER_PTE;
+        let address = first << PAGE_SHIFT;
+        let function = if self.advice == Advice::Free { "madvise_free_huge_pmd" } else { self.pte_range_function() };
+        let folio = crate::folio::pfn_folio(pmd.pfn);
+        if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) || ctx.mapcount_load(folio) != 1 {
+            ctx.event(function, "pmd", |_| format!("{address:#x}: huge zero or shared THP: skipped"));
+            return;
+        }
+        let whole = self.cursor == first && first + crate::pgtable::PTRS_PER_PTE <= self.range_end;
+        if !whole {
+            let message = format!("not modelled: {} of part of a PMD-mapped THP (split_folio)", self.advice.name());
+            ctx.violation(crate::violation::Violation::new(crate::violation::ViolationKind::Invariant, message));
+            return;
+        }
+        let what = match self.advice {
+            Advice::Free => self.free_huge_pmd(ctx, index, pmd, folio),
+            _ => self.cold_huge_pmd(ctx, index, pmd, folio),
+        };
+        ctx.event(function, "pmd", |k| format!("{address:#x}: {what} {}", k.folio(folio).dump(folio)));
+    }
+
+    /// madvise_free_huge_pmd(): "if (!folio_trylock(folio)) goto out;", clear the folio's dirty
+    /// flag, make the PMD old and clean, folio_mark_lazyfree().
+    fn free_huge_pmd(
+        &mut self,
+        ctx: &mut Ctx,
+        index: u64,
+        pmd: PresentPte,
+        folio: crate::folio::FolioId,
+    ) -> &'static str {
+        if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+            return "folio locked: skipped";
+        }
+        ctx.flag_store(folio, PageFlag::Dirty, false);
+        ctx.flag_store(folio, PageFlag::Locked, false);
+        if pmd.young || pmd.dirty {
+            ctx.pmd_store(self.mm, index, Some(PresentPte { young: false, dirty: false, ..pmd }));
+        }
+        folio_mark_lazyfree(ctx, folio);
+        "lazyfree"
+    }
+
+    /// The huge PMD branch of madvise_cold_or_pageout_pte_range(): COLD makes the PMD old;
+    /// both clear PG_referenced; COLD deactivates, PAGEOUT isolates for reclaim_pages().
+    fn cold_huge_pmd(
+        &mut self,
+        ctx: &mut Ctx,
+        index: u64,
+        pmd: PresentPte,
+        folio: crate::folio::FolioId,
+    ) -> &'static str {
+        let pageout = self.advice == Advice::PageOut;
+        if !pageout && pmd.young {
+            ctx.pmd_store(self.mm, index, Some(PresentPte { young: false, ..pmd }));
+        }
+        ctx.flag_store(folio, PageFlag::Referenced, false);
+        if !pageout {
+            crate::mm::swap::folio_deactivate(ctx, folio);
+            return "deactivated";
+        }
+        if crate::mm::swap::folio_isolate_lru(ctx, folio) {
+            ctx.k.thread_mut(ctx.thread).folio_list.make_mut().push(folio);
+            return "isolated";
+        }
+        "not on the LRU: skipped"
     }
 
     /// One PTE of madvise_free_pte_range().

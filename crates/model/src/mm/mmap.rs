@@ -384,22 +384,34 @@ impl KernelFunction for Mprotect {
     }
 }
 
-/// change_protection() → change_pte_range() under each table's lock (all within this step).
+/// change_protection() → change_pmd_range() → change_huge_pmd() for a huge PMD the range
+/// covers whole (split first otherwise), change_pte_range() for PTEs, under each table's lock
+/// (all within this step).
 fn change_protection(ctx: &mut Ctx, mm: MmId, start: u64, end: u64, write: bool) {
     let (first, last) = (start >> PAGE_SHIFT, end >> PAGE_SHIFT);
-    if ctx.k.mms[mm as usize]
+    let per_table = crate::pgtable::PTRS_PER_PTE;
+    let pmds: Vec<(u64, crate::pgtable::PresentPte)> = ctx.k.mms[mm as usize]
         .pmds
         .iter()
-        .any(|e| e.0 * crate::pgtable::PTRS_PER_PTE < last && (e.0 + 1) * crate::pgtable::PTRS_PER_PTE > first)
-    {
-        ctx.violation(crate::violation::Violation::new(
-            crate::violation::ViolationKind::Invariant,
-            "not modelled: mprotect of a PMD-mapped THP (change_huge_pmd)",
-        ));
-        return;
+        .filter(|e| e.0 * per_table < last && (e.0 + 1) * per_table > first)
+        .copied()
+        .collect();
+    for (index, pmd) in pmds {
+        ctx.ptl_lock(mm, index * per_table);
+        if first <= index * per_table && (index + 1) * per_table <= last {
+            change_huge_pmd(ctx, mm, index, pmd, write);
+        } else if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) {
+            crate::mm::huge_memory::__split_huge_zero_page_pmd(ctx, mm, index, pmd);
+        } else {
+            crate::mm::huge_memory::__split_huge_pmd_locked(ctx, mm, index, pmd);
+        }
+        ctx.ptl_unlock(mm, index * per_table);
     }
     let vpns: Vec<u64> = ctx.k.mms[mm as usize].ptes.iter().map(|e| e.0).filter(|&v| v >= first && v < last).collect();
     for vpn in vpns {
+        if ctx.k.mms[mm as usize].pmd(crate::pgtable::pte_table(vpn)).is_some() {
+            continue;
+        }
         ctx.ptl_lock(mm, vpn);
         if let crate::pgtable::Pte::Present(present) = ctx.pte_load(mm, vpn) {
             // can_change_pte_writable(): a private mapping's PTE becomes writable only for an
@@ -416,5 +428,21 @@ fn change_protection(ctx: &mut Ctx, mm: MmId, start: u64, end: u64, write: bool)
             }
         }
         ctx.ptl_unlock(mm, vpn);
+    }
+}
+
+/// mm/huge_memory.c: change_huge_pmd(): pmd_modify() to the new protection (a private
+/// mapping's is read-only), then "if ((cp_flags & MM_CP_TRY_CHANGE_WRITABLE) &&
+/// !pmd_write(entry) && can_change_pmd_writable(vma, addr, entry))" for an exclusive anonymous
+/// THP (not the huge zero folio).
+fn change_huge_pmd(ctx: &mut Ctx, mm: MmId, index: u64, pmd: crate::pgtable::PresentPte, write: bool) {
+    let folio = crate::folio::pfn_folio(pmd.pfn);
+    let upgrade = write
+        && !crate::mm::huge_memory::is_huge_zero_pmd(&pmd)
+        && ctx.flag_test(folio, crate::folio::PageFlag::Anon)
+        && ctx.anon_exclusive_load(folio, 0);
+    let entry = crate::pgtable::PresentPte { write: upgrade, ..pmd };
+    if entry != pmd {
+        ctx.pmd_store(mm, index, Some(entry));
     }
 }

@@ -204,15 +204,19 @@ fn smaps_pmd_entry(ctx: &mut Ctx, mss: &mut MemSizeStats, pmd: crate::pgtable::P
     let folio = pfn_folio(pmd.pfn);
     let size = crate::mm::huge_memory::HPAGE_PMD_SIZE;
     let anon = ctx.flag_test(folio, PageFlag::Anon);
+    let dirty = pmd.dirty || ctx.flag_test(folio, PageFlag::Dirty);
     if anon {
         mss.anonymous += size;
         mss.anonymous_thp += size;
+        // "if (!folio_test_swapbacked(folio) && !dirty && !folio_test_dirty(folio))".
+        if !ctx.flag_test(folio, PageFlag::Swapbacked) && !dirty {
+            mss.lazyfree += size;
+        }
     }
     mss.resident += size;
     if pmd.young || ctx.flag_test(folio, PageFlag::Referenced) {
         mss.referenced += size;
     }
-    let dirty = pmd.dirty || ctx.flag_test(folio, PageFlag::Dirty);
     if ctx.ref_load(folio) == 1 {
         mss.page_accumulate(size, size << PSS_SHIFT, dirty, true);
         return;
