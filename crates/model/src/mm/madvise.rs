@@ -280,21 +280,16 @@ impl Madvise {
             return;
         }
         let what = match self.advice {
-            Advice::Free => self.free_huge_pmd(ctx, index, pmd, folio),
-            _ => self.cold_huge_pmd(ctx, index, pmd, folio),
+            Advice::Free => self.free_huge_pmd(ctx, index, pmd),
+            _ => self.cold_huge_pmd(ctx, index, pmd),
         };
         ctx.event(function, "pmd", |k| format!("{address:#x}: {what} {}", k.folio(folio).dump(folio)));
     }
 
     /// madvise_free_huge_pmd(): "if (!folio_trylock(folio)) goto out;", clear the folio's dirty
     /// flag, make the PMD old and clean, folio_mark_lazyfree().
-    fn free_huge_pmd(
-        &mut self,
-        ctx: &mut Ctx,
-        index: u64,
-        pmd: PresentPte,
-        folio: crate::folio::FolioId,
-    ) -> &'static str {
+    fn free_huge_pmd(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte) -> &'static str {
+        let folio = crate::folio::pfn_folio(pmd.pfn);
         if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
             return "folio locked: skipped";
         }
@@ -309,13 +304,8 @@ impl Madvise {
 
     /// The huge PMD branch of madvise_cold_or_pageout_pte_range(): COLD makes the PMD old;
     /// both clear PG_referenced; COLD deactivates, PAGEOUT isolates for reclaim_pages().
-    fn cold_huge_pmd(
-        &mut self,
-        ctx: &mut Ctx,
-        index: u64,
-        pmd: PresentPte,
-        folio: crate::folio::FolioId,
-    ) -> &'static str {
+    fn cold_huge_pmd(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte) -> &'static str {
+        let folio = crate::folio::pfn_folio(pmd.pfn);
         let pageout = self.advice == Advice::PageOut;
         if !pageout && pmd.young {
             ctx.pmd_store(self.mm, index, Some(PresentPte { young: false, ..pmd }));
