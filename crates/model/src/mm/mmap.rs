@@ -92,7 +92,9 @@ impl Mmap {
         let anonymous = device.is_none() && file.is_none();
         let mm = ctx.vmas_mut(self.mm);
         // Anonymous mappings of at least a PMD are PMD-aligned (thp_get_unmapped_area()).
-        let align = if length >= PMD_SIZE && anonymous { PMD_SIZE } else { PAGE_SIZE };
+        // __get_unmapped_area(): "IS_ALIGNED(len, PMD_SIZE)" anonymous mappings go to
+        // thp_get_unmapped_area() (d4148aeab412, 6.12: PMD-aligned sizes only).
+        let align = if length.is_multiple_of(PMD_SIZE) && anonymous { PMD_SIZE } else { PAGE_SIZE };
         let start = mm.mmap_next.max(MMAP_BASE).div_ceil(align) * align;
         mm.mmap_next = start + length + PAGE_SIZE;
         // A file or device mapping's vm_pgoff is the mmap offset (0); an anonymous one's is its

@@ -117,31 +117,30 @@ impl Mremap {
         if self.flags & MREMAP_MAYMOVE == 0 {
             return self.finish(ctx, -errno::ENOMEM);
         }
-        // get_unmapped_area(): where the model's mmap would place it.
+        // get_unmapped_area(): where the model's mmap would place it (PMD-aligned for an
+        // anonymous length that is a multiple of a PMD, as do_mmap()).
+        let huge = crate::mm::huge_memory::HPAGE_PMD_SIZE;
+        let align = if self.new_length.is_multiple_of(huge) && vma.is_anonymous() { huge } else { PAGE_SIZE };
         let mm = ctx.vmas_mut(self.mm);
-        let to = mm.mmap_next.max(MMAP_BASE).div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        let to = mm.mmap_next.max(MMAP_BASE).div_ceil(align) * align;
         mm.mmap_next = to + self.new_length + PAGE_SIZE;
         self.move_vma(ctx, &vma, to)
     }
 
-    /// move_vma(): the new VMA (same vm_pgoff, anon_vma and flags), the PTEs moved under both
-    /// tables' locks, the old range unmapped.
+    /// move_vma(): the new VMA (same vm_pgoff, anon_vma and flags), the page tables moved
+    /// (move_page_tables()), the old range unmapped.
     fn move_vma(&mut self, ctx: &mut Ctx, vma: &Vma, to: u64) -> Flow {
         let (address, moved) = (self.address, self.old_length.min(self.new_length));
-        if ctx.k.mms[self.mm as usize].pmds.iter().any(|e| {
-            let start = (e.0 * crate::pgtable::PTRS_PER_PTE) << PAGE_SHIFT;
-            start < address + self.old_length && address < start + crate::mm::huge_memory::HPAGE_PMD_SIZE
-        }) {
-            ctx.violation(crate::violation::Violation::new(
-                crate::violation::ViolationKind::Invariant,
-                "not modelled: mremap of a PMD-mapped THP (move_huge_pmd)",
-            ));
-            return self.finish(ctx, -errno::EINVAL);
-        }
         let pgoff = vma.pgoff + ((address - vma.start) >> PAGE_SHIFT);
         let new = Vma { start: to, end: to + self.new_length, pgoff, ..vma.clone() };
-        for page in 0..moved >> PAGE_SHIFT {
+        let mut page = 0;
+        while page < moved >> PAGE_SHIFT {
             let (from_vpn, to_vpn) = ((address >> PAGE_SHIFT) + page, (to >> PAGE_SHIFT) + page);
+            if self.move_huge_pmd(ctx, from_vpn, to_vpn, (moved >> PAGE_SHIFT) - page) {
+                page += crate::pgtable::PTRS_PER_PTE;
+                continue;
+            }
+            page += 1;
             ctx.ptl_lock(self.mm, from_vpn);
             if crate::pgtable::pte_table(from_vpn) != crate::pgtable::pte_table(to_vpn) {
                 ctx.ptl_lock(self.mm, to_vpn);
@@ -161,6 +160,40 @@ impl Mremap {
         vmas.sort_by_key(|v| v.start);
         // What the old range held beyond the moved part (a shrinking move) is gone with it.
         self.finish(ctx, to as i64)
+    }
+}
+
+impl Mremap {
+    /// move_page_tables() at a huge PMD: "if (extent == HPAGE_PMD_SIZE && move_pgt_entry(HPAGE_PMD,
+    /// ...)) continue;" moves the whole PMD under both PMD locks (move_huge_pmd()); otherwise
+    /// split_huge_pmd() and the PTEs move one by one. True when the PMD moved.
+    fn move_huge_pmd(&mut self, ctx: &mut Ctx, from_vpn: u64, to_vpn: u64, pages_left: u64) -> bool {
+        let per_table = crate::pgtable::PTRS_PER_PTE;
+        let (mm, from_index, to_index) = (self.mm, from_vpn / per_table, to_vpn / per_table);
+        let Some(pmd) = ctx.pmd_load(mm, from_index) else { return false };
+        ctx.ptl_lock(mm, from_vpn);
+        let whole = from_vpn.is_multiple_of(per_table) && to_vpn.is_multiple_of(per_table) && pages_left >= per_table;
+        if whole && ctx.pmd_none(mm, to_index) {
+            ctx.ptl_lock(mm, to_vpn);
+            ctx.pmd_store(mm, from_index, None);
+            ctx.pmd_store(mm, to_index, Some(pmd));
+            ctx.ptl_unlock(mm, to_vpn);
+            ctx.ptl_unlock(mm, from_vpn);
+            ctx.event("move_page_tables", "move_huge_pmd", |_| {
+                format!("PMD {:#x} -> {:#x}", from_vpn << PAGE_SHIFT, to_vpn << PAGE_SHIFT)
+            });
+            return true;
+        }
+        if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) {
+            crate::mm::huge_memory::__split_huge_zero_page_pmd(ctx, mm, from_index, pmd);
+        } else {
+            crate::mm::huge_memory::__split_huge_pmd_locked(ctx, mm, from_index, pmd);
+        }
+        ctx.ptl_unlock(mm, from_vpn);
+        ctx.event("move_page_tables", "split_huge_pmd", |_| {
+            format!("PMD {:#x}", (from_index * per_table) << PAGE_SHIFT)
+        });
+        false
     }
 }
 
