@@ -90,10 +90,8 @@ impl Fork {
         for vpn in vpns {
             let pte = ctx.pte_load(parent, vpn);
             if matches!(pte, Pte::Swap { .. } | Pte::Migration { .. }) {
-                ctx.violation(crate::violation::Violation::new(
-                    crate::violation::ViolationKind::Invariant,
-                    "not modelled: fork() copying a swap or migration entry (copy_nonpresent_pte)",
-                ));
+                copied += 1;
+                self.copy_nonpresent_pte(ctx, vpn, pte);
                 continue;
             }
             let Some(present) = pte.present() else { continue };
@@ -137,6 +135,44 @@ impl Fork {
         let protected = PresentPte { write: false, ..pmd };
         ctx.pmd_store(self.parent, index, Some(protected));
         ctx.pmd_store(child, index, Some(PresentPte { young: false, ..protected }));
+    }
+
+    /// mm/memory.c: copy_nonpresent_pte(): a swap entry gains a swap_map count and becomes
+    /// shared ("Mark the swap entry as shared": the parent's loses its exclusive bit); a
+    /// writable or exclusive migration entry of a COW mapping becomes readable in both.
+    fn copy_nonpresent_pte(&mut self, ctx: &mut Ctx, vpn: u64, pte: Pte) {
+        let (parent, child) = (self.parent, self.child);
+        let entry = match pte {
+            Pte::Swap { offset, exclusive } => {
+                if !crate::mm::swapfile::swap_duplicate(ctx, offset) {
+                    // add_swap_count_continuation() and retry: continuation counts are not
+                    // modelled.
+                    ctx.violation(crate::violation::Violation::new(
+                        crate::violation::ViolationKind::Invariant,
+                        "not modelled: fork() needing a swap count continuation (add_swap_count_continuation)",
+                    ));
+                    return;
+                }
+                if exclusive {
+                    ctx.pte_store(parent, vpn, Pte::Swap { offset, exclusive: false });
+                }
+                ctx.rss_swap_add(child, 1);
+                Pte::Swap { offset, exclusive: false }
+            }
+            Pte::Migration { pfn, write, exclusive, young, dirty } => {
+                ctx.rss_add(child, true, 1);
+                let cow = ctx.vmas(parent).iter().any(|v| v.contains(vpn << PAGE_SHIFT) && v.is_cow_mapping());
+                if (write || exclusive) && cow {
+                    let readable = Pte::Migration { pfn, write: false, exclusive: false, young, dirty };
+                    ctx.pte_store(parent, vpn, readable);
+                    readable
+                } else {
+                    pte
+                }
+            }
+            _ => unreachable!("a swap or migration entry"),
+        };
+        ctx.pte_store(child, vpn, entry);
     }
 
     /// mm/memory.c: copy_present_pte().
