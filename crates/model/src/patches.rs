@@ -54,6 +54,8 @@ pub enum Patch {
     ThpSplitEagain,
     ThpSplitRemapZeropage,
     UffdMoveLargeFolioTrylock,
+    SwapinExclusiveWritable,
+    UffdMoveKeepDirty,
 }
 
 pub struct PatchInfo {
@@ -189,6 +191,22 @@ pub const PATCHES: &[PatchInfo] = &[
         landed: Some(KernelVersion::new(6, 16)),
         subject: "mm: userfaultfd: fix race of userfaultfd_move and swap cache",
         summary: "move_swap_pte: -EAGAIN if the locked folio left the swap cache or changed entry, or if SWAP_HAS_CACHE appeared while no folio was found",
+    },
+    PatchInfo {
+        patch: Patch::SwapinExclusiveWritable,
+        name: "swapin-exclusive-writable",
+        commit: "c18160dba5ff",
+        landed: Some(KernelVersion::new(6, 11)),
+        subject: "mm: swap: reuse exclusive folio directly instead of wp page faults",
+        summary: "do_swap_page: an exclusive swap-in in a VM_WRITE VMA is mapped writable even on a read fault (dirty only on a write fault); before, only a write fault made it writable",
+    },
+    PatchInfo {
+        patch: Patch::UffdMoveKeepDirty,
+        name: "uffd-move-keep-dirty",
+        commit: "75cb1cca2c88",
+        landed: Some(KernelVersion::new(6, 15)),
+        subject: "mm: userfaultfd: correct dirty flags set for both present and swap pte",
+        summary: "move_present_pte: the destination PTE is dirty only if the source PTE was (before: always dirty, following mremap)",
     },
     PatchInfo {
         patch: Patch::UffdMoveLargeFolioTrylock,

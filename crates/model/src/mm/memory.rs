@@ -440,8 +440,7 @@ impl Fault {
             let exclusive = anon && ctx.anon_exclusive_load(folio, page);
             // wp_can_reuse_anon_folio(): a folio only this mapping holds is reused, under its
             // lock: "folio_move_anon_rmap(folio, vma); SetPageAnonExclusive(page)".
-            let reusable = exclusive
-                || (anon && ctx.ref_load(folio) == 1 && !ctx.flag_test_and_store(folio, PageFlag::Locked, true));
+            let reusable = exclusive || (anon && wp_can_reuse_anon_folio(ctx, folio));
             if reusable {
                 if !exclusive {
                     let anon_vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).and_then(|v| v.anon_vma);
@@ -622,7 +621,12 @@ impl Fault {
         ctx.rss_add(mm, true, nr_pages as i64);
         ctx.rss_swap_add(mm, -(nr_pages as i64));
         let exclusive = exclusive || ctx.ref_load(folio) == 1;
-        let writable = exclusive && self.write && vma.flags & vm_flags::VM_WRITE != 0;
+        // "if (!folio_test_ksm(folio) && (exclusive || folio_ref_count(folio) == 1))": since
+        // c18160dba5ff (6.11) a VM_WRITE VMA maps it writable on any fault, dirty on a write
+        // one; before, only a write fault made it writable (and dirty).
+        let may_write = exclusive && vma.flags & vm_flags::VM_WRITE != 0;
+        let writable = may_write && (self.write || ctx.patched(crate::patches::Patch::SwapinExclusiveWritable));
+        let dirty = may_write && self.write;
         if !anon {
             // __folio_add_anon_rmap() of a folio read in just now: __folio_set_anon().
             let anon_vma = vma.anon_vma.expect("a swap PTE implies a prepared anon_vma");
@@ -635,13 +639,7 @@ impl Fault {
         for page in first_page..first_page + nr_pages {
             let page_address = first_address + ((page - first_page) as u64) * PAGE_SIZE;
             folio_add_anon_rmap_pte(ctx, folio, page, &vma, page_address, exclusive);
-            let entry = PresentPte {
-                pfn: folio_pfn(folio, page),
-                write: writable,
-                dirty: writable,
-                young: true,
-                special: false,
-            };
+            let entry = PresentPte { pfn: folio_pfn(folio, page), write: writable, dirty, young: true, special: false };
             ctx.pte_store(mm, page_address >> PAGE_SHIFT, Pte::Present(entry));
         }
         ctx.flag_store(folio, PageFlag::Locked, false);
@@ -1267,4 +1265,30 @@ fn errno_or_ok(result: i64) -> String {
     } else {
         errno::name(result).map_or(result.to_string(), |name| format!("-{name}"))
     }
+}
+
+/// mm/memory.c: wp_can_reuse_anon_folio() for a small folio, under the PTE lock: cheap checks,
+/// a drain of the per-CPU LRU batches for a folio off the LRU (a batch holds a reference), then
+/// under the folio lock the swap cache is dropped and only our mapping's reference may be
+/// left. True with the folio still locked. Large folios (the mapcount-based
+/// __wp_can_reuse_large_anon_folio()) are not reused by the model.
+fn wp_can_reuse_anon_folio(ctx: &mut Ctx, folio: FolioId) -> bool {
+    if ctx.k.folio(folio).order > 0 || ctx.ref_load(folio) > 3 {
+        return false;
+    }
+    if !ctx.flag_test(folio, PageFlag::Lru) {
+        crate::mm::swap::lru_add_drain(ctx);
+    }
+    let swapcache = i32::from(ctx.flag_test(folio, PageFlag::Swapcache));
+    if ctx.ref_load(folio) > 1 + swapcache || ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+        return false;
+    }
+    if swapcache == 1 {
+        folio_free_swap(ctx, folio);
+    }
+    if ctx.ref_load(folio) != 1 {
+        ctx.flag_store(folio, PageFlag::Locked, false);
+        return false;
+    }
+    true
 }

@@ -478,8 +478,10 @@ impl MovePages {
                 folio_move_anon_rmap(ctx, folio, &dst_vma);
                 let (mapping, _) = ctx.mapping_load(folio);
                 ctx.mapping_store(folio, mapping, dst_vma.linear_page_index(dst_addr));
-                // "Follow mremap() behavior and treat the entry dirty after the move".
-                PresentPte { write: true, dirty: true, ..present }
+                // The destination PTE is made from vm_page_prot (young) and writable; before
+                // 75cb1cca2c88 (6.15) "Follow mremap() behavior and treat the entry dirty".
+                let dirty = present.dirty || !ctx.patched(Patch::UffdMoveKeepDirty);
+                PresentPte { write: true, dirty, young: true, ..present }
             }
         };
         ctx.pte_get_and_clear(self.mm, vpns.1);

@@ -313,6 +313,15 @@ impl ShrinkFolioList {
     /// writeback).
     fn pageout(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio();
+        // is_page_cache_freeable(): "folio_ref_count(folio) == 1 + folio_nr_pages(folio)" (the
+        // isolation and the swap cache's references), else PAGE_KEEP.
+        let freeable = 1 + ctx.k.folio(folio).nr_pages() as i32;
+        if ctx.ref_load(folio) != freeable {
+            ctx.event("pageout", "is_page_cache_freeable", |k| {
+                format!("folio {folio}: refcount {} != {freeable}: keep", k.folio(folio).refcount)
+            });
+            return self.goto(ShrinkStage::KeepLocked);
+        }
         ctx.flag_store(folio, PageFlag::Dirty, false);
         if folio_free_swap(ctx, folio) {
             ctx.flag_store(folio, PageFlag::Locked, false);
@@ -432,13 +441,22 @@ impl KernelFunction for ShrinkFolioList {
                     ));
                 }
                 let was_locked = ctx.flag_test_and_store(folio, PageFlag::Locked, true);
+                // "if (folio_test_writeback(folio))": a folio still being written is not
+                // reclaimed now (cases 1 and 2: folio_set_reclaim(); activate_locked).
+                let writeback = !was_locked && ctx.flag_test(folio, PageFlag::Writeback);
                 ctx.event("shrink_folio_list", "folio_trylock", |_| {
-                    format!("folio {folio}: {}", if was_locked { "busy, keep" } else { "locked" })
+                    let state = match (was_locked, writeback) {
+                        (true, _) => "busy, keep",
+                        (false, true) => "locked, under writeback: activate",
+                        (false, false) => "locked",
+                    };
+                    format!("folio {folio}: {state}")
                 });
-                self.goto(match (was_locked, self.ignore_references) {
-                    (true, _) => ShrinkStage::Keep,
-                    (false, false) => ShrinkStage::CheckReferences,
-                    (false, true) => ShrinkStage::AnonSwap,
+                self.goto(match (was_locked, writeback, self.ignore_references) {
+                    (true, _, _) => ShrinkStage::Keep,
+                    (false, true, _) => ShrinkStage::ActivateLocked,
+                    (false, false, false) => ShrinkStage::CheckReferences,
+                    (false, false, true) => ShrinkStage::AnonSwap,
                 })
             }
             ShrinkStage::CheckReferences => {
