@@ -341,6 +341,16 @@ impl<'a> Ctx<'a> {
         self.k.anon_vma_mut(anon_vma).rwsem.readers += 1;
     }
 
+    /// down_read_trylock(): fails while a writer holds the rwsem.
+    pub fn anon_vma_trylock_read(&mut self, anon_vma: AnonVmaId) -> bool {
+        self.note(AccessOp::Lock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Acquire);
+        if self.k.anon_vmas[anon_vma as usize].rwsem.writer.is_some() {
+            return false;
+        }
+        self.k.anon_vma_mut(anon_vma).rwsem.readers += 1;
+        true
+    }
+
     pub fn anon_vma_unlock_read(&mut self, anon_vma: AnonVmaId) {
         self.note(AccessOp::Unlock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Release);
         self.k.anon_vma_mut(anon_vma).rwsem.readers -= 1;

@@ -499,7 +499,9 @@ pub struct FolioReferenced {
     pub anon_vma: Option<AnonVmaId>,
     pub targets: Vec<RmapTarget>,
     pub target: usize,
-    pub referenced: i64,
+    /// The VMAs (mm, start) in which some PTE of the folio was young: "pra->referenced++" once
+    /// per VMA.
+    pub young_vmas: Vec<(MmId, u64)>,
 }
 
 impl FolioReferenced {
@@ -510,7 +512,7 @@ impl FolioReferenced {
             anon_vma: None,
             targets: Vec::new(),
             target: 0,
-            referenced: 0,
+            young_vmas: Vec::new(),
         }
     }
 }
@@ -524,11 +526,18 @@ impl KernelFunction for FolioReferenced {
                 if ctx.mapcount_load(folio) == 0 {
                     return Flow::Return(0);
                 }
-                let Some((anon_vma, targets)) = folio_lock_anon_vma_read(ctx, folio) else {
+                // "rwc.try_lock = true": a contended anon_vma makes folio_referenced() return -1
+                // ("rmap lock contention: rotate").
+                let (Mapping::Anon(anon_vma), index) = ctx.mapping_load(folio) else {
                     return Flow::Return(0);
                 };
+                if !ctx.anon_vma_trylock_read(anon_vma) {
+                    ctx.event("folio_referenced", "anon_vma_trylock_read", |_| format!("folio {folio}: contended"));
+                    return Flow::Return(-1);
+                }
+                let nr = ctx.k.folio(folio).nr_pages();
                 self.anon_vma = Some(anon_vma);
-                self.targets = targets;
+                self.targets = rmap_walk_anon_targets(ctx, anon_vma, index, nr);
                 ctx.event("folio_referenced", "anon_vma_lock_read", |_| format!("folio {folio}"));
                 self.stage = if self.targets.is_empty() {
                     ReferencedStage::UnlockAnonVma
@@ -546,7 +555,10 @@ impl KernelFunction for FolioReferenced {
                 if let Some(present) = pte.present().filter(|p| !p.special && p.pfn == folio_pfn(folio, page)) {
                     if present.young {
                         young = true;
-                        self.referenced += 1;
+                        let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).map(|v| (mm, v.start));
+                        if let Some(vma) = vma.filter(|v| !self.young_vmas.contains(v)) {
+                            self.young_vmas.push(vma);
+                        }
                         ctx.pte_store(mm, vpn, Pte::Present(PresentPte { young: false, ..present }));
                     }
                 }
@@ -564,16 +576,15 @@ impl KernelFunction for FolioReferenced {
                 if let Some(anon_vma) = self.anon_vma {
                     ctx.anon_vma_unlock_read(anon_vma);
                 }
-                let referenced = self.referenced;
-                ctx.event("folio_referenced", "anon_vma_unlock_read", |_| format!("{referenced} young PTE(s)"));
-                Flow::Return(self.referenced)
+                let referenced = self.young_vmas.len() as i64;
+                ctx.event("folio_referenced", "anon_vma_unlock_read", |_| format!("referenced in {referenced} VMA(s)"));
+                Flow::Return(referenced)
             }
         }
     }
 
-    fn wait(&self, k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match self.stage {
-            ReferencedStage::LockAnonVma => anon_vma_read_wait(k, self.folio),
             ReferencedStage::ReferencedOne => {
                 let (mm, address, _) = self.targets[self.target];
                 Wait::PteLock(mm, address >> crate::folio::PAGE_SHIFT)

@@ -219,6 +219,11 @@ impl ShrinkFolioList {
     /// folio_check_references() after folio_referenced(): mm/vmscan.c.
     fn references(&mut self, ctx: &mut Ctx, referenced_ptes: i64) -> Flow {
         let folio = self.folio();
+        // "rmap lock contention: rotate".
+        if referenced_ptes == -1 {
+            ctx.event("folio_check_references", "references", |_| format!("folio {folio}: Keep (rmap lock contended)"));
+            return self.goto(ShrinkStage::KeepLocked);
+        }
         let referenced_folio = ctx.flag_test_and_store(folio, PageFlag::Referenced, false);
         let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
         let outcome = if referenced_ptes > 0 {
