@@ -14,8 +14,10 @@
 //! serialised for sharded search later.
 
 use crate::limits::Clock;
+use crate::visited::{Key, VisitedMap};
+use std::rc::Rc;
+
 use crate::{fingerprint, Footprint, Limit, Model, Options, Outcome, Progress, Stats, StepEffects, ThreadId, Verdict};
-use rustc_hash::FxHashMap;
 
 type ThreadSet = u64;
 
@@ -29,7 +31,10 @@ struct Successor<S> {
     thread: ThreadId,
     /// Taken (not cloned) when the search enters it.
     state: Option<S>,
-    footprint: Footprint,
+    /// Shared with the sleep sets it joins.
+    footprint: Rc<Footprint>,
+    /// The state's fingerprint, when the persistent-set check already computed it.
+    fingerprint: Option<u128>,
 }
 
 /// A sleep set: threads whose next step need not be explored, with that step's footprint
@@ -37,14 +42,14 @@ struct Successor<S> {
 #[derive(Clone, Default)]
 struct SleepSet {
     threads: ThreadSet,
-    footprints: Vec<(ThreadId, Footprint)>,
+    footprints: Vec<(ThreadId, Rc<Footprint>)>,
 }
 
 impl SleepSet {
-    fn add(&mut self, thread: ThreadId, footprint: &Footprint) {
+    fn add(&mut self, thread: ThreadId, footprint: &Rc<Footprint>) {
         if self.threads & bit(thread) == 0 {
             self.threads |= bit(thread);
-            self.footprints.push((thread, footprint.clone()));
+            self.footprints.push((thread, Rc::clone(footprint)));
         }
     }
 
@@ -66,7 +71,7 @@ type ViolatingStep<M> = (<M as Model>::Violation, ThreadId);
 struct Frame<S> {
     fingerprint: u128,
     successors: Vec<Successor<S>>,
-    /// Indices into `successors` still to explore, in order.
+    /// Indices into `successors` still to explore, the next one last.
     todo: Vec<usize>,
     sleep: SleepSet,
     /// Successors already explored from this frame in this visit (they join later siblings'
@@ -81,9 +86,9 @@ struct Search<'m, 'o, M: Model> {
     stats: Stats,
     /// Fingerprint → threads explored from the state (exhaustive) or best remaining preemption
     /// budget (bounded).
-    visited: FxHashMap<u128, u64>,
+    visited: VisitedMap<u64>,
     /// Fingerprints on the current path, for the cycle proviso.
-    on_stack: FxHashMap<u128, u32>,
+    on_stack: VisitedMap<u32>,
     encode_buffer: Vec<u8>,
     final_states: Vec<u128>,
     effects: StepEffects<M::Event, M::Violation>,
@@ -99,8 +104,8 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
             options,
             clock: Clock::start(),
             stats: Stats::default(),
-            visited: FxHashMap::default(),
-            on_stack: FxHashMap::default(),
+            visited: VisitedMap::default(),
+            on_stack: VisitedMap::default(),
             encode_buffer: Vec::new(),
             final_states: Vec::new(),
             effects: StepEffects::new(false),
@@ -117,8 +122,8 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
     }
 
     fn memory_bytes(&self, depth: usize) -> u64 {
-        // Hash map entry (key, value, control byte, load factor) plus the states on the stack.
-        self.visited.capacity() as u64 * 40 + depth as u64 * self.state_bytes * 4
+        // The visited table plus the states on the stack.
+        self.visited.memory_bytes() + depth as u64 * self.state_bytes * 4
     }
 
     /// Checks the limits (the clock and memory every 4096 states entered); returns the one hit.
@@ -152,17 +157,23 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
 
     /// Runs the next step of every enabled thread not in `skip` from `state`. With reduction,
     /// stops at the first local step: it alone is a persistent set. A violating step ends the
-    /// search.
+    /// search. The last thread steps `state` itself: a state is left behind once its
+    /// successors exist, so it is cloned once fewer than it has successors.
     fn successors(
         &mut self,
-        state: &M::State,
+        state: M::State,
         enabled: &[ThreadId],
         skip: ThreadSet,
         stop_at_local: bool,
     ) -> Result<Vec<Successor<M::State>>, ViolatingStep<M>> {
-        let mut successors = Vec::with_capacity(enabled.len());
-        for &thread in enabled.iter().filter(|&&t| skip & bit(t) == 0) {
-            let mut next = state.clone();
+        let count = enabled.iter().filter(|&&t| skip & bit(t) == 0).count();
+        let mut successors = Vec::with_capacity(count);
+        let mut owned = Some(state);
+        for (index, &thread) in enabled.iter().filter(|&&t| skip & bit(t) == 0).enumerate() {
+            let mut next = match index + 1 == count {
+                true => owned.take().expect("stepped last"),
+                false => owned.as_ref().expect("not stepped yet").clone(),
+            };
             self.effects.footprint.clear();
             self.effects.violation = None;
             self.model.step(&mut next, thread, &mut self.effects);
@@ -172,7 +183,8 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
             }
             self.effects.footprint.normalize();
             let local = self.effects.footprint.is_local();
-            successors.push(Successor { thread, state: Some(next), footprint: self.effects.footprint.clone() });
+            let footprint = Rc::new(self.effects.footprint.clone());
+            successors.push(Successor { thread, state: Some(next), footprint, fingerprint: None });
             if local && stop_at_local {
                 let last = successors.pop().expect("just pushed");
                 return Ok(vec![last]);
@@ -199,43 +211,46 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
     let mut search = Search::new(model, options);
     let reduction = search.options.reduction;
     let mut stack: Vec<Frame<M::State>> = Vec::new();
-    // The state to enter next and its sleep set.
-    let mut pending: Option<(M::State, SleepSet)> = Some((model.initial_state(), SleepSet::default()));
+    // The state to enter next, its sleep set and its fingerprint if already known.
+    let mut pending: Option<(M::State, SleepSet, Option<u128>)> =
+        Some((model.initial_state(), SleepSet::default(), None));
     let mut enabled = Vec::new();
     loop {
-        if let Some((state, sleep)) = pending.take() {
+        if let Some((state, sleep, known)) = pending.take() {
             if let Some(limit) = search.limit_hit(stack.len()) {
                 return search.finish(Verdict::LimitReached { limit }, None);
             }
             if stack.len() as u64 >= search.options.limits.depth_max {
                 return search.finish(Verdict::LimitReached { limit: Limit::Depth }, None);
             }
-            let fingerprint = search.fingerprint_of(&state);
+            let fingerprint = match known {
+                Some(fingerprint) => fingerprint,
+                None => search.fingerprint_of(&state),
+            };
+            let key = Key::new(fingerprint);
             enabled.clear();
             model.enabled_threads(&state, &mut enabled);
             let all: ThreadSet = enabled.iter().fold(0, |set, &t| set | bit(t));
             // Threads covered from this state before: explored, or left out of its persistent set.
-            let covered = match search.visited.get(&fingerprint) {
-                Some(&covered) => covered,
-                None => {
-                    search.stats.states += 1;
-                    0
-                }
-            };
-            let revisit = search.visited.contains_key(&fingerprint);
+            let seen = search.visited.get(&key).copied();
+            let revisit = seen.is_some();
+            let covered = seen.unwrap_or_else(|| {
+                search.stats.states += 1;
+                0
+            });
             if revisit && all & !sleep.threads & !covered == 0 {
                 // Nothing new from here.
             } else if enabled.is_empty() {
                 if let Some(violation) = model.check_final(&state) {
                     return search.finish(Verdict::Violation, Some((violation, schedule_of(&stack))));
                 }
-                search.visited.insert(fingerprint, ThreadSet::MAX);
+                search.visited.insert(key, ThreadSet::MAX);
                 if search.options.collect_final_states {
                     search.final_states.push(fingerprint);
                 }
             } else {
                 let skip = if reduction { sleep.threads | covered } else { covered };
-                let successors = match search.successors(&state, &enabled, skip, reduction) {
+                let successors = match search.successors(state, &enabled, skip, reduction) {
                     Ok(successors) => successors,
                     Err((violation, thread)) => {
                         let mut schedule = schedule_of(&stack);
@@ -243,14 +258,15 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
                         return search.finish(Verdict::Violation, Some((violation, schedule)));
                     }
                 };
+                let mut successors = successors;
                 let persistent =
-                    persistent_set(&successors, all, reduction, &search.on_stack, &mut search.encode_buffer, model);
+                    persistent_set(&mut successors, all, reduction, &search.on_stack, &mut search.encode_buffer, model);
                 let todo: Vec<usize> =
-                    (0..successors.len()).filter(|&i| persistent & bit(successors[i].thread) != 0).collect();
+                    (0..successors.len()).rev().filter(|&i| persistent & bit(successors[i].thread) != 0).collect();
                 let newly: ThreadSet = todo.iter().fold(0, |set, &index| set | bit(successors[index].thread));
-                search.visited.insert(fingerprint, covered | newly | (all & !persistent));
+                search.visited.insert(key, covered | newly | (all & !persistent));
                 if !todo.is_empty() {
-                    *search.on_stack.entry(fingerprint).or_insert(0) += 1;
+                    *search.on_stack.entry(key).or_insert(0) += 1;
                     stack.push(Frame { fingerprint, successors, todo, sleep, done: Vec::new() });
                     search.stats.depth_max = search.stats.depth_max.max(stack.len() as u64);
                 }
@@ -261,17 +277,17 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
             return search.finish(Verdict::Verified, None);
         };
         if frame.todo.is_empty() {
-            let fingerprint = frame.fingerprint;
+            let key = Key::new(frame.fingerprint);
             stack.pop();
-            if let Some(count) = search.on_stack.get_mut(&fingerprint) {
+            if let Some(count) = search.on_stack.get_mut(&key) {
                 *count -= 1;
                 if *count == 0 {
-                    search.on_stack.remove(&fingerprint);
+                    search.on_stack.remove(&key);
                 }
             }
             continue;
         }
-        let index = frame.todo.remove(0);
+        let index = frame.todo.pop().expect("not empty");
         let sleep = if reduction {
             let mut asleep = frame.sleep.clone();
             for &earlier in &frame.done {
@@ -282,30 +298,34 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
             SleepSet::default()
         };
         frame.done.push(index);
-        let state = frame.successors[index].state.take().expect("each successor is entered once");
-        pending = Some((state, sleep));
+        let successor = &mut frame.successors[index];
+        let state = successor.state.take().expect("each successor is entered once");
+        pending = Some((state, sleep, successor.fingerprint));
     }
 }
 
 /// The threads to explore from a state: one local step when there is one (and it does not close
 /// a cycle on the stack), otherwise every enabled thread.
 fn persistent_set<M: Model>(
-    successors: &[Successor<M::State>],
+    successors: &mut [Successor<M::State>],
     all: ThreadSet,
     reduction: bool,
-    on_stack: &FxHashMap<u128, u32>,
+    on_stack: &VisitedMap<u32>,
     encode_buffer: &mut Vec<u8>,
     model: &M,
 ) -> ThreadSet {
     if !reduction {
         return all;
     }
-    let Some(local) = successors.iter().find(|s| s.footprint.is_local()) else {
+    let Some(local) = successors.iter_mut().find(|s| s.footprint.is_local()) else {
         return all;
     };
     encode_buffer.clear();
     model.encode(local.state.as_ref().expect("not entered yet"), encode_buffer);
-    if on_stack.contains_key(&fingerprint(encode_buffer)) {
+    let local_fingerprint = fingerprint(encode_buffer);
+    // Kept for when the search enters the state: it need not be encoded twice.
+    local.fingerprint = Some(local_fingerprint);
+    if on_stack.contains_key(&Key::new(local_fingerprint)) {
         return all;
     }
     bit(local.thread)
@@ -323,6 +343,7 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
     }
     let mut stack: Vec<BoundedFrame<M::State>> = Vec::new();
     let mut pending = Some((model.initial_state(), None::<ThreadId>, preemptions_max));
+    let mut enabled = Vec::new();
     loop {
         if let Some((state, running, budget)) = pending.take() {
             if let Some(limit) = search.limit_hit(stack.len()) {
@@ -331,12 +352,13 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
             if stack.len() as u64 >= search.options.limits.depth_max {
                 return search.finish(Verdict::LimitReached { limit: Limit::Depth }, None);
             }
-            let mut enabled = Vec::new();
+            enabled.clear();
             model.enabled_threads(&state, &mut enabled);
             // A running thread that cannot continue makes every choice free: its identity no
             // longer matters, so such states share one key.
             let running = running.filter(|r| enabled.contains(r));
-            let key = search.fingerprint_of(&state) ^ u128::from(running.map_or(u32::MAX, |t| t)).rotate_left(64);
+            let key =
+                Key::new(search.fingerprint_of(&state) ^ u128::from(running.map_or(u32::MAX, |t| t)).rotate_left(64));
             let budget_before = search.visited.get(&key).copied();
             let fresh = match budget_before {
                 None => {
@@ -353,30 +375,7 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
                     Some(r) if budget == 0 && running_enabled => !bit(r),
                     _ => 0,
                 };
-                // The running thread goes first; if its step is local it alone continues: a
-                // preemption before a local step reaches what the same preemption right after
-                // it reaches, at the same cost (the thread is still enabled after it).
-                let first = running.filter(|_| running_enabled && search.options.reduction);
-                let successors = match first {
-                    Some(r) => match search.successors(&state, &[r], 0, true) {
-                        Ok(mine) if mine[0].footprint.is_local() || skip != 0 => Ok(mine),
-                        Ok(mut mine) => search.successors(&state, &enabled, bit(r), false).map(|others| {
-                            mine.extend(others);
-                            mine
-                        }),
-                        Err(error) => Err(error),
-                    },
-                    None => search.successors(&state, &enabled, skip, false),
-                };
-                let successors = match successors {
-                    Ok(successors) => successors,
-                    Err((violation, thread)) => {
-                        let mut schedule: Vec<ThreadId> = stack.iter().filter_map(|f| f.chosen).collect();
-                        schedule.push(thread);
-                        return search.finish(Verdict::Violation, Some((violation, schedule)));
-                    }
-                };
-                if successors.is_empty() {
+                if enabled.is_empty() {
                     if let Some(violation) = model.check_final(&state) {
                         let schedule: Vec<ThreadId> = stack.iter().filter_map(|f| f.chosen).collect();
                         return search.finish(Verdict::Violation, Some((violation, schedule)));
@@ -386,6 +385,32 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
                         search.final_states.push(fingerprint);
                     }
                 } else {
+                    // The running thread goes first; if its step is local it alone continues: a
+                    // preemption before a local step reaches what the same preemption right after
+                    // it reaches, at the same cost (the thread is still enabled after it).
+                    let first = running.filter(|_| running_enabled && search.options.reduction);
+                    let successors = match first {
+                        // With no budget left the running thread's step is the only one: it steps the
+                        // state itself.
+                        Some(r) if skip != 0 => search.successors(state, &[r], 0, true),
+                        Some(r) => match search.successors(state.clone(), &[r], 0, true) {
+                            Ok(mine) if mine[0].footprint.is_local() => Ok(mine),
+                            Ok(mut mine) => search.successors(state, &enabled, bit(r), false).map(|others| {
+                                mine.extend(others);
+                                mine
+                            }),
+                            Err(error) => Err(error),
+                        },
+                        None => search.successors(state, &enabled, skip, false),
+                    };
+                    let successors = match successors {
+                        Ok(successors) => successors,
+                        Err((violation, thread)) => {
+                            let mut schedule: Vec<ThreadId> = stack.iter().filter_map(|f| f.chosen).collect();
+                            schedule.push(thread);
+                            return search.finish(Verdict::Violation, Some((violation, schedule)));
+                        }
+                    };
                     let mut choices = Vec::with_capacity(successors.len());
                     for successor in successors {
                         let preempts = running_enabled && Some(successor.thread) != running;

@@ -14,6 +14,7 @@ mod dfs;
 mod footprint;
 mod limits;
 mod sample;
+mod visited;
 
 pub use dfs::{explore_bounded, explore_exhaustive};
 

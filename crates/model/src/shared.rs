@@ -40,10 +40,15 @@ impl Hasher for Xxh3Hasher {
     }
 }
 
+/// Bytes of a value's encoding hashed in one call: a chunk of 16 folios (16 cached 128-bit
+/// fingerprints and a length) and the whole kernel's top level both fit, so neither pays for
+/// the streaming hasher.
+const ENCODER_BYTES: usize = 512;
+
 /// Collects a value's `Hash` encoding in a stack buffer (most parts are small), spilling
 /// into a streaming hasher when it is larger.
 struct Encoder {
-    buffer: [u8; 256],
+    buffer: [u8; ENCODER_BYTES],
     used: usize,
     spill: Option<Xxh3Hasher>,
 }
@@ -115,7 +120,7 @@ impl Hasher for Encoder {
 
 /// The 128-bit hash of a value's `Hash` encoding.
 pub fn hash128<T: Hash + ?Sized>(value: &T) -> u128 {
-    let mut encoder = Encoder { buffer: [0; 256], used: 0, spill: None };
+    let mut encoder = Encoder { buffer: [0; ENCODER_BYTES], used: 0, spill: None };
     value.hash(&mut encoder);
     match encoder.spill {
         Some(spill) => spill.digest128(),
