@@ -380,7 +380,8 @@ def main():
         "(the machine is shared: other work running at the same time slows every number here)"
     )
     o.append(
-        f"- Limits: mmcheck `--max-seconds {limit} --max-memory-mb {meta.get('BENCH_MEMORY_MB', '?')}`; "
+        f"- Limits: mmcheck `--max-seconds {limit} --max-memory-mb {meta.get('BENCH_MEMORY_MB', '?')}"
+        f" --max-states {meta.get('BENCH_STATES', '50000000 (the default)')}`; "
         f"pan SIGINT after {meta.get('SPIN_SECONDS', '?')} s, `-DMEMLIM={meta.get('SPIN_MEMLIM_MB', '?')}` (MiB), "
         f"`-m{meta.get('SPIN_DEPTH', '?')} -w{meta.get('SPIN_HASH', '?')}`"
     )

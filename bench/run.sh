@@ -9,6 +9,7 @@
 # Environment (all optional):
 #   BENCH_SECONDS    per-run time limit for mmcheck (--max-seconds), default 120
 #   BENCH_MEMORY_MB  per-run memory limit for mmcheck (--max-memory-mb), default 8192
+#   BENCH_STATES     per-run state limit for mmcheck (--max-states), default 1000000000
 #   SPIN_SECONDS     per-run time limit for pan (SIGINT, then SIGKILL 30 s later), default 600
 #   SPIN_MEMLIM_MB   pan's -DMEMLIM in MiB, default 18432, lowered to MemAvailable - 4 GiB
 #   SPIN_DEPTH       pan's -m (DFS stack depth), default 10000 (pan's own default; the
@@ -28,6 +29,8 @@ cd "$ROOT" || exit 2
 
 BENCH_SECONDS="${BENCH_SECONDS:-120}"
 BENCH_MEMORY_MB="${BENCH_MEMORY_MB:-8192}"
+# high enough that time and memory, not the default 50 M states, end the large runs
+BENCH_STATES="${BENCH_STATES:-1000000000}"
 SPIN_SECONDS="${SPIN_SECONDS:-600}"
 SPIN_MEMLIM_MB="${SPIN_MEMLIM_MB:-18432}"
 SPIN_DEPTH="${SPIN_DEPTH:-10000}"
@@ -66,6 +69,7 @@ meta OUT "$OUT"
 meta QUICK "$BENCH_QUICK"
 meta BENCH_SECONDS "$BENCH_SECONDS"
 meta BENCH_MEMORY_MB "$BENCH_MEMORY_MB"
+meta BENCH_STATES "$BENCH_STATES"
 meta SPIN_SECONDS "$SPIN_SECONDS"
 meta SPIN_DEPTH "$SPIN_DEPTH"
 meta SPIN_HASH "$SPIN_HASH"
@@ -150,7 +154,8 @@ run_mm() {
         return 0
     fi
     local cmd=("$MMCHECK" check "$BENCH_SCENARIO" --kernel "$kernel" --set "pages=$pages" --json
-               --max-seconds "$BENCH_SECONDS" --max-memory-mb "$BENCH_MEMORY_MB" "$@")
+               --max-seconds "$BENCH_SECONDS" --max-memory-mb "$BENCH_MEMORY_MB"
+               --max-states "$BENCH_STATES" "$@")
     printf '%q ' "${cmd[@]}" > "$dir/cmd"
     local t0 t1 rc
     t0=$(now)

@@ -77,23 +77,26 @@ fn expand(system: &System, state: &Kernel, ideal: bool, on_stack: &FxHashSet<u12
     successors.into_iter().map(|(_, next, _)| next).collect()
 }
 
-/// States a depth-first search with visited-state hashing enters.
-fn count_states(system: &System, ideal: bool) -> usize {
+/// States a depth-first search with visited-state hashing enters, and how many of them are
+/// final (no thread enabled).
+fn count_states(system: &System, ideal: bool) -> (usize, usize) {
     let mut visited = FxHashSet::default();
     let mut on_stack = FxHashSet::default();
     let mut stack: Vec<(u128, Vec<Kernel>)> = Vec::new();
     let mut pending = Some(system.initial_state());
+    let mut finals = 0;
     loop {
         if let Some(state) = pending.take() {
             let fingerprint = fingerprint(system, &state);
             if visited.insert(fingerprint) {
                 let successors = expand(system, &state, ideal, &on_stack);
+                finals += usize::from(successors.is_empty());
                 on_stack.insert(fingerprint);
                 stack.push((fingerprint, successors));
             }
         }
         let Some((fingerprint, successors)) = stack.last_mut() else {
-            return visited.len();
+            return (visited.len(), finals);
         };
         match successors.pop() {
             Some(next) => pending = Some(next),
@@ -117,12 +120,15 @@ fn main() {
     let scenario = mmcheck_scenario::parse(source).expect("built-in scenarios parse");
     let version = KernelVersion::parse(kernel).expect("a kernel version such as 6.18");
     println!("{name} on {kernel}: states entered");
-    println!("{:>6} {:>14} {:>22} {:>7}", "pages", "every thread", "ideal persistent sets", "ratio");
+    println!(
+        "{:>6} {:>14} {:>22} {:>7} {:>13}",
+        "pages", "every thread", "ideal persistent sets", "ratio", "final states"
+    );
     for pages in pages {
         let spec = scenario.system(&[("pages".to_string(), pages)]).expect("the scenario has `pages`");
         let system = System::new(spec, KernelConfig::for_version(version));
-        let full = count_states(&system, false);
-        let ideal = count_states(&system, true);
-        println!("{pages:>6} {full:>14} {ideal:>22} {:>7.2}", full as f64 / ideal as f64);
+        let (full, finals) = count_states(&system, false);
+        let (ideal, _) = count_states(&system, true);
+        println!("{pages:>6} {full:>14} {ideal:>22} {:>7.2} {finals:>13}", full as f64 / ideal as f64);
     }
 }
