@@ -331,9 +331,44 @@ fn persistent_set<M: Model>(
     bit(local.thread)
 }
 
+/// No running thread (or one that cannot continue): the next choice costs no preemption.
+const FREE: ThreadId = ThreadId::MAX;
+
+/// A bounded search's visit of a state: the preemptions left and the running thread.
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct BoundedVisit {
+    budget: u32,
+    running: ThreadId,
+}
+
+impl BoundedVisit {
+    fn pack(self) -> u64 {
+        u64::from(self.running) << 32 | u64::from(self.budget)
+    }
+
+    fn unpack(word: u64) -> BoundedVisit {
+        BoundedVisit { budget: word as u32, running: (word >> 32) as ThreadId }
+    }
+
+    /// Every schedule `other` may run is within this visit's budget, so exploring `other`
+    /// after this one finds nothing new. A schedule's preemptions counted from two running
+    /// threads differ only in its first step, by at most one; counted with no running thread
+    /// they are never more.
+    fn covers(self, other: BoundedVisit) -> bool {
+        other.budget < self.budget
+            || (other.budget == self.budget && (self.running == other.running || self.running == FREE))
+    }
+
+    /// Which of two visits the visited set keeps: the larger budget, then the free one.
+    fn outranks(self, other: BoundedVisit) -> bool {
+        self.budget > other.budget || (self.budget == other.budget && self.running == FREE)
+    }
+}
+
 /// Exhaustive search of the schedules with at most `preemptions_max` preemptions (a switch away
-/// from a thread that could have continued), as in CHESS. Visited states are keyed by the state
-/// and the running thread, and revisited only with a larger remaining budget.
+/// from a thread that could have continued), as in CHESS. The visited set keeps, per state, the
+/// largest remaining budget and its running thread, and a state is revisited only when that
+/// visit does not cover the new one ([`BoundedVisit::covers`]).
 pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_max: u32) -> Outcome<M::Violation> {
     let mut search = Search::new(model, options);
     struct BoundedFrame<S> {
@@ -355,20 +390,22 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
             enabled.clear();
             model.enabled_threads(&state, &mut enabled);
             // A running thread that cannot continue makes every choice free: its identity no
-            // longer matters, so such states share one key.
+            // longer matters.
             let running = running.filter(|r| enabled.contains(r));
-            let key =
-                Key::new(search.fingerprint_of(&state) ^ u128::from(running.map_or(u32::MAX, |t| t)).rotate_left(64));
-            let budget_before = search.visited.get(&key).copied();
-            let fresh = match budget_before {
+            let key = Key::new(search.fingerprint_of(&state));
+            let visit = BoundedVisit { budget, running: running.unwrap_or(FREE) };
+            let before = search.visited.get(&key).map(|&word| BoundedVisit::unpack(word));
+            let fresh = match before {
                 None => {
                     search.stats.states += 1;
                     true
                 }
-                Some(best) => u64::from(budget) > best,
+                Some(before) => !before.covers(visit),
             };
             if fresh {
-                search.visited.insert(key, u64::from(budget));
+                if before.is_none_or(|before| visit.outranks(before)) {
+                    search.visited.insert(key, visit.pack());
+                }
                 // With no budget left, only the running thread may continue (if it can).
                 let running_enabled = running.is_some_and(|r| enabled.contains(&r));
                 let skip = match running {
