@@ -56,6 +56,8 @@ pub enum Patch {
     UffdMoveLargeFolioTrylock,
     SwapinExclusiveWritable,
     UffdMoveKeepDirty,
+    SwapcacheNoPinned,
+    ReclaimPinnedActivate,
 }
 
 pub struct PatchInfo {
@@ -70,6 +72,22 @@ pub struct PatchInfo {
 }
 
 pub const PATCHES: &[PatchInfo] = &[
+    PatchInfo {
+        patch: Patch::SwapcacheNoPinned,
+        name: "swapcache-no-pinned",
+        commit: "feb889fb40fa",
+        landed: Some(KernelVersion::new(5, 11)),
+        subject: "mm: don't put pinned pages into the swap cache",
+        summary: "shrink_folio_list: an anonymous folio that may be DMA-pinned (folio_maybe_dma_pinned) is kept instead of being added to the swap cache",
+    },
+    PatchInfo {
+        patch: Patch::ReclaimPinnedActivate,
+        name: "reclaim-pinned-activate",
+        commit: "d824ec2a1546",
+        landed: Some(KernelVersion::new(6, 4)),
+        subject: "mm: do not reclaim private data from pinned page",
+        summary: "shrink_folio_list: a folio that is unmapped but may be DMA-pinned is activated before pageout or freeing (\"it cannot be newly pinned anymore\")",
+    },
     PatchInfo {
         patch: Patch::MigrationEntryYoungDirty,
         name: "migration-entry-young-dirty",

@@ -4,7 +4,7 @@
 //! Modelled: the anonymous and lazyfree paths (references, add_to_swap() onto the swap device
 //! or activation without one, try_to_unmap, pageout() to swap with asynchronous writeback, the
 //! lazyfree refcount freeze, __remove_mapping() from the swap cache). Not modelled: the page
-//! cache, dirty throttling, and the folio_maybe_dma_pinned() early checks.
+//! cache and dirty throttling.
 //!
 //! Swap writeback completes after the pass: the reclaiming thread runs end_swap_bio_write()
 //! for each written folio once the list is back on the LRU (the interrupt that completes the
@@ -12,6 +12,7 @@
 
 use crate::access::Ctx;
 use crate::folio::{FolioId, PageFlag};
+use crate::mm::gup::folio_maybe_dma_pinned;
 use crate::mm::rmap::{FolioReferenced, TryToUnmap};
 use crate::mm::swap::{__folio_put, lruvec_add_folio};
 use crate::mm::swap_state::{__delete_from_swap_cache, add_to_swap, folio_free_swap, put_swap_folio_nr};
@@ -258,6 +259,12 @@ impl ShrinkFolioList {
         let anon = ctx.flag_test(folio, PageFlag::Anon);
         let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
         if anon && swapbacked && !ctx.flag_test(folio, PageFlag::Swapcache) {
+            // feb889fb40fa: "if (folio_maybe_dma_pinned(folio)) goto keep_locked;" a pinned
+            // folio's swap copy could go stale under the DMA.
+            if ctx.patched(Patch::SwapcacheNoPinned) && folio_maybe_dma_pinned(ctx, folio) {
+                ctx.event("shrink_folio_list", "folio_maybe_dma_pinned", |_| format!("folio {folio}: pinned, keep"));
+                return self.goto(ShrinkStage::KeepLocked);
+            }
             if !add_to_swap(ctx, folio) {
                 if ctx.k.folio(folio).order > 0 && ctx.swap_slots() > 0 {
                     // "Fallback to swap normal pages": split_folio_to_list().
@@ -302,6 +309,12 @@ impl ShrinkFolioList {
     /// (no backing store) is activated, as the kernel does.
     fn dirty(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio();
+        // d824ec2a1546: "Folio is unmapped now so it cannot be newly pinned anymore. No point
+        // in trying to reclaim folio if it is pinned."
+        if ctx.patched(Patch::ReclaimPinnedActivate) && folio_maybe_dma_pinned(ctx, folio) {
+            ctx.event("shrink_folio_list", "folio_maybe_dma_pinned", |_| format!("folio {folio}: pinned, activate"));
+            return self.goto(ShrinkStage::ActivateLocked);
+        }
         if ctx.flag_test(folio, PageFlag::Dirty) {
             if ctx.flag_test(folio, PageFlag::Swapcache) {
                 return self.goto(ShrinkStage::Pageout);

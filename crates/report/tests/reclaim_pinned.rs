@@ -1,0 +1,84 @@
+//! shrink_folio_list()'s folio_maybe_dma_pinned() checks, each found in some interleaving of an
+//! O_DIRECT read racing reclaim on the kernel that has it, and in none once it is reverted.
+
+use mmcheck_explorer::{Model, StepEffects};
+use mmcheck_model::{KernelConfig, KernelVersion, Patch, System};
+use std::collections::HashSet;
+
+/// A swapbacked (dirty, not lazyfree) buffer, made cold so that reclaim does not keep it for
+/// its young PTE: reclaim would add it to the swap cache.
+const DIO_RECLAIM_SWAP: &str = r#"
+scenario dio-reclaim-swap "an O_DIRECT read into a dirty anonymous buffer races reclaim with a swap device"
+swap size 4K
+file disk size 4K fill 0x79
+process p {
+  buf = mmap(4K, read|write, private|anonymous)
+  store(buf, 4K, 0x01)
+  madvise(buf, 4K, cold)
+  signal ready
+  thread io {
+    n = pread(disk, buf, 4K, 0, direct)
+    assert n == 4K
+    assert load(buf, 4K) == 0x79
+  }
+}
+kthread kswapd {
+  wait ready
+  reclaim(all)
+}
+"#;
+
+fn system(source: &str, patch: Patch, on: bool) -> System {
+    let scenario = mmcheck_scenario::parse(source).unwrap_or_else(|d| panic!("scenario does not parse: {}", d.message));
+    let mut kernel = KernelConfig::for_version(KernelVersion::new(6, 18));
+    kernel.set(patch, on);
+    System::new(scenario.system(&[]).expect("the scenario builds"), kernel)
+}
+
+/// Every reachable step's `shrink_folio_list: folio_maybe_dma_pinned` event detail, from a
+/// depth-first search of every interleaving (no reduction); panics on any violation.
+fn pinned_events(system: &System) -> HashSet<String> {
+    let mut details = HashSet::new();
+    let mut visited = HashSet::new();
+    let mut stack = vec![system.initial_state()];
+    let mut enabled = Vec::new();
+    while let Some(state) = stack.pop() {
+        let mut bytes = Vec::new();
+        system.encode(&state, &mut bytes);
+        if !visited.insert(bytes) {
+            continue;
+        }
+        enabled.clear();
+        system.enabled_threads(&state, &mut enabled);
+        if enabled.is_empty() {
+            assert!(system.check_final(&state).is_none(), "a final state violates an oracle");
+        }
+        for &thread in &enabled {
+            let mut next = state.clone();
+            let mut effects = StepEffects::new(true);
+            system.step(&mut next, thread, &mut effects);
+            assert!(effects.violation.is_none(), "a step violates an oracle: {}", effects.violation.unwrap());
+            let pinned = effects.events.iter().filter(|e| e.label == "folio_maybe_dma_pinned");
+            details.extend(pinned.map(|e| e.detail.clone()));
+            stack.push(next);
+        }
+    }
+    details
+}
+
+#[test]
+fn a_pinned_folio_is_not_added_to_the_swap_cache_since_5_11() {
+    let fixed = pinned_events(&system(DIO_RECLAIM_SWAP, Patch::SwapcacheNoPinned, true));
+    assert!(fixed.iter().any(|d| d.ends_with("pinned, keep")), "{fixed:?}");
+    let reverted = pinned_events(&system(DIO_RECLAIM_SWAP, Patch::SwapcacheNoPinned, false));
+    assert!(!reverted.iter().any(|d| d.ends_with("pinned, keep")), "{reverted:?}");
+}
+
+#[test]
+fn an_unmapped_pinned_folio_is_activated_since_6_4() {
+    let source = mmcheck_scenario::builtin("madv-free-dio").expect("madv-free-dio is built in");
+    let fixed = pinned_events(&system(source, Patch::ReclaimPinnedActivate, true));
+    assert!(fixed.iter().any(|d| d.ends_with("pinned, activate")), "{fixed:?}");
+    let reverted = pinned_events(&system(source, Patch::ReclaimPinnedActivate, false));
+    assert!(!reverted.iter().any(|d| d.ends_with("pinned, activate")), "{reverted:?}");
+}
