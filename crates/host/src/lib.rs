@@ -11,8 +11,9 @@
 
 pub mod live;
 
-use mmcheck_explorer::{Model, StepEffects};
+use mmcheck_explorer::StepEffects;
 use mmcheck_model::program::Instruction;
+use mmcheck_model::system::run_sequential_with;
 use mmcheck_model::violation::ViolationKind;
 use mmcheck_model::{KernelConfig, System, SystemSpec};
 use serde::{Deserialize, Serialize};
@@ -167,55 +168,36 @@ pub fn missing_feature(spec: &SystemSpec) -> Option<String> {
 /// The model's sequential run (mmcheck_model::system::run_sequential's order), observed.
 pub fn observe_model(spec: &SystemSpec, config: KernelConfig) -> Run {
     let system = System::new(spec.clone(), config);
-    let mut k = system.initial_state();
     let mut effects = StepEffects::new(false);
-    let mut enabled = Vec::new();
     let mut run = Run::default();
-    loop {
-        enabled.clear();
-        system.enabled_threads(&k, &mut enabled);
-        let Some(&thread) = enabled.first() else {
-            if let Some(violation) = system.check_final(&k) {
-                run.stopped = Some(format!("{}: {}", violation.kind.name(), violation.message));
-            }
-            return run;
-        };
-        let pc = k.thread(thread).pc as usize;
-        effects.footprint.clear();
-        system.step(&mut k, thread, &mut effects);
-        let spec_thread = &spec.threads[thread as usize];
-        let instruction = spec_thread.program.get(pc);
-        let advanced = k.thread(thread).pc as usize != pc;
-        if let Some(violation) = effects.violation.take() {
-            if let Some(instruction) = instruction {
-                let observed = match violation.kind {
-                    ViolationKind::DataLoss => Some(model_mismatch(&violation.message)),
-                    ViolationKind::Fault => Some(Observed::Fault),
-                    ViolationKind::Assertion => Some(Observed::Failed),
-                    _ => None,
-                };
-                if let Some(observed) = observed {
-                    run.observations.push(Observation::new(&spec_thread.name, pc, instruction, observed));
+    let (_, violation) = run_sequential_with(&system, &mut effects, |step, effects| {
+        let spec_thread = &spec.threads[step.thread as usize];
+        let Some(instruction) = spec_thread.program.get(step.pc) else { return };
+        let observed = match &effects.violation {
+            Some(violation) => match violation.kind {
+                ViolationKind::DataLoss => Some(model_mismatch(&violation.message)),
+                ViolationKind::Fault => Some(Observed::Fault),
+                ViolationKind::Assertion => Some(Observed::Failed),
+                _ => None,
+            },
+            // The instruction completed (a syscall's steps end by advancing the thread's pc).
+            None if step.kernel.thread(step.thread).pc as usize != step.pc => {
+                let value = instruction.dst().map(|r| step.kernel.thread(step.thread).registers[r as usize]);
+                match instruction {
+                    Instruction::Store { .. } => Some(Observed::Stored),
+                    Instruction::Load { .. } => Some(Observed::Loaded),
+                    Instruction::Assert { .. } => Some(Observed::Held),
+                    _ => value.and_then(|v| classify(instruction, v)),
                 }
             }
-            run.stopped = Some(format!("{}: {}", violation.kind.name(), violation.message));
-            return run;
-        }
-        if !advanced {
-            continue;
-        }
-        let Some(instruction) = instruction else { continue };
-        let value = register_written(instruction).map(|r| k.thread(thread).registers[r as usize]);
-        let observed = match instruction {
-            Instruction::Store { .. } => Some(Observed::Stored),
-            Instruction::Load { .. } => Some(Observed::Loaded),
-            Instruction::Assert { .. } => Some(Observed::Held),
-            _ => value.and_then(|v| classify(instruction, v)),
+            None => None,
         };
         if let Some(observed) = observed {
-            run.observations.push(Observation::new(&spec_thread.name, pc, instruction, observed));
+            run.observations.push(Observation::new(&spec_thread.name, step.pc, instruction, observed));
         }
-    }
+    });
+    run.stopped = violation.map(|v| format!("{}: {}", v.kind.name(), v.message));
+    run
 }
 
 /// The model reports a differing load as "load at ADDR: expected X, read Y"; the host reports
@@ -228,29 +210,6 @@ fn model_mismatch(message: &str) -> Observed {
         .and_then(|hex| u8::from_str_radix(hex, 16).ok())
         .unwrap_or(0);
     Observed::Mismatch { offset: 0, byte }
-}
-
-/// The register an instruction writes, if any.
-pub(crate) fn register_written(instruction: &Instruction) -> Option<u16> {
-    match instruction {
-        Instruction::Mmap { dst, .. } => Some(*dst),
-        Instruction::Munmap { dst, .. }
-        | Instruction::Mprotect { dst, .. }
-        | Instruction::Mremap { dst, .. }
-        | Instruction::Madvise { dst, .. }
-        | Instruction::Pread { dst, .. }
-        | Instruction::MovePagesStatus { dst, .. }
-        | Instruction::Smaps { dst, .. }
-        | Instruction::ProcPage { dst, .. }
-        | Instruction::Userfaultfd { dst }
-        | Instruction::UffdioApi { dst, .. }
-        | Instruction::UffdioRegister { dst, .. }
-        | Instruction::UffdioFill { dst, .. }
-        | Instruction::UffdioMove { dst, .. }
-        | Instruction::UffdRead { dst, .. }
-        | Instruction::Fork { dst, .. } => *dst,
-        _ => None,
-    }
 }
 
 /// One disagreement: what the model and the kernel observed for the same instruction.

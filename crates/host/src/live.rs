@@ -6,7 +6,7 @@
 //! checked against the mappings the run made before it is performed, so an access the kernel
 //! would answer with SIGSEGV is reported as a fault without taking the signal.
 
-use crate::{classify, describe, register_written, Observation, Observed, Run};
+use crate::{classify, describe, Observation, Observed, Run};
 use mmcheck_model::folio::PageData;
 use mmcheck_model::fs::proc::page::{kpf, ProcPageFile, PAGEMAP_FLAGS, PM_PRESENT, PM_SWAP};
 use mmcheck_model::program::{prot, Advice, Instruction, Operand};
@@ -217,7 +217,7 @@ impl Host<'_> {
             other => Some(self.syscall(thread, other)?),
         };
         if let Some(value) = result {
-            if let Some(register) = register_written(&instruction) {
+            if let Some(register) = instruction.dst() {
                 self.threads[thread].registers[register as usize] = value;
             }
             if let Some(observed) = classify(&instruction, value) {
@@ -583,7 +583,6 @@ impl Host<'_> {
             }
         }
         // The kernel changed the mapped part from the start up to a hole: so does the record.
-        let mut changed = Vec::new();
         let mut reached = address;
         let mut sorted = self.mappings.clone();
         sorted.sort_by_key(|m| m.start);
@@ -593,20 +592,7 @@ impl Host<'_> {
             }
             reached = m.end.min(end);
         }
-        for m in self.mappings.drain(..) {
-            if m.end <= address || m.start >= reached {
-                changed.push(m);
-                continue;
-            }
-            if m.start < address {
-                changed.push(Mapping { end: address, ..m });
-            }
-            changed.push(Mapping { start: m.start.max(address), end: m.end.min(reached), prot: protection, ..m });
-            if m.end > reached {
-                changed.push(Mapping { start: reached, ..m });
-            }
-        }
-        self.mappings = changed;
+        self.split_range(address, reached, |m| Some(Mapping { prot: protection, ..m }));
         if result < 0 {
             errno_of(libc::ENOMEM)
         } else {
@@ -652,6 +638,12 @@ impl Host<'_> {
 
     /// Drops [start, end) from the run's record of its mappings.
     fn forget(&mut self, start: u64, end: u64) {
+        self.split_range(start, end, |_| None);
+    }
+
+    /// Splits the recorded mappings at `start` and `end` and replaces each piece inside
+    /// [start, end) with what `inside` makes of it (None: the piece is gone).
+    fn split_range(&mut self, start: u64, end: u64, inside: impl Fn(Mapping) -> Option<Mapping>) {
         let mut kept = Vec::new();
         for m in self.mappings.drain(..) {
             if m.end <= start || m.start >= end {
@@ -661,6 +653,7 @@ impl Host<'_> {
             if m.start < start {
                 kept.push(Mapping { end: start, ..m });
             }
+            kept.extend(inside(Mapping { start: m.start.max(start), end: m.end.min(end), ..m }));
             if m.end > end {
                 kept.push(Mapping { start: end, ..m });
             }

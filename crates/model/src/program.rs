@@ -259,3 +259,37 @@ pub enum Instruction {
         event: u8,
     },
 }
+
+impl Instruction {
+    /// The register the instruction's result goes to, if it has one.
+    pub fn dst(&self) -> Option<Register> {
+        match self {
+            Instruction::Mmap { dst, .. } => Some(*dst),
+            Instruction::Munmap { dst, .. }
+            | Instruction::Mprotect { dst, .. }
+            | Instruction::Mremap { dst, .. }
+            | Instruction::Madvise { dst, .. }
+            | Instruction::Pread { dst, .. }
+            | Instruction::MovePagesStatus { dst, .. }
+            | Instruction::Smaps { dst, .. }
+            | Instruction::ProcPage { dst, .. }
+            | Instruction::Userfaultfd { dst }
+            | Instruction::UffdioApi { dst, .. }
+            | Instruction::UffdioRegister { dst, .. }
+            | Instruction::UffdioFill { dst, .. }
+            | Instruction::UffdioMove { dst, .. }
+            | Instruction::UffdRead { dst, .. }
+            | Instruction::Fork { dst, .. } => *dst,
+            Instruction::Store { .. }
+            | Instruction::Load { .. }
+            | Instruction::Assert { .. }
+            | Instruction::Spawn { .. }
+            | Instruction::Join { .. }
+            | Instruction::Exit
+            | Instruction::SplitHugePages
+            | Instruction::Reclaim
+            | Instruction::Signal { .. }
+            | Instruction::WaitEvent { .. } => None,
+        }
+    }
+}

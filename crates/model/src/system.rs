@@ -253,25 +253,7 @@ impl System {
     /// Stores a finished syscall's value and moves to the next instruction.
     fn complete(&self, k: &mut Kernel, thread: ThreadId, value: i64) {
         let t = k.thread_mut(thread);
-        let dst = match &self.spec.threads[thread as usize].program[t.pc as usize] {
-            Instruction::Mmap { dst, .. } => Some(*dst),
-            Instruction::Munmap { dst, .. }
-            | Instruction::Madvise { dst, .. }
-            | Instruction::Pread { dst, .. }
-            | Instruction::MovePagesStatus { dst, .. }
-            | Instruction::Userfaultfd { dst }
-            | Instruction::UffdioApi { dst, .. }
-            | Instruction::UffdioRegister { dst, .. }
-            | Instruction::UffdioMove { dst, .. }
-            | Instruction::UffdRead { dst, .. }
-            | Instruction::UffdioFill { dst, .. }
-            | Instruction::Smaps { dst, .. }
-            | Instruction::ProcPage { dst, .. }
-            | Instruction::Mprotect { dst, .. }
-            | Instruction::Mremap { dst, .. }
-            | Instruction::Fork { dst, .. } => *dst,
-            _ => None,
-        };
+        let dst = self.spec.threads[thread as usize].program[t.pc as usize].dst();
         if let Some(dst) = dst {
             t.registers.make_mut()[dst as usize] = value;
         }
@@ -527,22 +509,44 @@ impl Model for System {
 /// Runs a system's threads one after another in a fixed order (lowest enabled thread first),
 /// for tests and for the sequential part of conformance.
 pub fn run_sequential(system: &System) -> (Kernel, Option<Violation>, Vec<Event>) {
-    let mut k = system.initial_state();
-    let mut effects: Effects = StepEffects::new(true);
     let mut events = Vec::new();
+    let mut effects: Effects = StepEffects::new(true);
+    let (k, violation) = run_sequential_with(system, &mut effects, |_, effects| events.append(&mut effects.events));
+    (k, violation, events)
+}
+
+/// One step of a sequential run, as [`run_sequential_with`] shows it to its observer.
+pub struct SequentialStep<'a> {
+    pub thread: ThreadId,
+    /// The thread's instruction index before the step.
+    pub pc: usize,
+    pub kernel: &'a Kernel,
+}
+
+/// [`run_sequential`]'s order, showing every step and its effects (the violation included) to
+/// `observe` before going on; returns the final state and the violation the run ended with (a
+/// step's, or the final-state check's).
+pub fn run_sequential_with(
+    system: &System,
+    effects: &mut Effects,
+    mut observe: impl FnMut(SequentialStep<'_>, &mut Effects),
+) -> (Kernel, Option<Violation>) {
+    let mut k = system.initial_state();
     let mut enabled = Vec::new();
     loop {
         enabled.clear();
         system.enabled_threads(&k, &mut enabled);
         let Some(&thread) = enabled.first() else {
             let violation = system.check_final(&k);
-            return (k, violation, events);
+            return (k, violation);
         };
+        let pc = k.thread(thread).pc as usize;
         effects.footprint.clear();
-        system.step(&mut k, thread, &mut effects);
-        events.append(&mut effects.events);
+        effects.violation = None;
+        system.step(&mut k, thread, effects);
+        observe(SequentialStep { thread, pc, kernel: &k }, effects);
         if let Some(violation) = effects.violation.take() {
-            return (k, Some(violation), events);
+            return (k, Some(violation));
         }
     }
 }
