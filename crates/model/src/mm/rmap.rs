@@ -107,19 +107,39 @@ pub fn folio_remove_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize) {
     ctx.vm_bug_on_folio(mapcount < 0, folio, "page_mapcount(page) < 0");
 }
 
-/// mm/rmap.c: rmap_walk_anon() up to its VMA loop: folio_lock_anon_vma_read(), then the
-/// mappings to visit. None for a folio with no anon_vma.
 /// One place an rmap walk visits: (mm, address, page of the folio mapped there).
 pub type RmapTarget = (MmId, u64, usize);
 
-pub fn folio_lock_anon_vma_read(ctx: &mut Ctx, folio: FolioId) -> Option<(AnonVmaId, Vec<RmapTarget>)> {
+/// What rmap_walk_anon() got from folio_lock_anon_vma_read().
+pub enum AnonVmaLocked {
+    /// The anon_vma is read-locked; the mappings to visit.
+    Walk(AnonVmaId, Vec<RmapTarget>),
+    /// No anon_vma, or the folio is no longer mapped: nothing to walk.
+    Nothing,
+    /// `rwc->try_lock` and a writer holds the anon_vma: "rwc->contended = true".
+    Contended,
+}
+
+/// mm/rmap.c: rmap_walk_anon() up to its VMA loop: folio_lock_anon_vma_read(folio, rwc) (the
+/// mapping, "if (!folio_mapped(folio)) goto out;", down_read_trylock() or, without
+/// `rwc->try_lock`, anon_vma_lock_read()), then the mappings to visit.
+pub fn folio_lock_anon_vma_read(ctx: &mut Ctx, folio: FolioId, try_lock: bool) -> AnonVmaLocked {
     let (mapping, index) = ctx.mapping_load(folio);
     let Mapping::Anon(anon_vma) = mapping else {
-        return None;
+        return AnonVmaLocked::Nothing;
     };
-    ctx.anon_vma_lock_read(anon_vma);
+    if ctx.mapcount_load(folio) == 0 {
+        return AnonVmaLocked::Nothing;
+    }
+    if try_lock {
+        if !ctx.anon_vma_trylock_read(anon_vma) {
+            return AnonVmaLocked::Contended;
+        }
+    } else {
+        ctx.anon_vma_lock_read(anon_vma);
+    }
     let nr = ctx.k.folio(folio).nr_pages();
-    Some((anon_vma, rmap_walk_anon_targets(ctx, anon_vma, index, nr)))
+    AnonVmaLocked::Walk(anon_vma, rmap_walk_anon_targets(ctx, anon_vma, index, nr))
 }
 
 /// What folio_lock_anon_vma_read() waits for: the folio's anon_vma, if a writer holds it.
@@ -216,8 +236,8 @@ impl TryToUnmap {
     /// mm/rmap.c: folio_lock_anon_vma_read().
     fn lock_anon_vma(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio;
-        let Some((anon_vma, targets)) = folio_lock_anon_vma_read(ctx, folio) else {
-            ctx.event("try_to_unmap", "rmap_walk", |_| format!("folio {folio} has no anon_vma"));
+        let AnonVmaLocked::Walk(anon_vma, targets) = folio_lock_anon_vma_read(ctx, folio, false) else {
+            ctx.event("try_to_unmap", "rmap_walk", |_| format!("folio {folio}: no anon_vma or not mapped"));
             return Flow::Return(1);
         };
         self.anon_vma = Some(anon_vma);
@@ -528,16 +548,16 @@ impl KernelFunction for FolioReferenced {
                 }
                 // "rwc.try_lock = true": a contended anon_vma makes folio_referenced() return -1
                 // ("rmap lock contention: rotate").
-                let (Mapping::Anon(anon_vma), index) = ctx.mapping_load(folio) else {
-                    return Flow::Return(0);
+                let (anon_vma, targets) = match folio_lock_anon_vma_read(ctx, folio, true) {
+                    AnonVmaLocked::Walk(anon_vma, targets) => (anon_vma, targets),
+                    AnonVmaLocked::Nothing => return Flow::Return(0),
+                    AnonVmaLocked::Contended => {
+                        ctx.event("folio_referenced", "anon_vma_trylock_read", |_| format!("folio {folio}: contended"));
+                        return Flow::Return(-1);
+                    }
                 };
-                if !ctx.anon_vma_trylock_read(anon_vma) {
-                    ctx.event("folio_referenced", "anon_vma_trylock_read", |_| format!("folio {folio}: contended"));
-                    return Flow::Return(-1);
-                }
-                let nr = ctx.k.folio(folio).nr_pages();
                 self.anon_vma = Some(anon_vma);
-                self.targets = rmap_walk_anon_targets(ctx, anon_vma, index, nr);
+                self.targets = targets;
                 ctx.event("folio_referenced", "anon_vma_lock_read", |_| format!("folio {folio}"));
                 self.stage = if self.targets.is_empty() {
                     ReferencedStage::UnlockAnonVma
