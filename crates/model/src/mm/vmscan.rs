@@ -3,8 +3,10 @@
 //!
 //! Modelled: the anonymous and lazyfree paths (references, add_to_swap() onto the swap device
 //! or activation without one, try_to_unmap, pageout() to swap with asynchronous writeback, the
-//! lazyfree refcount freeze, __remove_mapping() from the swap cache). Not modelled: the page
-//! cache and dirty throttling.
+//! lazyfree refcount freeze, __remove_mapping() from the swap cache, the folio_maybe_dma_pinned()
+//! checks). Not modelled: the page cache, dirty throttling, and activate_locked's
+//! folio_free_swap() of an mlocked folio or when the swap is more than half full
+//! (mem_cgroup_swap_full()).
 //!
 //! Swap writeback completes after the pass: the reclaiming thread runs end_swap_bio_write()
 //! for each written folio once the list is back on the LRU (the interrupt that completes the
