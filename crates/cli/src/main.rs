@@ -67,6 +67,8 @@ enum Command {
         /// PCT: number of priority change points plus one.
         #[arg(long, default_value_t = 3)]
         pct_depth: u32,
+        /// States stored in the visited set (the bounded search stores only some of a run
+        /// without choices)
         #[arg(long)]
         max_states: Option<u64>,
         #[arg(long)]

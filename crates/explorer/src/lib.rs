@@ -70,6 +70,15 @@ pub trait Model {
     fn encode(&self, state: &Self::State, out: &mut Vec<u8>);
     /// Checked when no thread is enabled: final-state oracles (and deadlock).
     fn check_final(&self, state: &Self::State) -> Option<Self::Violation>;
+    /// A cheap deterministic function of the state that changes with most steps: it picks the
+    /// sample points at which the bounded search stores a state of a run without choices
+    /// (two runs that meet go through the same states, so they meet again at a sample point).
+    /// Any function of the state is sound; the default is the state's fingerprint.
+    fn sample_key(&self, state: &Self::State) -> u64 {
+        let mut bytes = Vec::new();
+        self.encode(state, &mut bytes);
+        fingerprint(&bytes) as u64
+    }
 }
 
 /// The preemption bounds searched before the full search: most concurrency bugs need at most
@@ -87,7 +96,7 @@ pub fn explore_exhaustive_iterative<M: Model>(model: &M, mut options: Options<'_
     let remaining = |limits: &Limits, total: &Stats| {
         let mut left = limits.clone();
         left.seconds_max = (limits.seconds_max - started.elapsed().as_secs_f64()).max(0.0);
-        left.states_max = limits.states_max.saturating_sub(total.states);
+        left.states_max = limits.states_max.saturating_sub(total.states_stored);
         left
     };
     for bound in PRELUDE_BOUNDS {
@@ -112,6 +121,7 @@ pub fn explore_exhaustive_iterative<M: Model>(model: &M, mut options: Options<'_
 
 fn add(total: &mut Stats, pass: &Stats) {
     total.states += pass.states;
+    total.states_stored += pass.states_stored;
     total.transitions += pass.transitions;
     total.schedules += pass.schedules;
     total.depth_max = total.depth_max.max(pass.depth_max);
@@ -166,7 +176,11 @@ impl Verdict {
 /// What a search covered.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
+    /// States explored. The bounded search counts a state it did not store at every visit.
     pub states: u64,
+    /// States in the visited set: what the states limit bounds. The exhaustive search stores
+    /// every state; the bounded search only the sample points of runs without choices.
+    pub states_stored: u64,
     pub transitions: u64,
     pub depth_max: u64,
     pub schedules: u64,

@@ -23,6 +23,9 @@ enum Op {
     Assert(usize, i64),
     /// Blocks until `shared[var] >= value`.
     WaitAtLeast(usize, i64),
+    /// Busy-waits until `shared[var] >= value`: a step that finds it lower leaves the state
+    /// as it was (a retry loop, a cycle in the state graph).
+    SpinUntil(usize, i64),
 }
 
 /// Threads running straight-line programs over shared counters.
@@ -106,6 +109,12 @@ impl Model for Counters {
                 }
             }
             Op::WaitAtLeast(var, _) => effects.footprint.read(key(var)),
+            Op::SpinUntil(var, value) => {
+                effects.footprint.read(key(var));
+                if state.shared[var] < value {
+                    return;
+                }
+            }
         }
         if effects.record_events {
             effects.events.push(format!("thread {t}: {op:?}"));
@@ -388,6 +397,108 @@ fn bounded_final_states_are_nested_and_reach_the_exhaustive_set() {
     }
     let unbounded = explore_bounded(&model, options(true), 64);
     assert_eq!(set(&unbounded), exhaustive, "with enough preemptions every final state is reached");
+}
+
+/// Ground truth for the bounded search by plain enumeration of the schedules with at most
+/// `budget` preemptions (no hashing, no reduction): the final states without violation, and
+/// whether any such schedule has a violation.
+fn bounded_ground_truth<M: Model>(model: &M, budget: u32) -> (BTreeSet<u128>, bool) {
+    fn walk<M: Model>(
+        model: &M,
+        state: M::State,
+        running: Option<ThreadId>,
+        budget: u32,
+        out: &mut BTreeSet<u128>,
+        violation: &mut bool,
+    ) {
+        let mut enabled = Vec::new();
+        model.enabled_threads(&state, &mut enabled);
+        if enabled.is_empty() {
+            match model.check_final(&state) {
+                Some(_) => *violation = true,
+                None => {
+                    out.insert(fingerprint_of(model, &state));
+                }
+            }
+            return;
+        }
+        let running = running.filter(|r| enabled.contains(r));
+        for &thread in &enabled {
+            let cost = u32::from(running.is_some_and(|r| r != thread));
+            if cost > budget {
+                continue;
+            }
+            let mut next = state.clone();
+            let mut effects = StepEffects::new(false);
+            model.step(&mut next, thread, &mut effects);
+            match effects.violation {
+                Some(_) => *violation = true,
+                None => walk(model, next, Some(thread), budget - cost, out, violation),
+            }
+        }
+    }
+    let mut out = BTreeSet::new();
+    let mut violation = false;
+    walk(model, model.initial_state(), None, budget, &mut out, &mut violation);
+    (out, violation)
+}
+
+#[test]
+fn bounded_search_agrees_with_enumeration_on_random_models() {
+    // Longer programs than the exhaustive cross-check's, so that runs without choices (where
+    // the bounded search stores only sample points) are common.
+    let mut random = SplitMix64::new(0x0062_6f75_6e64_6564);
+    let (mut verified, mut violating) = (0, 0);
+    for index in 0..200 {
+        let mut model = random_model(&mut random);
+        model.programs.truncate(2);
+        for program in &mut model.programs {
+            let again = program.clone();
+            program.extend(again.iter().chain(&again).copied());
+        }
+        for budget in 0..=2 {
+            let (truth, violation_reachable) = bounded_ground_truth(&model, budget);
+            let outcome = explore_bounded(&model, options(true), budget);
+            let context = format!("model {index}, budget {budget}: {:?}", model.programs);
+            if violation_reachable {
+                violating += 1;
+                assert_eq!(outcome.verdict, Verdict::Violation, "{context}");
+                let (violation, schedule) = outcome.violation.clone().expect("a violation has a schedule");
+                assert_eq!(replay(&model, &schedule).expect("fits").violation, Some(violation), "{context}");
+            } else {
+                verified += 1;
+                assert_eq!(outcome.verdict, Verdict::VerifiedBounded { preemptions_max: budget }, "{context}");
+                assert_eq!(set(&outcome), truth, "{context}");
+            }
+            assert!(outcome.stats.states_stored <= outcome.stats.states, "{context}");
+        }
+    }
+    assert!(verified > 50 && violating > 20, "both cases covered: {verified} verified, {violating} violating");
+}
+
+#[test]
+fn bounded_search_ends_a_retry_loop_without_choices() {
+    // Thread 0 spins on x0 first; with no preemption left it retries alone, and the state
+    // repeats. Runs without choices store a state at least every few dozen steps, so the
+    // search sees the repeat and ends.
+    let model = Counters::new(1, vec![vec![Op::SpinUntil(0, 1)], vec![Op::AtomicIncrement(0)]]).expecting(0, 1);
+    for budget in 0..=2 {
+        let outcome = explore_bounded(&model, options(true), budget);
+        assert_eq!(outcome.verdict, Verdict::VerifiedBounded { preemptions_max: budget });
+        assert_eq!(set(&outcome), bounded_ground_truth_terminating(&model));
+        assert!(outcome.stats.transitions < 200, "{} transitions", outcome.stats.transitions);
+        assert!(outcome.stats.states_stored < outcome.stats.states, "the retry run is stored only sometimes");
+    }
+}
+
+/// The final states of the spin model: the ones reached when the spinning thread lets the
+/// other run (its only way out).
+fn bounded_ground_truth_terminating(model: &Counters) -> BTreeSet<u128> {
+    let mut state = model.initial_state();
+    for thread in [1, 0] {
+        model.step(&mut state, thread, &mut StepEffects::new(false));
+    }
+    BTreeSet::from([fingerprint_of(model, &state)])
 }
 
 #[test]

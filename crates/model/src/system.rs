@@ -465,6 +465,18 @@ impl Model for System {
         out.extend_from_slice(&crate::shared::hash128(k).to_le_bytes());
     }
 
+    /// Where each thread is: its pc, its stack depth and its innermost frame (a kernel
+    /// function's progress), which most steps change. FxHash of the innermost frames costs far
+    /// less than the state's fingerprint, and the explorer mixes the key before sampling.
+    fn sample_key(&self, k: &Kernel) -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut hasher = rustc_hash::FxHasher::default();
+        for thread in &k.threads {
+            (thread.pc, thread.stack.len(), thread.stack.last()).hash(&mut hasher);
+        }
+        hasher.finish()
+    }
+
     fn check_final(&self, k: &Kernel) -> Option<Violation> {
         let blocked: Vec<String> = (0..k.threads.len())
             .filter(|&t| k.threads[t].status != ThreadStatus::Done)

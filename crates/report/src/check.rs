@@ -74,6 +74,8 @@ pub struct CheckReport {
     pub matches_expectation: Option<bool>,
     pub violation: Option<ViolationReport>,
     pub states: u64,
+    /// States in the visited set (fewer than `states` only in a bounded search).
+    pub states_stored: u64,
     pub transitions: u64,
     pub schedules: u64,
     pub depth_max: u64,
@@ -174,6 +176,7 @@ fn report(
         matches_expectation,
         violation: violation.map(ViolationReport::from),
         states: stats.states,
+        states_stored: stats.states_stored,
         transitions: stats.transitions,
         schedules: stats.schedules,
         depth_max: stats.depth_max,

@@ -31,9 +31,13 @@ pub fn summary(report: &CheckReport) -> String {
         };
         writeln!(out, "expected  {expected} ({mark})").expect("string write");
     }
+    let stored = match report.states_stored == report.states {
+        true => String::new(),
+        false => format!(" ({} stored)", report.states_stored),
+    };
     writeln!(
         out,
-        "covered   {} states, {} transitions, depth {}, {} ms, ~{} MiB",
+        "covered   {} states{stored}, {} transitions, depth {}, {} ms, ~{} MiB",
         report.states,
         report.transitions,
         report.depth_max,
