@@ -159,33 +159,7 @@ fn fingerprint_of<M: Model>(model: &M, state: &M::State) -> u128 {
 /// states of the interleavings without violation, and whether any interleaving has a violation (of
 /// a step or of its final state).
 fn ground_truth<M: Model>(model: &M) -> (BTreeSet<u128>, bool) {
-    fn walk<M: Model>(model: &M, state: M::State, out: &mut BTreeSet<u128>, violation: &mut bool) {
-        let mut enabled = Vec::new();
-        model.enabled_threads(&state, &mut enabled);
-        if enabled.is_empty() {
-            match model.check_final(&state) {
-                Some(_) => *violation = true,
-                None => {
-                    out.insert(fingerprint_of(model, &state));
-                }
-            }
-            return;
-        }
-        for thread in enabled {
-            let mut next = state.clone();
-            let mut effects = StepEffects::new(false);
-            model.step(&mut next, thread, &mut effects);
-            if effects.violation.is_some() {
-                *violation = true;
-            } else {
-                walk(model, next, out, violation);
-            }
-        }
-    }
-    let mut out = BTreeSet::new();
-    let mut violation = false;
-    walk(model, model.initial_state(), &mut out, &mut violation);
-    (out, violation)
+    bounded_ground_truth(model, u32::MAX)
 }
 
 /// The final states of every interleaving of a model without violations.
