@@ -14,16 +14,17 @@
 //! serialised for sharded search later.
 
 use crate::limits::Clock;
-use crate::visited::{Key, VisitedMap};
+use crate::visited::{Key, KeyMap, StateTable};
 use std::rc::Rc;
 
 use crate::{fingerprint, Footprint, Limit, Model, Options, Outcome, Progress, Stats, StepEffects, ThreadId, Verdict};
 
-type ThreadSet = u64;
+/// A set of threads: a visited-set word holds one, so a model has at most 32 threads.
+type ThreadSet = u32;
 
 fn bit(thread: ThreadId) -> ThreadSet {
-    assert!(thread < 64, "the explorer supports at most 64 threads");
-    1u64 << thread
+    assert!(thread < 32, "the explorer supports at most 32 threads");
+    1 << thread
 }
 
 /// One successor computed for a frame: the thread, its next state and the step's footprint.
@@ -88,9 +89,9 @@ struct Search<'m, 'o, M: Model> {
     stats: Stats,
     /// Fingerprint → threads explored from the state (exhaustive) or best remaining preemption
     /// budget (bounded).
-    visited: VisitedMap<u64>,
+    visited: StateTable,
     /// Fingerprints on the current path, for the cycle proviso.
-    on_stack: VisitedMap<u32>,
+    on_stack: KeyMap<u32>,
     encode_buffer: Vec<u8>,
     final_states: Vec<u128>,
     effects: StepEffects<M::Event, M::Violation>,
@@ -110,8 +111,8 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
             options,
             clock: Clock::start(),
             stats: Stats::default(),
-            visited: VisitedMap::default(),
-            on_stack: VisitedMap::default(),
+            visited: StateTable::default(),
+            on_stack: KeyMap::default(),
             encode_buffer: Vec::new(),
             final_states: Vec::new(),
             effects: StepEffects::new(false),
@@ -253,7 +254,7 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
             model.enabled_threads(&state, &mut enabled);
             let all: ThreadSet = enabled.iter().fold(0, |set, &t| set | bit(t));
             // Threads covered from this state before: explored, or left out of its persistent set.
-            let seen = search.visited.get(&key).copied();
+            let seen = search.visited.get(&key);
             let revisit = seen.is_some();
             let covered = seen.unwrap_or_else(|| {
                 search.stats.states += 1;
@@ -332,7 +333,7 @@ fn persistent_set<M: Model>(
     successors: &mut [Successor<M::State>],
     all: ThreadSet,
     reduction: bool,
-    on_stack: &VisitedMap<u32>,
+    on_stack: &KeyMap<u32>,
     encode_buffer: &mut Vec<u8>,
     model: &M,
 ) -> ThreadSet {
@@ -356,6 +357,10 @@ fn persistent_set<M: Model>(
 /// No running thread (or one that cannot continue): the next choice costs no preemption.
 const FREE: ThreadId = ThreadId::MAX;
 
+/// The largest preemption bound a visited-set word holds (a larger one is searched as this one:
+/// no search gets that deep).
+const BUDGET_MAX: u32 = (1 << 24) - 1;
+
 /// A bounded search's visit of a state: the preemptions left and the running thread.
 #[derive(Clone, Copy, PartialEq, Eq)]
 struct BoundedVisit {
@@ -364,12 +369,18 @@ struct BoundedVisit {
 }
 
 impl BoundedVisit {
-    fn pack(self) -> u64 {
-        u64::from(self.running) << 32 | u64::from(self.budget)
+    /// The running thread in the top 8 bits (all ones when free), the budget below.
+    fn pack(self) -> u32 {
+        let running = if self.running == FREE { 0xff } else { self.running };
+        running << 24 | self.budget
     }
 
-    fn unpack(word: u64) -> BoundedVisit {
-        BoundedVisit { budget: word as u32, running: (word >> 32) as ThreadId }
+    fn unpack(word: u32) -> BoundedVisit {
+        let running = match word >> 24 {
+            0xff => FREE,
+            thread => thread,
+        };
+        BoundedVisit { budget: word & BUDGET_MAX, running }
     }
 
     /// Every schedule `other` may run is within this visit's budget, so exploring `other`
@@ -424,7 +435,7 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
         chosen: Option<ThreadId>,
     }
     let mut stack: Vec<BoundedFrame<M::State>> = Vec::new();
-    let mut pending = Some((model.initial_state(), None::<ThreadId>, preemptions_max, 0u32));
+    let mut pending = Some((model.initial_state(), None::<ThreadId>, preemptions_max.min(BUDGET_MAX), 0u32));
     let mut enabled = Vec::new();
     loop {
         if let Some((state, running, budget, unstored)) = pending.take() {
@@ -444,7 +455,7 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
             let stored = !no_choice || unstored >= UNSTORED_RUN_MAX || is_sample_point(model.sample_key(&state));
             let key = stored.then(|| Key::new(search.fingerprint_of(&state)));
             let visit = BoundedVisit { budget, running: running.unwrap_or(FREE) };
-            let before = key.and_then(|key| search.visited.get(&key).map(|&word| BoundedVisit::unpack(word)));
+            let before = key.and_then(|key| search.visited.get(&key).map(BoundedVisit::unpack));
             let fresh = match before {
                 None => {
                     search.stats.states += 1;

@@ -1,14 +1,15 @@
-//! The visited set: 128-bit state fingerprints mapped to a 64-bit word per state.
+//! The visited set, [`StateTable`]: state fingerprints mapped to a 32-bit word per state, in
+//! 16-byte entries; and [`VisitedMap`], a general fingerprint map for small sets (the states on
+//! the search's stack).
 //!
-//! Fingerprints are already uniformly distributed (xxh3), so the table hashes them with the
-//! identity instead of hashing them again, and stores a key as two `u64` words rather than one
-//! `u128`, whose 16-byte alignment would pad every entry from 24 to 32 bytes. Nothing here is
-//! randomly seeded: the same search visits the same states in the same order on every machine.
+//! Fingerprints are already uniformly distributed (xxh3), so neither hashes them again. Nothing
+//! here is randomly seeded: the same search visits the same states in the same order on every
+//! machine.
 
 use std::collections::HashMap;
 use std::hash::{BuildHasherDefault, Hash, Hasher};
 
-/// A state fingerprint as the table stores it.
+/// A state fingerprint as the tables take it.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Key([u64; 2]);
 
@@ -16,11 +17,26 @@ impl Key {
     pub fn new(fingerprint: u128) -> Key {
         Key([fingerprint as u64, (fingerprint >> 64) as u64])
     }
+
+    /// The shard, from the top bits.
+    fn shard(&self) -> usize {
+        (self.0[1] >> 58) as usize % SHARDS
+    }
+
+    /// The 96 bits a [`StateTable`] entry keeps: with the 6 bits that chose its shard, 102 bits
+    /// of the fingerprint tell states apart. All-zero words mark an empty slot, so the one
+    /// fingerprint whose words are all zero is stored as another.
+    fn words(&self) -> [u32; 3] {
+        match [self.0[0] as u32, (self.0[0] >> 32) as u32, self.0[1] as u32] {
+            [0, 0, 0] => [1, 0, 0],
+            words => words,
+        }
+    }
 }
 
 impl Hash for Key {
     fn hash<H: Hasher>(&self, state: &mut H) {
-        // Both words: the bounded search mixes the running thread into the high one.
+        // Both words, folded: the identity hasher passes the result through.
         state.write_u64(self.0[0] ^ self.0[1]);
     }
 }
@@ -46,77 +62,163 @@ impl Hasher for IdentityHasher {
     }
 }
 
-type Shard<V> = HashMap<Key, V, BuildHasherDefault<IdentityHasher>>;
+/// A map keyed by fingerprints, for small sets (the states on the search's stack).
+pub type KeyMap<V> = HashMap<Key, V, BuildHasherDefault<IdentityHasher>>;
 
-/// Shards, chosen by a fingerprint's top bits: a table grows by doubling and holds the old and
-/// the new buckets while it rehashes, so one big table would need 1.5 times its size at each
-/// growth; a shard grows alone. (Shards are also how a parallel search will split the set.)
+/// Shards of the [`StateTable`], chosen by a fingerprint's top bits. (Shards are also how a
+/// parallel search will split the set.)
 const SHARDS: usize = 64;
 
-/// Fingerprint → a word per state.
-pub struct VisitedMap<V> {
-    shards: Vec<Shard<V>>,
+/// An entry: the key's three words and the value. `[0; 4]` is an empty slot.
+type Entry = [u32; 4];
+
+/// A slot count a shard grows by: a quarter more, so that a table is between 64% and 80%
+/// full (a power of two would leave it as little as 40% full).
+fn grown(slots: usize) -> usize {
+    (slots + slots / 4).max(64)
 }
 
-impl<V> Default for VisitedMap<V> {
+/// One shard: open addressing with linear probing, at most 80% full.
+#[derive(Default)]
+struct StateShard {
+    slots: Vec<Entry>,
+    len: usize,
+}
+
+impl StateShard {
+    /// Where a key's probe starts: its low 64 bits scaled to the slot count (any count works).
+    fn home(&self, words: [u32; 3]) -> usize {
+        let hash = u64::from(words[0]) | u64::from(words[1]) << 32;
+        ((u128::from(hash) * self.slots.len() as u128) >> 64) as usize
+    }
+
+    /// The slot holding `words`, or else the empty slot where they go.
+    fn find(&self, words: [u32; 3]) -> Result<usize, usize> {
+        let mut index = self.home(words);
+        loop {
+            let entry = &self.slots[index];
+            if entry[..3] == words {
+                return Ok(index);
+            }
+            if entry[..3] == [0, 0, 0] {
+                return Err(index);
+            }
+            index = if index + 1 == self.slots.len() { 0 } else { index + 1 };
+        }
+    }
+
+    fn get(&self, words: [u32; 3]) -> Option<u32> {
+        if self.slots.is_empty() {
+            return None;
+        }
+        self.find(words).ok().map(|index| self.slots[index][3])
+    }
+
+    fn insert(&mut self, words: [u32; 3], value: u32) {
+        if (self.len + 1) * 5 > self.slots.len() * 4 {
+            self.grow();
+        }
+        match self.find(words) {
+            Ok(index) => self.slots[index][3] = value,
+            Err(index) => {
+                self.slots[index] = [words[0], words[1], words[2], value];
+                self.len += 1;
+            }
+        }
+    }
+
+    fn grow(&mut self) {
+        let slots = grown(self.slots.len());
+        let old = std::mem::replace(&mut self.slots, vec![[0; 4]; slots]);
+        for entry in old.into_iter().filter(|entry| entry[..3] != [0, 0, 0]) {
+            let index = self.find([entry[0], entry[1], entry[2]]).expect_err("keys are unique");
+            self.slots[index] = entry;
+        }
+    }
+}
+
+/// The visited set: fingerprint → a 32-bit word per state, in 16-byte entries (a general hash
+/// map pads a 12-byte key and its value to 24 and rounds its capacity to a power of two). The
+/// 64 shards grow one at a time, so the peak is the set plus one shard's old slots.
+pub struct StateTable {
+    shards: Vec<StateShard>,
+}
+
+impl Default for StateTable {
     fn default() -> Self {
-        VisitedMap { shards: (0..SHARDS).map(|_| Shard::default()).collect() }
+        StateTable { shards: (0..SHARDS).map(|_| StateShard::default()).collect() }
     }
 }
 
-impl<V> VisitedMap<V> {
-    fn shard(&self, key: &Key) -> &Shard<V> {
-        &self.shards[(key.0[1] >> 58) as usize % SHARDS]
+impl StateTable {
+    pub fn get(&self, key: &Key) -> Option<u32> {
+        self.shards[key.shard()].get(key.words())
     }
 
-    fn shard_mut(&mut self, key: &Key) -> &mut Shard<V> {
-        &mut self.shards[(key.0[1] >> 58) as usize % SHARDS]
+    /// Inserts or replaces the word of `key`.
+    pub fn insert(&mut self, key: Key, value: u32) {
+        self.shards[key.shard()].insert(key.words(), value);
     }
 
-    pub fn get(&self, key: &Key) -> Option<&V> {
-        self.shard(key).get(key)
+    #[cfg(test)]
+    fn len(&self) -> usize {
+        self.shards.iter().map(|shard| shard.len).sum()
     }
 
-    pub fn get_mut(&mut self, key: &Key) -> Option<&mut V> {
-        self.shard_mut(key).get_mut(key)
-    }
-
-    pub fn contains_key(&self, key: &Key) -> bool {
-        self.shard(key).contains_key(key)
-    }
-
-    pub fn insert(&mut self, key: Key, value: V) -> Option<V> {
-        self.shard_mut(&key).insert(key, value)
-    }
-
-    pub fn remove(&mut self, key: &Key) -> Option<V> {
-        self.shard_mut(key).remove(key)
-    }
-
-    pub fn entry(&mut self, key: Key) -> std::collections::hash_map::Entry<'_, Key, V> {
-        self.shard_mut(&key).entry(key)
-    }
-
-    /// Bytes the table holds: per shard, its buckets (a power of two, at most 7/8 full), each
-    /// with the key, the value and hashbrown's control byte.
+    /// Bytes the slots take.
     pub fn memory_bytes(&self) -> u64 {
-        let bucket_bytes = (std::mem::size_of::<Key>() + std::mem::size_of::<V>() + 1) as u64;
-        let buckets = |shard: &Shard<V>| match shard.capacity() {
-            0 => 0,
-            capacity => (capacity as u64 * 8 / 7).next_power_of_two(),
-        };
-        self.shards.iter().map(|shard| buckets(shard) * bucket_bytes).sum()
+        self.shards.iter().map(|shard| (shard.slots.len() * std::mem::size_of::<Entry>()) as u64).sum()
     }
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::collections::BTreeMap;
 
     #[test]
-    fn keys_of_different_fingerprints_differ_in_the_table() {
-        let mut map: VisitedMap<u64> = VisitedMap::default();
-        assert_eq!(map.memory_bytes(), 0);
+    fn the_state_table_agrees_with_a_map() {
+        let mut table = StateTable::default();
+        let mut map = BTreeMap::new();
+        let mut random = crate::SplitMix64::new(7);
+        let mut keys = Vec::new();
+        for round in 0..200_000u32 {
+            // Some keys come back: they overwrite.
+            let fingerprint = match round % 5 {
+                0 if round > 0 => keys[random.below(keys.len() as u64) as usize],
+                _ => u128::from(random.next_u64()) << 64 | u128::from(random.next_u64()),
+            };
+            keys.push(fingerprint);
+            table.insert(Key::new(fingerprint), round);
+            map.insert(fingerprint, round);
+            if round % 1000 == 0 {
+                let absent = u128::from(random.next_u64()) << 64 | 1;
+                assert_eq!(table.get(&Key::new(absent)), map.get(&absent).copied());
+            }
+        }
+        assert_eq!(table.len(), map.len());
+        for (&fingerprint, &value) in &map {
+            assert_eq!(table.get(&Key::new(fingerprint)), Some(value));
+        }
+        // Between 64% and 80% full, but for shards at their minimum size.
+        let entry_bytes = std::mem::size_of::<Entry>() as u64;
+        assert!(table.memory_bytes() <= map.len() as u64 * entry_bytes * 100 / 64 + SHARDS as u64 * 64 * entry_bytes);
+        assert!(table.memory_bytes() >= map.len() as u64 * entry_bytes * 100 / 80);
+    }
+
+    #[test]
+    fn the_zero_fingerprint_is_a_key_like_any_other() {
+        let mut table = StateTable::default();
+        assert_eq!(table.get(&Key::new(0)), None);
+        table.insert(Key::new(0), 9);
+        assert_eq!(table.get(&Key::new(0)), Some(9));
+        assert_eq!(table.len(), 1);
+        assert_eq!(std::mem::size_of::<Entry>(), 16);
+    }
+
+    #[test]
+    fn keys_of_different_fingerprints_differ_in_a_key_map() {
+        let mut map: KeyMap<u32> = KeyMap::default();
         // Keys whose words fold to the same hash are still distinct entries.
         map.insert(Key::new(7), 1);
         map.insert(Key::new(6 | (1u128 << 64)), 2);
@@ -124,6 +226,5 @@ mod tests {
         assert_eq!(map.get(&Key::new(7)), Some(&1));
         assert_eq!(map.remove(&Key::new(7)), Some(1));
         assert!(!map.contains_key(&Key::new(7)));
-        assert_eq!(std::mem::size_of::<(Key, u64)>(), 24, "no padding in an entry");
     }
 }

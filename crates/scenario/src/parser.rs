@@ -694,8 +694,9 @@ pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<Sys
             registers: variables.len(),
         });
     }
-    if builder.spec.threads.len() > 64 {
-        return Err(Diagnostic::new("at most 64 threads", 0, 1));
+    // The explorer keeps a set of threads per visited state in a 32-bit word.
+    if builder.spec.threads.len() > 32 {
+        return Err(Diagnostic::new("at most 32 threads", 0, 1));
     }
     Ok(builder.spec)
 }
