@@ -1,5 +1,6 @@
 //! shrink_folio_list()'s folio_maybe_dma_pinned() checks, each found in some interleaving of an
-//! O_DIRECT read racing reclaim on the kernel that has it, and in none once it is reverted.
+//! O_DIRECT read racing reclaim on the kernel that has it, and in none once it is reverted; and
+//! activate_locked's folio_free_swap() when the swap is full, on the same race.
 
 use mmcheck_explorer::{Model, StepEffects};
 use mmcheck_model::{KernelConfig, KernelVersion, Patch, System};
@@ -28,6 +29,8 @@ kthread kswapd {
 }
 "#;
 
+const PINNED: &str = "folio_maybe_dma_pinned";
+
 fn system(source: &str, patch: Patch, on: bool) -> System {
     let scenario = mmcheck_scenario::parse(source).unwrap_or_else(|d| panic!("scenario does not parse: {}", d.message));
     let mut kernel = KernelConfig::for_version(KernelVersion::new(6, 18));
@@ -35,9 +38,9 @@ fn system(source: &str, patch: Patch, on: bool) -> System {
     System::new(scenario.system(&[]).expect("the scenario builds"), kernel)
 }
 
-/// Every reachable step's `shrink_folio_list: folio_maybe_dma_pinned` event detail, from a
-/// depth-first search of every interleaving (no reduction); panics on any violation.
-fn pinned_events(system: &System) -> HashSet<String> {
+/// Every reachable step's event details under `label`, from a depth-first search of every
+/// interleaving (no reduction); panics on any violation.
+fn events(system: &System, label: &str) -> HashSet<String> {
     let mut details = HashSet::new();
     let mut visited = HashSet::new();
     let mut stack = vec![system.initial_state()];
@@ -58,8 +61,8 @@ fn pinned_events(system: &System) -> HashSet<String> {
             let mut effects = StepEffects::new(true);
             system.step(&mut next, thread, &mut effects);
             assert!(effects.violation.is_none(), "a step violates an oracle: {}", effects.violation.unwrap());
-            let pinned = effects.events.iter().filter(|e| e.label == "folio_maybe_dma_pinned");
-            details.extend(pinned.map(|e| e.detail.clone()));
+            let labelled = effects.events.iter().filter(|e| e.label == label);
+            details.extend(labelled.map(|e| e.detail.clone()));
             stack.push(next);
         }
     }
@@ -68,17 +71,28 @@ fn pinned_events(system: &System) -> HashSet<String> {
 
 #[test]
 fn a_pinned_folio_is_not_added_to_the_swap_cache_since_5_11() {
-    let fixed = pinned_events(&system(DIO_RECLAIM_SWAP, Patch::SwapcacheNoPinned, true));
+    let fixed = events(&system(DIO_RECLAIM_SWAP, Patch::SwapcacheNoPinned, true), PINNED);
     assert!(fixed.iter().any(|d| d.ends_with("pinned, keep")), "{fixed:?}");
-    let reverted = pinned_events(&system(DIO_RECLAIM_SWAP, Patch::SwapcacheNoPinned, false));
+    let reverted = events(&system(DIO_RECLAIM_SWAP, Patch::SwapcacheNoPinned, false), PINNED);
     assert!(!reverted.iter().any(|d| d.ends_with("pinned, keep")), "{reverted:?}");
 }
 
 #[test]
 fn an_unmapped_pinned_folio_is_activated_since_6_4() {
     let source = mmcheck_scenario::builtin("madv-free-dio").expect("madv-free-dio is built in");
-    let fixed = pinned_events(&system(source, Patch::ReclaimPinnedActivate, true));
+    let fixed = events(&system(source, Patch::ReclaimPinnedActivate, true), PINNED);
     assert!(fixed.iter().any(|d| d.ends_with("pinned, activate")), "{fixed:?}");
-    let reverted = pinned_events(&system(source, Patch::ReclaimPinnedActivate, false));
+    let reverted = events(&system(source, Patch::ReclaimPinnedActivate, false), PINNED);
     assert!(!reverted.iter().any(|d| d.ends_with("pinned, activate")), "{reverted:?}");
+}
+
+#[test]
+fn an_activated_swap_cache_folio_gives_its_slot_back_when_the_swap_is_full() {
+    // A pin taken after add_to_swap() makes try_to_unmap() fail: the folio, in the swap cache,
+    // is activated. With one slot the swap is full and the slot is freed; with two it is not.
+    let full = events(&system(DIO_RECLAIM_SWAP, Patch::SwapcacheNoPinned, true), "folio_free_swap");
+    assert!(full.iter().any(|d| d.ends_with("swap full, slot freed")), "{full:?}");
+    let roomy = DIO_RECLAIM_SWAP.replace("swap size 4K", "swap size 2 * 4K");
+    let half = events(&system(&roomy, Patch::SwapcacheNoPinned, true), "folio_free_swap");
+    assert!(!half.iter().any(|d| d.ends_with("swap full, slot freed")), "{half:?}");
 }

@@ -4,9 +4,9 @@
 //! Modelled: the anonymous and lazyfree paths (references, add_to_swap() onto the swap device
 //! or activation without one, try_to_unmap, pageout() to swap with asynchronous writeback, the
 //! lazyfree refcount freeze, __remove_mapping() from the swap cache, the folio_maybe_dma_pinned()
-//! checks). Not modelled: the page cache, dirty throttling, and activate_locked's
-//! folio_free_swap() of an mlocked folio or when the swap is more than half full
-//! (mem_cgroup_swap_full()).
+//! checks, activate_locked's folio_free_swap() when the swap is more than half full). Not
+//! modelled: the page cache, dirty throttling, mlock (activate_locked's folio_free_swap() of
+//! an mlocked folio).
 //!
 //! Swap writeback completes after the pass: the reclaiming thread runs end_swap_bio_write()
 //! for each written folio once the list is back on the LRU (the interrupt that completes the
@@ -18,6 +18,7 @@ use crate::mm::gup::folio_maybe_dma_pinned;
 use crate::mm::rmap::{FolioReferenced, TryToUnmap};
 use crate::mm::swap::{__folio_put, lruvec_add_folio};
 use crate::mm::swap_state::{__delete_from_swap_cache, add_to_swap, folio_free_swap, put_swap_folio_nr};
+use crate::mm::swapfile::vm_swap_full;
 use crate::patches::Patch;
 use crate::shared::Shared;
 use crate::thread::{Flow, Frame, KernelFunction, Wait};
@@ -437,6 +438,21 @@ impl ShrinkFolioList {
     }
 
     /// folio_unlock(); free_it: the folio (refcount frozen at 0) goes to the allocator.
+    /// activate_locked: "Not a candidate for swapping, so reclaim swap space": a swap cache
+    /// folio gives its slot back when the swap is more than half full (mem_cgroup_swap_full()
+    /// is vm_swap_full() without a memcg swap limit); then the folio goes to the active list.
+    fn activate_locked(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio();
+        if ctx.flag_test(folio, PageFlag::Swapcache) && vm_swap_full(ctx) && folio_free_swap(ctx, folio) {
+            ctx.event("shrink_folio_list", "folio_free_swap", |_| format!("folio {folio}: swap full, slot freed"));
+        }
+        let active = ctx.flag_test(folio, PageFlag::Active);
+        ctx.vm_bug_on_folio(active, folio, "folio_test_active(folio)");
+        ctx.flag_store(folio, PageFlag::Active, true);
+        ctx.event("shrink_folio_list", "activate_locked", |_| format!("folio {folio}"));
+        self.goto(ShrinkStage::KeepLocked)
+    }
+
     fn free_it(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio();
         ctx.flag_store(folio, PageFlag::Locked, false);
@@ -493,11 +509,7 @@ impl KernelFunction for ShrinkFolioList {
             ShrinkStage::RemoveMapping => self.remove_mapping(ctx),
             ShrinkStage::LazyfreeDirtyRecheck => self.lazyfree_dirty_recheck(ctx),
             ShrinkStage::FreeIt => self.free_it(ctx),
-            ShrinkStage::ActivateLocked => {
-                ctx.flag_store(folio, PageFlag::Active, true);
-                ctx.event("shrink_folio_list", "activate_locked", |_| format!("folio {folio}"));
-                self.goto(ShrinkStage::KeepLocked)
-            }
+            ShrinkStage::ActivateLocked => self.activate_locked(ctx),
             ShrinkStage::KeepLocked => {
                 ctx.flag_store(folio, PageFlag::Locked, false);
                 ctx.event("shrink_folio_list", "keep_locked", |_| format!("folio_unlock folio {folio}"));
