@@ -206,11 +206,14 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
         Ok(successors)
     }
 
-    /// Runs the next step of `thread` on `state` itself, for a state with no other choice.
+    /// Runs the next step of `thread` on `state` itself, for a state with no other choice (its
+    /// footprint is not needed, so not recorded).
     fn step_in_place(&mut self, state: &mut M::State, thread: ThreadId) -> Result<(), M::Violation> {
         self.effects.footprint.clear();
         self.effects.violation = None;
+        self.effects.record_footprint = false;
         self.model.step(state, thread, &mut self.effects);
+        self.effects.record_footprint = true;
         self.stats.transitions += 1;
         self.effects.violation.take().map_or(Ok(()), Err)
     }

@@ -38,11 +38,20 @@ pub struct StepEffects<E, V> {
     /// An oracle that fired during the step.
     pub violation: Option<V>,
     pub record_events: bool,
+    /// Whether the model notes accesses in `footprint` (a search that needs no footprint for a
+    /// step turns this off).
+    pub record_footprint: bool,
 }
 
 impl<E, V> StepEffects<E, V> {
     pub fn new(record_events: bool) -> Self {
-        StepEffects { footprint: Footprint::default(), events: Vec::new(), violation: None, record_events }
+        StepEffects {
+            footprint: Footprint::default(),
+            events: Vec::new(),
+            violation: None,
+            record_events,
+            record_footprint: true,
+        }
     }
 
     fn reset(&mut self) {

@@ -180,7 +180,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn note(&mut self, op: AccessOp, object: Option<Object>, ordering: Ordering) {
-        if let Some(object) = object {
+        if let Some(object) = object.filter(|_| self.effects.record_footprint) {
             match op {
                 AccessOp::Load => self.effects.footprint.read(object.key()),
                 AccessOp::Fence(_) => {}

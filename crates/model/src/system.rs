@@ -436,8 +436,8 @@ impl Model for System {
         // A step that waited for a lock depends on whoever held it, even if it then returns
         // early without taking it.
         ctx.observe_wait(wait);
-        let mut frame = ctx.k.thread_mut(thread).stack.pop().expect("a frame");
-        let returned = ctx.k.thread_mut(thread).returned.take();
+        let t = ctx.k.thread_mut(thread);
+        let (mut frame, returned) = (t.stack.pop().expect("a frame"), t.returned.take());
         let flow = frame.step(&mut ctx, returned);
         let t = ctx.k.thread_mut(thread);
         match flow {
