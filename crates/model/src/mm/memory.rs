@@ -164,6 +164,8 @@ pub enum FaultStage {
     WpPutOld,
     SwapLookup,
     SwapLock,
+    /// __folio_lock_or_retry() on a first try: mmap_lock dropped, folio_wait_locked().
+    SwapRetryWait,
     SwapMap,
     HugeAlloc,
     HugeSetPmd,
@@ -187,6 +189,9 @@ pub struct Fault {
     pub write: bool,
     /// A user fault takes mmap_lock; GUP's faultin_page() already holds it.
     pub lock_mmap: bool,
+    /// FAULT_FLAG_TRIED: the user fault is retried after a VM_FAULT_RETRY, so it may no
+    /// longer drop mmap_lock to wait (fault_flag_allow_retry_first() is false).
+    pub tried: bool,
     pub stage: FaultStage,
     pub orig_pte: Pte,
     pub new_folio: Option<FolioId>,
@@ -207,6 +212,7 @@ impl Fault {
             address,
             write,
             lock_mmap,
+            tried: false,
             stage: if lock_mmap { FaultStage::LockMmap } else { FaultStage::ReadPte },
             orig_pte: Pte::None,
             new_folio: None,
@@ -555,10 +561,26 @@ impl Fault {
         Flow::Continue
     }
 
+    /// Whether folio_lock_or_retry() may drop mmap_lock and retry: a user fault
+    /// (FAULT_FLAG_ALLOW_RETRY) on its first try. GUP's faults here hold mmap_lock throughout
+    /// (FOLL_UNLOCKABLE's retry is not modelled) and lock the folio as __folio_lock() does.
+    fn allow_retry_first(&self) -> bool {
+        self.lock_mmap && !self.tried
+    }
+
     /// folio_lock_or_retry(), then "the folio is still the swap cache folio of this entry".
+    /// include/linux/pagemap.h: folio_lock_or_retry(): folio_trylock(), else
+    /// mm/filemap.c: __folio_lock_or_retry(): on a first try drop mmap_lock, wait for the folio
+    /// and return VM_FAULT_RETRY; on a retried one, sleep for the lock with mmap_lock held.
     fn swap_lock(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.swap_folio.expect("looked up");
-        ctx.flag_store(folio, PageFlag::Locked, true);
+        if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+            assert!(self.allow_retry_first(), "a blocking folio_lock() waits until the folio is unlocked");
+            ctx.mmap_read_unlock(self.mm);
+            ctx.event("__folio_lock_or_retry", "mmap_read_unlock", |_| format!("folio {folio} locked: wait, retry"));
+            self.stage = FaultStage::SwapRetryWait;
+            return Flow::Continue;
+        }
         // "folio_test_swapcache(folio) && page_swap_entry(page).val == entry.val".
         let offset = self.swap_offset();
         let nr = ctx.k.folio(folio).nr_pages() as u32;
@@ -571,6 +593,17 @@ impl Fault {
         }
         ctx.event("do_swap_page", "folio_lock", |_| format!("folio {folio}"));
         self.stage = FaultStage::SwapMap;
+        Flow::Continue
+    }
+
+    /// folio_wait_locked() returned: do_swap_page() "goto out_release" drops the folio, and
+    /// arch/x86/mm/fault.c: do_user_addr_fault() retries the fault with FAULT_FLAG_TRIED.
+    fn swap_retry(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.swap_folio.take().expect("looked up");
+        folio_put(ctx, folio);
+        let address = self.address;
+        ctx.event("do_user_addr_fault", "VM_FAULT_RETRY", |_| format!("{address:#x}: folio {folio} unlocked, retry"));
+        *self = Fault { tried: true, ..Fault::new(self.mm, self.address, self.write, true) };
         Flow::Continue
     }
 
@@ -839,6 +872,7 @@ impl KernelFunction for Fault {
             FaultStage::WpPutOld => self.wp_put_old(ctx),
             FaultStage::SwapLookup => self.swap_lookup(ctx),
             FaultStage::SwapLock => self.swap_lock(ctx),
+            FaultStage::SwapRetryWait => self.swap_retry(ctx),
             FaultStage::SwapMap => self.swap_map(ctx),
             FaultStage::HugeAlloc => self.huge_alloc(ctx),
             FaultStage::HugeSetPmd => self.huge_set_pmd(ctx),
@@ -869,7 +903,10 @@ impl KernelFunction for Fault {
             FaultStage::AnonZeroSetPte | FaultStage::AnonSetPte | FaultStage::WpLock | FaultStage::WpCopySetPte => {
                 Wait::PteLock(self.mm, vpn)
             }
-            FaultStage::SwapLock | FaultStage::MigrationWait => Wait::FolioLock(self.swap_folio.expect("looked up")),
+            FaultStage::SwapLock if self.allow_retry_first() => Wait::Nothing,
+            FaultStage::SwapLock | FaultStage::SwapRetryWait | FaultStage::MigrationWait => {
+                Wait::FolioLock(self.swap_folio.expect("looked up"))
+            }
             FaultStage::SwapMap | FaultStage::HugeSetPmd => Wait::PteLock(self.mm, vpn),
             FaultStage::HugeWp | FaultStage::HugeWpRelock | FaultStage::HugeWpFallback => {
                 Wait::PteLock(self.mm, self.huge_start() >> PAGE_SHIFT)

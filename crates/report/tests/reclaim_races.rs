@@ -1,6 +1,9 @@
-//! shrink_folio_list()'s folio_maybe_dma_pinned() checks, each found in some interleaving of an
-//! O_DIRECT read racing reclaim on the kernel that has it, and in none once it is reverted; and
-//! activate_locked's folio_free_swap() when the swap is full, on the same race.
+//! Races with reclaim, each found by searching every interleaving:
+//! - shrink_folio_list()'s folio_maybe_dma_pinned() checks, on an O_DIRECT read, on the kernel
+//!   that has each and on none once it is reverted;
+//! - activate_locked's folio_free_swap() when the swap is full, on the same race;
+//! - a swap-in fault that finds the folio locked by reclaim drops mmap_lock, waits and retries
+//!   (folio_lock_or_retry()).
 
 use mmcheck_explorer::{Model, StepEffects};
 use mmcheck_model::{KernelConfig, KernelVersion, Patch, System};
@@ -95,4 +98,16 @@ fn an_activated_swap_cache_folio_gives_its_slot_back_when_the_swap_is_full() {
     let roomy = DIO_RECLAIM_SWAP.replace("swap size 4K", "swap size 2 * 4K");
     let half = events(&system(&roomy, Patch::SwapcacheNoPinned, true), "folio_free_swap");
     assert!(!half.iter().any(|d| d.ends_with("swap full, slot freed")), "{half:?}");
+}
+
+#[test]
+fn a_swap_in_fault_on_a_folio_reclaim_holds_drops_mmap_lock_and_retries() {
+    // fork-swap: the parent and the child fault on a swap entry whose cache folio kswapd may
+    // hold locked. On the first try the fault waits without mmap_lock; the retry may not.
+    let source = mmcheck_scenario::builtin("fork-swap").expect("fork-swap is built in");
+    let system = system(source, Patch::SwapcacheNoPinned, true);
+    let unlocked = events(&system, "mmap_read_unlock");
+    assert!(unlocked.iter().any(|d| d.ends_with("locked: wait, retry")), "{unlocked:?}");
+    let retried = events(&system, "VM_FAULT_RETRY");
+    assert!(retried.iter().any(|d| d.ends_with("unlocked, retry")), "{retried:?}");
 }
