@@ -72,21 +72,24 @@ fn events(system: &System, label: &str) -> HashSet<String> {
     details
 }
 
+/// The `folio_maybe_dma_pinned` event ending in `outcome` happens in some interleaving with
+/// `patch` applied, and in none once it is reverted.
+fn pinned_check_only_with(source: &str, patch: Patch, outcome: &str) {
+    let fixed = events(&system(source, patch, true), PINNED);
+    assert!(fixed.iter().any(|d| d.ends_with(outcome)), "{fixed:?}");
+    let reverted = events(&system(source, patch, false), PINNED);
+    assert!(!reverted.iter().any(|d| d.ends_with(outcome)), "{reverted:?}");
+}
+
 #[test]
 fn a_pinned_folio_is_not_added_to_the_swap_cache_since_5_11() {
-    let fixed = events(&system(DIO_RECLAIM_SWAP, Patch::SwapcacheNoPinned, true), PINNED);
-    assert!(fixed.iter().any(|d| d.ends_with("pinned, keep")), "{fixed:?}");
-    let reverted = events(&system(DIO_RECLAIM_SWAP, Patch::SwapcacheNoPinned, false), PINNED);
-    assert!(!reverted.iter().any(|d| d.ends_with("pinned, keep")), "{reverted:?}");
+    pinned_check_only_with(DIO_RECLAIM_SWAP, Patch::SwapcacheNoPinned, "pinned, keep");
 }
 
 #[test]
 fn an_unmapped_pinned_folio_is_activated_since_6_4() {
     let source = mmcheck_scenario::builtin("madv-free-dio").expect("madv-free-dio is built in");
-    let fixed = events(&system(source, Patch::ReclaimPinnedActivate, true), PINNED);
-    assert!(fixed.iter().any(|d| d.ends_with("pinned, activate")), "{fixed:?}");
-    let reverted = events(&system(source, Patch::ReclaimPinnedActivate, false), PINNED);
-    assert!(!reverted.iter().any(|d| d.ends_with("pinned, activate")), "{reverted:?}");
+    pinned_check_only_with(source, Patch::ReclaimPinnedActivate, "pinned, activate");
 }
 
 #[test]
