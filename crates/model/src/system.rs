@@ -329,8 +329,18 @@ impl System {
     }
 }
 
+/// mm/swapfile.c: setup_swap_map(): every slot free but the header's (SWAP_MAP_BAD).
+fn swap_map_initial(pages: u32) -> Vec<u8> {
+    let mut map = vec![0; pages as usize];
+    if let Some(header) = map.first_mut() {
+        *header = crate::mm::swapfile::SWAP_MAP_BAD;
+    }
+    map
+}
+
 /// Swap accounting at a quiescent point: each slot's swap_map count is the number of swap PTEs
-/// naming it, SWAP_HAS_CACHE is set exactly when a folio caches it, and that folio says so.
+/// naming it, SWAP_HAS_CACHE is set exactly when a folio caches it, and that folio says so. The
+/// header's slot stays SWAP_MAP_BAD.
 fn check_swap(k: &Kernel) -> Option<Violation> {
     use crate::mm::swapfile::{swap_count, SWAP_HAS_CACHE};
     let mut ptes = vec![0u32; k.swap.swap_map.len()];
@@ -342,6 +352,13 @@ fn check_swap(k: &Kernel) -> Option<Violation> {
         }
     }
     for (offset, &map) in k.swap.swap_map.iter().enumerate() {
+        if offset == 0 {
+            if map != crate::mm::swapfile::SWAP_MAP_BAD || ptes[0] != 0 || k.swap.cache[0].is_some() {
+                let message = format!("swap slot 0 (the header): swap_map {map:#x}, {} swap PTE(s)", ptes[0]);
+                return Some(Violation::new(ViolationKind::Invariant, message));
+            }
+            continue;
+        }
         let cached = k.swap.cache[offset];
         let cache_ok = cached.is_none_or(|f| {
             let folio = k.folio(f);
@@ -410,7 +427,7 @@ impl Model for System {
             lruvec: Shared::new(Default::default()),
             lru_lazyfree: Shared::default(),
             swap: Shared::new(SwapInfo {
-                swap_map: vec![0; self.spec.swap_pages as usize],
+                swap_map: swap_map_initial(self.spec.swap_pages),
                 cache: vec![None; self.spec.swap_pages as usize],
                 data: vec![PageData::Fill(0); self.spec.swap_pages as usize],
             }),

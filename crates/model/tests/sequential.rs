@@ -1144,13 +1144,15 @@ fn pageout_swaps_out_and_a_fault_swaps_back_in_from_the_swap_cache() {
     let program = vec![mmap(0, PAGE), store(at(0, 0), PAGE, 0x5a), madvise(1, at(0, 0), PAGE, Advice::PageOut)];
     let r = Spec::new().process(program.clone()).swap(4).run();
     r.ok();
-    assert_eq!(r.pte(r.buffer()), Pte::Swap { offset: 0, exclusive: true }, "an exclusive page swaps out exclusive");
-    let folio = r.k.swap.cache[0].expect("the written folio stays in the swap cache");
+    // Slot 0 holds the swap header (SWAP_MAP_BAD): the first slot handed out is 1.
+    assert_eq!(r.k.swap.swap_map[0], 0x3f, "the header's slot is SWAP_MAP_BAD");
+    assert_eq!(r.pte(r.buffer()), Pte::Swap { offset: 1, exclusive: true }, "an exclusive page swaps out exclusive");
+    let folio = r.k.swap.cache[1].expect("the written folio stays in the swap cache");
     let f = r.k.folio(folio);
     assert!(f.test(PageFlag::Swapcache) && !f.test(PageFlag::Dirty) && !f.test(PageFlag::Writeback));
-    assert_eq!((f.refcount, f.mapcount(), f.swap), (1, 0, Some(0)), "only the swap cache holds it");
-    assert_eq!(r.k.swap.swap_map[0], 0x40 | 1, "one swap PTE and SWAP_HAS_CACHE");
-    assert_eq!(r.k.swap.data[0], PageData::Fill(0x5a), "pageout wrote the slot");
+    assert_eq!((f.refcount, f.mapcount(), f.swap), (1, 0, Some(1)), "only the swap cache holds it");
+    assert_eq!(r.k.swap.swap_map[1], 0x40 | 1, "one swap PTE and SWAP_HAS_CACHE");
+    assert_eq!(r.k.swap.data[1], PageData::Fill(0x5a), "pageout wrote the slot");
     assert_eq!((r.k.mms[0].rss_anon, r.k.mms[0].rss_swap), (0, 1));
     let mut swapin = program;
     swapin.push(load(at(0, 0), PAGE, 0x5a));
@@ -1159,7 +1161,7 @@ fn pageout_swaps_out_and_a_fault_swaps_back_in_from_the_swap_cache() {
     let present = r.pte(r.buffer()).present().expect("swapped back in");
     assert_eq!(pfn_folio(present.pfn), folio, "the swap cache folio itself is mapped again");
     assert!(r.k.folio(folio).pages[0].anon_exclusive, "the swap PTE was exclusive");
-    assert_eq!(r.k.swap.swap_map[0], 0x40, "swap_free() dropped the PTE's count; the cache keeps the slot");
+    assert_eq!(r.k.swap.swap_map[1], 0x40, "swap_free() dropped the PTE's count; the cache keeps the slot");
     assert_eq!((r.k.mms[0].rss_anon, r.k.mms[0].rss_swap), (1, 0));
     // Without a swap device the dirty folio is kept (activated).
     let r = run(vec![mmap(0, PAGE), store(at(0, 0), PAGE, 1), madvise(1, at(0, 0), PAGE, Advice::PageOut)]);
@@ -1376,10 +1378,11 @@ fn an_mthp_fault_maps_a_large_folio_with_ptes_and_swaps_it_out_and_in_whole() {
     pageout.push(madvise(1, at(0, 0), 4 * PAGE, Advice::PageOut));
     let r = with_mthp(Spec::new().process(pageout.clone()), 2).swap(8).run();
     r.ok();
+    // Naturally aligned: slots 0-3 hold the header, so the folio takes 4-7.
     for page in 0..4u32 {
-        assert_eq!(r.pte(r.buffer() + u64::from(page) * PAGE), Pte::Swap { offset: page, exclusive: true });
-        assert_eq!(r.k.swap.swap_map[page as usize], 0x41);
-        assert_eq!(r.k.swap.cache[page as usize], Some(folio));
+        assert_eq!(r.pte(r.buffer() + u64::from(page) * PAGE), Pte::Swap { offset: 4 + page, exclusive: true });
+        assert_eq!(r.k.swap.swap_map[4 + page as usize], 0x41);
+        assert_eq!(r.k.swap.cache[4 + page as usize], Some(folio));
     }
     assert_eq!(r.k.folio(folio).refcount, 4, "the swap cache holds one reference per page");
     let mut swapin = pageout;

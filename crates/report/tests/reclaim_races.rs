@@ -13,7 +13,7 @@ use std::collections::HashSet;
 /// its young PTE: reclaim would add it to the swap cache.
 const DIO_RECLAIM_SWAP: &str = r#"
 scenario dio-reclaim-swap "an O_DIRECT read into a dirty anonymous buffer races reclaim with a swap device"
-swap size 4K
+swap size 2 * 4K
 file disk size 4K fill 0x79
 process p {
   buf = mmap(4K, read|write, private|anonymous)
@@ -95,10 +95,11 @@ fn an_unmapped_pinned_folio_is_activated_since_6_4() {
 #[test]
 fn an_activated_swap_cache_folio_gives_its_slot_back_when_the_swap_is_full() {
     // A pin taken after add_to_swap() makes try_to_unmap() fail: the folio, in the swap cache,
-    // is activated. With one slot the swap is full and the slot is freed; with two it is not.
+    // is activated. With one slot (two pages, the first the header) the swap is full and the
+    // slot is freed; with two slots it is not.
     let full = events(&system(DIO_RECLAIM_SWAP, Patch::SwapcacheNoPinned, true), "folio_free_swap");
     assert!(full.iter().any(|d| d.ends_with("swap full, slot freed")), "{full:?}");
-    let roomy = DIO_RECLAIM_SWAP.replace("swap size 4K", "swap size 2 * 4K");
+    let roomy = DIO_RECLAIM_SWAP.replace("swap size 2 * 4K", "swap size 3 * 4K");
     let half = events(&system(&roomy, Patch::SwapcacheNoPinned, true), "folio_free_swap");
     assert!(!half.iter().any(|d| d.ends_with("swap full, slot freed")), "{half:?}");
 }

@@ -655,8 +655,10 @@ pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<Sys
     if let Some(size) = &ast.swap {
         let bytes = evaluate_constant(size, parameters)?;
         let pages = (bytes.max(0) as u64).div_ceil(PAGE_SIZE);
-        if bytes <= 0 || pages > 4096 {
-            return Err(diagnostic("a swap device is 1 to 4096 pages", size.span()));
+        // mkswap writes the header into the first page: swapon refuses a device without a
+        // page after it ("Empty swap-file").
+        if bytes <= 0 || !(2..=4096).contains(&pages) {
+            return Err(diagnostic("a swap device is 2 to 4096 pages (the first holds the swap header)", size.span()));
         }
         builder.spec.swap_pages = pages as u32;
     }

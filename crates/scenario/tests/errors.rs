@@ -694,6 +694,8 @@ fn device_declarations_and_their_errors() {
     assert_error("scenario t\ndevice cam teleport\n", "unknown device kind `teleport`", 2, 12);
     assert_error("scenario t\ndevice mem remap_pfn\n", "needs `size`", 2, 12);
     assert_error("scenario t\nswap size 4K\nswap size 8K\n", "one swap device", 3, 1);
+    // The first page holds the swap header: one page is no usable swap.
+    assert_error("scenario t\nswap size 4K\n", "the first holds the swap header", 2, 11);
     let unknown = in_process("a = mmap(4K, read, shared, nosuch)");
     assert_error(&unknown, "unknown device or file `nosuch`", 3, 30);
     let anonymous_shared =

@@ -9,6 +9,9 @@ use crate::mm::swap_state::{folio_free_swap, swap_cache_get_folio};
 pub const SWAP_HAS_CACHE: u8 = 0x40;
 /// include/linux/swap.h: SWAP_MAP_MAX (continuation counts are not modelled).
 pub const SWAP_MAP_MAX: u8 = 0x3e;
+/// include/linux/swap.h: SWAP_MAP_BAD, a slot never to be used: swapon (setup_swap_map())
+/// marks slot 0, which holds the swap header.
+pub const SWAP_MAP_BAD: u8 = 0x3f;
 
 /// swap_count(): the number of swap PTEs naming the slot.
 pub fn swap_count(map: u8) -> u8 {
@@ -64,11 +67,12 @@ pub fn __swap_count(ctx: &mut Ctx, offset: u32) -> u8 {
     swap_count(ctx.swap_map_load(offset))
 }
 
-/// vm_swap_full(): "nr_swap_pages * 2 < total_swap_pages" (free slots below half).
+/// vm_swap_full(): "nr_swap_pages * 2 < total_swap_pages" (free slots below half; the
+/// header's slot counts in neither).
 pub fn vm_swap_full(ctx: &mut Ctx) -> bool {
-    let total = ctx.swap_slots();
-    let free = (0..total).filter(|&offset| ctx.swap_map_load(offset) == 0).count() as u32;
-    free * 2 < total
+    let slots = ctx.swap_slots();
+    let free = (0..slots).filter(|&offset| ctx.swap_map_load(offset) == 0).count() as u32;
+    free * 2 < slots - 1
 }
 
 /// free_swap_and_cache(): a swap PTE was zapped. When only the swap cache is left, try to
