@@ -6,6 +6,7 @@ use crate::access::Ctx;
 use crate::folio::{pfn_folio, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::memory::vm_normal_page;
 use crate::mm::pagewalk::walk_page_vma_walks;
+use crate::mm::swapfile::swap_count;
 use crate::patches::Patch;
 use crate::pgtable::{pte_table, Pte, PTRS_PER_PTE};
 use crate::state::{MmId, Vma};
@@ -30,10 +31,11 @@ pub enum SmapsField {
     LazyFree,
     AnonHugePages,
     Swap,
+    SwapPss,
 }
 
 impl SmapsField {
-    pub const ALL: [(&'static str, SmapsField); 11] = [
+    pub const ALL: [(&'static str, SmapsField); 12] = [
         ("Rss", SmapsField::Rss),
         ("Pss", SmapsField::Pss),
         ("Shared_Clean", SmapsField::SharedClean),
@@ -45,6 +47,7 @@ impl SmapsField {
         ("LazyFree", SmapsField::LazyFree),
         ("AnonHugePages", SmapsField::AnonHugePages),
         ("Swap", SmapsField::Swap),
+        ("SwapPss", SmapsField::SwapPss),
     ];
 
     pub fn by_name(name: &str) -> Option<SmapsField> {
@@ -65,6 +68,8 @@ pub struct MemSizeStats {
     pub lazyfree: u64,
     pub anonymous_thp: u64,
     pub swap: u64,
+    /// Shifted by PSS_SHIFT, as `pss`.
+    pub swap_pss: u64,
     pub pss: u64,
 }
 
@@ -83,6 +88,7 @@ impl MemSizeStats {
             SmapsField::LazyFree => self.lazyfree,
             SmapsField::AnonHugePages => self.anonymous_thp,
             SmapsField::Swap => self.swap,
+            SmapsField::SwapPss => self.swap_pss >> PSS_SHIFT,
         };
         (bytes >> 10) as i64
     }
@@ -117,8 +123,10 @@ fn smaps_pte_entry(ctx: &mut Ctx, mss: &mut MemSizeStats, mm: MmId, vma: &Vma, a
             Some(SmapsEntry { pfn, young: pte.young, dirty: pte.dirty, present: true })
         }
         Pte::None => None,
-        Pte::Swap { .. } => {
+        Pte::Swap { offset, .. } => {
+            // "mapcount = swp_swapcount(swpent)": the swap PTEs naming the slot share it.
             mss.swap += PAGE_SIZE;
+            mss.swap_pss += pss_of(i32::from(swap_count(ctx.swap_map_load(offset))));
             None
         }
         // A migration entry names its page: pfn_swap_entry_to_page().
