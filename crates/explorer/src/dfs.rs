@@ -360,8 +360,8 @@ fn persistent_set<M: Model>(
 /// No running thread (or one that cannot continue): the next choice costs no preemption.
 const FREE: ThreadId = ThreadId::MAX;
 
-/// The largest preemption bound a visited-set word holds (a larger one is searched as this one:
-/// no search gets that deep).
+/// The largest preemption bound a visited-set word holds: a larger one is searched, and
+/// reported, as this one.
 const BUDGET_MAX: u32 = (1 << 24) - 1;
 
 /// A bounded search's visit of a state: the preemptions left and the running thread.
@@ -401,8 +401,10 @@ impl BoundedVisit {
     }
 }
 
-/// One in this many states of a run without choices is stored (by [`Model::sample_key`]).
+/// One in this many states of a run without choices is stored (by [`Model::sample_key`]). A
+/// power of two: [`is_sample_point`] takes the key's top bits.
 const SAMPLE_EVERY: u64 = 8;
+const _: () = assert!(SAMPLE_EVERY.is_power_of_two());
 
 /// Whether a state with this sample key is stored: the key is mixed first (Fibonacci hashing)
 /// so that a cheap key with poor low bits still samples evenly.
@@ -429,6 +431,8 @@ const UNSTORED_RUN_MAX: u32 = 32;
 pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_max: u32) -> Outcome<M::Violation> {
     let mut search = Search::new(model, options);
     search.keep_footprints = false;
+    // The bound searched, and so the one the verdict names.
+    let preemptions_max = preemptions_max.min(BUDGET_MAX);
     /// A successor: its thread, its state, the budget left and the length of the run without a
     /// stored state that it continues.
     type Choice<S> = (ThreadId, Option<S>, u32, u32);
@@ -438,7 +442,7 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
         chosen: Option<ThreadId>,
     }
     let mut stack: Vec<BoundedFrame<M::State>> = Vec::new();
-    let mut pending = Some((model.initial_state(), None::<ThreadId>, preemptions_max.min(BUDGET_MAX), 0u32));
+    let mut pending = Some((model.initial_state(), None::<ThreadId>, preemptions_max, 0u32));
     let mut enabled = Vec::new();
     loop {
         if let Some((state, running, budget, unstored)) = pending.take() {

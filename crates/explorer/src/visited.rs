@@ -1,6 +1,6 @@
 //! The visited set, [`StateTable`]: state fingerprints mapped to a 32-bit word per state, in
-//! 16-byte entries; and [`VisitedMap`], a general fingerprint map for small sets (the states on
-//! the search's stack).
+//! 16-byte entries; and [`KeyMap`], a general fingerprint map for small sets (the states on the
+//! search's stack).
 //!
 //! Fingerprints are already uniformly distributed (xxh3), so neither hashes them again. Nothing
 //! here is randomly seeded: the same search visits the same states in the same order on every
@@ -115,16 +115,21 @@ impl StateShard {
     }
 
     fn insert(&mut self, words: [u32; 3], value: u32) {
-        if (self.len + 1) * 5 > self.slots.len() * 4 {
-            self.grow();
-        }
-        match self.find(words) {
-            Ok(index) => self.slots[index][3] = value,
-            Err(index) => {
-                self.slots[index] = [words[0], words[1], words[2], value];
-                self.len += 1;
+        let found = match self.slots.is_empty() {
+            true => Err(0),
+            false => self.find(words),
+        };
+        let index = match found {
+            Ok(index) => return self.slots[index][3] = value,
+            // Only a new key can push the shard past 80% full.
+            Err(_) if (self.len + 1) * 5 > self.slots.len() * 4 => {
+                self.grow();
+                self.find(words).expect_err("a new key")
             }
-        }
+            Err(index) => index,
+        };
+        self.slots[index] = [words[0], words[1], words[2], value];
+        self.len += 1;
     }
 
     fn grow(&mut self) {

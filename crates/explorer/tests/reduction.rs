@@ -371,6 +371,10 @@ fn bounded_final_states_are_nested_and_reach_the_exhaustive_set() {
     }
     let unbounded = explore_bounded(&model, options(true), 64);
     assert_eq!(set(&unbounded), exhaustive, "with enough preemptions every final state is reached");
+    // A visited-set word holds a bound up to 2^24 - 1: a larger one is searched and named as that.
+    let largest = explore_bounded(&model, options(true), u32::MAX);
+    assert_eq!(largest.verdict, Verdict::VerifiedBounded { preemptions_max: (1 << 24) - 1 });
+    assert_eq!(set(&largest), exhaustive);
 }
 
 /// Ground truth for the bounded search by plain enumeration of the schedules with at most
