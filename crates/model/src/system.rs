@@ -342,7 +342,7 @@ fn swap_map_initial(pages: u32) -> Vec<u8> {
 /// naming it, SWAP_HAS_CACHE is set exactly when a folio caches it, and that folio says so. The
 /// header's slot stays SWAP_MAP_BAD.
 fn check_swap(k: &Kernel) -> Option<Violation> {
-    use crate::mm::swapfile::{swap_count, SWAP_HAS_CACHE};
+    use crate::mm::swapfile::{swap_count, SWAP_HAS_CACHE, SWAP_MAP_BAD};
     let mut ptes = vec![0u32; k.swap.swap_map.len()];
     for mm in &k.mms {
         for (_, pte) in &mm.ptes {
@@ -352,11 +352,13 @@ fn check_swap(k: &Kernel) -> Option<Violation> {
         }
     }
     for (offset, &map) in k.swap.swap_map.iter().enumerate() {
-        if offset == 0 {
-            if map != crate::mm::swapfile::SWAP_MAP_BAD || ptes[0] != 0 || k.swap.cache[0].is_some() {
-                let message = format!("swap slot 0 (the header): swap_map {map:#x}, {} swap PTE(s)", ptes[0]);
-                return Some(Violation::new(ViolationKind::Invariant, message));
-            }
+        // A bad slot (the header's is one) is never handed out; the header's stays bad.
+        let bad = map == SWAP_MAP_BAD;
+        if (bad || offset == 0) && !(bad && ptes[offset] == 0 && k.swap.cache[offset].is_none()) {
+            let message = format!("swap slot {offset:#x}: swap_map {map:#x}, {} swap PTE(s)", ptes[offset]);
+            return Some(Violation::new(ViolationKind::Invariant, message));
+        }
+        if bad {
             continue;
         }
         let cached = k.swap.cache[offset];

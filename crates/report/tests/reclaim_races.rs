@@ -34,10 +34,13 @@ kthread kswapd {
 
 const PINNED: &str = "folio_maybe_dma_pinned";
 
-fn system(source: &str, patch: Patch, on: bool) -> System {
+/// The scenario on 6.18 with `overrides` applied.
+fn system(source: &str, overrides: &[(Patch, bool)]) -> System {
     let scenario = mmcheck_scenario::parse(source).unwrap_or_else(|d| panic!("scenario does not parse: {}", d.message));
     let mut kernel = KernelConfig::for_version(KernelVersion::new(6, 18));
-    kernel.set(patch, on);
+    for &(patch, on) in overrides {
+        kernel.set(patch, on);
+    }
     System::new(scenario.system(&[]).expect("the scenario builds"), kernel)
 }
 
@@ -75,9 +78,9 @@ fn events(system: &System, label: &str) -> HashSet<String> {
 /// The `folio_maybe_dma_pinned` event ending in `outcome` happens in some interleaving with
 /// `patch` applied, and in none once it is reverted.
 fn pinned_check_only_with(source: &str, patch: Patch, outcome: &str) {
-    let fixed = events(&system(source, patch, true), PINNED);
+    let fixed = events(&system(source, &[(patch, true)]), PINNED);
     assert!(fixed.iter().any(|d| d.ends_with(outcome)), "{fixed:?}");
-    let reverted = events(&system(source, patch, false), PINNED);
+    let reverted = events(&system(source, &[(patch, false)]), PINNED);
     assert!(!reverted.iter().any(|d| d.ends_with(outcome)), "{reverted:?}");
 }
 
@@ -97,10 +100,10 @@ fn an_activated_swap_cache_folio_gives_its_slot_back_when_the_swap_is_full() {
     // A pin taken after add_to_swap() makes try_to_unmap() fail: the folio, in the swap cache,
     // is activated. With one slot (two pages, the first the header) the swap is full and the
     // slot is freed; with two slots it is not.
-    let full = events(&system(DIO_RECLAIM_SWAP, Patch::SwapcacheNoPinned, true), "folio_free_swap");
+    let full = events(&system(DIO_RECLAIM_SWAP, &[]), "folio_free_swap");
     assert!(full.iter().any(|d| d.ends_with("swap full, slot freed")), "{full:?}");
     let roomy = DIO_RECLAIM_SWAP.replace("swap size 2 * 4K", "swap size 3 * 4K");
-    let half = events(&system(&roomy, Patch::SwapcacheNoPinned, true), "folio_free_swap");
+    let half = events(&system(&roomy, &[]), "folio_free_swap");
     assert!(!half.iter().any(|d| d.ends_with("swap full, slot freed")), "{half:?}");
 }
 
@@ -109,7 +112,7 @@ fn a_swap_in_fault_on_a_folio_reclaim_holds_drops_mmap_lock_and_retries() {
     // fork-swap: the parent and the child fault on a swap entry whose cache folio kswapd may
     // hold locked. On the first try the fault waits without mmap_lock; the retry may not.
     let source = mmcheck_scenario::builtin("fork-swap").expect("fork-swap is built in");
-    let system = system(source, Patch::SwapcacheNoPinned, true);
+    let system = system(source, &[]);
     let unlocked = events(&system, "mmap_read_unlock");
     assert!(unlocked.iter().any(|d| d.ends_with("locked: wait, retry")), "{unlocked:?}");
     let retried = events(&system, "VM_FAULT_RETRY");

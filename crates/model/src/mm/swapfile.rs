@@ -67,12 +67,13 @@ pub fn __swap_count(ctx: &mut Ctx, offset: u32) -> u8 {
     swap_count(ctx.swap_map_load(offset))
 }
 
-/// vm_swap_full(): "nr_swap_pages * 2 < total_swap_pages" (free slots below half; the
-/// header's slot counts in neither).
+/// vm_swap_full(): "nr_swap_pages * 2 < total_swap_pages": free slots below half of the good
+/// ones (SWAP_MAP_BAD slots, the header's, count in neither).
 pub fn vm_swap_full(ctx: &mut Ctx) -> bool {
-    let slots = ctx.swap_slots();
-    let free = (0..slots).filter(|&offset| ctx.swap_map_load(offset) == 0).count() as u32;
-    free * 2 < slots - 1
+    let (free, good) = (0..ctx.swap_slots())
+        .map(|offset| ctx.swap_map_load(offset))
+        .fold((0, 0), |(free, good), map| (free + u32::from(map == 0), good + u32::from(map != SWAP_MAP_BAD)));
+    free * 2 < good
 }
 
 /// free_swap_and_cache(): a swap PTE was zapped. When only the swap cache is left, try to

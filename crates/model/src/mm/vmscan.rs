@@ -437,7 +437,6 @@ impl ShrinkFolioList {
         self.goto(ShrinkStage::FreeIt)
     }
 
-    /// folio_unlock(); free_it: the folio (refcount frozen at 0) goes to the allocator.
     /// activate_locked: "Not a candidate for swapping, so reclaim swap space": a swap cache
     /// folio gives its slot back when the swap is more than half full (mem_cgroup_swap_full()
     /// is vm_swap_full() without a memcg swap limit); then the folio goes to the active list.
@@ -453,6 +452,7 @@ impl ShrinkFolioList {
         self.goto(ShrinkStage::KeepLocked)
     }
 
+    /// folio_unlock(); free_it: the folio (refcount frozen at 0) goes to the allocator.
     fn free_it(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio();
         ctx.flag_store(folio, PageFlag::Locked, false);
