@@ -78,6 +78,8 @@ pub enum Object {
     PageCompound(u64),
     /// The per-CPU lru_lazyfree folio batch.
     LazyfreeBatch,
+    /// A file's page cache slot (`mapping->i_pages` at an index).
+    PageCache(FileId, u64),
 }
 
 impl Object {
@@ -112,6 +114,7 @@ impl Object {
             Object::Pmd(mm, index) => (26, mm.into(), index),
             Object::PageCompound(pfn) => (27, 0, pfn),
             Object::LazyfreeBatch => (28, 0, 0),
+            Object::PageCache(file, index) => (29, file.into(), index),
         };
         (kind << 56) | ((a & 0xff_ffff) << 32) | (b & 0xffff_ffff)
     }
@@ -666,6 +669,18 @@ impl<'a> Ctx<'a> {
     pub fn file_block(&mut self, file: FileId, block: usize) -> Option<crate::folio::PageData> {
         self.note(AccessOp::Load, Some(Object::File(file)), Ordering::Relaxed);
         self.k.files[file as usize].blocks.get(block).cloned()
+    }
+
+    /// mm/filemap.c: the xa_load() of filemap_get_entry() (lockless under RCU).
+    pub fn page_cache_load(&mut self, file: FileId, index: u64) -> Option<FolioId> {
+        self.note(AccessOp::Load, Some(Object::PageCache(file, index)), Ordering::Acquire);
+        self.k.files[file as usize].cache.get(index as usize).copied().flatten()
+    }
+
+    /// xa_store() under xa_lock_irq(&mapping->i_pages).
+    pub fn page_cache_store(&mut self, file: FileId, index: u64, folio: Option<FolioId>) {
+        self.note(AccessOp::Store, Some(Object::PageCache(file, index)), Ordering::Release);
+        self.k.files[file as usize].make_mut().cache[index as usize] = folio;
     }
 
     pub fn thread_status_store(&mut self, thread: ThreadId) {

@@ -159,10 +159,19 @@ pub struct AnonVma {
     pub rwsem: RwSem,
 }
 
-/// A file on a block device: its bytes per page (what O_DIRECT reads and writes).
+/// A file on a block device: its bytes per page (what O_DIRECT reads and writes), and its page
+/// cache (include/linux/fs.h: `mapping->i_pages`, one slot per page index).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct File {
     pub blocks: Vec<PageData>,
+    pub cache: Vec<Option<FolioId>>,
+}
+
+impl File {
+    pub fn new(blocks: Vec<PageData>) -> File {
+        let cache = vec![None; blocks.len()];
+        File { blocks, cache }
+    }
 }
 
 /// include/linux/swap.h: struct swap_info_struct of the one swap device, with its swap cache

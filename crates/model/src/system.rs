@@ -283,7 +283,7 @@ impl System {
                 mappings[folio as usize].push(page);
             }
         }
-        if let Some(violation) = check_swap(k) {
+        if let Some(violation) = check_swap(k).or_else(|| check_page_cache(k)) {
             return Some(violation);
         }
         let mut pmd_mappings = vec![0i32; k.folios.len()];
@@ -327,6 +327,26 @@ impl System {
         }
         None
     }
+}
+
+/// The page cache at a quiescent point: each slot's folio is allocated, says it belongs to
+/// that file at that index, and holds the cache's reference.
+fn check_page_cache(k: &Kernel) -> Option<Violation> {
+    for (file, f) in k.files.iter().enumerate() {
+        for (index, cached) in f.cache.iter().enumerate() {
+            let Some(folio) = *cached else { continue };
+            let entry = k.folio(folio);
+            let ok = entry.allocated
+                && entry.mapping == Mapping::File(file as u32)
+                && entry.index == index as u64
+                && entry.refcount >= entry.nr_pages() as i32 + entry.mapcount();
+            if !ok {
+                let message = format!("file {file} page cache index {index}: folio {folio} does not belong there");
+                return Some(invariant(k, folio, message));
+            }
+        }
+    }
+    None
 }
 
 /// mm/swapfile.c: setup_swap_map(): every slot free but the header's (SWAP_MAP_BAD).
@@ -396,7 +416,11 @@ fn rmap_finds(k: &Kernel, folio: &Folio, mm: MmId, address: u64, page: usize) ->
         // A driver's page from vm_insert_page(): "there can't and never will be an rmap walk"
         // for it, so there is nothing that must find it.
         Mapping::None => !folio.test(PageFlag::Anon),
-        Mapping::File(_) => false,
+        // rmap_walk_file(): a VMA of the file that covers the folio's index at `address`.
+        Mapping::File(file) => k.mms[mm as usize]
+            .vmas
+            .iter()
+            .any(|v| v.file == Some(file) && v.address_of_index(folio.index + page as u64) == Some(address)),
     }
 }
 
@@ -419,7 +443,7 @@ impl Model for System {
                 folios.push(memory);
             }
         }
-        let files = self.spec.files.iter().map(|blocks| Shared::new(File { blocks: blocks.clone() })).collect();
+        let files = self.spec.files.iter().map(|blocks| Shared::new(File::new(blocks.clone()))).collect();
         let threads = self.spec.threads.iter().map(|t| Shared::new(Thread::new(t.registers, t.starts))).collect();
         Kernel {
             folios: folios.into_iter().collect(),
@@ -522,8 +546,12 @@ impl Model for System {
             .iter()
             .enumerate()
             .filter(|(id, f)| *id as FolioId != ZERO_FOLIO && f.allocated && !f.test(PageFlag::Reserved))
-            // A clean folio only the swap cache holds is reclaimable memory, not a leak.
-            .filter(|(_, f)| !(f.test(PageFlag::Swapcache) && f.refcount == f.nr_pages() as i32 && f.mapcount() == 0))
+            // A clean folio only the swap cache or the page cache holds is reclaimable memory,
+            // not a leak.
+            .filter(|(_, f)| {
+                let cached = f.test(PageFlag::Swapcache) || matches!(f.mapping, Mapping::File(_));
+                !(cached && f.refcount == f.nr_pages() as i32 && f.mapcount() == 0)
+            })
             .map(|(id, f)| f.dump(id as FolioId))
             .collect();
         if !leaked.is_empty() && k.mms.iter().all(|mm| mm.exited) {

@@ -2,7 +2,9 @@
 
 use mmcheck_model::access::Event;
 use mmcheck_model::drivers::{DeviceKind, DeviceSpec};
-use mmcheck_model::folio::{pfn_folio, Folio, FolioId, LruList, PageData, PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO};
+use mmcheck_model::folio::{
+    pfn_folio, Folio, FolioId, LruList, Mapping, PageData, PageFlag, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
+};
 use mmcheck_model::fs::proc::task_mmu::SmapsField;
 use mmcheck_model::mm::mmap::MMAP_BASE;
 use mmcheck_model::pgtable::{PresentPte, Pte};
@@ -1100,17 +1102,60 @@ fn madvise_free_and_dontneed_of_device_mappings_follow_the_vma_checks() {
 }
 
 #[test]
-fn a_fault_in_a_file_mapping_is_not_modelled() {
-    for (flags, access, function) in [
-        (map::MAP_SHARED, load(at(0, 0), 8, 0x5a), "do_read_fault"),
-        (map::MAP_PRIVATE, store(at(0, 0), 8, 1), "do_cow_fault"),
-        (map::MAP_SHARED, store(at(0, 0), 8, 1), "do_shared_fault"),
-    ] {
-        let program = vec![mmap_file(0, PAGE, flags, 0), access];
+fn a_read_fault_in_a_file_mapping_maps_the_page_cache_folio_read_only() {
+    for mapping in [map::MAP_PRIVATE, map::MAP_SHARED] {
+        let program = vec![mmap_file(0, PAGE, mapping, 0), load(at(0, 0), 8, 0x5a)];
+        let r = Spec::new().file(vec![PageData::Fill(0x5a)]).process(program).run();
+        r.ok();
+        let pte = r.present(r.buffer());
+        assert!(!pte.write && !pte.dirty && pte.young && !pte.special, "PTE {pte:?}");
+        let folio = r.mapped_folio(r.buffer());
+        let f = r.folio(folio);
+        // The page cache's reference and the PTE's; on the inactive file LRU, unlocked.
+        assert_eq!((f.refcount, f.mapcount()), (2, 1), "{}", f.dump(folio));
+        assert_eq!(f.mapping, Mapping::File(0));
+        assert_eq!(f.flags, flags(&[PageFlag::Uptodate, PageFlag::Lru]), "{}", f.dump(folio));
+        assert_eq!(r.k.files[0].cache, vec![Some(folio)]);
+        assert_eq!(r.lru(), vec![(folio, LruList::InactiveFile)]);
+        assert_eq!((r.k.mms[0].rss_file, r.k.mms[0].rss_anon), (1, 0));
+        assert!(r.has_event("page_cache_ra_unbounded", "filemap_add_folio"));
+        assert!(r.has_event("finish_fault", "set_pte_range"));
+    }
+}
+
+#[test]
+fn a_write_fault_in_a_private_file_mapping_maps_an_anonymous_copy() {
+    let program = vec![mmap_file(0, PAGE, map::MAP_PRIVATE, 0), store(at(0, 0), 8, 1), load(at(0, 8), 8, 0x5a)];
+    let r = Spec::new().file(vec![PageData::Fill(0x5a)]).process(program).run();
+    r.ok();
+    let pte = r.present(r.buffer());
+    assert!(pte.write && pte.dirty, "PTE {pte:?}");
+    let copy = r.mapped_folio(r.buffer());
+    assert!(r.folio(copy).test(PageFlag::Anon) && r.folio(copy).pages[0].anon_exclusive);
+    // The cached page stays cached, unmapped, with the page cache's reference alone.
+    let cached = r.k.files[0].cache[0].expect("the page stays cached");
+    assert_ne!(cached, copy);
+    assert_eq!((r.folio(cached).refcount, r.folio(cached).mapcount()), (1, 0));
+    assert_eq!(r.folio(cached).pages[0].data, PageData::Fill(0x5a));
+    assert_eq!((r.k.mms[0].rss_file, r.k.mms[0].rss_anon), (0, 1));
+    assert!(r.has_event("do_cow_fault", "copy_mc_user_highpage"));
+}
+
+#[test]
+fn a_fault_beyond_the_end_of_the_file_is_sigbus() {
+    let program = vec![mmap_file(0, 2 * PAGE, map::MAP_PRIVATE, 0), load(at(0, PAGE as i64), 8, 0)];
+    let r = Spec::new().file(vec![PageData::Fill(0x5a)]).process(program).run();
+    assert!(r.violation(ViolationKind::Fault).message.contains("SIGBUS"));
+}
+
+#[test]
+fn a_write_to_a_shared_file_mapping_is_not_modelled() {
+    for access in [vec![store(at(0, 0), 8, 1)], vec![load(at(0, 0), 8, 0x5a), store(at(0, 0), 8, 1)]] {
+        let program = [vec![mmap_file(0, PAGE, map::MAP_SHARED, 0)], access].concat();
         let r = Spec::new().file(vec![PageData::Fill(0x5a)]).process(program).run();
         let violation = r.violation(ViolationKind::Invariant);
         assert!(violation.message.starts_with("not modelled: "), "{violation}");
-        assert!(violation.message.contains(function), "{violation}");
+        assert!(violation.message.contains("shared file mapping"), "{violation}");
     }
 }
 

@@ -88,6 +88,9 @@ impl Fork {
             ctx.k.mms[parent as usize].ptes.iter().map(|e| e.0).filter(|&v| v >= first && v < last).collect();
         let mut copied = 0;
         for vpn in vpns {
+            if !vma_needs_copy(ctx, parent, vpn << PAGE_SHIFT) {
+                continue;
+            }
             let pte = ctx.pte_load(parent, vpn);
             if matches!(pte, Pte::Swap { .. } | Pte::Migration { .. }) {
                 copied += 1;
@@ -175,7 +178,8 @@ impl Fork {
         ctx.pte_store(child, vpn, entry);
     }
 
-    /// mm/memory.c: copy_present_pte().
+    /// mm/memory.c: copy_present_pte(); a page cache page is shared
+    /// (folio_dup_file_rmap_pte(), MM_FILEPAGES).
     fn copy_present_pte(&mut self, ctx: &mut Ctx, vpn: u64, pte: PresentPte) {
         let (parent, child) = (self.parent, self.child);
         let address = vpn << PAGE_SHIFT;
@@ -211,7 +215,8 @@ impl Fork {
         }
         ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
         ctx.page_mapcount_add(folio, page, 1);
-        ctx.rss_add(child, true, 1);
+        let anon = ctx.flag_test(folio, PageFlag::Anon);
+        ctx.rss_add(child, anon, 1);
         let mut entry = pte;
         if cow && pte.write {
             // ptep_set_wrprotect() in the parent, pte_wrprotect() for the child.
@@ -251,4 +256,11 @@ impl KernelFunction for Fork {
             ForkStage::Done => Wait::Nothing,
         }
     }
+}
+
+/// mm/memory.c: vma_needs_copy(): a VMA with no anon_vma (a file mapping never written
+/// privately) is not copied: the child faults its pages in from the page cache.
+fn vma_needs_copy(ctx: &mut Ctx, mm: crate::state::MmId, address: u64) -> bool {
+    let pfn_map = vm_flags::VM_PFNMAP | vm_flags::VM_MIXEDMAP;
+    ctx.vmas(mm).iter().find(|v| v.contains(address)).is_some_and(|v| v.anon_vma.is_some() || v.flags & pfn_map != 0)
 }

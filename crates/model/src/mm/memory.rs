@@ -6,6 +6,7 @@ use crate::access::Ctx;
 use crate::folio::{
     folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
 };
+use crate::mm::filemap::{file_pages, filemap_add_folio, filemap_get_folio, filemap_read_done, Lookup};
 use crate::mm::rmap::{
     folio_add_anon_rmap_pte, folio_add_file_rmap_pte, folio_add_new_anon_rmap, folio_remove_rmap_pte,
 };
@@ -14,7 +15,7 @@ use crate::mm::swap_state::{folio_free_swap, read_swap_cache, swap_cache_get_fol
 use crate::mm::swapfile::{free_swap_and_cache, swap_free, vm_swap_full};
 use crate::pgtable::{pte_table, PresentPte, Pte, PTRS_PER_PTE};
 use crate::program::SourceLocation;
-use crate::state::{vm_flags, MmId, Vma};
+use crate::state::{vm_flags, FileId, MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
 use crate::violation::{Violation, ViolationKind};
 use serde::{Deserialize, Serialize};
@@ -178,6 +179,18 @@ pub enum FaultStage {
     /// "fallback: __split_huge_pmd()", after the PMD lock was dropped.
     HugeWpFallback,
     MigrationWait,
+    /// filemap_fault(): filemap_get_folio() (and "retry_find").
+    FileLookup,
+    /// do_sync_mmap_readahead(): a new folio into the page cache.
+    FileReadahead,
+    /// The new folio's read completes.
+    FileReadDone,
+    /// lock_folio_maybe_drop_mmap() and the checks under the folio lock.
+    FileLock,
+    /// maybe_unlock_mmap_for_io() dropped mmap_lock: wait for the folio, then VM_FAULT_RETRY.
+    FileRetryWait,
+    /// finish_fault() under the PTE lock.
+    FileSetPte,
     Unlock,
 }
 
@@ -202,6 +215,10 @@ pub struct Fault {
     pub zero_pmd: Option<PresentPte>,
     /// do_huge_pmd_wp_page(): the PMD read (orig_pmd).
     pub huge_pmd: Option<PresentPte>,
+    /// A file VMA's fault: the file and the page index (linear_page_index()).
+    pub file: Option<(FileId, u64)>,
+    /// filemap_fault(): the page cache folio, referenced (and locked from FileLock on).
+    pub cache_folio: Option<FolioId>,
     pub result: i64,
 }
 
@@ -220,6 +237,8 @@ impl Fault {
             swap_folio: None,
             zero_pmd: None,
             huge_pmd: None,
+            file: None,
+            cache_folio: None,
             result: 0,
         }
     }
@@ -294,7 +313,7 @@ impl Fault {
         if self.orig_pte.is_none() && vma.device.is_some() {
             return self.finish(VM_FAULT_SIGBUS);
         }
-        if vma.file.is_some() {
+        if vma.file.is_some() && self.orig_pte.is_none() {
             return self.file_fault(ctx, &vma);
         }
 
@@ -316,17 +335,187 @@ impl Fault {
         Flow::Continue
     }
 
-    /// do_fault() in a file VMA: do_read_fault(), do_cow_fault() or do_shared_fault(), through
-    /// the file's `vm_ops->fault` and the page cache, which are not modelled.
+    /// mm/memory.c: do_fault() in a file VMA: do_read_fault(), or for a write to a private
+    /// mapping do_cow_fault() (vmf_anon_prepare() and folio_prealloc() come first), both
+    /// through mm/filemap.c: filemap_fault(). do_shared_fault() (page_mkwrite, dirty
+    /// tracking, writeback) is not modelled.
     fn file_fault(&mut self, ctx: &mut Ctx, vma: &Vma) -> Flow {
-        let function = match (self.write, vma.flags & vm_flags::VM_SHARED != 0) {
-            (false, _) => "do_read_fault",
-            (true, false) => "do_cow_fault",
-            (true, true) => "do_shared_fault",
+        if self.write && vma.flags & vm_flags::VM_SHARED != 0 {
+            let message = format!(
+                "not modelled: a write fault in a shared file mapping at {:#x} (do_shared_fault)",
+                self.address
+            );
+            ctx.violation(Violation::new(ViolationKind::Invariant, message));
+            return self.finish(VM_FAULT_SIGBUS);
+        }
+        let file = vma.file.expect("a file VMA");
+        self.file = Some((file, vma.linear_page_index(self.address)));
+        if self.write {
+            anon_vma_prepare(ctx, self.mm, self.address);
+            let folio = ctx.alloc_folio(0);
+            self.new_folio = Some(folio);
+            ctx.event("do_cow_fault", "folio_prealloc", |_| format!("folio {folio} for the private copy"));
+        }
+        self.stage = FaultStage::FileLookup;
+        Flow::Continue
+    }
+
+    fn file_index(&self) -> (FileId, u64) {
+        self.file.expect("a file fault")
+    }
+
+    /// mm/filemap.c: filemap_fault(): beyond i_size SIGBUS; filemap_get_folio(), or on a miss
+    /// do_sync_mmap_readahead() and "goto retry_find".
+    fn file_lookup(&mut self, ctx: &mut Ctx) -> Flow {
+        let (file, index) = self.file_index();
+        if index >= file_pages(ctx, file) {
+            let address = self.address;
+            ctx.event("filemap_fault", "i_size_read", |_| format!("{address:#x}: beyond the end of the file"));
+            return self.file_error(ctx, VM_FAULT_SIGBUS);
+        }
+        match filemap_get_folio(ctx, file, index) {
+            Lookup::Found(folio) => {
+                self.cache_folio = Some(folio);
+                ctx.event("filemap_fault", "filemap_get_folio", |k| {
+                    format!("index {index}: {}", k.folio(folio).dump(folio))
+                });
+                self.stage = FaultStage::FileLock;
+            }
+            Lookup::Missing => {
+                ctx.event("filemap_fault", "filemap_get_folio", |_| format!("index {index}: not cached"));
+                self.stage = FaultStage::FileReadahead;
+            }
+            Lookup::Frozen => {
+                ctx.event("filemap_get_entry", "folio_try_get", |_| format!("index {index}: refcount frozen, repeat"));
+            }
+        }
+        Flow::Continue
+    }
+
+    /// do_sync_mmap_readahead() → page_cache_ra_unbounded(): filemap_add_folio() of a new
+    /// locked folio; -EEXIST (another thread added one) goes back to the lookup.
+    fn file_readahead(&mut self, ctx: &mut Ctx) -> Flow {
+        let (file, index) = self.file_index();
+        match filemap_add_folio(ctx, file, index) {
+            Some(folio) => {
+                self.cache_folio = Some(folio);
+                ctx.event("page_cache_ra_unbounded", "filemap_add_folio", |k| k.folio(folio).dump(folio));
+                self.stage = FaultStage::FileReadDone;
+            }
+            None => {
+                ctx.event("filemap_add_folio", "-EEXIST", |_| format!("index {index}: cached meanwhile, retry"));
+                self.stage = FaultStage::FileLookup;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// read_pages() submits the read and drops readahead's reference; folio_end_read()
+    /// unlocks the uptodate folio; filemap_fault() "goto retry_find".
+    fn file_read_done(&mut self, ctx: &mut Ctx) -> Flow {
+        let (file, index) = self.file_index();
+        let folio = self.cache_folio.take().expect("added by readahead");
+        filemap_read_done(ctx, folio, file, index);
+        ctx.event("folio_end_read", "folio_mark_uptodate", |k| k.folio(folio).dump(folio));
+        self.stage = FaultStage::FileLookup;
+        Flow::Continue
+    }
+
+    /// lock_folio_maybe_drop_mmap(): folio_trylock(), else on a user fault's first try
+    /// maybe_unlock_mmap_for_io() drops mmap_lock before sleeping (VM_FAULT_RETRY follows);
+    /// then "Did it get truncated?" (reclaim removed it: folio->mapping changed) and, for
+    /// do_cow_fault(), the copy.
+    fn file_lock(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.cache_folio.expect("looked up");
+        if !self.folio_trylock_or_drop_mmap(ctx, folio, "maybe_unlock_mmap_for_io", FaultStage::FileRetryWait) {
+            return Flow::Continue;
+        }
+        let (file, index) = self.file_index();
+        if ctx.mapping_load(folio) != (Mapping::File(file), index) {
+            ctx.flag_store(folio, PageFlag::Locked, false);
+            folio_put(ctx, self.cache_folio.take().expect("looked up"));
+            ctx.event("filemap_fault", "folio->mapping != mapping", |_| {
+                format!("folio {folio} left the page cache, retry_find")
+            });
+            self.stage = FaultStage::FileLookup;
+            return Flow::Continue;
+        }
+        if !ctx.flag_test(folio, PageFlag::Uptodate) {
+            // page_not_uptodate: only a failed read leaves a cached folio so; reads never fail here.
+            let message = format!("not modelled: folio {folio} not uptodate in filemap_fault (page_not_uptodate)");
+            ctx.violation(Violation::new(ViolationKind::Invariant, message));
+        }
+        ctx.event("filemap_fault", "lock_folio_maybe_drop_mmap", |_| format!("folio {folio}"));
+        if let Some(copy) = self.new_folio {
+            // do_cow_fault(): copy_mc_user_highpage(), __folio_mark_uptodate().
+            let data = ctx.data_load(folio, 0);
+            ctx.data_store(copy, 0, data);
+            ctx.flag_store(copy, PageFlag::Uptodate, true);
+            ctx.event("do_cow_fault", "copy_mc_user_highpage", |_| format!("folio {copy} copied from folio {folio}"));
+        }
+        self.stage = FaultStage::FileSetPte;
+        Flow::Continue
+    }
+
+    /// __folio_lock_killable() returned with mmap_lock dropped: "if (fpin) { folio_unlock();
+    /// goto out_retry; }" drops the folio and the fault is retried with FAULT_FLAG_TRIED.
+    fn file_retry(&mut self, ctx: &mut Ctx) -> Flow {
+        if let Some(copy) = self.new_folio.take() {
+            folio_put(ctx, copy);
+        }
+        let folio = self.cache_folio.take().expect("looked up");
+        self.retry(ctx, folio)
+    }
+
+    /// An error before the folio is locked: do_cow_fault() frees its preallocated folio.
+    fn file_error(&mut self, ctx: &mut Ctx, result: i64) -> Flow {
+        if let Some(copy) = self.new_folio.take() {
+            folio_put(ctx, copy);
+        }
+        self.finish(result)
+    }
+
+    /// finish_fault() → set_pte_range() under the PTE lock ("vmf_pte_changed()": someone
+    /// mapped it first, VM_FAULT_NOPAGE), then do_read_fault()'s folio_unlock() (its
+    /// reference is now the PTE's) or do_cow_fault()'s folio_unlock() and folio_put() (the
+    /// copy is mapped instead).
+    fn file_set_pte(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, vpn, address) = (self.mm, self.vpn(), self.address);
+        let folio = self.cache_folio.take().expect("locked");
+        ctx.ptl_lock(mm, vpn);
+        if !ctx.pte_load(mm, vpn).is_none() {
+            ctx.ptl_unlock(mm, vpn);
+            ctx.flag_store(folio, PageFlag::Locked, false);
+            folio_put(ctx, folio);
+            ctx.event("finish_fault", "vmf_pte_changed", |_| format!("{address:#x} mapped meanwhile: VM_FAULT_NOPAGE"));
+            return self.file_error(ctx, 0);
+        }
+        let mapped = match self.new_folio.take() {
+            Some(copy) => {
+                ctx.rss_add(mm, true, 1);
+                folio_add_new_anon_rmap(ctx, copy, mm, address);
+                folio_add_lru(ctx, copy);
+                let entry =
+                    PresentPte { pfn: folio_pfn(copy, 0), write: true, dirty: true, young: true, special: false };
+                ctx.pte_store(mm, vpn, Pte::Present(entry));
+                copy
+            }
+            None => {
+                ctx.rss_add(mm, false, 1);
+                folio_add_file_rmap_pte(ctx, folio, 0);
+                let entry =
+                    PresentPte { pfn: folio_pfn(folio, 0), write: false, dirty: false, young: true, special: false };
+                ctx.pte_store(mm, vpn, Pte::Present(entry));
+                folio
+            }
         };
-        let message = format!("not modelled: a page fault in a file mapping at {:#x} ({function})", self.address);
-        ctx.violation(Violation::new(ViolationKind::Invariant, message));
-        self.finish(VM_FAULT_SIGBUS)
+        ctx.ptl_unlock(mm, vpn);
+        ctx.flag_store(folio, PageFlag::Locked, false);
+        if mapped != folio {
+            folio_put(ctx, folio);
+        }
+        ctx.event("finish_fault", "set_pte_range", |k| format!("{address:#x} -> {}", k.folio(mapped).dump(mapped)));
+        self.finish(0)
     }
 
     /// mm/memory.c: do_anonymous_page(), read fault: map the zero page, special and read-only.
@@ -437,6 +626,12 @@ impl Fault {
         // pfn_mkwrite handler; the modelled drivers install writable PTEs there instead).
         if folio.is_none() && vma.flags & vm_flags::VM_SHARED != 0 {
             ctx.ptl_unlock(mm, vpn);
+            return self.finish(VM_FAULT_SIGBUS);
+        }
+        if vma.file.is_some() && vma.flags & vm_flags::VM_SHARED != 0 {
+            ctx.ptl_unlock(mm, vpn);
+            let message = format!("not modelled: a write to a shared file mapping at {address:#x} (wp_page_shared)");
+            ctx.violation(Violation::new(ViolationKind::Invariant, message));
             return self.finish(VM_FAULT_SIGBUS);
         }
         // mm/memory.c: wp_can_reuse_anon_folio() / PageAnonExclusive: reuse in place.
@@ -561,6 +756,26 @@ impl Fault {
         Flow::Continue
     }
 
+    /// folio_trylock(); when it fails (only on a first try: otherwise the step waited for the
+    /// folio to be unlocked) `function` drops mmap_lock and the fault goes to `wait`, to sleep
+    /// on the folio and retry.
+    fn folio_trylock_or_drop_mmap(
+        &mut self,
+        ctx: &mut Ctx,
+        folio: FolioId,
+        function: &'static str,
+        wait: FaultStage,
+    ) -> bool {
+        if !ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+            return true;
+        }
+        assert!(self.allow_retry_first(), "a blocking folio_lock() waits until the folio is unlocked");
+        ctx.mmap_read_unlock(self.mm);
+        ctx.event(function, "mmap_read_unlock", |_| format!("folio {folio} locked: wait, retry"));
+        self.stage = wait;
+        false
+    }
+
     /// Whether folio_lock_or_retry() may drop mmap_lock and retry: a user fault
     /// (FAULT_FLAG_ALLOW_RETRY) on its first try. GUP's faults here hold mmap_lock throughout
     /// (FOLL_UNLOCKABLE's retry is not modelled) and lock the folio as __folio_lock() does.
@@ -574,11 +789,7 @@ impl Fault {
     /// and return VM_FAULT_RETRY; on a retried one, sleep for the lock with mmap_lock held.
     fn swap_lock(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.swap_folio.expect("looked up");
-        if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
-            assert!(self.allow_retry_first(), "a blocking folio_lock() waits until the folio is unlocked");
-            ctx.mmap_read_unlock(self.mm);
-            ctx.event("__folio_lock_or_retry", "mmap_read_unlock", |_| format!("folio {folio} locked: wait, retry"));
-            self.stage = FaultStage::SwapRetryWait;
+        if !self.folio_trylock_or_drop_mmap(ctx, folio, "__folio_lock_or_retry", FaultStage::SwapRetryWait) {
             return Flow::Continue;
         }
         // "folio_test_swapcache(folio) && page_swap_entry(page).val == entry.val".
@@ -600,6 +811,11 @@ impl Fault {
     /// arch/x86/mm/fault.c: do_user_addr_fault() retries the fault with FAULT_FLAG_TRIED.
     fn swap_retry(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.swap_folio.take().expect("looked up");
+        self.retry(ctx, folio)
+    }
+
+    /// VM_FAULT_RETRY after waiting for `folio` without mmap_lock: drop it and start over.
+    fn retry(&mut self, ctx: &mut Ctx, folio: FolioId) -> Flow {
         folio_put(ctx, folio);
         let address = self.address;
         ctx.event("do_user_addr_fault", "VM_FAULT_RETRY", |_| format!("{address:#x}: folio {folio} unlocked, retry"));
@@ -888,6 +1104,12 @@ impl KernelFunction for Fault {
                 });
                 self.finish(0)
             }
+            FaultStage::FileLookup => self.file_lookup(ctx),
+            FaultStage::FileReadahead => self.file_readahead(ctx),
+            FaultStage::FileReadDone => self.file_read_done(ctx),
+            FaultStage::FileLock => self.file_lock(ctx),
+            FaultStage::FileRetryWait => self.file_retry(ctx),
+            FaultStage::FileSetPte => self.file_set_pte(ctx),
             FaultStage::Unlock => {
                 ctx.mmap_read_unlock(self.mm);
                 ctx.event("handle_mm_fault", "mmap_read_unlock", |_| String::new());
@@ -907,7 +1129,9 @@ impl KernelFunction for Fault {
             FaultStage::SwapLock | FaultStage::SwapRetryWait | FaultStage::MigrationWait => {
                 Wait::FolioLock(self.swap_folio.expect("looked up"))
             }
-            FaultStage::SwapMap | FaultStage::HugeSetPmd => Wait::PteLock(self.mm, vpn),
+            FaultStage::SwapMap | FaultStage::HugeSetPmd | FaultStage::FileSetPte => Wait::PteLock(self.mm, vpn),
+            FaultStage::FileLock if self.allow_retry_first() => Wait::Nothing,
+            FaultStage::FileLock | FaultStage::FileRetryWait => Wait::FolioLock(self.cache_folio.expect("looked up")),
             FaultStage::HugeWp | FaultStage::HugeWpRelock | FaultStage::HugeWpFallback => {
                 Wait::PteLock(self.mm, self.huge_start() >> PAGE_SHIFT)
             }

@@ -1,5 +1,6 @@
 //! mm/: one file per kernel file, functions named as the kernel names them.
 
+pub mod filemap;
 pub mod gup;
 pub mod huge_memory;
 pub mod madvise;

@@ -155,16 +155,52 @@ fn anon_vma_read_wait(k: &crate::state::Kernel, folio: FolioId) -> Wait {
 fn rmap_walk_anon_targets(ctx: &mut Ctx, anon_vma: AnonVmaId, index: u64, nr: usize) -> Vec<RmapTarget> {
     let mut targets = Vec::new();
     for mm in ctx.anon_vma_mms(anon_vma) {
-        let vmas = ctx.vmas(mm);
-        for vma in vmas.iter().filter(|v| v.anon_vma == Some(anon_vma)) {
-            for page in 0..nr {
-                if let Some(address) = vma.address_of_index(index + page as u64) {
-                    targets.push((mm, address, page));
-                }
+        vma_targets(ctx, mm, |v| v.anon_vma == Some(anon_vma), index, nr, &mut targets);
+    }
+    targets
+}
+
+/// mm/internal.h: vma_address() of each of the folio's `nr` pages in every VMA of `mm` that
+/// `walked` selects.
+fn vma_targets(
+    ctx: &mut Ctx,
+    mm: MmId,
+    walked: impl Fn(&Vma) -> bool,
+    index: u64,
+    nr: usize,
+    targets: &mut Vec<RmapTarget>,
+) {
+    for vma in ctx.vmas(mm).iter().filter(|v| walked(v)) {
+        for page in 0..nr {
+            if let Some(address) = vma.address_of_index(index + page as u64) {
+                targets.push((mm, address, page));
             }
         }
     }
+}
+
+/// mm/rmap.c: rmap_walk_file() over `mapping->i_mmap`: every VMA of the file covering the
+/// folio's index, in any mm. The walk reads the VMAs without i_mmap_rwsem (not modelled): they
+/// change only under mmap_lock held for writing, and every visit re-checks the PTE under its
+/// lock.
+fn rmap_walk_file_targets(ctx: &mut Ctx, file: u32, index: u64, nr: usize) -> Vec<RmapTarget> {
+    let mut targets = Vec::new();
+    for mm in 0..ctx.k.mms.len() as MmId {
+        vma_targets(ctx, mm, |v| v.file == Some(file), index, nr, &mut targets);
+    }
     targets
+}
+
+/// The mappings of a page cache folio to walk, if it is one and still mapped.
+fn file_rmap_targets(ctx: &mut Ctx, folio: FolioId) -> Option<Vec<RmapTarget>> {
+    let (Mapping::File(file), index) = ctx.mapping_load(folio) else {
+        return None;
+    };
+    if ctx.mapcount_load(folio) == 0 {
+        return Some(Vec::new());
+    }
+    let nr = ctx.k.folio(folio).nr_pages();
+    Some(rmap_walk_file_targets(ctx, file, index, nr))
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -233,9 +269,17 @@ impl TryToUnmap {
         Flow::Continue
     }
 
-    /// mm/rmap.c: folio_lock_anon_vma_read().
+    /// mm/rmap.c: folio_lock_anon_vma_read(), or rmap_walk_file()'s VMAs for a page cache
+    /// folio.
     fn lock_anon_vma(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio;
+        if let Some(targets) = file_rmap_targets(ctx, folio) {
+            self.targets = targets;
+            let count = self.targets.len();
+            ctx.event("try_to_unmap", "rmap_walk_file", |_| format!("folio {folio}: {count} mapping(s) to walk"));
+            self.stage = if self.targets.is_empty() { UnmapStage::UnlockAnonVma } else { UnmapStage::WalkLock };
+            return Flow::Continue;
+        }
         let AnonVmaLocked::Walk(anon_vma, targets) = folio_lock_anon_vma_read(ctx, folio, false) else {
             ctx.event("try_to_unmap", "rmap_walk", |_| format!("folio {folio}: no anon_vma or not mapped"));
             return Flow::Return(1);
@@ -295,8 +339,14 @@ impl TryToUnmap {
     }
 
     /// The anonymous branch: lazyfree (MADV_FREE) folios are checked, others would be swapped.
+    /// A file folio's mapping just goes: "dec_mm_counter(mm, mm_counter_file(folio))".
     fn after_clear(&mut self, ctx: &mut Ctx) -> UnmapStage {
         let folio = self.folio;
+        if !ctx.flag_test(folio, PageFlag::Anon) {
+            let (mm, _) = self.current();
+            ctx.rss_add(mm, false, -1);
+            return UnmapStage::RemoveRmap;
+        }
         let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
         let swapcache = ctx.flag_test(folio, PageFlag::Swapcache);
         if ctx.warn_on_folio(
@@ -483,8 +533,10 @@ impl KernelFunction for TryToUnmap {
             UnmapStage::UnlockAnonVma => {
                 if let Some(anon_vma) = self.anon_vma {
                     ctx.anon_vma_unlock_read(anon_vma);
+                    ctx.event("try_to_unmap", "anon_vma_unlock_read", |_| String::new());
+                } else {
+                    ctx.event("try_to_unmap", "rmap_walk_file done", |_| String::new());
                 }
-                ctx.event("try_to_unmap", "anon_vma_unlock_read", |_| String::new());
                 Flow::Return(i64::from(self.ret))
             }
         }
@@ -537,6 +589,15 @@ impl FolioReferenced {
     }
 }
 
+impl FolioReferenced {
+    fn walk(&mut self, targets: Vec<RmapTarget>) -> Flow {
+        self.targets = targets;
+        self.stage =
+            if self.targets.is_empty() { ReferencedStage::UnlockAnonVma } else { ReferencedStage::ReferencedOne };
+        Flow::Continue
+    }
+}
+
 impl KernelFunction for FolioReferenced {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         let folio = self.folio;
@@ -545,6 +606,10 @@ impl KernelFunction for FolioReferenced {
                 // "if (!pra.mapcount) return 0;"
                 if ctx.mapcount_load(folio) == 0 {
                     return Flow::Return(0);
+                }
+                if let Some(targets) = file_rmap_targets(ctx, folio) {
+                    ctx.event("folio_referenced", "rmap_walk_file", |_| format!("folio {folio}"));
+                    return self.walk(targets);
                 }
                 // "rwc.try_lock = true": a contended anon_vma makes folio_referenced() return -1
                 // ("rmap lock contention: rotate").
@@ -557,14 +622,8 @@ impl KernelFunction for FolioReferenced {
                     }
                 };
                 self.anon_vma = Some(anon_vma);
-                self.targets = targets;
                 ctx.event("folio_referenced", "anon_vma_lock_read", |_| format!("folio {folio}"));
-                self.stage = if self.targets.is_empty() {
-                    ReferencedStage::UnlockAnonVma
-                } else {
-                    ReferencedStage::ReferencedOne
-                };
-                Flow::Continue
+                self.walk(targets)
             }
             ReferencedStage::ReferencedOne => {
                 let (mm, address, page) = self.targets[self.target];

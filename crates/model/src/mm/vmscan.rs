@@ -4,9 +4,10 @@
 //! Modelled: the anonymous and lazyfree paths (references, add_to_swap() onto the swap device
 //! or activation without one, try_to_unmap, pageout() to swap with asynchronous writeback, the
 //! lazyfree refcount freeze, __remove_mapping() from the swap cache, the folio_maybe_dma_pinned()
-//! checks, activate_locked's folio_free_swap() when the swap is more than half full). Not
-//! modelled: the page cache, dirty throttling, mlock (activate_locked's folio_free_swap() of
-//! an mlocked folio).
+//! checks, activate_locked's folio_free_swap() when the swap is more than half full), and
+//! clean page cache folios (try_to_unmap through the file's mappings, __remove_mapping()).
+//! Not modelled: writeback of dirty page cache folios, dirty throttling, mlock
+//! (activate_locked's folio_free_swap() of an mlocked folio).
 //!
 //! Swap writeback completes after the pass: the reclaiming thread runs end_swap_bio_write()
 //! for each written folio once the list is back on the LRU (the interrupt that completes the
@@ -361,8 +362,8 @@ impl ShrinkFolioList {
         self.goto(ShrinkStage::Keep)
     }
 
-    /// mm/vmscan.c: __remove_mapping() of a clean swap cache folio, under xa_lock_irq(i_pages):
-    /// only the isolation and swap cache references may be left.
+    /// mm/vmscan.c: __remove_mapping() of a clean swap cache or page cache folio, under
+    /// xa_lock_irq(i_pages): only the isolation and the cache's references may be left.
     fn remove_mapping(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio();
         let nr = ctx.k.folio(folio).nr_pages() as u32;
@@ -379,6 +380,13 @@ impl ShrinkFolioList {
                 format!("folio {folio}: refcount {} != {expected}, keep", k.folio(folio).refcount)
             });
             return self.goto(ShrinkStage::KeepLocked);
+        }
+        if let (crate::folio::Mapping::File(file), index) = ctx.mapping_load(folio) {
+            crate::mm::filemap::__filemap_remove_folio(ctx, folio, file, index);
+            ctx.event("__remove_mapping", "__filemap_remove_folio", |_| {
+                format!("folio {folio} out of the page cache (index {index})")
+            });
+            return self.goto(ShrinkStage::FreeIt);
         }
         let offset = ctx.folio_swap_load(folio).expect("a swap cache folio");
         __delete_from_swap_cache(ctx, folio, offset);
@@ -398,8 +406,11 @@ impl ShrinkFolioList {
         if anon && swapbacked && ctx.flag_test(folio, PageFlag::Swapcache) {
             return self.goto(ShrinkStage::RemoveMapping);
         }
+        if !anon && matches!(ctx.mapping_load(folio).0, crate::folio::Mapping::File(_)) {
+            return self.goto(ShrinkStage::RemoveMapping);
+        }
         if !anon || swapbacked {
-            // "else if (!mapping || !__remove_mapping(...))": no page cache modelled.
+            // "else if (!mapping || !__remove_mapping(...))": no mapping to remove from.
             ctx.event("shrink_folio_list", "folio_mapping", |_| {
                 format!("folio {folio}: no mapping to remove from, keep")
             });

@@ -1,0 +1,57 @@
+//! The page cache under reclaim, each path found by searching every interleaving of the
+//! built-in `file-fault-reclaim` (two faults on a cached page of a private file mapping, a
+//! copy-on-write fault on another, kswapd reclaiming the page cache) or `conform-file-pageout`.
+
+mod common;
+
+use common::{events, system};
+use mmcheck_model::System;
+
+fn file_fault_reclaim() -> System {
+    let source = mmcheck_scenario::builtin("file-fault-reclaim").expect("file-fault-reclaim is built in");
+    system(source, &[])
+}
+
+/// Asserts that some reachable step under `label` has a detail ending in `ending`.
+fn reaches(system: &System, label: &str, ending: &str) {
+    let details = events(system, label);
+    assert!(details.iter().any(|d| d.ends_with(ending)), "no {label} ending in {ending:?}: {details:?}");
+}
+
+#[test]
+fn reclaim_takes_unmapped_clean_folios_out_of_the_page_cache() {
+    let system = file_fault_reclaim();
+    reaches(&system, "__filemap_remove_folio", "out of the page cache (index 0)");
+    reaches(&system, "__filemap_remove_folio", "out of the page cache (index 1)");
+    // A fault's reference (filemap_get_folio()) keeps the folio: the freeze fails.
+    reaches(&system, "folio_ref_freeze", "refcount 3 != 2, keep");
+}
+
+#[test]
+fn pageout_unmaps_a_page_cache_folio_through_the_file_mappings() {
+    let source = mmcheck_scenario::builtin("conform-file-pageout").expect("conform-file-pageout is built in");
+    let system = system(source, &[]);
+    reaches(&system, "rmap_walk_file", "1 mapping(s) to walk");
+    reaches(&system, "__filemap_remove_folio", "out of the page cache (index 1)");
+}
+
+#[test]
+fn racing_faults_add_one_folio_and_map_it_once() {
+    let system = file_fault_reclaim();
+    // filemap_add_folio() fails with -EEXIST for the second thread to read the page in.
+    reaches(&system, "-EEXIST", "cached meanwhile, retry");
+    // finish_fault(): the second to take the PTE lock finds the PTE mapped.
+    reaches(&system, "vmf_pte_changed", "mapped meanwhile: VM_FAULT_NOPAGE");
+}
+
+#[test]
+fn a_user_fault_on_a_folio_reclaim_holds_drops_mmap_lock_and_retries() {
+    let system = file_fault_reclaim();
+    reaches(&system, "mmap_read_unlock", "locked: wait, retry");
+    reaches(&system, "VM_FAULT_RETRY", "unlocked, retry");
+}
+
+#[test]
+fn a_write_fault_copies_the_cached_page() {
+    reaches(&file_fault_reclaim(), "copy_mc_user_highpage", "copied from folio 2");
+}
