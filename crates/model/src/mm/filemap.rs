@@ -4,7 +4,9 @@
 //!
 //! Modelled: clean, order-0 page cache folios of a read-only file (faults and reclaim). Not
 //! modelled: writes to the page cache (buffered writes, shared writable mappings, writeback),
-//! large folios, readahead beyond the faulting page, truncation, and the i_mmap tree's lock.
+//! large folios, readahead beyond the faulting page, fault-around (do_read_fault()'s
+//! do_fault_around() → filemap_map_pages(): a read fault maps only its own page here),
+//! truncation, and the i_mmap tree's lock.
 
 use crate::access::{Ctx, Ordering};
 use crate::folio::{FolioId, Mapping, PageFlag};
