@@ -411,9 +411,9 @@ impl Host<'_> {
                     0
                 }
             }
-            Instruction::Pread { file, buffer, length, offset, .. } => {
+            Instruction::Pread { file, buffer, length, offset, direct, .. } => {
                 let buffer = self.value(thread, *buffer) as u64;
-                self.pread(*file as usize, buffer, *length, *offset)?
+                self.pread(*file as usize, buffer, *length, *offset, *direct)?
             }
             Instruction::MovePagesStatus { address, .. } => {
                 let address = self.value(thread, *address) as u64;
@@ -669,15 +669,16 @@ impl Host<'_> {
         }
     }
 
-    fn pread(&mut self, file: usize, buffer: u64, length: u64, offset: u64) -> Result<i64, String> {
+    fn pread(&mut self, file: usize, buffer: u64, length: u64, offset: u64, direct: bool) -> Result<i64, String> {
         let path = &self.files[file];
         let handle = std::fs::OpenOptions::new()
             .read(true)
-            .custom_flags(libc::O_DIRECT)
+            .custom_flags(if direct { libc::O_DIRECT } else { 0 })
             .open(path)
-            .map_err(|e| format!("{}: O_DIRECT open: {e}", path.display()))?;
-        // The kernel checks the buffer (GUP with FOLL_WRITE): an unmapped or read-only one is
-        // EFAULT, never a signal, so the raw syscall is safe on any address.
+            .map_err(|e| format!("{}: open{}: {e}", path.display(), if direct { " O_DIRECT" } else { "" }))?;
+        // The kernel checks the buffer (GUP with FOLL_WRITE, or copy_to_user()'s fixup): an
+        // unmapped or read-only one is EFAULT, never a signal, so the raw syscall is safe on
+        // any address.
         // SAFETY: pread(2) writes only through the kernel's own user-copy/GUP checks.
         let n = unsafe { libc::pread(handle.as_raw_fd(), buffer as *mut libc::c_void, length as usize, offset as i64) };
         Ok(if n < 0 { errno() } else { n as i64 })

@@ -127,6 +127,20 @@ impl PageData {
         }
     }
 
+    /// The bytes of `[start, start + len)` as runs: (offset from `start`, length, byte).
+    pub fn runs_in(&self, start: usize, len: usize) -> Vec<(usize, usize, u8)> {
+        let runs = self.runs();
+        let mut out = Vec::new();
+        for (index, &(run_start, byte)) in runs.iter().enumerate() {
+            let run_end = runs.get(index + 1).map_or(PAGE_SIZE as usize, |r| usize::from(r.0));
+            let (from, to) = (usize::from(run_start).max(start), run_end.min(start + len));
+            if from < to {
+                out.push((from - start, to - from, byte));
+            }
+        }
+        out
+    }
+
     /// Writes `byte` over `[start, start + len)` (within the page).
     pub fn fill(&mut self, start: usize, len: usize, byte: u8) {
         if start == 0 && len == PAGE_SIZE as usize {

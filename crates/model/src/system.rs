@@ -140,8 +140,11 @@ impl System {
             Instruction::Madvise { address, length, advice, .. } => {
                 Frame::Madvise(Madvise::new(mm, Self::value(t, *address) as u64, *length, *advice))
             }
-            Instruction::Pread { file, buffer, length, offset, .. } => Frame::DirectIo(
+            Instruction::Pread { file, buffer, length, offset, direct: true, .. } => Frame::DirectIo(
                 crate::block::fops::DirectIo::new(mm, *file, Self::value(t, *buffer) as u64, *length, *offset),
+            ),
+            Instruction::Pread { file, buffer, length, offset, direct: false, .. } => Frame::FilemapRead(
+                crate::mm::filemap::FilemapRead::new(mm, *file, Self::value(t, *buffer) as u64, *length, *offset),
             ),
             Instruction::MovePagesStatus { address, .. } => {
                 Frame::PagesStat(crate::mm::migrate::PagesStat::new(mm, Self::value(t, *address) as u64))

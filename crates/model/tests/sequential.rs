@@ -1142,6 +1142,48 @@ fn a_write_fault_in_a_private_file_mapping_maps_an_anonymous_copy() {
 }
 
 #[test]
+fn a_buffered_read_copies_from_the_page_cache_and_leaves_the_page_cached() {
+    let buffered = |dst, buffer, length, offset| Instruction::Pread {
+        dst: Some(dst),
+        file: 0,
+        buffer,
+        length,
+        offset,
+        direct: false,
+    };
+    let program = vec![
+        mmap(0, 2 * PAGE),
+        buffered(1, at(0, 512), PAGE, 0),
+        load(at(0, 512), PAGE, 0x5a),
+        load(at(0, 0), 512, 0),
+        buffered(2, at(0, 0), 2 * PAGE, 0),
+        buffered(3, at(0, 0), PAGE, PAGE),
+    ];
+    let r = Spec::new().file(vec![PageData::Fill(0x5a)]).process(program).run();
+    r.ok();
+    // A whole page, then short at the end of the file, then nothing past it.
+    assert_eq!((r.register(0, 1), r.register(0, 2), r.register(0, 3)), (PAGE as i64, PAGE as i64, 0));
+    let cached = r.k.files[0].cache[0].expect("the page stays cached");
+    let f = r.folio(cached);
+    assert_eq!((f.refcount, f.mapcount()), (1, 0), "{}", f.dump(cached));
+    assert_eq!(f.flags, flags(&[PageFlag::Uptodate, PageFlag::Lru]), "{}", f.dump(cached));
+    // The buffer's two pages were faulted in by copy_to_user() as anonymous memory.
+    assert_eq!(r.k.mms[0].rss_anon, 2);
+    assert!(r.has_event("copy_folio_to_iter", "copy_to_user"));
+}
+
+#[test]
+fn a_buffered_read_into_memory_that_cannot_be_written_is_efault() {
+    let program = vec![
+        mmap_read_only(0, PAGE),
+        Instruction::Pread { dst: Some(1), file: 0, buffer: at(0, 0), length: PAGE, offset: 0, direct: false },
+    ];
+    let r = Spec::new().file(vec![PageData::Fill(0x5a)]).process(program).run();
+    r.ok();
+    assert_eq!(r.register(0, 1), -errno::EFAULT);
+}
+
+#[test]
 fn a_fault_beyond_the_end_of_the_file_is_sigbus() {
     let program = vec![mmap_file(0, 2 * PAGE, map::MAP_PRIVATE, 0), load(at(0, PAGE as i64), 8, 0)];
     let r = Spec::new().file(vec![PageData::Fill(0x5a)]).process(program).run();

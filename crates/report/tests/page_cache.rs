@@ -55,3 +55,16 @@ fn a_user_fault_on_a_folio_reclaim_holds_drops_mmap_lock_and_retries() {
 fn a_write_fault_copies_the_cached_page() {
     reaches(&file_fault_reclaim(), "copy_mc_user_highpage", "copied from folio 2");
 }
+
+#[test]
+fn a_buffered_read_waits_for_a_folio_being_read_in_and_races_reclaim() {
+    let source = mmcheck_scenario::builtin("buffered-read-reclaim").expect("buffered-read-reclaim is built in");
+    let system = system(source, &[]);
+    // filemap_update_page(): the fault's readahead added the folio, not yet uptodate.
+    reaches(&system, "folio_put_wait_locked", "AOP_TRUNCATED_PAGE");
+    // The fault finds the read's folio instead, or adds its own first.
+    reaches(&system, "-EEXIST", "cached meanwhile, retry");
+    reaches(&system, "__filemap_remove_folio", "out of the page cache (index 0)");
+    // copy_to_user() into the buffer's own folio (written before, so no fault).
+    reaches(&system, "copy_to_user", "-> 0x7f0000000000 (folio 1)");
+}

@@ -1089,7 +1089,7 @@ impl Builder<'_> {
             "pread" => {
                 self.require_process(mm, call)?;
                 let [file, buffer, length, offset, mode] =
-                    self.arguments::<5>(call, "pread(file, buffer, length, offset, direct)")?;
+                    self.arguments::<5>(call, "pread(file, buffer, length, offset, direct|buffered)")?;
                 let (file_name, file_span) = self.name_argument(file, "a file declared with `file`")?;
                 let Some(&file) = self.files.get(file_name) else {
                     return Err(diagnostic(format!("unknown file `{file_name}`"), file_span));
@@ -1097,11 +1097,13 @@ impl Builder<'_> {
                 let buffer = evaluate(buffer, self.parameters, variables)?;
                 let length = self.length(length, variables)?;
                 let offset = evaluate_constant_in(offset, self.parameters, variables)?;
-                let (mode_name, mode_span) = self.name_argument(mode, "`direct`")?;
-                if mode_name != "direct" {
-                    return Err(diagnostic("not modelled yet: buffered reads (use `direct`)", mode_span));
-                }
-                Instruction::Pread { dst: define(variables), file, buffer, length, offset: offset as u64, direct: true }
+                let (mode_name, mode_span) = self.name_argument(mode, "`direct` or `buffered`")?;
+                let direct = match mode_name {
+                    "direct" => true,
+                    "buffered" => false,
+                    _ => return Err(diagnostic("expected `direct` (O_DIRECT) or `buffered`", mode_span)),
+                };
+                Instruction::Pread { dst: define(variables), file, buffer, length, offset: offset as u64, direct }
             }
             "userfaultfd" => {
                 self.require_process(mm, call)?;

@@ -250,17 +250,17 @@ fn shared_mappings_are_not_modelled() {
 }
 
 #[test]
-fn buffered_reads_are_not_modelled() {
+fn a_read_mode_other_than_direct_or_buffered_is_an_error() {
     let source = concat!(
         "scenario t\n",
         "file disk size 4K fill 1\n",
         "process p {\n",
         "  buf = mmap(4K, read|write, private|anonymous)\n",
-        "  n = pread(disk, buf, 4K, 0, buffered)\n",
+        "  n = pread(disk, buf, 4K, 0, cached)\n",
         "}\n",
     );
-    let d = assert_error(source, "not modelled yet: buffered reads", 5, 31);
-    assert_eq!(spanned(source, &d), "buffered");
+    let d = assert_error(source, "expected `direct` (O_DIRECT) or `buffered`", 5, 31);
+    assert_eq!(spanned(source, &d), "cached");
 }
 
 #[test]

@@ -1,17 +1,23 @@
 //! mm/filemap.c: the page cache of the scenario's files: lookup (filemap_get_entry()), a new
-//! folio added and read for a fault (page_cache_ra_unbounded() → filemap_add_folio(), then
-//! read_pages() and the read's completion), and removal (__filemap_remove_folio()).
+//! folio added and read for a fault or a read (page_cache_ra_unbounded() → filemap_add_folio(),
+//! then read_pages() and the read's completion), removal (__filemap_remove_folio()), and the
+//! buffered read, filemap_read().
 //!
 //! Modelled: clean, order-0 page cache folios of a read-only file (faults and reclaim). Not
 //! modelled: writes to the page cache (buffered writes, shared writable mappings, writeback),
+//! a buffered read's batch lookup of several folios (one page per lookup here),
 //! large folios, readahead beyond the faulting page, fault-around (do_read_fault()'s
 //! do_fault_around() → filemap_map_pages(): a read fault maps only its own page here),
 //! truncation, and the i_mmap tree's lock.
 
 use crate::access::{Ctx, Ordering};
-use crate::folio::{FolioId, Mapping, PageFlag};
+use crate::folio::{pfn_folio, pfn_page, FolioId, Mapping, PageFlag, PAGE_SHIFT, PAGE_SIZE};
+use crate::mm::memory::{Fault, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV};
 use crate::mm::swap::{folio_add_lru, folio_put};
-use crate::state::FileId;
+use crate::pgtable::{PresentPte, Pte};
+use crate::state::{vm_flags, FileId, Kernel, MmId};
+use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
+use serde::{Deserialize, Serialize};
 
 /// What filemap_get_entry() found in a page cache slot.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -73,4 +79,162 @@ pub fn filemap_read_done(ctx: &mut Ctx, folio: FolioId, file: FileId, index: u64
 pub fn __filemap_remove_folio(ctx: &mut Ctx, folio: FolioId, file: FileId, index: u64) {
     ctx.page_cache_store(file, index, None);
     ctx.mapping_store(folio, Mapping::None, index);
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum ReadStage {
+    /// filemap_get_pages(): look the page up (or read it in).
+    Lookup,
+    /// The read of a folio readahead added completes.
+    ReadDone,
+    /// filemap_update_page(): the folio is not uptodate: sleep until it is unlocked
+    /// (folio_put_wait_locked()), then look it up again (AOP_TRUNCATED_PAGE).
+    WaitLocked,
+    /// copy_folio_to_iter(): copy_to_user(), one user page per step.
+    Copy,
+}
+
+/// mm/filemap.c: filemap_read() of a buffered pread(): for each page of the range,
+/// filemap_get_pages() (filemap_get_read_batch(), page_cache_sync_readahead(),
+/// filemap_update_page()) and copy_folio_to_iter(), whose copy_to_user() may fault; then
+/// folio_put(). Returns the bytes copied (-EFAULT if none could be).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FilemapRead {
+    pub mm: MmId,
+    pub file: FileId,
+    pub buffer: u64,
+    pub length: u64,
+    pub offset: u64,
+    /// Bytes copied so far.
+    pub done: u64,
+    pub stage: ReadStage,
+    /// The page cache folio being copied from (referenced), or read in.
+    pub folio: Option<FolioId>,
+}
+
+impl FilemapRead {
+    pub fn new(mm: MmId, file: FileId, buffer: u64, length: u64, offset: u64) -> Self {
+        FilemapRead { mm, file, buffer, length, offset, done: 0, stage: ReadStage::Lookup, folio: None }
+    }
+
+    fn index(&self) -> u64 {
+        (self.offset + self.done) >> PAGE_SHIFT
+    }
+
+    /// filemap_get_pages(): "if (unlikely(iocb->ki_pos >= i_size_read(inode)))" the read
+    /// ends; otherwise the page's folio, referenced and uptodate.
+    fn lookup(&mut self, ctx: &mut Ctx) -> Flow {
+        let end = file_pages(ctx, self.file) * PAGE_SIZE;
+        self.length = self.length.min(end.saturating_sub(self.offset));
+        if self.done == self.length {
+            return Flow::Return(self.done as i64);
+        }
+        let (file, index) = (self.file, self.index());
+        match filemap_get_folio(ctx, file, index) {
+            Lookup::Found(folio) if ctx.flag_test(folio, PageFlag::Uptodate) => {
+                self.folio = Some(folio);
+                ctx.event("filemap_get_pages", "filemap_get_read_batch", |_| format!("index {index}: folio {folio}"));
+                self.stage = ReadStage::Copy;
+            }
+            Lookup::Found(folio) => {
+                self.folio = Some(folio);
+                ctx.event("filemap_update_page", "folio_trylock", |_| format!("folio {folio} not uptodate: wait"));
+                self.stage = ReadStage::WaitLocked;
+            }
+            Lookup::Missing => match filemap_add_folio(ctx, file, index) {
+                Some(folio) => {
+                    self.folio = Some(folio);
+                    ctx.event("page_cache_sync_readahead", "filemap_add_folio", |k| k.folio(folio).dump(folio));
+                    self.stage = ReadStage::ReadDone;
+                }
+                None => {
+                    ctx.event("filemap_add_folio", "-EEXIST", |_| format!("index {index}: cached meanwhile, retry"))
+                }
+            },
+            Lookup::Frozen => {
+                ctx.event("filemap_get_entry", "folio_try_get", |_| format!("index {index}: refcount frozen, repeat"));
+            }
+        }
+        Flow::Continue
+    }
+
+    /// copy_to_user() of this page cache page's bytes into one user page: through the page
+    /// table (a missing or read-only PTE faults, as a user write would), setting the accessed
+    /// and dirty bits.
+    fn copy(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+        let folio = self.folio.expect("looked up");
+        if returned == Some(VM_FAULT_RETRY) {
+            // handle_userfault() queued a message: the copy would sleep until it is resolved.
+            let message = "not modelled: a buffered read into a userfaultfd-registered buffer";
+            ctx.violation(crate::violation::Violation::new(crate::violation::ViolationKind::Invariant, message));
+            return Flow::Return(-errno::EFAULT);
+        }
+        if returned.is_some_and(|r| r & (VM_FAULT_SIGSEGV | VM_FAULT_SIGBUS) != 0) {
+            // The uncopied rest is the short count; nothing copied is -EFAULT.
+            folio_put(ctx, self.folio.take().expect("looked up"));
+            ctx.event("filemap_read", "copy_folio_to_iter", |_| "fault: short read".to_string());
+            return Flow::Return(if self.done == 0 { -errno::EFAULT } else { self.done as i64 });
+        }
+        let address = self.buffer + self.done;
+        let vpn = address >> PAGE_SHIFT;
+        let pte = ctx.pte_load(self.mm, vpn);
+        let writable = ctx.vmas(self.mm).iter().any(|v| v.contains(address) && v.flags & vm_flags::VM_WRITE != 0);
+        let Some(present) = pte.present().filter(|p| p.write && writable) else {
+            ctx.event("copy_to_user", "fault", |_| format!("write {address:#x}: PTE {}", pte.describe()));
+            return Flow::Call(Frame::Fault(Fault::new(self.mm, address, true, true)));
+        };
+        if !present.young || !present.dirty {
+            ctx.pte_hw_update(self.mm, vpn, Pte::Present(PresentPte { young: true, dirty: true, ..present }));
+        }
+        let position = self.offset + self.done;
+        let (from, to) = ((position % PAGE_SIZE) as usize, (address % PAGE_SIZE) as usize);
+        let chunk = (PAGE_SIZE as usize - from).min(PAGE_SIZE as usize - to).min((self.length - self.done) as usize);
+        let source = ctx.data_load(folio, 0);
+        let (user_folio, user_page) = (pfn_folio(present.pfn), pfn_page(present.pfn));
+        for (at, len, byte) in source.runs_in(from, chunk) {
+            ctx.data_fill(user_folio, user_page, to + at, len, byte);
+        }
+        ctx.event("copy_folio_to_iter", "copy_to_user", |_| {
+            format!("{chunk} bytes of folio {folio} -> {address:#x} (folio {user_folio})")
+        });
+        self.done += chunk as u64;
+        let page_done = (self.offset + self.done).is_multiple_of(PAGE_SIZE) || self.done == self.length;
+        if page_done {
+            folio_put(ctx, self.folio.take().expect("looked up"));
+            self.stage = ReadStage::Lookup;
+        }
+        Flow::Continue
+    }
+}
+
+impl KernelFunction for FilemapRead {
+    fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+        match self.stage {
+            ReadStage::Lookup => self.lookup(ctx),
+            ReadStage::ReadDone => {
+                let folio = self.folio.take().expect("added by readahead");
+                filemap_read_done(ctx, folio, self.file, self.index());
+                ctx.event("folio_end_read", "folio_mark_uptodate", |k| k.folio(folio).dump(folio));
+                self.stage = ReadStage::Lookup;
+                Flow::Continue
+            }
+            ReadStage::WaitLocked => {
+                let folio = self.folio.take().expect("looked up");
+                folio_put(ctx, folio);
+                ctx.event("filemap_update_page", "folio_put_wait_locked", |_| {
+                    format!("folio {folio}: AOP_TRUNCATED_PAGE")
+                });
+                self.stage = ReadStage::Lookup;
+                Flow::Continue
+            }
+            ReadStage::Copy => self.copy(ctx, returned),
+        }
+    }
+
+    fn wait(&self, _k: &Kernel, _thread: crate::state::ThreadId) -> Wait {
+        match (self.stage, self.folio) {
+            (ReadStage::WaitLocked, Some(folio)) => Wait::FolioLock(folio),
+            _ => Wait::Nothing,
+        }
+    }
 }
