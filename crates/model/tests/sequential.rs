@@ -1184,6 +1184,28 @@ fn a_buffered_read_into_memory_that_cannot_be_written_is_efault() {
 }
 
 #[test]
+fn a_read_fault_maps_the_cached_pages_around_it_too() {
+    // Three cached pages (a buffered read), then a read fault on the second of a mapping of four:
+    // do_fault_around() maps the other cached ones, within the VMA and the file.
+    let program = vec![
+        mmap(0, 4 * PAGE),
+        Instruction::Pread { dst: Some(1), file: 0, buffer: at(0, 0), length: 3 * PAGE, offset: 0, direct: false },
+        mmap_file(2, 4 * PAGE, map::MAP_PRIVATE, 0),
+        load(at(2, PAGE as i64), 8, 0x5a),
+    ];
+    let r = Spec::new().file(vec![PageData::Fill(0x5a); 3]).process(program).run();
+    r.ok();
+    let base = r.register(0, 2) as u64;
+    for page in 0..3 {
+        assert!(r.pte(base + page * PAGE).present().is_some(), "page {page} mapped by fault-around");
+    }
+    assert!(r.pte(base + 3 * PAGE).is_none(), "beyond the end of the file");
+    assert_eq!(r.k.mms[0].rss_file, 3);
+    assert!(r.has_event("do_fault_around", "filemap_map_pages"));
+    assert!(!r.has_event("filemap_fault", "filemap_get_folio"), "the faulting page was mapped around");
+}
+
+#[test]
 fn a_fault_beyond_the_end_of_the_file_is_sigbus() {
     let program = vec![mmap_file(0, 2 * PAGE, map::MAP_PRIVATE, 0), load(at(0, PAGE as i64), 8, 0)];
     let r = Spec::new().file(vec![PageData::Fill(0x5a)]).process(program).run();

@@ -40,6 +40,10 @@ fn racing_faults_add_one_folio_and_map_it_once() {
     let system = file_fault_reclaim();
     // filemap_add_folio() fails with -EEXIST for the second thread to read the page in.
     reaches(&system, "-EEXIST", "cached meanwhile, retry");
+    // The second may find it cached and uptodate: do_fault_around() maps it without the
+    // filemap_fault() path, or finds it locked and leaves it to filemap_fault().
+    reaches(&system, "filemap_map_pages", "mapped [0x7f0000000000]");
+    reaches(&system, "filemap_map_pages", "mapped [0x7f0000001000]");
     // finish_fault(): the second to take the PTE lock finds the PTE mapped.
     reaches(&system, "vmf_pte_changed", "mapped meanwhile: VM_FAULT_NOPAGE");
 }

@@ -6,16 +6,16 @@
 //! Modelled: clean, order-0 page cache folios of a read-only file (faults and reclaim). Not
 //! modelled: writes to the page cache (buffered writes, shared writable mappings, writeback),
 //! a buffered read's batch lookup of several folios (one page per lookup here),
-//! large folios, readahead beyond the faulting page, fault-around (do_read_fault()'s
-//! do_fault_around() → filemap_map_pages(): a read fault maps only its own page here),
-//! truncation, and the i_mmap tree's lock.
+//! large folios, readahead beyond the faulting page, truncation, and the i_mmap tree's lock.
+//! A read fault first maps what is cached around it (do_fault_around() →
+//! filemap_map_pages()).
 
 use crate::access::{Ctx, Ordering};
-use crate::folio::{pfn_folio, pfn_page, FolioId, Mapping, PageFlag, PAGE_SHIFT, PAGE_SIZE};
+use crate::folio::{folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageFlag, PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::memory::{Fault, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV};
 use crate::mm::swap::{folio_add_lru, folio_put};
-use crate::pgtable::{PresentPte, Pte};
-use crate::state::{vm_flags, FileId, Kernel, MmId};
+use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
+use crate::state::{vm_flags, FileId, Kernel, MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
 use serde::{Deserialize, Serialize};
 
@@ -237,4 +237,79 @@ impl KernelFunction for FilemapRead {
             _ => Wait::Nothing,
         }
     }
+}
+
+/// mm/memory.c: fault_around_bytes (64 KiB by default) in pages.
+pub const FAULT_AROUND_PAGES: u64 = 16;
+
+/// mm/memory.c: do_fault_around(): the window of FAULT_AROUND_PAGES aligned pages around a
+/// read fault, clamped to the VMA and the PTE table, handed to filemap_map_pages(). Whether
+/// the faulting page itself got mapped (VM_FAULT_NOPAGE).
+pub fn do_fault_around(ctx: &mut Ctx, mm: MmId, vma: &Vma, address: u64) -> bool {
+    let pte_off = (address >> PAGE_SHIFT) % PTRS_PER_PTE;
+    let pgoff = vma.linear_page_index(address);
+    let vma_off = pgoff - vma.pgoff;
+    let vma_pages = (vma.end - vma.start) >> PAGE_SHIFT;
+    let from_pte = (pte_off / FAULT_AROUND_PAGES * FAULT_AROUND_PAGES).max(pte_off - pte_off.min(vma_off));
+    let to_pte = (from_pte + FAULT_AROUND_PAGES).min(PTRS_PER_PTE).min(pte_off + vma_pages - vma_off) - 1;
+    filemap_map_pages(ctx, mm, vma, address, pgoff + from_pte - pte_off, pgoff + to_pte - pte_off)
+}
+
+/// mm/filemap.c: next_uptodate_folio(): a cached folio to map without sleeping: referenced,
+/// not locked (folio_trylock() succeeds), still this file's and uptodate, within i_size.
+fn next_uptodate_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Option<FolioId> {
+    let folio = ctx.page_cache_load(file, index)?;
+    if !ctx.ref_add_unless_zero(folio, 1) {
+        return None;
+    }
+    if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+        folio_put(ctx, folio);
+        return None;
+    }
+    let usable = ctx.mapping_load(folio) == (Mapping::File(file), index) && ctx.flag_test(folio, PageFlag::Uptodate);
+    if !usable {
+        ctx.flag_store(folio, PageFlag::Locked, false);
+        folio_put(ctx, folio);
+        return None;
+    }
+    Some(folio)
+}
+
+/// mm/filemap.c: filemap_map_pages() over [start, end] (one step here: it runs under RCU and
+/// then the PTE lock, taking folios only by trylock): each cached, uptodate, unlocked folio
+/// whose PTE is none is mapped read-only (filemap_map_order0_folio() → set_pte_range(); the
+/// reference taken becomes the PTE's); the others are left alone.
+fn filemap_map_pages(ctx: &mut Ctx, mm: MmId, vma: &Vma, address: u64, start: u64, end: u64) -> bool {
+    let file = vma.file.expect("a file VMA");
+    // "file_end = DIV_ROUND_UP(i_size_read(mapping->host), PAGE_SIZE) - 1".
+    let end = end.min(file_pages(ctx, file).saturating_sub(1));
+    let folios: Vec<(u64, FolioId)> =
+        (start..=end).filter_map(|index| next_uptodate_folio(ctx, file, index).map(|folio| (index, folio))).collect();
+    let Some(&(first, _)) = folios.first() else {
+        return false;
+    };
+    let vpn_of = |index: u64| vma.address_of_index(index).expect("within the VMA") >> PAGE_SHIFT;
+    ctx.ptl_lock(mm, vpn_of(first));
+    let mut mapped = Vec::new();
+    for &(index, folio) in &folios {
+        let vpn = vpn_of(index);
+        if ctx.pte_load(mm, vpn).is_none() {
+            ctx.rss_add(mm, false, 1);
+            crate::mm::rmap::folio_add_file_rmap_pte(ctx, folio, 0);
+            let entry =
+                PresentPte { pfn: folio_pfn(folio, 0), write: false, dirty: false, young: true, special: false };
+            ctx.pte_store(mm, vpn, Pte::Present(entry));
+            mapped.push(vpn << PAGE_SHIFT);
+        } else {
+            folio_put(ctx, folio);
+        }
+        ctx.flag_store(folio, PageFlag::Locked, false);
+    }
+    ctx.ptl_unlock(mm, vpn_of(first));
+    let fault_page = address & !(PAGE_SIZE - 1);
+    ctx.event("do_fault_around", "filemap_map_pages", |_| {
+        let list: Vec<String> = mapped.iter().map(|a| format!("{a:#x}")).collect();
+        format!("indexes [{start}, {end}]: mapped [{}]", list.join(", "))
+    });
+    mapped.contains(&fault_page)
 }

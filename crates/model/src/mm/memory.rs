@@ -6,7 +6,9 @@ use crate::access::Ctx;
 use crate::folio::{
     folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
 };
-use crate::mm::filemap::{file_pages, filemap_add_folio, filemap_get_folio, filemap_read_done, Lookup};
+use crate::mm::filemap::{
+    do_fault_around, file_pages, filemap_add_folio, filemap_get_folio, filemap_read_done, Lookup,
+};
 use crate::mm::rmap::{
     folio_add_anon_rmap_pte, folio_add_file_rmap_pte, folio_add_new_anon_rmap, folio_remove_rmap_pte,
 };
@@ -179,6 +181,8 @@ pub enum FaultStage {
     /// "fallback: __split_huge_pmd()", after the PMD lock was dropped.
     HugeWpFallback,
     MigrationWait,
+    /// do_read_fault(): do_fault_around() first.
+    FileAround,
     /// filemap_fault(): filemap_get_folio() (and "retry_find").
     FileLookup,
     /// do_sync_mmap_readahead(): a new folio into the page cache.
@@ -355,6 +359,19 @@ impl Fault {
             let folio = ctx.alloc_folio(0);
             self.new_folio = Some(folio);
             ctx.event("do_cow_fault", "folio_prealloc", |_| format!("folio {folio} for the private copy"));
+        }
+        // should_fault_around(): a read fault, outside a userfaultfd WP/minor VMA (not modelled).
+        self.stage = if self.write { FaultStage::FileLookup } else { FaultStage::FileAround };
+        Flow::Continue
+    }
+
+    /// do_read_fault(): "if (should_fault_around(vmf)) { ret = do_fault_around(vmf); if (ret)
+    /// return ret; }": the cached pages around are mapped without sleeping; VM_FAULT_NOPAGE
+    /// when the faulting one was among them.
+    fn file_around(&mut self, ctx: &mut Ctx) -> Flow {
+        let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(self.address)).cloned().expect("checked by read_pte");
+        if do_fault_around(ctx, self.mm, &vma, self.address) {
+            return self.finish(0);
         }
         self.stage = FaultStage::FileLookup;
         Flow::Continue
@@ -1104,6 +1121,7 @@ impl KernelFunction for Fault {
                 });
                 self.finish(0)
             }
+            FaultStage::FileAround => self.file_around(ctx),
             FaultStage::FileLookup => self.file_lookup(ctx),
             FaultStage::FileReadahead => self.file_readahead(ctx),
             FaultStage::FileReadDone => self.file_read_done(ctx),
@@ -1130,6 +1148,8 @@ impl KernelFunction for Fault {
                 Wait::FolioLock(self.swap_folio.expect("looked up"))
             }
             FaultStage::SwapMap | FaultStage::HugeSetPmd | FaultStage::FileSetPte => Wait::PteLock(self.mm, vpn),
+            // filemap_map_pages() takes the lock of the table the window lies in.
+            FaultStage::FileAround => Wait::PteLock(self.mm, vpn),
             FaultStage::FileLock if self.allow_retry_first() => Wait::Nothing,
             FaultStage::FileLock | FaultStage::FileRetryWait => Wait::FolioLock(self.cache_folio.expect("looked up")),
             FaultStage::HugeWp | FaultStage::HugeWpRelock | FaultStage::HugeWpFallback => {
