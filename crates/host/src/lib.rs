@@ -78,6 +78,7 @@ pub(crate) fn classify(instruction: &Instruction, value: i64) -> Option<Observed
         | Instruction::Mprotect { dst: Some(_), .. }
         | Instruction::Madvise { dst: Some(_), .. }
         | Instruction::Pread { dst: Some(_), .. }
+        | Instruction::Ftruncate { dst: Some(_), .. }
         | Instruction::MovePagesStatus { dst: Some(_), .. }
         | Instruction::Smaps { dst: Some(_), .. }
         | Instruction::ProcPage { dst: Some(_), .. }
@@ -101,6 +102,7 @@ pub fn describe(instruction: &Instruction) -> String {
         Instruction::Madvise { advice, .. } => format!("madvise {}", advice.name()),
         Instruction::Pread { direct: true, .. } => "pread O_DIRECT".into(),
         Instruction::Pread { direct: false, .. } => "pread".into(),
+        Instruction::Ftruncate { length, .. } => format!("ftruncate {length:#x}"),
         Instruction::Assert { text, .. } => format!("assert {text}"),
         Instruction::MovePagesStatus { .. } => "move_pages status".into(),
         Instruction::Smaps { field, .. } => format!("smaps {field:?}"),

@@ -415,6 +415,7 @@ impl Host<'_> {
                 let buffer = self.value(thread, *buffer) as u64;
                 self.pread(*file as usize, buffer, *length, *offset, *direct)?
             }
+            Instruction::Ftruncate { file, length, .. } => self.ftruncate(*file as usize, *length)?,
             Instruction::MovePagesStatus { address, .. } => {
                 let address = self.value(thread, *address) as u64;
                 move_pages_status(address)
@@ -682,6 +683,18 @@ impl Host<'_> {
         // SAFETY: pread(2) writes only through the kernel's own user-copy/GUP checks.
         let n = unsafe { libc::pread(handle.as_raw_fd(), buffer as *mut libc::c_void, length as usize, offset as i64) };
         Ok(if n < 0 { errno() } else { n as i64 })
+    }
+
+    /// ftruncate(2) of one of our own files.
+    fn ftruncate(&mut self, file: usize, length: u64) -> Result<i64, String> {
+        let path = &self.files[file];
+        let handle = std::fs::OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| format!("{}: open for ftruncate: {e}", path.display()))?;
+        // SAFETY: a plain syscall on our own file descriptor.
+        let result = unsafe { libc::ftruncate(handle.as_raw_fd(), length as libc::off_t) };
+        Ok(if result < 0 { errno() } else { 0 })
     }
 
     fn cleanup_mappings(&mut self) {

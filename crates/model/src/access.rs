@@ -671,6 +671,19 @@ impl<'a> Ctx<'a> {
         self.k.files[file as usize].blocks.get(block).cloned()
     }
 
+    /// i_size_read(), in pages.
+    pub fn file_size_pages(&mut self, file: FileId) -> u64 {
+        self.note(AccessOp::Load, Some(Object::File(file)), Ordering::Acquire);
+        self.k.files[file as usize].blocks.len() as u64
+    }
+
+    /// i_size_write() of a shrinking truncation: the blocks beyond `pages` go.
+    pub fn file_truncate(&mut self, file: FileId, pages: u64) {
+        self.note(AccessOp::Store, Some(Object::File(file)), Ordering::Release);
+        let f = self.k.files[file as usize].make_mut();
+        f.blocks.truncate(pages as usize);
+    }
+
     /// mm/filemap.c: the xa_load() of filemap_get_entry() (lockless under RCU).
     pub fn page_cache_load(&mut self, file: FileId, index: u64) -> Option<FolioId> {
         self.note(AccessOp::Load, Some(Object::PageCache(file, index)), Ordering::Acquire);

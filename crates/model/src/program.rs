@@ -160,6 +160,13 @@ pub enum Instruction {
         offset: u64,
         direct: bool,
     },
+    /// `dst = ftruncate(file, length)`: shrink the file to `length` bytes (a multiple of the
+    /// page size, at most its size).
+    Ftruncate {
+        dst: Option<Register>,
+        file: FileId,
+        length: u64,
+    },
     /// `assert left op right` on register values.
     Assert {
         left: Operand,
@@ -270,6 +277,7 @@ impl Instruction {
             | Instruction::Mremap { dst, .. }
             | Instruction::Madvise { dst, .. }
             | Instruction::Pread { dst, .. }
+            | Instruction::Ftruncate { dst, .. }
             | Instruction::MovePagesStatus { dst, .. }
             | Instruction::Smaps { dst, .. }
             | Instruction::ProcPage { dst, .. }

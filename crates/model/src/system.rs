@@ -143,6 +143,9 @@ impl System {
             Instruction::Pread { file, buffer, length, offset, direct: true, .. } => Frame::DirectIo(
                 crate::block::fops::DirectIo::new(mm, *file, Self::value(t, *buffer) as u64, *length, *offset),
             ),
+            Instruction::Ftruncate { file, length, .. } => {
+                Frame::Truncate(crate::mm::truncate::Truncate::new(*file, *length))
+            }
             Instruction::Pread { file, buffer, length, offset, direct: false, .. } => Frame::FilemapRead(
                 crate::mm::filemap::FilemapRead::new(mm, *file, Self::value(t, *buffer) as u64, *length, *offset),
             ),

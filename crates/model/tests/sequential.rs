@@ -1206,6 +1206,40 @@ fn a_read_fault_maps_the_cached_pages_around_it_too() {
 }
 
 #[test]
+fn ftruncate_unmaps_and_uncaches_the_pages_beyond_the_new_size() {
+    let program = vec![
+        mmap_file(0, 2 * PAGE, map::MAP_PRIVATE, 0),
+        load(at(0, 0), 2 * PAGE, 0x5a),
+        // A private copy of page 0 stays; of page 1 goes too (unmap_mapping_range's even_cows).
+        store(at(0, 0), 8, 1),
+        store(at(0, PAGE as i64), 8, 1),
+        Instruction::Ftruncate { dst: Some(1), file: 0, length: PAGE },
+        mmap(2, PAGE),
+        Instruction::Pread { dst: Some(3), file: 0, buffer: at(2, 0), length: 2 * PAGE, offset: 0, direct: false },
+    ];
+    let r = Spec::new().file(vec![PageData::Fill(0x5a); 2]).process(program).run();
+    r.ok();
+    let base = r.buffer();
+    assert_eq!(r.register(0, 1), 0);
+    assert!(r.pte(base).present().is_some(), "below the new size");
+    assert!(r.pte(base + PAGE).is_none(), "the private copy beyond the size is zapped too");
+    assert!(r.k.files[0].cache[0].is_some() && r.k.files[0].cache[1].is_none());
+    assert_eq!(r.register(0, 3), PAGE as i64, "a read stops at the new size");
+    assert!(r.has_event("truncate_inode_folio", "filemap_remove_folio"));
+}
+
+#[test]
+fn a_fault_beyond_a_truncated_size_is_sigbus() {
+    let program = vec![
+        mmap_file(0, 2 * PAGE, map::MAP_PRIVATE, 0),
+        Instruction::Ftruncate { dst: Some(1), file: 0, length: PAGE },
+        load(at(0, PAGE as i64), 8, 0x5a),
+    ];
+    let r = Spec::new().file(vec![PageData::Fill(0x5a); 2]).process(program).run();
+    assert!(r.violation(ViolationKind::Fault).message.contains("SIGBUS"));
+}
+
+#[test]
 fn a_fault_beyond_the_end_of_the_file_is_sigbus() {
     let program = vec![mmap_file(0, 2 * PAGE, map::MAP_PRIVATE, 0), load(at(0, PAGE as i64), 8, 0)];
     let r = Spec::new().file(vec![PageData::Fill(0x5a)]).process(program).run();

@@ -72,3 +72,36 @@ fn a_buffered_read_waits_for_a_folio_being_read_in_and_races_reclaim() {
     // copy_to_user() into the buffer's own folio (written before, so no fault).
     reaches(&system, "copy_to_user", "-> 0x7f0000000000 (folio 1)");
 }
+
+/// A read fault on the second page of a file mapping races ftruncate() of the file to one
+/// page: the fault maps the page, or gets SIGBUS; nothing else breaks an oracle.
+const TRUNCATE_FAULT: &str = r#"
+scenario truncate-fault "ftruncate races read faults on a mapping of the file"
+file disk size 8K fill 0x79
+process p {
+  map = mmap(8K, read, private, disk)
+  assert load(map, 4K) == 0x79
+  thread reader {
+    assert load(map + 4K, 4K) == 0x79
+  }
+  r = ftruncate(disk, 4K)
+  assert r == 0
+}
+"#;
+
+#[test]
+fn ftruncate_and_a_racing_fault_end_in_the_page_or_sigbus() {
+    let system = system(TRUNCATE_FAULT, &[]);
+    let sigbus = [mmcheck_model::ViolationKind::Fault];
+    // truncate_inode_folio() finds the page mapped by the fault and unmaps it again.
+    let unmapped = common::events_allowing(&system, "unmap_mapping_folio", &sigbus);
+    assert!(unmapped.iter().any(|d| d.ends_with("(index 1)")), "{unmapped:?}");
+    // The fault found the folio before truncation removed it: under its lock it is no
+    // longer the file's ("Did it get truncated?"), and the retry finds the size gone.
+    let retried = common::events_allowing(&system, "folio->mapping != mapping", &sigbus);
+    assert!(retried.iter().any(|d| d.ends_with("left the page cache, retry_find")), "{retried:?}");
+    // Or it locked the folio first, after the size changed: it rechecks i_size under the lock.
+    let sizes = common::events_allowing(&system, "i_size_read", &sigbus);
+    assert!(sizes.iter().any(|d| d.ends_with("index 1 truncated: SIGBUS")), "{sizes:?}");
+    assert!(sizes.iter().any(|d| d.ends_with("beyond the end of the file")), "{sizes:?}");
+}

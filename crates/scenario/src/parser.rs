@@ -1105,6 +1105,22 @@ impl Builder<'_> {
                 };
                 Instruction::Pread { dst: define(variables), file, buffer, length, offset: offset as u64, direct }
             }
+            "ftruncate" => {
+                self.require_process(mm, call)?;
+                let [file, length] = self.arguments::<2>(call, "ftruncate(file, length)")?;
+                let (file_name, file_span) = self.name_argument(file, "a file declared with `file`")?;
+                let Some(&file) = self.files.get(file_name) else {
+                    return Err(diagnostic(format!("unknown file `{file_name}`"), file_span));
+                };
+                let value = evaluate_constant_in(length, self.parameters, variables)?;
+                if value < 0 || value % 4096 != 0 {
+                    return Err(diagnostic(
+                        format!("not modelled yet: a truncation to {value} bytes (a multiple of 4K, to shrink)"),
+                        length.span(),
+                    ));
+                }
+                Instruction::Ftruncate { dst: define(variables), file, length: value as u64 }
+            }
             "userfaultfd" => {
                 self.require_process(mm, call)?;
                 self.arguments::<0>(call, "userfaultfd()")?;

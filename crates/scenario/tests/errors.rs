@@ -264,6 +264,13 @@ fn a_read_mode_other_than_direct_or_buffered_is_an_error() {
 }
 
 #[test]
+fn a_truncation_that_is_not_whole_pages_is_not_modelled() {
+    let source = "scenario t\nfile disk size 8K fill 1\nprocess p {\n  r = ftruncate(disk, 100)\n}\n";
+    let d = assert_error(source, "not modelled yet: a truncation to 100 bytes", 4, 23);
+    assert_eq!(spanned(source, &d), "100");
+}
+
+#[test]
 fn pread_of_an_undeclared_file() {
     assert_error(&with_buffer("pread(disk, buf, 4K, 0, direct)"), "unknown file `disk`", 4, 9);
 }

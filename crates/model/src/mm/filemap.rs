@@ -6,7 +6,8 @@
 //! Modelled: clean, order-0 page cache folios of a read-only file (faults and reclaim). Not
 //! modelled: writes to the page cache (buffered writes, shared writable mappings, writeback),
 //! a buffered read's batch lookup of several folios (one page per lookup here),
-//! large folios, readahead beyond the faulting page, truncation, and the i_mmap tree's lock.
+//! large folios, readahead beyond the faulting page, and the i_mmap tree's lock. Truncation is
+//! in mm/truncate.rs.
 //! A read fault first maps what is cached around it (do_fault_around() →
 //! filemap_map_pages()).
 
@@ -40,9 +41,9 @@ pub fn filemap_get_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Lookup {
     }
 }
 
-/// The file's size in pages (i_size_read() >> PAGE_SHIFT): a constant of the run.
-pub fn file_pages(ctx: &Ctx, file: FileId) -> u64 {
-    ctx.k.files[file as usize].blocks.len() as u64
+/// The file's size in pages (i_size_read() >> PAGE_SHIFT; ftruncate() changes it).
+pub fn file_pages(ctx: &mut Ctx, file: FileId) -> u64 {
+    ctx.file_size_pages(file)
 }
 
 /// mm/readahead.c: page_cache_ra_unbounded(): filemap_alloc_folio(), then mm/filemap.c:
@@ -67,7 +68,9 @@ pub fn filemap_add_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Option<Foli
 /// block device's completion, folio_end_read(), marks the folio uptodate and unlocks it (one
 /// step here, after the submission).
 pub fn filemap_read_done(ctx: &mut Ctx, folio: FolioId, file: FileId, index: u64) {
-    let data = ctx.file_block(file, index as usize).expect("the caller checked the file's size");
+    // A page ftruncate() cut off since the read was submitted reads as zeroes (the block
+    // device's read_folio zero-fills beyond i_size); truncation then removes the folio.
+    let data = ctx.file_block(file, index as usize).unwrap_or(crate::folio::PageData::Fill(0));
     ctx.data_store(folio, 0, data);
     ctx.flag_store(folio, PageFlag::Uptodate, true);
     ctx.flag_store(folio, PageFlag::Locked, false);

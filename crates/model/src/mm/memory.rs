@@ -382,7 +382,9 @@ impl Fault {
     }
 
     /// mm/filemap.c: filemap_fault(): beyond i_size SIGBUS; filemap_get_folio(), or on a miss
-    /// do_sync_mmap_readahead() and "goto retry_find".
+    /// do_sync_mmap_readahead() and "goto retry_find". (The kernel reads i_size on entry and
+    /// again under the folio lock; a retry here reads it again before the lookup, so a fault
+    /// that lost a race with ftruncate() never adds a folio beyond the new size.)
     fn file_lookup(&mut self, ctx: &mut Ctx) -> Flow {
         let (file, index) = self.file_index();
         if index >= file_pages(ctx, file) {
@@ -461,6 +463,14 @@ impl Fault {
             // page_not_uptodate: only a failed read leaves a cached folio so; reads never fail here.
             let message = format!("not modelled: folio {folio} not uptodate in filemap_fault (page_not_uptodate)");
             ctx.violation(Violation::new(ViolationKind::Invariant, message));
+        }
+        // "We must recheck i_size under page lock to avoid a race with truncate": "max_idx = DIV_ROUND_UP(i_size_read(inode), PAGE_SIZE); if (unlikely(index >= max_idx))":
+        // truncated while the fault slept.
+        if index >= file_pages(ctx, file) {
+            ctx.flag_store(folio, PageFlag::Locked, false);
+            folio_put(ctx, self.cache_folio.take().expect("looked up"));
+            ctx.event("filemap_fault", "i_size_read", |_| format!("index {index} truncated: SIGBUS"));
+            return self.file_error(ctx, VM_FAULT_SIGBUS);
         }
         ctx.event("filemap_fault", "lock_folio_maybe_drop_mmap", |_| format!("folio {folio}"));
         if let Some(copy) = self.new_folio {

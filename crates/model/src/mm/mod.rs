@@ -13,5 +13,6 @@ pub mod rmap;
 pub mod swap;
 pub mod swap_state;
 pub mod swapfile;
+pub mod truncate;
 pub mod userfaultfd;
 pub mod vmscan;
