@@ -336,11 +336,15 @@ impl System {
 }
 
 /// The page cache at a quiescent point: each slot's folio is allocated, says it belongs to
-/// that file at that index, and holds the cache's reference.
+/// that file at that index, and holds the cache's reference; none lies beyond i_size.
 fn check_page_cache(k: &Kernel) -> Option<Violation> {
     for (file, f) in k.files.iter().enumerate() {
         for (index, cached) in f.cache.iter().enumerate() {
             let Some(folio) = *cached else { continue };
+            if index >= f.blocks.len() {
+                let message = format!("file {file}: folio {folio} cached at index {index}, beyond i_size");
+                return Some(invariant(k, folio, message));
+            }
             let entry = k.folio(folio);
             let ok = entry.allocated
                 && entry.mapping == Mapping::File(file as u32)

@@ -39,7 +39,7 @@ fn pageout_unmaps_a_page_cache_folio_through_the_file_mappings() {
 fn racing_faults_add_one_folio_and_map_it_once() {
     let system = file_fault_reclaim();
     // filemap_add_folio() fails with -EEXIST for the second thread to read the page in.
-    reaches(&system, "-EEXIST", "cached meanwhile, retry");
+    reaches(&system, "-EEXIST", "not added, retry");
     // The second may find it cached and uptodate: do_fault_around() maps it without the
     // filemap_fault() path, or finds it locked and leaves it to filemap_fault().
     reaches(&system, "filemap_map_pages", "mapped [0x7f0000000000]");
@@ -67,7 +67,7 @@ fn a_buffered_read_waits_for_a_folio_being_read_in_and_races_reclaim() {
     // filemap_update_page(): the fault's readahead added the folio, not yet uptodate.
     reaches(&system, "folio_put_wait_locked", "AOP_TRUNCATED_PAGE");
     // The fault finds the read's folio instead, or adds its own first.
-    reaches(&system, "-EEXIST", "cached meanwhile, retry");
+    reaches(&system, "-EEXIST", "not added, retry");
     reaches(&system, "__filemap_remove_folio", "out of the page cache (index 0)");
     // copy_to_user() into the buffer's own folio (written before, so no fault).
     reaches(&system, "copy_to_user", "-> 0x7f0000000000 (folio 1)");
@@ -104,4 +104,29 @@ fn ftruncate_and_a_racing_fault_end_in_the_page_or_sigbus() {
     let sizes = common::events_allowing(&system, "i_size_read", &sigbus);
     assert!(sizes.iter().any(|d| d.ends_with("index 1 truncated: SIGBUS")), "{sizes:?}");
     assert!(sizes.iter().any(|d| d.ends_with("beyond the end of the file")), "{sizes:?}");
+}
+
+#[test]
+fn a_buffered_read_racing_ftruncate_leaves_nothing_cached_beyond_the_size() {
+    // The read looks the page up before the size changes and reads it in after: the readahead
+    // reads i_size again (under the invalidate_lock in the kernel) and adds nothing, so the
+    // quiescent page cache check finds no folio beyond i_size in any interleaving.
+    let source = r#"
+scenario truncate-read "ftruncate races a buffered read of the page it cuts off"
+file disk size 8K fill 0x79
+process p {
+  buf = mmap(4K, read|write, private|anonymous)
+  store(buf, 4K, 0x01)
+  thread reader {
+    n = pread(disk, buf, 4K, 4K, buffered)
+  }
+  r = ftruncate(disk, 4K)
+  assert r == 0
+}
+"#;
+    let system = system(source, &[]);
+    let refused = events(&system, "beyond i_size");
+    assert!(refused.iter().any(|d| d.ends_with("index 1: not added, retry")), "{refused:?}");
+    let removed = events(&system, "filemap_remove_folio");
+    assert!(removed.iter().any(|d| d.ends_with("(index 1)")), "{removed:?}");
 }

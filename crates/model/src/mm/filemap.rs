@@ -49,11 +49,17 @@ pub fn file_pages(ctx: &mut Ctx, file: FileId) -> u64 {
 /// mm/readahead.c: page_cache_ra_unbounded(): filemap_alloc_folio(), then mm/filemap.c:
 /// filemap_add_folio() → __filemap_add_folio(): the folio locked, the cache's reference
 /// ("folio_ref_add(folio, nr)"), mapping and index set, the slot stored under xa_lock; then
-/// folio_add_lru(). `None` is -EEXIST: another thread added a folio first (the one allocated
-/// for it is freed again, so none is allocated here).
-pub fn filemap_add_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Option<FolioId> {
+/// folio_add_lru(). The error says why nothing was added, and the caller looks up again:
+/// "-EEXIST", another thread added a folio first (the one allocated for it is freed again, so
+/// none is allocated here); or "beyond i_size" (do_page_cache_ra(): "if (index > end_index)
+/// return", read under the invalidate_lock that ftruncate() holds across
+/// truncate_pagecache(), so no folio is added beyond a new size).
+pub fn filemap_add_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Result<FolioId, &'static str> {
+    if index >= file_pages(ctx, file) {
+        return Err("beyond i_size");
+    }
     if ctx.page_cache_load(file, index).is_some() {
-        return None;
+        return Err("-EEXIST");
     }
     let folio = ctx.alloc_folio(0);
     ctx.flag_store(folio, PageFlag::Locked, true);
@@ -61,7 +67,7 @@ pub fn filemap_add_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Option<Foli
     ctx.mapping_store(folio, Mapping::File(file), index);
     ctx.page_cache_store(file, index, Some(folio));
     folio_add_lru(ctx, folio);
-    Some(folio)
+    Ok(folio)
 }
 
 /// The read of a new folio: read_pages() submits it and drops readahead's reference; the
@@ -86,8 +92,10 @@ pub fn __filemap_remove_folio(ctx: &mut Ctx, folio: FolioId, file: FileId, index
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ReadStage {
-    /// filemap_get_pages(): look the page up (or read it in).
+    /// filemap_get_pages(): look the page up.
     Lookup,
+    /// page_cache_sync_readahead(): a new folio for the page.
+    Readahead,
     /// The read of a folio readahead added completes.
     ReadDone,
     /// filemap_update_page(): the folio is not uptodate: sleep until it is unlocked
@@ -129,7 +137,8 @@ impl FilemapRead {
     fn lookup(&mut self, ctx: &mut Ctx) -> Flow {
         let end = file_pages(ctx, self.file) * PAGE_SIZE;
         self.length = self.length.min(end.saturating_sub(self.offset));
-        if self.done == self.length {
+        // A truncation may have cut the file below what was already copied.
+        if self.done >= self.length {
             return Flow::Return(self.done as i64);
         }
         let (file, index) = (self.file, self.index());
@@ -144,16 +153,10 @@ impl FilemapRead {
                 ctx.event("filemap_update_page", "folio_trylock", |_| format!("folio {folio} not uptodate: wait"));
                 self.stage = ReadStage::WaitLocked;
             }
-            Lookup::Missing => match filemap_add_folio(ctx, file, index) {
-                Some(folio) => {
-                    self.folio = Some(folio);
-                    ctx.event("page_cache_sync_readahead", "filemap_add_folio", |k| k.folio(folio).dump(folio));
-                    self.stage = ReadStage::ReadDone;
-                }
-                None => {
-                    ctx.event("filemap_add_folio", "-EEXIST", |_| format!("index {index}: cached meanwhile, retry"))
-                }
-            },
+            Lookup::Missing => {
+                ctx.event("filemap_get_pages", "filemap_get_read_batch", |_| format!("index {index}: not cached"));
+                self.stage = ReadStage::Readahead;
+            }
             Lookup::Frozen => {
                 ctx.event("filemap_get_entry", "folio_try_get", |_| format!("index {index}: refcount frozen, repeat"));
             }
@@ -214,6 +217,21 @@ impl KernelFunction for FilemapRead {
     fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
         match self.stage {
             ReadStage::Lookup => self.lookup(ctx),
+            ReadStage::Readahead => {
+                let (file, index) = (self.file, self.index());
+                match filemap_add_folio(ctx, file, index) {
+                    Ok(folio) => {
+                        self.folio = Some(folio);
+                        ctx.event("page_cache_sync_readahead", "filemap_add_folio", |k| k.folio(folio).dump(folio));
+                        self.stage = ReadStage::ReadDone;
+                    }
+                    Err(why) => {
+                        ctx.event("filemap_add_folio", why, |_| format!("index {index}: not added, retry"));
+                        self.stage = ReadStage::Lookup;
+                    }
+                }
+                Flow::Continue
+            }
             ReadStage::ReadDone => {
                 let folio = self.folio.take().expect("added by readahead");
                 filemap_read_done(ctx, folio, self.file, self.index());

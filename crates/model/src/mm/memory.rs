@@ -412,17 +412,17 @@ impl Fault {
     }
 
     /// do_sync_mmap_readahead() → page_cache_ra_unbounded(): filemap_add_folio() of a new
-    /// locked folio; -EEXIST (another thread added one) goes back to the lookup.
+    /// locked folio; -EEXIST (another thread added one) or the size goes back to the lookup.
     fn file_readahead(&mut self, ctx: &mut Ctx) -> Flow {
         let (file, index) = self.file_index();
         match filemap_add_folio(ctx, file, index) {
-            Some(folio) => {
+            Ok(folio) => {
                 self.cache_folio = Some(folio);
                 ctx.event("page_cache_ra_unbounded", "filemap_add_folio", |k| k.folio(folio).dump(folio));
                 self.stage = FaultStage::FileReadDone;
             }
-            None => {
-                ctx.event("filemap_add_folio", "-EEXIST", |_| format!("index {index}: cached meanwhile, retry"));
+            Err(why) => {
+                ctx.event("filemap_add_folio", why, |_| format!("index {index}: not added, retry"));
                 self.stage = FaultStage::FileLookup;
             }
         }
