@@ -70,6 +70,21 @@ pub fn filemap_add_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Result<Foli
     Ok(folio)
 }
 
+/// filemap_add_folio() for `function` (a readahead), with its event; `None` when nothing
+/// was added and the caller looks up again.
+pub fn readahead(ctx: &mut Ctx, function: &'static str, file: FileId, index: u64) -> Option<FolioId> {
+    match filemap_add_folio(ctx, file, index) {
+        Ok(folio) => {
+            ctx.event(function, "filemap_add_folio", |k| k.folio(folio).dump(folio));
+            Some(folio)
+        }
+        Err(why) => {
+            ctx.event("filemap_add_folio", why, |_| format!("index {index}: not added, retry"));
+            None
+        }
+    }
+}
+
 /// The read of a new folio: read_pages() submits it and drops readahead's reference; the
 /// block device's completion, folio_end_read(), marks the folio uptodate and unlocks it (one
 /// step here, after the submission).
@@ -218,18 +233,8 @@ impl KernelFunction for FilemapRead {
         match self.stage {
             ReadStage::Lookup => self.lookup(ctx),
             ReadStage::Readahead => {
-                let (file, index) = (self.file, self.index());
-                match filemap_add_folio(ctx, file, index) {
-                    Ok(folio) => {
-                        self.folio = Some(folio);
-                        ctx.event("page_cache_sync_readahead", "filemap_add_folio", |k| k.folio(folio).dump(folio));
-                        self.stage = ReadStage::ReadDone;
-                    }
-                    Err(why) => {
-                        ctx.event("filemap_add_folio", why, |_| format!("index {index}: not added, retry"));
-                        self.stage = ReadStage::Lookup;
-                    }
-                }
+                self.folio = readahead(ctx, "page_cache_sync_readahead", self.file, self.index());
+                self.stage = if self.folio.is_some() { ReadStage::ReadDone } else { ReadStage::Lookup };
                 Flow::Continue
             }
             ReadStage::ReadDone => {

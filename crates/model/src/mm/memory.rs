@@ -6,9 +6,7 @@ use crate::access::Ctx;
 use crate::folio::{
     folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
 };
-use crate::mm::filemap::{
-    do_fault_around, file_pages, filemap_add_folio, filemap_get_folio, filemap_read_done, Lookup,
-};
+use crate::mm::filemap::{do_fault_around, file_pages, filemap_get_folio, filemap_read_done, readahead, Lookup};
 use crate::mm::rmap::{
     folio_add_anon_rmap_pte, folio_add_file_rmap_pte, folio_add_new_anon_rmap, folio_remove_rmap_pte,
 };
@@ -415,17 +413,8 @@ impl Fault {
     /// locked folio; -EEXIST (another thread added one) or the size goes back to the lookup.
     fn file_readahead(&mut self, ctx: &mut Ctx) -> Flow {
         let (file, index) = self.file_index();
-        match filemap_add_folio(ctx, file, index) {
-            Ok(folio) => {
-                self.cache_folio = Some(folio);
-                ctx.event("page_cache_ra_unbounded", "filemap_add_folio", |k| k.folio(folio).dump(folio));
-                self.stage = FaultStage::FileReadDone;
-            }
-            Err(why) => {
-                ctx.event("filemap_add_folio", why, |_| format!("index {index}: not added, retry"));
-                self.stage = FaultStage::FileLookup;
-            }
-        }
+        self.cache_folio = readahead(ctx, "page_cache_ra_unbounded", file, index);
+        self.stage = if self.cache_folio.is_some() { FaultStage::FileReadDone } else { FaultStage::FileLookup };
         Flow::Continue
     }
 
