@@ -1118,8 +1118,12 @@ fn a_read_fault_in_a_file_mapping_maps_the_page_cache_folio_read_only() {
         assert_eq!(r.k.files[0].cache, vec![Some(folio)]);
         assert_eq!(r.lru(), vec![(folio, LruList::InactiveFile)]);
         assert_eq!((r.k.mms[0].rss_file, r.k.mms[0].rss_anon), (1, 0));
-        assert!(r.has_event("page_cache_ra_unbounded", "filemap_add_folio"));
-        assert!(r.has_event("finish_fault", "set_pte_range"));
+        // A major fault: read-around with mmap_lock dropped, VM_FAULT_RETRY, and the retry
+        // finds the page cached (fault-around maps it).
+        assert!(r.has_event("do_sync_mmap_readahead", "page_cache_ra_unbounded"));
+        assert!(r.has_event("maybe_unlock_mmap_for_io", "mmap_read_unlock"));
+        assert!(r.has_event("do_user_addr_fault", "VM_FAULT_RETRY"));
+        assert!(r.has_event("do_fault_around", "filemap_map_pages"));
     }
 }
 

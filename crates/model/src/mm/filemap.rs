@@ -1,20 +1,21 @@
-//! mm/filemap.c: the page cache of the scenario's files: lookup (filemap_get_entry()), a new
-//! folio added and read for a fault or a read (page_cache_ra_unbounded() → filemap_add_folio(),
-//! then read_pages() and the read's completion), removal (__filemap_remove_folio()), and the
-//! buffered read, filemap_read().
+//! mm/filemap.c: the page cache of the scenario's files: lookup (filemap_get_entry()), removal
+//! (__filemap_remove_folio()), the buffered read (filemap_read()) and fault-around
+//! (filemap_map_pages()). Readahead, which adds folios and reads them, is mm/readahead.rs.
 //!
 //! Modelled: clean, order-0 page cache folios of a read-only file (faults and reclaim). Not
 //! modelled: writes to the page cache (buffered writes, shared writable mappings, writeback),
-//! a buffered read's batch lookup of several folios (one page per lookup here),
-//! large folios, readahead beyond the faulting page, and the i_mmap tree's lock. Truncation is
-//! in mm/truncate.rs.
+//! a buffered read's batch lookup of several folios (one page per lookup here), asynchronous
+//! readahead (PG_readahead marks) and the readahead state's sequential-stream detection (each
+//! read starts with a fresh `file_ra_state`, as the live runner's reads do), large folios, and
+//! the i_mmap tree's lock. Truncation is in mm/truncate.rs.
 //! A read fault first maps what is cached around it (do_fault_around() →
 //! filemap_map_pages()).
 
-use crate::access::{Ctx, Ordering};
+use crate::access::Ctx;
 use crate::folio::{folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageFlag, PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::memory::{Fault, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV};
-use crate::mm::swap::{folio_add_lru, folio_put};
+use crate::mm::readahead::{get_init_ra_size, page_cache_ra, read_pages_done, RA_PAGES};
+use crate::mm::swap::folio_put;
 use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
 use crate::state::{vm_flags, FileId, Kernel, MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
@@ -44,58 +45,6 @@ pub fn filemap_get_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Lookup {
 /// The file's size in pages (i_size_read() >> PAGE_SHIFT; ftruncate() changes it).
 pub fn file_pages(ctx: &mut Ctx, file: FileId) -> u64 {
     ctx.file_size_pages(file)
-}
-
-/// mm/readahead.c: page_cache_ra_unbounded(): filemap_alloc_folio(), then mm/filemap.c:
-/// filemap_add_folio() → __filemap_add_folio(): the folio locked, the cache's reference
-/// ("folio_ref_add(folio, nr)"), mapping and index set, the slot stored under xa_lock; then
-/// folio_add_lru(). The error says why nothing was added, and the caller looks up again:
-/// "-EEXIST", another thread added a folio first (the one allocated for it is freed again, so
-/// none is allocated here); or "beyond i_size" (do_page_cache_ra(): "if (index > end_index)
-/// return", read under the invalidate_lock that ftruncate() holds across
-/// truncate_pagecache(), so no folio is added beyond a new size).
-pub fn filemap_add_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Result<FolioId, &'static str> {
-    if index >= file_pages(ctx, file) {
-        return Err("beyond i_size");
-    }
-    if ctx.page_cache_load(file, index).is_some() {
-        return Err("-EEXIST");
-    }
-    let folio = ctx.alloc_folio(0);
-    ctx.flag_store(folio, PageFlag::Locked, true);
-    ctx.ref_add(folio, 1, Ordering::Relaxed);
-    ctx.mapping_store(folio, Mapping::File(file), index);
-    ctx.page_cache_store(file, index, Some(folio));
-    folio_add_lru(ctx, folio);
-    Ok(folio)
-}
-
-/// filemap_add_folio() for `function` (a readahead), with its event; `None` when nothing
-/// was added and the caller looks up again.
-pub fn readahead(ctx: &mut Ctx, function: &'static str, file: FileId, index: u64) -> Option<FolioId> {
-    match filemap_add_folio(ctx, file, index) {
-        Ok(folio) => {
-            ctx.event(function, "filemap_add_folio", |k| k.folio(folio).dump(folio));
-            Some(folio)
-        }
-        Err(why) => {
-            ctx.event("filemap_add_folio", why, |_| format!("index {index}: not added, retry"));
-            None
-        }
-    }
-}
-
-/// The read of a new folio: read_pages() submits it and drops readahead's reference; the
-/// block device's completion, folio_end_read(), marks the folio uptodate and unlocks it (one
-/// step here, after the submission).
-pub fn filemap_read_done(ctx: &mut Ctx, folio: FolioId, file: FileId, index: u64) {
-    // A page ftruncate() cut off since the read was submitted reads as zeroes (the block
-    // device's read_folio zero-fills beyond i_size); truncation then removes the folio.
-    let data = ctx.file_block(file, index as usize).unwrap_or(crate::folio::PageData::Fill(0));
-    ctx.data_store(folio, 0, data);
-    ctx.flag_store(folio, PageFlag::Uptodate, true);
-    ctx.flag_store(folio, PageFlag::Locked, false);
-    folio_put(ctx, folio);
 }
 
 /// mm/filemap.c: __filemap_remove_folio() → page_cache_delete(): the slot cleared and
@@ -134,13 +83,25 @@ pub struct FilemapRead {
     /// Bytes copied so far.
     pub done: u64,
     pub stage: ReadStage,
-    /// The page cache folio being copied from (referenced), or read in.
+    /// The page cache folio being copied from (referenced).
     pub folio: Option<FolioId>,
+    /// The folios readahead added whose reads are pending.
+    pub ra_folios: Vec<FolioId>,
 }
 
 impl FilemapRead {
     pub fn new(mm: MmId, file: FileId, buffer: u64, length: u64, offset: u64) -> Self {
-        FilemapRead { mm, file, buffer, length, offset, done: 0, stage: ReadStage::Lookup, folio: None }
+        FilemapRead {
+            mm,
+            file,
+            buffer,
+            length,
+            offset,
+            done: 0,
+            stage: ReadStage::Lookup,
+            folio: None,
+            ra_folios: Vec::new(),
+        }
     }
 
     fn index(&self) -> u64 {
@@ -176,6 +137,19 @@ impl FilemapRead {
                 ctx.event("filemap_get_entry", "folio_try_get", |_| format!("index {index}: refcount frozen, repeat"));
             }
         }
+        Flow::Continue
+    }
+
+    /// mm/readahead.c: page_cache_sync_ra() for the rest of the read (`req_count` pages): at
+    /// the start of the file, the initial window get_init_ra_size(); elsewhere, with no
+    /// readahead history ("Standalone, small random read"), the request as is.
+    fn readahead(&mut self, ctx: &mut Ctx) -> Flow {
+        let index = self.index();
+        let last_index = (self.offset + self.length).div_ceil(PAGE_SIZE);
+        let request = last_index - index;
+        let count = if index == 0 { get_init_ra_size(request, RA_PAGES) } else { request };
+        self.ra_folios = page_cache_ra(ctx, "page_cache_sync_ra", self.file, index, count);
+        self.stage = if self.ra_folios.is_empty() { ReadStage::Lookup } else { ReadStage::ReadDone };
         Flow::Continue
     }
 
@@ -232,15 +206,10 @@ impl KernelFunction for FilemapRead {
     fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
         match self.stage {
             ReadStage::Lookup => self.lookup(ctx),
-            ReadStage::Readahead => {
-                self.folio = readahead(ctx, "page_cache_sync_readahead", self.file, self.index());
-                self.stage = if self.folio.is_some() { ReadStage::ReadDone } else { ReadStage::Lookup };
-                Flow::Continue
-            }
+            ReadStage::Readahead => self.readahead(ctx),
             ReadStage::ReadDone => {
-                let folio = self.folio.take().expect("added by readahead");
-                filemap_read_done(ctx, folio, self.file, self.index());
-                ctx.event("folio_end_read", "folio_mark_uptodate", |k| k.folio(folio).dump(folio));
+                let folios = std::mem::take(&mut self.ra_folios);
+                read_pages_done(ctx, self.file, &folios);
                 self.stage = ReadStage::Lookup;
                 Flow::Continue
             }
@@ -268,21 +237,22 @@ impl KernelFunction for FilemapRead {
 /// mm/memory.c: fault_around_bytes (64 KiB by default) in pages.
 pub const FAULT_AROUND_PAGES: u64 = 16;
 
-/// mm/memory.c: do_fault_around(): the window of FAULT_AROUND_PAGES aligned pages around a
-/// read fault, clamped to the VMA and the PTE table, handed to filemap_map_pages(). Whether
-/// the faulting page itself got mapped (VM_FAULT_NOPAGE).
-pub fn do_fault_around(ctx: &mut Ctx, mm: MmId, vma: &Vma, address: u64) -> bool {
+/// mm/memory.c: do_fault_around(): the window [start, end] of FAULT_AROUND_PAGES aligned
+/// pages around a read fault, clamped to the VMA and the PTE table, that it hands to
+/// filemap_map_pages().
+pub fn fault_around_window(vma: &Vma, address: u64) -> (u64, u64) {
     let pte_off = (address >> PAGE_SHIFT) % PTRS_PER_PTE;
     let pgoff = vma.linear_page_index(address);
     let vma_off = pgoff - vma.pgoff;
     let vma_pages = (vma.end - vma.start) >> PAGE_SHIFT;
     let from_pte = (pte_off / FAULT_AROUND_PAGES * FAULT_AROUND_PAGES).max(pte_off - pte_off.min(vma_off));
     let to_pte = (from_pte + FAULT_AROUND_PAGES).min(PTRS_PER_PTE).min(pte_off + vma_pages - vma_off) - 1;
-    filemap_map_pages(ctx, mm, vma, address, pgoff + from_pte - pte_off, pgoff + to_pte - pte_off)
+    (pgoff + from_pte - pte_off, pgoff + to_pte - pte_off)
 }
 
-/// mm/filemap.c: next_uptodate_folio(): a cached folio to map without sleeping: referenced,
-/// not locked (folio_trylock() succeeds), still this file's and uptodate, within i_size.
+/// mm/filemap.c: next_uptodate_folio(): a cached folio to map without sleeping: referenced
+/// (folio_try_get()), not locked (folio_trylock()), still this file's and uptodate, and below
+/// i_size ("if (xas->xa_index >= max_idx) goto unlock").
 fn next_uptodate_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Option<FolioId> {
     let folio = ctx.page_cache_load(file, index)?;
     if !ctx.ref_add_unless_zero(folio, 1) {
@@ -292,7 +262,9 @@ fn next_uptodate_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Option<FolioI
         folio_put(ctx, folio);
         return None;
     }
-    let usable = ctx.mapping_load(folio) == (Mapping::File(file), index) && ctx.flag_test(folio, PageFlag::Uptodate);
+    let usable = ctx.mapping_load(folio) == (Mapping::File(file), index)
+        && ctx.flag_test(folio, PageFlag::Uptodate)
+        && index < file_pages(ctx, file);
     if !usable {
         ctx.flag_store(folio, PageFlag::Locked, false);
         folio_put(ctx, folio);
@@ -301,23 +273,33 @@ fn next_uptodate_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Option<FolioI
     Some(folio)
 }
 
-/// mm/filemap.c: filemap_map_pages() over [start, end] (one step here: it runs under RCU and
-/// then the PTE lock, taking folios only by trylock): each cached, uptodate, unlocked folio
-/// whose PTE is none is mapped read-only (filemap_map_order0_folio() → set_pte_range(); the
-/// reference taken becomes the PTE's); the others are left alone.
-fn filemap_map_pages(ctx: &mut Ctx, mm: MmId, vma: &Vma, address: u64, start: u64, end: u64) -> bool {
-    let file = vma.file.expect("a file VMA");
-    // "file_end = DIV_ROUND_UP(i_size_read(mapping->host), PAGE_SIZE) - 1".
+/// mm/filemap.c: filemap_map_pages() up to the PTE lock: "end_pgoff = min(end_pgoff,
+/// file_end)", then under RCU the first folio next_uptodate_folio() finds in [start, end]
+/// (index, folio), locked and referenced.
+pub fn filemap_map_pages_first(ctx: &mut Ctx, file: FileId, start: u64, end: u64) -> Option<(u64, FolioId)> {
     let end = end.min(file_pages(ctx, file).saturating_sub(1));
-    let folios: Vec<(u64, FolioId)> =
-        (start..=end).filter_map(|index| next_uptodate_folio(ctx, file, index).map(|folio| (index, folio))).collect();
-    let Some(&(first, _)) = folios.first() else {
-        return false;
-    };
+    (start..=end).find_map(|index| next_uptodate_folio(ctx, file, index).map(|folio| (index, folio)))
+}
+
+/// mm/filemap.c: filemap_map_pages() under the PTE lock: the first folio, then each further
+/// one next_uptodate_folio() finds up to `end`, is mapped read-only if its PTE is none
+/// (filemap_map_order0_folio() → set_pte_range(); the reference taken becomes the PTE's,
+/// otherwise it is dropped) and unlocked. Whether the faulting page got mapped
+/// (VM_FAULT_NOPAGE).
+pub fn filemap_map_pages_locked(
+    ctx: &mut Ctx,
+    mm: MmId,
+    vma: &Vma,
+    address: u64,
+    first: (u64, FolioId),
+    end: u64,
+) -> bool {
+    let file = vma.file.expect("a file VMA");
     let vpn_of = |index: u64| vma.address_of_index(index).expect("within the VMA") >> PAGE_SHIFT;
-    ctx.ptl_lock(mm, vpn_of(first));
+    ctx.ptl_lock(mm, vpn_of(first.0));
     let mut mapped = Vec::new();
-    for &(index, folio) in &folios {
+    let mut next = Some(first);
+    while let Some((index, folio)) = next {
         let vpn = vpn_of(index);
         if ctx.pte_load(mm, vpn).is_none() {
             ctx.rss_add(mm, false, 1);
@@ -330,12 +312,12 @@ fn filemap_map_pages(ctx: &mut Ctx, mm: MmId, vma: &Vma, address: u64, start: u6
             folio_put(ctx, folio);
         }
         ctx.flag_store(folio, PageFlag::Locked, false);
+        next = (index + 1..=end).find_map(|index| next_uptodate_folio(ctx, file, index).map(|folio| (index, folio)));
     }
-    ctx.ptl_unlock(mm, vpn_of(first));
-    let fault_page = address & !(PAGE_SIZE - 1);
+    ctx.ptl_unlock(mm, vpn_of(first.0));
     ctx.event("do_fault_around", "filemap_map_pages", |_| {
         let list: Vec<String> = mapped.iter().map(|a| format!("{a:#x}")).collect();
-        format!("indexes [{start}, {end}]: mapped [{}]", list.join(", "))
+        format!("indexes [{}, {end}]: mapped [{}]", first.0, list.join(", "))
     });
-    mapped.contains(&fault_page)
+    mapped.contains(&(address & !(PAGE_SIZE - 1)))
 }

@@ -6,7 +6,10 @@ use crate::access::Ctx;
 use crate::folio::{
     folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
 };
-use crate::mm::filemap::{do_fault_around, file_pages, filemap_get_folio, filemap_read_done, readahead, Lookup};
+use crate::mm::filemap::{
+    fault_around_window, file_pages, filemap_get_folio, filemap_map_pages_first, filemap_map_pages_locked, Lookup,
+};
+use crate::mm::readahead::{page_cache_ra, read_pages_done, RA_PAGES};
 use crate::mm::rmap::{
     folio_add_anon_rmap_pte, folio_add_file_rmap_pte, folio_add_new_anon_rmap, folio_remove_rmap_pte,
 };
@@ -179,18 +182,18 @@ pub enum FaultStage {
     /// "fallback: __split_huge_pmd()", after the PMD lock was dropped.
     HugeWpFallback,
     MigrationWait,
-    /// do_read_fault(): do_fault_around() first.
+    /// do_read_fault(): do_fault_around() first: the first page to map.
     FileAround,
+    /// filemap_map_pages() under the PTE lock.
+    FileAroundMap,
     /// filemap_fault(): filemap_get_folio() (and "retry_find").
     FileLookup,
-    /// do_sync_mmap_readahead(): a new folio into the page cache.
+    /// do_sync_mmap_readahead(): the read-around window into the page cache.
     FileReadahead,
-    /// The new folio's read completes.
+    /// The reads readahead submitted complete.
     FileReadDone,
     /// lock_folio_maybe_drop_mmap() and the checks under the folio lock.
     FileLock,
-    /// maybe_unlock_mmap_for_io() dropped mmap_lock: wait for the folio, then VM_FAULT_RETRY.
-    FileRetryWait,
     /// finish_fault() under the PTE lock.
     FileSetPte,
     Unlock,
@@ -221,6 +224,14 @@ pub struct Fault {
     pub file: Option<(FileId, u64)>,
     /// filemap_fault(): the page cache folio, referenced (and locked from FileLock on).
     pub cache_folio: Option<FolioId>,
+    /// do_sync_mmap_readahead(): the folios added whose reads are pending.
+    pub ra_folios: Vec<FolioId>,
+    /// do_fault_around(): the first folio filemap_map_pages() found (index, folio, locked and
+    /// referenced) and the window's last index.
+    pub around: Option<(u64, FolioId, u64)>,
+    /// filemap_fault()'s `fpin`: maybe_unlock_mmap_for_io() dropped mmap_lock, so the fault
+    /// ends in VM_FAULT_RETRY once it holds the folio.
+    pub mmap_dropped: bool,
     pub result: i64,
 }
 
@@ -241,6 +252,9 @@ impl Fault {
             huge_pmd: None,
             file: None,
             cache_folio: None,
+            ra_folios: Vec::new(),
+            around: None,
+            mmap_dropped: false,
             result: 0,
         }
     }
@@ -364,11 +378,31 @@ impl Fault {
     }
 
     /// do_read_fault(): "if (should_fault_around(vmf)) { ret = do_fault_around(vmf); if (ret)
-    /// return ret; }": the cached pages around are mapped without sleeping; VM_FAULT_NOPAGE
-    /// when the faulting one was among them.
+    /// return ret; }": filemap_map_pages() finds the first cached page of the window it can
+    /// map without sleeping, then maps it and the others under the PTE lock.
     fn file_around(&mut self, ctx: &mut Ctx) -> Flow {
         let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(self.address)).cloned().expect("checked by read_pte");
-        if do_fault_around(ctx, self.mm, &vma, self.address) {
+        let (file, _) = self.file_index();
+        let (start, end) = fault_around_window(&vma, self.address);
+        match filemap_map_pages_first(ctx, file, start, end) {
+            Some((index, folio)) => {
+                self.around = Some((index, folio, end));
+                self.stage = FaultStage::FileAroundMap;
+            }
+            None => {
+                ctx.event("do_fault_around", "filemap_map_pages", |_| format!("indexes [{start}, {end}]: none to map"));
+                self.stage = FaultStage::FileLookup;
+            }
+        }
+        Flow::Continue
+    }
+
+    /// filemap_map_pages() under the PTE lock; VM_FAULT_NOPAGE when the faulting page was
+    /// among those mapped.
+    fn file_around_map(&mut self, ctx: &mut Ctx) -> Flow {
+        let (index, folio, end) = self.around.take().expect("found by file_around");
+        let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(self.address)).cloned().expect("checked by read_pte");
+        if filemap_map_pages_locked(ctx, self.mm, &vma, self.address, (index, folio), end) {
             return self.finish(0);
         }
         self.stage = FaultStage::FileLookup;
@@ -409,33 +443,48 @@ impl Fault {
         Flow::Continue
     }
 
-    /// do_sync_mmap_readahead() → page_cache_ra_unbounded(): filemap_add_folio() of a new
-    /// locked folio; -EEXIST (another thread added one) or the size goes back to the lookup.
+    /// mm/filemap.c: maybe_unlock_mmap_for_io(): a user fault's first try drops mmap_lock
+    /// before it sleeps for I/O or a folio lock (FAULT_FLAG_ALLOW_RETRY without
+    /// FAULT_FLAG_RETRY_NOWAIT), and ends in VM_FAULT_RETRY. GUP's faults keep it.
+    fn maybe_unlock_mmap_for_io(&mut self, ctx: &mut Ctx, why: &'static str) {
+        if self.allow_retry_first() && !self.mmap_dropped {
+            ctx.mmap_read_unlock(self.mm);
+            self.mmap_dropped = true;
+            ctx.event("maybe_unlock_mmap_for_io", "mmap_read_unlock", |_| why.to_string());
+        }
+    }
+
+    /// do_sync_mmap_readahead(): mmap read-around, `ra_pages` centred on the fault
+    /// ("ra->start = max_t(long, 0, vmf->pgoff - ra->ra_pages / 2)"), after
+    /// maybe_unlock_mmap_for_io(); then "goto retry_find".
     fn file_readahead(&mut self, ctx: &mut Ctx) -> Flow {
         let (file, index) = self.file_index();
-        self.cache_folio = readahead(ctx, "page_cache_ra_unbounded", file, index);
-        self.stage = if self.cache_folio.is_some() { FaultStage::FileReadDone } else { FaultStage::FileLookup };
+        self.maybe_unlock_mmap_for_io(ctx, "read-around I/O");
+        let start = index.saturating_sub(RA_PAGES / 2);
+        self.ra_folios = page_cache_ra(ctx, "do_sync_mmap_readahead", file, start, RA_PAGES);
+        self.stage = if self.ra_folios.is_empty() { FaultStage::FileLookup } else { FaultStage::FileReadDone };
         Flow::Continue
     }
 
-    /// read_pages() submits the read and drops readahead's reference; folio_end_read()
-    /// unlocks the uptodate folio; filemap_fault() "goto retry_find".
+    /// The read-around's reads complete; filemap_fault() looks the page up again.
     fn file_read_done(&mut self, ctx: &mut Ctx) -> Flow {
-        let (file, index) = self.file_index();
-        let folio = self.cache_folio.take().expect("added by readahead");
-        filemap_read_done(ctx, folio, file, index);
-        ctx.event("folio_end_read", "folio_mark_uptodate", |k| k.folio(folio).dump(folio));
+        let (file, _) = self.file_index();
+        let folios = std::mem::take(&mut self.ra_folios);
+        read_pages_done(ctx, file, &folios);
         self.stage = FaultStage::FileLookup;
         Flow::Continue
     }
 
-    /// lock_folio_maybe_drop_mmap(): folio_trylock(), else on a user fault's first try
-    /// maybe_unlock_mmap_for_io() drops mmap_lock before sleeping (VM_FAULT_RETRY follows);
-    /// then "Did it get truncated?" (reclaim removed it: folio->mapping changed) and, for
+    /// lock_folio_maybe_drop_mmap(): folio_trylock(), else maybe_unlock_mmap_for_io() and
+    /// sleep for the lock (the step waits until the folio is unlocked); then "Did it get
+    /// truncated?" (folio->mapping changed: retry_find), the uptodate check, "if (fpin) {
+    /// folio_unlock(folio); goto out_retry; }", the i_size recheck under the lock and, for
     /// do_cow_fault(), the copy.
     fn file_lock(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.cache_folio.expect("looked up");
-        if !self.folio_trylock_or_drop_mmap(ctx, folio, "maybe_unlock_mmap_for_io", FaultStage::FileRetryWait) {
+        if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+            assert!(self.allow_retry_first(), "a blocking folio_lock() waits until the folio is unlocked");
+            self.maybe_unlock_mmap_for_io(ctx, "folio locked: sleep for it");
             return Flow::Continue;
         }
         let (file, index) = self.file_index();
@@ -453,8 +502,12 @@ impl Fault {
             let message = format!("not modelled: folio {folio} not uptodate in filemap_fault (page_not_uptodate)");
             ctx.violation(Violation::new(ViolationKind::Invariant, message));
         }
-        // "We must recheck i_size under page lock to avoid a race with truncate": "max_idx = DIV_ROUND_UP(i_size_read(inode), PAGE_SIZE); if (unlikely(index >= max_idx))":
-        // truncated while the fault slept.
+        if self.mmap_dropped {
+            ctx.flag_store(folio, PageFlag::Locked, false);
+            return self.file_out_retry(ctx);
+        }
+        // "Found the page and have a reference on it. We must recheck i_size under page lock
+        // to avoid a race with truncate."
         if index >= file_pages(ctx, file) {
             ctx.flag_store(folio, PageFlag::Locked, false);
             folio_put(ctx, self.cache_folio.take().expect("looked up"));
@@ -473,18 +526,23 @@ impl Fault {
         Flow::Continue
     }
 
-    /// __folio_lock_killable() returned with mmap_lock dropped: "if (fpin) { folio_unlock();
-    /// goto out_retry; }" drops the folio and the fault is retried with FAULT_FLAG_TRIED.
-    fn file_retry(&mut self, ctx: &mut Ctx) -> Flow {
+    /// filemap_fault()'s out_retry with mmap_lock dropped: the folio goes, do_cow_fault()
+    /// frees its preallocated folio, and the fault is retried with FAULT_FLAG_TRIED.
+    fn file_out_retry(&mut self, ctx: &mut Ctx) -> Flow {
         if let Some(copy) = self.new_folio.take() {
             folio_put(ctx, copy);
         }
-        let folio = self.cache_folio.take().expect("looked up");
+        let folio = self.cache_folio.take();
         self.retry(ctx, folio)
     }
 
-    /// An error before the folio is locked: do_cow_fault() frees its preallocated folio.
+    /// An error before the folio is mapped: do_cow_fault() frees its preallocated folio. With
+    /// mmap_lock dropped the fault is retried instead (out_retry), and the retry finds the
+    /// error again with the lock held.
     fn file_error(&mut self, ctx: &mut Ctx, result: i64) -> Flow {
+        if self.mmap_dropped {
+            return self.file_out_retry(ctx);
+        }
         if let Some(copy) = self.new_folio.take() {
             folio_put(ctx, copy);
         }
@@ -826,15 +884,21 @@ impl Fault {
     /// folio_wait_locked() returned: do_swap_page() "goto out_release" drops the folio, and
     /// arch/x86/mm/fault.c: do_user_addr_fault() retries the fault with FAULT_FLAG_TRIED.
     fn swap_retry(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.swap_folio.take().expect("looked up");
+        let folio = self.swap_folio.take();
         self.retry(ctx, folio)
     }
 
-    /// VM_FAULT_RETRY after waiting for `folio` without mmap_lock: drop it and start over.
-    fn retry(&mut self, ctx: &mut Ctx, folio: FolioId) -> Flow {
-        folio_put(ctx, folio);
+    /// VM_FAULT_RETRY with mmap_lock dropped: the folio held (if any) goes and
+    /// arch/x86/mm/fault.c: do_user_addr_fault() starts over with FAULT_FLAG_TRIED.
+    fn retry(&mut self, ctx: &mut Ctx, folio: Option<FolioId>) -> Flow {
+        if let Some(folio) = folio {
+            folio_put(ctx, folio);
+        }
         let address = self.address;
-        ctx.event("do_user_addr_fault", "VM_FAULT_RETRY", |_| format!("{address:#x}: folio {folio} unlocked, retry"));
+        ctx.event("do_user_addr_fault", "VM_FAULT_RETRY", |_| match folio {
+            Some(folio) => format!("{address:#x}: folio {folio} unlocked, retry"),
+            None => format!("{address:#x}: retry"),
+        });
         *self = Fault { tried: true, ..Fault::new(self.mm, self.address, self.write, true) };
         Flow::Continue
     }
@@ -1121,11 +1185,11 @@ impl KernelFunction for Fault {
                 self.finish(0)
             }
             FaultStage::FileAround => self.file_around(ctx),
+            FaultStage::FileAroundMap => self.file_around_map(ctx),
             FaultStage::FileLookup => self.file_lookup(ctx),
             FaultStage::FileReadahead => self.file_readahead(ctx),
             FaultStage::FileReadDone => self.file_read_done(ctx),
             FaultStage::FileLock => self.file_lock(ctx),
-            FaultStage::FileRetryWait => self.file_retry(ctx),
             FaultStage::FileSetPte => self.file_set_pte(ctx),
             FaultStage::Unlock => {
                 ctx.mmap_read_unlock(self.mm);
@@ -1148,9 +1212,11 @@ impl KernelFunction for Fault {
             }
             FaultStage::SwapMap | FaultStage::HugeSetPmd | FaultStage::FileSetPte => Wait::PteLock(self.mm, vpn),
             // filemap_map_pages() takes the lock of the table the window lies in.
-            FaultStage::FileAround => Wait::PteLock(self.mm, vpn),
-            FaultStage::FileLock if self.allow_retry_first() => Wait::Nothing,
-            FaultStage::FileLock | FaultStage::FileRetryWait => Wait::FolioLock(self.cache_folio.expect("looked up")),
+            FaultStage::FileAroundMap => Wait::PteLock(self.mm, vpn),
+            // A first try only tries the lock; with mmap_lock dropped, or held by GUP or a retry,
+            // it sleeps for it.
+            FaultStage::FileLock if self.allow_retry_first() && !self.mmap_dropped => Wait::Nothing,
+            FaultStage::FileLock => Wait::FolioLock(self.cache_folio.expect("looked up")),
             FaultStage::HugeWp | FaultStage::HugeWpRelock | FaultStage::HugeWpFallback => {
                 Wait::PteLock(self.mm, self.huge_start() >> PAGE_SHIFT)
             }

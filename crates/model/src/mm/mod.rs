@@ -9,6 +9,7 @@ pub mod migrate;
 pub mod mmap;
 pub mod mremap;
 pub mod pagewalk;
+pub mod readahead;
 pub mod rmap;
 pub mod swap;
 pub mod swap_state;
