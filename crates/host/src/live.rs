@@ -78,8 +78,50 @@ fn errno() -> i64 {
 }
 
 /// Runs the scenario's program on this machine. `dir` is a fresh directory of the caller's.
+/// The run is pinned to one CPU, as the model runs every thread on one: the per-CPU LRU
+/// batches (a folio a fault added waits in its CPU's batch until drained) then behave the
+/// same on every run.
 pub fn run_host(spec: &SystemSpec, dir: &Path) -> Result<Run, String> {
     crate::sequentialisable(spec)?;
+    let pinned = OneCpu::pin()?;
+    let result = run_pinned(spec, dir);
+    pinned.restore();
+    result
+}
+
+/// This process's CPU affinity while a run is pinned to the CPU it started on.
+struct OneCpu {
+    before: libc::cpu_set_t,
+}
+
+impl OneCpu {
+    fn pin() -> Result<OneCpu, String> {
+        // SAFETY: sched_{get,set}affinity(2) of this process with a cpu_set_t of our own.
+        unsafe {
+            let mut before: libc::cpu_set_t = std::mem::zeroed();
+            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut before) != 0 {
+                return Err(format!("sched_getaffinity: error {}", errno()));
+            }
+            let cpu = libc::sched_getcpu();
+            if cpu < 0 {
+                return Err(format!("sched_getcpu: error {}", errno()));
+            }
+            let mut one: libc::cpu_set_t = std::mem::zeroed();
+            libc::CPU_SET(cpu as usize, &mut one);
+            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
+                return Err(format!("sched_setaffinity: error {}", errno()));
+            }
+            Ok(OneCpu { before })
+        }
+    }
+
+    fn restore(self) {
+        // SAFETY: as in pin(), with the mask saved there.
+        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.before) };
+    }
+}
+
+fn run_pinned(spec: &SystemSpec, dir: &Path) -> Result<Run, String> {
     let mut files = Vec::new();
     for (index, blocks) in spec.files.iter().enumerate() {
         let path = dir.join(format!("file{index}"));

@@ -1417,6 +1417,27 @@ fn a_write_fault_in_a_hugepage_vma_maps_a_thp_by_pmd() {
 }
 
 #[test]
+fn a_buffered_read_copies_into_a_thp_through_its_pmd() {
+    // copy_to_user() walks the PMD as the MMU does: the bytes land in the THP's page.
+    let mut program = thp_program();
+    program.push(Instruction::Pread {
+        dst: Some(1),
+        file: 0,
+        buffer: at(0, 0),
+        length: PAGE,
+        offset: 0,
+        direct: false,
+    });
+    program.push(load(at(0, 0), PAGE, 0x79));
+    let r = Spec::new().file(vec![PageData::Fill(0x79)]).process(program).run();
+    r.ok();
+    assert_eq!(r.register(0, 1), PAGE as i64);
+    let (_, pmd) = r.k.mms[0].pmds[0];
+    assert!(pmd.dirty && r.k.mms[0].ptes.is_empty(), "still mapped by the PMD");
+    assert_eq!(r.folio(pfn_folio(pmd.pfn)).pages[0].data, PageData::Fill(0x79));
+}
+
+#[test]
 fn dontneed_of_part_of_a_thp_splits_the_pmd_into_ptes() {
     let mut program = thp_program();
     program.push(madvise(1, at(0, 2 * PAGE as i64), THP - 2 * PAGE, Advice::DontNeed));

@@ -164,12 +164,10 @@ impl DirectIo {
             let block =
                 ctx.file_block(self.file, (position >> PAGE_SHIFT) as usize).expect("checked against the file size");
             let in_block = (position % PAGE_SIZE) as usize;
-            let runs = block.runs();
-            let (index, &(_, byte)) =
-                runs.iter().enumerate().rev().find(|(_, r)| usize::from(r.0) <= in_block).expect("runs start at 0");
-            let run_end = runs.get(index + 1).map_or(PAGE_SIZE as usize, |r| usize::from(r.0));
-            let chunk = (run_end - in_block).min(length - done);
-            ctx.data_fill(folio, page, page_offset + done, chunk, byte);
+            let chunk = (PAGE_SIZE as usize - in_block).min(length - done);
+            for (at, len, byte) in block.runs_in(in_block, chunk) {
+                ctx.data_fill(folio, page, page_offset + done + at, len, byte);
+            }
             done += chunk;
         }
     }

@@ -13,11 +13,11 @@
 
 use crate::access::Ctx;
 use crate::folio::{folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageFlag, PAGE_SHIFT, PAGE_SIZE};
-use crate::mm::memory::{Fault, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV};
+use crate::mm::memory::{mmu_access, Fault, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV};
 use crate::mm::readahead::{get_init_ra_size, page_cache_ra, read_pages_done, RA_PAGES};
 use crate::mm::swap::folio_put;
 use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
-use crate::state::{vm_flags, FileId, Kernel, MmId, Vma};
+use crate::state::{FileId, Kernel, MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
 use serde::{Deserialize, Serialize};
 
@@ -153,9 +153,8 @@ impl FilemapRead {
         Flow::Continue
     }
 
-    /// copy_to_user() of this page cache page's bytes into one user page: through the page
-    /// table (a missing or read-only PTE faults, as a user write would), setting the accessed
-    /// and dirty bits.
+    /// copy_to_user() of this page cache page's bytes into one user page, through the MMU
+    /// (memory.rs mmu_access(): a missing or read-only entry faults, as a user write would).
     fn copy(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
         let folio = self.folio.expect("looked up");
         if returned == Some(VM_FAULT_RETRY) {
@@ -171,16 +170,13 @@ impl FilemapRead {
             return Flow::Return(if self.done == 0 { -errno::EFAULT } else { self.done as i64 });
         }
         let address = self.buffer + self.done;
-        let vpn = address >> PAGE_SHIFT;
-        let pte = ctx.pte_load(self.mm, vpn);
-        let writable = ctx.vmas(self.mm).iter().any(|v| v.contains(address) && v.flags & vm_flags::VM_WRITE != 0);
-        let Some(present) = pte.present().filter(|p| p.write && writable) else {
-            ctx.event("copy_to_user", "fault", |_| format!("write {address:#x}: PTE {}", pte.describe()));
-            return Flow::Call(Frame::Fault(Fault::new(self.mm, address, true, true)));
+        let present = match mmu_access(ctx, self.mm, address, true) {
+            Ok(present) => present,
+            Err(pte) => {
+                ctx.event("copy_to_user", "fault", |_| format!("write {address:#x}: PTE {}", pte.describe()));
+                return Flow::Call(Frame::Fault(Fault::new(self.mm, address, true, true)));
+            }
         };
-        if !present.young || !present.dirty {
-            ctx.pte_hw_update(self.mm, vpn, Pte::Present(PresentPte { young: true, dirty: true, ..present }));
-        }
         let position = self.offset + self.done;
         let (from, to) = ((position % PAGE_SIZE) as usize, (address % PAGE_SIZE) as usize);
         let chunk = (PAGE_SIZE as usize - from).min(PAGE_SIZE as usize - to).min((self.length - self.done) as usize);

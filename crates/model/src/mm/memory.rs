@@ -93,37 +93,18 @@ impl KernelFunction for UserAccess {
             }
         }
         let address = self.address + self.done;
-        let vpn = address >> PAGE_SHIFT;
         let offset = (address & (PAGE_SIZE - 1)) as usize;
         let chunk = (PAGE_SIZE - offset as u64).min(self.length - self.done) as usize;
-        // The MMU walks the PMD first: a huge PMD maps the page directly.
-        let index = crate::mm::huge_memory::pmd_index(address);
-        let huge = ctx.pmd_load(self.mm, index);
-        let pte = match huge {
-            Some(pmd) => Pte::Present(PresentPte { pfn: pmd.pfn + (vpn % PTRS_PER_PTE), ..pmd }),
-            None => ctx.pte_load(self.mm, vpn),
-        };
-        // The protection the PTE carries: PROT_NONE or a read-only VMA forbid the access even
-        // through a present PTE.
-        let vma_flags = ctx.vmas(self.mm).iter().find(|v| v.contains(address)).map_or(0, |v| v.flags);
-        let permitted =
-            if self.write { vma_flags & vm_flags::VM_WRITE != 0 } else { vma_flags & vm_flags::VM_READ != 0 };
-        let Some(present) = pte.present().filter(|p| permitted && (!self.write || p.write)) else {
-            let write = self.write;
-            ctx.event("exc_page_fault", "fault", |_| {
-                format!("{} {address:#x}: PTE {}", if write { "write" } else { "read" }, pte.describe())
-            });
-            return Flow::Call(Frame::Fault(Fault::new(self.mm, address, self.write, true)));
-        };
-        if !present.young || (self.write && !present.dirty) {
-            let updated = PresentPte { young: true, dirty: present.dirty || self.write, ..present };
-            match huge {
-                Some(pmd) => {
-                    ctx.pmd_store(self.mm, index, Some(PresentPte { young: true, dirty: updated.dirty, ..pmd }))
-                }
-                None => ctx.pte_hw_update(self.mm, vpn, Pte::Present(updated)),
+        let present = match mmu_access(ctx, self.mm, address, self.write) {
+            Ok(present) => present,
+            Err(pte) => {
+                let write = self.write;
+                ctx.event("exc_page_fault", "fault", |_| {
+                    format!("{} {address:#x}: PTE {}", if write { "write" } else { "read" }, pte.describe())
+                });
+                return Flow::Call(Frame::Fault(Fault::new(self.mm, address, self.write, true)));
             }
-        }
+        };
         let folio = pfn_folio(present.pfn);
         if self.write {
             ctx.data_fill(folio, pfn_page(present.pfn), offset, chunk, self.byte);
@@ -153,6 +134,34 @@ impl KernelFunction for UserAccess {
         }
         Wait::Nothing
     }
+}
+
+/// The MMU's walk for one access at `address`, by the user or by the kernel's
+/// copy_to_user()/copy_from_user(): the PMD first (a huge PMD maps the page directly), then the
+/// PTE; the VMA's protection (PROT_NONE, read-only) forbids an access even through a present
+/// entry. On success the accessed bit (and for a write the dirty bit) is set and the page's
+/// entry returned; otherwise the entry the access faults on.
+pub fn mmu_access(ctx: &mut Ctx, mm: MmId, address: u64, write: bool) -> Result<PresentPte, Pte> {
+    let vpn = address >> PAGE_SHIFT;
+    let index = crate::mm::huge_memory::pmd_index(address);
+    let huge = ctx.pmd_load(mm, index);
+    let pte = match huge {
+        Some(pmd) => Pte::Present(PresentPte { pfn: pmd.pfn + (vpn % PTRS_PER_PTE), ..pmd }),
+        None => ctx.pte_load(mm, vpn),
+    };
+    let vma_flags = ctx.vmas(mm).iter().find(|v| v.contains(address)).map_or(0, |v| v.flags);
+    let permitted = if write { vma_flags & vm_flags::VM_WRITE != 0 } else { vma_flags & vm_flags::VM_READ != 0 };
+    let Some(present) = pte.present().filter(|p| permitted && (!write || p.write)) else {
+        return Err(pte);
+    };
+    if !present.young || (write && !present.dirty) {
+        let dirty = present.dirty || write;
+        match huge {
+            Some(pmd) => ctx.pmd_store(mm, index, Some(PresentPte { young: true, dirty, ..pmd })),
+            None => ctx.pte_hw_update(mm, vpn, Pte::Present(PresentPte { young: true, dirty, ..present })),
+        }
+    }
+    Ok(present)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
