@@ -38,13 +38,22 @@ pub fn filemap_get_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Lookup {
     match ctx.page_cache_load(file, index) {
         None => Lookup::Missing,
         Some(folio) if ctx.ref_add_unless_zero(folio, 1) => Lookup::Found(folio),
-        Some(_) => Lookup::Frozen,
+        Some(_) => {
+            ctx.event("filemap_get_entry", "folio_try_get", |_| format!("index {index}: refcount frozen, repeat"));
+            Lookup::Frozen
+        }
     }
 }
 
-/// The file's size in pages (i_size_read() >> PAGE_SHIFT; ftruncate() changes it).
-pub fn file_pages(ctx: &mut Ctx, file: FileId) -> u64 {
-    ctx.file_size_pages(file)
+/// include/linux/fs.h: the VMAs in `mapping->i_mmap`: every VMA of the file, in any mm
+/// (vma_interval_tree_foreach() without the interval bound). Read without i_mmap_rwsem (not
+/// modelled): a file's VMAs change only under mmap_lock held for writing, in one step.
+pub fn mapping_vmas(ctx: &mut Ctx, file: FileId) -> Vec<(MmId, Vma)> {
+    let mut vmas = Vec::new();
+    for mm in 0..ctx.k.mms.len() as MmId {
+        vmas.extend(ctx.vmas(mm).iter().filter(|v| v.file == Some(file)).map(|v| (mm, v.clone())));
+    }
+    vmas
 }
 
 /// mm/filemap.c: __filemap_remove_folio() → page_cache_delete(): the slot cleared and
@@ -111,7 +120,7 @@ impl FilemapRead {
     /// filemap_get_pages(): "if (unlikely(iocb->ki_pos >= i_size_read(inode)))" the read
     /// ends; otherwise the page's folio, referenced and uptodate.
     fn lookup(&mut self, ctx: &mut Ctx) -> Flow {
-        let end = file_pages(ctx, self.file) * PAGE_SIZE;
+        let end = ctx.file_size_pages(self.file) * PAGE_SIZE;
         self.length = self.length.min(end.saturating_sub(self.offset));
         // A truncation may have cut the file below what was already copied.
         if self.done >= self.length {
@@ -133,9 +142,7 @@ impl FilemapRead {
                 ctx.event("filemap_get_pages", "filemap_get_read_batch", |_| format!("index {index}: not cached"));
                 self.stage = ReadStage::Readahead;
             }
-            Lookup::Frozen => {
-                ctx.event("filemap_get_entry", "folio_try_get", |_| format!("index {index}: refcount frozen, repeat"));
-            }
+            Lookup::Frozen => {}
         }
         Flow::Continue
     }
@@ -260,7 +267,7 @@ fn next_uptodate_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Option<FolioI
     }
     let usable = ctx.mapping_load(folio) == (Mapping::File(file), index)
         && ctx.flag_test(folio, PageFlag::Uptodate)
-        && index < file_pages(ctx, file);
+        && index < ctx.file_size_pages(file);
     if !usable {
         ctx.flag_store(folio, PageFlag::Locked, false);
         folio_put(ctx, folio);
@@ -273,7 +280,7 @@ fn next_uptodate_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Option<FolioI
 /// file_end)", then under RCU the first folio next_uptodate_folio() finds in [start, end]
 /// (index, folio), locked and referenced.
 pub fn filemap_map_pages_first(ctx: &mut Ctx, file: FileId, start: u64, end: u64) -> Option<(u64, FolioId)> {
-    let end = end.min(file_pages(ctx, file).saturating_sub(1));
+    let end = end.min(ctx.file_size_pages(file).saturating_sub(1));
     (start..=end).find_map(|index| next_uptodate_folio(ctx, file, index).map(|folio| (index, folio)))
 }
 

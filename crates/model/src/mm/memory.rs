@@ -7,7 +7,7 @@ use crate::folio::{
     folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
 };
 use crate::mm::filemap::{
-    fault_around_window, file_pages, filemap_get_folio, filemap_map_pages_first, filemap_map_pages_locked, Lookup,
+    fault_around_window, filemap_get_folio, filemap_map_pages_first, filemap_map_pages_locked, Lookup,
 };
 use crate::mm::readahead::{page_cache_ra, read_pages_done, RA_PAGES};
 use crate::mm::rmap::{
@@ -428,7 +428,7 @@ impl Fault {
     /// that lost a race with ftruncate() never adds a folio beyond the new size.)
     fn file_lookup(&mut self, ctx: &mut Ctx) -> Flow {
         let (file, index) = self.file_index();
-        if index >= file_pages(ctx, file) {
+        if index >= ctx.file_size_pages(file) {
             let address = self.address;
             ctx.event("filemap_fault", "i_size_read", |_| format!("{address:#x}: beyond the end of the file"));
             return self.file_error(ctx, VM_FAULT_SIGBUS);
@@ -445,9 +445,7 @@ impl Fault {
                 ctx.event("filemap_fault", "filemap_get_folio", |_| format!("index {index}: not cached"));
                 self.stage = FaultStage::FileReadahead;
             }
-            Lookup::Frozen => {
-                ctx.event("filemap_get_entry", "folio_try_get", |_| format!("index {index}: refcount frozen, repeat"));
-            }
+            Lookup::Frozen => {}
         }
         Flow::Continue
     }
@@ -517,7 +515,7 @@ impl Fault {
         }
         // "Found the page and have a reference on it. We must recheck i_size under page lock
         // to avoid a race with truncate."
-        if index >= file_pages(ctx, file) {
+        if index >= ctx.file_size_pages(file) {
             ctx.flag_store(folio, PageFlag::Locked, false);
             folio_put(ctx, self.cache_folio.take().expect("looked up"));
             ctx.event("filemap_fault", "i_size_read", |_| format!("index {index} truncated: SIGBUS"));

@@ -5,7 +5,6 @@
 
 use crate::access::{Ctx, Ordering};
 use crate::folio::{FolioId, Mapping, PageFlag};
-use crate::mm::filemap::file_pages;
 use crate::mm::swap::{folio_add_lru, folio_put};
 use crate::state::FileId;
 
@@ -21,7 +20,7 @@ pub const RA_PAGES: u64 = 32;
 /// folio_add_lru(); a cached index is skipped. One step here; read_pages() submits the reads
 /// and [`read_pages_done`] completes them. The folios added, in index order.
 pub fn page_cache_ra(ctx: &mut Ctx, function: &'static str, file: FileId, start: u64, count: u64) -> Vec<FolioId> {
-    let end = (start + count).min(file_pages(ctx, file));
+    let end = (start + count).min(ctx.file_size_pages(file));
     let mut added = Vec::new();
     for index in start..end {
         if ctx.page_cache_load(file, index).is_some() {

@@ -153,42 +153,30 @@ fn anon_vma_read_wait(k: &crate::state::Kernel, folio: FolioId) -> Wait {
 /// The mappings an anonymous rmap walk visits: mm/rmap.c rmap_walk_anon() over the anon_vma's
 /// VMAs, with vma_address() of the folio's index in each.
 fn rmap_walk_anon_targets(ctx: &mut Ctx, anon_vma: AnonVmaId, index: u64, nr: usize) -> Vec<RmapTarget> {
-    let mut targets = Vec::new();
+    let mut vmas = Vec::new();
     for mm in ctx.anon_vma_mms(anon_vma) {
-        vma_targets(ctx, mm, |v| v.anon_vma == Some(anon_vma), index, nr, &mut targets);
+        vmas.extend(ctx.vmas(mm).iter().filter(|v| v.anon_vma == Some(anon_vma)).map(|v| (mm, v.clone())));
     }
-    targets
+    vma_targets(&vmas, index, nr)
 }
 
-/// mm/internal.h: vma_address() of each of the folio's `nr` pages in every VMA of `mm` that
-/// `walked` selects.
-fn vma_targets(
-    ctx: &mut Ctx,
-    mm: MmId,
-    walked: impl Fn(&Vma) -> bool,
-    index: u64,
-    nr: usize,
-    targets: &mut Vec<RmapTarget>,
-) {
-    for vma in ctx.vmas(mm).iter().filter(|v| walked(v)) {
+/// mm/internal.h: vma_address() of each of the folio's `nr` pages in each of `vmas`.
+fn vma_targets(vmas: &[(MmId, Vma)], index: u64, nr: usize) -> Vec<RmapTarget> {
+    let mut targets = Vec::new();
+    for (mm, vma) in vmas {
         for page in 0..nr {
             if let Some(address) = vma.address_of_index(index + page as u64) {
-                targets.push((mm, address, page));
+                targets.push((*mm, address, page));
             }
         }
     }
+    targets
 }
 
-/// mm/rmap.c: rmap_walk_file() over `mapping->i_mmap`: every VMA of the file covering the
-/// folio's index, in any mm. The walk reads the VMAs without i_mmap_rwsem (not modelled): they
-/// change only under mmap_lock held for writing, and every visit re-checks the PTE under its
-/// lock.
+/// mm/rmap.c: rmap_walk_file() over `mapping->i_mmap` (filemap.rs mapping_vmas()): every
+/// VMA of the file covering the folio's index; every visit re-checks the PTE under its lock.
 fn rmap_walk_file_targets(ctx: &mut Ctx, file: u32, index: u64, nr: usize) -> Vec<RmapTarget> {
-    let mut targets = Vec::new();
-    for mm in 0..ctx.k.mms.len() as MmId {
-        vma_targets(ctx, mm, |v| v.file == Some(file), index, nr, &mut targets);
-    }
-    targets
+    vma_targets(&crate::mm::filemap::mapping_vmas(ctx, file), index, nr)
 }
 
 /// The mappings of a page cache folio to walk, if it is one and still mapped.
@@ -587,9 +575,7 @@ impl FolioReferenced {
             young_vmas: Vec::new(),
         }
     }
-}
 
-impl FolioReferenced {
     fn walk(&mut self, targets: Vec<RmapTarget>) -> Flow {
         self.targets = targets;
         self.stage =

@@ -7,7 +7,7 @@
 
 use crate::access::Ctx;
 use crate::folio::{FolioId, Mapping, PageFlag, PAGE_SHIFT};
-use crate::mm::filemap::{__filemap_remove_folio, file_pages};
+use crate::mm::filemap::{__filemap_remove_folio, mapping_vmas};
 use crate::mm::memory::Zap;
 use crate::mm::swap::{folio_put, folio_put_refs};
 use crate::state::{FileId, Kernel, MmId, ThreadId};
@@ -60,7 +60,7 @@ impl Truncate {
 
     /// i_size_write() (the blocks beyond go with it).
     fn set_size(&mut self, ctx: &mut Ctx) -> Flow {
-        self.old_pages = file_pages(ctx, self.file);
+        self.old_pages = ctx.file_size_pages(self.file);
         if self.pages > self.old_pages {
             ctx.violation(Violation::new(ViolationKind::Invariant, "not modelled: ftruncate() growing a file"));
             return Flow::Return(-errno::EINVAL);
@@ -76,15 +76,13 @@ impl Truncate {
     /// tree, are zapped one after another.
     fn unmap_mapping_range(&mut self, ctx: &mut Ctx, first: u64, only: Option<u64>, second: bool) -> Flow {
         self.ranges.clear();
-        for mm in 0..ctx.k.mms.len() as MmId {
-            for vma in ctx.vmas(mm).iter().filter(|v| v.file == Some(self.file)) {
-                let vma_pages = (vma.end - vma.start) >> PAGE_SHIFT;
-                let from = first.max(vma.pgoff);
-                let to = only.map_or(vma.pgoff + vma_pages, |index| (index + 1).min(vma.pgoff + vma_pages));
-                if from < to {
-                    let start = vma.start + ((from - vma.pgoff) << PAGE_SHIFT);
-                    self.ranges.push((mm, start, start + ((to - from) << PAGE_SHIFT)));
-                }
+        for (mm, vma) in mapping_vmas(ctx, self.file) {
+            let vma_pages = (vma.end - vma.start) >> PAGE_SHIFT;
+            let from = first.max(vma.pgoff);
+            let to = only.map_or(vma.pgoff + vma_pages, |index| (index + 1).min(vma.pgoff + vma_pages));
+            if from < to {
+                let start = vma.start + ((from - vma.pgoff) << PAGE_SHIFT);
+                self.ranges.push((mm, start, start + ((to - from) << PAGE_SHIFT)));
             }
         }
         self.stage = TruncateStage::Unmap { second };
