@@ -3,7 +3,9 @@
 //! new size (private copies too: `even_cows`), truncate_inode_pages() takes each cached folio
 //! beyond it out of the page cache under the folio lock (truncate_inode_folio(): unmapped again
 //! if a fault mapped it meanwhile), and a second unmap_mapping_range() catches faults that
-//! raced. Growing a file is not modelled.
+//! raced. truncate_inode_pages_range() is one pass here, locking each folio and sleeping for
+//! it if need be (the kernel's first pass trylocks and skips busy folios, its second locks
+//! them; the folios removed are the same). Growing a file is not modelled.
 
 use crate::access::Ctx;
 use crate::folio::{FolioId, Mapping, PageFlag, PAGE_SHIFT};
