@@ -158,11 +158,14 @@ pub struct Ctx<'a> {
     pub thread: ThreadId,
     pub config: &'a KernelConfig,
     log: Vec<AccessRecord>,
+    /// Folios whose PG_referenced the step read: checked against
+    /// `System::referenced_readers` in debug builds.
+    pub referenced_reads: Vec<FolioId>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(k: &'a mut Kernel, effects: &'a mut Effects, thread: ThreadId, config: &'a KernelConfig) -> Self {
-        Ctx { k, effects, thread, config, log: Vec::new() }
+        Ctx { k, effects, thread, config, log: Vec::new(), referenced_reads: Vec::new() }
     }
 
     pub fn patched(&self, patch: Patch) -> bool {
@@ -496,8 +499,15 @@ impl<'a> Ctx<'a> {
     /// folio_test_*(): test_bit.
     pub fn flag_test(&mut self, folio: FolioId, flag: PageFlag) -> bool {
         self.check_allocated(folio, flag.name());
+        self.note_flag_read(folio, flag);
         self.note(AccessOp::Load, Some(Object::FolioFlag(folio, flag)), Ordering::Relaxed);
         self.k.folio(folio).test(flag)
+    }
+
+    fn note_flag_read(&mut self, folio: FolioId, flag: PageFlag) {
+        if flag == PageFlag::Referenced {
+            self.referenced_reads.push(folio);
+        }
     }
 
     /// folio_set_*() / folio_clear_*(): set_bit / clear_bit (atomic, unordered).
@@ -516,6 +526,7 @@ impl<'a> Ctx<'a> {
     /// old value.
     pub fn flag_test_and_store(&mut self, folio: FolioId, flag: PageFlag, value: bool) -> bool {
         self.check_allocated(folio, flag.name());
+        self.note_flag_read(folio, flag);
         self.note(AccessOp::ReadModifyWrite, Some(Object::FolioFlag(folio, flag)), Ordering::Full);
         let f = self.k.folio_mut(folio);
         let old = f.test(flag);

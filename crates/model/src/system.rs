@@ -481,43 +481,34 @@ impl Model for System {
     }
 
     fn step(&self, k: &mut Kernel, thread: ThreadId, effects: &mut Effects) {
+        // The canonical encoding forgets PG_referenced where no thread can read it any more:
+        // every read must be of a folio the analysis counted as read later (debug builds).
+        let readers = cfg!(debug_assertions).then(|| self.referenced_readers(k));
         let mut ctx = Ctx::new(k, effects, thread, &self.config);
-        let Some(wait) = ctx.k.thread(thread).stack.last().map(|frame| frame.wait(ctx.k, thread)) else {
-            self.dispatch(&mut ctx, thread);
-            return;
-        };
-        // A step that waited for a lock depends on whoever held it, even if it then returns
-        // early without taking it.
-        ctx.observe_wait(wait);
-        let t = ctx.k.thread_mut(thread);
-        let (mut frame, returned) = (t.stack.pop().expect("a frame"), t.returned.take());
-        let flow = frame.step(&mut ctx, returned);
-        let t = ctx.k.thread_mut(thread);
-        match flow {
-            Flow::Continue => t.stack.push(frame),
-            Flow::Call(callee) => {
-                t.stack.push(frame);
-                t.stack.push(callee);
-            }
-            Flow::Return(value) if !t.stack.is_empty() => t.returned = Some(value),
-            Flow::Return(value) => {
-                self.complete(ctx.k, thread, value);
-                let quiescent = ctx.k.threads.iter().all(|t| t.stack.is_empty());
-                if quiescent && ctx.effects.violation.is_none() {
-                    // The check reads the whole state: the step depends on every write.
-                    ctx.effects.footprint.read_everything();
-                    if let Some(violation) = Self::check_quiescent(ctx.k) {
-                        ctx.violation(violation);
-                    }
-                }
+        self.step_thread(&mut ctx, thread);
+        if let Some(readers) = readers {
+            for folio in &ctx.referenced_reads {
+                assert!(
+                    readers.as_ref().is_none_or(|folios| folios.contains(folio)),
+                    "thread {thread} read PG_referenced of folio {folio}, which referenced_readers() counted as \
+                     never read again: the canonical encoding would forget it"
+                );
             }
         }
     }
 
     fn encode(&self, k: &Kernel, out: &mut Vec<u8>) {
-        out.extend_from_slice(&crate::shared::hash128(k).to_le_bytes());
+        let forgotten = self.referenced_forgotten(k);
+        if forgotten.is_empty() {
+            out.extend_from_slice(&crate::shared::hash128(k).to_le_bytes());
+            return;
+        }
+        let mut canonical = k.clone();
+        for folio in forgotten {
+            canonical.folio_mut(folio).flags &= !PageFlag::Referenced.mask();
+        }
+        out.extend_from_slice(&crate::shared::hash128(&canonical).to_le_bytes());
     }
-
     /// Where each thread is: its pc, its stack depth and its innermost frame (a kernel
     /// function's progress), which most steps change. FxHash of the innermost frames costs far
     /// less than the state's fingerprint, and the explorer mixes the key before sampling.
@@ -618,4 +609,135 @@ pub fn run_sequential_with(
             return (k, Some(violation));
         }
     }
+}
+
+/// PG_referenced liveness, for the canonical encoding (the dead-variable reduction of SPIN's
+/// data-flow optimisation): a folio's PG_referenced that no thread can read any more cannot
+/// change what happens next, so two states that differ only there behave identically and are
+/// encoded as one. The model's only readers of the bit are folio_check_references()
+/// (reclaim), smaps, /proc/kpageflags and a THP split copying the head's flags; the analysis
+/// is conservative: an instruction not known to stay clear of all of them reads every folio's
+/// bit, and reclaim reads only the folios it has still to check. Debug builds check every read
+/// against it (`System::step`).
+impl System {
+    fn step_thread(&self, ctx: &mut Ctx, thread: ThreadId) {
+        let Some(wait) = ctx.k.thread(thread).stack.last().map(|frame| frame.wait(ctx.k, thread)) else {
+            self.dispatch(ctx, thread);
+            return;
+        };
+        // A step that waited for a lock depends on whoever held it, even if it then returns
+        // early without taking it.
+        ctx.observe_wait(wait);
+        let t = ctx.k.thread_mut(thread);
+        let (mut frame, returned) = (t.stack.pop().expect("a frame"), t.returned.take());
+        let flow = frame.step(ctx, returned);
+        let t = ctx.k.thread_mut(thread);
+        match flow {
+            Flow::Continue => t.stack.push(frame),
+            Flow::Call(callee) => {
+                t.stack.push(frame);
+                t.stack.push(callee);
+            }
+            Flow::Return(value) if !t.stack.is_empty() => t.returned = Some(value),
+            Flow::Return(value) => {
+                self.complete(ctx.k, thread, value);
+                let quiescent = ctx.k.threads.iter().all(|t| t.stack.is_empty());
+                if quiescent && ctx.effects.violation.is_none() {
+                    // The check reads the whole state: the step depends on every write.
+                    ctx.effects.footprint.read_everything();
+                    if let Some(violation) = Self::check_quiescent(ctx.k) {
+                        ctx.violation(violation);
+                    }
+                }
+            }
+        }
+    }
+
+    /// The folios whose PG_referenced some thread may still read, `None` for every folio.
+    pub fn referenced_readers(&self, k: &Kernel) -> Option<Vec<FolioId>> {
+        let mut folios = Vec::new();
+        for (index, thread) in k.threads.iter().enumerate() {
+            let program = &self.spec.threads[index].program;
+            let (current, later) = match thread.status {
+                ThreadStatus::Done => continue,
+                ThreadStatus::NotStarted => (None, &program[..]),
+                ThreadStatus::Running => {
+                    let pc = (thread.pc as usize).min(program.len());
+                    match thread.stack.is_empty() {
+                        true => (None, &program[pc..]),
+                        false => (program.get(pc), program.get(pc + 1..).unwrap_or(&[])),
+                    }
+                }
+            };
+            if later.iter().any(reads_referenced) {
+                return None;
+            }
+            match current {
+                Some(Instruction::Reclaim) => folios.extend_from_slice(reclaim_unread(thread)?),
+                Some(instruction) if reads_referenced(instruction) => return None,
+                _ => {}
+            }
+        }
+        Some(folios)
+    }
+
+    /// Allocated folios with PG_referenced set that no thread can read any more.
+    fn referenced_forgotten(&self, k: &Kernel) -> Vec<FolioId> {
+        let referenced =
+            |(id, folio): &(usize, &Folio)| folio.allocated && folio.test(PageFlag::Referenced) && *id != 0;
+        if !k.folios.iter().enumerate().any(|entry| referenced(&entry)) {
+            return Vec::new();
+        }
+        let Some(readers) = self.referenced_readers(k) else {
+            return Vec::new();
+        };
+        k.folios
+            .iter()
+            .enumerate()
+            .filter(referenced)
+            .map(|(id, _)| id as FolioId)
+            .filter(|folio| !readers.contains(folio))
+            .collect()
+    }
+}
+
+/// The folios a thread inside `reclaim(all)` may still read PG_referenced of (`None`: any).
+fn reclaim_unread(thread: &Thread) -> Option<&[FolioId]> {
+    let mut unread = None;
+    for frame in &thread.stack {
+        unread = match frame {
+            Frame::ShrinkInactiveList(shrink) => shrink.referenced_unread(thread),
+            Frame::ShrinkFolioList(shrink) => Some(shrink.referenced_unread()),
+            _ => unread,
+        };
+    }
+    unread
+}
+
+/// Whether an instruction's kernel paths may read PG_referenced of some folio. Only the ones
+/// read against the model's readers (none of their frames reaches folio_check_references(),
+/// smaps_account(), kpageflags or __split_huge_page_tail()) say no; a new instruction reads.
+fn reads_referenced(instruction: &Instruction) -> bool {
+    use crate::fs::proc::page::ProcPageFile;
+    use crate::program::Advice;
+    !matches!(
+        instruction,
+        Instruction::Mmap { .. }
+            | Instruction::Munmap { .. }
+            | Instruction::Mremap { .. }
+            | Instruction::Mprotect { .. }
+            | Instruction::Store { .. }
+            | Instruction::Load { .. }
+            | Instruction::Madvise { advice: Advice::DontNeed | Advice::Free, .. }
+            | Instruction::Pread { .. }
+            | Instruction::Ftruncate { .. }
+            | Instruction::Assert { .. }
+            | Instruction::Fork { .. }
+            | Instruction::Spawn { .. }
+            | Instruction::Join { .. }
+            | Instruction::Exit
+            | Instruction::ProcPage { file: ProcPageFile::Pagemap | ProcPageFile::KpageCount, .. }
+            | Instruction::Signal { .. }
+            | Instruction::WaitEvent { .. }
+    )
 }

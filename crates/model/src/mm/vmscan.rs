@@ -127,6 +127,20 @@ impl ShrinkInactiveList {
     }
 }
 
+impl ShrinkInactiveList {
+    /// The folios whose PG_referenced this reclaim may still read, `None` for any folio: before
+    /// isolation, any folio on the LRU; once isolated, the thread's folio list, until the
+    /// ShrinkFolioList it calls narrows that down (see [`ShrinkFolioList::referenced_unread`]);
+    /// putback and writeback completion read none.
+    pub fn referenced_unread<'a>(&self, thread: &'a crate::thread::Thread) -> Option<&'a [FolioId]> {
+        match self.stage {
+            ShrinkInactiveStage::Isolate => None,
+            ShrinkInactiveStage::Shrink => Some(&thread.folio_list[..]),
+            ShrinkInactiveStage::Putback | ShrinkInactiveStage::EndWriteback => Some(&[]),
+        }
+    }
+}
+
 impl Default for ShrinkInactiveList {
     fn default() -> Self {
         Self::new()
@@ -205,6 +219,15 @@ impl ShrinkFolioList {
 
     fn folio(&self) -> FolioId {
         self.list[self.index]
+    }
+
+    /// The folios whose PG_referenced this shrink may still read: folio_check_references() is
+    /// the only reader, reached for a folio once, from `Trylock` through `References`; the
+    /// index only moves forward.
+    pub fn referenced_unread(&self) -> &[FolioId] {
+        let checked =
+            !matches!(self.stage, ShrinkStage::Trylock | ShrinkStage::CheckReferences | ShrinkStage::References);
+        &self.list[(self.index + usize::from(checked)).min(self.list.len())..]
     }
 
     fn goto(&mut self, stage: ShrinkStage) -> Flow {

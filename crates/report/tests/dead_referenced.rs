@@ -1,0 +1,100 @@
+//! The canonical encoding forgets PG_referenced where no thread can read it any more (the
+//! dead-variable reduction): states that differ only in a dead bit are one state, and a bit
+//! some thread may still read keeps states apart.
+
+// Only `system` is used here; the other helpers serve the other test crates.
+#[allow(dead_code)]
+mod common;
+
+use mmcheck_explorer::{Model, StepEffects};
+use mmcheck_model::folio::{FolioId, PageFlag};
+use mmcheck_model::state::Kernel;
+use mmcheck_model::System;
+
+/// The state once thread 0 has run alone to the end of its program's first `steps` steps.
+fn run(system: &System, thread: u32, steps: usize) -> Kernel {
+    let mut state = system.initial_state();
+    for _ in 0..steps {
+        let mut effects = StepEffects::new(false);
+        system.step(&mut state, thread, &mut effects);
+        assert!(effects.violation.is_none());
+    }
+    state
+}
+
+fn encoding(system: &System, state: &Kernel) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    system.encode(state, &mut bytes);
+    bytes
+}
+
+/// The buffer's folio, with PG_referenced flipped.
+fn flipped(state: &Kernel, folio: FolioId) -> Kernel {
+    let mut other = state.clone();
+    other.folio_mut(folio).flags ^= PageFlag::Referenced.mask();
+    other
+}
+
+/// A process that faults a page in and then waits; `later` is the rest of the scenario.
+fn scenario(later: &str) -> String {
+    format!(
+        "scenario dead-referenced \"PG_referenced liveness\"\n\
+         process p {{\n  buf = mmap(4K, read|write, private|anonymous)\n  store(buf, 4K, 0x01)\n  \
+         signal stored\n  wait go\n  assert load(buf, 4K) == 0x01\n}}\n{later}"
+    )
+}
+
+/// Steps until the store has faulted folio 1 in and the process signalled.
+fn stored(system: &System) -> Kernel {
+    let state = run(system, 0, 12);
+    assert!(state.folio(1).allocated, "the store faulted folio 1 in");
+    assert_eq!(state.events & 1, 1, "the process signalled");
+    state
+}
+
+#[test]
+fn a_bit_nobody_reads_again_is_forgotten() {
+    let system = common::system(&scenario("kthread k {\n  wait stored\n  signal go\n}\n"), &[]);
+    let state = stored(&system);
+    assert_eq!(encoding(&system, &state), encoding(&system, &flipped(&state, 1)));
+    assert_eq!(system.referenced_readers(&state), Some(Vec::new()));
+}
+
+#[test]
+fn a_pending_reclaim_keeps_the_bit() {
+    let system = common::system(&scenario("kthread k {\n  wait stored\n  reclaim(all)\n  signal go\n}\n"), &[]);
+    let state = stored(&system);
+    assert_ne!(encoding(&system, &state), encoding(&system, &flipped(&state, 1)));
+    assert_eq!(system.referenced_readers(&state), None);
+}
+
+#[test]
+fn a_pending_kpageflags_read_keeps_the_bit() {
+    let system = common::system(
+        &scenario("kthread k {\n  wait stored\n  signal go\n}\nprocess q {\n  wait go\n}\n")
+            .replace("assert load(buf, 4K) == 0x01", "f = kpageflags(buf)"),
+        &[],
+    );
+    let state = stored(&system);
+    assert_ne!(encoding(&system, &state), encoding(&system, &flipped(&state, 1)));
+}
+
+/// Reclaim reads PG_referenced of a folio once, in folio_check_references(): once past it,
+/// the folio's bit is dead even while reclaim goes on with the rest of its list.
+#[test]
+fn reclaim_forgets_the_folios_it_has_checked() {
+    let system = common::system(&scenario("kthread k {\n  wait stored\n  reclaim(all)\n  signal go\n}\n"), &[]);
+    let mut state = stored(&system);
+    let mut checked = false;
+    for _ in 0..40 {
+        let mut effects = StepEffects::new(true);
+        system.step(&mut state, 1, &mut effects);
+        if effects.events.iter().any(|e| e.label == "references") {
+            checked = true;
+            break;
+        }
+    }
+    assert!(checked, "reclaim reached folio_check_references()");
+    assert_eq!(system.referenced_readers(&state), Some(Vec::new()));
+    assert_eq!(encoding(&system, &state), encoding(&system, &flipped(&state, 1)));
+}
