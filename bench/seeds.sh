@@ -12,7 +12,7 @@ set -eu
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 BENCH_REPORT="${BENCH_REPORT:-$ROOT/docs/PERFORMANCE.md}"
-SEED_SCENARIOS="${SEED_SCENARIOS:-vm-insert-compound pfnmap-private-cow smaps-thp-split thp-split-access uffd-move-swapcache uffd-move-swapcache-mthp uffd-move-swapcache-race uffd-missing-copy madv-free-dio madv-free-dio-window}"
+SEED_SCENARIOS="${SEED_SCENARIOS:-vm-insert-compound pfnmap-private-cow smaps-thp-split thp-split-access uffd-move-swapcache uffd-move-swapcache-mthp uffd-move-swapcache-race uffd-missing-copy madv-free-dio madv-free-dio-window madv-free-dio-anchor}"
 OUT="$(mktemp -d /tmp/mmcheck-seeds.XXXXXX)"
 
 cargo build --release --quiet

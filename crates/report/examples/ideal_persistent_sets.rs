@@ -9,7 +9,7 @@
 //!
 //! Usage: cargo run --release -p mmcheck-report --example ideal_persistent_sets -- \
 //!            [SCENARIO] [KERNEL] [PAGES...]
-//! (defaults: madv-free-dio-window 6.18 1 2 3 4). docs/PERFORMANCE.md quotes its output.
+//! (defaults: madv-free-dio-anchor 6.18 1 2 3 4). The README quotes its output.
 
 use mmcheck_explorer::{Footprint, Model, StepEffects, ThreadId};
 use mmcheck_model::state::Kernel;
@@ -110,7 +110,7 @@ fn count_states(system: &System, ideal: bool) -> (usize, usize) {
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();
-    let name = args.first().map_or("madv-free-dio-window", String::as_str);
+    let name = args.first().map_or("madv-free-dio-anchor", String::as_str);
     let kernel = args.get(1).map_or("6.18", String::as_str);
     let pages: Vec<i64> = match args.get(2..) {
         Some(rest) if !rest.is_empty() => rest.iter().map(|p| p.parse().expect("pages: a number")).collect(),
