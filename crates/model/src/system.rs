@@ -91,6 +91,40 @@ impl System {
         }
     }
 
+    /// One step of `thread`: the next instruction's dispatch, or a step of its top frame.
+    fn step_thread(&self, ctx: &mut Ctx, thread: ThreadId) {
+        let Some(wait) = ctx.k.thread(thread).stack.last().map(|frame| frame.wait(ctx.k, thread)) else {
+            self.dispatch(ctx, thread);
+            return;
+        };
+        // A step that waited for a lock depends on whoever held it, even if it then returns
+        // early without taking it.
+        ctx.observe_wait(wait);
+        let t = ctx.k.thread_mut(thread);
+        let (mut frame, returned) = (t.stack.pop().expect("a frame"), t.returned.take());
+        let flow = frame.step(ctx, returned);
+        let t = ctx.k.thread_mut(thread);
+        match flow {
+            Flow::Continue => t.stack.push(frame),
+            Flow::Call(callee) => {
+                t.stack.push(frame);
+                t.stack.push(callee);
+            }
+            Flow::Return(value) if !t.stack.is_empty() => t.returned = Some(value),
+            Flow::Return(value) => {
+                self.complete(ctx.k, thread, value);
+                let quiescent = ctx.k.threads.iter().all(|t| t.stack.is_empty());
+                if quiescent && ctx.effects.violation.is_none() {
+                    // The check reads the whole state: the step depends on every write.
+                    ctx.effects.footprint.read_everything();
+                    if let Some(violation) = Self::check_quiescent(ctx.k) {
+                        ctx.violation(violation);
+                    }
+                }
+            }
+        }
+    }
+
     /// Runs the instruction at the thread's pc: a local step, or the entry into a syscall.
     fn dispatch(&self, ctx: &mut Ctx, thread: ThreadId) {
         let spec = &self.spec.threads[thread as usize];
@@ -509,6 +543,7 @@ impl Model for System {
         }
         out.extend_from_slice(&crate::shared::hash128(&canonical).to_le_bytes());
     }
+
     /// Where each thread is: its pc, its stack depth and its innermost frame (a kernel
     /// function's progress), which most steps change. FxHash of the innermost frames costs far
     /// less than the state's fingerprint, and the explorer mixes the key before sampling.
@@ -620,39 +655,6 @@ pub fn run_sequential_with(
 /// bit, and reclaim reads only the folios it has still to check. Debug builds check every read
 /// against it (`System::step`).
 impl System {
-    fn step_thread(&self, ctx: &mut Ctx, thread: ThreadId) {
-        let Some(wait) = ctx.k.thread(thread).stack.last().map(|frame| frame.wait(ctx.k, thread)) else {
-            self.dispatch(ctx, thread);
-            return;
-        };
-        // A step that waited for a lock depends on whoever held it, even if it then returns
-        // early without taking it.
-        ctx.observe_wait(wait);
-        let t = ctx.k.thread_mut(thread);
-        let (mut frame, returned) = (t.stack.pop().expect("a frame"), t.returned.take());
-        let flow = frame.step(ctx, returned);
-        let t = ctx.k.thread_mut(thread);
-        match flow {
-            Flow::Continue => t.stack.push(frame),
-            Flow::Call(callee) => {
-                t.stack.push(frame);
-                t.stack.push(callee);
-            }
-            Flow::Return(value) if !t.stack.is_empty() => t.returned = Some(value),
-            Flow::Return(value) => {
-                self.complete(ctx.k, thread, value);
-                let quiescent = ctx.k.threads.iter().all(|t| t.stack.is_empty());
-                if quiescent && ctx.effects.violation.is_none() {
-                    // The check reads the whole state: the step depends on every write.
-                    ctx.effects.footprint.read_everything();
-                    if let Some(violation) = Self::check_quiescent(ctx.k) {
-                        ctx.violation(violation);
-                    }
-                }
-            }
-        }
-    }
-
     /// The folios whose PG_referenced some thread may still read, `None` for every folio.
     pub fn referenced_readers(&self, k: &Kernel) -> Option<Vec<FolioId>> {
         let mut folios = Vec::new();
@@ -683,8 +685,9 @@ impl System {
 
     /// Allocated folios with PG_referenced set that no thread can read any more.
     fn referenced_forgotten(&self, k: &Kernel) -> Vec<FolioId> {
-        let referenced =
-            |(id, folio): &(usize, &Folio)| folio.allocated && folio.test(PageFlag::Referenced) && *id != 0;
+        let referenced = |(id, folio): &(usize, &Folio)| {
+            folio.allocated && folio.test(PageFlag::Referenced) && *id != ZERO_FOLIO as usize
+        };
         if !k.folios.iter().enumerate().any(|entry| referenced(&entry)) {
             return Vec::new();
         }
