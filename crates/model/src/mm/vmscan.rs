@@ -125,9 +125,7 @@ impl ShrinkInactiveList {
         }
         Flow::Continue
     }
-}
 
-impl ShrinkInactiveList {
     /// The folios whose PG_referenced this reclaim may still read, `None` for any folio: before
     /// isolation, any folio on the LRU; once isolated, the thread's folio list, until the
     /// ShrinkFolioList it calls narrows that down (see [`ShrinkFolioList::referenced_unread`]);
