@@ -5,7 +5,9 @@
 
 use crate::access::{Ctx, Effects, Event};
 use crate::drivers::{order_for, DeviceKind, DeviceSpec};
-use crate::folio::{folio_pfn, pfn_folio, pfn_page, Folio, FolioId, Mapping, PageData, PageFlag, ZERO_FOLIO};
+use crate::folio::{
+    folio_pfn, pfn_folio, pfn_page, Folio, FolioId, Mapping, PageData, PageFlag, PAGE_SIZE, ZERO_FOLIO,
+};
 use crate::mm::madvise::Madvise;
 use crate::mm::memory::UserAccess;
 use crate::mm::mmap::{ExitMmap, Mmap, Munmap};
@@ -517,14 +519,16 @@ impl Model for System {
     fn step(&self, k: &mut Kernel, thread: ThreadId, effects: &mut Effects) {
         // The canonical encoding forgets PG_referenced where no thread can read it any more:
         // every read must be of a folio the analysis counted as read later (debug builds).
-        let readers = cfg!(debug_assertions).then(|| self.referenced_readers(k));
+        let before = cfg!(debug_assertions).then(|| (self.referenced_readers(k), k.folios.clone()));
         let mut ctx = Ctx::new(k, effects, thread, &self.config);
         self.step_thread(&mut ctx, thread);
-        if let Some(readers) = readers {
-            for folio in &ctx.referenced_reads {
+        if let Some((readers, folios)) = before {
+            let Some(readers) = readers else { return };
+            // A folio allocated by this step (numbers are never reused) had no bit to forget.
+            for &id in ctx.referenced_reads.iter().filter(|&&id| (id as usize) < folios.len()) {
                 assert!(
-                    readers.as_ref().is_none_or(|folios| folios.contains(folio)),
-                    "thread {thread} read PG_referenced of folio {folio}, which referenced_readers() counted as \
+                    readers.may_read(id, &folios[id as usize]),
+                    "thread {thread} read PG_referenced of folio {id}, which referenced_readers() counted as \
                      never read again: the canonical encoding would forget it"
                 );
             }
@@ -649,15 +653,16 @@ pub fn run_sequential_with(
 /// PG_referenced liveness, for the canonical encoding (the dead-variable reduction of SPIN's
 /// data-flow optimisation): a folio's PG_referenced that no thread can read any more cannot
 /// change what happens next, so two states that differ only there behave identically and are
-/// encoded as one. The model's only readers of the bit are folio_check_references()
-/// (reclaim), smaps, /proc/kpageflags and a THP split copying the head's flags; the analysis
-/// is conservative: an instruction not known to stay clear of all of them reads every folio's
-/// bit, and reclaim reads only the folios it has still to check. Debug builds check every read
-/// against it (`System::step`).
+/// encoded as one. The model's readers of the bit: folio_check_references() (reclaim),
+/// folio_mark_accessed() (GUP's slow path with FOLL_TOUCH, filemap_read(), zapping a young
+/// file PTE), smaps and a THP split copying the head's flags; /proc/kpageflags counts too, as
+/// the kernel's reports KPF_REFERENCED (the model does not compare that bit yet). The analysis
+/// is conservative: an instruction not read against all of them reads every folio's bit.
+/// Debug builds check every read against it (`System::step`).
 impl System {
-    /// The folios whose PG_referenced some thread may still read, `None` for every folio.
-    pub fn referenced_readers(&self, k: &Kernel) -> Option<Vec<FolioId>> {
-        let mut folios = Vec::new();
+    /// Whose PG_referenced some thread may still read, `None` for every folio's.
+    pub fn referenced_readers(&self, k: &Kernel) -> Option<ReferencedReaders> {
+        let mut readers = ReferencedReaders::default();
         for (index, thread) in k.threads.iter().enumerate() {
             let program = &self.spec.threads[index].program;
             let (current, later) = match thread.status {
@@ -671,16 +676,50 @@ impl System {
                     }
                 }
             };
-            if later.iter().any(reads_referenced) {
-                return None;
+            for instruction in later {
+                match referenced_reads(instruction) {
+                    Reads::Nothing => {}
+                    Reads::FileFolios => readers.file_folios = true,
+                    Reads::Every => return None,
+                }
             }
             match current {
-                Some(Instruction::Reclaim) => folios.extend_from_slice(reclaim_unread(thread)?),
-                Some(instruction) if reads_referenced(instruction) => return None,
-                _ => {}
+                Some(Instruction::Reclaim) => readers.folios.extend_from_slice(reclaim_unread(thread)?),
+                Some(Instruction::Pread { direct: true, .. }) => {
+                    readers.indexes.extend(self.gup_unpinned_indexes(k, thread)?)
+                }
+                Some(instruction) => match referenced_reads(instruction) {
+                    Reads::Nothing => {}
+                    Reads::FileFolios => readers.file_folios = true,
+                    Reads::Every => return None,
+                },
+                None => {}
             }
         }
-        Some(folios)
+        Some(readers)
+    }
+
+    /// The folio indexes an O_DIRECT read's GUP may still mark accessed: follow_page_pte()
+    /// calls folio_mark_accessed() (FOLL_TOUCH) on what is mapped at each address the slow
+    /// path has still to pin, and whatever gets mapped there has the index the VMA gives the
+    /// address (linear_page_index()). Once every page is pinned, none.
+    fn gup_unpinned_indexes(&self, k: &Kernel, thread: &Thread) -> Option<Vec<u64>> {
+        // The innermost GUP frame knows what is left; no frame of the read at all: every index.
+        let left = thread.stack.iter().rev().find_map(|frame| match frame {
+            Frame::GupSlow(gup) => {
+                Some(Some((gup.mm, gup.start + gup.index * PAGE_SIZE, gup.start + gup.nr_pages * PAGE_SIZE)))
+            }
+            Frame::DirectIo(dio) => Some(dio.gup_range(thread.pages.len() as u64)),
+            _ => None,
+        })?;
+        let Some((mm, start, end)) = left else {
+            return Some(Vec::new());
+        };
+        let mm = &k.mms[mm as usize];
+        (start..end)
+            .step_by(PAGE_SIZE as usize)
+            .map(|address| mm.find_vma(address).map(|vma| vma.linear_page_index(address)))
+            .collect()
     }
 
     /// Allocated folios with PG_referenced set that no thread can read any more.
@@ -698,9 +737,29 @@ impl System {
             .iter()
             .enumerate()
             .filter(referenced)
+            .filter(|&(id, folio)| !readers.may_read(id as FolioId, folio))
             .map(|(id, _)| id as FolioId)
-            .filter(|folio| !readers.contains(folio))
             .collect()
+    }
+}
+
+/// Whose PG_referenced some thread may still read (`System::referenced_readers`).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ReferencedReaders {
+    /// Folios by number: those reclaim has still to check.
+    pub folios: Vec<FolioId>,
+    /// Folios covering one of these indexes: what GUP's slow path may still mark accessed.
+    pub indexes: Vec<u64>,
+    /// Every file folio: zapping a young file PTE and filemap_read() mark it accessed.
+    pub file_folios: bool,
+}
+
+impl ReferencedReaders {
+    pub fn may_read(&self, id: FolioId, folio: &Folio) -> bool {
+        let covers = |index: &u64| (folio.index..folio.index + folio.nr_pages() as u64).contains(index);
+        self.folios.contains(&id)
+            || self.indexes.iter().any(covers)
+            || (self.file_folios && !folio.test(PageFlag::Anon))
     }
 }
 
@@ -717,30 +776,42 @@ fn reclaim_unread(thread: &Thread) -> Option<&[FolioId]> {
     unread
 }
 
-/// Whether an instruction's kernel paths may read PG_referenced of some folio. Only the ones
-/// read against the model's readers (none of their frames reaches folio_check_references(),
-/// smaps_account(), kpageflags or __split_huge_page_tail()) say no; a new instruction reads.
-fn reads_referenced(instruction: &Instruction) -> bool {
+/// Which folios' PG_referenced an instruction's kernel paths may read.
+enum Reads {
+    Nothing,
+    /// File folios only: folio_mark_accessed() from zap_present_folio_ptes() (a young file
+    /// PTE) or filemap_read().
+    FileFolios,
+    Every,
+}
+
+/// Only the instructions read against the model's readers say less than `Every`: none of
+/// their frames reaches folio_check_references(), smaps_account(), kpageflags or
+/// __split_huge_page_tail(), and folio_mark_accessed() only as `FileFolios` says. An O_DIRECT
+/// read is `Every` until it starts (its GUP is narrowed down once it runs); a new
+/// instruction is `Every` until someone reads its paths.
+fn referenced_reads(instruction: &Instruction) -> Reads {
     use crate::fs::proc::page::ProcPageFile;
     use crate::program::Advice;
-    !matches!(
-        instruction,
+    match instruction {
         Instruction::Mmap { .. }
-            | Instruction::Munmap { .. }
-            | Instruction::Mremap { .. }
-            | Instruction::Mprotect { .. }
-            | Instruction::Store { .. }
-            | Instruction::Load { .. }
-            | Instruction::Madvise { advice: Advice::DontNeed | Advice::Free, .. }
-            | Instruction::Pread { .. }
-            | Instruction::Ftruncate { .. }
-            | Instruction::Assert { .. }
-            | Instruction::Fork { .. }
-            | Instruction::Spawn { .. }
-            | Instruction::Join { .. }
-            | Instruction::Exit
-            | Instruction::ProcPage { file: ProcPageFile::Pagemap | ProcPageFile::KpageCount, .. }
-            | Instruction::Signal { .. }
-            | Instruction::WaitEvent { .. }
-    )
+        | Instruction::Mremap { .. }
+        | Instruction::Mprotect { .. }
+        | Instruction::Store { .. }
+        | Instruction::Load { .. }
+        | Instruction::Madvise { advice: Advice::Free, .. }
+        | Instruction::Assert { .. }
+        | Instruction::Fork { .. }
+        | Instruction::Spawn { .. }
+        | Instruction::Join { .. }
+        | Instruction::ProcPage { file: ProcPageFile::Pagemap | ProcPageFile::KpageCount, .. }
+        | Instruction::Signal { .. }
+        | Instruction::WaitEvent { .. } => Reads::Nothing,
+        Instruction::Munmap { .. }
+        | Instruction::Exit
+        | Instruction::Madvise { advice: Advice::DontNeed, .. }
+        | Instruction::Ftruncate { .. }
+        | Instruction::Pread { direct: false, .. } => Reads::FileFolios,
+        _ => Reads::Every,
+    }
 }

@@ -1170,7 +1170,10 @@ fn a_buffered_read_copies_from_the_page_cache_and_leaves_the_page_cached() {
     let cached = r.k.files[0].cache[0].expect("the page stays cached");
     let f = r.folio(cached);
     assert_eq!((f.refcount, f.mapcount()), (1, 0), "{}", f.dump(cached));
-    assert_eq!(f.flags, flags(&[PageFlag::Uptodate, PageFlag::Lru]), "{}", f.dump(cached));
+    // folio_mark_accessed() by each read of page 0 (each pread opens the file afresh): the
+    // first sets PG_referenced, the second finds it set and activates the folio.
+    assert_eq!(f.flags, flags(&[PageFlag::Uptodate, PageFlag::Lru, PageFlag::Active]), "{}", f.dump(cached));
+    assert!(r.lru().contains(&(cached, LruList::ActiveFile)), "{:?}", r.lru());
     // The buffer's two pages were faulted in by copy_to_user() as anonymous memory.
     assert_eq!(r.k.mms[0].rss_anon, 2);
     assert!(r.has_event("copy_folio_to_iter", "copy_to_user"));

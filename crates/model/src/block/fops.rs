@@ -60,6 +60,20 @@ impl DirectIo {
         ctx.k.thread(ctx.thread).pages.len()
     }
 
+    /// The user addresses whose pages this read's GUP may still pin (mm, start, end), `pinned`
+    /// pages being in the thread's `pages` array: before the fast path, the buffer as given
+    /// (start() may only shorten it); while the fast path runs, the pages after the ones it got
+    /// (gup_fast_fallback() hands exactly those to the slow path). Once the slow path runs, its
+    /// own frame knows; once every page is pinned, none.
+    pub fn gup_range(&self, pinned: u64) -> Option<(MmId, u64, u64)> {
+        let first = self.buffer - self.head();
+        match self.stage {
+            DioStage::Start => Some((self.mm, first, (self.buffer + self.length).next_multiple_of(PAGE_SIZE))),
+            DioStage::GupFastDone => Some((self.mm, first + pinned * PAGE_SIZE, first + self.nr_pages * PAGE_SIZE)),
+            DioStage::GupSlowDone | DioStage::Dma | DioStage::SetDirtyLock | DioStage::Unpin => None,
+        }
+    }
+
     /// The buffer's offset into its first page.
     fn head(&self) -> u64 {
         self.buffer % PAGE_SIZE

@@ -131,6 +131,12 @@ impl FilemapRead {
             Lookup::Found(folio) if ctx.flag_test(folio, PageFlag::Uptodate) => {
                 self.folio = Some(folio);
                 ctx.event("filemap_get_pages", "filemap_get_read_batch", |_| format!("index {index}: folio {folio}"));
+                // filemap_read(): "When a read accesses the same folio several times, only mark
+                // it as accessed the first time": every folio of the read once. The read starts
+                // from last_pos = ra->prev_pos, and each pread opens the file afresh (as the
+                // live runner does), so file_ra_state_init() left it at -1: the first folio is
+                // marked too.
+                crate::mm::swap::folio_mark_accessed(ctx, folio);
                 self.stage = ReadStage::Copy;
             }
             Lookup::Found(folio) => {

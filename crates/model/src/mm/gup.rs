@@ -374,7 +374,7 @@ impl GupSlow {
             if self.flags.write && !present.dirty && !ctx.flag_test(folio, PageFlag::Dirty) {
                 dirtied = folio_mark_dirty(ctx, folio);
             }
-            ctx.flag_store(folio, PageFlag::Referenced, true);
+            crate::mm::swap::folio_mark_accessed(ctx, folio);
         }
         ctx.ptl_unlock(self.mm, vpn);
         ctx.k.thread_mut(ctx.thread).pages.make_mut().push(present.pfn);

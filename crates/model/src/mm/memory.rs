@@ -1370,9 +1370,14 @@ impl Zap {
             zapped += 1;
             let Some(folio) = vm_normal_folio(present) else { continue };
             let anon = matches!(ctx.mapping_load(folio).0, Mapping::Anon(_));
-            // zap_present_folio_ptes(): an anonymous PTE's dirty bit is dropped; a file one's is kept.
+            // zap_present_folio_ptes(): an anonymous PTE's dirty and young bits are dropped; a
+            // file one's are kept ("if (pte_young(ptent) && likely(vma_has_recency(vma)))
+            // folio_mark_accessed(folio)": no VMA is VM_SEQ_READ or VM_RAND_READ here).
             if !anon && present.dirty {
                 folio_mark_dirty(ctx, folio);
+            }
+            if !anon && present.young {
+                crate::mm::swap::folio_mark_accessed(ctx, folio);
             }
             ctx.rss_add(mm, anon, -1);
             folio_remove_rmap_pte(ctx, folio, pfn_page(present.pfn));

@@ -152,6 +152,40 @@ pub fn folio_deactivate(ctx: &mut Ctx, folio: FolioId) {
     lru_move_clearing(ctx, folio, &[PageFlag::Active, PageFlag::Referenced]);
 }
 
+/// mm/swap.c: folio_activate() with the batch drained at once (lru_activate()): an inactive
+/// folio on the LRU moves to its active list.
+pub fn folio_activate(ctx: &mut Ctx, folio: FolioId) {
+    let eligible = ctx.flag_test(folio, PageFlag::Lru)
+        && !ctx.flag_test(folio, PageFlag::Unevictable)
+        && !ctx.flag_test(folio, PageFlag::Active);
+    if !eligible {
+        return;
+    }
+    ctx.lru_lock();
+    lruvec_del_folio(ctx, folio);
+    ctx.flag_store(folio, PageFlag::Active, true);
+    lruvec_add_folio(ctx, folio);
+    ctx.lru_unlock();
+}
+
+/// mm/swap.c: folio_mark_accessed(), the classic LRU (lru_gen_enabled() false; no dropbehind
+/// folios are modelled): inactive,unreferenced -> inactive,referenced -> active,unreferenced
+/// -> active,referenced. A folio off the LRU would be looked for in this CPU's lru_add batch
+/// (__lru_cache_activate_folio()); the model drains that batch at once, so it is never there.
+pub fn folio_mark_accessed(ctx: &mut Ctx, folio: FolioId) {
+    if !ctx.flag_test(folio, PageFlag::Referenced) {
+        ctx.flag_store(folio, PageFlag::Referenced, true);
+    } else if ctx.flag_test(folio, PageFlag::Unevictable) {
+        // "Unevictable pages are on the unevictable list ... marking an unevictable page
+        // accessed has no effect."
+    } else if !ctx.flag_test(folio, PageFlag::Active) {
+        if ctx.flag_test(folio, PageFlag::Lru) {
+            folio_activate(ctx, folio);
+        }
+        ctx.flag_store(folio, PageFlag::Referenced, false);
+    }
+}
+
 /// mm/vmscan.c: folio_isolate_lru(): off the LRU with a reference, if it is on it.
 pub fn folio_isolate_lru(ctx: &mut Ctx, folio: FolioId) -> bool {
     if !ctx.flag_test_and_store(folio, PageFlag::Lru, false) {
