@@ -517,8 +517,9 @@ impl Model for System {
     }
 
     fn step(&self, k: &mut Kernel, thread: ThreadId, effects: &mut Effects) {
-        // The canonical encoding forgets PG_referenced where no thread can read it any more:
-        // every read must be of a folio the analysis counted as read later (debug builds).
+        // The canonical encoding forgets PG_referenced where no thread can read it any more
+        // (debug builds check the analysis): every read must be of a folio it counted as read
+        // later, and a bit it counted as never read must stay so.
         let before = cfg!(debug_assertions).then(|| (self.referenced_readers(k), k.folios.clone()));
         let mut ctx = Ctx::new(k, effects, thread, &self.config);
         self.step_thread(&mut ctx, thread);
@@ -530,6 +531,19 @@ impl Model for System {
                     readers.may_read(id, &folios[id as usize]),
                     "thread {thread} read PG_referenced of folio {id}, which referenced_readers() counted as \
                      never read again: the canonical encoding would forget it"
+                );
+            }
+            // Nor may a bit the encoding forgot come back to life: the two states merged would
+            // then differ in what happens next.
+            let after = self.referenced_readers(ctx.k);
+            for (id, folio) in folios.iter().enumerate().map(|(id, folio)| (id as FolioId, folio)) {
+                let forgotten = folio.allocated && folio.test(PageFlag::Referenced) && !readers.may_read(id, folio);
+                // A folio this step freed has no flags left to read.
+                let now = ctx.k.folio(id);
+                assert!(
+                    !forgotten || !now.allocated || after.as_ref().is_some_and(|after| !after.may_read(id, now)),
+                    "thread {thread}'s step made PG_referenced of folio {id} read again after \
+                     referenced_readers() had counted it as never read: the analysis must only shrink"
                 );
             }
         }
