@@ -2,8 +2,6 @@
 //! dead-variable reduction): states that differ only in a dead bit are one state, and a bit
 //! some thread may still read keeps states apart.
 
-// Only `system` is used here; the other helpers serve the other test crates.
-#[allow(dead_code)]
 mod common;
 
 use mmcheck_explorer::{Model, StepEffects};
@@ -174,40 +172,30 @@ fn an_o_direct_read_reads_the_bits_of_the_pages_it_has_yet_to_pin() {
     }
 }
 
-/// The canonical encodings of every state reachable in any interleaving, and the violations
-/// raised, with states told apart by their canonical encoding (`merge`, as the explorer does)
-/// or by their exact contents.
+/// The canonical encodings of every state reachable in any interleaving, the violations
+/// raised, and the states entered, with states told apart by their canonical encoding
+/// (`merge`, as the explorer does) or by their exact contents.
 fn reachable(system: &System, merge: bool) -> (HashSet<Vec<u8>>, HashSet<String>, usize) {
-    let mut canonical = HashSet::new();
-    let mut violations = HashSet::new();
-    let mut visited = HashSet::new();
-    let mut stack = vec![system.initial_state()];
-    let mut enabled = Vec::new();
-    while let Some(state) = stack.pop() {
-        let exact = mmcheck_model::shared::hash128(&state).to_le_bytes().to_vec();
-        let encoded = encoding(system, &state);
-        if !visited.insert(if merge { encoded.clone() } else { exact }) {
-            continue;
+    let (mut canonical, mut violations, mut entered) = (HashSet::new(), HashSet::new(), 0);
+    let key = |state: &Kernel| match merge {
+        true => encoding(system, state),
+        false => mmcheck_model::shared::hash128(state).to_le_bytes().to_vec(),
+    };
+    let on_state = |state: &Kernel, final_state: bool| {
+        entered += 1;
+        canonical.insert(encoding(system, state));
+        if final_state {
+            violations.extend(system.check_final(state).map(|v| v.kind.name().to_string()));
         }
-        canonical.insert(encoded);
-        enabled.clear();
-        system.enabled_threads(&state, &mut enabled);
-        if enabled.is_empty() {
-            violations.extend(system.check_final(&state).map(|v| v.kind.name().to_string()));
-        }
-        for &thread in &enabled {
-            let mut next = state.clone();
-            let mut effects = StepEffects::new(false);
-            system.step(&mut next, thread, &mut effects);
-            match effects.violation {
-                Some(violation) => {
-                    violations.insert(violation.kind.name().to_string());
-                }
-                None => stack.push(next),
-            }
-        }
-    }
-    (canonical, violations, visited.len())
+    };
+    let mut step_violations = HashSet::new();
+    common::walk(system, key, on_state, |effects| {
+        let violation = effects.violation.as_ref().map(|v| v.kind.name().to_string());
+        step_violations.extend(violation.clone());
+        violation.is_none()
+    });
+    violations.extend(step_violations);
+    (canonical, violations, entered)
 }
 
 /// Merging states that differ only in dead PG_referenced bits loses nothing: exploring every

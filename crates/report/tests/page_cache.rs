@@ -4,55 +4,63 @@
 
 mod common;
 
-use common::{events, system};
-use mmcheck_model::System;
+use common::{events_by_label, system};
+use std::collections::{HashMap, HashSet};
 
-fn file_fault_reclaim() -> System {
+/// Every reachable step's event details by label (one search of every interleaving).
+type Reached = HashMap<&'static str, HashSet<String>>;
+
+fn file_fault_reclaim() -> Reached {
     let source = mmcheck_scenario::builtin("file-fault-reclaim").expect("file-fault-reclaim is built in");
-    system(source, &[])
+    events_by_label(&system(source, &[]), &[])
+}
+
+fn builtin(name: &str) -> Reached {
+    let source = mmcheck_scenario::builtin(name).expect("a built-in scenario");
+    events_by_label(&system(source, &[]), &[])
 }
 
 /// Asserts that some reachable step under `label` has a detail ending in `ending`.
-fn reaches(system: &System, label: &str, ending: &str) {
-    let details = events(system, label);
-    assert!(details.iter().any(|d| d.ends_with(ending)), "no {label} ending in {ending:?}: {details:?}");
+fn reaches(reached: &Reached, label: &str, ending: &str) {
+    let details = reached.get(label);
+    let found = details.is_some_and(|details| details.iter().any(|d| d.ends_with(ending)));
+    assert!(found, "no {label} ending in {ending:?}: {details:?}");
 }
 
 #[test]
 fn reclaim_takes_unmapped_clean_folios_out_of_the_page_cache() {
-    let system = file_fault_reclaim();
-    reaches(&system, "__filemap_remove_folio", "out of the page cache (index 0)");
-    reaches(&system, "__filemap_remove_folio", "out of the page cache (index 1)");
+    let reached = file_fault_reclaim();
+    reaches(&reached, "__filemap_remove_folio", "out of the page cache (index 0)");
+    reaches(&reached, "__filemap_remove_folio", "out of the page cache (index 1)");
     // A fault's reference (filemap_get_folio()) keeps the folio: the freeze fails.
-    reaches(&system, "folio_ref_freeze", "refcount 3 != 2, keep");
+    reaches(&reached, "folio_ref_freeze", "refcount 3 != 2, keep");
 }
 
 #[test]
 fn pageout_unmaps_a_page_cache_folio_through_the_file_mappings() {
-    let source = mmcheck_scenario::builtin("conform-file-pageout").expect("conform-file-pageout is built in");
-    let system = system(source, &[]);
-    reaches(&system, "rmap_walk_file", "1 mapping(s) to walk");
-    reaches(&system, "__filemap_remove_folio", "out of the page cache (index 1)");
+    let reached = builtin("conform-file-pageout");
+    reaches(&reached, "rmap_walk_file", "1 mapping(s) to walk");
+    reaches(&reached, "__filemap_remove_folio", "out of the page cache (index 1)");
 }
 
 #[test]
 fn racing_faults_add_one_folio_and_map_it_once() {
-    let system = file_fault_reclaim();
+    let reached = file_fault_reclaim();
     // The second thread's readahead finds the pages the first one added: it adds none.
-    reaches(&system, "page_cache_ra_unbounded", "added folios []");
+    reaches(&reached, "page_cache_ra_unbounded", "added folios []");
     // The second may find it cached and uptodate: do_fault_around() maps it without the
     // filemap_fault() path, or finds it locked and leaves it to filemap_fault().
-    reaches(&system, "filemap_map_pages", "mapped [0x7f0000000000]");
-    reaches(&system, "filemap_map_pages", "mapped [0x7f0000001000]");
+    reaches(&reached, "filemap_map_pages", "mapped [0x7f0000000000]");
+    reaches(&reached, "filemap_map_pages", "mapped [0x7f0000001000]");
     // finish_fault(): the second to take the PTE lock finds the PTE mapped.
-    reaches(&system, "vmf_pte_changed", "mapped meanwhile: VM_FAULT_NOPAGE");
+    reaches(&reached, "vmf_pte_changed", "mapped meanwhile: VM_FAULT_NOPAGE");
 }
 
 #[test]
 fn a_user_fault_on_a_folio_reclaim_holds_drops_mmap_lock_and_retries() {
-    let system = file_fault_reclaim();
-    reaches(&system, "mmap_read_unlock", "folio locked: sleep for it");
-    reaches(&system, "VM_FAULT_RETRY", "unlocked, retry");
+    let reached = file_fault_reclaim();
+    reaches(&reached, "mmap_read_unlock", "folio locked: sleep for it");
+    reaches(&reached, "VM_FAULT_RETRY", "unlocked, retry");
 }
 
 #[test]
@@ -62,15 +70,14 @@ fn a_write_fault_copies_the_cached_page() {
 
 #[test]
 fn a_buffered_read_waits_for_a_folio_being_read_in_and_races_reclaim() {
-    let source = mmcheck_scenario::builtin("buffered-read-reclaim").expect("buffered-read-reclaim is built in");
-    let system = system(source, &[]);
+    let reached = builtin("buffered-read-reclaim");
     // filemap_update_page(): the fault's readahead added the folio, not yet uptodate.
-    reaches(&system, "folio_put_wait_locked", "AOP_TRUNCATED_PAGE");
+    reaches(&reached, "folio_put_wait_locked", "AOP_TRUNCATED_PAGE");
     // The fault finds the read's folio instead, or adds its own first.
-    reaches(&system, "page_cache_ra_unbounded", "added folios []");
-    reaches(&system, "__filemap_remove_folio", "out of the page cache (index 0)");
+    reaches(&reached, "page_cache_ra_unbounded", "added folios []");
+    reaches(&reached, "__filemap_remove_folio", "out of the page cache (index 0)");
     // copy_to_user() into the buffer's own folio (written before, so no fault).
-    reaches(&system, "copy_to_user", "-> 0x7f0000000000 (folio 1)");
+    reaches(&reached, "copy_to_user", "-> 0x7f0000000000 (folio 1)");
 }
 
 /// Two read faults on the second page of a file mapping race ftruncate() of the whole file:
@@ -94,20 +101,20 @@ process p {
 
 #[test]
 fn ftruncate_and_a_racing_fault_end_in_the_page_or_sigbus() {
-    let system = system(TRUNCATE_FAULT, &[]);
-    let sigbus = [mmcheck_model::ViolationKind::Fault];
+    let reached = events_by_label(&system(TRUNCATE_FAULT, &[]), &[mmcheck_model::ViolationKind::Fault]);
+    let labelled = |label: &str| reached.get(label).cloned().unwrap_or_default();
     // Fault-around found page 0 (read around with page 1) below i_size, then mapped it under
     // the PTE lock after the size and the first unmap pass: truncate_inode_folio() finds it
     // mapped and unmaps it again.
-    let unmapped = common::events_allowing(&system, "unmap_mapping_folio", &sigbus);
+    let unmapped = labelled("unmap_mapping_folio");
     assert!(unmapped.iter().any(|d| d.ends_with("(index 0)")), "{unmapped:?}");
     // The fault found the folio before truncation removed it: under its lock it is no
     // longer the file's ("Did it get truncated?"), and the retry finds the size gone.
-    let retried = common::events_allowing(&system, "folio->mapping != mapping", &sigbus);
+    let retried = labelled("folio->mapping != mapping");
     assert!(retried.iter().any(|d| d.ends_with("left the page cache, retry_find")), "{retried:?}");
     // Or, its fault-around having found the folio locked by the other fault, it locked the
     // folio after the size changed: it rechecks i_size under the lock.
-    let sizes = common::events_allowing(&system, "i_size_read", &sigbus);
+    let sizes = labelled("i_size_read");
     assert!(sizes.iter().any(|d| d.ends_with("index 1 truncated: SIGBUS")), "{sizes:?}");
     assert!(sizes.iter().any(|d| d.ends_with("beyond the end of the file")), "{sizes:?}");
 }
@@ -130,9 +137,9 @@ process p {
   assert r == 0
 }
 "#;
-    let system = system(source, &[]);
-    let refused = events(&system, "page_cache_ra_unbounded");
+    let reached = events_by_label(&system(source, &[]), &[]);
+    let refused = &reached["page_cache_ra_unbounded"];
     assert!(refused.iter().any(|d| d == "indexes [1, 1): added folios []"), "{refused:?}");
-    let removed = events(&system, "filemap_remove_folio");
+    let removed = &reached["filemap_remove_folio"];
     assert!(removed.iter().any(|d| d.ends_with("(index 1)")), "{removed:?}");
 }
