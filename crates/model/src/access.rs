@@ -158,8 +158,8 @@ pub struct Ctx<'a> {
     pub thread: ThreadId,
     pub config: &'a KernelConfig,
     log: Vec<AccessRecord>,
-    /// Folios whose PG_referenced the step read: checked against
-    /// `System::referenced_readers` in debug builds.
+    /// Folios whose PG_referenced the step read, in debug builds (checked against
+    /// `System::referenced_readers`).
     pub referenced_reads: Vec<FolioId>,
 }
 
@@ -505,7 +505,7 @@ impl<'a> Ctx<'a> {
     }
 
     fn note_flag_read(&mut self, folio: FolioId, flag: PageFlag) {
-        if flag == PageFlag::Referenced {
+        if cfg!(debug_assertions) && flag == PageFlag::Referenced {
             self.referenced_reads.push(folio);
         }
     }
