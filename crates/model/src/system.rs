@@ -20,6 +20,7 @@ use crate::state::{File, Kernel, Mm, MmId, SwapInfo, ThreadId};
 use crate::thread::{errno, Flow, Frame, Thread, ThreadStatus};
 use crate::violation::{Violation, ViolationKind};
 use mmcheck_explorer::{Model, StepEffects};
+use std::ops::Range;
 
 /// A thread as the scenario declares it.
 #[derive(Clone, Debug)]
@@ -717,7 +718,7 @@ impl System {
     /// calls folio_mark_accessed() (FOLL_TOUCH) on what is mapped at each address the slow
     /// path has still to pin, and whatever gets mapped there has the index the VMA gives the
     /// address (linear_page_index()). Once every page is pinned, none.
-    fn gup_unpinned_indexes(&self, k: &Kernel, thread: &Thread) -> Option<Vec<u64>> {
+    fn gup_unpinned_indexes(&self, k: &Kernel, thread: &Thread) -> Option<Vec<Range<u64>>> {
         // The innermost GUP frame knows what is left; no frame of the read at all: every index.
         let left = thread.stack.iter().rev().find_map(|frame| match frame {
             Frame::GupSlow(gup) => {
@@ -726,14 +727,22 @@ impl System {
             Frame::DirectIo(dio) => Some(dio.gup_range(thread.pages.len() as u64)),
             _ => None,
         })?;
-        let Some((mm, start, end)) = left else {
+        let Some((mm, mut start, end)) = left else {
             return Some(Vec::new());
         };
+        // One range per VMA the addresses fall in (usually one); an address no VMA holds faults.
         let mm = &k.mms[mm as usize];
-        (start..end)
-            .step_by(PAGE_SIZE as usize)
-            .map(|address| mm.find_vma(address).map(|vma| vma.linear_page_index(address)))
-            .collect()
+        let mut indexes = Vec::new();
+        while start < end {
+            let Some(vma) = mm.find_vma(start) else {
+                start += PAGE_SIZE;
+                continue;
+            };
+            let stop = end.min(vma.end);
+            indexes.push(vma.linear_page_index(start)..vma.linear_page_index(stop));
+            start = stop;
+        }
+        Some(indexes)
     }
 
     /// Allocated folios with PG_referenced set that no thread can read any more.
@@ -762,17 +771,19 @@ impl System {
 pub struct ReferencedReaders {
     /// Folios by number: those reclaim has still to check.
     pub folios: Vec<FolioId>,
-    /// Folios covering one of these indexes: what GUP's slow path may still mark accessed.
-    pub indexes: Vec<u64>,
+    /// Folios overlapping one of these index ranges: what GUP's slow path may still mark
+    /// accessed.
+    pub indexes: Vec<Range<u64>>,
     /// Every file folio: zapping a young file PTE and filemap_read() mark it accessed.
     pub file_folios: bool,
 }
 
 impl ReferencedReaders {
     pub fn may_read(&self, id: FolioId, folio: &Folio) -> bool {
-        let covers = |index: &u64| (folio.index..folio.index + folio.nr_pages() as u64).contains(index);
+        let overlaps =
+            |range: &Range<u64>| range.start < folio.index + folio.nr_pages() as u64 && folio.index < range.end;
         self.folios.contains(&id)
-            || self.indexes.iter().any(covers)
+            || self.indexes.iter().any(overlaps)
             || (self.file_folios && !folio.test(PageFlag::Anon))
     }
 }
