@@ -17,7 +17,9 @@ use crate::limits::Clock;
 use crate::visited::{Key, KeyMap, StateTable};
 use std::rc::Rc;
 
-use crate::{fingerprint, Footprint, Limit, Model, Options, Outcome, Progress, Stats, StepEffects, ThreadId, Verdict};
+use crate::{
+    fingerprint, Choice, Footprint, Limit, Model, Options, Outcome, Progress, Stats, StepEffects, ThreadId, Verdict,
+};
 
 /// A set of threads: a visited-set word holds one, so a model has at most 32 threads.
 type ThreadSet = u32;
@@ -27,14 +29,19 @@ fn bit(thread: ThreadId) -> ThreadSet {
     1 << thread
 }
 
-/// One successor computed for a frame: the thread, its next state and the step's footprint.
+/// One successor computed for a frame: the choice, its next state and the step's footprint.
+///
+/// The successors of one thread (one per outcome of its step) are consecutive, and the search
+/// treats them as one transition of that thread: they are explored together, a state's
+/// covered set and a sleep set name the thread, and the footprint is the union of theirs.
 struct Successor<S> {
-    thread: ThreadId,
+    choice: Choice,
     /// Taken (not cloned) when the search enters it.
     state: Option<S>,
-    /// Shared with the sleep sets it joins (the bounded search keeps none: see `local`).
+    /// The union of the footprints of the thread's outcomes, shared with the sleep sets it
+    /// joins (the bounded search keeps none: see `local`).
     footprint: Rc<Footprint>,
-    /// The step's footprint was empty.
+    /// Every outcome of the thread's step had an empty footprint.
     local: bool,
     /// The state's fingerprint, when the persistent-set check already computed it.
     fingerprint: Option<u128>,
@@ -68,8 +75,8 @@ impl SleepSet {
     }
 }
 
-/// A step that fired an oracle, and its thread.
-type ViolatingStep<M> = (<M as Model>::Violation, ThreadId);
+/// A step that fired an oracle, and its choice.
+type ViolatingStep<M> = (<M as Model>::Violation, Choice);
 
 struct Frame<S> {
     fingerprint: u128,
@@ -164,10 +171,11 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
         None
     }
 
-    /// Runs the next step of every enabled thread not in `skip` from `state`. With reduction,
-    /// stops at the first local step: it alone is a persistent set. A violating step ends the
-    /// search. The last thread steps `state` itself: a state is left behind once its
-    /// successors exist, so it is cloned once fewer than it has successors.
+    /// Runs the next step of every enabled thread not in `skip` from `state`, once per outcome.
+    /// With reduction, stops at the first thread whose every outcome is a local step: they
+    /// alone are a persistent set. A violating step ends the search. The last step steps
+    /// `state` itself: a state is left behind once its successors exist, so it is cloned once
+    /// fewer than it has successors.
     fn successors(
         &mut self,
         state: M::State,
@@ -175,50 +183,72 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
         skip: ThreadSet,
         stop_at_local: bool,
     ) -> Result<Vec<Successor<M::State>>, ViolatingStep<M>> {
-        let count = enabled.iter().filter(|&&t| skip & bit(t) == 0).count();
-        let mut successors = Vec::with_capacity(count);
+        let threads: Vec<(ThreadId, u32)> = enabled
+            .iter()
+            .filter(|&&t| skip & bit(t) == 0)
+            .map(|&t| (t, self.model.outcomes(&state, t).max(1)))
+            .collect();
+        let count: u32 = threads.iter().map(|&(_, outcomes)| outcomes).sum();
+        let mut successors = Vec::with_capacity(count as usize);
         let mut owned = Some(state);
-        for (index, &thread) in enabled.iter().filter(|&&t| skip & bit(t) == 0).enumerate() {
-            let mut next = match index + 1 == count {
-                true => owned.take().expect("stepped last"),
-                false => owned.as_ref().expect("not stepped yet").clone(),
-            };
-            self.effects.footprint.clear();
-            self.effects.violation = None;
-            self.model.step(&mut next, thread, &mut self.effects);
-            self.stats.transitions += 1;
-            if let Some(violation) = self.effects.violation.take() {
-                return Err((violation, thread));
+        let mut stepped = 0;
+        for &(thread, outcomes) in &threads {
+            let first = successors.len();
+            let mut union = Footprint::default();
+            for outcome in 0..outcomes {
+                stepped += 1;
+                let mut next = match stepped == count {
+                    true => owned.take().expect("stepped last"),
+                    false => owned.as_ref().expect("not stepped yet").clone(),
+                };
+                let choice = Choice::new(thread, outcome);
+                self.effects.footprint.clear();
+                self.effects.violation = None;
+                self.model.step(&mut next, choice, &mut self.effects);
+                self.stats.transitions += 1;
+                if let Some(violation) = self.effects.violation.take() {
+                    return Err((violation, choice));
+                }
+                union.extend(&self.effects.footprint);
+                successors.push(Successor {
+                    choice,
+                    state: Some(next),
+                    footprint: Rc::clone(&self.no_footprint),
+                    local: false,
+                    fingerprint: None,
+                });
             }
-            self.effects.footprint.normalize();
-            let local = self.effects.footprint.is_local();
+            union.normalize();
+            let local = union.is_local();
             // Only sleep sets read a footprint again; the bounded search has none.
             let footprint = match self.keep_footprints {
-                true => Rc::new(self.effects.footprint.clone()),
+                true => Rc::new(union),
                 false => Rc::clone(&self.no_footprint),
             };
-            successors.push(Successor { thread, state: Some(next), footprint, local, fingerprint: None });
+            for successor in &mut successors[first..] {
+                successor.footprint = Rc::clone(&footprint);
+                successor.local = local;
+            }
             if local && stop_at_local {
-                let last = successors.pop().expect("just pushed");
-                return Ok(vec![last]);
+                return Ok(successors.split_off(first));
             }
         }
         Ok(successors)
     }
 
-    /// Runs the next step of `thread` on `state` itself, for a state with no other choice (its
-    /// footprint is not needed, so not recorded).
+    /// Runs the next step of `thread` (which has one outcome) on `state` itself, for a state with
+    /// no other choice (its footprint is not needed, so not recorded).
     fn step_in_place(&mut self, state: &mut M::State, thread: ThreadId) -> Result<(), M::Violation> {
         self.effects.footprint.clear();
         self.effects.violation = None;
         self.effects.record_footprint = false;
-        self.model.step(state, thread, &mut self.effects);
+        self.model.step(state, Choice::new(thread, 0), &mut self.effects);
         self.effects.record_footprint = true;
         self.stats.transitions += 1;
         self.effects.violation.take().map_or(Ok(()), Err)
     }
 
-    fn finish(mut self, verdict: Verdict, violation: Option<(M::Violation, Vec<ThreadId>)>) -> Outcome<M::Violation> {
+    fn finish(mut self, verdict: Verdict, violation: Option<(M::Violation, Vec<Choice>)>) -> Outcome<M::Violation> {
         self.stats.elapsed_ms = self.clock.elapsed_ms();
         self.stats.memory_bytes_peak = self.stats.memory_bytes_peak.max(self.memory_bytes(0));
         self.final_states.sort_unstable();
@@ -227,8 +257,8 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
     }
 }
 
-fn schedule_of<S>(stack: &[Frame<S>]) -> Vec<ThreadId> {
-    stack.iter().filter_map(|frame| frame.done.last().map(|&index| frame.successors[index].thread)).collect()
+fn schedule_of<S>(stack: &[Frame<S>]) -> Vec<Choice> {
+    stack.iter().filter_map(|frame| frame.done.last().map(|&index| frame.successors[index].choice)).collect()
 }
 
 /// Exhaustive search. `Verified` only when it completed.
@@ -278,18 +308,20 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
                 let skip = if reduction { sleep.threads | covered } else { covered };
                 let successors = match search.successors(state, &enabled, skip, reduction) {
                     Ok(successors) => successors,
-                    Err((violation, thread)) => {
+                    Err((violation, choice)) => {
                         let mut schedule = schedule_of(&stack);
-                        schedule.push(thread);
+                        schedule.push(choice);
                         return search.finish(Verdict::Violation, Some((violation, schedule)));
                     }
                 };
                 let mut successors = successors;
                 let persistent =
                     persistent_set(&mut successors, all, reduction, &search.on_stack, &mut search.encode_buffer, model);
-                let todo: Vec<usize> =
-                    (0..successors.len()).rev().filter(|&i| persistent & bit(successors[i].thread) != 0).collect();
-                let newly: ThreadSet = todo.iter().fold(0, |set, &index| set | bit(successors[index].thread));
+                let todo: Vec<usize> = (0..successors.len())
+                    .rev()
+                    .filter(|&i| persistent & bit(successors[i].choice.thread) != 0)
+                    .collect();
+                let newly: ThreadSet = todo.iter().fold(0, |set, &index| set | bit(successors[index].choice.thread));
                 search.visited.insert(key, covered | newly | (all & !persistent));
                 if !todo.is_empty() {
                     *search.on_stack.entry(key).or_insert(0) += 1;
@@ -315,9 +347,13 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
         }
         let index = frame.todo.pop().expect("not empty");
         let sleep = if reduction {
+            // The threads explored before this one, each with all its outcomes (they are
+            // consecutive); the other outcomes of this successor's own thread are not independent
+            // of it.
+            let thread = frame.successors[index].choice.thread;
             let mut asleep = frame.sleep.clone();
-            for &earlier in &frame.done {
-                asleep.add(frame.successors[earlier].thread, &frame.successors[earlier].footprint);
+            for &earlier in frame.done.iter().filter(|&&earlier| frame.successors[earlier].choice.thread != thread) {
+                asleep.add(frame.successors[earlier].choice.thread, &frame.successors[earlier].footprint);
             }
             asleep.after(&frame.successors[index].footprint)
         } else {
@@ -330,8 +366,9 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
     }
 }
 
-/// The threads to explore from a state: one local step when there is one (and it does not close
-/// a cycle on the stack), otherwise every enabled thread.
+/// The threads to explore from a state: one thread whose step is local in every outcome when
+/// there is one (and none of its outcomes closes a cycle on the stack), otherwise every enabled
+/// thread.
 fn persistent_set<M: Model>(
     successors: &mut [Successor<M::State>],
     all: ThreadSet,
@@ -343,18 +380,22 @@ fn persistent_set<M: Model>(
     if !reduction {
         return all;
     }
-    let Some(local) = successors.iter_mut().find(|s| s.local) else {
+    let Some(thread) = successors.iter().find(|s| s.local).map(|s| s.choice.thread) else {
         return all;
     };
-    encode_buffer.clear();
-    model.encode(local.state.as_ref().expect("not entered yet"), encode_buffer);
-    let local_fingerprint = fingerprint(encode_buffer);
-    // Kept for when the search enters the state: it need not be encoded twice.
-    local.fingerprint = Some(local_fingerprint);
-    if on_stack.contains_key(&Key::new(local_fingerprint)) {
-        return all;
+    let mut closes_cycle = false;
+    for local in successors.iter_mut().filter(|s| s.choice.thread == thread) {
+        encode_buffer.clear();
+        model.encode(local.state.as_ref().expect("not entered yet"), encode_buffer);
+        let local_fingerprint = fingerprint(encode_buffer);
+        // Kept for when the search enters the state: it need not be encoded twice.
+        local.fingerprint = Some(local_fingerprint);
+        closes_cycle |= on_stack.contains_key(&Key::new(local_fingerprint));
     }
-    bit(local.thread)
+    match closes_cycle {
+        true => all,
+        false => bit(thread),
+    }
 }
 
 /// No running thread (or one that cannot continue): the next choice costs no preemption.
@@ -433,13 +474,13 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
     search.keep_footprints = false;
     // The bound searched, and so the one the verdict names.
     let preemptions_max = preemptions_max.min(BUDGET_MAX);
-    /// A successor: its thread, its state, the budget left and the length of the run without a
+    /// A successor: its choice, its state, the budget left and the length of the run without a
     /// stored state that it continues.
-    type Choice<S> = (ThreadId, Option<S>, u32, u32);
+    type Next<S> = (Choice, Option<S>, u32, u32);
     struct BoundedFrame<S> {
-        successors: Vec<Choice<S>>,
+        successors: Vec<Next<S>>,
         next: usize,
-        chosen: Option<ThreadId>,
+        chosen: Option<Choice>,
     }
     let mut stack: Vec<BoundedFrame<M::State>> = Vec::new();
     let mut pending = Some((model.initial_state(), None::<ThreadId>, preemptions_max, 0u32));
@@ -457,8 +498,13 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
             // A running thread that cannot continue makes every choice free: its identity no
             // longer matters.
             let running = running.filter(|r| enabled.contains(r));
-            // One thread to run: the only one enabled, or the running one with no budget left.
-            let no_choice = enabled.len() == 1 || (budget == 0 && running.is_some());
+            // One step to run: the only thread enabled, or the running one with no budget left,
+            // and its step has one outcome.
+            let alone = match running {
+                Some(running) if budget == 0 => Some(running),
+                _ => (enabled.len() == 1).then(|| enabled[0]),
+            };
+            let no_choice = alone.is_some_and(|thread| model.outcomes(&state, thread) == 1);
             let stored = !no_choice || unstored >= UNSTORED_RUN_MAX || is_sample_point(model.sample_key(&state));
             let key = stored.then(|| Key::new(search.fingerprint_of(&state)));
             let visit = BoundedVisit { budget, running: running.unwrap_or(FREE) };
@@ -480,21 +526,21 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
                     // One thread runs, at no cost (with no budget left, only the running thread
                     // may continue): it steps the state itself, and its frame holds no successor
                     // list.
-                    let thread = running.unwrap_or(enabled[0]);
+                    let thread = alone.expect("no choice: one thread runs");
                     let mut state = state;
                     if let Err(violation) = search.step_in_place(&mut state, thread) {
-                        let mut schedule: Vec<ThreadId> = stack.iter().filter_map(|f| f.chosen).collect();
-                        schedule.push(thread);
+                        let mut schedule: Vec<Choice> = stack.iter().filter_map(|f| f.chosen).collect();
+                        schedule.push(Choice::new(thread, 0));
                         return search.finish(Verdict::Violation, Some((violation, schedule)));
                     }
-                    stack.push(BoundedFrame { successors: Vec::new(), next: 0, chosen: Some(thread) });
+                    stack.push(BoundedFrame { successors: Vec::new(), next: 0, chosen: Some(Choice::new(thread, 0)) });
                     search.stats.depth_max = search.stats.depth_max.max(stack.len() as u64);
                     pending = Some((state, Some(thread), budget, unstored));
                     continue;
                 }
                 if enabled.is_empty() {
                     if let Some(violation) = model.check_final(&state) {
-                        let schedule: Vec<ThreadId> = stack.iter().filter_map(|f| f.chosen).collect();
+                        let schedule: Vec<Choice> = stack.iter().filter_map(|f| f.chosen).collect();
                         return search.finish(Verdict::Violation, Some((violation, schedule)));
                     }
                     if search.options.collect_final_states {
@@ -502,6 +548,14 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
                         search.final_states.push(fingerprint);
                     }
                 } else {
+                    // With no budget left only the running thread may continue (its step has
+                    // several outcomes, or it would have run in place above).
+                    let enabled: &[ThreadId] = match alone {
+                        Some(thread) if budget == 0 => {
+                            std::slice::from_ref(enabled.iter().find(|&&t| t == thread).expect("enabled"))
+                        }
+                        _ => &enabled,
+                    };
                     // The running thread goes first; if its step is local it alone continues: a
                     // preemption before a local step reaches what the same preemption right after
                     // it reaches, at the same cost (the thread is still enabled after it).
@@ -509,32 +563,32 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
                     let successors = match first {
                         Some(r) => match search.successors(state.clone(), &[r], 0, true) {
                             Ok(mine) if mine[0].local => Ok(mine),
-                            Ok(mut mine) => search.successors(state, &enabled, bit(r), false).map(|others| {
+                            Ok(mut mine) => search.successors(state, enabled, bit(r), false).map(|others| {
                                 mine.extend(others);
                                 mine
                             }),
                             Err(error) => Err(error),
                         },
-                        None => search.successors(state, &enabled, 0, false),
+                        None => search.successors(state, enabled, 0, false),
                     };
                     let successors = match successors {
                         Ok(successors) => successors,
-                        Err((violation, thread)) => {
-                            let mut schedule: Vec<ThreadId> = stack.iter().filter_map(|f| f.chosen).collect();
-                            schedule.push(thread);
+                        Err((violation, choice)) => {
+                            let mut schedule: Vec<Choice> = stack.iter().filter_map(|f| f.chosen).collect();
+                            schedule.push(choice);
                             return search.finish(Verdict::Violation, Some((violation, schedule)));
                         }
                     };
                     let mut choices = Vec::with_capacity(successors.len());
                     for successor in successors {
-                        let preempts = running.is_some_and(|r| r != successor.thread);
+                        let preempts = running.is_some_and(|r| r != successor.choice.thread);
                         let cost = u32::from(preempts);
                         if cost <= budget {
-                            choices.push((successor.thread, successor.state, budget - cost, unstored));
+                            choices.push((successor.choice, successor.state, budget - cost, unstored));
                         }
                     }
                     // Continue the running thread first: schedules without preemption come first.
-                    choices.sort_by_key(|(thread, _, left, _)| (std::cmp::Reverse(*left), *thread));
+                    choices.sort_by_key(|(choice, _, left, _)| (std::cmp::Reverse(*left), *choice));
                     stack.push(BoundedFrame { successors: choices, next: 0, chosen: None });
                     search.stats.depth_max = search.stats.depth_max.max(stack.len() as u64);
                 }
@@ -548,9 +602,9 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
             stack.pop();
             continue;
         }
-        let (thread, state, left, unstored) = &mut frame.successors[frame.next];
+        let (choice, state, left, unstored) = &mut frame.successors[frame.next];
         frame.next += 1;
-        frame.chosen = Some(*thread);
-        pending = Some((state.take().expect("each successor is entered once"), Some(*thread), *left, *unstored));
+        frame.chosen = Some(*choice);
+        pending = Some((state.take().expect("each successor is entered once"), Some(choice.thread), *left, *unstored));
     }
 }

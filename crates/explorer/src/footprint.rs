@@ -76,6 +76,14 @@ impl Footprint {
         self.normalized = true;
     }
 
+    /// Adds every access of `other` (the union of two steps' footprints).
+    pub fn extend(&mut self, other: &Footprint) {
+        self.reads_everything |= other.reads_everything;
+        for &access in &other.accesses {
+            self.push(access);
+        }
+    }
+
     /// A step with no shared access: it commutes with every step of every other thread.
     pub fn is_local(&self) -> bool {
         self.accesses.is_empty() && !self.reads_everything

@@ -13,6 +13,7 @@
 mod dfs;
 mod footprint;
 mod limits;
+pub mod memory;
 mod sample;
 mod visited;
 
@@ -28,6 +29,36 @@ use std::fmt;
 
 /// Index of a thread in the model's fixed thread table.
 pub type ThreadId = u32;
+
+/// A transition: which thread steps, and which of its step's outcomes happens (for a load under
+/// a weak memory model, which store it reads). A step with one outcome has only outcome 0.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub struct Choice {
+    pub thread: ThreadId,
+    pub outcome: u32,
+}
+
+impl Choice {
+    pub fn new(thread: ThreadId, outcome: u32) -> Self {
+        Choice { thread, outcome }
+    }
+}
+
+/// A thread's step with its only (or first) outcome.
+impl From<ThreadId> for Choice {
+    fn from(thread: ThreadId) -> Self {
+        Choice { thread, outcome: 0 }
+    }
+}
+
+impl fmt::Display for Choice {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self.outcome {
+            0 => write!(f, "{}", self.thread),
+            outcome => write!(f, "{}:{}", self.thread, outcome),
+        }
+    }
+}
 
 /// What one step of one thread did, as the explorer needs to know it.
 pub struct StepEffects<E, V> {
@@ -63,8 +94,10 @@ impl<E, V> StepEffects<E, V> {
 
 /// The narrow interface between the explorer and a model (in the manner of stateright's `Model`).
 ///
-/// Architecture invariant: `step` is deterministic: the same state and thread give the same
-/// successor, footprint and violation on every machine.
+/// Architecture invariant: `step` is deterministic: the same state and choice give the same
+/// successor, footprint and violation on every machine. The outcomes a step may have are a
+/// function of the state the step reads (its footprint): a step of another thread that is
+/// independent of it leaves their number and meaning unchanged.
 pub trait Model {
     type State: Clone;
     type Event: Clone;
@@ -73,8 +106,13 @@ pub trait Model {
     fn initial_state(&self) -> Self::State;
     /// Threads whose next step can run now, in increasing order.
     fn enabled_threads(&self, state: &Self::State, out: &mut Vec<ThreadId>);
-    /// Runs the next step of `thread` in place.
-    fn step(&self, state: &mut Self::State, thread: ThreadId, effects: &mut StepEffects<Self::Event, Self::Violation>);
+    /// How many outcomes the next step of the enabled `thread` has (at least one): the choices
+    /// `0..outcomes` that [`Model::step`] takes for it.
+    fn outcomes(&self, _state: &Self::State, _thread: ThreadId) -> u32 {
+        1
+    }
+    /// Runs the next step of `choice.thread`, with outcome `choice.outcome`, in place.
+    fn step(&self, state: &mut Self::State, choice: Choice, effects: &mut StepEffects<Self::Event, Self::Violation>);
     /// Canonical encoding: two states with equal encodings behave identically.
     fn encode(&self, state: &Self::State, out: &mut Vec<u8>);
     /// Checked when no thread is enabled: final-state oracles (and deadlock).
@@ -203,7 +241,7 @@ pub struct Stats {
 pub struct Outcome<V> {
     pub verdict: Verdict,
     pub stats: Stats,
-    pub violation: Option<(V, Vec<ThreadId>)>,
+    pub violation: Option<(V, Vec<Choice>)>,
     /// Fingerprints of the final states reached (no thread enabled), sorted, when
     /// `Options::collect_final_states` asked for them: for cross-checking reductions.
     pub final_states: Vec<u128>,
@@ -235,22 +273,25 @@ impl Default for Options<'_> {
     }
 }
 
-/// Replays a schedule, recording events. Returns per step the thread and its events, and the
+/// Replays a schedule, recording events. Returns per step the choice and its events, and the
 /// violation the schedule ends in (a step's violation, or the final-state check).
-pub fn replay<M: Model>(model: &M, schedule: &[ThreadId]) -> Result<Replay<M>, ReplayError> {
+pub fn replay<M: Model>(model: &M, schedule: &[Choice]) -> Result<Replay<M>, ReplayError> {
     let mut state = model.initial_state();
     let mut effects = StepEffects::new(true);
     let mut steps = Vec::with_capacity(schedule.len());
     let mut enabled = Vec::new();
-    for (index, &thread) in schedule.iter().enumerate() {
+    for (index, &choice) in schedule.iter().enumerate() {
         enabled.clear();
         model.enabled_threads(&state, &mut enabled);
-        if !enabled.contains(&thread) {
-            return Err(ReplayError { step: index, thread });
+        if !enabled.contains(&choice.thread) {
+            return Err(ReplayError { step: index, choice, reason: "is not enabled" });
+        }
+        if choice.outcome >= model.outcomes(&state, choice.thread) {
+            return Err(ReplayError { step: index, choice, reason: "names an outcome its step does not have" });
         }
         effects.reset();
-        model.step(&mut state, thread, &mut effects);
-        steps.push((thread, std::mem::take(&mut effects.events)));
+        model.step(&mut state, choice, &mut effects);
+        steps.push((choice, std::mem::take(&mut effects.events)));
         if let Some(violation) = effects.violation.take() {
             return Ok(Replay { steps, violation: Some(violation), state });
         }
@@ -262,7 +303,7 @@ pub fn replay<M: Model>(model: &M, schedule: &[ThreadId]) -> Result<Replay<M>, R
 }
 
 pub struct Replay<M: Model> {
-    pub steps: Vec<(ThreadId, Vec<M::Event>)>,
+    pub steps: Vec<(Choice, Vec<M::Event>)>,
     pub violation: Option<M::Violation>,
     pub state: M::State,
 }
@@ -270,23 +311,31 @@ pub struct Replay<M: Model> {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct ReplayError {
     pub step: usize,
-    pub thread: ThreadId,
+    pub choice: Choice,
+    pub reason: &'static str,
 }
 
 impl fmt::Display for ReplayError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "step {}: thread {} is not enabled (the schedule does not fit this scenario)", self.step, self.thread)
+        let Choice { thread, outcome } = self.choice;
+        match outcome {
+            0 => write!(f, "step {}: thread {thread} {}", self.step, self.reason)?,
+            _ => write!(f, "step {}: thread {thread} (outcome {outcome}) {}", self.step, self.reason)?,
+        }
+        write!(f, " (the schedule does not fit this scenario)")
     }
 }
 
-/// Runs one schedule to the end without recording, choosing with `choose` among enabled threads.
-/// Shared by the sampling strategies.
+/// Runs one schedule to the end without recording, choosing with `choose` among enabled threads
+/// and with `outcome` among the chosen step's outcomes (given their number). Shared by the
+/// sampling strategies.
 pub(crate) fn run_schedule<M: Model>(
     model: &M,
     limits: &Limits,
     stats: &mut Stats,
     mut choose: impl FnMut(&[ThreadId], u64) -> ThreadId,
-) -> (Option<M::Violation>, Vec<ThreadId>, bool) {
+    mut outcome: impl FnMut(u32) -> u32,
+) -> (Option<M::Violation>, Vec<Choice>, bool) {
     let mut state = model.initial_state();
     let mut effects = StepEffects::new(false);
     let mut schedule = Vec::new();
@@ -301,10 +350,12 @@ pub(crate) fn run_schedule<M: Model>(
             return (None, schedule, false);
         }
         let thread = choose(&enabled, schedule.len() as u64);
+        let outcomes = model.outcomes(&state, thread);
+        let choice = Choice::new(thread, if outcomes > 1 { outcome(outcomes) } else { 0 });
         effects.reset();
-        model.step(&mut state, thread, &mut effects);
+        model.step(&mut state, choice, &mut effects);
         stats.transitions += 1;
-        schedule.push(thread);
+        schedule.push(choice);
         stats.depth_max = stats.depth_max.max(schedule.len() as u64);
         if let Some(violation) = effects.violation.take() {
             return (Some(violation), schedule, true);

@@ -3,7 +3,7 @@
 //! points). Both are seeded and deterministic; neither can verify anything.
 
 use crate::limits::Clock;
-use crate::{run_schedule, Limit, Model, Options, Outcome, Progress, Stats, ThreadId, Verdict};
+use crate::{run_schedule, Choice, Limit, Model, Options, Outcome, Progress, Stats, Verdict};
 
 /// A tiny, fixed pseudo-random generator (SplitMix64): the same sequence on every machine and
 /// every version of every crate.
@@ -32,7 +32,7 @@ impl SplitMix64 {
 fn sample<M: Model>(
     model: &M,
     mut options: Options<'_>,
-    mut run_one: impl FnMut(&M, &Options<'_>, &mut Stats) -> (Option<M::Violation>, Vec<ThreadId>, bool),
+    mut run_one: impl FnMut(&M, &Options<'_>, &mut Stats) -> (Option<M::Violation>, Vec<Choice>, bool),
 ) -> Outcome<M::Violation> {
     let clock = Clock::start();
     let mut stats = Stats::default();
@@ -75,18 +75,26 @@ fn sample<M: Model>(
     Outcome { verdict, stats, violation: None, final_states: Vec::new() }
 }
 
-/// Uniformly random schedules: at every step, any enabled thread.
+/// Uniformly random schedules: at every step, any enabled thread, and any of its step's
+/// outcomes.
 pub fn explore_random<M: Model>(model: &M, options: Options<'_>, seed: u64) -> Outcome<M::Violation> {
-    let mut random = SplitMix64::new(seed);
+    let random = std::cell::RefCell::new(SplitMix64::new(seed));
     sample(model, options, |model, options, stats| {
-        run_schedule(model, &options.limits, stats, |enabled, _| enabled[random.below(enabled.len() as u64) as usize])
+        run_schedule(
+            model,
+            &options.limits,
+            stats,
+            |enabled, _| enabled[random.borrow_mut().below(enabled.len() as u64) as usize],
+            |outcomes| random.borrow_mut().below(outcomes.into()) as u32,
+        )
     })
 }
 
 /// PCT (Burckhardt et al., ASPLOS 2010): each schedule gives the threads random distinct
 /// priorities and picks `depth - 1` random steps at which the running thread drops to the
 /// lowest priority; the highest-priority enabled thread always runs. `steps_expected` sizes the
-/// range the change points are drawn from.
+/// range the change points are drawn from. A step's outcome is drawn uniformly: PCT's
+/// priorities say which thread runs, not what its load reads.
 pub fn explore_pct<M: Model>(
     model: &M,
     options: Options<'_>,
@@ -98,19 +106,29 @@ pub fn explore_pct<M: Model>(
     sample(model, options, |model, options, stats| {
         let mut priorities: Vec<u64> = (0..64).map(|_| (random.next_u64() >> 8) + 64).collect();
         let change_points: Vec<u64> = (1..depth.max(1)).map(|_| random.below(steps_expected.max(1))).collect();
+        // Outcomes draw from their own stream (seeded without drawing from the first), so a
+        // model without choices samples the schedules it sampled before choices existed.
+        let mut outcome_random = SplitMix64::new(priorities[0] ^ 0x6f75_7463_6f6d_6573);
         // Dropped threads take priorities below every initial one, each lower than the last.
         let mut lowest = 63u64;
-        run_schedule(model, &options.limits, stats, |enabled, step| {
-            let pick = |priorities: &[u64]| {
-                *enabled.iter().max_by_key(|&&t| priorities[t as usize]).expect("enabled is not empty")
-            };
-            let thread = pick(&priorities);
-            if change_points.contains(&step) {
-                priorities[thread as usize] = lowest;
-                lowest = lowest.saturating_sub(1);
-                return pick(&priorities);
-            }
-            thread
-        })
+        let choose_outcome = move |outcomes: u32| outcome_random.below(outcomes.into()) as u32;
+        run_schedule(
+            model,
+            &options.limits,
+            stats,
+            |enabled, step| {
+                let pick = |priorities: &[u64]| {
+                    *enabled.iter().max_by_key(|&&t| priorities[t as usize]).expect("enabled is not empty")
+                };
+                let thread = pick(&priorities);
+                if change_points.contains(&step) {
+                    priorities[thread as usize] = lowest;
+                    lowest = lowest.saturating_sub(1);
+                    return pick(&priorities);
+                }
+                thread
+            },
+            choose_outcome,
+        )
     })
 }

@@ -1,8 +1,8 @@
 //! Partial-order reduction cross-check, replay and preemption bounding on a tiny hand-written counter model.
 
 use mmcheck_explorer::{
-    explore_bounded, explore_exhaustive, fingerprint, replay, Limit, Limits, Model, Options, Outcome, SplitMix64,
-    StepEffects, ThreadId, Verdict,
+    explore_bounded, explore_exhaustive, explore_pct, explore_random, fingerprint, replay, Choice, Limit, Limits,
+    Model, Options, Outcome, SplitMix64, StepEffects, ThreadId, Verdict,
 };
 use std::collections::BTreeSet;
 
@@ -26,6 +26,11 @@ enum Op {
     /// Busy-waits until `shared[var] >= value`: a step that finds it lower leaves the state
     /// as it was (a retry loop, a cycle in the state graph).
     SpinUntil(usize, i64),
+    /// `local = outcome` for one of `n` outcomes: a choice that touches nothing shared.
+    Pick(u32),
+    /// `local = outcome` for an outcome in `0..=shared[var]`: a step whose number of outcomes
+    /// depends on what it reads (as a weak load's does on the stores it may read).
+    LoadUpTo(usize),
 }
 
 /// Threads running straight-line programs over shared counters.
@@ -79,8 +84,17 @@ impl Model for Counters {
         }
     }
 
-    fn step(&self, state: &mut State, thread: ThreadId, effects: &mut StepEffects<String, String>) {
-        let t = thread as usize;
+    fn outcomes(&self, state: &State, thread: ThreadId) -> u32 {
+        match self.op(state, thread as usize) {
+            Some(Op::Pick(n)) => n,
+            Some(Op::LoadUpTo(var)) => state.shared[var].max(0) as u32 + 1,
+            _ => 1,
+        }
+    }
+
+    fn step(&self, state: &mut State, choice: Choice, effects: &mut StepEffects<String, String>) {
+        let t = choice.thread as usize;
+        assert!(choice.outcome < self.outcomes(state, choice.thread), "an outcome the step has");
         let op = self.op(state, t).expect("an enabled thread has a next instruction");
         let key = |var: usize| var as u64;
         match op {
@@ -109,6 +123,11 @@ impl Model for Counters {
                 }
             }
             Op::WaitAtLeast(var, _) => effects.footprint.read(key(var)),
+            Op::Pick(_) => state.local[t] = choice.outcome.into(),
+            Op::LoadUpTo(var) => {
+                effects.footprint.read(key(var));
+                state.local[t] = choice.outcome.into();
+            }
             Op::SpinUntil(var, value) => {
                 effects.footprint.read(key(var));
                 if state.shared[var] < value {
@@ -117,7 +136,7 @@ impl Model for Counters {
             }
         }
         if effects.record_events {
-            effects.events.push(format!("thread {t}: {op:?}"));
+            effects.events.push(format!("thread {t}: {op:?} outcome {}", choice.outcome));
         }
         state.pc[t] += 1;
     }
@@ -277,8 +296,8 @@ fn lost_update_is_found_with_and_without_reduction_and_replays() {
         assert_eq!(replayed.violation.as_deref(), Some(violation.as_str()), "replay ends in the same violation");
         assert_eq!(replayed.steps.len(), schedule.len());
         assert_eq!(replayed.state.shared, vec![1]);
-        let threads: Vec<ThreadId> = replayed.steps.iter().map(|(t, _)| *t).collect();
-        assert_eq!(threads, schedule);
+        let choices: Vec<Choice> = replayed.steps.iter().map(|(choice, _)| *choice).collect();
+        assert_eq!(choices, schedule);
         assert!(replayed.steps.iter().all(|(_, events)| events.len() == 1), "replay records events");
         // Both threads loaded 0 before either stored: the schedule interleaves them.
         assert_eq!(schedule.len(), 4);
@@ -298,7 +317,7 @@ fn step_violation_is_found_and_replays_to_the_same_step() {
         assert_eq!(outcome.verdict, Verdict::Violation);
         let (violation, schedule) = outcome.violation.expect("a violation");
         assert_eq!(violation, "thread 1: x0 is 1, not 0");
-        assert_eq!(schedule.last(), Some(&1), "the schedule ends with the violating step");
+        assert_eq!(schedule.last(), Some(&Choice::new(1, 0)), "the schedule ends with the violating step");
         let replayed = replay(&model, &schedule).expect("the schedule fits the model");
         assert_eq!(replayed.violation, Some(violation));
         assert_eq!(replayed.steps.len(), schedule.len());
@@ -309,7 +328,7 @@ fn step_violation_is_found_and_replays_to_the_same_step() {
 #[test]
 fn a_model_without_violation_replays_without_one() {
     let model = racy_increments();
-    let schedule = vec![0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2];
+    let schedule: Vec<Choice> = [0, 0, 0, 0, 1, 1, 1, 1, 2, 2, 2, 2].map(Choice::from).to_vec();
     let replayed = replay(&model, &schedule).expect("a sequential schedule fits");
     assert_eq!(replayed.violation, None);
     // Thread 1 loads 1, adds 10 locally and stores 12.
@@ -322,11 +341,14 @@ fn a_model_without_violation_replays_without_one() {
 fn replay_rejects_a_schedule_that_does_not_fit() {
     use Op::*;
     let model = Counters::new(1, vec![vec![WaitAtLeast(0, 1)], vec![AtomicIncrement(0)]]);
-    let error = replay(&model, &[0]).err().expect("thread 0 is blocked");
-    assert_eq!((error.step, error.thread), (0, 0));
-    let error = replay(&model, &[1, 1]).err().expect("thread 1 has finished");
-    assert_eq!((error.step, error.thread), (1, 1));
+    let error = replay(&model, &[0.into()]).err().expect("thread 0 is blocked");
+    assert_eq!((error.step, error.choice), (0, 0.into()));
+    let error = replay(&model, &[1.into(), 1.into()]).err().expect("thread 1 has finished");
+    assert_eq!((error.step, error.choice), (1, 1.into()));
     assert!(error.to_string().contains("not enabled"));
+    let model = Counters::new(1, vec![vec![Op::Pick(2)]]);
+    let error = replay(&model, &[Choice::new(0, 2)]).err().expect("Pick(2) has outcomes 0 and 1");
+    assert!(error.to_string().contains("outcome 2"), "{error}");
 }
 
 #[test]
@@ -337,7 +359,7 @@ fn deadlock_is_a_final_violation() {
     assert_eq!(outcome.verdict, Verdict::Violation);
     let (violation, schedule) = outcome.violation.expect("a violation");
     assert!(violation.starts_with("deadlock"), "{violation}");
-    assert_eq!(schedule, vec![1]);
+    assert_eq!(schedule, vec![Choice::new(1, 0)]);
 }
 
 #[test]
@@ -406,12 +428,14 @@ fn bounded_ground_truth<M: Model>(model: &M, budget: u32) -> (BTreeSet<u128>, bo
             if cost > budget {
                 continue;
             }
-            let mut next = state.clone();
-            let mut effects = StepEffects::new(false);
-            model.step(&mut next, thread, &mut effects);
-            match effects.violation {
-                Some(_) => *violation = true,
-                None => walk(model, next, Some(thread), budget - cost, out, violation),
+            for outcome in 0..model.outcomes(&state, thread) {
+                let mut next = state.clone();
+                let mut effects = StepEffects::new(false);
+                model.step(&mut next, Choice::new(thread, outcome), &mut effects);
+                match effects.violation {
+                    Some(_) => *violation = true,
+                    None => walk(model, next, Some(thread), budget - cost, out, violation),
+                }
             }
         }
     }
@@ -474,7 +498,7 @@ fn bounded_search_ends_a_retry_loop_without_choices() {
 fn bounded_ground_truth_terminating(model: &Counters) -> BTreeSet<u128> {
     let mut state = model.initial_state();
     for thread in [1, 0] {
-        model.step(&mut state, thread, &mut StepEffects::new(false));
+        model.step(&mut state, thread.into(), &mut StepEffects::new(false));
     }
     BTreeSet::from([fingerprint_of(model, &state)])
 }
@@ -490,6 +514,11 @@ fn a_state_limit_stops_the_search() {
 
 /// Small random programs over two shared counters, from a fixed seed.
 fn random_model(random: &mut SplitMix64) -> Counters {
+    random_model_with(random, false)
+}
+
+/// A random model; with `choices`, some steps have several outcomes (`Pick`, `LoadUpTo`).
+fn random_model_with(random: &mut SplitMix64, choices: bool) -> Counters {
     let threads = 2 + random.below(2) as usize;
     let programs = (0..threads)
         .map(|_| {
@@ -497,6 +526,12 @@ fn random_model(random: &mut SplitMix64) -> Counters {
             (0..length)
                 .map(|_| {
                     let var = random.below(2) as usize;
+                    if choices && random.below(4) == 0 {
+                        return match random.below(2) {
+                            0 => Op::Pick(2 + random.below(2) as u32),
+                            _ => Op::LoadUpTo(var),
+                        };
+                    }
                     match random.below(16) {
                         0..=2 => Op::Load(var),
                         3..=5 => Op::StoreIncrement(var),
@@ -544,4 +579,91 @@ fn reduction_agrees_with_enumeration_on_random_models() {
         verified > 50 && violating > 20,
         "the generator covers both cases: {verified} verified, {violating} violating"
     );
+}
+
+#[test]
+fn choices_agree_with_enumeration_on_random_models() {
+    // Steps with several outcomes, some local (Pick) and some whose outcomes depend on the shared
+    // state they read (LoadUpTo): the reduced, unreduced and bounded searches reach exactly the
+    // final states and violations that enumerating every choice reaches, and every violation's
+    // schedule (with its outcomes) replays to it.
+    let mut random = SplitMix64::new(0x0063_686f_6963_6573);
+    let (mut verified, mut violating, mut with_choices) = (0, 0, 0);
+    for index in 0..300 {
+        let model = random_model_with(&mut random, true);
+        with_choices +=
+            usize::from(model.programs.iter().flatten().any(|op| matches!(op, Op::Pick(_) | Op::LoadUpTo(_))));
+        let context = format!("model {index}: {:?}", model.programs);
+        let (truth, violation_reachable) = ground_truth(&model);
+        let bounded = explore_bounded(&model, options(true), 1);
+        let (bounded_truth, bounded_violation) = bounded_ground_truth(&model, 1);
+        for outcome in [explore_exhaustive(&model, options(true)), explore_exhaustive(&model, options(false))] {
+            if violation_reachable {
+                assert_eq!(outcome.verdict, Verdict::Violation, "{context}");
+                let (violation, schedule) = outcome.violation.clone().expect("a violation has a schedule");
+                assert_eq!(replay(&model, &schedule).expect("fits").violation, Some(violation), "{context}");
+            } else {
+                assert_eq!(outcome.verdict, Verdict::Verified, "{context}");
+                assert_eq!(set(&outcome), truth, "{context}");
+            }
+        }
+        match bounded_violation {
+            true => assert_eq!(bounded.verdict, Verdict::Violation, "{context}"),
+            false => assert_eq!(set(&bounded), bounded_truth, "{context}"),
+        }
+        if violation_reachable {
+            violating += 1;
+        } else {
+            verified += 1;
+        }
+    }
+    assert!(verified > 50 && violating > 20 && with_choices > 150, "{verified} verified, {violating} violating");
+}
+
+#[test]
+fn sampling_chooses_outcomes_and_replays_them() {
+    use Op::*;
+    // The violation needs outcome 2 of a three-way pick: sampling finds it, with its outcome in
+    // the schedule, and the same seed finds the same schedule.
+    let model = Counters::new(1, vec![vec![Pick(3), Local], vec![AtomicIncrement(0)]]);
+    let model = Counters { final_expect: vec![], ..model };
+    struct Picky(Counters);
+    impl Model for Picky {
+        type State = State;
+        type Event = String;
+        type Violation = String;
+        fn initial_state(&self) -> State {
+            self.0.initial_state()
+        }
+        fn enabled_threads(&self, state: &State, out: &mut Vec<ThreadId>) {
+            self.0.enabled_threads(state, out)
+        }
+        fn outcomes(&self, state: &State, thread: ThreadId) -> u32 {
+            self.0.outcomes(state, thread)
+        }
+        fn step(&self, state: &mut State, choice: Choice, effects: &mut StepEffects<String, String>) {
+            self.0.step(state, choice, effects)
+        }
+        fn encode(&self, state: &State, out: &mut Vec<u8>) {
+            self.0.encode(state, out)
+        }
+        fn check_final(&self, state: &State) -> Option<String> {
+            (state.local[0] == 12).then(|| "picked 2".to_string())
+        }
+    }
+    let model = Picky(model);
+    let limits = Limits { schedules_max: 200, ..Limits::default() };
+    for run in [
+        |m: &Picky, l: Limits| explore_random(m, Options { limits: l, ..Options::default() }, 7),
+        |m: &Picky, l: Limits| explore_pct(m, Options { limits: l, ..Options::default() }, 7, 2, 4),
+    ] {
+        let first = run(&model, limits.clone());
+        assert_eq!(first.verdict, Verdict::Violation);
+        let (_, schedule) = first.violation.clone().expect("a schedule");
+        assert!(schedule.contains(&Choice::new(0, 2)), "{schedule:?}");
+        assert_eq!(replay(&model, &schedule).expect("fits").violation.as_deref(), Some("picked 2"));
+        assert_eq!(run(&model, limits.clone()).violation.map(|(_, s)| s), Some(schedule), "deterministic");
+    }
+    let exhaustive = explore_exhaustive(&model, options(true));
+    assert_eq!(exhaustive.verdict, Verdict::Violation);
 }

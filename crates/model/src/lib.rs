@@ -9,6 +9,7 @@
 //! JSON or the order in which the explorer visits states.
 
 pub mod access;
+pub mod arch;
 pub mod block;
 pub mod drivers;
 pub mod folio;

@@ -19,7 +19,7 @@ use crate::shared::Shared;
 use crate::state::{File, Kernel, Mm, MmId, SwapInfo, ThreadId};
 use crate::thread::{errno, Flow, Frame, Thread, ThreadStatus};
 use crate::violation::{Violation, ViolationKind};
-use mmcheck_explorer::{Model, StepEffects};
+use mmcheck_explorer::{Choice, Model, StepEffects};
 use std::ops::Range;
 
 /// A thread as the scenario declares it.
@@ -517,7 +517,9 @@ impl Model for System {
         out.extend((0..k.threads.len() as ThreadId).filter(|&t| self.can_run(k, t)));
     }
 
-    fn step(&self, k: &mut Kernel, thread: ThreadId, effects: &mut Effects) {
+    fn step(&self, k: &mut Kernel, choice: Choice, effects: &mut Effects) {
+        // Every step of the model has one outcome under sequential consistency.
+        let thread = choice.thread;
         // The canonical encoding forgets PG_referenced where no thread can read it any more
         // (debug builds check the analysis): every read must be of a folio it counted as read
         // later, and a bit it counted as never read must stay so.
@@ -657,7 +659,7 @@ pub fn run_sequential_with(
         let pc = k.thread(thread).pc as usize;
         effects.footprint.clear();
         effects.violation = None;
-        system.step(&mut k, thread, effects);
+        system.step(&mut k, thread.into(), effects);
         observe(SequentialStep { thread, pc, kernel: &k }, effects);
         if let Some(violation) = effects.violation.take() {
             return (k, Some(violation));

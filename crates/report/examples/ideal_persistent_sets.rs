@@ -19,7 +19,7 @@ use rustc_hash::FxHashSet;
 fn step(system: &System, state: &Kernel, thread: ThreadId) -> (Kernel, Footprint) {
     let mut next = state.clone();
     let mut effects = StepEffects::new(false);
-    system.step(&mut next, thread, &mut effects);
+    system.step(&mut next, thread.into(), &mut effects);
     effects.footprint.normalize();
     (next, effects.footprint)
 }

@@ -2,9 +2,10 @@
 //! schedule replayed into a readable trace.
 
 use crate::token::ReplayToken;
+use mmcheck_explorer::memory::MemoryModel;
 use mmcheck_explorer::{
-    explore_bounded, explore_exhaustive_iterative, explore_pct, explore_random, Limits, Options, ProgressFn, Stats,
-    Strategy, ThreadId, Verdict,
+    explore_bounded, explore_exhaustive_iterative, explore_pct, explore_random, Choice, Limits, Options, ProgressFn,
+    Stats, Strategy, Verdict,
 };
 use mmcheck_model::{KernelConfig, System, Violation};
 use mmcheck_scenario::{Outcome, Scenario};
@@ -135,6 +136,7 @@ pub fn check(
                 scenario: scenario.name.clone(),
                 kernel: options.kernel.clone(),
                 overrides: options.overrides.clone(),
+                memory_model: MemoryModel::Sc,
                 schedule: schedule.clone(),
             };
             (Some(token.encode()), trace_of(&system, schedule)?.0)
@@ -188,14 +190,14 @@ fn report(
 }
 
 /// Replays a schedule and turns its events into trace steps.
-pub fn trace_of(system: &System, schedule: &[ThreadId]) -> Result<(Vec<TraceStep>, Option<Violation>), String> {
+pub fn trace_of(system: &System, schedule: &[Choice]) -> Result<(Vec<TraceStep>, Option<Violation>), String> {
     let replayed = mmcheck_explorer::replay(system, schedule).map_err(|e| e.to_string())?;
     let mut steps = Vec::new();
-    for (index, (thread, events)) in replayed.steps.iter().enumerate() {
+    for (index, (choice, events)) in replayed.steps.iter().enumerate() {
         for event in events {
             steps.push(TraceStep {
                 step: index + 1,
-                thread: system.thread_name(*thread).to_string(),
+                thread: system.thread_name(choice.thread).to_string(),
                 function: event.function.to_string(),
                 label: event.label.to_string(),
                 detail: event.detail.clone(),

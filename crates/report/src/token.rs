@@ -1,8 +1,13 @@
 //! Replay tokens: a short printable string that names the scenario, the kernel, the parameter
-//! overrides and the schedule, so that a violation replays exactly:
-//! `mmc1/madv-free-dio/5.16/pages=1/0*12.2*30.1*7` (thread*steps, run-length encoded).
+//! overrides, the memory model and the schedule, so that a violation replays exactly.
+//!
+//! - `mmc1/madv-free-dio/5.16/pages=1/0*12.2*30.1*7`: sequential consistency, every step with
+//!   its only outcome (thread*steps, run-length encoded). Written whenever it says everything.
+//! - `mmc2/madv-free-dio/5.16/pages=1/arm64/0*12.2:1.1*7`: a memory model, and a step's outcome
+//!   after a colon when it is not 0 (which store a load read).
 
-use mmcheck_explorer::ThreadId;
+use mmcheck_explorer::memory::MemoryModel;
+use mmcheck_explorer::{Choice, ThreadId};
 use mmcheck_model::{KernelConfig, KernelVersion, Patch};
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -10,7 +15,8 @@ pub struct ReplayToken {
     pub scenario: String,
     pub kernel: KernelConfig,
     pub overrides: Vec<(String, i64)>,
-    pub schedule: Vec<ThreadId>,
+    pub memory_model: MemoryModel,
+    pub schedule: Vec<Choice>,
 }
 
 impl ReplayToken {
@@ -24,26 +30,40 @@ impl ReplayToken {
         } else {
             self.overrides.iter().map(|(k, v)| format!("{k}={v}")).collect::<Vec<_>>().join(",")
         };
-        let mut runs: Vec<(ThreadId, usize)> = Vec::new();
-        for &thread in &self.schedule {
+        let mut runs: Vec<(Choice, usize)> = Vec::new();
+        for &choice in &self.schedule {
             match runs.last_mut() {
-                Some((last, count)) if *last == thread => *count += 1,
-                _ => runs.push((thread, 1)),
+                Some((last, count)) if *last == choice => *count += 1,
+                _ => runs.push((choice, 1)),
             }
         }
         let schedule: Vec<String> =
-            runs.iter().map(|(t, n)| if *n == 1 { t.to_string() } else { format!("{t}*{n}") }).collect();
-        format!("mmc1/{}/{}/{}/{}", self.scenario, kernel, overrides, schedule.join("."))
+            runs.iter().map(|(c, n)| if *n == 1 { c.to_string() } else { format!("{c}*{n}") }).collect();
+        let schedule = schedule.join(".");
+        let choices = self.schedule.iter().any(|choice| choice.outcome != 0);
+        match self.memory_model {
+            MemoryModel::Sc if !choices => format!("mmc1/{}/{kernel}/{overrides}/{schedule}", self.scenario),
+            model => format!("mmc2/{}/{kernel}/{overrides}/{model}/{schedule}", self.scenario),
+        }
     }
 
     pub fn decode(text: &str) -> Result<ReplayToken, String> {
         let parts: Vec<&str> = text.trim().split('/').collect();
-        let [version, scenario, kernel, overrides, schedule] = parts[..] else {
-            return Err("a replay token has five parts: mmc1/SCENARIO/KERNEL/SETS/SCHEDULE".to_string());
+        let (scenario, kernel, overrides, memory_model, schedule) = match parts[..] {
+            ["mmc1", scenario, kernel, overrides, schedule] => (scenario, kernel, overrides, "sc", schedule),
+            ["mmc2", scenario, kernel, overrides, model, schedule] => (scenario, kernel, overrides, model, schedule),
+            ["mmc1" | "mmc2", ..] => {
+                return Err("a replay token has five parts, mmc1/SCENARIO/KERNEL/SETS/SCHEDULE, or six, \
+                            mmc2/SCENARIO/KERNEL/SETS/MEMORY-MODEL/SCHEDULE"
+                    .to_string())
+            }
+            [version, ..] => {
+                return Err(format!("unknown token version `{version}` (this mmcheck reads mmc1 and mmc2)"))
+            }
+            [] => unreachable!("split yields at least one part"),
         };
-        if version != "mmc1" {
-            return Err(format!("unknown token version `{version}` (this mmcheck reads mmc1)"));
-        }
+        let memory_model = MemoryModel::parse(memory_model)
+            .ok_or_else(|| format!("unknown memory model `{memory_model}` in the token (sc, x86, arm64, lkmm)"))?;
         let mut kernel_parts = kernel.split(',');
         let version_text = kernel_parts.next().unwrap_or_default();
         let version = KernelVersion::parse(version_text)
@@ -63,15 +83,30 @@ impl ReplayToken {
         } else {
             overrides.split(',').map(parse_set).collect::<Result<Vec<_>, _>>()?
         };
-        let mut threads = Vec::new();
-        for run in schedule.split('.').filter(|r| !r.is_empty()) {
-            let (thread, count) = run.split_once('*').unwrap_or((run, "1"));
-            let thread: ThreadId = thread.parse().map_err(|_| format!("bad thread `{thread}` in the schedule"))?;
-            let count: usize = count.parse().map_err(|_| format!("bad count `{count}` in the schedule"))?;
-            threads.extend(std::iter::repeat_n(thread, count));
-        }
-        Ok(ReplayToken { scenario: scenario.to_string(), kernel: config, overrides, schedule: threads })
+        let schedule = decode_schedule(schedule)?;
+        Ok(ReplayToken { scenario: scenario.to_string(), kernel: config, overrides, memory_model, schedule })
     }
+}
+
+/// The most steps a token may name: a longer schedule is not one this mmcheck wrote (the
+/// search's depth limit is far below), and is refused before anything is allocated for it.
+pub const SCHEDULE_STEPS_MAX: usize = 1 << 24;
+
+/// `0*3.2:1.1*2`: runs of `thread[:outcome][*count]`.
+fn decode_schedule(text: &str) -> Result<Vec<Choice>, String> {
+    let mut choices = Vec::new();
+    for run in text.split('.').filter(|r| !r.is_empty()) {
+        let (choice, count) = run.split_once('*').unwrap_or((run, "1"));
+        let (thread, outcome) = choice.split_once(':').unwrap_or((choice, "0"));
+        let thread: ThreadId = thread.parse().map_err(|_| format!("bad thread `{thread}` in the schedule"))?;
+        let outcome: u32 = outcome.parse().map_err(|_| format!("bad outcome `{outcome}` in the schedule"))?;
+        let count: usize = count.parse().map_err(|_| format!("bad count `{count}` in the schedule"))?;
+        if count > SCHEDULE_STEPS_MAX - choices.len() {
+            return Err(format!("the schedule names more than {SCHEDULE_STEPS_MAX} steps"));
+        }
+        choices.extend(std::iter::repeat_n(Choice::new(thread, outcome), count));
+    }
+    Ok(choices)
 }
 
 /// `name=value` as `--set` takes it.
@@ -104,16 +139,26 @@ mod tests {
     fn token_round_trips() {
         let mut kernel = KernelConfig::for_version(KernelVersion::new(6, 18));
         kernel.set(Patch::MadvFreeGupRace, false);
-        let token = ReplayToken {
+        let mut token = ReplayToken {
             scenario: "madv-free-dio".into(),
             kernel,
             overrides: vec![("pages".into(), 4)],
-            schedule: vec![0, 0, 0, 2, 1, 1],
+            memory_model: MemoryModel::Sc,
+            schedule: [0, 0, 0, 2, 1, 1].map(Choice::from).to_vec(),
         };
         let text = token.encode();
         assert_eq!(text, "mmc1/madv-free-dio/6.18,-madv-free-gup-race/pages=4/0*3.2.1*2");
         assert_eq!(ReplayToken::decode(&text).unwrap(), token);
-        assert!(ReplayToken::decode("mmc2/x/5.16/-/0").is_err());
+        assert!(ReplayToken::decode("mmc2/x/5.16/-/0").is_err(), "mmc2 names a memory model");
         assert!(ReplayToken::decode("mmc1/x/5.x/-/0").is_err());
+        assert!(ReplayToken::decode("mmc3/x/5.16/-/0").is_err());
+        // Outcomes or a weak model: mmc2.
+        token.memory_model = MemoryModel::Arm64;
+        token.schedule[3] = Choice::new(2, 1);
+        let text = token.encode();
+        assert_eq!(text, "mmc2/madv-free-dio/6.18,-madv-free-gup-race/pages=4/arm64/0*3.2:1.1*2");
+        assert_eq!(ReplayToken::decode(&text).unwrap(), token);
+        assert!(ReplayToken::decode("mmc2/x/5.16/-/power/0").unwrap_err().contains("power"));
+        assert!(ReplayToken::decode("mmc1/x/5.16/-/0*18446744073709551615").unwrap_err().contains("more than"));
     }
 }

@@ -15,7 +15,7 @@ fn run(system: &System, thread: u32, steps: usize) -> Kernel {
     let mut state = system.initial_state();
     for _ in 0..steps {
         let mut effects = StepEffects::new(false);
-        system.step(&mut state, thread, &mut effects);
+        system.step(&mut state, thread.into(), &mut effects);
         assert!(effects.violation.is_none());
     }
     state
@@ -90,7 +90,7 @@ fn reclaim_forgets_the_folios_it_has_checked() {
     let mut checked = false;
     for _ in 0..40 {
         let mut effects = StepEffects::new(true);
-        system.step(&mut state, 1, &mut effects);
+        system.step(&mut state, 1.into(), &mut effects);
         if effects.events.iter().any(|e| e.label == "references") {
             checked = true;
             break;
@@ -114,7 +114,7 @@ fn a_pending_zap_keeps_a_file_folios_bit() {
     let mut state = system.initial_state();
     while state.events & 1 == 0 {
         let mut effects = StepEffects::new(false);
-        system.step(&mut state, 0, &mut effects);
+        system.step(&mut state, 0.into(), &mut effects);
         assert!(effects.violation.is_none());
     }
     let cached = state.files[0].cache[0].expect("the read fault cached the page");
@@ -137,7 +137,7 @@ fn an_o_direct_read_reads_the_bits_of_the_pages_it_has_yet_to_pin() {
     let mut state = system.initial_state();
     while state.threads[1].status == mmcheck_model::thread::ThreadStatus::NotStarted {
         let mut effects = StepEffects::new(false);
-        system.step(&mut state, 0, &mut effects);
+        system.step(&mut state, 0.into(), &mut effects);
     }
     let buffer = state.threads[1].registers[0] as u64;
     let folios: Vec<FolioId> = (0..2u64)
@@ -151,7 +151,7 @@ fn an_o_direct_read_reads_the_bits_of_the_pages_it_has_yet_to_pin() {
         let Some(readers) = system.referenced_readers(&state) else {
             assert!(state.threads[1].stack.is_empty(), "only a read yet to start may GUP anything");
             let mut effects = StepEffects::new(false);
-            system.step(&mut state, 1, &mut effects);
+            system.step(&mut state, 1.into(), &mut effects);
             continue;
         };
         let live: Vec<bool> = folios.iter().map(|&f| readers.may_read(f, state.folio(f))).collect();
@@ -162,7 +162,7 @@ fn an_o_direct_read_reads_the_bits_of_the_pages_it_has_yet_to_pin() {
             seen_partial |= pinned == 1;
         }
         let mut effects = StepEffects::new(true);
-        system.step(&mut state, 1, &mut effects);
+        system.step(&mut state, 1.into(), &mut effects);
         if effects.events.iter().any(|e| e.label == "dma") {
             let readers = system.referenced_readers(&state).expect("only the read and the exit are left");
             assert!(readers.indexes.is_empty(), "every page pinned: {readers:?}");

@@ -75,7 +75,7 @@ pub fn walk(
         for &thread in &enabled {
             let mut next = state.clone();
             let mut effects = StepEffects::new(true);
-            system.step(&mut next, thread, &mut effects);
+            system.step(&mut next, thread.into(), &mut effects);
             if on_step(&effects) {
                 stack.push(next);
             }
