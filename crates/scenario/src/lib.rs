@@ -5,6 +5,7 @@
 //! Architecture invariant: this crate does no I/O; the CLI reads files and renders diagnostics.
 
 mod lexer;
+pub mod litmus;
 mod parser;
 
 pub use parser::parse;
