@@ -2,6 +2,8 @@
 //! codes. Exit codes: 0 no violation (or the suite matched), 1 a violation (or a suite
 //! mismatch), 2 a usage or scenario error.
 
+mod litmus;
+
 use clap::{Parser, Subcommand, ValueEnum};
 use codespan_reporting::diagnostic::{Diagnostic as Report, Label};
 use codespan_reporting::files::SimpleFile;
@@ -102,6 +104,23 @@ enum Command {
         #[arg(long)]
         json: bool,
     },
+    /// Run C litmus tests (herd7's format; files or directories) through the weak-memory
+    /// engine and compare with each test's `Result:` line (the LKMM's verdict). Exit 1 if an
+    /// outcome the verdict forbids is shown.
+    Litmus {
+        paths: Vec<String>,
+        /// sc, x86, arm64 or lkmm; several with commas.
+        #[arg(long, default_value = "lkmm", value_delimiter = ',')]
+        memory_model: Vec<String>,
+        /// Per test.
+        #[arg(long, default_value_t = 10.0)]
+        max_seconds: f64,
+        /// List every test, not only those that do not agree.
+        #[arg(long)]
+        all: bool,
+        #[arg(long)]
+        json: bool,
+    },
     /// Re-execute a violation from its replay token (or a JSON report) step by step.
     Replay {
         /// A token `mmc1/...` or a file holding a `--json` report.
@@ -169,6 +188,9 @@ fn main() -> ExitCode {
         Command::Replay { token, file, json } => replay(&token, file.as_deref(), json),
         Command::Host { scenario, sets, json } => host(&scenario, &sets, json),
         Command::Conform { scenarios, json } => conform(&scenarios, json),
+        Command::Litmus { paths, memory_model, max_seconds, all, json } => {
+            memory_models(&memory_model).and_then(|models| litmus::litmus(&paths, &models, max_seconds, all, json))
+        }
     };
     match result {
         Ok(code) => code,
@@ -179,6 +201,16 @@ fn main() -> ExitCode {
             ExitCode::from(2)
         }
     }
+}
+
+fn memory_models(names: &[String]) -> Result<Vec<mmcheck_explorer::memory::MemoryModel>, UsageError> {
+    names
+        .iter()
+        .map(|name| {
+            mmcheck_explorer::memory::MemoryModel::parse(name)
+                .ok_or_else(|| UsageError(format!("`{name}` is not a memory model (sc, x86, arm64, lkmm)")))
+        })
+        .collect()
 }
 
 fn limits(

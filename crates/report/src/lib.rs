@@ -3,6 +3,7 @@
 
 pub mod check;
 pub mod format;
+pub mod litmus;
 pub mod token;
 
 pub use check::{check, replay, CheckOptions, CheckReport};

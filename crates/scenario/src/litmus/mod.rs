@@ -20,13 +20,17 @@
 //! thread `(*x` is a dereference, so only `//` and `/* */` comments are. Only the `C`
 //! architecture is accepted: LISA and assembly tests have another syntax.
 
+mod check;
 mod code;
+mod compile;
 mod lexer;
 mod parser;
 mod preamble;
+mod run;
 
 use std::fmt;
 
+pub use check::{check, Observed, Status, TestRun};
 pub use parser::parse;
 
 /// A place in the source: 1-based line and column (columns count characters).
