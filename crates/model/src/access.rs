@@ -3,16 +3,25 @@
 //! recorded in the step's footprint (for partial-order reduction) and, when a trace is being
 //! recorded, in the access log (for the trace today and weak-memory exploration later).
 //!
-//! Architecture invariant: kernel code never reads or writes [`Kernel`] fields that another
-//! thread can see except through these methods. Thread-local data (a thread's registers and
-//! frames) is free.
+//! Architecture invariant: kernel code reaches shared state only through [`Ctx`], whose kernel
+//! reference is private. Each operation is typed and narrow (a PTE, a folio's refcount, one VMA
+//! update) and records what it touches; the stepping thread's own registers, frames and lists
+//! are reached through [`Ctx::local`], which can give no other thread's. Every load and store of
+//! a memory location goes through one path, the location's [`location::Location`] `get` and
+//! `set`, so that the value of a location can become a history of stores (weak memory) in one
+//! place.
 
 use crate::folio::{Folio, FolioId, PageFlag, ZERO_FOLIO};
 use crate::patches::{KernelConfig, Patch};
 use crate::pgtable::{pte_table, Pte};
 use crate::state::{AnonVmaId, FileId, Kernel, MmId, ThreadId};
 use crate::violation::{Violation, ViolationKind};
+use location::*;
 use mmcheck_explorer::StepEffects;
+
+mod location;
+
+pub use location::PmdEntry;
 use serde::{Deserialize, Serialize};
 
 /// The ordering of an access, as the kernel's primitives give it: `READ_ONCE`/`WRITE_ONCE` and
@@ -37,19 +46,27 @@ pub enum Fence {
     Write,
 }
 
-/// A shared object, as footprints name it. Finer objects mean more independence: the refcount,
-/// the mapcount, each flag bit and each page's bytes of a folio are separate objects.
+/// A shared object, as footprints name it: one memory location (or one lock) of the kernel.
+/// Finer objects mean more independence: the refcount, each page's `_mapcount`, the entire
+/// mapcount, each flag bit, each page's PageAnonExclusive bit and each page's bytes of a folio
+/// are separate objects, as they are separate words (or bits) in the kernel.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum Object {
     Pte(MmId, u64),
     PteLock(MmId, u64),
     MmapLock(MmId),
+    /// The VMA tree of an mm (with where the next mapping goes, and whether the mm exited).
     Vmas(MmId),
     Rss(MmId),
     FolioRefcount(FolioId),
-    FolioMapcount(FolioId),
+    /// One page's `_mapcount` (folio, page index).
+    PageMapcount(FolioId, u16),
+    /// `_entire_mapcount` of a large folio (its PMD mappings).
+    EntireMapcount(FolioId),
     FolioPincount(FolioId),
     FolioFlag(FolioId, PageFlag),
+    /// PageAnonExclusive of one page (folio, page index): a bit of that page, not of the folio.
+    PageAnonExclusive(FolioId, u16),
     FolioMapping(FolioId),
     FolioData(FolioId, u16),
     /// Whether the folio is allocated: written by allocation and freeing, read by every access.
@@ -72,18 +89,26 @@ pub enum Object {
     /// A swap slot's contents on the device.
     SwapData(u32),
     Uffd(u32),
-    /// A huge PMD (mm, pmd index).
+    /// A PMD (mm, pmd index): a huge mapping, or the PTE table it points to (pmd_none()).
     Pmd(MmId, u64),
-    /// A page's compound state (PG_head / compound_head), by pfn.
+    /// A page's compound state (PG_head and the order for a head, compound_head for any page),
+    /// by pfn.
     PageCompound(u64),
     /// The per-CPU lru_lazyfree folio batch.
     LazyfreeBatch,
     /// A file's page cache slot (`mapping->i_pages` at an index).
     PageCache(FileId, u64),
+    /// mm/huge_memory.c: the `huge_zero_folio` pointer.
+    HugeZeroFolio,
 }
 
 impl Object {
-    /// A 64-bit key: 8 bits of kind, 24 of the first id, 32 of the second.
+    /// A 64-bit key, `kind << 56 | first << 40 | second`: 8 bits of kind (one per variant,
+    /// never reused), 16 bits of the first id (an mm, folio, anon_vma, file, thread, uffd or
+    /// event; 0 where there is none) and 40 bits of the second (a vpn, page table or pmd index,
+    /// page index within a folio, flag, swap offset, pfn or file index; 0 where there is none:
+    /// a vpn of a 48-bit address space needs 36). Injective while the ids fit their fields,
+    /// which debug builds check.
     pub fn key(self) -> u64 {
         let (kind, a, b): (u64, u64, u64) = match self {
             Object::Pte(mm, vpn) => (1, mm.into(), vpn),
@@ -92,7 +117,7 @@ impl Object {
             Object::Vmas(mm) => (4, mm.into(), 0),
             Object::Rss(mm) => (5, mm.into(), 0),
             Object::FolioRefcount(f) => (6, f.into(), 0),
-            Object::FolioMapcount(f) => (7, f.into(), 0),
+            Object::PageMapcount(f, page) => (7, f.into(), page.into()),
             Object::FolioPincount(f) => (8, f.into(), 0),
             Object::FolioFlag(f, flag) => (9, f.into(), flag as u64),
             Object::FolioMapping(f) => (10, f.into(), 0),
@@ -115,8 +140,12 @@ impl Object {
             Object::PageCompound(pfn) => (27, 0, pfn),
             Object::LazyfreeBatch => (28, 0, 0),
             Object::PageCache(file, index) => (29, file.into(), index),
+            Object::EntireMapcount(f) => (30, f.into(), 0),
+            Object::PageAnonExclusive(f, page) => (31, f.into(), page.into()),
+            Object::HugeZeroFolio => (32, 0, 0),
         };
-        (kind << 56) | ((a & 0xff_ffff) << 32) | (b & 0xffff_ffff)
+        debug_assert!(a < 1 << 16 && b < 1 << 40, "{self:?} does not fit its key");
+        (kind << 56) | ((a & 0xffff) << 40) | (b & 0xff_ffff_ffff)
     }
 }
 
@@ -151,21 +180,38 @@ pub struct Event {
 
 pub type Effects = StepEffects<Event, Violation>;
 
-/// The context of one step of one thread.
+/// The context of one step of one thread: the only door of kernel code to the shared state.
 pub struct Ctx<'a> {
-    pub k: &'a mut Kernel,
+    k: &'a mut Kernel,
     pub effects: &'a mut Effects,
     pub thread: ThreadId,
     pub config: &'a KernelConfig,
     log: Vec<AccessRecord>,
     /// Folios whose PG_referenced the step read, in debug builds (checked against
     /// `System::referenced_readers`).
-    pub referenced_reads: Vec<FolioId>,
+    referenced_reads: Vec<FolioId>,
+}
+
+/// The stepping thread's own data: no other thread's code reads it, so it needs no record. Its
+/// status is not here: other threads read it (join, the scheduler), through [`Ctx`].
+pub struct Local<'t> {
+    pub pc: &'t mut u32,
+    pub registers: &'t mut crate::shared::Shared<Vec<i64>>,
+    pub stack: &'t mut Vec<crate::thread::Frame>,
+    pub returned: &'t mut Option<i64>,
+    pub pages: &'t mut crate::shared::Shared<Vec<crate::folio::Pfn>>,
+    pub folio_list: &'t mut crate::shared::Shared<Vec<FolioId>>,
+    pub writeback: &'t mut crate::shared::Shared<Vec<FolioId>>,
 }
 
 impl<'a> Ctx<'a> {
     pub fn new(k: &'a mut Kernel, effects: &'a mut Effects, thread: ThreadId, config: &'a KernelConfig) -> Self {
         Ctx { k, effects, thread, config, log: Vec::new(), referenced_reads: Vec::new() }
+    }
+
+    /// Ends the step: the folios whose PG_referenced it read (debug builds only).
+    pub fn finish(self) -> Vec<FolioId> {
+        self.referenced_reads
     }
 
     pub fn patched(&self, patch: Patch) -> bool {
@@ -176,7 +222,8 @@ impl<'a> Ctx<'a> {
         self.effects.record_events
     }
 
-    /// Records the step's event; `detail` is only built when a trace is being recorded.
+    /// Records the step's event; `detail` is only built when a trace is being recorded (it
+    /// describes the state for the reader of a trace and decides nothing).
     pub fn event(&mut self, function: &'static str, label: &'static str, detail: impl FnOnce(&Kernel) -> String) {
         if self.effects.record_events {
             let detail = detail(self.k);
@@ -198,6 +245,46 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    // ---- the one path of every value: load, store, read-modify-write -------------------------
+
+    /// A load of a location.
+    fn load<L: Location>(&mut self, location: L, ordering: Ordering) -> L::Value {
+        self.note(AccessOp::Load, Some(location.object()), ordering);
+        location.get(self.k)
+    }
+
+    /// A store to a location.
+    fn store<L: Location>(&mut self, location: L, value: L::Value, ordering: Ordering) {
+        self.note(AccessOp::Store, Some(location.object()), ordering);
+        location.set(self.k, value);
+    }
+
+    /// An access that reads and writes a location in one (an atomic RMW, a lock operation, or a
+    /// store of part of it): `change` edits the value; an unchanged one is not written back,
+    /// which no thread can tell apart and which saves copying shared state.
+    fn modify<L: Location, R>(
+        &mut self,
+        op: AccessOp,
+        location: L,
+        ordering: Ordering,
+        change: impl FnOnce(&mut L::Value) -> R,
+    ) -> R {
+        self.note(op, Some(location.object()), ordering);
+        let old = location.get(self.k);
+        let mut value = old.clone();
+        let result = change(&mut value);
+        if value != old {
+            location.set(self.k, value);
+        }
+        result
+    }
+
+    fn rmw<L: Location, R>(&mut self, location: L, ordering: Ordering, change: impl FnOnce(&mut L::Value) -> R) -> R {
+        self.modify(AccessOp::ReadModifyWrite, location, ordering, change)
+    }
+
+    // ---- violations --------------------------------------------------------------------------
+
     /// Reports a violation (the first one of a step wins).
     pub fn violation(&mut self, violation: Violation) {
         if self.effects.violation.is_none() {
@@ -205,9 +292,18 @@ impl<'a> Ctx<'a> {
         }
     }
 
+    /// dump_page() / mm/debug.c __dump_folio(): reads every field of the folio.
+    pub fn folio_dump(&mut self, folio: FolioId) -> String {
+        let nr = self.k.folio(folio).nr_pages();
+        for object in folio_objects(folio, nr) {
+            self.note(AccessOp::Load, Some(object), Ordering::Relaxed);
+        }
+        self.k.folio(folio).dump(folio)
+    }
+
     /// A kernel assertion on a folio: `macro_name(text)` with the folio dumped.
     fn folio_assertion(&mut self, kind: ViolationKind, macro_name: &str, folio: FolioId, text: &str) {
-        let dump = self.k.folio(folio).dump(folio);
+        let dump = self.folio_dump(folio);
         self.violation(Violation { kind, message: format!("{macro_name}({text})"), dump: vec![dump] });
     }
 
@@ -239,46 +335,199 @@ impl<'a> Ctx<'a> {
         if folio == ZERO_FOLIO {
             return;
         }
-        self.note(AccessOp::Load, Some(Object::FolioAllocated(folio)), Ordering::Relaxed);
-        if !self.k.folio(folio).allocated {
-            let dump = self.k.folio(folio).dump(folio);
+        if !self.load(Allocated(folio), Ordering::Relaxed) {
+            let dump = self.folio_dump(folio);
             let message = format!("{what} of folio {folio} after it was freed");
             self.violation(Violation { kind: ViolationKind::UseAfterFree, message, dump: vec![dump] });
         }
+    }
+
+    // ---- the stepping thread -----------------------------------------------------------------
+
+    /// The stepping thread's own registers, frames and lists (no other thread's).
+    pub fn local(&mut self) -> Local<'_> {
+        let t = self.k.thread_mut(self.thread);
+        Local {
+            pc: &mut t.pc,
+            registers: &mut t.registers,
+            stack: &mut t.stack,
+            returned: &mut t.returned,
+            pages: &mut t.pages,
+            folio_list: &mut t.folio_list,
+            writeback: &mut t.writeback,
+        }
+    }
+
+    /// What the stepping thread's top frame waited for, recorded as read (the step's
+    /// enabledness depended on it, even if it then returns early without taking it); None
+    /// outside the kernel.
+    pub fn top_frame_wait(&mut self) -> Option<crate::thread::Wait> {
+        let wait = self.k.thread(self.thread).stack.last().map(|frame| frame.wait(self.k, self.thread))?;
+        self.observe_wait(wait);
+        Some(wait)
+    }
+
+    /// The whole state, for the model's own invariant check at a quiescent point (no thread in
+    /// the kernel): None elsewhere. A check reads everything, so the step depends on every
+    /// write. Whether the point is quiescent reads the other threads' stacks unrecorded: no
+    /// kernel code reads them, and every final state is checked again in any case.
+    pub fn quiescent_kernel(&mut self) -> Option<&Kernel> {
+        if !self.k.threads.iter().all(|t| t.stack.is_empty()) {
+            return None;
+        }
+        self.effects.footprint.read_everything();
+        Some(self.k)
+    }
+
+    /// kernel/exit.c: do_exit() of the stepping thread (what join waits for).
+    pub fn thread_exit(&mut self) {
+        self.store(Status(self.thread), crate::thread::ThreadStatus::Done, Ordering::Release);
+    }
+
+    /// kernel/sched/core.c: wake_up_new_task(): `child` starts with `registers`, which it reads
+    /// only once it runs (after the release of its status).
+    pub fn wake_up_new_task(&mut self, child: ThreadId, registers: crate::shared::Shared<Vec<i64>>) {
+        self.k.thread_mut(child).registers = registers;
+        self.store(Status(child), crate::thread::ThreadStatus::Running, Ordering::Release);
+    }
+
+    /// Whether `thread` finished (join's read of its status).
+    pub fn thread_status_load(&mut self, thread: ThreadId) -> crate::thread::ThreadStatus {
+        self.load(Status(thread), Ordering::Acquire)
+    }
+
+    // ---- constants of the run ----------------------------------------------------------------
+
+    /// The number of swap map slots (0 without a swap device); a constant of the device.
+    pub fn swap_slots(&self) -> u32 {
+        self.k.swap.swap_map.len() as u32
+    }
+
+    /// The mTHP orders anonymous faults may allocate (sysfs `enabled`); a constant of the run.
+    pub fn anon_orders(&self) -> u32 {
+        self.k.anon_orders
+    }
+
+    /// The number of mms; every mm exists from the start of the run.
+    pub fn mm_count(&self) -> MmId {
+        self.k.mms.len() as MmId
     }
 
     // ---- page tables -------------------------------------------------------------------------
 
     /// ptep_get() / ptep_get_lockless(): READ_ONCE of the PTE.
     pub fn pte_load(&mut self, mm: MmId, vpn: u64) -> Pte {
-        self.note(AccessOp::Load, Some(Object::Pte(mm, vpn)), Ordering::Relaxed);
-        self.k.mms[mm as usize].pte(vpn)
+        self.load(PteEntry(mm, vpn), Ordering::Relaxed)
     }
 
-    /// set_pte_at(): WRITE_ONCE of the PTE.
+    /// set_pte_at(): WRITE_ONCE of the PTE. The first entry of a table is where the model's
+    /// pte_alloc() happens: the PMD now points to a PTE table (pmd_none() changes).
     pub fn pte_store(&mut self, mm: MmId, vpn: u64, pte: Pte) {
-        self.note(AccessOp::Store, Some(Object::Pte(mm, vpn)), Ordering::Relaxed);
-        let table = pte_table(vpn);
-        if !pte.is_none() && self.k.mms[mm as usize].pte_tables.binary_search(&table).is_err() {
-            // pte_alloc(): the PMD now points to a PTE table (pmd_none() changes).
-            self.note(AccessOp::Store, Some(Object::Pmd(mm, table)), Ordering::Release);
+        if !pte.is_none() {
+            self.pte_alloc(mm, pte_table(vpn));
         }
-        self.k.mm_mut(mm).set_pte(vpn, pte);
+        self.store(PteEntry(mm, vpn), pte, Ordering::Relaxed);
+    }
+
+    /// mm/memory.c: __pte_alloc(): pmd_populate() of an empty PMD (a table already there is
+    /// left alone).
+    fn pte_alloc(&mut self, mm: MmId, table: u64) {
+        let pmd = self.load(PmdSlot(mm, table), Ordering::Relaxed);
+        if !pmd.table {
+            self.store(PmdSlot(mm, table), PmdEntry { table: true, ..pmd }, Ordering::Release);
+        }
     }
 
     /// ptep_get_and_clear(): an exchange; relaxed on arm64 (x86's xchg is fully ordered, so the
     /// weaker ordering is the one to model).
     pub fn pte_get_and_clear(&mut self, mm: MmId, vpn: u64) -> Pte {
-        self.note(AccessOp::ReadModifyWrite, Some(Object::Pte(mm, vpn)), Ordering::Relaxed);
-        let old = self.k.mms[mm as usize].pte(vpn);
-        self.k.mm_mut(mm).set_pte(vpn, Pte::None);
-        old
+        self.rmw(PteEntry(mm, vpn), Ordering::Relaxed, |pte| std::mem::replace(pte, Pte::None))
     }
 
     /// The MMU setting the accessed/dirty bits of a present PTE (a locked RMW on x86).
     pub fn pte_hw_update(&mut self, mm: MmId, vpn: u64, pte: Pte) {
-        self.note(AccessOp::ReadModifyWrite, Some(Object::Pte(mm, vpn)), Ordering::Full);
-        self.k.mm_mut(mm).set_pte(vpn, pte);
+        self.rmw(PteEntry(mm, vpn), Ordering::Full, |old| *old = pte);
+    }
+
+    /// The PTEs that are not none in `[first_vpn, last_vpn)`, every PTE of the range read (a
+    /// page table walk reads each entry, none or not).
+    pub fn pte_entries(&mut self, mm: MmId, first_vpn: u64, last_vpn: u64) -> Vec<(u64, Pte)> {
+        (first_vpn..last_vpn)
+            .map(|vpn| (vpn, self.load(PteEntry(mm, vpn), Ordering::Relaxed)))
+            .filter(|e| !e.1.is_none())
+            .collect()
+    }
+
+    /// Every migration entry of every mm, as (pfn, mm, vpn, the entry), each read: the model's
+    /// stand-in for the rmap walk of remove_migration_ptes(), which must find every entry
+    /// naming a page. Only the migration entries are read, for only they decide the result: a
+    /// migration entry is made only by a splitter (the stepping thread, under the anon_vma
+    /// lock), moved by mremap (whose clear of the old one conflicts with its read here) or
+    /// copied by fork (copy_nonpresent_pte(), which reads the parent's: the child's new copy is
+    /// the one store this record misses). Reading every PTE instead would make the walk depend
+    /// on the MMU's accessed and dirty bits, and bounding it by the VMAs on every VMA change,
+    /// neither of which its result does (about twice the states of a THP split).
+    pub fn every_migration_entry(&mut self) -> Vec<(crate::folio::Pfn, MmId, u64, Pte)> {
+        let mut found = Vec::new();
+        for mm in 0..self.mm_count() {
+            let vpns: Vec<u64> = self.k.mms[mm as usize]
+                .ptes
+                .iter()
+                .filter(|e| matches!(e.1, Pte::Migration { .. }))
+                .map(|e| e.0)
+                .collect();
+            for vpn in vpns {
+                if let pte @ Pte::Migration { pfn, .. } = self.pte_load(mm, vpn) {
+                    found.push((pfn, mm, vpn, pte));
+                }
+            }
+        }
+        found
+    }
+
+    /// Every huge PMD of every mm, each read (as [`Ctx::every_pte_entry`], and for the same
+    /// reason not the PMDs that are none: a huge PMD is only made for a new folio or moved, and
+    /// a move clears the old one, which is read here).
+    pub fn every_huge_pmd(&mut self) -> Vec<(MmId, u64, crate::pgtable::PresentPte)> {
+        let slots: Vec<(MmId, u64)> = (0..self.mm_count())
+            .flat_map(|mm| self.k.mms[mm as usize].pmds.iter().map(move |e| (mm, e.0)).collect::<Vec<_>>())
+            .collect();
+        slots.into_iter().filter_map(|(mm, index)| Some((mm, index, self.pmd_load(mm, index)?))).collect()
+    }
+
+    /// pmdp_get_lockless() / *pmd of a PMD that maps a THP.
+    pub fn pmd_load(&mut self, mm: MmId, index: u64) -> Option<crate::pgtable::PresentPte> {
+        self.load(PmdSlot(mm, index), Ordering::Relaxed).huge
+    }
+
+    /// set_pmd_at() / pmdp_huge_clear_flush() (None).
+    pub fn pmd_store(&mut self, mm: MmId, index: u64, pmd: Option<crate::pgtable::PresentPte>) {
+        self.modify(AccessOp::Store, PmdSlot(mm, index), Ordering::Relaxed, |entry| entry.huge = pmd);
+    }
+
+    /// pmd_none(): no huge PMD and no PTE table.
+    pub fn pmd_none(&mut self, mm: MmId, index: u64) -> bool {
+        self.load(PmdSlot(mm, index), Ordering::Relaxed) == PmdEntry::default()
+    }
+
+    /// The huge PMDs of the PMDs covering `[first_vpn, last_vpn)`, each PMD read.
+    pub fn huge_pmds(&mut self, mm: MmId, first_vpn: u64, last_vpn: u64) -> Vec<(u64, crate::pgtable::PresentPte)> {
+        let per_table = crate::pgtable::PTRS_PER_PTE;
+        (first_vpn / per_table..last_vpn.div_ceil(per_table))
+            .filter_map(|index| self.pmd_load(mm, index).map(|pmd| (index, pmd)))
+            .collect()
+    }
+
+    /// mm/memory.c: free_pgtables(): the PTE tables wholly inside `[start, end)` (addresses)
+    /// go; each PMD is read and the populated ones cleared.
+    pub fn free_pgtables(&mut self, mm: MmId, start: u64, end: u64) {
+        let table_bytes = crate::pgtable::PTRS_PER_PTE << crate::folio::PAGE_SHIFT;
+        for index in start.div_ceil(table_bytes)..end / table_bytes {
+            let pmd = self.load(PmdSlot(mm, index), Ordering::Relaxed);
+            if pmd.table {
+                self.store(PmdSlot(mm, index), PmdEntry { table: false, ..pmd }, Ordering::Relaxed);
+            }
+        }
     }
 
     // ---- locks -------------------------------------------------------------------------------
@@ -289,21 +538,21 @@ impl<'a> Ctx<'a> {
 
     /// pte_offset_map_lock(): spin_lock(ptl) of the table holding `vpn`.
     pub fn ptl_lock(&mut self, mm: MmId, vpn: u64) {
-        let table = pte_table(vpn);
-        self.note(AccessOp::Lock, Some(Object::PteLock(mm, table)), Ordering::Acquire);
         let thread = self.thread;
-        let held = &mut self.k.mm_mut(mm).ptl_held;
-        assert!(held.iter().all(|e| e.0 != table), "ptl taken while held: the scheduler let a blocked thread run");
-        held.push((table, thread));
-        held.sort_unstable();
+        self.modify(AccessOp::Lock, PteLockWord(mm, pte_table(vpn)), Ordering::Acquire, |owner| {
+            assert!(owner.is_none(), "ptl taken while held: the scheduler let a blocked thread run");
+            *owner = Some(thread);
+        });
     }
 
     /// pte_unmap_unlock(): spin_unlock(ptl).
     pub fn ptl_unlock(&mut self, mm: MmId, vpn: u64) {
-        let table = pte_table(vpn);
-        self.note(AccessOp::Unlock, Some(Object::PteLock(mm, table)), Ordering::Release);
         let thread = self.thread;
-        self.k.mm_mut(mm).ptl_held.retain(|e| !(e.0 == table && e.1 == thread));
+        self.modify(AccessOp::Unlock, PteLockWord(mm, pte_table(vpn)), Ordering::Release, |owner| {
+            if *owner == Some(thread) {
+                *owner = None;
+            }
+        });
     }
 
     pub fn mmap_read_available(k: &Kernel, mm: MmId) -> bool {
@@ -317,24 +566,21 @@ impl<'a> Ctx<'a> {
 
     /// mmap_read_lock() / mmap_read_unlock().
     pub fn mmap_read_lock(&mut self, mm: MmId) {
-        self.note(AccessOp::Lock, Some(Object::MmapLock(mm)), Ordering::Acquire);
-        self.k.mm_mut(mm).mmap_lock.readers += 1;
+        self.modify(AccessOp::Lock, MmapLockWord(mm), Ordering::Acquire, |sem| sem.readers += 1);
     }
 
     pub fn mmap_read_unlock(&mut self, mm: MmId) {
-        self.note(AccessOp::Unlock, Some(Object::MmapLock(mm)), Ordering::Release);
-        self.k.mm_mut(mm).mmap_lock.readers -= 1;
+        self.modify(AccessOp::Unlock, MmapLockWord(mm), Ordering::Release, |sem| sem.readers -= 1);
     }
 
     /// mmap_write_lock() / mmap_write_unlock().
     pub fn mmap_write_lock(&mut self, mm: MmId) {
-        self.note(AccessOp::Lock, Some(Object::MmapLock(mm)), Ordering::Acquire);
-        self.k.mm_mut(mm).mmap_lock.writer = Some(self.thread);
+        let thread = self.thread;
+        self.modify(AccessOp::Lock, MmapLockWord(mm), Ordering::Acquire, |sem| sem.writer = Some(thread));
     }
 
     pub fn mmap_write_unlock(&mut self, mm: MmId) {
-        self.note(AccessOp::Unlock, Some(Object::MmapLock(mm)), Ordering::Release);
-        self.k.mm_mut(mm).mmap_lock.writer = None;
+        self.modify(AccessOp::Unlock, MmapLockWord(mm), Ordering::Release, |sem| sem.writer = None);
     }
 
     pub fn anon_vma_read_available(k: &Kernel, anon_vma: AnonVmaId) -> bool {
@@ -343,23 +589,22 @@ impl<'a> Ctx<'a> {
 
     /// anon_vma_lock_read() / anon_vma_unlock_read().
     pub fn anon_vma_lock_read(&mut self, anon_vma: AnonVmaId) {
-        self.note(AccessOp::Lock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Acquire);
-        self.k.anon_vma_mut(anon_vma).rwsem.readers += 1;
+        self.modify(AccessOp::Lock, AnonVmaLockWord(anon_vma), Ordering::Acquire, |sem| sem.readers += 1);
     }
 
     /// down_read_trylock(): fails while a writer holds the rwsem.
     pub fn anon_vma_trylock_read(&mut self, anon_vma: AnonVmaId) -> bool {
-        self.note(AccessOp::Lock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Acquire);
-        if self.k.anon_vmas[anon_vma as usize].rwsem.writer.is_some() {
-            return false;
-        }
-        self.k.anon_vma_mut(anon_vma).rwsem.readers += 1;
-        true
+        self.modify(AccessOp::Lock, AnonVmaLockWord(anon_vma), Ordering::Acquire, |sem| {
+            let free = sem.writer.is_none();
+            if free {
+                sem.readers += 1;
+            }
+            free
+        })
     }
 
     pub fn anon_vma_unlock_read(&mut self, anon_vma: AnonVmaId) {
-        self.note(AccessOp::Unlock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Release);
-        self.k.anon_vma_mut(anon_vma).rwsem.readers -= 1;
+        self.modify(AccessOp::Unlock, AnonVmaLockWord(anon_vma), Ordering::Release, |sem| sem.readers -= 1);
     }
 
     pub fn anon_vma_write_available(k: &Kernel, anon_vma: AnonVmaId) -> bool {
@@ -367,26 +612,26 @@ impl<'a> Ctx<'a> {
         rwsem.writer.is_none() && rwsem.readers == 0
     }
 
-    /// anon_vma_lock_write() / anon_vma_trylock_write() / anon_vma_unlock_write().
+    /// anon_vma_lock_write() / anon_vma_unlock_write().
     pub fn anon_vma_lock_write(&mut self, anon_vma: AnonVmaId) {
-        self.note(AccessOp::Lock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Acquire);
         let thread = self.thread;
-        self.k.anon_vma_mut(anon_vma).rwsem.writer = Some(thread);
+        self.modify(AccessOp::Lock, AnonVmaLockWord(anon_vma), Ordering::Acquire, |sem| sem.writer = Some(thread));
     }
 
+    /// anon_vma_trylock_write(): fails while anyone holds the rwsem.
     pub fn anon_vma_trylock_write(&mut self, anon_vma: AnonVmaId) -> bool {
-        self.note(AccessOp::Lock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Acquire);
-        if !Self::anon_vma_write_available(self.k, anon_vma) {
-            return false;
-        }
         let thread = self.thread;
-        self.k.anon_vma_mut(anon_vma).rwsem.writer = Some(thread);
-        true
+        self.modify(AccessOp::Lock, AnonVmaLockWord(anon_vma), Ordering::Acquire, |sem| {
+            let free = sem.writer.is_none() && sem.readers == 0;
+            if free {
+                sem.writer = Some(thread);
+            }
+            free
+        })
     }
 
     pub fn anon_vma_unlock_write(&mut self, anon_vma: AnonVmaId) {
-        self.note(AccessOp::Unlock, Some(Object::AnonVmaLock(anon_vma)), Ordering::Release);
-        self.k.anon_vma_mut(anon_vma).rwsem.writer = None;
+        self.modify(AccessOp::Unlock, AnonVmaLockWord(anon_vma), Ordering::Release, |sem| sem.writer = None);
     }
 
     pub fn lru_lock_available(k: &Kernel) -> bool {
@@ -395,13 +640,12 @@ impl<'a> Ctx<'a> {
 
     /// spin_lock_irq(&lruvec->lru_lock) / spin_unlock_irq().
     pub fn lru_lock(&mut self) {
-        self.note(AccessOp::Lock, Some(Object::LruLock), Ordering::Acquire);
-        self.k.lruvec.make_mut().lru_lock.owner = Some(self.thread);
+        let thread = self.thread;
+        self.modify(AccessOp::Lock, LruLockWord(), Ordering::Acquire, |owner| *owner = Some(thread));
     }
 
     pub fn lru_unlock(&mut self) {
-        self.note(AccessOp::Unlock, Some(Object::LruLock), Ordering::Release);
-        self.k.lruvec.make_mut().lru_lock.owner = None;
+        self.modify(AccessOp::Unlock, LruLockWord(), Ordering::Release, |owner| *owner = None);
     }
 
     /// A fence: under sequential consistency it orders nothing more, but it is its own step so
@@ -415,93 +659,93 @@ impl<'a> Ctx<'a> {
     /// folio_ref_count(): atomic_read.
     pub fn ref_load(&mut self, folio: FolioId) -> i32 {
         self.check_allocated(folio, "folio_ref_count");
-        self.note(AccessOp::Load, Some(Object::FolioRefcount(folio)), Ordering::Relaxed);
-        self.k.folio(folio).refcount
+        self.load(Refcount(folio), Ordering::Relaxed)
     }
 
     /// folio_ref_add() (relaxed) and the value-returning variants (full): returns the new value.
     pub fn ref_add(&mut self, folio: FolioId, delta: i32, ordering: Ordering) -> i32 {
         self.check_allocated(folio, "folio_ref_add");
-        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioRefcount(folio)), ordering);
-        let f = self.k.folio_mut(folio);
-        f.refcount += delta;
-        f.refcount
+        self.rmw(Refcount(folio), ordering, |count| add(count, delta))
     }
 
     /// atomic_add(delta, &folio->_pincount) (large folios only): returns the new value.
     pub fn pincount_add(&mut self, folio: FolioId, delta: i32, ordering: Ordering) -> i32 {
         self.check_allocated(folio, "folio->_pincount");
-        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioPincount(folio)), ordering);
-        let f = self.k.folio_mut(folio);
-        f.pincount += delta;
-        f.pincount
+        self.rmw(Pincount(folio), ordering, |count| add(count, delta))
     }
 
     pub fn pincount_load(&mut self, folio: FolioId) -> i32 {
         self.check_allocated(folio, "folio_maybe_dma_pinned");
-        self.note(AccessOp::Load, Some(Object::FolioPincount(folio)), Ordering::Relaxed);
-        self.k.folio(folio).pincount
+        self.load(Pincount(folio), Ordering::Relaxed)
     }
 
     /// folio_ref_add_unless(folio, nr, 0) / folio_try_get(): fails on a frozen or freed folio.
     pub fn ref_add_unless_zero(&mut self, folio: FolioId, delta: i32) -> bool {
-        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioRefcount(folio)), Ordering::Full);
-        let f = self.k.folio_mut(folio);
-        if f.refcount == 0 {
-            return false;
-        }
-        f.refcount += delta;
-        true
+        self.rmw(Refcount(folio), Ordering::Full, |count| {
+            let live = *count != 0;
+            if live {
+                *count += delta;
+            }
+            live
+        })
     }
 
     /// folio_ref_freeze(): atomic_cmpxchg(&refcount, count, 0) == count.
     pub fn ref_freeze(&mut self, folio: FolioId, count: i32) -> bool {
         self.check_allocated(folio, "folio_ref_freeze");
-        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioRefcount(folio)), Ordering::Full);
-        let f = self.k.folio_mut(folio);
-        if f.refcount != count {
-            return false;
-        }
-        f.refcount = 0;
-        true
+        self.rmw(Refcount(folio), Ordering::Full, |value| {
+            let frozen = *value == count;
+            if frozen {
+                *value = 0;
+            }
+            frozen
+        })
     }
 
     /// folio_ref_unfreeze(): atomic_set_release.
     pub fn ref_unfreeze(&mut self, folio: FolioId, count: i32) {
-        self.vm_bug_on_folio(self.k.folio(folio).refcount != 0, folio, "folio_ref_count(folio) != 0");
-        self.note(AccessOp::Store, Some(Object::FolioRefcount(folio)), Ordering::Release);
-        self.k.folio_mut(folio).refcount = count;
+        let old =
+            self.modify(AccessOp::Store, Refcount(folio), Ordering::Release, |value| std::mem::replace(value, count));
+        self.vm_bug_on_folio(old != 0, folio, "folio_ref_count(folio) != 0");
     }
 
-    /// folio_mapcount() for the whole folio (reads every page's `_mapcount`).
+    /// folio_mapcount() for the whole folio (reads every page's `_mapcount` and the entire one).
     pub fn mapcount_load(&mut self, folio: FolioId) -> i32 {
         self.check_allocated(folio, "folio_mapcount");
-        self.note(AccessOp::Load, Some(Object::FolioMapcount(folio)), Ordering::Relaxed);
-        self.k.folio(folio).mapcount()
+        let nr = self.folio_nr_pages(folio);
+        let pages: i32 = (0..nr).map(|page| self.load(PageMapcount(folio, page), Ordering::Relaxed)).sum();
+        pages + self.load(EntireMapcount(folio), Ordering::Relaxed)
     }
 
     /// atomic_read() of one page's `_mapcount` (plus one): folio_precise_page_mapcount().
     pub fn page_mapcount_load(&mut self, folio: FolioId, page: usize) -> i32 {
         self.check_allocated(folio, "page_mapcount");
-        self.note(AccessOp::Load, Some(Object::FolioMapcount(folio)), Ordering::Relaxed);
-        self.k.folio(folio).pages[page].mapcount
+        self.load(PageMapcount(folio, page), Ordering::Relaxed)
     }
 
     /// atomic_inc/dec of a page's `_mapcount` (full: atomic_inc_and_test/add_negative return).
     pub fn page_mapcount_add(&mut self, folio: FolioId, page: usize, delta: i32) -> i32 {
         self.check_allocated(folio, "_mapcount update");
-        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioMapcount(folio)), Ordering::Full);
-        let p = &mut self.k.folio_mut(folio).pages[page];
-        p.mapcount += delta;
-        p.mapcount
+        self.rmw(PageMapcount(folio, page), Ordering::Full, |count| add(count, delta))
+    }
+
+    /// folio_entire_mapcount(): atomic_read(&folio->_entire_mapcount) (plus one).
+    pub fn entire_mapcount_load(&mut self, folio: FolioId) -> i32 {
+        self.check_allocated(folio, "folio_entire_mapcount");
+        self.load(EntireMapcount(folio), Ordering::Relaxed)
+    }
+
+    /// atomic_add of `_entire_mapcount` (PMD mappings of a large folio).
+    pub fn entire_mapcount_add(&mut self, folio: FolioId, delta: i32) -> i32 {
+        self.check_allocated(folio, "_entire_mapcount update");
+        self.rmw(EntireMapcount(folio), Ordering::Full, |count| add(count, delta))
     }
 
     /// folio_test_*(): test_bit.
     pub fn flag_test(&mut self, folio: FolioId, flag: PageFlag) -> bool {
         self.check_allocated(folio, flag.name());
         self.note_flag_read(folio, flag);
-        self.note(AccessOp::Load, Some(Object::FolioFlag(folio, flag)), Ordering::Relaxed);
-        self.k.folio(folio).test(flag)
+        self.load(FlagBit(folio, flag), Ordering::Relaxed)
     }
 
     fn note_flag_read(&mut self, folio: FolioId, flag: PageFlag) {
@@ -513,13 +757,7 @@ impl<'a> Ctx<'a> {
     /// folio_set_*() / folio_clear_*(): set_bit / clear_bit (atomic, unordered).
     pub fn flag_store(&mut self, folio: FolioId, flag: PageFlag, value: bool) {
         self.check_allocated(folio, flag.name());
-        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioFlag(folio, flag)), Ordering::Relaxed);
-        let f = self.k.folio_mut(folio);
-        if value {
-            f.flags |= flag.mask();
-        } else {
-            f.flags &= !flag.mask();
-        }
+        self.rmw(FlagBit(folio, flag), Ordering::Relaxed, |bit| *bit = value);
     }
 
     /// folio_test_set_*() / folio_test_clear_*(): test_and_set_bit (fully ordered); returns the
@@ -527,148 +765,242 @@ impl<'a> Ctx<'a> {
     pub fn flag_test_and_store(&mut self, folio: FolioId, flag: PageFlag, value: bool) -> bool {
         self.check_allocated(folio, flag.name());
         self.note_flag_read(folio, flag);
-        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioFlag(folio, flag)), Ordering::Full);
-        let f = self.k.folio_mut(folio);
-        let old = f.test(flag);
-        if value {
-            f.flags |= flag.mask();
-        } else {
-            f.flags &= !flag.mask();
-        }
-        old
+        self.rmw(FlagBit(folio, flag), Ordering::Full, |bit| std::mem::replace(bit, value))
     }
 
     /// folio->mapping and folio->index (written before the folio is visible; read under locks).
     pub fn mapping_load(&mut self, folio: FolioId) -> (crate::folio::Mapping, u64) {
         self.check_allocated(folio, "folio->mapping");
-        self.note(AccessOp::Load, Some(Object::FolioMapping(folio)), Ordering::Relaxed);
-        let f = self.k.folio(folio);
-        (f.mapping, f.index)
+        self.load(MappingIndex(folio), Ordering::Relaxed)
     }
 
     pub fn mapping_store(&mut self, folio: FolioId, mapping: crate::folio::Mapping, index: u64) {
-        self.note(AccessOp::Store, Some(Object::FolioMapping(folio)), Ordering::Relaxed);
-        let f = self.k.folio_mut(folio);
-        f.mapping = mapping;
-        f.index = index;
+        self.store(MappingIndex(folio), (mapping, index), Ordering::Relaxed);
     }
 
+    /// SetPageAnonExclusive() / ClearPageAnonExclusive() of one page.
     pub fn anon_exclusive_store(&mut self, folio: FolioId, page: usize, value: bool) {
-        self.note(AccessOp::Store, Some(Object::FolioFlag(folio, PageFlag::Anon)), Ordering::Relaxed);
-        self.k.folio_mut(folio).pages[page].anon_exclusive = value;
+        self.store(AnonExclusive(folio, page), value, Ordering::Relaxed);
     }
 
+    /// PageAnonExclusive() of one page.
     pub fn anon_exclusive_load(&mut self, folio: FolioId, page: usize) -> bool {
-        self.note(AccessOp::Load, Some(Object::FolioFlag(folio, PageFlag::Anon)), Ordering::Relaxed);
-        self.k.folio(folio).pages[page].anon_exclusive
+        self.load(AnonExclusive(folio, page), Ordering::Relaxed)
+    }
+
+    /// include/linux/mm.h: folio_order(): the order in the head page, which a split clears.
+    pub fn folio_order(&mut self, folio: FolioId) -> u8 {
+        self.load(FolioOrder(folio), Ordering::Relaxed)
+    }
+
+    /// include/linux/mm.h: folio_nr_pages().
+    pub fn folio_nr_pages(&mut self, folio: FolioId) -> usize {
+        1 << self.folio_order(folio)
+    }
+
+    /// include/linux/page-flags.h: folio_test_large().
+    pub fn folio_test_large(&mut self, folio: FolioId) -> bool {
+        self.folio_order(folio) > 0
     }
 
     /// Page contents: the bytes a CPU or a device reads and writes.
     pub fn data_load(&mut self, folio: FolioId, page: usize) -> crate::folio::PageData {
         self.check_allocated(folio, "read");
-        self.note(AccessOp::Load, Some(Object::FolioData(folio, page as u16)), Ordering::Relaxed);
-        self.k.folio(folio).pages[page].data.clone()
+        self.load(PageBytes(folio, page), Ordering::Relaxed)
     }
 
     pub fn data_fill(&mut self, folio: FolioId, page: usize, start: usize, len: usize, byte: u8) {
         self.check_allocated(folio, "write");
-        self.note(AccessOp::Store, Some(Object::FolioData(folio, page as u16)), Ordering::Relaxed);
-        self.k.folio_mut(folio).pages[page].data.fill(start, len, byte);
+        self.modify(AccessOp::Store, PageBytes(folio, page), Ordering::Relaxed, |data| data.fill(start, len, byte));
     }
 
     pub fn data_store(&mut self, folio: FolioId, page: usize, data: crate::folio::PageData) {
         self.check_allocated(folio, "write");
-        self.note(AccessOp::Store, Some(Object::FolioData(folio, page as u16)), Ordering::Relaxed);
-        self.k.folio_mut(folio).pages[page].data = data;
+        self.store(PageBytes(folio, page), data, Ordering::Relaxed);
     }
 
-    // ---- allocator, LRU, mm-wide state -------------------------------------------------------
+    // ---- allocator ---------------------------------------------------------------------------
 
     /// The page allocator: a new folio with refcount 1 (mm/page_alloc.c: __alloc_pages()).
+    /// Allocation makes new locations rather than storing to old ones.
     pub fn alloc_folio(&mut self, order: u8) -> FolioId {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
         self.k.folios.push(Folio::new(order));
         (self.k.folios.len() - 1) as FolioId
     }
 
-    /// Back to the allocator (mm/page_alloc.c: free_unref_folios()).
+    /// The folios allocated so far: how far a walk of every pfn up to max_pfn finds memory
+    /// (the allocator's numbering).
+    pub fn folio_count(&mut self) -> FolioId {
+        self.note(AccessOp::Load, Some(Object::Allocator), Ordering::Relaxed);
+        self.k.folios.len() as FolioId
+    }
+
+    /// Back to the allocator (mm/page_alloc.c: free_unref_folios()): every location of the folio
+    /// is stored its initial value, for a freed folio's old contents can never be read again
+    /// (an access to it is a use-after-free report) and states differing only there are one.
     /// Folio numbers are never reused, so freeing does not touch the allocator's numbering
     /// (the `Allocator` object): it commutes with allocations.
     pub fn free_folio(&mut self, folio: FolioId) {
-        self.note(AccessOp::Store, Some(Object::FolioRefcount(folio)), Ordering::Relaxed);
-        self.note(AccessOp::Store, Some(Object::FolioMapping(folio)), Ordering::Relaxed);
-        self.note(AccessOp::Store, Some(Object::FolioAllocated(folio)), Ordering::Relaxed);
-        self.note(AccessOp::Store, Some(Object::FolioMapcount(folio)), Ordering::Relaxed);
-        self.note(AccessOp::Store, Some(Object::FolioPincount(folio)), Ordering::Relaxed);
-        self.note(AccessOp::Store, Some(Object::FolioSwap(folio)), Ordering::Relaxed);
-        for page in 0..self.k.folio(folio).nr_pages() {
-            self.note(AccessOp::Store, Some(Object::FolioData(folio, page as u16)), Ordering::Relaxed);
+        let fresh = Folio::new(self.folio_order(folio));
+        let relaxed = Ordering::Relaxed;
+        self.store(Refcount(folio), 0, relaxed);
+        self.store(MappingIndex(folio), (fresh.mapping, fresh.index), relaxed);
+        self.store(Allocated(folio), false, relaxed);
+        self.store(EntireMapcount(folio), fresh.entire_mapcount, relaxed);
+        self.store(Pincount(folio), fresh.pincount, relaxed);
+        self.store(FolioSwapEntry(folio), fresh.swap, relaxed);
+        for (page, initial) in fresh.pages.iter().enumerate() {
+            self.store(PageMapcount(folio, page), initial.mapcount, relaxed);
+            self.store(AnonExclusive(folio, page), initial.anon_exclusive, relaxed);
+            self.store(PageBytes(folio, page), initial.data.clone(), relaxed);
         }
         for flag in PageFlag::ALL {
-            self.note(AccessOp::Store, Some(Object::FolioFlag(folio, flag)), Ordering::Relaxed);
+            self.store(FlagBit(folio, flag), fresh.test(flag), relaxed);
         }
-        // A freed folio's old contents can never be read again (an access to it is a
-        // use-after-free report): forget them, so that states differing only there are one.
-        let f = self.k.folio_mut(folio);
-        let order = f.order;
-        *f = Folio::new(order);
-        f.allocated = false;
-        f.refcount = 0;
+        debug_assert_eq!(*self.k.folio(folio), Folio { allocated: false, refcount: 0, ..fresh });
     }
 
-    /// The lru_lazyfree folio batch (local_lock'ed per CPU).
-    pub fn lazyfree_batch(&mut self) -> &mut Vec<FolioId> {
-        self.note(AccessOp::ReadModifyWrite, Some(Object::LazyfreeBatch), Ordering::Relaxed);
-        self.k.lru_lazyfree.make_mut()
+    // ---- LRU ---------------------------------------------------------------------------------
+
+    /// include/linux/mm_inline.h: list_add() of a folio on an LRU list (under lru_lock).
+    pub fn lru_add(&mut self, folio: FolioId, list: crate::folio::LruList) {
+        self.rmw(LruFolios(), Ordering::Relaxed, |folios| folios.push((folio, list)));
     }
 
-    /// The LRU lists, under lru_lock.
-    pub fn lru(&mut self) -> &mut Vec<(FolioId, crate::folio::LruList)> {
-        self.note(AccessOp::ReadModifyWrite, Some(Object::Lru), Ordering::Relaxed);
-        &mut self.k.lruvec.make_mut().folios
+    /// include/linux/mm_inline.h: list_del() of a folio from its LRU list (under lru_lock).
+    pub fn lru_del(&mut self, folio: FolioId) {
+        self.rmw(LruFolios(), Ordering::Relaxed, |folios| folios.retain(|entry| entry.0 != folio));
     }
 
-    pub fn vmas(&mut self, mm: MmId) -> &[crate::state::Vma] {
-        self.note(AccessOp::Load, Some(Object::Vmas(mm)), Ordering::Relaxed);
-        &self.k.mms[mm as usize].vmas
+    /// The folios on the LRU lists, oldest first (a walk under lru_lock).
+    pub fn lru_folios(&mut self) -> Vec<FolioId> {
+        self.load(LruFolios(), Ordering::Relaxed).iter().map(|entry| entry.0).collect()
     }
 
-    pub fn vmas_mut(&mut self, mm: MmId) -> &mut crate::state::Mm {
-        self.note(AccessOp::Store, Some(Object::Vmas(mm)), Ordering::Relaxed);
-        self.k.mm_mut(mm)
+    /// mm/swap.c: folio_batch_add() to the lru_lazyfree batch (local_lock'ed per CPU): returns
+    /// the folios now in it.
+    pub fn lazyfree_add(&mut self, folio: FolioId) -> usize {
+        self.rmw(LazyfreeFolios(), Ordering::Relaxed, |batch| {
+            batch.make_mut().push(folio);
+            batch.len()
+        })
     }
+
+    /// mm/swap.c: folio_batch_move_lru() takes the whole lru_lazyfree batch (reinit'ed empty).
+    pub fn lazyfree_take(&mut self) -> Vec<FolioId> {
+        self.rmw(LazyfreeFolios(), Ordering::Relaxed, |batch| std::mem::take(batch).to_vec())
+    }
+
+    // ---- VMAs --------------------------------------------------------------------------------
+
+    /// The VMAs of an mm in address order (a walk of the VMA tree).
+    pub fn vmas(&mut self, mm: MmId) -> crate::shared::Shared<Vec<crate::state::Vma>> {
+        self.load(VmaList(mm), Ordering::Relaxed).vmas
+    }
+
+    /// include/linux/mm.h: vma_lookup(): the VMA containing `address`.
+    pub fn vma_lookup(&mut self, mm: MmId, address: u64) -> Option<crate::state::Vma> {
+        self.vmas(mm).iter().find(|v| v.contains(address)).cloned()
+    }
+
+    /// A store to the VMA tree (under mmap_write_lock); returns what `change` returns.
+    fn vmas_change<R>(&mut self, mm: MmId, change: impl FnOnce(&mut Vec<crate::state::Vma>) -> R) -> R {
+        self.modify(AccessOp::Store, VmaList(mm), Ordering::Relaxed, |tree| change(tree.vmas.make_mut()))
+    }
+
+    /// mm/vma.c: vma_link(): a new VMA enters the tree.
+    pub fn vma_insert(&mut self, mm: MmId, vma: crate::state::Vma) {
+        self.vmas_change(mm, |vmas| {
+            vmas.push(vma);
+            vmas.sort_by_key(|v| v.start);
+        });
+    }
+
+    /// mm/vma.c: do_vmi_align_munmap(): the VMAs in `[start, end)` go, those across its ends
+    /// split there.
+    pub fn vma_remove_range(&mut self, mm: MmId, start: u64, end: u64) {
+        self.vmas_change(mm, |vmas| crate::mm::mmap::remove_vma_range(vmas, start, end));
+    }
+
+    /// mm/vma.c: vma_modify(): the VMAs in `[start, end)`, split at its ends, each changed.
+    pub fn vma_modify(&mut self, mm: MmId, start: u64, end: u64, change: impl Fn(&mut crate::state::Vma)) {
+        self.vmas_change(mm, |vmas| *vmas = crate::mm::mmap::vma_modify(vmas, start, end, change));
+    }
+
+    /// A change of the VMA containing `address` in place (vm_flags_set(), vma->vm_end of an
+    /// expanded VMA, ...); None without such a VMA.
+    pub fn vma_update<R>(
+        &mut self,
+        mm: MmId,
+        address: u64,
+        change: impl FnOnce(&mut crate::state::Vma) -> R,
+    ) -> Option<R> {
+        self.vmas_change(mm, |vmas| vmas.iter_mut().find(|v| v.contains(address)).map(change))
+    }
+
+    /// mm/mmap.c: get_unmapped_area() for `length` bytes aligned to `align`: where the model
+    /// puts the next mapping (above the last one).
+    pub fn get_unmapped_area(&mut self, mm: MmId, length: u64, align: u64) -> u64 {
+        self.modify(AccessOp::ReadModifyWrite, VmaList(mm), Ordering::Relaxed, |tree| {
+            let start = tree.mmap_next.max(crate::mm::mmap::MMAP_BASE).div_ceil(align) * align;
+            tree.mmap_next = start + length + crate::folio::PAGE_SIZE;
+            start
+        })
+    }
+
+    /// kernel/fork.c: dup_mmap(): the child's VMA tree becomes `vmas`, with the parent's base
+    /// for the next mapping.
+    pub fn dup_mmap_vmas(&mut self, parent: MmId, child: MmId, vmas: Vec<crate::state::Vma>) {
+        let mmap_next = self.load(VmaList(parent), Ordering::Relaxed).mmap_next;
+        self.modify(AccessOp::Store, VmaList(child), Ordering::Relaxed, |tree| {
+            (tree.vmas, tree.mmap_next) = (crate::shared::Shared::new(vmas), mmap_next);
+        });
+    }
+
+    /// mm/mmap.c: exit_mmap(): every VMA and every PTE table goes (the tables are the ones
+    /// populated: storing "none" to an empty PMD would change nothing), and the mm is gone.
+    pub fn exit_mmap_teardown(&mut self, mm: MmId) {
+        let tables = self.k.mms[mm as usize].pte_tables.clone();
+        for &index in tables.iter() {
+            self.modify(AccessOp::Store, PmdSlot(mm, index), Ordering::Relaxed, |pmd| pmd.table = false);
+        }
+        self.modify(AccessOp::Store, VmaList(mm), Ordering::Relaxed, |tree| {
+            tree.vmas.make_mut().clear();
+            tree.exited = true;
+        });
+    }
+
+    // ---- mm-wide state -----------------------------------------------------------------------
 
     /// add_mm_counter(): percpu counters, unordered.
     pub fn rss_add(&mut self, mm: MmId, anon: bool, delta: i64) {
-        self.note(AccessOp::ReadModifyWrite, Some(Object::Rss(mm)), Ordering::Relaxed);
-        let m = self.k.mm_mut(mm);
-        if anon {
-            m.rss_anon += delta;
-        } else {
-            m.rss_file += delta;
-        }
+        self.rss_counter_add(mm, if anon { MM_ANONPAGES } else { MM_FILEPAGES }, delta);
     }
 
     /// add_mm_counter(mm, MM_SWAPENTS, delta).
     pub fn rss_swap_add(&mut self, mm: MmId, delta: i64) {
-        self.note(AccessOp::ReadModifyWrite, Some(Object::Rss(mm)), Ordering::Relaxed);
-        self.k.mm_mut(mm).rss_swap += delta;
+        self.rss_counter_add(mm, MM_SWAPENTS, delta);
+    }
+
+    fn rss_counter_add(&mut self, mm: MmId, counter: usize, delta: i64) {
+        self.rmw(RssCounters(mm), Ordering::Relaxed, |rss| rss[counter] += delta);
     }
 
     pub fn anon_vma_mms(&mut self, anon_vma: AnonVmaId) -> Vec<MmId> {
-        self.note(AccessOp::Load, Some(Object::AnonVma(anon_vma)), Ordering::Relaxed);
-        self.k.anon_vmas[anon_vma as usize].mms.clone()
+        self.load(AnonVmaChain(anon_vma), Ordering::Relaxed)
     }
 
     /// anon_vma_fork(): the child's VMAs join the anon_vma's chain.
     pub fn anon_vma_add_mm(&mut self, anon_vma: AnonVmaId, mm: MmId) {
-        self.note(AccessOp::Store, Some(Object::AnonVma(anon_vma)), Ordering::Relaxed);
-        let mms = &mut self.k.anon_vma_mut(anon_vma).mms;
-        if !mms.contains(&mm) {
-            mms.push(mm);
-        }
+        self.modify(AccessOp::Store, AnonVmaChain(anon_vma), Ordering::Relaxed, |mms| {
+            if !mms.contains(&mm) {
+                mms.push(mm);
+            }
+        });
     }
 
+    /// mm/rmap.c: anon_vma_alloc() (the chain starting with `mm`); a new object, as a folio is.
     pub fn anon_vma_new(&mut self, mm: MmId) -> AnonVmaId {
         self.note(AccessOp::ReadModifyWrite, Some(Object::Allocator), Ordering::Full);
         self.k
@@ -678,41 +1010,31 @@ impl<'a> Ctx<'a> {
     }
 
     pub fn file_block(&mut self, file: FileId, block: usize) -> Option<crate::folio::PageData> {
-        self.note(AccessOp::Load, Some(Object::File(file)), Ordering::Relaxed);
-        self.k.files[file as usize].blocks.get(block).cloned()
+        self.load(FileBlocks(file), Ordering::Relaxed).get(block).cloned()
     }
 
     /// i_size_read(), in pages.
     pub fn file_size_pages(&mut self, file: FileId) -> u64 {
-        self.note(AccessOp::Load, Some(Object::File(file)), Ordering::Acquire);
-        self.k.files[file as usize].blocks.len() as u64
+        self.load(FileBlocks(file), Ordering::Acquire).len() as u64
     }
 
     /// i_size_write() of a shrinking truncation: the blocks beyond `pages` go.
     pub fn file_truncate(&mut self, file: FileId, pages: u64) {
-        self.note(AccessOp::Store, Some(Object::File(file)), Ordering::Release);
-        let f = self.k.files[file as usize].make_mut();
-        f.blocks.truncate(pages as usize);
+        self.modify(AccessOp::Store, FileBlocks(file), Ordering::Release, |blocks| blocks.truncate(pages as usize));
     }
 
     /// mm/filemap.c: the xa_load() of filemap_get_entry() (lockless under RCU).
     pub fn page_cache_load(&mut self, file: FileId, index: u64) -> Option<FolioId> {
-        self.note(AccessOp::Load, Some(Object::PageCache(file, index)), Ordering::Acquire);
-        self.k.files[file as usize].cache.get(index as usize).copied().flatten()
+        self.load(PageCacheSlot(file, index), Ordering::Acquire)
     }
 
     /// xa_store() under xa_lock_irq(&mapping->i_pages).
     pub fn page_cache_store(&mut self, file: FileId, index: u64, folio: Option<FolioId>) {
-        self.note(AccessOp::Store, Some(Object::PageCache(file, index)), Ordering::Release);
-        self.k.files[file as usize].make_mut().cache[index as usize] = folio;
-    }
-
-    pub fn thread_status_store(&mut self, thread: ThreadId) {
-        self.note(AccessOp::Store, Some(Object::ThreadStatus(thread)), Ordering::Release);
+        self.store(PageCacheSlot(file, index), folio, Ordering::Release);
     }
 
     /// Records the lock a step waited for (a step's enabledness read it).
-    pub fn observe_wait(&mut self, wait: crate::thread::Wait) {
+    fn observe_wait(&mut self, wait: crate::thread::Wait) {
         use crate::thread::Wait;
         let object = match wait {
             Wait::Nothing => return,
@@ -730,145 +1052,123 @@ impl<'a> Ctx<'a> {
         self.note(AccessOp::Load, Some(object), Ordering::Acquire);
     }
 
-    // ---- huge pages ------------------------------------------------------------------------------
-
-    /// pmdp_get_lockless() / *pmd of a PMD that maps a THP.
-    pub fn pmd_load(&mut self, mm: MmId, index: u64) -> Option<crate::pgtable::PresentPte> {
-        self.note(AccessOp::Load, Some(Object::Pmd(mm, index)), Ordering::Relaxed);
-        self.k.mms[mm as usize].pmd(index)
-    }
-
-    /// set_pmd_at() / pmdp_huge_clear_flush() (None).
-    pub fn pmd_store(&mut self, mm: MmId, index: u64, pmd: Option<crate::pgtable::PresentPte>) {
-        self.note(AccessOp::Store, Some(Object::Pmd(mm, index)), Ordering::Relaxed);
-        let m = self.k.mm_mut(mm);
-        let pmds = m.pmds.make_mut();
-        pmds.retain(|e| e.0 != index);
-        if let Some(pmd) = pmd {
-            pmds.push((index, pmd));
-            pmds.sort_by_key(|e| e.0);
-        }
-    }
-
-    /// pmd_none(): no huge PMD and no PTE table.
-    pub fn pmd_none(&mut self, mm: MmId, index: u64) -> bool {
-        self.note(AccessOp::Load, Some(Object::Pmd(mm, index)), Ordering::Relaxed);
-        let m = &self.k.mms[mm as usize];
-        m.pmd(index).is_none() && m.pte_tables.binary_search(&index).is_err()
-    }
+    // ---- huge pages ----------------------------------------------------------------------------
 
     /// ClearPageCompound(head): the folio is order 0 from now on (its tails were split off).
     pub fn clear_page_compound(&mut self, folio: FolioId) {
-        let pfn = crate::folio::folio_pfn(folio, 0);
-        self.note(AccessOp::Store, Some(Object::PageCompound(pfn)), Ordering::Release);
-        let f = self.k.folio_mut(folio);
-        f.order = 0;
-        f.pages.truncate(1);
-    }
-
-    /// atomic_add of `_entire_mapcount` (PMD mappings of a large folio).
-    pub fn entire_mapcount_add(&mut self, folio: FolioId, delta: i32) -> i32 {
-        self.check_allocated(folio, "_entire_mapcount update");
-        self.note(AccessOp::ReadModifyWrite, Some(Object::FolioMapcount(folio)), Ordering::Full);
-        let f = self.k.folio_mut(folio);
-        f.entire_mapcount += delta;
-        f.entire_mapcount
+        self.store(FolioOrder(folio), 0, Ordering::Release);
     }
 
     /// compound_head() of a page by pfn: READ_ONCE(page->compound_head) (and PG_head).
     pub fn page_folio_load(&mut self, pfn: crate::folio::Pfn) -> (FolioId, usize) {
-        self.note(AccessOp::Load, Some(Object::PageCompound(pfn)), Ordering::Relaxed);
-        self.k.page_folio(pfn)
+        self.load(CompoundHead(pfn), Ordering::Relaxed)
     }
 
     /// clear_compound_head(): the page at `pfn` is now the folio `folio`.
     pub fn clear_compound_head(&mut self, pfn: crate::folio::Pfn, folio: FolioId) {
-        self.note(AccessOp::Store, Some(Object::PageCompound(pfn)), Ordering::Release);
-        let split = self.k.split_pages.make_mut();
-        if let Err(at) = split.binary_search_by_key(&pfn, |e| e.0) {
-            split.insert(at, (pfn, folio));
-        }
+        self.store(CompoundHead(pfn), (folio, 0), Ordering::Release);
+    }
+
+    /// mm/huge_memory.c: READ_ONCE(huge_zero_folio) (None before its first use).
+    pub fn huge_zero_folio_load(&mut self) -> Option<FolioId> {
+        self.load(HugeZeroFolioPointer(), Ordering::Acquire)
+    }
+
+    /// mm/huge_memory.c: get_huge_zero_folio()'s cmpxchg of `huge_zero_folio` from NULL.
+    pub fn huge_zero_folio_store(&mut self, folio: FolioId) {
+        self.store(HugeZeroFolioPointer(), Some(folio), Ordering::Release);
     }
 
     // ---- swap ----------------------------------------------------------------------------------
 
     pub fn folio_swap_load(&mut self, folio: FolioId) -> Option<u32> {
         self.check_allocated(folio, "folio->swap read");
-        self.note(AccessOp::Load, Some(Object::FolioSwap(folio)), Ordering::Relaxed);
-        self.k.folio(folio).swap
+        self.load(FolioSwapEntry(folio), Ordering::Relaxed)
     }
 
     pub fn folio_swap_store(&mut self, folio: FolioId, entry: Option<u32>) {
         self.check_allocated(folio, "folio->swap write");
-        self.note(AccessOp::Store, Some(Object::FolioSwap(folio)), Ordering::Relaxed);
-        self.k.folio_mut(folio).swap = entry;
+        self.store(FolioSwapEntry(folio), entry, Ordering::Relaxed);
     }
 
     /// READ_ONCE(si->swap_map[offset]).
     pub fn swap_map_load(&mut self, offset: u32) -> u8 {
-        self.note(AccessOp::Load, Some(Object::SwapMap(offset)), Ordering::Relaxed);
-        self.k.swap.swap_map[offset as usize]
+        self.load(SwapMapCount(offset), Ordering::Relaxed)
     }
 
     /// WRITE_ONCE(si->swap_map[offset]) under the swap cluster lock.
     pub fn swap_map_store(&mut self, offset: u32, value: u8) {
-        self.note(AccessOp::Store, Some(Object::SwapMap(offset)), Ordering::Relaxed);
-        self.k.swap.make_mut().swap_map[offset as usize] = value;
-    }
-
-    /// The number of swap map slots (0 without a swap device); a constant of the device.
-    pub fn swap_slots(&self) -> u32 {
-        self.k.swap.swap_map.len() as u32
+        self.store(SwapMapCount(offset), value, Ordering::Relaxed);
     }
 
     /// xa_load() of the swap cache (lockless under RCU).
     pub fn swap_cache_load(&mut self, offset: u32) -> Option<FolioId> {
-        self.note(AccessOp::Load, Some(Object::SwapCache(offset)), Ordering::Acquire);
-        self.k.swap.cache[offset as usize]
+        self.load(SwapCacheSlot(offset), Ordering::Acquire)
     }
 
     /// xa_store() under xa_lock_irq(i_pages).
     pub fn swap_cache_store(&mut self, offset: u32, folio: Option<FolioId>) {
-        self.note(AccessOp::Store, Some(Object::SwapCache(offset)), Ordering::Release);
-        self.k.swap.make_mut().cache[offset as usize] = folio;
+        self.store(SwapCacheSlot(offset), folio, Ordering::Release);
     }
 
     /// The device reading a slot (swap_read_folio()).
     pub fn swap_data_load(&mut self, offset: u32) -> crate::folio::PageData {
-        self.note(AccessOp::Load, Some(Object::SwapData(offset)), Ordering::Relaxed);
-        self.k.swap.data[offset as usize].clone()
+        self.load(SwapSlotData(offset), Ordering::Relaxed)
     }
 
     /// The device writing a slot (swap_writepage()).
     pub fn swap_data_store(&mut self, offset: u32, data: crate::folio::PageData) {
-        self.note(AccessOp::Store, Some(Object::SwapData(offset)), Ordering::Relaxed);
-        self.k.swap.make_mut().data[offset as usize] = data;
+        self.store(SwapSlotData(offset), data, Ordering::Relaxed);
     }
 
+    // ---- userfaultfd, scenario events ----------------------------------------------------------
+
     pub fn uffd_load(&mut self, uffd: u32) -> Option<crate::state::Userfaultfd> {
-        self.note(AccessOp::Load, Some(Object::Uffd(uffd)), Ordering::Relaxed);
-        self.k.uffds.get(uffd as usize).map(|u| (**u).clone())
+        self.load(UffdContext(uffd), Ordering::Relaxed)
     }
 
     pub fn uffd_store(&mut self, uffd: u32, value: crate::state::Userfaultfd) {
-        self.note(AccessOp::Store, Some(Object::Uffd(uffd)), Ordering::Relaxed);
-        match self.k.uffds.get_mut(uffd as usize) {
-            Some(existing) => *existing.make_mut() = value,
-            None => self.k.uffds.push(crate::shared::Shared::new(value)),
-        }
+        self.store(UffdContext(uffd), Some(value), Ordering::Relaxed);
+    }
+
+    /// fs/userfaultfd.c: new_userfaultfd(): the next context, its slot read empty (two threads
+    /// making one at once claim the same slot, so their stores conflict).
+    pub fn uffd_new(&mut self, value: crate::state::Userfaultfd) -> u32 {
+        let uffd = self.k.uffds.len() as u32;
+        let existing = self.load(UffdContext(uffd), Ordering::Relaxed);
+        debug_assert!(existing.is_none());
+        self.uffd_store(uffd, value);
+        uffd
     }
 
     pub fn event_store(&mut self, event: u8) {
-        self.note(AccessOp::Store, Some(Object::ScenarioEvent(event)), Ordering::Release);
-        self.k.events |= 1 << event;
+        self.store(ScenarioEventBit(event), true, Ordering::Release);
     }
 
     pub fn event_load(&mut self, event: u8) -> bool {
-        self.note(AccessOp::Load, Some(Object::ScenarioEvent(event)), Ordering::Acquire);
-        self.k.events & (1 << event) != 0
+        self.load(ScenarioEventBit(event), Ordering::Acquire)
     }
+}
 
-    pub fn thread_status_load(&mut self, thread: ThreadId) {
-        self.note(AccessOp::Load, Some(Object::ThreadStatus(thread)), Ordering::Acquire);
-    }
+fn add(count: &mut i32, delta: i32) -> i32 {
+    *count += delta;
+    *count
+}
+
+/// Every object of a folio of `nr_pages` pages.
+fn folio_objects(folio: FolioId, nr_pages: usize) -> impl Iterator<Item = Object> {
+    let whole = [
+        Object::FolioRefcount(folio),
+        Object::FolioMapping(folio),
+        Object::FolioAllocated(folio),
+        Object::EntireMapcount(folio),
+        Object::FolioPincount(folio),
+        Object::FolioSwap(folio),
+        Object::PageCompound(crate::folio::folio_pfn(folio, 0)),
+    ];
+    let pages = (0..nr_pages as u16).flat_map(move |page| {
+        [Object::PageMapcount(folio, page), Object::PageAnonExclusive(folio, page), Object::FolioData(folio, page)]
+    });
+    let flags = PageFlag::ALL.into_iter().map(move |flag| Object::FolioFlag(folio, flag));
+    whole.into_iter().chain(pages).chain(flags)
 }

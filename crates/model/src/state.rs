@@ -132,16 +132,6 @@ impl Mm {
         self.ptes.get(vpn)
     }
 
-    pub fn set_pte(&mut self, vpn: u64, pte: Pte) {
-        if !pte.is_none() {
-            let table = crate::pgtable::pte_table(vpn);
-            if let Err(at) = self.pte_tables.binary_search(&table) {
-                self.pte_tables.make_mut().insert(at, table);
-            }
-        }
-        self.ptes.set(vpn, pte);
-    }
-
     pub fn pmd(&self, index: u64) -> Option<crate::pgtable::PresentPte> {
         self.pmds.iter().find(|e| e.0 == index).map(|e| e.1)
     }

@@ -70,10 +70,10 @@ impl System {
         &self.spec.threads[thread as usize].name
     }
 
-    fn value(thread: &Thread, operand: Operand) -> i64 {
+    fn value(registers: &[i64], operand: Operand) -> i64 {
         match operand {
             Operand::Constant(value) => value,
-            Operand::Register(register, offset) => thread.registers[register as usize] + offset,
+            Operand::Register(register, offset) => registers[register as usize] + offset,
         }
     }
 
@@ -96,31 +96,25 @@ impl System {
 
     /// One step of `thread`: the next instruction's dispatch, or a step of its top frame.
     fn step_thread(&self, ctx: &mut Ctx, thread: ThreadId) {
-        let Some(wait) = ctx.k.thread(thread).stack.last().map(|frame| frame.wait(ctx.k, thread)) else {
+        if ctx.top_frame_wait().is_none() {
             self.dispatch(ctx, thread);
             return;
-        };
-        // A step that waited for a lock depends on whoever held it, even if it then returns
-        // early without taking it.
-        ctx.observe_wait(wait);
-        let t = ctx.k.thread_mut(thread);
-        let (mut frame, returned) = (t.stack.pop().expect("a frame"), t.returned.take());
+        }
+        let local = ctx.local();
+        let (mut frame, returned) = (local.stack.pop().expect("a frame"), local.returned.take());
         let flow = frame.step(ctx, returned);
-        let t = ctx.k.thread_mut(thread);
+        let local = ctx.local();
         match flow {
-            Flow::Continue => t.stack.push(frame),
+            Flow::Continue => local.stack.push(frame),
             Flow::Call(callee) => {
-                t.stack.push(frame);
-                t.stack.push(callee);
+                local.stack.push(frame);
+                local.stack.push(callee);
             }
-            Flow::Return(value) if !t.stack.is_empty() => t.returned = Some(value),
+            Flow::Return(value) if !local.stack.is_empty() => *local.returned = Some(value),
             Flow::Return(value) => {
-                self.complete(ctx.k, thread, value);
-                let quiescent = ctx.k.threads.iter().all(|t| t.stack.is_empty());
-                if quiescent && ctx.effects.violation.is_none() {
-                    // The check reads the whole state: the step depends on every write.
-                    ctx.effects.footprint.read_everything();
-                    if let Some(violation) = Self::check_quiescent(ctx.k) {
+                self.complete(ctx, thread, value);
+                if ctx.effects.violation.is_none() {
+                    if let Some(violation) = ctx.quiescent_kernel().and_then(Self::check_quiescent) {
                         ctx.violation(violation);
                     }
                 }
@@ -131,10 +125,13 @@ impl System {
     /// Runs the instruction at the thread's pc: a local step, or the entry into a syscall.
     fn dispatch(&self, ctx: &mut Ctx, thread: ThreadId) {
         let spec = &self.spec.threads[thread as usize];
-        let t = &ctx.k.threads[thread as usize];
-        let Some(instruction) = spec.program.get(t.pc as usize) else {
-            ctx.thread_status_store(thread);
-            ctx.k.thread_mut(thread).status = ThreadStatus::Done;
+        let (pc, registers) = {
+            let local = ctx.local();
+            (*local.pc, local.registers.clone())
+        };
+        let t: &[i64] = &registers;
+        let Some(instruction) = spec.program.get(pc as usize) else {
+            ctx.thread_exit();
             ctx.event("do_exit", "exit", |_| "thread finished".to_string());
             return;
         };
@@ -217,7 +214,7 @@ impl System {
             Instruction::UffdioMove { uffd, to, from, length, allow_src_holes, .. } => {
                 if !ctx.patched(crate::patches::Patch::UffdioMove) {
                     // Before adef440691ba, userfaultfd_ioctl() knows no UFFDIO_MOVE.
-                    self.complete(ctx.k, thread, -crate::thread::errno::EINVAL);
+                    self.complete(ctx, thread, -crate::thread::errno::EINVAL);
                     ctx.event("userfaultfd_ioctl", "UFFDIO_MOVE", |_| "unknown ioctl: -EINVAL".to_string());
                     return;
                 }
@@ -254,30 +251,26 @@ impl System {
                     );
                     ctx.violation(Violation::new(ViolationKind::Assertion, message));
                 }
-                ctx.k.thread_mut(thread).pc += 1;
+                *ctx.local().pc += 1;
                 ctx.event("user", "assert", |_| format!("{text}: {l} {} {r}", comparison.symbol()));
                 return;
             }
             Instruction::Spawn { thread: child } => {
-                let registers = t.registers.clone();
-                ctx.thread_status_store(*child);
-                let c = ctx.k.thread_mut(*child);
-                c.status = ThreadStatus::Running;
-                c.registers = registers;
-                ctx.k.thread_mut(thread).pc += 1;
+                ctx.wake_up_new_task(*child, registers.clone());
+                *ctx.local().pc += 1;
                 let name = self.thread_name(*child).to_string();
                 ctx.event("clone", "spawn", |_| format!("thread {name} starts"));
                 return;
             }
             Instruction::Signal { event } => {
                 ctx.event_store(*event);
-                ctx.k.thread_mut(thread).pc += 1;
+                *ctx.local().pc += 1;
                 ctx.event("user", "signal", |_| String::new());
                 return;
             }
             Instruction::WaitEvent { event } => {
                 ctx.event_load(*event);
-                ctx.k.thread_mut(thread).pc += 1;
+                *ctx.local().pc += 1;
                 ctx.event("user", "wait", |_| String::new());
                 return;
             }
@@ -285,22 +278,22 @@ impl System {
                 for &other in threads {
                     ctx.thread_status_load(other);
                 }
-                ctx.k.thread_mut(thread).pc += 1;
+                *ctx.local().pc += 1;
                 ctx.event("user", "join", |_| "all threads of the process finished".to_string());
                 return;
             }
         };
-        ctx.k.thread_mut(thread).stack.push(frame);
+        ctx.local().stack.push(frame);
     }
 
     /// Stores a finished syscall's value and moves to the next instruction.
-    fn complete(&self, k: &mut Kernel, thread: ThreadId, value: i64) {
-        let t = k.thread_mut(thread);
-        let dst = self.spec.threads[thread as usize].program[t.pc as usize].dst();
+    fn complete(&self, ctx: &mut Ctx, thread: ThreadId, value: i64) {
+        let t = ctx.local();
+        let dst = self.spec.threads[thread as usize].program[*t.pc as usize].dst();
         if let Some(dst) = dst {
             t.registers.make_mut()[dst as usize] = value;
         }
-        t.pc += 1;
+        *t.pc += 1;
     }
 
     /// Model invariants at a quiescent point (no thread inside the kernel): every present PTE
@@ -526,10 +519,11 @@ impl Model for System {
         let before = cfg!(debug_assertions).then(|| (self.referenced_readers(k), k.folios.clone()));
         let mut ctx = Ctx::new(k, effects, thread, &self.config);
         self.step_thread(&mut ctx, thread);
+        let referenced_reads = ctx.finish();
         if let Some((readers, folios)) = before {
             let Some(readers) = readers else { return };
             // A folio allocated by this step (numbers are never reused) had no bit to forget.
-            for &id in ctx.referenced_reads.iter().filter(|&&id| (id as usize) < folios.len()) {
+            for &id in referenced_reads.iter().filter(|&&id| (id as usize) < folios.len()) {
                 assert!(
                     readers.may_read(id, &folios[id as usize]),
                     "thread {thread} read PG_referenced of folio {id}, which referenced_readers() counted as \
@@ -538,11 +532,11 @@ impl Model for System {
             }
             // Nor may a bit the encoding forgot come back to life: the two states merged would
             // then differ in what happens next.
-            let after = self.referenced_readers(ctx.k);
+            let after = self.referenced_readers(k);
             for (id, folio) in folios.iter().enumerate().map(|(id, folio)| (id as FolioId, folio)) {
                 let forgotten = folio.allocated && folio.test(PageFlag::Referenced) && !readers.may_read(id, folio);
                 // A folio this step freed has no flags left to read.
-                let now = ctx.k.folio(id);
+                let now = k.folio(id);
                 assert!(
                     !forgotten || !now.allocated || after.as_ref().is_some_and(|after| !after.may_read(id, now)),
                     "thread {thread}'s step made PG_referenced of folio {id} read again after \

@@ -56,8 +56,8 @@ impl DirectIo {
         }
     }
 
-    fn pages_len(ctx: &Ctx) -> usize {
-        ctx.k.thread(ctx.thread).pages.len()
+    fn pages_len(ctx: &mut Ctx) -> usize {
+        ctx.local().pages.len()
     }
 
     /// The user addresses whose pages this read's GUP may still pin (mm, start, end), `pinned`
@@ -97,7 +97,7 @@ impl DirectIo {
         self.length = length;
         self.nr_pages = (self.head() + length).div_ceil(PAGE_SIZE);
         self.flags.pin = ctx.patched(Patch::BlockDioPinPages);
-        ctx.k.thread_mut(ctx.thread).pages.make_mut().clear();
+        ctx.local().pages.make_mut().clear();
         let (buffer, nr, flags) = (self.buffer, self.nr_pages, self.flags);
         ctx.event("__blkdev_direct_IO_simple", "bio_iov_iter_get_pages", |_| {
             format!(
@@ -136,7 +136,7 @@ impl DirectIo {
     /// submit_bio_wait(): the device writes the buffer's part of each page; no page table is
     /// involved.
     fn dma(&mut self, ctx: &mut Ctx) -> Flow {
-        let pfn = ctx.k.thread(ctx.thread).pages[self.index];
+        let pfn = ctx.local().pages[self.index];
         let (folio, page) = page_of(pfn);
         // The bytes of this page the buffer covers, and where they come from in the file.
         let page_start = self.index as u64 * PAGE_SIZE;
@@ -188,7 +188,7 @@ impl DirectIo {
 
     /// bio_release_pages(bio, true): folio_lock(); folio_mark_dirty(); folio_unlock().
     fn set_dirty_lock(&mut self, ctx: &mut Ctx) -> Flow {
-        let (folio, _) = page_of(ctx.k.thread(ctx.thread).pages[self.index]);
+        let (folio, _) = page_of(ctx.local().pages[self.index]);
         if folio != ZERO_FOLIO {
             ctx.flag_test_and_store(folio, PageFlag::Locked, true);
             folio_mark_dirty(ctx, folio);
@@ -203,7 +203,7 @@ impl DirectIo {
     /// (bio_for_each_folio_all()), so the pages of one large folio go in one
     /// unpin_user_folio(folio, nr_pages).
     fn unpin(&mut self, ctx: &mut Ctx) -> Flow {
-        let pages = &ctx.k.thread(ctx.thread).pages;
+        let pages = &ctx.local().pages;
         let (folio, _) = page_of(pages[self.index]);
         let run = pages[self.index..].iter().take_while(|&&pfn| page_of(pfn).0 == folio).count();
         gup_put_folio(ctx, folio, run as i32, self.flags);
@@ -217,7 +217,7 @@ impl DirectIo {
         ctx.event("bio_release_pages", what, |k| format!("{run} page(s): {}", k.folio(folio).dump(folio)));
         self.index += run;
         if self.index == self.nr_pages as usize {
-            ctx.k.thread_mut(ctx.thread).pages.make_mut().clear();
+            ctx.local().pages.make_mut().clear();
             return Flow::Return(self.length as i64);
         }
         self.stage = DioStage::SetDirtyLock;

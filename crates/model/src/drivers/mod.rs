@@ -93,8 +93,7 @@ impl DriverMmap {
         let folios: Vec<FolioId> =
             if compound { vec![ctx.alloc_folio(order)] } else { (0..pages).map(|_| ctx.alloc_folio(0)).collect() };
         let start = self.start;
-        let vma = ctx.vmas_mut(self.mm).vmas.make_mut().iter_mut().find(|v| v.start == start).expect("the VMA");
-        vma.private_folios = folios.clone();
+        ctx.vma_update(self.mm, start, |vma| vma.private_folios = folios.clone()).expect("the VMA");
         ctx.event("driver mmap", "alloc_pages", |k| {
             let gfp = if compound { "GFP_KERNEL | __GFP_COMP" } else { "GFP_KERNEL" };
             let dumps: Vec<String> = folios.iter().map(|&f| k.folio(f).dump(f)).collect();

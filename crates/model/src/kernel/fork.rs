@@ -14,7 +14,7 @@ use crate::mm::rmap::folio_add_new_anon_rmap;
 use crate::mm::swap::folio_add_lru;
 use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
 use crate::state::{vm_flags, MmId, ThreadId};
-use crate::thread::{Flow, KernelFunction, ThreadStatus, Wait};
+use crate::thread::{Flow, KernelFunction, Wait};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -44,7 +44,6 @@ impl Fork {
     fn dup_mmap(&mut self, ctx: &mut Ctx) -> Flow {
         ctx.mmap_write_lock(self.parent);
         let vmas = ctx.vmas(self.parent).to_vec();
-        let mmap_next = ctx.k.mms[self.parent as usize].mmap_next;
         let unsupported = if vmas.iter().any(|v| v.device.is_some()) {
             Some("a device mapping (vm_ops->open, VM_PFNMAP/MIXEDMAP copies)")
         } else {
@@ -59,9 +58,7 @@ impl Fork {
         // dup_userfaultfd(): without UFFD_FEATURE_EVENT_FORK the child's VMAs are unregistered.
         let child_vmas: Vec<crate::state::Vma> =
             vmas.iter().map(|v| crate::state::Vma { uffd: None, ..v.clone() }).collect();
-        let child = ctx.vmas_mut(self.child);
-        *child.vmas.make_mut() = child_vmas;
-        child.mmap_next = mmap_next;
+        ctx.dup_mmap_vmas(self.parent, self.child, child_vmas);
         let mut anon_vmas: Vec<u32> = vmas.iter().filter_map(|v| v.anon_vma).collect();
         anon_vmas.dedup();
         for anon_vma in anon_vmas {
@@ -84,10 +81,8 @@ impl Fork {
         if let Some(pmd) = ctx.pmd_load(parent, first / PTRS_PER_PTE) {
             self.copy_huge_pmd(ctx, first / PTRS_PER_PTE, pmd);
         }
-        let vpns: Vec<u64> =
-            ctx.k.mms[parent as usize].ptes.iter().map(|e| e.0).filter(|&v| v >= first && v < last).collect();
         let mut copied = 0;
-        for vpn in vpns {
+        for (vpn, _) in ctx.pte_entries(parent, first, last) {
             if !vma_needs_copy(ctx, parent, vpn << PAGE_SHIFT) {
                 continue;
             }
@@ -230,11 +225,8 @@ impl Fork {
     /// mmap_write_unlock(); the child starts with a copy of the parent's registers.
     fn done(&mut self, ctx: &mut Ctx) -> Flow {
         ctx.mmap_write_unlock(self.parent);
-        let registers = ctx.k.thread(ctx.thread).registers.clone();
-        ctx.thread_status_store(self.child_thread);
-        let child = ctx.k.thread_mut(self.child_thread);
-        child.status = ThreadStatus::Running;
-        child.registers = registers;
+        let registers = ctx.local().registers.clone();
+        ctx.wake_up_new_task(self.child_thread, registers);
         ctx.event("kernel_clone", "wake_up_new_task", |_| "the child runs".to_string());
         Flow::Return(i64::from(self.child_thread) + 1)
     }

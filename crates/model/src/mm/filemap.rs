@@ -50,7 +50,7 @@ pub fn filemap_get_folio(ctx: &mut Ctx, file: FileId, index: u64) -> Lookup {
 /// modelled): a file's VMAs change only under mmap_lock held for writing, in one step.
 pub fn mapping_vmas(ctx: &mut Ctx, file: FileId) -> Vec<(MmId, Vma)> {
     let mut vmas = Vec::new();
-    for mm in 0..ctx.k.mms.len() as MmId {
+    for mm in 0..ctx.mm_count() {
         vmas.extend(ctx.vmas(mm).iter().filter(|v| v.file == Some(file)).map(|v| (mm, v.clone())));
     }
     vmas

@@ -32,8 +32,8 @@ impl GupFlags {
 }
 
 /// include/linux/mm.h: folio_has_pincount(): large folios count pins in `_pincount`.
-fn folio_has_pincount(ctx: &Ctx, folio: FolioId) -> bool {
-    ctx.k.folio(folio).order > 0
+fn folio_has_pincount(ctx: &mut Ctx, folio: FolioId) -> bool {
+    ctx.folio_test_large(folio)
 }
 
 /// include/linux/mm.h: folio_maybe_dma_pinned(): `_pincount` for a large folio, the refcount
@@ -251,7 +251,7 @@ impl GupFast {
         }
         ctx.flag_store(folio, PageFlag::Referenced, true);
         let pfns = (0..self.refs).map(|page| present.pfn + page);
-        ctx.k.thread_mut(ctx.thread).pages.make_mut().extend(pfns);
+        ctx.local().pages.make_mut().extend(pfns);
         let refs = self.refs;
         let function = if self.pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
         let pmd = self.pmd;
@@ -377,7 +377,7 @@ impl GupSlow {
             crate::mm::swap::folio_mark_accessed(ctx, folio);
         }
         ctx.ptl_unlock(self.mm, vpn);
-        ctx.k.thread_mut(ctx.thread).pages.make_mut().push(present.pfn);
+        ctx.local().pages.make_mut().push(present.pfn);
         let flags = self.flags;
         ctx.event("follow_page_pte", "try_grab_folio", |k| {
             format!(
@@ -424,7 +424,7 @@ impl GupSlow {
         }
         ctx.ptl_unlock(mm, vpn);
         let refs = pmd_pages(address, self.nr_pages - self.index);
-        ctx.k.thread_mut(ctx.thread).pages.make_mut().extend((0..refs).map(|page| entry.pfn + page));
+        ctx.local().pages.make_mut().extend((0..refs).map(|page| entry.pfn + page));
         let flags = self.flags;
         ctx.event("follow_huge_pmd", "try_grab_folio", |k| {
             format!(

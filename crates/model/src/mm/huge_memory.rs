@@ -41,13 +41,13 @@ pub fn thp_fault_allowed(vma: &Vma, address: u64) -> bool {
 /// mm_get_huge_zero_folio(): the huge zero folio, allocated (zeroed, PG_reserved) the first
 /// time it is needed.
 pub fn mm_get_huge_zero_folio(ctx: &mut Ctx) -> FolioId {
-    if let Some(folio) = ctx.k.huge_zero_folio {
+    if let Some(folio) = ctx.huge_zero_folio_load() {
         return folio;
     }
     let folio = ctx.alloc_folio(HPAGE_PMD_ORDER);
     ctx.flag_store(folio, PageFlag::Reserved, true);
     ctx.flag_store(folio, PageFlag::Uptodate, true);
-    ctx.k.huge_zero_folio = Some(folio);
+    ctx.huge_zero_folio_store(folio);
     folio
 }
 
@@ -184,10 +184,10 @@ impl SplitHugePages {
     }
 
     fn next(&mut self, ctx: &mut Ctx) -> Flow {
-        while (self.cursor as usize) < ctx.k.folios.len() {
+        while self.cursor < ctx.folio_count() {
             let folio = self.cursor;
             self.cursor += 1;
-            if ctx.k.folio(folio).order == 0 {
+            if !ctx.folio_test_large(folio) {
                 continue;
             }
             if !ctx.ref_add_unless_zero(folio, 1) {
@@ -323,7 +323,7 @@ impl SplitHugePage {
         };
         ctx.anon_vma_lock_write(anon_vma);
         self.anon_vma = Some(anon_vma);
-        let nr = ctx.k.folio(folio).nr_pages() as u64;
+        let nr = ctx.folio_nr_pages(folio) as u64;
         for mm in ctx.anon_vma_mms(anon_vma) {
             let vmas = ctx.vmas(mm).to_vec();
             for vma in vmas.iter().filter(|v| v.anon_vma == Some(anon_vma)) {
@@ -352,7 +352,8 @@ impl SplitHugePage {
             });
             return self.go(SplitStage::Unlock);
         }
-        if ctx.k.mms.iter().any(|mm| mm.pmds.iter().any(|e| crate::folio::pfn_folio(e.1.pfn) == folio)) {
+        let pmd_mapped = ctx.every_huge_pmd().iter().any(|e| crate::folio::pfn_folio(e.2.pfn) == folio);
+        if pmd_mapped {
             ctx.violation(crate::violation::Violation::new(
                 crate::violation::ViolationKind::Invariant,
                 "not modelled: splitting a PMD-mapped THP (unmap_page with TTU_SPLIT_HUGE_PMD)",
@@ -377,7 +378,7 @@ impl SplitHugePage {
             return Flow::Continue;
         };
         let (_, index) = ctx.mapping_load(folio);
-        let nr = ctx.k.folio(folio).nr_pages();
+        let nr = ctx.folio_nr_pages(folio);
         let addresses: Vec<(usize, u64)> =
             (0..nr).filter_map(|i| vma.address_of_index(index + i as u64).map(|a| (i, a))).collect();
         let Some(&(_, first)) = addresses.first() else { return Flow::Continue };
@@ -455,7 +456,7 @@ impl SplitHugePage {
                 format!("folio {folio}: refcount {} != 1: fails, remap", k.folio(folio).refcount)
             }
         });
-        let nr = ctx.k.folio(folio).nr_pages();
+        let nr = ctx.folio_nr_pages(folio);
         self.pages = vec![folio; nr];
         self.remap = (0..nr).rev().collect();
         if !frozen {
@@ -467,8 +468,8 @@ impl SplitHugePage {
     }
 
     /// Whether a migration entry names the page (someone can reach it through a page table).
-    fn reachable(&self, ctx: &Ctx, page: usize) -> bool {
-        !migration_entries(ctx.k, self.old_pfn(page)).is_empty()
+    fn reachable(&self, entries: &[(Pfn, MmId, u64, Pte)], page: usize) -> bool {
+        entries.iter().any(|e| e.0 == self.old_pfn(page))
     }
 
     /// __split_huge_page_tail() for tails counting down, under the lruvec lock with IRQs off.
@@ -479,13 +480,14 @@ impl SplitHugePage {
         // which other LRU users cannot tell apart (they never run between two tails either way
         // unless they touch no LRU state).
         ctx.lru_lock();
+        let entries = ctx.every_migration_entry();
         let mut split = Vec::new();
         while self.tail >= 1 {
             let tail = self.tail;
             self.__split_huge_page_tail(ctx, tail);
             split.push(tail);
             self.tail -= 1;
-            if self.reachable(ctx, tail) {
+            if self.reachable(&entries, tail) {
                 break;
             }
         }
@@ -507,7 +509,7 @@ impl SplitHugePage {
 
     fn __split_huge_page_tail(&mut self, ctx: &mut Ctx, tail: usize) {
         let head = self.folio;
-        let mapcount = ctx.k.folio(head).pages[tail].mapcount;
+        let mapcount = ctx.page_mapcount_load(head, tail);
         ctx.vm_bug_on_folio(mapcount != 0, head, "atomic_read(&page_tail->_mapcount) != -1");
         let new = ctx.alloc_folio(0);
         // The tail comes out frozen (refcount 0), with the head's flags (PG_locked included).
@@ -556,7 +558,7 @@ impl SplitHugePage {
             return self.go(if self.result < 0 { SplitStage::Unlock } else { SplitStage::UnlockTails });
         };
         let pfn = self.old_pfn(page);
-        let Some(&(mm, vpn, entry)) = migration_entries(ctx.k, pfn).first() else {
+        let Some((_, mm, vpn, entry)) = ctx.every_migration_entry().into_iter().find(|e| e.0 == pfn) else {
             self.remap.pop();
             return Flow::Continue;
         };
@@ -626,8 +628,11 @@ impl SplitHugePage {
             ctx.flag_store(folio, PageFlag::Locked, false);
             folio_put(ctx, folio);
         }
-        let freed = self.pages[1..].iter().filter(|&&f| !ctx.k.folio(f).allocated).count();
-        ctx.event("__split_huge_page", "unlock_page, put_page", |_| format!("{freed} unmapped tail(s) freed"));
+        let tails = &self.pages[1..];
+        ctx.event("__split_huge_page", "unlock_page, put_page", |k| {
+            let freed = tails.iter().filter(|&&f| !k.folio(f).allocated).count();
+            format!("{freed} unmapped tail(s) freed")
+        });
         self.go(SplitStage::Unlock)
     }
 }
@@ -686,7 +691,7 @@ impl KernelFunction for SplitHugePage {
     }
 }
 
-/// The migration entries naming `pfn`: (mm, vpn, the entry).
+/// The migration entries naming `pfn`: (mm, vpn, the entry), for enabledness.
 fn migration_entries(k: &crate::state::Kernel, pfn: Pfn) -> Vec<(MmId, u64, Pte)> {
     let mut found = Vec::new();
     for (mm, m) in k.mms.iter().enumerate() {

@@ -99,11 +99,9 @@ impl Madvise {
     /// ends; a driver's VMA keeps its flags: hugepage_madvise() leaves VM_PFNMAP/MIXEDMAP alone
     /// in effect, as no THP can be faulted there).
     fn hugepage(&mut self, ctx: &mut Ctx, start: u64, end: u64) -> Flow {
-        let vmas = ctx.vmas(self.mm).to_vec();
-        let updated = crate::mm::mmap::vma_modify(&vmas, start, end, |vma| {
+        ctx.vma_modify(self.mm, start, end, |vma| {
             vma.flags = (vma.flags | vm_flags::VM_HUGEPAGE) & !vm_flags::VM_NOHUGEPAGE;
         });
-        ctx.vmas_mut(self.mm).vmas = crate::shared::Shared::new(updated);
         ctx.event("madvise_update_vma", "VM_HUGEPAGE", |_| format!("[{start:#x}, {end:#x})"));
         Flow::Continue
     }
@@ -254,7 +252,7 @@ impl Madvise {
         ctx.ptl_unlock(self.mm, self.cursor - 1);
         ctx.event(self.pte_range_function(), "pte_unmap_unlock", |_| String::new());
         self.stage = if self.cursor == self.range_end { MadviseStage::NextRange } else { MadviseStage::TableLock };
-        if self.advice == Advice::PageOut && !ctx.k.thread(ctx.thread).folio_list.is_empty() {
+        if self.advice == Advice::PageOut && !ctx.local().folio_list.is_empty() {
             return Flow::Call(Frame::ShrinkInactiveList(crate::mm::vmscan::ShrinkInactiveList::reclaim_pages()));
         }
         Flow::Continue
@@ -316,7 +314,7 @@ impl Madvise {
             return "deactivated";
         }
         if crate::mm::swap::folio_isolate_lru(ctx, folio) {
-            ctx.k.thread_mut(ctx.thread).folio_list.make_mut().push(folio);
+            ctx.local().folio_list.make_mut().push(folio);
             return "isolated";
         }
         "not on the LRU: skipped"
@@ -329,7 +327,7 @@ impl Madvise {
         let pte = ctx.pte_load(mm, vpn);
         let mut what = "none";
         if let Some((present, folio)) = pte.present().and_then(|p| vm_normal_folio(p).map(|f| (p, f))) {
-            if ctx.k.folio(folio).order > 0 {
+            if ctx.folio_test_large(folio) {
                 let message = format!("not modelled: {} of a large folio (split_folio)", self.advice.name());
                 ctx.violation(crate::violation::Violation::new(crate::violation::ViolationKind::Invariant, message));
                 return;
@@ -376,7 +374,7 @@ impl Madvise {
         let pte = ctx.pte_load(mm, vpn);
         let mut what = "skipped";
         if let Some((present, folio)) = pte.present().and_then(|p| vm_normal_folio(p).map(|f| (p, f))) {
-            let nr = ctx.k.folio(folio).nr_pages() as u64;
+            let nr = ctx.folio_nr_pages(folio) as u64;
             if nr > 1 {
                 // folio_pte_batch(): the whole large folio mapped from here, inside the range,
                 // is handled at its first PTE and its other PTEs skipped; anything less would
@@ -412,7 +410,7 @@ impl Madvise {
                     crate::mm::swap::folio_deactivate(ctx, folio);
                     what = "deactivated";
                 } else if crate::mm::swap::folio_isolate_lru(ctx, folio) {
-                    ctx.k.thread_mut(ctx.thread).folio_list.make_mut().push(folio);
+                    ctx.local().folio_list.make_mut().push(folio);
                     what = "isolated";
                 }
             }

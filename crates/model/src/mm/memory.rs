@@ -70,7 +70,7 @@ impl UserAccess {
                 "line {}: load at {:#x}: expected {:#04x}, read {:#04x}; {}",
                 self.location.line, at_address, self.byte, got, why
             );
-            let dump = if folio == ZERO_FOLIO { Vec::new() } else { vec![ctx.k.folio(folio).dump(folio)] };
+            let dump = if folio == ZERO_FOLIO { Vec::new() } else { vec![ctx.folio_dump(folio)] };
             ctx.violation(Violation { kind: ViolationKind::DataLoss, message, dump });
         }
     }
@@ -646,7 +646,7 @@ impl Fault {
     fn anon_set_pte(&mut self, ctx: &mut Ctx) -> Flow {
         let (mm, vpn) = (self.mm, self.vpn());
         let folio = self.new_folio.take().expect("allocated before");
-        let nr = ctx.k.folio(folio).nr_pages() as u64;
+        let nr = ctx.folio_nr_pages(folio) as u64;
         let first = vpn & !(nr - 1);
         let address = first << PAGE_SHIFT;
         ctx.ptl_lock(mm, vpn);
@@ -875,7 +875,7 @@ impl Fault {
         }
         // "folio_test_swapcache(folio) && page_swap_entry(page).val == entry.val".
         let offset = self.swap_offset();
-        let nr = ctx.k.folio(folio).nr_pages() as u32;
+        let nr = ctx.folio_nr_pages(folio) as u32;
         let still = ctx.flag_test(folio, PageFlag::Swapcache)
             && ctx.folio_swap_load(folio).is_some_and(|base| (base..base + nr).contains(&offset));
         if !still {
@@ -948,7 +948,7 @@ impl Fault {
             swap_free(ctx, base + page as u32);
         }
         // should_try_to_free_swap(): swap full, or a write fault on a folio only we hold.
-        let nr = ctx.k.folio(folio).nr_pages() as i32;
+        let nr = ctx.folio_nr_pages(folio) as i32;
         if ctx.flag_test(folio, PageFlag::Swapcache)
             && (vm_swap_full(ctx) || (self.write && ctx.ref_load(folio) == 1 + nr))
         {
@@ -996,7 +996,7 @@ impl Fault {
     /// its entries in order, inside the VMA and the PMD (swap_pte_batch()); else the one page.
     fn swap_batch(&self, ctx: &mut Ctx, vma: &Vma, folio: FolioId, base: u32, exclusive: bool) -> (usize, usize) {
         let index = (self.swap_offset() - base) as usize;
-        let nr = ctx.k.folio(folio).nr_pages();
+        let nr = ctx.folio_nr_pages(folio);
         if nr == 1 {
             return (0, 1);
         }
@@ -1237,7 +1237,7 @@ impl KernelFunction for Fault {
 /// lies in the VMA with every PTE none (read without the lock, as pte_range_none() there is);
 /// order 0 for a userfaultfd-armed VMA or when none fits.
 fn alloc_anon_folio_order(ctx: &mut Ctx, mm: MmId, address: u64) -> u8 {
-    let enabled = ctx.k.anon_orders;
+    let enabled = ctx.anon_orders();
     let Some(vma) = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned() else { return 0 };
     if enabled == 0 || vma.uffd.is_some() {
         return 0;
@@ -1288,9 +1288,7 @@ pub fn anon_vma_prepare(ctx: &mut Ctx, mm: MmId, address: u64) -> u32 {
         return anon_vma;
     }
     let anon_vma = ctx.anon_vma_new(mm);
-    if let Some(vma) = ctx.vmas_mut(mm).vmas.make_mut().iter_mut().find(|v| v.contains(address)) {
-        vma.anon_vma = Some(anon_vma);
-    }
+    ctx.vma_update(mm, address, |vma| vma.anon_vma = Some(anon_vma));
     anon_vma
 }
 
@@ -1350,10 +1348,8 @@ impl Zap {
         }
         // Under the table's lock its set of PTEs is stable: every writer of a PTE but the MMU
         // (which only sets bits of present ones) holds it.
-        let vpns: Vec<u64> =
-            ctx.k.mms[mm as usize].ptes.iter().map(|e| e.0).filter(|&v| v >= first && v < last).collect();
         let mut zapped = 0;
-        for vpn in vpns {
+        for (vpn, _) in ctx.pte_entries(mm, first, last) {
             let pte = ctx.pte_get_and_clear(mm, vpn);
             if let Pte::Swap { offset, .. } = pte {
                 // zap_nonpresent_ptes(): free_swap_and_cache().
@@ -1566,10 +1562,10 @@ fn vma_for_insert(ctx: &mut Ctx, mm: MmId, address: u64) -> Option<Vma> {
     if vma.flags & vm_flags::VM_MIXEDMAP != 0 {
         return Some(vma);
     }
-    let vmas = ctx.vmas_mut(mm).vmas.make_mut();
-    let stored = vmas.iter_mut().find(|v| v.start == vma.start).expect("found above");
-    stored.flags |= vm_flags::VM_MIXEDMAP;
-    Some(stored.clone())
+    ctx.vma_update(mm, vma.start, |stored| {
+        stored.flags |= vm_flags::VM_MIXEDMAP;
+        stored.clone()
+    })
 }
 
 /// mm/memory.c: remap_pfn_range() → remap_pfn_range_internal() → remap_pte_range() for the
@@ -1587,12 +1583,13 @@ pub fn remap_pfn_range_table(
     first: bool,
 ) -> i64 {
     if first {
-        let vmas = ctx.vmas_mut(mm).vmas.make_mut();
-        let vma = vmas.iter_mut().find(|v| v.start == vma_start).expect("the driver's VMA");
-        if vma.is_cow_mapping() {
-            vma.pgoff = pfn;
-        }
-        vma.flags |= vm_flags::VM_IO | vm_flags::VM_PFNMAP;
+        ctx.vma_update(mm, vma_start, |vma| {
+            if vma.is_cow_mapping() {
+                vma.pgoff = pfn;
+            }
+            vma.flags |= vm_flags::VM_IO | vm_flags::VM_PFNMAP;
+        })
+        .expect("the driver's VMA");
     }
     let vma = ctx.vmas(mm).iter().find(|v| v.start == vma_start).cloned().expect("the driver's VMA");
     ctx.ptl_lock(mm, from >> PAGE_SHIFT);
@@ -1631,7 +1628,7 @@ fn errno_or_ok(result: i64) -> String {
 /// left. True with the folio still locked. Large folios (the mapcount-based
 /// __wp_can_reuse_large_anon_folio()) are not reused by the model.
 fn wp_can_reuse_anon_folio(ctx: &mut Ctx, folio: FolioId) -> bool {
-    if ctx.k.folio(folio).order > 0 || ctx.ref_load(folio) > 3 {
+    if ctx.folio_test_large(folio) || ctx.ref_load(folio) > 3 {
         return false;
     }
     if !ctx.flag_test(folio, PageFlag::Lru) {

@@ -90,28 +90,28 @@ impl Mmap {
         let flags = self.vm_flags();
         let (device, file) = (self.device.map(|(id, _)| id), self.file);
         let anonymous = device.is_none() && file.is_none();
-        let mm = ctx.vmas_mut(self.mm);
         // Anonymous mappings of at least a PMD are PMD-aligned (thp_get_unmapped_area()).
         // __get_unmapped_area(): "IS_ALIGNED(len, PMD_SIZE)" anonymous mappings go to
         // thp_get_unmapped_area() (d4148aeab412, 6.12: PMD-aligned sizes only).
         let align = if length.is_multiple_of(PMD_SIZE) && anonymous { PMD_SIZE } else { PAGE_SIZE };
-        let start = mm.mmap_next.max(MMAP_BASE).div_ceil(align) * align;
-        mm.mmap_next = start + length + PAGE_SIZE;
+        let start = ctx.get_unmapped_area(self.mm, length, align);
         // A file or device mapping's vm_pgoff is the mmap offset (0); an anonymous one's is its
         // address.
         let pgoff = if anonymous { start >> PAGE_SHIFT } else { 0 };
-        mm.vmas.make_mut().push(Vma {
-            start,
-            end: start + length,
-            pgoff,
-            flags,
-            anon_vma: None,
-            file,
-            device,
-            uffd: None,
-            private_folios: Vec::new(),
-        });
-        mm.vmas.make_mut().sort_by_key(|v| v.start);
+        ctx.vma_insert(
+            self.mm,
+            Vma {
+                start,
+                end: start + length,
+                pgoff,
+                flags,
+                anon_vma: None,
+                file,
+                device,
+                uffd: None,
+                private_folios: Vec::new(),
+            },
+        );
         self.start = start;
         let what = self.describe();
         ctx.event("do_mmap", "mmap_region", |_| format!("[{start:#x}, {:#x}) {what}", start + length));
@@ -128,11 +128,11 @@ impl Mmap {
     fn unlock(&mut self, ctx: &mut Ctx, result: i64) -> Flow {
         let start = self.start;
         if result < 0 {
-            let vma = ctx.vmas(self.mm).iter().find(|v| v.start == start).cloned().expect("the new VMA");
+            let vma = ctx.vma_lookup(self.mm, start).expect("the new VMA");
             if vma.private_folios.is_empty()
-                && ctx.k.mms[self.mm as usize].ptes.iter().all(|e| !vma.contains(e.0 << PAGE_SHIFT))
+                && ctx.pte_entries(self.mm, vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT).is_empty()
             {
-                remove_vma_range(ctx.vmas_mut(self.mm).vmas.make_mut(), vma.start, vma.end);
+                ctx.vma_remove_range(self.mm, vma.start, vma.end);
             } else {
                 ctx.violation(crate::violation::Violation::new(
                     crate::violation::ViolationKind::Invariant,
@@ -237,11 +237,8 @@ impl KernelFunction for Munmap {
                 for vma in &closed {
                     vma_close(ctx, vma);
                 }
-                let m = ctx.vmas_mut(self.mm);
-                remove_vma_range(m.vmas.make_mut(), start, end);
-                // free_pgtables(): PTE tables wholly inside the range go.
-                let table_bytes = crate::pgtable::PTRS_PER_PTE << PAGE_SHIFT;
-                m.pte_tables.make_mut().retain(|&t| t * table_bytes < start || (t + 1) * table_bytes > end);
+                ctx.vma_remove_range(self.mm, start, end);
+                ctx.free_pgtables(self.mm, start, end);
                 ctx.mmap_write_unlock(self.mm);
                 ctx.event("do_vmi_munmap", "mmap_write_unlock", |_| String::new());
                 Flow::Return(0)
@@ -280,10 +277,7 @@ impl KernelFunction for ExitMmap {
         for vma in &closed {
             vma_close(ctx, vma);
         }
-        let mm = ctx.vmas_mut(self.mm);
-        mm.vmas.make_mut().clear();
-        mm.pte_tables.make_mut().clear();
-        mm.exited = true;
+        ctx.exit_mmap_teardown(self.mm);
         ctx.mmap_write_unlock(self.mm);
         ctx.event("exit_mmap", "free_pgtables", |_| String::new());
         Flow::Return(0)
@@ -367,10 +361,9 @@ impl KernelFunction for Mprotect {
             flags |= vm_flags::VM_WRITE;
         }
         if limit > start {
-            let updated = vma_modify(&vmas, start, limit, |vma| {
+            ctx.vma_modify(self.mm, start, limit, |vma| {
                 vma.flags = (vma.flags & !(vm_flags::VM_READ | vm_flags::VM_WRITE)) | flags;
             });
-            ctx.vmas_mut(self.mm).vmas = crate::shared::Shared::new(updated);
             change_protection(ctx, self.mm, start, limit, flags & vm_flags::VM_WRITE != 0);
         }
         ctx.mmap_write_unlock(self.mm);
@@ -392,13 +385,7 @@ impl KernelFunction for Mprotect {
 fn change_protection(ctx: &mut Ctx, mm: MmId, start: u64, end: u64, write: bool) {
     let (first, last) = (start >> PAGE_SHIFT, end >> PAGE_SHIFT);
     let per_table = crate::pgtable::PTRS_PER_PTE;
-    let pmds: Vec<(u64, crate::pgtable::PresentPte)> = ctx.k.mms[mm as usize]
-        .pmds
-        .iter()
-        .filter(|e| e.0 * per_table < last && (e.0 + 1) * per_table > first)
-        .copied()
-        .collect();
-    for (index, pmd) in pmds {
+    for (index, pmd) in ctx.huge_pmds(mm, first, last) {
         ctx.ptl_lock(mm, index * per_table);
         if first <= index * per_table && (index + 1) * per_table <= last {
             change_huge_pmd(ctx, mm, index, pmd, write);
@@ -409,9 +396,8 @@ fn change_protection(ctx: &mut Ctx, mm: MmId, start: u64, end: u64, write: bool)
         }
         ctx.ptl_unlock(mm, index * per_table);
     }
-    let vpns: Vec<u64> = ctx.k.mms[mm as usize].ptes.iter().map(|e| e.0).filter(|&v| v >= first && v < last).collect();
-    for vpn in vpns {
-        if ctx.k.mms[mm as usize].pmd(crate::pgtable::pte_table(vpn)).is_some() {
+    for (vpn, _) in ctx.pte_entries(mm, first, last) {
+        if ctx.pmd_load(mm, crate::pgtable::pte_table(vpn)).is_some() {
             continue;
         }
         ctx.ptl_lock(mm, vpn);

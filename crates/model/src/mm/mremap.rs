@@ -7,7 +7,6 @@
 use crate::access::Ctx;
 use crate::folio::{PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::memory::Zap;
-use crate::mm::mmap::{remove_vma_range, MMAP_BASE};
 use crate::program::mremap::{MREMAP_FIXED, MREMAP_MAYMOVE};
 use crate::state::{MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
@@ -62,7 +61,7 @@ impl Mremap {
         // vma_to_resize(): the old range must lie in one VMA, not a device's (a file's, never
         // faulted, moves as an anonymous one does).
         let (address, old_end) = (self.address, self.address + self.old_length);
-        let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(address)).cloned();
+        let vma = ctx.vma_lookup(self.mm, address);
         let Some(vma) = vma.filter(|v| old_end <= v.end && v.device.is_none() && v.uffd.is_none()) else {
             return self.finish(ctx, -errno::EFAULT);
         };
@@ -98,20 +97,18 @@ impl Mremap {
         let vma = vmas.iter().find(|v| v.contains(address)).cloned().expect("checked at the start");
         if self.flags & MREMAP_FIXED != 0 {
             let to = self.new_address;
-            remove_vma_range(ctx.vmas_mut(self.mm).vmas.make_mut(), to, to + self.new_length);
+            ctx.vma_remove_range(self.mm, to, to + self.new_length);
             return self.move_vma(ctx, &vma, to);
         }
         if self.new_length <= self.old_length {
-            remove_vma_range(ctx.vmas_mut(self.mm).vmas.make_mut(), address + self.new_length, old_end);
+            ctx.vma_remove_range(self.mm, address + self.new_length, old_end);
             return self.finish(ctx, address as i64);
         }
         // vma_expandable(): the VMA ends where the old range ends and nothing follows it.
         let new_end = address + self.new_length;
         let free_after = old_end == vma.end && !vmas.iter().any(|v| v.start < new_end && v.end > old_end);
         if free_after {
-            let vmas = ctx.vmas_mut(self.mm).vmas.make_mut();
-            let stored = vmas.iter_mut().find(|v| v.start == vma.start).expect("the VMA");
-            stored.end = new_end;
+            ctx.vma_update(self.mm, vma.start, |stored| stored.end = new_end).expect("the VMA");
             return self.finish(ctx, address as i64);
         }
         if self.flags & MREMAP_MAYMOVE == 0 {
@@ -121,9 +118,7 @@ impl Mremap {
         // anonymous length that is a multiple of a PMD, as do_mmap()).
         let huge = crate::mm::huge_memory::HPAGE_PMD_SIZE;
         let align = if self.new_length.is_multiple_of(huge) && vma.is_anonymous() { huge } else { PAGE_SIZE };
-        let mm = ctx.vmas_mut(self.mm);
-        let to = mm.mmap_next.max(MMAP_BASE).div_ceil(align) * align;
-        mm.mmap_next = to + self.new_length + PAGE_SIZE;
+        let to = ctx.get_unmapped_area(self.mm, self.new_length, align);
         self.move_vma(ctx, &vma, to)
     }
 
@@ -154,10 +149,8 @@ impl Mremap {
                 ctx.ptl_unlock(self.mm, to_vpn);
             }
         }
-        let vmas = ctx.vmas_mut(self.mm).vmas.make_mut();
-        remove_vma_range(vmas, address, address + self.old_length);
-        vmas.push(new);
-        vmas.sort_by_key(|v| v.start);
+        ctx.vma_remove_range(self.mm, address, address + self.old_length);
+        ctx.vma_insert(self.mm, new);
         // What the old range held beyond the moved part (a shrinking move) is gone with it.
         self.finish(ctx, to as i64)
     }

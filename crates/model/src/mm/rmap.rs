@@ -19,7 +19,7 @@ pub fn folio_add_new_anon_rmap(ctx: &mut Ctx, folio: FolioId, mm: MmId, address:
     ctx.flag_store(folio, PageFlag::Swapbacked, true);
     ctx.flag_store(folio, PageFlag::Anon, true);
     ctx.mapping_store(folio, Mapping::Anon(anon_vma), vma.linear_page_index(address));
-    for page in 0..ctx.k.folio(folio).nr_pages() {
+    for page in 0..ctx.folio_nr_pages(folio) {
         ctx.page_mapcount_add(folio, page, 1);
         ctx.anon_exclusive_store(folio, page, true);
     }
@@ -28,7 +28,7 @@ pub fn folio_add_new_anon_rmap(ctx: &mut Ctx, folio: FolioId, mm: MmId, address:
 /// include/linux/rmap.h: __folio_rmap_sanity_checks() for one PTE: what every rmap add and
 /// remove asserts about the folio.
 pub fn __folio_rmap_sanity_checks(ctx: &mut Ctx, folio: FolioId, page: usize, caller: &str) {
-    let large = ctx.k.folio(folio).order > 0;
+    let large = ctx.folio_test_large(folio);
     // 68f0320824fa added the check; 9c5938694cd0 turned it into a TODO, because
     // vm_insert_page() passes driver-allocated compound pages that are not rmappable.
     if ctx.patched(Patch::RmapLargeRmappableWarning) && !ctx.patched(Patch::RmapSilenceLargeRmappableWarning) {
@@ -39,7 +39,8 @@ pub fn __folio_rmap_sanity_checks(ctx: &mut Ctx, folio: FolioId, page: usize, ca
         ctx.vm_warn_on_folio(large && !rmappable, folio, &text);
     }
     let text = format!("page_folio(page) != folio) in __folio_rmap_sanity_checks() from {caller}(");
-    ctx.vm_warn_on_folio(page >= ctx.k.folio(folio).nr_pages(), folio, &text);
+    let nr = ctx.folio_nr_pages(folio);
+    ctx.vm_warn_on_folio(page >= nr, folio, &text);
 }
 
 /// mm/rmap.c: folio_add_file_rmap_pte() → __folio_add_file_rmap() → __folio_add_rmap(): one
@@ -65,7 +66,7 @@ fn __page_check_anon_rmap(ctx: &mut Ctx, folio: FolioId, page: usize, vma: &Vma,
     let pgoff = index + page as u64;
     let linear = vma.linear_page_index(address);
     if pgoff != linear {
-        let dump = ctx.k.folio(folio).dump(folio);
+        let dump = ctx.folio_dump(folio);
         ctx.violation(crate::violation::Violation {
             kind: crate::violation::ViolationKind::KernelBug,
             message: format!(
@@ -138,7 +139,7 @@ pub fn folio_lock_anon_vma_read(ctx: &mut Ctx, folio: FolioId, try_lock: bool) -
     } else {
         ctx.anon_vma_lock_read(anon_vma);
     }
-    let nr = ctx.k.folio(folio).nr_pages();
+    let nr = ctx.folio_nr_pages(folio);
     AnonVmaLocked::Walk(anon_vma, rmap_walk_anon_targets(ctx, anon_vma, index, nr))
 }
 
@@ -187,7 +188,7 @@ fn file_rmap_targets(ctx: &mut Ctx, folio: FolioId) -> Option<Vec<RmapTarget>> {
     if ctx.mapcount_load(folio) == 0 {
         return Some(Vec::new());
     }
-    let nr = ctx.k.folio(folio).nr_pages();
+    let nr = ctx.folio_nr_pages(folio);
     Some(rmap_walk_file_targets(ctx, file, index, nr))
 }
 

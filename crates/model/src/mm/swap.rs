@@ -52,12 +52,12 @@ pub fn folio_lru_list(ctx: &mut Ctx, folio: FolioId) -> LruList {
 /// include/linux/mm_inline.h: lruvec_add_folio() (caller holds lru_lock).
 pub fn lruvec_add_folio(ctx: &mut Ctx, folio: FolioId) {
     let list = folio_lru_list(ctx, folio);
-    ctx.lru().push((folio, list));
+    ctx.lru_add(folio, list);
 }
 
 /// include/linux/mm_inline.h: lruvec_del_folio() (caller holds lru_lock).
 pub fn lruvec_del_folio(ctx: &mut Ctx, folio: FolioId) {
-    ctx.lru().retain(|entry| entry.0 != folio);
+    ctx.lru_del(folio);
 }
 
 /// mm/swap.c: folio_add_lru() with the batch drained at once (lru_add under lru_lock).
@@ -87,12 +87,8 @@ pub fn folio_mark_lazyfree(ctx: &mut Ctx, folio: FolioId) {
         folio_put(ctx, folio);
         return;
     }
-    let large = ctx.k.folio(folio).order > 0;
-    let full = {
-        let batch = ctx.lazyfree_batch();
-        batch.push(folio);
-        batch.len() >= PAGEVEC_SIZE
-    };
+    let large = ctx.folio_test_large(folio);
+    let full = ctx.lazyfree_add(folio) >= PAGEVEC_SIZE;
     if full || large {
         lru_add_drain(ctx);
     }
@@ -102,7 +98,7 @@ pub fn folio_mark_lazyfree(ctx: &mut Ctx, folio: FolioId) {
 /// lru_lock, loses PG_active, PG_referenced and PG_swapbacked, moves to the file LRU and is on
 /// the LRU again; then the batch's references go (folios_put()).
 pub fn lru_add_drain(ctx: &mut Ctx) {
-    let folios = std::mem::take(ctx.lazyfree_batch());
+    let folios = ctx.lazyfree_take();
     if folios.is_empty() {
         return;
     }

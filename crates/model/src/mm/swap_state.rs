@@ -10,7 +10,7 @@ use crate::mm::swapfile::{__swap_count, folio_alloc_swap_slots, put_swap_folio, 
 /// anonymous folio, which joins the swap cache (+1 reference, PG_swapcache, folio->swap) and
 /// is dirtied ("the page will be written out"). False without a free slot.
 pub fn add_to_swap(ctx: &mut Ctx, folio: FolioId) -> bool {
-    let nr = ctx.k.folio(folio).nr_pages() as u32;
+    let nr = ctx.folio_nr_pages(folio) as u32;
     let Some(offset) = folio_alloc_swap_slots(ctx, nr) else {
         return false;
     };
@@ -28,7 +28,7 @@ pub fn add_to_swap_cache(ctx: &mut Ctx, folio: FolioId, offset: u32) {
     ctx.vm_bug_on_folio(in_cache, folio, "folio_test_swapcache(folio)");
     let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
     ctx.vm_bug_on_folio(!swapbacked, folio, "!folio_test_swapbacked(folio)");
-    let nr = ctx.k.folio(folio).nr_pages() as u32;
+    let nr = ctx.folio_nr_pages(folio) as u32;
     ctx.ref_add(folio, nr as i32, Ordering::Relaxed);
     ctx.flag_store(folio, PageFlag::Swapcache, true);
     ctx.folio_swap_store(folio, Some(offset));
@@ -43,7 +43,7 @@ pub fn __delete_from_swap_cache(ctx: &mut Ctx, folio: FolioId, offset: u32) {
     ctx.vm_bug_on_folio(!locked, folio, "!folio_test_locked(folio)");
     let writeback = ctx.flag_test(folio, PageFlag::Writeback);
     ctx.vm_bug_on_folio(writeback, folio, "folio_test_writeback(folio)");
-    let nr = ctx.k.folio(folio).nr_pages() as u32;
+    let nr = ctx.folio_nr_pages(folio) as u32;
     for slot in offset..offset + nr {
         let cached = ctx.swap_cache_load(slot);
         ctx.vm_bug_on_folio(cached != Some(folio), folio, "entry != folio");
@@ -62,7 +62,7 @@ pub fn put_swap_folio_nr(ctx: &mut Ctx, offset: u32, nr: u32) {
 
 /// delete_from_swap_cache(): out of the cache, the slots' cache bits and the cache's references.
 pub fn delete_from_swap_cache(ctx: &mut Ctx, folio: FolioId, offset: u32) {
-    let nr = ctx.k.folio(folio).nr_pages() as u32;
+    let nr = ctx.folio_nr_pages(folio) as u32;
     __delete_from_swap_cache(ctx, folio, offset);
     put_swap_folio_nr(ctx, offset, nr);
     ctx.ref_add(folio, -(nr as i32), Ordering::Full);
@@ -83,7 +83,7 @@ pub fn folio_free_swap(ctx: &mut Ctx, folio: FolioId) -> bool {
     }
     let offset = ctx.folio_swap_load(folio).expect("PG_swapcache folios have folio->swap");
     // folio_swapped(): any of its entries still named by a swap PTE.
-    let nr = ctx.k.folio(folio).nr_pages() as u32;
+    let nr = ctx.folio_nr_pages(folio) as u32;
     if (offset..offset + nr).any(|slot| __swap_count(ctx, slot) > 0) {
         return false;
     }

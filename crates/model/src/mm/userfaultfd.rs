@@ -25,8 +25,7 @@ fn uffd_of(fd: i64) -> Option<u32> {
 
 /// fs/userfaultfd.c: userfaultfd(2) → new_userfaultfd(): a context for the caller's mm.
 pub fn sys_userfaultfd(ctx: &mut Ctx, mm: MmId) -> i64 {
-    let uffd = ctx.k.uffds.len() as u32;
-    ctx.uffd_store(uffd, Userfaultfd { mm, initialized: false, messages: Vec::new() });
+    let uffd = ctx.uffd_new(Userfaultfd { mm, initialized: false, messages: Vec::new() });
     let fd = UFFD_FD_BASE + i64::from(uffd);
     ctx.event("userfaultfd", "new_userfaultfd", |_| format!("fd {fd}"));
     fd
@@ -82,8 +81,7 @@ pub fn userfaultfd_register(ctx: &mut Ctx, mm: MmId, fd: i64, start: u64, length
     let result = if covered != end - start || !anonymous {
         -errno::EINVAL
     } else {
-        let updated = crate::mm::mmap::vma_modify(&vmas, start, end, |vma| vma.uffd = Some(uffd));
-        ctx.vmas_mut(mm).vmas = crate::shared::Shared::new(updated);
+        ctx.vma_modify(mm, start, end, |vma| vma.uffd = Some(uffd));
         0
     };
     ctx.mmap_write_unlock(mm);
@@ -310,7 +308,7 @@ impl MovePages {
         let locked = !ctx.flag_test_and_store(folio, PageFlag::Locked, true);
         // 37b338eed105: "We avoid waiting for folio lock with a raised refcount for large
         // folios because extra refcounts will result in split_folio() failing later".
-        if !locked && ctx.k.folio(folio).order > 0 && ctx.patched(Patch::UffdMoveLargeFolioTrylock) {
+        if !locked && ctx.folio_test_large(folio) && ctx.patched(Patch::UffdMoveLargeFolioTrylock) {
             ctx.ptl_unlock(mm, vpn);
             ctx.event("move_pages_pte", "folio_trylock", |_| format!("large folio {folio} busy: -EAGAIN"));
             return self.out(-errno::EAGAIN);
@@ -329,7 +327,7 @@ impl MovePages {
             ctx.warn_on_folio(true, folio, "!folio_test_anon(src_folio)");
             return self.out(-errno::EBUSY);
         }
-        if ctx.k.folio(folio).order > 0 {
+        if ctx.folio_test_large(folio) {
             // "at this point we have src_folio locked": a large one is split_folio()ed first.
             return self.go(MoveStage::SplitFolio);
         }
@@ -507,7 +505,7 @@ impl MovePages {
         };
         // "For large folios, return -EBUSY immediately, as split_folio() also returns -EBUSY
         // when attempting to split unmapped large folios in the swapcache."
-        if ctx.k.folio(folio).order > 0 {
+        if ctx.folio_test_large(folio) {
             folio_put(ctx, folio);
             return self.out(-errno::EBUSY);
         }

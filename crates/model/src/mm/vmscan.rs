@@ -58,7 +58,7 @@ impl ShrinkInactiveList {
         // shrink_inactive_list(): "lru_add_drain();" before isolating.
         crate::mm::swap::lru_add_drain(ctx);
         ctx.lru_lock();
-        let candidates: Vec<FolioId> = ctx.lru().iter().map(|e| e.0).collect();
+        let candidates: Vec<FolioId> = ctx.lru_folios();
         let mut isolated = Vec::new();
         for folio in candidates {
             if !ctx.ref_add_unless_zero(folio, 1) {
@@ -68,12 +68,12 @@ impl ShrinkInactiveList {
                 crate::mm::swap::folio_put(ctx, folio);
                 continue;
             }
-            ctx.lru().retain(|e| e.0 != folio);
+            ctx.lru_del(folio);
             isolated.push(folio);
         }
         ctx.lru_unlock();
         let list = format!("{isolated:?}");
-        ctx.k.thread_mut(ctx.thread).folio_list = crate::shared::Shared::new(isolated);
+        *ctx.local().folio_list = crate::shared::Shared::new(isolated);
         ctx.event("isolate_lru_folios", "isolate", |_| format!("folios {list}"));
         self.stage = ShrinkInactiveStage::Shrink;
         Flow::Continue
@@ -82,7 +82,7 @@ impl ShrinkInactiveList {
     /// mm/vmscan.c: move_folios_to_lru(): back on the LRU; the isolation reference is dropped
     /// and a folio whose last reference that was is freed.
     fn putback(&mut self, ctx: &mut Ctx) -> Flow {
-        let kept = std::mem::take(&mut ctx.k.thread_mut(ctx.thread).folio_list).to_vec();
+        let kept = std::mem::take(ctx.local().folio_list).to_vec();
         ctx.lru_lock();
         let mut freed = Vec::new();
         for &folio in &kept {
@@ -106,7 +106,7 @@ impl ShrinkInactiveList {
                 if freed.is_empty() { String::new() } else { format!(", freed {freed:?}") }
             )
         });
-        if ctx.k.thread(ctx.thread).writeback.is_empty() {
+        if ctx.local().writeback.is_empty() {
             return Flow::Return(0);
         }
         self.stage = ShrinkInactiveStage::EndWriteback;
@@ -115,12 +115,12 @@ impl ShrinkInactiveList {
 
     /// mm/page_io.c: end_swap_bio_write() → folio_end_writeback(), one folio per step.
     fn end_writeback(&mut self, ctx: &mut Ctx) -> Flow {
-        let Some(folio) = ctx.k.thread_mut(ctx.thread).writeback.make_mut().pop() else {
+        let Some(folio) = ctx.local().writeback.make_mut().pop() else {
             return Flow::Return(0);
         };
         ctx.flag_store(folio, PageFlag::Writeback, false);
         ctx.event("end_swap_bio_write", "folio_end_writeback", |k| k.folio(folio).dump(folio));
-        if ctx.k.thread(ctx.thread).writeback.is_empty() {
+        if ctx.local().writeback.is_empty() {
             return Flow::Return(0);
         }
         Flow::Continue
@@ -151,7 +151,7 @@ impl KernelFunction for ShrinkInactiveList {
             ShrinkInactiveStage::Isolate => self.isolate(ctx),
             ShrinkInactiveStage::Shrink => {
                 self.stage = ShrinkInactiveStage::Putback;
-                let list = ctx.k.thread(ctx.thread).folio_list.to_vec();
+                let list = ctx.local().folio_list.to_vec();
                 let mut shrink = ShrinkFolioList::new(list);
                 shrink.ignore_references = self.ignore_references;
                 Flow::Call(Frame::ShrinkFolioList(shrink))
@@ -238,7 +238,7 @@ impl ShrinkFolioList {
         if self.index < self.list.len() {
             return self.goto(ShrinkStage::Trylock);
         }
-        ctx.k.thread_mut(ctx.thread).folio_list = std::mem::take(&mut self.kept);
+        *ctx.local().folio_list = std::mem::take(&mut self.kept);
         Flow::Return(0)
     }
 
@@ -291,7 +291,7 @@ impl ShrinkFolioList {
                 return self.goto(ShrinkStage::KeepLocked);
             }
             if !add_to_swap(ctx, folio) {
-                if ctx.k.folio(folio).order > 0 && ctx.swap_slots() > 0 {
+                if ctx.folio_test_large(folio) && ctx.swap_slots() > 0 {
                     // "Fallback to swap normal pages": split_folio_to_list().
                     ctx.violation(crate::violation::Violation::new(
                         crate::violation::ViolationKind::Invariant,
@@ -358,7 +358,7 @@ impl ShrinkFolioList {
         let folio = self.folio();
         // is_page_cache_freeable(): "folio_ref_count(folio) == 1 + folio_nr_pages(folio)" (the
         // isolation and the swap cache's references), else PAGE_KEEP.
-        let freeable = 1 + ctx.k.folio(folio).nr_pages() as i32;
+        let freeable = 1 + ctx.folio_nr_pages(folio) as i32;
         if ctx.ref_load(folio) != freeable {
             ctx.event("pageout", "is_page_cache_freeable", |k| {
                 format!("folio {folio}: refcount {} != {freeable}: keep", k.folio(folio).refcount)
@@ -374,11 +374,11 @@ impl ShrinkFolioList {
         let offset = ctx.folio_swap_load(folio).expect("a swap cache folio");
         ctx.flag_store(folio, PageFlag::Writeback, true);
         ctx.flag_store(folio, PageFlag::Locked, false);
-        for page in 0..ctx.k.folio(folio).nr_pages() {
+        for page in 0..ctx.folio_nr_pages(folio) {
             let data = ctx.data_load(folio, page);
             ctx.swap_data_store(offset + page as u32, data);
         }
-        ctx.k.thread_mut(ctx.thread).writeback.make_mut().push(folio);
+        ctx.local().writeback.make_mut().push(folio);
         ctx.event("pageout", "swap_writepage", |_| format!("folio {folio} -> swap slot {offset:#x}, under writeback"));
         self.goto(ShrinkStage::Keep)
     }
@@ -387,7 +387,7 @@ impl ShrinkFolioList {
     /// xa_lock_irq(i_pages): only the isolation and the cache's references may be left.
     fn remove_mapping(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio();
-        let nr = ctx.k.folio(folio).nr_pages() as u32;
+        let nr = ctx.folio_nr_pages(folio) as u32;
         // "refcount = 1 + folio_nr_pages(folio)": isolation plus the swap cache's.
         let expected = 1 + nr as i32;
         let frozen = ctx.ref_freeze(folio, expected);
@@ -502,7 +502,7 @@ impl KernelFunction for ShrinkFolioList {
         let folio = self.folio();
         match self.stage {
             ShrinkStage::Trylock => {
-                if ctx.k.folio(folio).entire_mapcount > 0 {
+                if ctx.entire_mapcount_load(folio) > 0 {
                     ctx.violation(crate::violation::Violation::new(
                         crate::violation::ViolationKind::Invariant,
                         "not modelled: reclaim of a PMD-mapped THP (split_huge_pmd in try_to_unmap)",

@@ -76,8 +76,8 @@ pub fn pagemap_flags(ctx: &mut Ctx, mm: MmId, address: u64) -> u64 {
         if !ctx.flag_test(folio, PageFlag::Anon) {
             flags |= PM_FILE;
         }
-        let mapcount = ctx.page_mapcount_load(folio, index) + ctx.k.folio(folio).entire_mapcount;
-        if flags & PM_PRESENT != 0 && mapcount == 1 && Some(folio) != ctx.k.huge_zero_folio {
+        let mapcount = ctx.page_mapcount_load(folio, index) + ctx.entire_mapcount_load(folio);
+        if flags & PM_PRESENT != 0 && mapcount == 1 && Some(folio) != ctx.huge_zero_folio_load() {
             flags |= PM_MMAP_EXCLUSIVE;
         }
     }
@@ -97,7 +97,7 @@ pub fn kpagecount(ctx: &mut Ctx, mm: MmId, address: u64) -> i64 {
     if folio == ZERO_FOLIO {
         return 0;
     }
-    i64::from(ctx.page_mapcount_load(folio, page) + ctx.k.folio(folio).entire_mapcount)
+    i64::from(ctx.page_mapcount_load(folio, page) + ctx.entire_mapcount_load(folio))
 }
 
 /// stable_page_flags(), the compared bits.
@@ -118,7 +118,7 @@ pub fn kpageflags(ctx: &mut Ctx, mm: MmId, address: u64) -> i64 {
             flags |= bit;
         }
     }
-    let order = ctx.k.folio(folio).order;
+    let order = ctx.folio_order(folio);
     if order > 0 {
         flags |= if page == 0 { kpf::COMPOUND_HEAD } else { kpf::COMPOUND_TAIL };
         if order == crate::mm::huge_memory::HPAGE_PMD_ORDER && ctx.flag_test(folio, PageFlag::Anon) {
@@ -126,7 +126,7 @@ pub fn kpageflags(ctx: &mut Ctx, mm: MmId, address: u64) -> i64 {
         }
     }
     // "else if (is_huge_zero_folio(folio)) { KPF_ZERO_PAGE; KPF_THP }".
-    if Some(folio) == ctx.k.huge_zero_folio {
+    if Some(folio) == ctx.huge_zero_folio_load() {
         flags |= kpf::ZERO_PAGE | kpf::THP;
     }
     flags as i64

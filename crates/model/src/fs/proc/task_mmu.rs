@@ -160,12 +160,12 @@ fn smaps_account(ctx: &mut Ctx, mss: &mut MemSizeStats, entry: SmapsEntry) -> bo
         mss.page_accumulate(size, size << PSS_SHIFT, dirty, true);
         return false;
     }
-    let compound = ctx.k.folio(folio).order > 0;
+    let compound = ctx.folio_test_large(folio);
     if compound && !fixed {
         return true;
     }
     // folio_precise_page_mapcount() (page_mapcount() of an order-0 page before folios).
-    let mapcount = ctx.page_mapcount_load(folio, page) + if compound { ctx.k.folio(folio).entire_mapcount } else { 0 };
+    let mapcount = ctx.page_mapcount_load(folio, page) + if compound { ctx.entire_mapcount_load(folio) } else { 0 };
     mss.page_accumulate(size, pss_of(mapcount), dirty, mapcount < 2);
     false
 }
@@ -186,8 +186,8 @@ fn pss_of(mapcount: i32) -> u64 {
 fn __page_mapcount(ctx: &mut Ctx, mss: &mut MemSizeStats, entry: SmapsEntry) {
     let (folio, page) = ctx.page_folio_load(entry.pfn);
     let mapcount = ctx.page_mapcount_load(folio, page);
-    if ctx.k.folio(folio).order == 0 {
-        let dump = ctx.k.folio(folio).dump(folio);
+    if !ctx.folio_test_large(folio) {
+        let dump = ctx.folio_dump(folio);
         ctx.violation(Violation {
             kind: ViolationKind::KernelBug,
             message: format!(
@@ -198,7 +198,7 @@ fn __page_mapcount(ctx: &mut Ctx, mss: &mut MemSizeStats, entry: SmapsEntry) {
         });
         return;
     }
-    let total = mapcount + ctx.k.folio(folio).entire_mapcount;
+    let total = mapcount + ctx.entire_mapcount_load(folio);
     let dirty = entry.dirty || ctx.flag_test(folio, PageFlag::Dirty);
     mss.page_accumulate(PAGE_SIZE, pss_of(total), dirty, total < 2);
 }
@@ -229,8 +229,8 @@ fn smaps_pmd_entry(ctx: &mut Ctx, mss: &mut MemSizeStats, pmd: crate::pgtable::P
         mss.page_accumulate(size, size << PSS_SHIFT, dirty, true);
         return;
     }
-    for page in 0..ctx.k.folio(folio).nr_pages() {
-        let mapcount = ctx.page_mapcount_load(folio, page) + ctx.k.folio(folio).entire_mapcount;
+    for page in 0..ctx.folio_nr_pages(folio) {
+        let mapcount = ctx.page_mapcount_load(folio, page) + ctx.entire_mapcount_load(folio);
         mss.page_accumulate(PAGE_SIZE, pss_of(mapcount), dirty, mapcount < 2);
     }
 }
@@ -324,11 +324,10 @@ impl ShowSmap {
             return self.next_table(end);
         }
         // Under the table's lock its set of PTEs is stable (the MMU only sets bits).
-        let mut entries: Vec<u64> = ctx.k.mms[self.mm as usize]
-            .ptes
+        let mut entries: Vec<u64> = ctx
+            .pte_entries(self.mm, first >> PAGE_SHIFT, end.div_ceil(PAGE_SIZE))
             .iter()
             .map(|e| e.0 << PAGE_SHIFT)
-            .filter(|&a| a >= first && a < end)
             .collect();
         entries.reverse();
         self.entries = entries;
