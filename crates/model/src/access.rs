@@ -757,6 +757,20 @@ impl<'a> Ctx<'a> {
         m.pmd(index).is_none() && m.pte_tables.binary_search(&index).is_err()
     }
 
+    /// free_pgtables(): the PTE tables wholly inside `[start, end)` go, so their PMDs become
+    /// none (pmd_none() reads them).
+    pub fn free_pte_tables(&mut self, mm: MmId, start: u64, end: u64) {
+        let table_bytes = crate::pgtable::PTRS_PER_PTE << crate::folio::PAGE_SHIFT;
+        let inside = |table: u64| table * table_bytes >= start && (table + 1) * table_bytes <= end;
+        let freed: Vec<u64> = self.k.mms[mm as usize].pte_tables.iter().copied().filter(|&t| inside(t)).collect();
+        for &table in &freed {
+            self.note(AccessOp::Store, Some(Object::Pmd(mm, table)), Ordering::Release);
+        }
+        if !freed.is_empty() {
+            self.k.mm_mut(mm).pte_tables.make_mut().retain(|&table| !inside(table));
+        }
+    }
+
     /// ClearPageCompound(head): the folio is order 0 from now on (its tails were split off).
     pub fn clear_page_compound(&mut self, folio: FolioId) {
         let pfn = crate::folio::folio_pfn(folio, 0);

@@ -239,9 +239,7 @@ impl KernelFunction for Munmap {
                 }
                 let m = ctx.vmas_mut(self.mm);
                 remove_vma_range(m.vmas.make_mut(), start, end);
-                // free_pgtables(): PTE tables wholly inside the range go.
-                let table_bytes = crate::pgtable::PTRS_PER_PTE << PAGE_SHIFT;
-                m.pte_tables.make_mut().retain(|&t| t * table_bytes < start || (t + 1) * table_bytes > end);
+                ctx.free_pte_tables(self.mm, start, end);
                 ctx.mmap_write_unlock(self.mm);
                 ctx.event("do_vmi_munmap", "mmap_write_unlock", |_| String::new());
                 Flow::Return(0)
@@ -282,8 +280,8 @@ impl KernelFunction for ExitMmap {
         }
         let mm = ctx.vmas_mut(self.mm);
         mm.vmas.make_mut().clear();
-        mm.pte_tables.make_mut().clear();
         mm.exited = true;
+        ctx.free_pte_tables(self.mm, 0, u64::MAX);
         ctx.mmap_write_unlock(self.mm);
         ctx.event("exit_mmap", "free_pgtables", |_| String::new());
         Flow::Return(0)
