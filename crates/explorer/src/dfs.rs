@@ -13,6 +13,7 @@
 //! The frontier (the stack of frames) holds plain model states and thread ids, so it can be
 //! serialised for sharded search later.
 
+use crate::audit::{self, Audit, Kept};
 use crate::limits::Clock;
 use crate::visited::{Key, KeyMap, StateTable};
 use std::rc::Rc;
@@ -87,6 +88,8 @@ struct Frame<S> {
     /// Successors already explored from this frame in this visit (they join later siblings'
     /// sleep sets).
     done: Vec<usize>,
+    /// The frame's state, for the footprint audit (debug builds, audited frames).
+    kept: Kept<S>,
 }
 
 struct Search<'m, 'o, M: Model> {
@@ -109,6 +112,7 @@ struct Search<'m, 'o, M: Model> {
     keep_footprints: bool,
     /// The footprint successors share when they keep none.
     no_footprint: Rc<Footprint>,
+    audit: Audit,
 }
 
 impl<'m, 'o, M: Model> Search<'m, 'o, M> {
@@ -127,6 +131,7 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
             entries: 0,
             keep_footprints: true,
             no_footprint: Rc::new(Footprint::default()),
+            audit: Audit::default(),
         }
     }
 
@@ -175,13 +180,14 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
     /// With reduction, stops at the first thread whose every outcome is a local step: they
     /// alone are a persistent set. A violating step ends the search. The last step steps
     /// `state` itself: a state is left behind once its successors exist, so it is cloned once
-    /// fewer than it has successors.
+    /// fewer than it has successors. `kept` is `state` when the frame is audited.
     fn successors(
         &mut self,
         state: M::State,
         enabled: &[ThreadId],
         skip: ThreadSet,
         stop_at_local: bool,
+        kept: &Kept<M::State>,
     ) -> Result<Vec<Successor<M::State>>, ViolatingStep<M>> {
         let threads: Vec<(ThreadId, u32)> = enabled
             .iter()
@@ -209,6 +215,7 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
                 if let Some(violation) = self.effects.violation.take() {
                     return Err((violation, choice));
                 }
+                audit::check_writes(self.model, kept, &next, choice, &self.effects.footprint);
                 union.extend(&self.effects.footprint);
                 successors.push(Successor {
                     choice,
@@ -306,7 +313,8 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
                 }
             } else {
                 let skip = if reduction { sleep.threads | covered } else { covered };
-                let successors = match search.successors(state, &enabled, skip, reduction) {
+                let kept = search.audit.keep(&state);
+                let successors = match search.successors(state, &enabled, skip, reduction, &kept) {
                     Ok(successors) => successors,
                     Err((violation, choice)) => {
                         let mut schedule = schedule_of(&stack);
@@ -317,6 +325,11 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
                 let mut successors = successors;
                 let persistent =
                     persistent_set(&mut successors, all, reduction, &search.on_stack, &mut search.encode_buffer, model);
+                if persistent != all {
+                    let local = successors.iter().filter(|s| persistent & bit(s.choice.thread) != 0);
+                    let local = local.map(|s| (s.choice, s.state.as_ref().expect("not entered yet")));
+                    audit::check_persistent(model, &kept, local, &enabled);
+                }
                 let todo: Vec<usize> = (0..successors.len())
                     .rev()
                     .filter(|&i| persistent & bit(successors[i].choice.thread) != 0)
@@ -325,7 +338,7 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
                 search.visited.insert(key, covered | newly | (all & !persistent));
                 if !todo.is_empty() {
                     *search.on_stack.entry(key).or_insert(0) += 1;
-                    stack.push(Frame { fingerprint, successors, todo, sleep, done: Vec::new() });
+                    stack.push(Frame { fingerprint, successors, todo, sleep, done: Vec::new(), kept });
                     search.stats.depth_max = search.stats.depth_max.max(stack.len() as u64);
                 }
             }
@@ -362,6 +375,7 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
         frame.done.push(index);
         let successor = &mut frame.successors[index];
         let state = successor.state.take().expect("each successor is entered once");
+        audit::check_sleep(model, &frame.kept, successor.choice, &state, sleep.threads);
         pending = Some((state, sleep, successor.fingerprint));
     }
 }
@@ -560,16 +574,21 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
                     // preemption before a local step reaches what the same preemption right after
                     // it reaches, at the same cost (the thread is still enabled after it).
                     let first = running.filter(|_| search.options.reduction);
+                    let kept = search.audit.keep(&state);
                     let successors = match first {
-                        Some(r) => match search.successors(state.clone(), &[r], 0, true) {
-                            Ok(mine) if mine[0].local => Ok(mine),
-                            Ok(mut mine) => search.successors(state, enabled, bit(r), false).map(|others| {
+                        Some(r) => match search.successors(state.clone(), &[r], 0, true, &kept) {
+                            Ok(mine) if mine[0].local => {
+                                let local = mine.iter().map(|s| (s.choice, s.state.as_ref().expect("not entered")));
+                                audit::check_persistent(model, &kept, local, enabled);
+                                Ok(mine)
+                            }
+                            Ok(mut mine) => search.successors(state, enabled, bit(r), false, &kept).map(|others| {
                                 mine.extend(others);
                                 mine
                             }),
                             Err(error) => Err(error),
                         },
-                        None => search.successors(state, enabled, 0, false),
+                        None => search.successors(state, enabled, 0, false, &kept),
                     };
                     let successors = match successors {
                         Ok(successors) => successors,

@@ -89,6 +89,11 @@ impl Footprint {
         self.accesses.is_empty() && !self.reads_everything
     }
 
+    /// Whether the footprint writes `object` (the footprint audit's question).
+    pub fn writes(&self, object: u64) -> bool {
+        self.accesses.iter().any(|a| a.object == object && a.kind == AccessKind::Write)
+    }
+
     pub fn accesses(&self) -> &[Access] {
         &self.accesses
     }

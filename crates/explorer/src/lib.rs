@@ -10,6 +10,7 @@
 //! sets) and visited-state hashing; the same search bounded by a number of preemptions; random
 //! walks and PCT sampling. Every search has limits and reports what it covered when it hits one.
 
+mod audit;
 mod dfs;
 mod footprint;
 mod limits;
@@ -117,6 +118,17 @@ pub trait Model {
     fn encode(&self, state: &Self::State, out: &mut Vec<u8>);
     /// Checked when no thread is enabled: final-state oracles (and deadlock).
     fn check_final(&self, state: &Self::State) -> Option<Self::Violation>;
+    /// The footprint audit's view of what a step changed (debug builds): appends to `out` the
+    /// key of every shared object whose stored value differs between `before` and `after`,
+    /// with the keys the model's footprints use. The stepping `thread`'s own data is not
+    /// shared; [`ThreadId::MAX`] names no thread, so every difference is named. The explorer
+    /// asserts that a step writes every object it changed. The default names nothing (no
+    /// check); a model may name only some kinds of object.
+    fn changed_objects(&self, _before: &Self::State, _after: &Self::State, _thread: ThreadId, _out: &mut Vec<u64>) {}
+    /// A readable name of an object key, for the audit's messages.
+    fn object_name(&self, object: u64) -> String {
+        format!("object {object:#x}")
+    }
     /// A cheap deterministic function of the state that changes with most steps: it picks the
     /// sample points at which the bounded search stores a state of a run without choices
     /// (two runs that meet go through the same states, so they meet again at a sample point).

@@ -10,6 +10,7 @@
 
 pub mod access;
 pub mod arch;
+pub mod audit;
 pub mod block;
 pub mod drivers;
 pub mod folio;

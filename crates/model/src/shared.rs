@@ -180,6 +180,11 @@ impl<T: Hash + Clone> Shared<T> {
         Arc::make_mut(&mut self.inner)
     }
 
+    /// Whether both share one value (then neither was written since one was cloned).
+    pub fn ptr_eq(a: &Self, b: &Self) -> bool {
+        Arc::ptr_eq(&a.inner, &b.inner)
+    }
+
     pub fn fingerprint(&self) -> u128 {
         if let Some(value) = self.hash.get() {
             return value;
@@ -278,6 +283,18 @@ impl<T: Hash + Clone> ChunkedVec<T> {
 
     pub fn iter(&self) -> impl Iterator<Item = &T> {
         self.chunks.iter().flat_map(|chunk| chunk.iter().map(|item| &**item))
+    }
+
+    /// The indices below both lengths whose values differ, skipping the chunks both share.
+    pub fn differing<'a>(&'a self, other: &'a Self) -> impl Iterator<Item = usize> + 'a
+    where
+        T: PartialEq,
+    {
+        let chunks = self.chunks.iter().zip(&other.chunks).enumerate();
+        chunks.filter(|(_, (a, b))| !Shared::ptr_eq(a, b)).flat_map(|(chunk, (a, b))| {
+            let items = a.iter().zip(b.iter()).enumerate();
+            items.filter(|(_, (x, y))| !Shared::ptr_eq(x, y) && x != y).map(move |(item, _)| chunk * CHUNK + item)
+        })
     }
 }
 

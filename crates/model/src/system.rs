@@ -546,6 +546,14 @@ impl Model for System {
         }
     }
 
+    fn changed_objects(&self, before: &Kernel, after: &Kernel, thread: ThreadId, out: &mut Vec<u64>) {
+        crate::audit::changed_objects(before, after, thread, out);
+    }
+
+    fn object_name(&self, object: u64) -> String {
+        crate::audit::object_name(object)
+    }
+
     fn encode(&self, k: &Kernel, out: &mut Vec<u8>) {
         let forgotten = self.referenced_forgotten(k);
         if forgotten.is_empty() {
