@@ -85,6 +85,9 @@ enum Command {
         /// Turn partial-order reduction off (for cross-checks).
         #[arg(long)]
         no_reduction: bool,
+        /// sc (default), x86, arm64 or lkmm: which stores a load may read.
+        #[arg(long, default_value = "sc")]
+        memory_model: String,
         #[arg(long)]
         json: bool,
     },
@@ -163,6 +166,7 @@ fn main() -> ExitCode {
             max_memory_mb,
             max_schedules,
             no_reduction,
+            memory_model,
             json,
         } => {
             let limits = limits(max_states, max_depth, max_seconds, max_memory_mb, max_schedules);
@@ -182,6 +186,7 @@ fn main() -> ExitCode {
                 pct_depth,
                 limits,
                 !no_reduction,
+                memory_model,
                 json,
             )
         }
@@ -324,8 +329,10 @@ fn check(
     pct_depth: u32,
     limits: Limits,
     reduction: bool,
+    memory_model: String,
     json: bool,
 ) -> Result<ExitCode, UsageError> {
+    let memory_model = memory_models(&[memory_model])?[0];
     if preemption_bound.is_some() && strategy != Strategy::Exhaustive {
         return Err("--preemption-bound bounds the exhaustive search; it does not apply to random or pct".into());
     }
@@ -339,6 +346,7 @@ fn check(
     options.pct_depth = pct_depth;
     options.limits = limits;
     options.reduction = reduction;
+    options.memory_model = memory_model;
     let bar = progress_bar();
     let mut on_progress = |p: &mmcheck_explorer::Progress| {
         if let Some((bar, started)) = &bar {

@@ -20,6 +20,7 @@ use location::*;
 use mmcheck_explorer::StepEffects;
 
 mod location;
+pub mod weak;
 
 pub use location::PmdEntry;
 use serde::{Deserialize, Serialize};
@@ -100,6 +101,9 @@ pub enum Object {
     PageCache(FileId, u64),
     /// mm/huge_memory.c: the `huge_zero_folio` pointer.
     HugeZeroFolio,
+    /// Under a weak memory model, the order in which stores reach memory: every store writes
+    /// it (two stores of different threads never commute there: which came first is visible).
+    MemoryOrder,
 }
 
 impl Object {
@@ -143,6 +147,7 @@ impl Object {
             Object::EntireMapcount(f) => (30, f.into(), 0),
             Object::PageAnonExclusive(f, page) => (31, f.into(), page.into()),
             Object::HugeZeroFolio => (32, 0, 0),
+            Object::MemoryOrder => (33, 0, 0),
         };
         debug_assert!(a < 1 << 16 && b < 1 << 40, "{self:?} does not fit its key");
         (kind << 56) | ((a & 0xffff) << 40) | (b & 0xff_ffff_ffff)
@@ -165,6 +170,8 @@ pub struct AccessRecord {
     pub op: AccessOp,
     pub object: Option<Object>,
     pub ordering: Ordering,
+    /// A load that read a store older than the latest (a weak memory model's outcome).
+    pub stale: bool,
 }
 
 /// What a recorded step did, for traces: the thread, the kernel function and the step label (as
@@ -190,6 +197,11 @@ pub struct Ctx<'a> {
     /// Folios whose PG_referenced the step read, in debug builds (checked against
     /// `System::referenced_readers`).
     referenced_reads: Vec<FolioId>,
+    /// Under a weak memory model: the step's outcome (which store its first weak load reads,
+    /// latest first), whether that load happened, and how many stores it could read.
+    pub outcome: u32,
+    weak_loaded: bool,
+    pub weak_outcomes: u32,
 }
 
 /// The stepping thread's own data: no other thread's code reads it, so it needs no record. Its
@@ -206,7 +218,17 @@ pub struct Local<'t> {
 
 impl<'a> Ctx<'a> {
     pub fn new(k: &'a mut Kernel, effects: &'a mut Effects, thread: ThreadId, config: &'a KernelConfig) -> Self {
-        Ctx { k, effects, thread, config, log: Vec::new(), referenced_reads: Vec::new() }
+        Ctx {
+            k,
+            effects,
+            thread,
+            config,
+            log: Vec::new(),
+            referenced_reads: Vec::new(),
+            outcome: 0,
+            weak_loaded: false,
+            weak_outcomes: 1,
+        }
     }
 
     /// Ends the step: the folios whose PG_referenced it read (debug builds only).
@@ -237,11 +259,20 @@ impl<'a> Ctx<'a> {
             match op {
                 AccessOp::Load => self.effects.footprint.read(object.key()),
                 AccessOp::Fence(_) => {}
-                _ => self.effects.footprint.write(object.key()),
+                _ => {
+                    self.effects.footprint.write(object.key());
+                    // A store of a weak location moves where every later store stands in the
+                    // memory order; any other store stands after it (access/weak.rs).
+                    match (self.k.weak.is_some(), weak::is_weak(object)) {
+                        (true, true) => self.effects.footprint.write(Object::MemoryOrder.key()),
+                        (true, false) => self.effects.footprint.read(Object::MemoryOrder.key()),
+                        (false, _) => {}
+                    }
+                }
             }
         }
         if self.effects.record_events {
-            self.log.push(AccessRecord { op, object, ordering });
+            self.log.push(AccessRecord { op, object, ordering, stale: false });
         }
     }
 
@@ -249,13 +280,42 @@ impl<'a> Ctx<'a> {
 
     /// A load of a location.
     fn load<L: Location>(&mut self, location: L, ordering: Ordering) -> L::Value {
-        self.note(AccessOp::Load, Some(location.object()), ordering);
-        location.get(self.k)
+        let object = location.object();
+        self.note(AccessOp::Load, Some(object), ordering);
+        let latest = location.get(self.k);
+        let thread = self.thread as usize;
+        let Some(memory) = self.k.weak.as_deref_mut() else { return latest };
+        // The step's first weak load is its choice (see access/weak.rs); later ones read the
+        // latest store.
+        let candidate = match weak::is_weak(object) && !self.weak_loaded {
+            true => {
+                self.weak_loaded = true;
+                let candidates = memory.candidates(thread, object, ordering);
+                self.weak_outcomes = candidates.len() as u32;
+                candidates.get(self.outcome as usize).copied()
+            }
+            false => None,
+        };
+        match memory.load(thread, object, ordering, candidate) {
+            Some(older) => {
+                if let Some(record) = self.log.last_mut() {
+                    record.stale = true;
+                }
+                older.get::<L::Value>().expect("a weak location's value has its type")
+            }
+            None => latest,
+        }
     }
 
     /// A store to a location.
     fn store<L: Location>(&mut self, location: L, value: L::Value, ordering: Ordering) {
-        self.note(AccessOp::Store, Some(location.object()), ordering);
+        let object = location.object();
+        self.note(AccessOp::Store, Some(object), ordering);
+        if self.k.weak.is_some() {
+            let old = location.get(self.k);
+            let memory = self.k.weak.as_deref_mut().expect("checked");
+            memory.store(self.thread as usize, AccessOp::Store, object, ordering, &old, &value);
+        }
         location.set(self.k, value);
     }
 
@@ -269,10 +329,18 @@ impl<'a> Ctx<'a> {
         ordering: Ordering,
         change: impl FnOnce(&mut L::Value) -> R,
     ) -> R {
-        self.note(op, Some(location.object()), ordering);
+        let object = location.object();
+        self.note(op, Some(object), ordering);
         let old = location.get(self.k);
         let mut value = old.clone();
         let result = change(&mut value);
+        let thread = self.thread as usize;
+        if let Some(memory) = self.k.weak.as_deref_mut() {
+            match value != old {
+                true => memory.store(thread, op, object, ordering, &old, &value),
+                false => memory.unchanged(thread, op, object, ordering),
+            }
+        }
         if value != old {
             location.set(self.k, value);
         }
@@ -652,6 +720,9 @@ impl<'a> Ctx<'a> {
     /// that a weak-memory explorer can give it meaning.
     pub fn fence(&mut self, fence: Fence) {
         self.note(AccessOp::Fence(fence), None, Ordering::Full);
+        if let Some(memory) = self.k.weak.as_deref_mut() {
+            memory.fence_primitive(self.thread as usize, weak::primitive(AccessOp::Fence(fence), Ordering::Full));
+        }
     }
 
     // ---- folio fields ------------------------------------------------------------------------

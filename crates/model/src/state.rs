@@ -222,6 +222,9 @@ pub struct Kernel {
     pub threads: Vec<Shared<Thread>>,
     /// Scenario events set by `signal` (one bit each).
     pub events: u64,
+    /// Under a weak memory model, the stores loads may still read and every thread's views
+    /// (`None` under sequential consistency).
+    pub weak: Option<Box<crate::access::weak::WeakMemory>>,
 }
 
 impl Kernel {

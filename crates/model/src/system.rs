@@ -19,6 +19,8 @@ use crate::shared::Shared;
 use crate::state::{File, Kernel, Mm, MmId, SwapInfo, ThreadId};
 use crate::thread::{errno, Flow, Frame, Thread, ThreadStatus};
 use crate::violation::{Violation, ViolationKind};
+use crate::access::weak::WeakMemory;
+use mmcheck_explorer::memory::MemoryModel;
 use mmcheck_explorer::{Choice, Model, StepEffects};
 use std::ops::Range;
 
@@ -50,6 +52,8 @@ pub struct SystemSpec {
 pub struct System {
     pub spec: SystemSpec,
     pub config: KernelConfig,
+    /// Sequential consistency unless [`System::with_memory_model`] says otherwise.
+    pub memory_model: MemoryModel,
 }
 
 impl System {
@@ -63,7 +67,14 @@ impl System {
                 next += 1;
             }
         }
-        System { spec, config }
+        System { spec, config, memory_model: MemoryModel::Sc }
+    }
+
+    /// The same system explored under `memory_model` (access/weak.rs says which loads may read
+    /// older stores).
+    pub fn with_memory_model(mut self, memory_model: MemoryModel) -> Self {
+        self.memory_model = memory_model;
+        self
     }
 
     pub fn thread_name(&self, thread: ThreadId) -> &str {
@@ -501,6 +512,10 @@ impl Model for System {
             split_pages: Shared::default(),
             anon_orders: self.spec.anon_orders,
             huge_zero_folio: None,
+            weak: self
+                .memory_model
+                .is_weak()
+                .then(|| Box::new(WeakMemory::new(self.memory_model, self.spec.threads.len()))),
             threads,
             events: 0,
         }
@@ -510,16 +525,33 @@ impl Model for System {
         out.extend((0..k.threads.len() as ThreadId).filter(|&t| self.can_run(k, t)));
     }
 
+    /// Under sequential consistency every step has one outcome; under a weak model, one per
+    /// store its first weak load may read, found by running the step on a copy.
+    fn outcomes(&self, k: &Kernel, thread: ThreadId) -> u32 {
+        if k.weak.is_none() {
+            return 1;
+        }
+        let mut probe = k.clone();
+        let mut effects = Effects::new(false);
+        effects.record_footprint = false;
+        let mut ctx = Ctx::new(&mut probe, &mut effects, thread, &self.config);
+        self.step_thread(&mut ctx, thread);
+        ctx.weak_outcomes.max(1)
+    }
+
     fn step(&self, k: &mut Kernel, choice: Choice, effects: &mut Effects) {
-        // Every step of the model has one outcome under sequential consistency.
         let thread = choice.thread;
         // The canonical encoding forgets PG_referenced where no thread can read it any more
         // (debug builds check the analysis): every read must be of a folio it counted as read
         // later, and a bit it counted as never read must stay so.
         let before = cfg!(debug_assertions).then(|| (self.referenced_readers(k), k.folios.clone()));
         let mut ctx = Ctx::new(k, effects, thread, &self.config);
+        ctx.outcome = choice.outcome;
         self.step_thread(&mut ctx, thread);
         let referenced_reads = ctx.finish();
+        if let Some(memory) = k.weak.as_deref_mut() {
+            memory.collect();
+        }
         if let Some((readers, folios)) = before {
             let Some(readers) = readers else { return };
             // A folio allocated by this step (numbers are never reused) had no bit to forget.

@@ -23,6 +23,7 @@ pub struct CheckOptions {
     pub pct_depth: u32,
     pub limits: Limits,
     pub reduction: bool,
+    pub memory_model: MemoryModel,
 }
 
 impl CheckOptions {
@@ -36,6 +37,7 @@ impl CheckOptions {
             pct_depth: 3,
             limits: Limits::default(),
             reduction: true,
+            memory_model: MemoryModel::Sc,
         }
     }
 }
@@ -67,6 +69,7 @@ impl From<&Violation> for ViolationReport {
 pub struct CheckReport {
     pub scenario: String,
     pub kernel: String,
+    pub memory_model: MemoryModel,
     pub strategy: Strategy,
     pub verdict: String,
     /// "verified up to N preemptions", "limit reached: states", ...
@@ -98,6 +101,17 @@ fn verdict_detail(verdict: &Verdict) -> String {
     }
 }
 
+/// What a verdict under a weak model does not cover (the model's confinement, access/weak.rs).
+fn weak_detail(memory_model: MemoryModel, verdict: &Verdict) -> String {
+    match (memory_model.is_weak(), verdict) {
+        (true, Verdict::Verified | Verdict::VerifiedBounded { .. }) => format!(
+            "; under {memory_model} only PTE and refcount loads read older stores, one per step, and no load \
+             buffering: a verdict for those behaviours, not all {memory_model} allows"
+        ),
+        _ => String::new(),
+    }
+}
+
 /// Whether a verdict is what the scenario expects. A bounded verification never counts as
 /// `verified`.
 pub fn matches(expected: &Outcome, verdict: &Verdict, violation: Option<&Violation>) -> bool {
@@ -115,7 +129,7 @@ pub fn check(
     progress: Option<ProgressFn<'_>>,
 ) -> Result<CheckReport, String> {
     let spec = scenario.system(&options.overrides)?;
-    let system = System::new(spec, options.kernel.clone());
+    let system = System::new(spec, options.kernel.clone()).with_memory_model(options.memory_model);
     let explorer_options =
         Options { limits: options.limits.clone(), reduction: options.reduction, progress, collect_final_states: false };
     let outcome = match (options.strategy, options.preemption_bound) {
@@ -136,7 +150,7 @@ pub fn check(
                 scenario: scenario.name.clone(),
                 kernel: options.kernel.clone(),
                 overrides: options.overrides.clone(),
-                memory_model: MemoryModel::Sc,
+                memory_model: options.memory_model,
                 schedule: schedule.clone(),
             };
             (Some(token.encode()), trace_of(&system, schedule)?.0)
@@ -171,9 +185,10 @@ fn report(
     CheckReport {
         scenario: scenario.name.clone(),
         kernel: options.kernel.label(),
+        memory_model: options.memory_model,
         strategy: options.strategy,
         verdict: verdict.name().to_string(),
-        verdict_detail: verdict_detail(verdict),
+        verdict_detail: verdict_detail(verdict) + &weak_detail(options.memory_model, verdict),
         expected: expected.map(|e| e.describe()),
         matches_expectation,
         violation: violation.map(ViolationReport::from),
@@ -210,9 +225,10 @@ pub fn trace_of(system: &System, schedule: &[Choice]) -> Result<(Vec<TraceStep>,
 /// Re-executes a replay token against a scenario.
 pub fn replay(scenario: &Scenario, token: &ReplayToken) -> Result<CheckReport, String> {
     let spec = scenario.system(&token.overrides)?;
-    let system = System::new(spec, token.kernel.clone());
+    let system = System::new(spec, token.kernel.clone()).with_memory_model(token.memory_model);
     let (trace, violation) = trace_of(&system, &token.schedule)?;
     let mut options = CheckOptions::new(token.kernel.clone());
+    options.memory_model = token.memory_model;
     options.overrides = token.overrides.clone();
     let verdict = if violation.is_some() { Verdict::Violation } else { Verdict::NoViolationFound };
     let stats =

@@ -137,6 +137,32 @@ impl ThreadView {
         (stored == timestamp).then_some(view)
     }
 
+    /// Renumbers every view with `renumber`; a forwarding entry or promise whose message is gone
+    /// (`kept` false) is dropped.
+    fn renumber(&mut self, renumber: &impl Fn(Timestamp) -> Timestamp, kept: impl Fn(Timestamp) -> bool) {
+        for (_, view) in &mut self.coherence {
+            *view = renumber(*view);
+        }
+        for view in [
+            &mut self.read_old,
+            &mut self.write_old,
+            &mut self.read_new,
+            &mut self.write_new,
+            &mut self.release,
+            &mut self.control,
+        ] {
+            *view = renumber(*view);
+        }
+        self.forward.retain(|&(_, stored, _)| kept(stored));
+        for (_, stored, view) in &mut self.forward {
+            *stored = renumber(*stored);
+            *view = renumber(*view);
+        }
+        for promise in &mut self.promises {
+            *promise = renumber(*promise);
+        }
+    }
+
     /// Everything the thread has read or written: what a full fence orders later accesses after.
     pub fn everything(&self) -> Timestamp {
         self.read_old.max(self.write_old)
@@ -202,6 +228,10 @@ pub struct Memory {
     messages: Vec<Message>,
     /// Sorted by location; a location not listed starts at 0.
     initial: Vec<(u64, u64)>,
+    /// Locations whose loads always read the latest store keep no messages, only where their
+    /// latest store stands in the memory order (the number of messages before it), sorted by
+    /// location. Stores to two such locations then commute: neither moves the other.
+    summaries: Vec<(u64, Timestamp)>,
 }
 
 impl Memory {
@@ -209,13 +239,128 @@ impl Memory {
         let mut initial: Vec<(u64, u64)> = initial.into_iter().collect();
         initial.sort_unstable();
         initial.dedup_by_key(|&mut (location, _)| location);
-        Memory { messages: Vec::new(), initial }
+        Memory { messages: Vec::new(), initial, summaries: Vec::new() }
+    }
+
+    /// Where the latest store to a summarised location stands (0: none yet).
+    fn summary(&self, location: u64) -> Timestamp {
+        match self.summaries.binary_search_by_key(&location, |&(l, _)| l) {
+            Ok(index) => self.summaries[index].1,
+            Err(_) => 0,
+        }
+    }
+
+    /// A load of a summarised location (it reads the latest store): returns its post-view.
+    pub fn read_summarised(&self, view: &mut ThreadView, location: u64, order: AccessOrder) -> Timestamp {
+        let pre = self.pre_view(view, order, 0);
+        let post = pre.max(self.summary(location));
+        view.read_old = view.read_old.max(post);
+        if order.acquires() {
+            view.read_new = view.read_new.max(post);
+            view.write_new = view.write_new.max(post);
+        }
+        post
+    }
+
+    /// A store to a summarised location: it stands after every message so far.
+    pub fn write_summarised(&mut self, view: &mut ThreadView, location: u64, order: AccessOrder) {
+        let timestamp = self.messages.len() as Timestamp;
+        match self.summaries.binary_search_by_key(&location, |&(l, _)| l) {
+            Ok(index) => self.summaries[index].1 = timestamp,
+            Err(index) => self.summaries.insert(index, (location, timestamp)),
+        }
+        view.write_old = view.write_old.max(timestamp);
+        if order == AccessOrder::Release {
+            view.release = view.release.max(timestamp);
+        }
     }
 
     pub fn messages(&self) -> &[Message] {
         &self.messages
     }
 
+    /// Gives `location` an initial value (timestamp 0) if it has none yet: a model that learns
+    /// of a location only when it is first stored to records what it held before.
+    pub fn set_initial(&mut self, location: u64, value: u64) {
+        if let Err(index) = self.initial.binary_search_by_key(&location, |&(l, _)| l) {
+            self.initial.insert(index, (location, value));
+        }
+    }
+
+    /// The initial values given by [`Memory::new`] and [`Memory::set_initial`].
+    pub fn initial_values(&self) -> impl Iterator<Item = u64> + '_ {
+        self.initial.iter().map(|&(_, value)| value)
+    }
+
+    /// Maps every message's and initial value (a model keeping values elsewhere renumbers
+    /// them).
+    pub fn renumber_values(&mut self, renumber: impl Fn(u64) -> u64) {
+        for message in &mut self.messages {
+            message.value = renumber(message.value);
+        }
+        for (_, value) in &mut self.initial {
+            *value = renumber(*value);
+        }
+    }
+
+    /// The latest message of `location`: its timestamp and value.
+    pub fn latest(&self, location: u64) -> ReadCandidate {
+        let timestamp = self.latest_at(location, Timestamp::MAX);
+        ReadCandidate { timestamp, value: self.value_at(location, timestamp).expect("a message of the location") }
+    }
+
+    /// Forgets the messages no thread can read any more and renumbers the rest, so that two
+    /// states that differ only in stores nobody can see again are one state.
+    ///
+    /// A message of `l` is dead when, for every thread in `readers`, a newer message of `l` lies
+    /// at or below what the thread has already seen of `l` (`coherence[l] ⊔ read_new`: those
+    /// only grow), and for every location `weak(l)` says no load reads anything but the latest.
+    /// A promise is never dead. Views are renumbered to the number of live messages at or
+    /// below them: every comparison the engine makes (a view against a message's timestamp, the
+    /// largest of two views) gives the same answer before and after. The values of dead
+    /// messages are returned (oldest first) so that a model keeping a message's value elsewhere
+    /// can drop it.
+    pub fn collect(&mut self, readers: &mut [ThreadView], weak: impl Fn(u64) -> bool) -> Vec<u64> {
+        let live: Vec<bool> = (1..=self.messages.len() as Timestamp).map(|t| self.is_live(t, readers, &weak)).collect();
+        if live.iter().all(|&l| l) {
+            return Vec::new();
+        }
+        let mut rank = Vec::with_capacity(live.len() + 1);
+        rank.push(0);
+        for &alive in &live {
+            rank.push(rank.last().expect("starts with 0") + Timestamp::from(alive));
+        }
+        let renumber = |t: Timestamp| rank[(t as usize).min(live.len())];
+        for view in readers.iter_mut() {
+            view.renumber(&renumber, |t| t == 0 || live[t as usize - 1]);
+        }
+        for (_, timestamp) in &mut self.summaries {
+            *timestamp = renumber(*timestamp);
+        }
+        let mut dead = Vec::new();
+        let mut kept = Vec::with_capacity(live.len());
+        for (message, alive) in std::mem::take(&mut self.messages).into_iter().zip(live) {
+            match alive {
+                true => kept.push(message),
+                false => dead.push(message.value),
+            }
+        }
+        self.messages = kept;
+        dead
+    }
+
+    fn is_live(&self, timestamp: Timestamp, readers: &[ThreadView], weak: &impl Fn(u64) -> bool) -> bool {
+        let message = &self.messages[timestamp as usize - 1];
+        let latest = self.latest_at(message.location, Timestamp::MAX);
+        if message.promised || timestamp == latest {
+            return true;
+        }
+        weak(message.location)
+            && readers.iter().any(|view| {
+                let seen = view.coherence(message.location).max(view.read_new);
+                self.latest_at(message.location, seen) <= timestamp
+            })
+    }
     fn initial_value(&self, location: u64) -> u64 {
         match self.initial.binary_search_by_key(&location, |&(l, _)| l) {
             Ok(index) => self.initial[index].1,
@@ -452,6 +597,26 @@ mod tests {
         let store = Store { promised: Some(promised), ..Store::new(Y, 1, AccessOrder::Relaxed) };
         assert_eq!(memory.write(&mut thread, 0, store), Ok(promised));
         assert!(!thread.has_promises());
+    }
+
+    #[test]
+    fn collecting_forgets_what_nobody_can_read_and_keeps_every_answer() {
+        let mut memory = Memory::new([]);
+        let mut views = vec![ThreadView::default(), ThreadView::default()];
+        for value in 1..=3 {
+            memory.write(&mut views[0], 0, Store::new(X, value, AccessOrder::Relaxed)).unwrap();
+            memory.write(&mut views[0], 0, Store::new(Y, value, AccessOrder::Relaxed)).unwrap();
+        }
+        // Thread 1 has seen nothing: every store of x may still be read by it.
+        let before = latest_value(&memory, &views[1], X);
+        let dead = memory.collect(&mut views, |location| location == X);
+        assert_eq!(dead, vec![1, 2], "y is read only at its latest: its older stores go");
+        assert_eq!(latest_value(&memory, &views[1], X), before);
+        assert_eq!(latest_value(&memory, &views[0], X), vec![3], "its own stores: coherence");
+        let candidate = memory.read_candidates(&views[1], X, AccessOrder::Relaxed, 0, true)[1];
+        memory.read(&mut views[1], X, AccessOrder::Relaxed, 0, candidate);
+        assert_eq!(memory.collect(&mut views, |location| location == X), vec![1], "x=1 is behind both now");
+        assert_eq!(latest_value(&memory, &views[1], X), vec![3, 2]);
     }
 
     #[test]

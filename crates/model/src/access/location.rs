@@ -10,7 +10,7 @@ use crate::pgtable::{PresentPte, Pte};
 use crate::state::{AnonVmaId, FileId, Kernel, MmId, RwSem, ThreadId, Userfaultfd, Vma};
 
 pub(super) trait Location: Copy {
-    type Value: Clone + PartialEq;
+    type Value: Clone + PartialEq + 'static;
     fn object(self) -> Object;
     fn get(self, k: &Kernel) -> Self::Value;
     fn set(self, k: &mut Kernel, value: Self::Value);

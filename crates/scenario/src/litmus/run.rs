@@ -17,11 +17,9 @@ use std::cell::RefCell;
 use std::hash::{Hash, Hasher};
 
 /// Footprint objects beyond the locations (whose keys are their indices): the memory order
-/// (every store appends, so two stores never commute), the grace periods, and whether the
-/// execution was discarded (every step reads it: a discarding step disables every thread).
+/// (every store appends, so two stores never commute under a weak model) and the grace periods.
 const MEMORY_ORDER: u64 = 1 << 40;
 const GRACE_PERIODS: u64 = (1 << 40) + 1;
-const DISCARDED: u64 = (1 << 40) + 2;
 
 /// spin_lock() as the RMW qspinlock makes: 0 to 1.
 const LOCK: RmwOp = RmwOp::CompareExchange { expected: Operand::Constant(0), new: Operand::Constant(1) };
@@ -34,6 +32,10 @@ pub struct ThreadState {
     view: ThreadView,
     /// Store instructions promised and not yet run, with their timestamps.
     promised: Vec<(usize, Timestamp)>,
+    /// The thread broke a promise or misused a primitive: it stops, and the execution has no
+    /// final state. Only its own thread stops, so that discarding disables no other thread's
+    /// step (the independence the reduction relies on).
+    discarded: bool,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -43,8 +45,6 @@ pub struct State {
     rcu: Rcu,
     /// Promises made so far (at most [`PROMISES_MAX`]).
     promises_made: u32,
-    /// The execution broke a promise or misused a primitive: it has no final state.
-    discarded: bool,
 }
 
 /// Promises one execution may make. One breaks any cycle of program order and reads-from
@@ -117,11 +117,17 @@ impl<'c> LitmusModel<'c> {
     /// The actions of `thread`'s next step, in outcome order.
     fn actions(&self, state: &State, thread: usize) -> Vec<Action> {
         let mut actions = Vec::new();
-        if state.discarded {
+        let me = &state.threads[thread];
+        if me.discarded {
             return actions;
         }
-        let me = &state.threads[thread];
-        if let Some(instr) = self.instr(thread, me.pc) {
+        let instr = self.instr(thread, me.pc);
+        // Promises and quiescent states commute with the thread's local steps (register
+        // arithmetic, branches, fences: they read no shared state and no view a promise or a
+        // quiescent state changes), so they are offered only before a shared access, keeping
+        // local steps local for the reduction.
+        let offer = instr.is_none_or(|instr| !is_local(instr));
+        if let Some(instr) = instr {
             match instr {
                 Instr::Load { address, primitive, .. } => {
                     if let Some((location, address_view)) = self.location(me, address) {
@@ -137,11 +143,11 @@ impl<'c> LitmusModel<'c> {
                 Instr::SynchronizeEnd if !state.rcu.may_end(thread as u32) => {}
                 _ => actions.push(Action::Execute(None)),
             }
-            if self.promises_allowed() && state.promises_made < PROMISES_MAX {
+            if offer && self.promises_allowed() && state.promises_made < PROMISES_MAX {
                 actions.extend(self.promisable(me, thread).map(Action::Promise));
             }
         }
-        if self.compiled.uses_grace_periods && state.rcu.may_quiesce(thread as u32) {
+        if offer && self.compiled.uses_grace_periods && state.rcu.may_quiesce(thread as u32) {
             actions.push(Action::Quiesce);
         }
         actions
@@ -169,14 +175,22 @@ impl<'c> LitmusModel<'c> {
         (0..self.compiled.locations.len() as i64).contains(&index).then_some((index as u64, view))
     }
 
-    fn fail(&self, state: &mut State, message: String, effects: &mut Effects) {
-        self.discard(state, effects);
+    /// A store's footprint: its location and, under a weak model, the memory order (the
+    /// store's timestamp depends on every store before it).
+    fn note_store(&self, location: u64, effects: &mut Effects) {
+        effects.footprint.write(location);
+        if self.memory_model.is_weak() {
+            effects.footprint.write(MEMORY_ORDER);
+        }
+    }
+
+    fn fail(&self, state: &mut State, thread: usize, message: String) {
+        self.discard(state, thread);
         self.finals.borrow_mut().error.get_or_insert(message);
     }
 
-    fn discard(&self, state: &mut State, effects: &mut Effects) {
-        state.discarded = true;
-        effects.footprint.write(DISCARDED);
+    fn discard(&self, state: &mut State, thread: usize) {
+        state.threads[thread].discarded = true;
     }
 
     fn execute(&self, state: &mut State, thread: usize, read: Option<ReadCandidate>, effects: &mut Effects) {
@@ -243,7 +257,7 @@ impl<'c> LitmusModel<'c> {
             }
         };
         if let Err(message) = result {
-            self.fail(state, message, effects);
+            self.fail(state, thread, message);
         }
         if self.compiled.uses_grace_periods && self.instr(thread, state.threads[thread].pc).is_none() {
             // A finished thread is quiescent for good.
@@ -297,8 +311,7 @@ impl<'c> LitmusModel<'c> {
         let Some((location, address_view)) = self.location(me, address) else {
             return Err(format!("P{thread} stores to {}, which is not an address", evaluate(address, &me.registers).0));
         };
-        effects.footprint.write(location);
-        effects.footprint.write(MEMORY_ORDER);
+        self.note_store(location, effects);
         let ordering = self.table(primitive);
         if let Some(kind) = ordering.before {
             me.view.fence(kind);
@@ -312,7 +325,7 @@ impl<'c> LitmusModel<'c> {
             me.view.fence(kind);
         }
         if stored == Err(BrokenPromise) {
-            self.discard(state, effects);
+            self.discard(state, thread);
         }
         Ok(())
     }
@@ -331,8 +344,7 @@ impl<'c> LitmusModel<'c> {
         let Some((location, address_view)) = self.location(me, address) else {
             return Err(format!("P{thread} updates {}, which is not an address", evaluate(address, &me.registers).0));
         };
-        effects.footprint.write(location);
-        effects.footprint.write(MEMORY_ORDER);
+        self.note_store(location, effects);
         // Whether it succeeds decides its ordering: evaluate against the latest value first.
         let latest = state.memory.final_value(location) as i64;
         let (result, new) = apply(op, latest, &me.registers);
@@ -358,7 +370,7 @@ impl<'c> LitmusModel<'c> {
         match outcome {
             Ok((_, post)) => Ok(Some((result, post))),
             Err(BrokenPromise) => {
-                self.discard(state, effects);
+                self.discard(state, thread);
                 Ok(None)
             }
         }
@@ -375,6 +387,11 @@ impl<'c> LitmusModel<'c> {
         let view = &mut state.threads[thread].view;
         state.rcu.start(thread as u32, view, everyone, &finished).map_err(|e| format!("{e:?}"))
     }
+}
+
+/// A step that reads and writes no shared state and no view other steps look at.
+fn is_local(instr: &Instr) -> bool {
+    matches!(instr, Instr::Compute { .. } | Instr::BranchUnless { .. } | Instr::Jump(_) | Instr::Fence(_))
 }
 
 /// The RMW's result and the value it stores (none: a conditional one that fails).
@@ -478,11 +495,11 @@ impl Model for LitmusModel<'_> {
                 for &(register, value) in &self.compiled.initial_registers[t] {
                     registers[register] = (value, 0);
                 }
-                ThreadState { pc: 0, registers, view: ThreadView::default(), promised: Vec::new() }
+                ThreadState { pc: 0, registers, view: ThreadView::default(), promised: Vec::new(), discarded: false }
             })
             .collect();
         let rcu = Rcu::new(self.compiled.programs.len());
-        State { memory: Memory::new(initial), threads, rcu, promises_made: 0, discarded: false }
+        State { memory: Memory::new(initial), threads, rcu, promises_made: 0 }
     }
 
     fn enabled_threads(&self, state: &State, out: &mut Vec<ThreadId>) {
@@ -496,8 +513,8 @@ impl Model for LitmusModel<'_> {
     fn step(&self, state: &mut State, choice: Choice, effects: &mut Effects) {
         let thread = choice.thread as usize;
         let action = self.actions(state, thread)[choice.outcome as usize];
-        effects.footprint.read(DISCARDED);
-        if self.compiled.uses_grace_periods {
+        let local = self.instr(thread, state.threads[thread].pc).is_some_and(is_local);
+        if self.compiled.uses_grace_periods && !local {
             // Whether a grace period waits for this thread decides its outcomes.
             effects.footprint.read(GRACE_PERIODS);
         }
@@ -512,8 +529,7 @@ impl Model for LitmusModel<'_> {
                 };
                 let me = &mut state.threads[thread];
                 let (location, _) = self.location(me, address).expect("a constant address");
-                effects.footprint.write(location);
-                effects.footprint.write(MEMORY_ORDER);
+                self.note_store(location, effects);
                 let value = evaluate(value, &me.registers).0 as u64;
                 let timestamp = state.memory.promise(&mut me.view, thread as u32, location, value);
                 me.promised.push((index, timestamp));
@@ -528,12 +544,28 @@ impl Model for LitmusModel<'_> {
     }
 
     fn encode(&self, state: &State, out: &mut Vec<u8>) {
-        state.hash(&mut Bytes(out));
+        if self.memory_model.is_weak() {
+            state.hash(&mut Bytes(out));
+            return;
+        }
+        // Under sequential consistency a load reads the latest store and views order nothing:
+        // the state is the locations' values and each thread's place and register values, and
+        // stores to different locations commute.
+        let mut bytes = Bytes(out);
+        for location in 0..self.compiled.locations.len() as u64 {
+            state.memory.final_value(location).hash(&mut bytes);
+        }
+        for thread in &state.threads {
+            thread.pc.hash(&mut bytes);
+            thread.registers.iter().for_each(|(value, _)| value.hash(&mut bytes));
+            thread.discarded.hash(&mut bytes);
+        }
+        state.rcu.hash(&mut bytes);
     }
 
     fn check_final(&self, state: &State) -> Option<String> {
         let mut finals = self.finals.borrow_mut();
-        if state.discarded || state.threads.iter().any(|t| t.view.has_promises()) {
+        if state.threads.iter().any(|t| t.discarded || t.view.has_promises()) {
             return None;
         }
         let finished = (0..state.threads.len()).all(|t| self.instr(t, state.threads[t].pc).is_none());
