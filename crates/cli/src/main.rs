@@ -304,6 +304,9 @@ fn kernel_config(kernel: Option<&str>, patches: &[String]) -> Result<KernelConfi
         };
         config.set(patch, on);
     }
+    if let Some(conflict) = config.conflict() {
+        return Err(format!("kernel {}: {conflict}", config.label()).into());
+    }
     Ok(config)
 }
 

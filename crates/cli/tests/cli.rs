@@ -310,6 +310,17 @@ fn reverting_the_fix_on_6_18_finds_the_violation() {
 }
 
 #[test]
+fn a_fix_version_with_the_merged_fix_is_a_usage_error() {
+    let run = expect_code(&["check", "madv-free-dio", "--patch", "madv-free-refcount-check-v1=on"], 2);
+    assert!(run.stderr.contains("versions of one fix"), "{}", run.stderr);
+    let v2 = check_json(
+        &["--kernel", "6.18", "--patch", "madv-free-gup-race=off", "--patch", "madv-free-refcount-check-v2=on"],
+        0,
+    );
+    assert_eq!(v2["verdict"], "verified");
+}
+
+#[test]
 fn set_overrides_a_parameter() {
     let one = check_json(&["--kernel", "6.18"], 0);
     let two = check_json(&["--kernel", "6.18", "--set", "pages=2"], 0);
@@ -430,7 +441,10 @@ fn suite_json_has_one_report_per_kernel() {
     let reports = reports.as_array().expect("an array of reports");
     let kernels: Vec<&str> =
         reports.iter().filter(|r| r["scenario"] == "madv-free-dio").filter_map(|r| r["kernel"].as_str()).collect();
-    assert_eq!(kernels, vec!["5.17", "5.18", "6.18"]);
+    assert_eq!(
+        kernels,
+        vec!["5.16", "5.16 +madv-free-refcount-check-v1", "5.16 +madv-free-refcount-check-v2", "5.17", "5.18", "6.18"]
+    );
     assert!(reports.iter().all(|r| r["matches_expectation"] == true));
 }
 

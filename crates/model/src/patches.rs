@@ -58,6 +58,8 @@ pub enum Patch {
     UffdMoveKeepDirty,
     SwapcacheNoPinned,
     ReclaimPinnedActivate,
+    MadvFreeRefcountCheckV1,
+    MadvFreeRefcountCheckV2,
 }
 
 pub struct PatchInfo {
@@ -242,7 +244,35 @@ pub const PATCHES: &[PatchInfo] = &[
         subject: "[PATCH 06/19] mm/pagewalk: check pfnmap early for folio_walk_start() (\"mm: Support huge pfnmaps\", rejected in review)",
         summary: "folio_walk_start: return NULL for VM_IO|VM_PFNMAP VMAs, hiding anonymous folios COWed into private PFN maps",
     },
+    // The two postings of the MADV_FREE/GUP fix before the merged one: 6c8e2a256915
+    // (`madv-free-gup-race`) is v3 (20220131230255.789059-1-mfo@canonical.com), amended as v4
+    // (20220209202659.183418-1-mfo@canonical.com). They are versions of one fix: at most one of
+    // the three may be applied (MUTUALLY_EXCLUSIVE; KernelConfig::conflict), so on 5.18 and
+    // later an `expect` line or `--patch` turning one on must turn `madv-free-gup-race` off.
+    PatchInfo {
+        patch: Patch::MadvFreeRefcountCheckV1,
+        name: "madv-free-refcount-check-v1",
+        commit: "unmerged",
+        landed: None,
+        subject: "[PATCH] mm: fix race between MADV_FREE reclaim and blkdev direct IO read (v1, Message-Id 20211211022115.1547617-1-mfo@canonical.com, 11 Dec 2021; 6c8e2a256915 is its v3)",
+        summary: "try_to_unmap_one: lazyfree page discarded only if page_ref_count() == 2 and clean, the two reads ordered by smp_rmb(); no smp_mb() after the PTE clear, no mapcount",
+    },
+    PatchInfo {
+        patch: Patch::MadvFreeRefcountCheckV2,
+        name: "madv-free-refcount-check-v2",
+        commit: "unmerged",
+        landed: None,
+        subject: "[PATCH v2] mm: fix race between MADV_FREE reclaim and blkdev direct IO read (Message-Id 20220105233440.63361-1-mfo@canonical.com, 5 Jan 2022; 6c8e2a256915 is its v3)",
+        summary: "try_to_unmap_one: lazyfree page discarded only if page_ref_count() - 1 == page_mapcount() and clean, smp_rmb() after both reads; no smp_mb() after the PTE clear",
+    },
 ];
+
+/// Groups of registered changes that are versions of one fix: a kernel applies at most one
+/// change of each group. [`KernelConfig::conflict`] names a violation; the CLI, `expect` lines
+/// and replay tokens refuse it. (Should a caller build such a kernel anyway, the model follows
+/// the merged change: try_to_unmap_one asks for `madv-free-gup-race` first.)
+pub const MUTUALLY_EXCLUSIVE: &[&[Patch]] =
+    &[&[Patch::MadvFreeGupRace, Patch::MadvFreeRefcountCheckV1, Patch::MadvFreeRefcountCheckV2]];
 
 impl Patch {
     pub fn info(self) -> &'static PatchInfo {
@@ -293,6 +323,27 @@ impl KernelConfig {
         self.applied & patch.bit() != 0
     }
 
+    /// Why these changes do not make one kernel: two versions of one fix applied together
+    /// (see [`MUTUALLY_EXCLUSIVE`]). None for a consistent set.
+    pub fn conflict(&self) -> Option<String> {
+        for group in MUTUALLY_EXCLUSIVE {
+            let applied: Vec<&str> = group.iter().filter(|p| self.applies(**p)).map(|p| p.info().name).collect();
+            if applied.len() > 1 {
+                let merged: Vec<String> = group
+                    .iter()
+                    .filter(|p| self.applies(**p) && p.info().landed.is_some())
+                    .map(|p| format!(" (turn `{}` off: it landed in {})", p.info().name, p.info().landed.unwrap()))
+                    .collect();
+                return Some(format!(
+                    "{} are versions of one fix; a kernel applies at most one{}",
+                    applied.join(" and "),
+                    merged.concat()
+                ));
+            }
+        }
+        None
+    }
+
     /// `5.16`, or `6.18 +name -name` with overrides.
     pub fn label(&self) -> String {
         let mut label = self.version.to_string();
@@ -319,5 +370,40 @@ mod tests {
         assert!(!reverted.applies(Patch::MadvFreeGupRace));
         assert_eq!(reverted.label(), "6.18 -madv-free-gup-race");
         assert_eq!(Patch::by_name("6c8e2a256915"), Some(Patch::MadvFreeGupRace));
+    }
+
+    #[test]
+    fn madv_free_fix_versions_are_off_by_default_and_exclusive() {
+        for (patch, name) in [
+            (Patch::MadvFreeRefcountCheckV1, "madv-free-refcount-check-v1"),
+            (Patch::MadvFreeRefcountCheckV2, "madv-free-refcount-check-v2"),
+        ] {
+            assert_eq!(Patch::by_name(name), Some(patch));
+            assert_eq!(patch.info().landed, None);
+            // An unmerged change has no commit id to be found by.
+            assert_eq!(Patch::by_name("unmerged"), None);
+            for minor in 0..=19 {
+                assert!(!KernelConfig::for_version(KernelVersion::new(5, minor)).applies(patch));
+            }
+            for minor in 0..=18 {
+                assert!(!KernelConfig::for_version(KernelVersion::new(6, minor)).applies(patch));
+            }
+            let mut old = KernelConfig::for_version(KernelVersion::new(5, 16));
+            assert_eq!(old.conflict(), None);
+            old.set(patch, true);
+            assert!(old.applies(patch));
+            assert_eq!(old.conflict(), None);
+            assert_eq!(old.label(), format!("5.16 +{name}"));
+            let mut both = KernelConfig::for_version(KernelVersion::NEWEST);
+            both.set(patch, true);
+            let conflict = both.conflict().expect("v1/v2 with 6c8e2a256915 is refused");
+            assert!(conflict.contains(name) && conflict.contains("turn `madv-free-gup-race` off"), "{conflict}");
+            both.set(Patch::MadvFreeGupRace, false);
+            assert_eq!(both.conflict(), None);
+        }
+        let mut v1_v2 = KernelConfig::for_version(KernelVersion::new(5, 16));
+        v1_v2.set(Patch::MadvFreeRefcountCheckV1, true);
+        v1_v2.set(Patch::MadvFreeRefcountCheckV2, true);
+        assert!(v1_v2.conflict().is_some());
     }
 }

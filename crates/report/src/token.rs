@@ -78,6 +78,9 @@ impl ReplayToken {
             let patch = Patch::by_name(name).ok_or_else(|| format!("unknown patch `{name}` in the token"))?;
             config.set(patch, on);
         }
+        if let Some(conflict) = config.conflict() {
+            return Err(format!("kernel {} in the token: {conflict}", config.label()));
+        }
         let overrides = if overrides == "-" {
             Vec::new()
         } else {

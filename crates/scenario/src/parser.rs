@@ -7,7 +7,7 @@ use mmcheck_model::folio::PAGE_SIZE;
 use mmcheck_model::fs::proc::page::ProcPageFile;
 use mmcheck_model::fs::proc::task_mmu::SmapsField;
 use mmcheck_model::mm::userfaultfd::UFFD_API;
-use mmcheck_model::patches::{Patch, PATCHES};
+use mmcheck_model::patches::{KernelConfig, Patch, PATCHES};
 use mmcheck_model::program::{map, mremap, prot, Advice, Comparison, Instruction, Operand, SourceLocation};
 use mmcheck_model::thread::errno;
 use mmcheck_model::{KernelVersion, SystemSpec, ThreadSpec, ViolationKind};
@@ -327,7 +327,23 @@ impl<'a> Parser<'a> {
                 ))
             }
         };
+        let patches_start = self.token().start;
         let patches = self.patch_overrides()?;
+        let patches_end = self.tokens[self.at - 1].end;
+        // Two versions of one fix (MUTUALLY_EXCLUSIVE) on a kernel the suite would run.
+        for version in kernels.representatives() {
+            let mut kernel = KernelConfig::for_version(version);
+            for (patch, on) in &patches {
+                kernel.set(*patch, *on);
+            }
+            if let Some(conflict) = kernel.conflict() {
+                return Err(Diagnostic::new(
+                    format!("kernel {}: {conflict}", kernel.label()),
+                    patches_start,
+                    patches_end.max(patches_start),
+                ));
+            }
+        }
         self.expect(TokenKind::Colon, "`:`")?;
         let (word, word_span) = self.identifier("`verified` or `violation KIND`")?;
         let outcome = match word.as_str() {

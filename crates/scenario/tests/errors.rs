@@ -162,6 +162,25 @@ fn unsupported_kernel_comparison() {
 }
 
 #[test]
+fn two_versions_of_one_fix_in_expect() {
+    // 5.18 and later have 6c8e2a256915 (v3): its v1 or v2 on top is refused...
+    assert_error(
+        "scenario t\nexpect kernel >= 5.18 +madv-free-refcount-check-v2: verified\n",
+        "madv-free-gup-race and madv-free-refcount-check-v2 are versions of one fix",
+        2,
+        23,
+    );
+    assert_error(
+        "scenario t\nexpect kernel 5.16 +madv-free-refcount-check-v1 +madv-free-refcount-check-v2: verified\n",
+        "are versions of one fix",
+        2,
+        20,
+    );
+    // ...unless the merged version is turned off.
+    ok("scenario t\nexpect kernel 6.18 -madv-free-gup-race +madv-free-refcount-check-v2: verified\n");
+}
+
+#[test]
 fn expect_without_colon() {
     assert_error("scenario t\nexpect kernel >= 5.18 verified\n", "expected `:`", 2, 23);
 }
@@ -645,11 +664,19 @@ fn madv_free_dio_suite_kernels() {
     assert_eq!(scenario.name, "madv-free-dio");
     assert!(scenario.references.iter().any(|r| r == "6c8e2a256915"));
     let labels: Vec<String> = scenario.suite_kernels().iter().map(KernelConfig::label).collect();
-    assert_eq!(labels, ["5.17", "5.18", "6.18"]);
+    assert_eq!(
+        labels,
+        ["5.16", "5.16 +madv-free-refcount-check-v1", "5.16 +madv-free-refcount-check-v2", "5.17", "5.18", "6.18"]
+    );
     assert_eq!(
         scenario.expected(&KernelConfig::for_version(KernelVersion::new(5, 16))),
         Some(&Outcome::Violation(ViolationKind::DataLoss))
     );
+    for patch in [Patch::MadvFreeRefcountCheckV1, Patch::MadvFreeRefcountCheckV2] {
+        let mut kernel = KernelConfig::for_version(KernelVersion::new(5, 16));
+        kernel.set(patch, true);
+        assert_eq!(scenario.expected(&kernel), Some(&Outcome::Verified));
+    }
     assert_eq!(scenario.expected(&KernelConfig::for_version(KernelVersion::new(5, 18))), Some(&Outcome::Verified));
 }
 

@@ -212,6 +212,33 @@ pub enum UnmapStage {
     UnlockAnonVma,
 }
 
+/// Which lazyfree check try_to_unmap_one() has. The merged 6c8e2a256915 wins over the
+/// unmerged postings should a kernel apply both (KernelConfig::conflict refuses that).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum LazyfreeCheck {
+    /// Before the fix: "if (!PageDirty(page))".
+    DirtyOnly,
+    /// v1 (20211211022115.1547617-1-mfo@canonical.com): refcount == 2.
+    V1,
+    /// v2 (20220105233440.63361-1-mfo@canonical.com): ref_count - 1 == map_count.
+    V2,
+    /// 6c8e2a256915 (v3/v4): smp_mb(), then ref_count == 1 + map_count.
+    Merged,
+}
+
+/// mm/rmap.c: try_to_unmap_one(): the form of its "MADV_FREE page check" on this kernel.
+fn lazyfree_check(ctx: &Ctx) -> LazyfreeCheck {
+    if ctx.patched(Patch::MadvFreeGupRace) {
+        LazyfreeCheck::Merged
+    } else if ctx.patched(Patch::MadvFreeRefcountCheckV2) {
+        LazyfreeCheck::V2
+    } else if ctx.patched(Patch::MadvFreeRefcountCheckV1) {
+        LazyfreeCheck::V1
+    } else {
+        LazyfreeCheck::DirtyOnly
+    }
+}
+
 /// mm/rmap.c: try_to_unmap() → rmap_walk_anon() → try_to_unmap_one() for an anonymous folio.
 /// The caller (reclaim) holds the folio lock and the isolation reference.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -350,10 +377,11 @@ impl TryToUnmap {
             return UnmapStage::SwapPte;
         }
         // MADV_FREE page check.
-        if ctx.patched(Patch::MadvFreeGupRace) {
-            UnmapStage::SmpMb
-        } else {
-            UnmapStage::CheckDirty
+        match lazyfree_check(ctx) {
+            LazyfreeCheck::Merged => UnmapStage::SmpMb,
+            // v1 and v2 read the refcount right after the PTE clear: no smp_mb() between.
+            LazyfreeCheck::V1 | LazyfreeCheck::V2 => UnmapStage::ReadRefcount,
+            LazyfreeCheck::DirtyOnly => UnmapStage::CheckDirty,
         }
     }
 
@@ -409,28 +437,31 @@ impl TryToUnmap {
         self.map_count = 0;
     }
 
-    /// The lazyfree decision, in the three forms the kernel has had.
+    /// The lazyfree decision, in the three forms the kernel has had (and the two unmerged
+    /// postings before the merged one).
     fn check_dirty(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio;
         let dirty = ctx.flag_test(folio, PageFlag::Dirty);
-        let extra_ref = self.ref_count != 1 + self.map_count;
         let (ref_count, map_count) = (self.ref_count, self.map_count);
-        let discard = if !ctx.patched(Patch::MadvFreeGupRace) {
+        let check = lazyfree_check(ctx);
+        let discard = match check {
             // Before 6c8e2a256915: only the dirty flag is looked at.
-            !dirty
-        } else {
+            LazyfreeCheck::DirtyOnly => !dirty,
+            // v1: "if (refcount == 2 && !PageDirty(page))".
+            LazyfreeCheck::V1 => ref_count == 2 && !dirty,
+            // v2: "if ((ref_count - 1 == map_count) && !PageDirty(page))".
+            LazyfreeCheck::V2 => ref_count - 1 == map_count && !dirty,
             // "The only page refs must be one from isolation plus the rmap(s)."
-            !extra_ref && !dirty
+            LazyfreeCheck::Merged => ref_count == 1 + map_count && !dirty,
         };
         if discard {
             let (mm, _) = self.current();
             ctx.rss_add(mm, true, -1);
-            let checked_refs = ctx.patched(Patch::MadvFreeGupRace);
-            ctx.event("try_to_unmap_one", "discard", |_| {
-                if checked_refs {
+            ctx.event("try_to_unmap_one", "discard", |_| match check {
+                LazyfreeCheck::DirtyOnly => format!("folio {folio} clean (PageDirty only is checked): discard"),
+                LazyfreeCheck::V1 => format!("folio {folio} clean, refcount {ref_count} == 2: discard"),
+                LazyfreeCheck::V2 | LazyfreeCheck::Merged => {
                     format!("folio {folio} clean, refcount {ref_count} == 1 + mapcount {map_count}: discard")
-                } else {
-                    format!("folio {folio} clean (PageDirty only is checked): discard")
                 }
             });
             self.forget_snapshot();
@@ -472,14 +503,32 @@ impl KernelFunction for TryToUnmap {
                 Flow::Continue
             }
             UnmapStage::ReadRefcount => {
+                // folio_ref_count(folio); page_ref_count(page) in v1 and v2 (the head page's).
                 self.ref_count = ctx.ref_load(folio);
                 let value = self.ref_count;
                 ctx.event("try_to_unmap_one", "read_refcount", |_| format!("folio {folio} refcount {value}"));
-                self.stage = UnmapStage::ReadMapcount;
+                // v1 reads no mapcount: "int refcount = page_ref_count(page); ... smp_rmb();".
+                self.stage = if lazyfree_check(ctx) == LazyfreeCheck::V1 {
+                    UnmapStage::SmpRmb
+                } else {
+                    UnmapStage::ReadMapcount
+                };
                 Flow::Continue
             }
             UnmapStage::ReadMapcount => {
-                self.map_count = ctx.mapcount_load(folio);
+                self.map_count = if lazyfree_check(ctx) == LazyfreeCheck::V2 {
+                    // v2: "int map_count = page_mapcount(page);" of the head page `page`
+                    // (include/linux/mm.h, 5.16: its _mapcount + 1, through __page_mapcount()
+                    // with the compound mapcount for a compound page).
+                    let head = ctx.page_mapcount_load(folio, 0);
+                    if ctx.folio_test_large(folio) {
+                        head + ctx.entire_mapcount_load(folio)
+                    } else {
+                        head
+                    }
+                } else {
+                    ctx.mapcount_load(folio)
+                };
                 let value = self.map_count;
                 ctx.event("try_to_unmap_one", "read_mapcount", |_| format!("folio {folio} mapcount {value}"));
                 self.stage = UnmapStage::SmpRmb;

@@ -93,11 +93,13 @@ impl FinalState<'_> {
     }
 }
 
+/// Judges a final state: `None` when the filter leaves it out.
+pub type Judge<'c> = Box<dyn Fn(&FinalState) -> Option<bool> + 'c>;
+
 pub struct LitmusModel<'c> {
     pub compiled: &'c Compiled,
     pub memory_model: MemoryModel,
-    /// Judges a final state: `None` when the filter leaves it out.
-    pub judge: Box<dyn Fn(&FinalState) -> Option<bool> + 'c>,
+    pub judge: Judge<'c>,
     pub finals: RefCell<Finals>,
 }
 
