@@ -13,7 +13,13 @@ fn test_limits(seconds_max: f64) -> Limits {
     Limits { seconds_max, states_max: 2_000_000, memory_bytes_max: 2 << 30, ..Limits::default() }
 }
 
-pub fn litmus(paths: &[String], models: &[MemoryModel], seconds_max: f64, all: bool, json: bool) -> Result<ExitCode, UsageError> {
+pub fn litmus(
+    paths: &[String],
+    models: &[MemoryModel],
+    seconds_max: f64,
+    all: bool,
+    json: bool,
+) -> Result<ExitCode, UsageError> {
     if paths.is_empty() {
         return Err("name at least one litmus file or directory".into());
     }

@@ -40,6 +40,9 @@ enum StrategyArgument {
 enum Command {
     /// Every built-in scenario under every kernel its `expect` lines name (the default).
     Suite {
+        /// Only the lines under these memory models (sc, x86, arm64, lkmm; commas): default all.
+        #[arg(long, value_delimiter = ',')]
+        memory_model: Vec<String>,
         #[arg(long)]
         json: bool,
     },
@@ -147,8 +150,8 @@ impl<T: Into<String>> From<T> for UsageError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Suite { json: false }) {
-        Command::Suite { json } => suite(json),
+    let result = match cli.command.unwrap_or(Command::Suite { memory_model: Vec::new(), json: false }) {
+        Command::Suite { memory_model, json } => memory_models(&memory_model).and_then(|models| suite(&models, json)),
         Command::List => list(),
         Command::Kernels => kernels(),
         Command::Check {
@@ -374,7 +377,7 @@ fn check(
 }
 
 fn replay(token_or_file: &str, file: Option<&str>, json: bool) -> Result<ExitCode, UsageError> {
-    let token_text = if token_or_file.starts_with("mmc1/") {
+    let token_text = if token_or_file.starts_with("mmc1/") || token_or_file.starts_with("mmc2/") {
         token_or_file.to_string()
     } else {
         let text = std::fs::read_to_string(token_or_file).map_err(|e| format!("cannot read `{token_or_file}`: {e}"))?;
@@ -426,17 +429,20 @@ fn kernels() -> Result<ExitCode, UsageError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn suite(json: bool) -> Result<ExitCode, UsageError> {
+fn suite(models: &[mmcheck_explorer::memory::MemoryModel], json: bool) -> Result<ExitCode, UsageError> {
     let mut rows = Vec::new();
     let mut reports = Vec::new();
     for (file, text) in BUILTIN {
         let scenario = parse(&format!("scenarios/{file}"), text)?;
-        for kernel in scenario.suite_kernels() {
-            let options = CheckOptions::new(kernel.clone());
+        let runs = scenario.suite_runs().into_iter().filter(|(_, m)| models.is_empty() || models.contains(m));
+        for (kernel, memory_model) in runs {
+            let mut options = CheckOptions::new(kernel.clone());
+            options.memory_model = memory_model;
             let report = mmcheck_report::check(&scenario, &options, None)?;
+            let under = if memory_model.is_weak() { format!(" under {memory_model}") } else { String::new() };
             rows.push(SuiteRow {
                 scenario: scenario.name.clone(),
-                kernel: kernel.label(),
+                kernel: kernel.label() + &under,
                 expected: report.expected.clone().unwrap_or_else(|| "-".to_string()),
                 got: report.violation.as_ref().map_or(report.verdict.clone(), |v| format!("violation {}", v.kind)),
                 states: report.states,

@@ -457,6 +457,10 @@ impl<'a> Ctx<'a> {
     pub fn wake_up_new_task(&mut self, child: ThreadId, registers: crate::shared::Shared<Vec<i64>>) {
         self.k.thread_mut(child).registers = registers;
         self.store(Status(child), crate::thread::ThreadStatus::Running, Ordering::Release);
+        // The child starts after everything its parent did (clone() orders them).
+        if let Some(memory) = self.k.weak.as_deref_mut() {
+            memory.inherit(child as usize, self.thread as usize);
+        }
     }
 
     /// Whether `thread` finished (join's read of its status).

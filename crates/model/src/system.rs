@@ -3,6 +3,7 @@
 //!
 //! Architecture invariant: the model is deterministic and knows nothing of the search order.
 
+use crate::access::weak::WeakMemory;
 use crate::access::{Ctx, Effects, Event};
 use crate::drivers::{order_for, DeviceKind, DeviceSpec};
 use crate::folio::{
@@ -19,7 +20,6 @@ use crate::shared::Shared;
 use crate::state::{File, Kernel, Mm, MmId, SwapInfo, ThreadId};
 use crate::thread::{errno, Flow, Frame, Thread, ThreadStatus};
 use crate::violation::{Violation, ViolationKind};
-use crate::access::weak::WeakMemory;
 use mmcheck_explorer::memory::MemoryModel;
 use mmcheck_explorer::{Choice, Model, StepEffects};
 use std::ops::Range;
@@ -549,8 +549,9 @@ impl Model for System {
         ctx.outcome = choice.outcome;
         self.step_thread(&mut ctx, thread);
         let referenced_reads = ctx.finish();
-        if let Some(memory) = k.weak.as_deref_mut() {
-            memory.collect();
+        if k.weak.is_some() {
+            let running: Vec<bool> = k.threads.iter().map(|t| t.status == ThreadStatus::Running).collect();
+            k.weak.as_deref_mut().expect("checked").collect(&running);
         }
         if let Some((readers, folios)) = before {
             let Some(readers) = readers else { return };

@@ -141,7 +141,7 @@ pub fn check(
             explore_pct(&system, explorer_options, options.seed, options.pct_depth, events.len() as u64)
         }
     };
-    let expected = scenario.expected(&options.kernel).cloned();
+    let expected = scenario.expected_under(&options.kernel, options.memory_model).cloned();
     let violation = outcome.violation.as_ref().map(|(v, _)| v.clone());
     let matches_expectation = expected.as_ref().map(|e| matches(e, &outcome.verdict, violation.as_ref()));
     let (replay, trace) = match &outcome.violation {
@@ -215,11 +215,24 @@ pub fn trace_of(system: &System, schedule: &[Choice]) -> Result<(Vec<TraceStep>,
                 thread: system.thread_name(choice.thread).to_string(),
                 function: event.function.to_string(),
                 label: event.label.to_string(),
-                detail: event.detail.clone(),
+                detail: event.detail.clone() + &stale_note(event),
             });
         }
     }
     Ok((steps, replayed.violation))
+}
+
+/// Under a weak memory model, the loads of a step that read a store older than the latest.
+fn stale_note(event: &mmcheck_model::Event) -> String {
+    let stale: Vec<String> =
+        event.accesses.iter().filter(|a| a.stale).filter_map(|a| a.object).map(|o| format!("{o:?}")).collect();
+    match stale.is_empty() {
+        true => String::new(),
+        false => format!(
+            " [weak memory: this load of {} read an older store; the latest is not yet visible to this CPU]",
+            stale.join(", ")
+        ),
+    }
 }
 
 /// Re-executes a replay token against a scenario.

@@ -10,6 +10,7 @@ mod parser;
 
 pub use parser::parse;
 
+use mmcheck_explorer::memory::MemoryModel;
 use mmcheck_model::folio::{PageData, PAGE_SIZE};
 use mmcheck_model::patches::Patch;
 use mmcheck_model::{KernelConfig, KernelVersion, SystemSpec, ViolationKind};
@@ -108,6 +109,8 @@ pub struct Expectation {
     /// Registered changes turned on (`+name`) or off (`-name`) for this line.
     #[serde(serialize_with = "patch_names")]
     pub patches: Vec<(Patch, bool)>,
+    /// `under arm64`: the memory model the line speaks of (sequential consistency without).
+    pub memory_model: MemoryModel,
     pub outcome: Outcome,
     pub line: usize,
 }
@@ -122,6 +125,10 @@ impl Expectation {
     /// the line names is set as the line says.
     pub fn covers(&self, kernel: &KernelConfig) -> bool {
         self.kernels.contains(kernel.version) && self.patches.iter().all(|(patch, on)| kernel.applies(*patch) == *on)
+    }
+
+    pub fn covers_under(&self, kernel: &KernelConfig, memory_model: MemoryModel) -> bool {
+        self.memory_model == memory_model && self.covers(kernel)
     }
 
     /// `>= 6.8`, or `6.8 -rmap-silence-large-rmappable-warning`.
@@ -149,14 +156,34 @@ pub struct Scenario {
 impl Scenario {
     /// The expected outcome for a kernel, from the first `expect` line that covers it.
     pub fn expected(&self, kernel: &KernelConfig) -> Option<&Outcome> {
-        self.expectations.iter().find(|e| e.covers(kernel)).map(|e| &e.outcome)
+        self.expected_under(kernel, MemoryModel::Sc)
+    }
+
+    /// The expected outcome for a kernel under a memory model (lines with `under MODEL`).
+    pub fn expected_under(&self, kernel: &KernelConfig, memory_model: MemoryModel) -> Option<&Outcome> {
+        self.expectations.iter().find(|e| e.covers_under(kernel, memory_model)).map(|e| &e.outcome)
+    }
+
+    /// The suite's runs: [`Scenario::suite_kernels`] for each memory model the lines name.
+    pub fn suite_runs(&self) -> Vec<(KernelConfig, MemoryModel)> {
+        let mut runs = Vec::new();
+        for model in MemoryModel::ALL {
+            if self.expectations.iter().any(|e| e.memory_model == model) {
+                runs.extend(self.suite_kernels_under(model).into_iter().map(|kernel| (kernel, model)));
+            }
+        }
+        runs
     }
 
     /// The kernels the suite checks this scenario under: each line's representative versions
     /// with the line's patch overrides, oldest first.
     pub fn suite_kernels(&self) -> Vec<KernelConfig> {
+        self.suite_kernels_under(MemoryModel::Sc)
+    }
+
+    fn suite_kernels_under(&self, memory_model: MemoryModel) -> Vec<KernelConfig> {
         let mut kernels: Vec<KernelConfig> = Vec::new();
-        for expectation in &self.expectations {
+        for expectation in self.expectations.iter().filter(|e| e.memory_model == memory_model) {
             for version in expectation.kernels.representatives() {
                 let mut kernel = KernelConfig::for_version(version);
                 for (patch, on) in &expectation.patches {

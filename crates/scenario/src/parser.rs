@@ -2,6 +2,7 @@
 
 use crate::lexer::{tokenize, Token, TokenKind};
 use crate::{filled_file, Diagnostic, Expectation, KernelRange, Outcome, Scenario};
+use mmcheck_explorer::memory::MemoryModel;
 use mmcheck_model::drivers::{DeviceKind, DeviceSpec};
 use mmcheck_model::folio::PAGE_SIZE;
 use mmcheck_model::fs::proc::page::ProcPageFile;
@@ -344,6 +345,7 @@ impl<'a> Parser<'a> {
                 ));
             }
         }
+        let memory_model = self.memory_model()?;
         self.expect(TokenKind::Colon, "`:`")?;
         let (word, word_span) = self.identifier("`verified` or `violation KIND`")?;
         let outcome = match word.as_str() {
@@ -371,7 +373,20 @@ impl<'a> Parser<'a> {
                 ))
             }
         };
-        Ok(Expectation { kernels, patches, outcome, line })
+        Ok(Expectation { kernels, patches, memory_model, outcome, line })
+    }
+
+    /// `under arm64` before an expectation's colon (sequential consistency without one).
+    fn memory_model(&mut self) -> Result<MemoryModel, Diagnostic> {
+        if !matches!(self.peek(), TokenKind::Identifier(word) if word == "under") {
+            return Ok(MemoryModel::Sc);
+        }
+        self.advance();
+        let (name, span) = self.identifier("a memory model: sc, x86, arm64 or lkmm")?;
+        MemoryModel::parse(&name).ok_or_else(|| {
+            Diagnostic::new(format!("unknown memory model `{name}`"), span.0, span.1)
+                .with_note("memory models: sc, x86, arm64, lkmm")
+        })
     }
 
     fn device(&mut self) -> Result<DeviceDecl, Diagnostic> {

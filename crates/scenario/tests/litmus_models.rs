@@ -33,7 +33,10 @@ use Observed::{Never, Sometimes};
 
 #[test]
 fn store_buffering_needs_a_full_barrier_on_both_sides() {
-    let plain = test(&["WRITE_ONCE(*x, 1); int r0 = READ_ONCE(*y);", "WRITE_ONCE(*y, 1); int r0 = READ_ONCE(*x);"], "0:r0=0 /\\ 1:r0=0");
+    let plain = test(
+        &["WRITE_ONCE(*x, 1); int r0 = READ_ONCE(*y);", "WRITE_ONCE(*y, 1); int r0 = READ_ONCE(*x);"],
+        "0:r0=0 /\\ 1:r0=0",
+    );
     expect("SB", &plain, [Never, Sometimes, Sometimes, Sometimes]);
     let one = test(
         &["WRITE_ONCE(*x, 1); smp_mb(); int r0 = READ_ONCE(*y);", "WRITE_ONCE(*y, 1); int r0 = READ_ONCE(*x);"],
@@ -41,14 +44,20 @@ fn store_buffering_needs_a_full_barrier_on_both_sides() {
     );
     expect("SB+mb+po", &one, [Never, Sometimes, Sometimes, Sometimes]);
     let both = test(
-        &["WRITE_ONCE(*x, 1); smp_mb(); int r0 = READ_ONCE(*y);", "WRITE_ONCE(*y, 1); smp_mb(); int r0 = READ_ONCE(*x);"],
+        &[
+            "WRITE_ONCE(*x, 1); smp_mb(); int r0 = READ_ONCE(*y);",
+            "WRITE_ONCE(*y, 1); smp_mb(); int r0 = READ_ONCE(*x);",
+        ],
         "0:r0=0 /\\ 1:r0=0",
     );
     expect("SB+mbs", &both, [Never; 4]);
     // The seed's shape: a full-barrier RMW on one side (GUP-fast's folio_try_get()) and a
     // relaxed xchg (arm64's ptep_get_and_clear()) on the other.
     let seed = test(
-        &["int r1 = xchg_relaxed(x, 0); int r0 = READ_ONCE(*y);", "int r1 = atomic_add_unless(y, 1, 0); int r0 = READ_ONCE(*x);"],
+        &[
+            "int r1 = xchg_relaxed(x, 0); int r0 = READ_ONCE(*y);",
+            "int r1 = atomic_add_unless(y, 1, 0); int r0 = READ_ONCE(*x);",
+        ],
         "0:r0=1 /\\ 1:r0=1",
     );
     let seed = seed.replace("{\n}", "{\nx=1;\ny=1;\n}");
@@ -82,20 +91,29 @@ fn message_passing_needs_ordering_on_both_sides_except_on_x86() {
 
 #[test]
 fn load_buffering_is_shown_by_promises_and_stopped_by_dependencies() {
-    let plain = test(&["int r0 = READ_ONCE(*x); WRITE_ONCE(*y, 1);", "int r0 = READ_ONCE(*y); WRITE_ONCE(*x, 1);"], "0:r0=1 /\\ 1:r0=1");
+    let plain = test(
+        &["int r0 = READ_ONCE(*x); WRITE_ONCE(*y, 1);", "int r0 = READ_ONCE(*y); WRITE_ONCE(*x, 1);"],
+        "0:r0=1 /\\ 1:r0=1",
+    );
     expect("LB", &plain, [Never, Never, Sometimes, Sometimes]);
     let ctrl = test(
         &["int r0 = READ_ONCE(*x); if (r0) WRITE_ONCE(*y, 1);", "int r0 = READ_ONCE(*y); if (r0) WRITE_ONCE(*x, 1);"],
         "0:r0=1 /\\ 1:r0=1",
     );
     expect("LB+ctrls", &ctrl, [Never; 4]);
-    let data = test(&["int r0 = READ_ONCE(*x); WRITE_ONCE(*y, r0);", "int r0 = READ_ONCE(*y); WRITE_ONCE(*x, r0);"], "0:r0=1 /\\ 1:r0=1");
+    let data = test(
+        &["int r0 = READ_ONCE(*x); WRITE_ONCE(*y, r0);", "int r0 = READ_ONCE(*y); WRITE_ONCE(*x, r0);"],
+        "0:r0=1 /\\ 1:r0=1",
+    );
     expect("LB+datas (out of thin air)", &data, [Never; 4]);
 }
 
 #[test]
 fn store_shapes_need_promises_on_arm64() {
-    let s = test(&["WRITE_ONCE(*x, 2); WRITE_ONCE(*y, 1);", "int r0 = READ_ONCE(*y); WRITE_ONCE(*x, 1);"], "x=2 /\\ 1:r0=1");
+    let s = test(
+        &["WRITE_ONCE(*x, 2); WRITE_ONCE(*y, 1);", "int r0 = READ_ONCE(*y); WRITE_ONCE(*x, 1);"],
+        "x=2 /\\ 1:r0=1",
+    );
     expect("S", &s, [Never, Never, Sometimes, Sometimes]);
     let ww = test(&["WRITE_ONCE(*x, 1); WRITE_ONCE(*y, 2);", "WRITE_ONCE(*y, 1); WRITE_ONCE(*x, 2);"], "x=1 /\\ y=1");
     expect("2+2W", &ww, [Never, Never, Sometimes, Sometimes]);
@@ -105,11 +123,21 @@ fn store_shapes_need_promises_on_arm64() {
 fn independent_reads_of_independent_writes() {
     let writers = ["WRITE_ONCE(*x, 1);", "WRITE_ONCE(*y, 1);"];
     let condition = "2:r0=1 /\\ 2:r1=0 /\\ 3:r0=1 /\\ 3:r1=0";
-    let rmb = [writers[0], writers[1], "int r0 = READ_ONCE(*x); smp_rmb(); int r1 = READ_ONCE(*y);", "int r0 = READ_ONCE(*y); smp_rmb(); int r1 = READ_ONCE(*x);"];
+    let rmb = [
+        writers[0],
+        writers[1],
+        "int r0 = READ_ONCE(*x); smp_rmb(); int r1 = READ_ONCE(*y);",
+        "int r0 = READ_ONCE(*y); smp_rmb(); int r1 = READ_ONCE(*x);",
+    ];
     // The LKMM allows IRIW+rmbs ("rmb is not transitive"); x86 and arm64 are multi-copy
     // atomic, as this engine is: it never shows it (an allowed outcome missed under lkmm).
     expect("IRIW+rmbs", &test(&rmb, condition), [Never; 4]);
-    let plain = [writers[0], writers[1], "int r0 = READ_ONCE(*x); int r1 = READ_ONCE(*y);", "int r0 = READ_ONCE(*y); int r1 = READ_ONCE(*x);"];
+    let plain = [
+        writers[0],
+        writers[1],
+        "int r0 = READ_ONCE(*x); int r1 = READ_ONCE(*y);",
+        "int r0 = READ_ONCE(*y); int r1 = READ_ONCE(*x);",
+    ];
     expect("IRIW", &test(&plain, condition), [Never, Never, Sometimes, Sometimes]);
 }
 
@@ -132,7 +160,10 @@ fn spin_locks_and_rcu_order_what_they_protect() {
     );
     expect("RCU grace period against a reader", &rcu, [Never; 4]);
     let no_gp = test(
-        &["rcu_read_lock(); int r0 = READ_ONCE(*x); int r1 = READ_ONCE(*y); rcu_read_unlock();", "WRITE_ONCE(*y, 1); WRITE_ONCE(*x, 1);"],
+        &[
+            "rcu_read_lock(); int r0 = READ_ONCE(*x); int r1 = READ_ONCE(*y); rcu_read_unlock();",
+            "WRITE_ONCE(*y, 1); WRITE_ONCE(*x, 1);",
+        ],
         "0:r0=1 /\\ 0:r1=0",
     );
     expect("the same without the grace period", &no_gp, [Never, Never, Sometimes, Sometimes]);
@@ -140,7 +171,10 @@ fn spin_locks_and_rcu_order_what_they_protect() {
 
 #[test]
 fn the_same_test_gives_the_same_run() {
-    let source = test(&["int r0 = READ_ONCE(*x); WRITE_ONCE(*y, 1);", "int r0 = READ_ONCE(*y); WRITE_ONCE(*x, 1);"], "0:r0=1 /\\ 1:r0=1");
+    let source = test(
+        &["int r0 = READ_ONCE(*x); WRITE_ONCE(*y, 1);", "int r0 = READ_ONCE(*y); WRITE_ONCE(*x, 1);"],
+        "0:r0=1 /\\ 1:r0=1",
+    );
     let test = parse(&source).unwrap();
     let first = check(&test, Arm64, &Limits::default());
     let second = check(&test, Arm64, &Limits::default());

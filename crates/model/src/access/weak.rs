@@ -119,7 +119,15 @@ impl WeakMemory {
 
     /// A store, or the write of an RMW (`op`), of `value`; `old` is what the location held, its
     /// initial value if the engine has not seen it before.
-    pub fn store(&mut self, thread: usize, op: AccessOp, object: Object, ordering: Ordering, old: &dyn Any, value: &dyn Any) {
+    pub fn store(
+        &mut self,
+        thread: usize,
+        op: AccessOp,
+        object: Object,
+        ordering: Ordering,
+        old: &dyn Any,
+        value: &dyn Any,
+    ) {
         let order = self.ordering(op, ordering);
         let key = object.key();
         if !is_weak(object) {
@@ -182,12 +190,25 @@ impl WeakMemory {
         self.fence(thread, kind);
     }
 
-    /// Forgets the stores nobody can read any more, and their values (the canonical form: two
-    /// runs that differ only in what nobody can see again meet).
-    pub fn collect(&mut self) {
-        let dead = self.memory.collect(&mut self.views, is_weak_key);
-        if dead.iter().all(|&value| value == NO_VALUE) {
-            return;
+    /// A new thread starts with its parent's views.
+    pub fn inherit(&mut self, child: usize, parent: usize) {
+        self.views[child] = self.views[parent].clone();
+    }
+
+    /// Forgets the stores no running thread can read any more, and their values (the canonical
+    /// form: two runs that differ only in what nobody can see again meet). A thread that has
+    /// not started will inherit its parent's views, and one that ended reads nothing: neither
+    /// keeps a store alive, and an ended one's views are forgotten.
+    pub fn collect(&mut self, running: &[bool]) {
+        for (view, _) in self.views.iter_mut().zip(running).filter(|(_, &running)| !running) {
+            *view = ThreadView::default();
+        }
+        let mut readers: Vec<ThreadView> =
+            self.views.iter().zip(running).filter(|(_, &running)| running).map(|(v, _)| v.clone()).collect();
+        self.memory.collect(&mut readers, is_weak_key);
+        let mut readers = readers.into_iter();
+        for (view, _) in self.views.iter_mut().zip(running).filter(|(_, &running)| running) {
+            *view = readers.next().expect("one per running thread");
         }
         // Renumber the values still referenced, in the order of their messages.
         let mut kept: Vec<(u64, WeakValue)> = Vec::new();

@@ -3,9 +3,7 @@
 //! holding several accesses (`r = READ_ONCE(*x) + READ_ONCE(*y)`) becomes one step per access,
 //! left to right, into temporary registers.
 
-use super::{
-    BinaryOperator, Expr, ExprKind, InitValue, LitmusTest, Location, Position, Stmt, StmtKind, UnaryOperator,
-};
+use super::{BinaryOperator, Expr, ExprKind, InitValue, LitmusTest, Location, Position, Stmt, StmtKind, UnaryOperator};
 use mmcheck_model::arch::Primitive;
 use std::collections::BTreeMap;
 
@@ -59,17 +57,39 @@ pub enum RmwOp {
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Instr {
-    Load { target: usize, address: Operand, primitive: Primitive },
-    Store { address: Operand, value: Operand, primitive: Primitive },
+    Load {
+        target: usize,
+        address: Operand,
+        primitive: Primitive,
+    },
+    Store {
+        address: Operand,
+        value: Operand,
+        primitive: Primitive,
+    },
     /// `primitive` orders a successful one; a failed conditional RMW is a plain load.
-    Rmw { target: usize, address: Operand, op: RmwOp, primitive: Primitive },
+    Rmw {
+        target: usize,
+        address: Operand,
+        op: RmwOp,
+        primitive: Primitive,
+    },
     Fence(Primitive),
-    Compute { target: usize, value: Operand },
+    Compute {
+        target: usize,
+        value: Operand,
+    },
     /// Goes to `target` when the condition is zero: a control dependency on its registers.
-    BranchUnless { condition: Operand, target: usize },
+    BranchUnless {
+        condition: Operand,
+        target: usize,
+    },
     Jump(usize),
     Lock(Operand),
-    TryLock { target: usize, address: Operand },
+    TryLock {
+        target: usize,
+        address: Operand,
+    },
     Unlock(Operand),
     RcuReadLock,
     RcuReadUnlock,
@@ -123,7 +143,8 @@ pub fn compile(test: &LitmusTest) -> Result<Compiled, Unsupported> {
         if thread.index != index {
             return Err(unsupported("threads not numbered P0, P1, ... in order", thread.span.start));
         }
-        let mut builder = Builder { compiled: &compiled, program: Program::default(), names: BTreeMap::new(), loops: 0 };
+        let mut builder =
+            Builder { compiled: &compiled, program: Program::default(), names: BTreeMap::new(), loops: 0 };
         for stmt in &thread.body {
             builder.statement(stmt)?;
         }
@@ -202,7 +223,9 @@ fn initialise(test: &LitmusTest, compiled: &mut Compiled) -> Result<(), Unsuppor
                 [InitValue::Integer(value)] => value,
                 _ => return Err(unsupported("ATOMIC_INIT of a non-integer", entry.span.start)),
             },
-            Some(InitValue::Call { name, .. }) => return Err(unsupported(format!("initialiser {name}"), entry.span.start)),
+            Some(InitValue::Call { name, .. }) => {
+                return Err(unsupported(format!("initialiser {name}"), entry.span.start))
+            }
         };
         match &entry.target {
             Location::Global(name) => {
@@ -211,7 +234,10 @@ fn initialise(test: &LitmusTest, compiled: &mut Compiled) -> Result<(), Unsuppor
             }
             Location::Register { thread, name } => {
                 let Some(program) = compiled.programs.get_mut(*thread) else {
-                    return Err(unsupported(format!("register of a thread P{thread} the test lacks"), entry.span.start));
+                    return Err(unsupported(
+                        format!("register of a thread P{thread} the test lacks"),
+                        entry.span.start,
+                    ));
                 };
                 let register = match program.registers.iter().position(|r| r == name) {
                     Some(register) => register,

@@ -8,9 +8,7 @@
 //! not one of the model's and has no final state.
 
 use super::compile::{Compiled, Instr, Operand, RmwOp, ADDRESS_BASE};
-use mmcheck_explorer::memory::{
-    BrokenPromise, Memory, MemoryModel, ReadCandidate, Rcu, Store, ThreadView, Timestamp,
-};
+use mmcheck_explorer::memory::{BrokenPromise, Memory, MemoryModel, Rcu, ReadCandidate, Store, ThreadView, Timestamp};
 use mmcheck_explorer::{Choice, Model, StepEffects, ThreadId};
 use mmcheck_model::arch::{ordering, Ordering, Primitive};
 use std::cell::RefCell;
@@ -224,8 +222,12 @@ impl<'c> LitmusModel<'c> {
                 }
                 Ok(())
             }
-            Instr::Load { target, address, primitive } => self.load(state, thread, *target, address, *primitive, read, effects),
-            Instr::Store { address, value, primitive } => self.store(state, thread, pc, address, value, *primitive, effects),
+            Instr::Load { target, address, primitive } => {
+                self.load(state, thread, *target, address, *primitive, read, effects)
+            }
+            Instr::Store { address, value, primitive } => {
+                self.store(state, thread, pc, address, value, *primitive, effects)
+            }
             Instr::Rmw { target, address, op, primitive } => {
                 self.rmw(state, thread, address, op, *primitive, effects).map(|result| {
                     if let Some(result) = result {
@@ -282,7 +284,10 @@ impl<'c> LitmusModel<'c> {
     ) -> Result<(), String> {
         let me = &mut state.threads[thread];
         let Some((location, address_view)) = self.location(me, address) else {
-            return Err(format!("P{thread} loads from {}, which is not an address", evaluate(address, &me.registers).0));
+            return Err(format!(
+                "P{thread} loads from {}, which is not an address",
+                evaluate(address, &me.registers).0
+            ));
         };
         effects.footprint.read(location);
         let ordering = self.table(primitive);
@@ -321,7 +326,13 @@ impl<'c> LitmusModel<'c> {
         let (value, data_view) = evaluate(value, &me.registers);
         let promise = me.promised.iter().position(|&(index, _)| index == pc).map(|i| me.promised.remove(i).1);
         let dependencies = address_view.max(data_view);
-        let store = Store { location, value: value as u64, order: ordering.write, dependency_view: dependencies, promised: promise };
+        let store = Store {
+            location,
+            value: value as u64,
+            order: ordering.write,
+            dependency_view: dependencies,
+            promised: promise,
+        };
         let stored = state.memory.write(&mut me.view, thread as u32, store);
         if let Some(kind) = ordering.after {
             me.view.fence(kind);
