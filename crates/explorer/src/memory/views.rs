@@ -163,6 +163,12 @@ impl ThreadView {
         }
     }
 
+    /// Everything the thread has read: a load given this as its address view is ordered after
+    /// every earlier load (as if its address depended on them all).
+    pub fn reads(&self) -> Timestamp {
+        self.read_old
+    }
+
     /// Everything the thread has read or written: what a full fence orders later accesses after.
     pub fn everything(&self) -> Timestamp {
         self.read_old.max(self.write_old)

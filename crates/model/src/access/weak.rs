@@ -9,7 +9,9 @@
 //! them). Every other load reads the latest store, which is stronger than any architecture:
 //! the model then shows fewer behaviours, never one the architecture forbids. Within a step,
 //! only the first weak load chooses (the step's outcome); later ones read the latest, for the
-//! same reason. These two confinements cost completeness and are said in the verdict's text.
+//! same reason. The model carries no address or data dependencies, so a weak load is ordered
+//! after every earlier load of its thread, as if it depended on them all (stronger again). These
+//! confinements cost completeness and are said in the verdict's text.
 //! A test (tests/weak_memory.rs) shows the store-buffering race the confinement is for.
 
 use super::{AccessOp, Object, Ordering};
@@ -83,10 +85,14 @@ impl WeakMemory {
         }
     }
 
-    /// The stores a weak load of `object` may read, latest first.
+    /// The stores a weak load of `object` may read, latest first. Its address view is everything
+    /// the thread has read: the model carries no dependencies, so every weak load is ordered
+    /// after the thread's earlier loads as if its address depended on them (stronger than the
+    /// hardware, never weaker: a real dependency, as from a PMD to its PTE, is always honoured).
     pub fn candidates(&self, thread: usize, object: Object, ordering: Ordering) -> Vec<ReadCandidate> {
         let order = self.ordering(AccessOp::Load, ordering).read;
-        self.memory.read_candidates(&self.views[thread], object.key(), order, 0, true)
+        let view = &self.views[thread];
+        self.memory.read_candidates(view, object.key(), order, view.reads(), true)
     }
 
     /// A load reading `candidate` (or the latest store): returns the older value it read, if it
@@ -105,7 +111,8 @@ impl WeakMemory {
             true => {
                 let latest = self.memory.latest(key);
                 let candidate = candidate.unwrap_or(latest);
-                self.memory.read(&mut self.views[thread], key, order.read, 0, candidate);
+                let address_view = self.views[thread].reads();
+                self.memory.read(&mut self.views[thread], key, order.read, address_view, candidate);
                 (candidate.timestamp != latest.timestamp).then(|| self.values[candidate.value as usize])
             }
             false => {
