@@ -238,6 +238,8 @@ pub struct Memory {
     /// latest store stands in the memory order (the number of messages before it), sorted by
     /// location. Stores to two such locations then commute: neither moves the other.
     summaries: Vec<(u64, Timestamp)>,
+    /// Each location's latest message, sorted by location (an index of `messages`).
+    latest: Vec<(u64, Timestamp)>,
 }
 
 impl Memory {
@@ -245,7 +247,7 @@ impl Memory {
         let mut initial: Vec<(u64, u64)> = initial.into_iter().collect();
         initial.sort_unstable();
         initial.dedup_by_key(|&mut (location, _)| location);
-        Memory { messages: Vec::new(), initial, summaries: Vec::new() }
+        Memory { messages: Vec::new(), initial, summaries: Vec::new(), latest: Vec::new() }
     }
 
     /// Where the latest store to a summarised location stands (0: none yet).
@@ -327,7 +329,7 @@ impl Memory {
     /// messages are returned (oldest first) so that a model keeping a message's value elsewhere
     /// can drop it.
     pub fn collect(&mut self, readers: &mut [ThreadView], weak: impl Fn(u64) -> bool) -> Vec<u64> {
-        let live: Vec<bool> = (1..=self.messages.len() as Timestamp).map(|t| self.is_live(t, readers, &weak)).collect();
+        let live = self.liveness(readers, &weak);
         if live.iter().all(|&l| l) {
             return Vec::new();
         }
@@ -352,21 +354,47 @@ impl Memory {
             }
         }
         self.messages = kept;
+        self.reindex();
         dead
     }
 
-    fn is_live(&self, timestamp: Timestamp, readers: &[ThreadView], weak: &impl Fn(u64) -> bool) -> bool {
-        let message = &self.messages[timestamp as usize - 1];
-        let latest = self.latest_at(message.location, Timestamp::MAX);
-        if message.promised || timestamp == latest {
-            return true;
+    /// Per message, whether some thread may still read it (see [`Memory::collect`]): per
+    /// location, the oldest message any reader may read is the latest one at or below what it
+    /// has seen of the location.
+    fn liveness(&self, readers: &[ThreadView], weak: &impl Fn(u64) -> bool) -> Vec<bool> {
+        let mut by_location: Vec<(u64, Vec<Timestamp>)> = Vec::new();
+        for (index, message) in self.messages.iter().enumerate() {
+            match by_location.binary_search_by_key(&message.location, |(l, _)| *l) {
+                Ok(at) => by_location[at].1.push(index as Timestamp + 1),
+                Err(at) => by_location.insert(at, (message.location, vec![index as Timestamp + 1])),
+            }
         }
-        weak(message.location)
-            && readers.iter().any(|view| {
-                let seen = view.coherence(message.location).max(view.read_new);
-                self.latest_at(message.location, seen) <= timestamp
-            })
+        let mut live = vec![false; self.messages.len()];
+        for (location, timestamps) in &by_location {
+            let oldest_readable = match weak(*location) {
+                false => *timestamps.last().expect("one message at least"),
+                true => readers
+                    .iter()
+                    .map(|view| {
+                        let seen = view.coherence(*location).max(view.read_new);
+                        let below = timestamps.partition_point(|&t| t <= seen);
+                        if below == 0 {
+                            0
+                        } else {
+                            timestamps[below - 1]
+                        }
+                    })
+                    .min()
+                    .unwrap_or(*timestamps.last().expect("one message at least")),
+            };
+            for &t in timestamps {
+                let message = &self.messages[t as usize - 1];
+                live[t as usize - 1] = t >= oldest_readable || message.promised;
+            }
+        }
+        live
     }
+
     fn initial_value(&self, location: u64) -> u64 {
         match self.initial.binary_search_by_key(&location, |&(l, _)| l) {
             Ok(index) => self.initial[index].1,
@@ -384,8 +412,38 @@ impl Memory {
 
     /// The latest message of `location` at or before `bound`.
     fn latest_at(&self, location: u64, bound: Timestamp) -> Timestamp {
+        let latest = match self.latest.binary_search_by_key(&location, |&(l, _)| l) {
+            Ok(index) => self.latest[index].1,
+            Err(_) => return 0,
+        };
+        if latest <= bound {
+            return latest;
+        }
         let bound = (bound as usize).min(self.messages.len());
         self.messages[..bound].iter().rposition(|m| m.location == location).map_or(0, |i| i as Timestamp + 1)
+    }
+
+    /// Appends a message and indexes it as its location's latest.
+    fn append(&mut self, message: Message) -> Timestamp {
+        let location = message.location;
+        self.messages.push(message);
+        let timestamp = self.messages.len() as Timestamp;
+        match self.latest.binary_search_by_key(&location, |&(l, _)| l) {
+            Ok(index) => self.latest[index].1 = timestamp,
+            Err(index) => self.latest.insert(index, (location, timestamp)),
+        }
+        timestamp
+    }
+
+    /// Rebuilds the index of each location's latest message.
+    fn reindex(&mut self) {
+        self.latest.clear();
+        for (index, message) in self.messages.iter().enumerate() {
+            match self.latest.binary_search_by_key(&message.location, |&(l, _)| l) {
+                Ok(at) => self.latest[at].1 = index as Timestamp + 1,
+                Err(at) => self.latest.insert(at, (message.location, index as Timestamp + 1)),
+            }
+        }
     }
 
     /// The value a location holds at the end: its last message in memory order.
@@ -473,10 +531,7 @@ impl Memory {
                 view.promises.retain(|&p| p != t);
                 t
             }
-            None => {
-                self.messages.push(Message { location, value, thread, promised: false });
-                self.messages.len() as Timestamp
-            }
+            None => self.append(Message { location, value, thread, promised: false }),
         };
         view.raise_coherence(location, timestamp);
         view.write_old = view.write_old.max(timestamp);
@@ -489,8 +544,7 @@ impl Memory {
 
     /// Makes a future store of the thread visible now; its store must fulfil it.
     pub fn promise(&mut self, view: &mut ThreadView, thread: u32, location: u64, value: u64) -> Timestamp {
-        self.messages.push(Message { location, value, thread, promised: true });
-        let timestamp = self.messages.len() as Timestamp;
+        let timestamp = self.append(Message { location, value, thread, promised: true });
         view.promises.push(timestamp);
         timestamp
     }

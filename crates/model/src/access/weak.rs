@@ -218,21 +218,18 @@ impl WeakMemory {
             *view = readers.next().expect("one per running thread");
         }
         // Renumber the values still referenced, in the order of their messages.
-        let mut kept: Vec<(u64, WeakValue)> = Vec::new();
-        let mut referenced = |index: u64| {
-            if index != NO_VALUE && !kept.iter().any(|&(i, _)| i == index) {
-                kept.push((index, self.values[index as usize]));
+        let mut renumbered = vec![NO_VALUE; self.values.len()];
+        let mut kept = Vec::new();
+        let indexes: Vec<u64> =
+            self.memory.messages().iter().map(|m| m.value).chain(self.memory.initial_values()).collect();
+        for index in indexes.into_iter().filter(|&index| index != NO_VALUE) {
+            if renumbered[index as usize] == NO_VALUE {
+                renumbered[index as usize] = kept.len() as u64;
+                kept.push(self.values[index as usize]);
             }
-        };
-        for message in self.memory.messages() {
-            referenced(message.value);
         }
-        for index in self.memory.initial_values() {
-            referenced(index);
-        }
-        let renumber = |index: u64| kept.iter().position(|&(i, _)| i == index).map_or(NO_VALUE, |at| at as u64);
-        self.memory.renumber_values(renumber);
-        self.values = kept.iter().map(|&(_, value)| value).collect();
+        self.memory.renumber_values(|index| if index == NO_VALUE { NO_VALUE } else { renumbered[index as usize] });
+        self.values = kept;
     }
 }
 
