@@ -280,6 +280,12 @@ impl<'a> Ctx<'a> {
 
     /// A load of a location.
     fn load<L: Location>(&mut self, location: L, ordering: Ordering) -> L::Value {
+        self.load_with(location, ordering, true)
+    }
+
+    /// A load; `may_read_older` lets a weak model give it a store older than the latest (only
+    /// for the objects access/weak.rs names).
+    fn load_with<L: Location>(&mut self, location: L, ordering: Ordering, may_read_older: bool) -> L::Value {
         let object = location.object();
         self.note(AccessOp::Load, Some(object), ordering);
         let latest = location.get(self.k);
@@ -287,7 +293,7 @@ impl<'a> Ctx<'a> {
         let Some(memory) = self.k.weak.as_deref_mut() else { return latest };
         // The step's first weak load is its choice (see access/weak.rs); later ones read the
         // latest store.
-        let candidate = match weak::is_weak(object) && !self.weak_loaded {
+        let candidate = match may_read_older && weak::is_weak(object) && !self.weak_loaded {
             true => {
                 self.weak_loaded = true;
                 let candidates = memory.candidates(thread, object, ordering);
@@ -487,8 +493,15 @@ impl<'a> Ctx<'a> {
 
     // ---- page tables -------------------------------------------------------------------------
 
-    /// ptep_get() / ptep_get_lockless(): READ_ONCE of the PTE.
+    /// ptep_get(): READ_ONCE of the PTE (under the PTE lock, or the MMU's walk: under a weak
+    /// model it reads the latest store, as the model has no TLB to be stale).
     pub fn pte_load(&mut self, mm: MmId, vpn: u64) -> Pte {
+        self.load_with(PteEntry(mm, vpn), Ordering::Relaxed, false)
+    }
+
+    /// ptep_get_lockless() in GUP-fast: READ_ONCE of the PTE with no lock held; under a weak
+    /// model it may read an older store (the reader rechecks).
+    pub fn pte_load_lockless(&mut self, mm: MmId, vpn: u64) -> Pte {
         self.load(PteEntry(mm, vpn), Ordering::Relaxed)
     }
 

@@ -105,7 +105,7 @@ fn verdict_detail(verdict: &Verdict) -> String {
 fn weak_detail(memory_model: MemoryModel, verdict: &Verdict) -> String {
     match (memory_model.is_weak(), verdict) {
         (true, Verdict::Verified | Verdict::VerifiedBounded { .. }) => format!(
-            "; under {memory_model} only PTE and refcount loads read older stores, one per step, in order, \
+            "; under {memory_model} only GUP-fast's PTE reads and refcount reads read older stores, one per step, in order, \
              and no load buffering: a verdict for those behaviours, not all {memory_model} allows"
         ),
         _ => String::new(),

@@ -3,10 +3,11 @@
 //! of every location.
 //!
 //! Which loads are weak. Every access goes through the engine, so every thread's views are
-//! what its accesses and fences make them; but only the loads of two kinds of location may read
-//! a store other than the latest: PTEs and folio refcounts, the two that lockless paths read
-//! (GUP-fast's `ptep_get()` recheck, reclaim's `folio_ref_count()`; the seed races are about
-//! them). Every other load reads the latest store, which is stronger than any architecture:
+//! what its accesses and fences make them; but only two loads may read a store other than the
+//! latest: GUP-fast's lockless PTE reads (`Ctx::pte_load_lockless`, its `ptep_get_lockless()`
+//! and recheck) and folio refcount reads (`folio_ref_count()`, which reclaim reads with no lock
+//! that orders it), the two the seed race is about. Other PTE reads are under the PTE lock or
+//! the MMU's walk, which the model has no TLB for. Every other load reads the latest store, which is stronger than any architecture:
 //! the model then shows fewer behaviours, never one the architecture forbids. Within a step,
 //! only the first weak load chooses (the step's outcome); later ones read the latest, for the
 //! same reason. The model carries no address or data dependencies, so a weak load is ordered

@@ -146,7 +146,7 @@ impl GupFast {
         if self.pmd {
             return huge_entry(ctx, self.mm, address).map_or(Pte::None, Pte::Present);
         }
-        ctx.pte_load(self.mm, address >> PAGE_SHIFT)
+        ctx.pte_load_lockless(self.mm, address >> PAGE_SHIFT)
     }
 
     fn address(&self) -> u64 {
@@ -170,7 +170,7 @@ impl GupFast {
         self.refs = if self.pmd { pmd_pages(address, self.nr_pages - self.index) } else { 1 };
         self.pte = match huge {
             Some(entry) => Pte::Present(entry),
-            None => ctx.pte_load(self.mm, address >> PAGE_SHIFT),
+            None => ctx.pte_load_lockless(self.mm, address >> PAGE_SHIFT),
         };
         let pte = self.pte;
         let usable = pte.present().filter(|p| !p.special && (!self.flags.write || p.write));
