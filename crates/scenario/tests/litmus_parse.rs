@@ -639,6 +639,7 @@ fn local_copies_parse() {
         ("C-MP+o-wmb-o+o-rmb-o.litmus", 2, None, ConditionKind::Exists),
         ("C-MP-rcuderef.litmus", 2, Some(Never), ConditionKind::Exists),
         ("C-SB+o-mb-o+o-mb-o.litmus", 2, None, ConditionKind::Exists),
+        ("C-WR-H+WR-R+WR-R.litmus", 3, Some(Never), ConditionKind::Exists),
         ("C-WillDeacon-MP+o-r+ai-rmb-o.litmus", 2, Some(Sometimes), ConditionKind::Exists),
         ("C-atomic-01.litmus", 3, None, ConditionKind::Exists),
         ("C-atomic-04.litmus", 2, None, ConditionKind::Forall),

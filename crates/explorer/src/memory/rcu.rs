@@ -78,9 +78,9 @@ impl Rcu {
         let mut acknowledged = 0;
         for &(thread, finished_view) in finished {
             waiting &= !(1 << thread);
-            acknowledged = acknowledged.max(finished_view.everything());
+            acknowledged = acknowledged.max(finished_view.known());
         }
-        self.grace_periods.push(GracePeriod { updater, start: view.everything(), waiting, acknowledged });
+        self.grace_periods.push(GracePeriod { updater, start: view.known(), waiting, acknowledged });
         Ok(())
     }
 
@@ -96,7 +96,7 @@ impl Rcu {
         view.fence(FenceKind::Full);
         for gp in self.grace_periods.iter_mut().filter(|gp| gp.waiting & (1 << thread) != 0) {
             gp.waiting &= !(1 << thread);
-            gp.acknowledged = gp.acknowledged.max(view.everything());
+            gp.acknowledged = gp.acknowledged.max(view.known());
             view.absorb(gp.start);
         }
     }

@@ -174,6 +174,14 @@ impl ThreadView {
         self.read_old.max(self.write_old)
     }
 
+    /// Everything the thread's later accesses are ordered after or have seen: its accesses and
+    /// what fences and synchronisation made it absorb. What it passes on to a thread that
+    /// synchronises with it (an RCU grace period's start, a quiescent state), so that such
+    /// orderings chain.
+    pub fn known(&self) -> Timestamp {
+        self.everything().max(self.read_new).max(self.write_new)
+    }
+
     /// Orders the thread's later accesses after `view` (a synchronisation the front end models,
     /// such as an RCU quiescent state acknowledging a grace period).
     pub fn absorb(&mut self, view: Timestamp) {
