@@ -129,7 +129,7 @@ enum Command {
     },
     /// Re-execute a violation from its replay token (or a JSON report) step by step.
     Replay {
-        /// A token `mmc1/...` or a file holding a `--json` report.
+        /// A token `mmc1/...` or `mmc2/...` or a file holding a `--json` report.
         token: String,
         /// The scenario file, when the token names a scenario that is not built in.
         #[arg(long)]

@@ -199,3 +199,15 @@ fn the_corpus_sample_shows_nothing_its_verdicts_forbid() {
     }
     assert!(agree >= 5, "{agree} of the sample agree under lkmm");
 }
+
+#[test]
+fn a_test_with_too_many_threads_is_unsupported_not_a_panic() {
+    let bodies: Vec<&str> = (0..40).map(|_| "WRITE_ONCE(*x, 1);").collect();
+    let test = parse(&test(&bodies, "x=1")).unwrap();
+    let run = check(&test, Lkmm, &Limits::default());
+    assert!(
+        matches!(&run.status, Status::Unsupported(why) if why.contains("more than 16 threads")),
+        "{:?}",
+        run.status
+    );
+}

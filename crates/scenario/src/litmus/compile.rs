@@ -130,7 +130,15 @@ impl Compiled {
     }
 }
 
+/// The most threads a test may have: the explorer's thread sets hold 32, and the RCU grace
+/// periods a bit per thread.
+pub const THREADS_MAX: usize = 16;
+
 pub fn compile(test: &LitmusTest) -> Result<Compiled, Unsupported> {
+    if test.threads.len() > THREADS_MAX {
+        let position = test.threads[THREADS_MAX].span.start;
+        return Err(unsupported(format!("more than {THREADS_MAX} threads"), position));
+    }
     let locations = collect_locations(test);
     let mut compiled = Compiled {
         initial: vec![0; locations.len()],
