@@ -100,6 +100,10 @@ enum Command {
         scenario: String,
         #[arg(long = "set", value_name = "NAME=VALUE")]
         sets: Vec<String>,
+        /// The watchdog: a run not finished by then is killed and reported as a timeout at
+        /// the instruction it was at.
+        #[arg(long, default_value_t = 5.0)]
+        max_seconds: f64,
         #[arg(long)]
         json: bool,
     },
@@ -107,6 +111,12 @@ enum Command {
     /// observation. Without arguments: every built-in scenario tagged `conformance`.
     Conform {
         scenarios: Vec<String>,
+        /// Per scenario: the model's sequential run's time limit, and the live run's watchdog.
+        #[arg(long, default_value_t = 5.0)]
+        max_seconds: f64,
+        /// Per scenario: the model's sequential run's step limit.
+        #[arg(long, default_value_t = 1_000_000)]
+        max_steps: u64,
         #[arg(long)]
         json: bool,
     },
@@ -194,8 +204,12 @@ fn main() -> ExitCode {
             )
         }
         Command::Replay { token, file, json } => replay(&token, file.as_deref(), json),
-        Command::Host { scenario, sets, json } => host(&scenario, &sets, json),
-        Command::Conform { scenarios, json } => conform(&scenarios, json),
+        Command::Host { scenario, sets, max_seconds, json } => {
+            seconds(max_seconds).and_then(|watchdog| host(&scenario, &sets, watchdog, json))
+        }
+        Command::Conform { scenarios, max_seconds, max_steps, json } => seconds(max_seconds).and_then(|time_max| {
+            conform(&scenarios, mmcheck_host::ModelLimits { steps_max: max_steps, time_max }, json)
+        }),
         Command::Litmus { paths, memory_model, max_seconds, all, json } => {
             memory_models(&memory_model).and_then(|models| litmus::litmus(&paths, &models, max_seconds, all, json))
         }
@@ -460,29 +474,15 @@ fn suite(models: &[mmcheck_explorer::memory::MemoryModel], json: bool) -> Result
     Ok(if rows.iter().all(|r| r.ok) { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-/// A fresh directory for the runner's files, removed afterwards.
-struct TempDir(std::path::PathBuf);
-
-impl TempDir {
-    fn new() -> Result<TempDir, UsageError> {
-        let base = std::env::temp_dir();
-        for attempt in 0..1000u32 {
-            let path = base.join(format!("mmcheck-host-{}-{attempt}", std::process::id()));
-            if std::fs::create_dir(&path).is_ok() {
-                return Ok(TempDir(path));
-            }
-        }
-        Err("cannot create a temporary directory".into())
-    }
+/// A `--max-seconds` value as a duration (positive and finite).
+fn seconds(value: f64) -> Result<std::time::Duration, UsageError> {
+    std::time::Duration::try_from_secs_f64(value)
+        .ok()
+        .filter(|d| !d.is_zero())
+        .ok_or_else(|| format!("--max-seconds {value}: not a positive number of seconds").into())
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-fn host(reference: &str, sets: &[String], json: bool) -> Result<ExitCode, UsageError> {
+fn host(reference: &str, sets: &[String], watchdog: std::time::Duration, json: bool) -> Result<ExitCode, UsageError> {
     let (path, text) = load(reference)?;
     let scenario = parse(&path, &text)?;
     let overrides: Vec<(String, i64)> = sets.iter().map(|s| parse_set(s)).collect::<Result<_, _>>()?;
@@ -494,8 +494,8 @@ fn host(reference: &str, sets: &[String], json: bool) -> Result<ExitCode, UsageE
         println!("{}: skipped: this machine lacks {missing}", scenario.name);
         return Ok(ExitCode::SUCCESS);
     }
-    let dir = TempDir::new()?;
-    let run = mmcheck_host::live::run_host(&spec, &dir.0).map_err(|e| format!("{}: {e}", scenario.name))?;
+    let run =
+        mmcheck_host::live::run_host_in_temp_dir(&spec, watchdog).map_err(|e| format!("{}: {e}", scenario.name))?;
     if json {
         println!("{}", serde_json::to_string_pretty(&run).expect("serialisable"));
     } else {
@@ -518,7 +518,7 @@ struct ConformRow {
     disagreements: Vec<mmcheck_host::Disagreement>,
 }
 
-fn conform(references: &[String], json: bool) -> Result<ExitCode, UsageError> {
+fn conform(references: &[String], limits: mmcheck_host::ModelLimits, json: bool) -> Result<ExitCode, UsageError> {
     let mut sources = Vec::new();
     if references.is_empty() {
         for (file, text) in BUILTIN {
@@ -535,13 +535,15 @@ fn conform(references: &[String], json: bool) -> Result<ExitCode, UsageError> {
     }
     let mut rows = Vec::new();
     for scenario in &sources {
-        rows.push(conform_one(scenario)?);
+        rows.push(conform_one(scenario, limits)?);
     }
     let skipped = rows.iter().filter(|r| r.status.starts_with("skipped")).count();
     let refused = rows.iter().filter(|r| r.status.starts_with("refused")).count();
     let disagreeing = rows.iter().filter(|r| r.status == "DISAGREE").count();
     let not_modelled = rows.iter().filter(|r| r.status.starts_with("not modelled")).count();
     let stopped = rows.iter().filter(|r| r.status.starts_with("STOPPED")).count();
+    let incomplete = rows.iter().filter(|r| r.status.starts_with("incomplete")).count();
+    let failed = rows.iter().filter(|r| r.status.starts_with("FAILED")).count();
     if json {
         println!("{}", serde_json::to_string_pretty(&rows).expect("serialisable"));
     } else {
@@ -552,17 +554,17 @@ fn conform(references: &[String], json: bool) -> Result<ExitCode, UsageError> {
                 println!("    {} #{} {}: model {:?}, kernel {:?}", d.thread, d.pc, d.what, d.model, d.kernel);
             }
         }
-        let agree = rows.len() - disagreeing - skipped - refused - not_modelled - stopped;
+        let agree = rows.len() - disagreeing - skipped - refused - not_modelled - stopped - incomplete - failed;
         println!(
-            "\n{agree} agree, {disagreeing} disagree, {not_modelled} not modelled, {stopped} stopped early, {skipped} skipped, {refused} refused"
+            "\n{agree} agree, {disagreeing} disagree, {not_modelled} not modelled, {stopped} stopped early, {incomplete} incomplete (a limit), {failed} failed, {skipped} skipped, {refused} refused"
         );
     }
     // Exit 0 iff everything compared agrees (a case skipped for a missing feature says so).
-    let failing = disagreeing + refused + not_modelled + stopped;
+    let failing = disagreeing + refused + not_modelled + stopped + incomplete + failed;
     Ok(if failing == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
 }
 
-fn conform_one(scenario: &Scenario) -> Result<ConformRow, UsageError> {
+fn conform_one(scenario: &Scenario, limits: mmcheck_host::ModelLimits) -> Result<ConformRow, UsageError> {
     let spec = scenario.system(&[])?;
     let row = |status: String, observations, agree, disagreements| ConformRow {
         scenario: scenario.name.clone(),
@@ -577,12 +579,19 @@ fn conform_one(scenario: &Scenario) -> Result<ConformRow, UsageError> {
     if let Some(missing) = mmcheck_host::missing_feature(&spec) {
         return Ok(row(format!("skipped: this machine lacks {missing}"), 0, 0, Vec::new()));
     }
-    let model = mmcheck_host::observe_model(&spec, KernelConfig::for_version(KernelVersion::NEWEST));
-    let dir = TempDir::new()?;
-    let kernel = match mmcheck_host::live::run_host(&spec, &dir.0) {
+    let config = KernelConfig::for_version(KernelVersion::NEWEST);
+    let model = match mmcheck_host::observe_model_limited(&spec, config, limits) {
+        Ok(run) => run,
+        Err(reason) => return Ok(row(format!("FAILED: {reason}"), 0, 0, Vec::new())),
+    };
+    let mut kernel = match mmcheck_host::live::run_host_in_temp_dir(&spec, limits.time_max) {
         Ok(run) => run,
         Err(reason) => return Ok(row(format!("skipped: {reason}"), 0, 0, Vec::new())),
     };
+    if model.limit_reached() {
+        // The model's observations are a prefix: only that much is compared.
+        kernel.observations.truncate(model.observations.len());
+    }
     let comparison = mmcheck_host::compare(&model, &kernel);
     let status = conform_status(&model, &kernel, &comparison);
     Ok(row(status, comparison.observations, comparison.agree, comparison.disagreements))
@@ -602,6 +611,10 @@ fn conform_status(
     }
     if !comparison.disagreements.is_empty() {
         return "DISAGREE".to_string();
+    }
+    if let Some(reason) = model.stopped.as_deref().filter(|_| model.limit_reached()) {
+        let what = reason.strip_prefix(mmcheck_host::LIMIT_PREFIX).unwrap_or(reason);
+        return format!("incomplete: {what}; the {} observations before it agree", comparison.observations);
     }
     // A fault ends both runs by design (it is an observation); a failed `assert` means the
     // scenario's expectation is wrong in both worlds.

@@ -9,7 +9,9 @@
 //! temporary files: it never writes to /sys or /proc/sys, never enables swap, never loads
 //! modules.
 
+mod child;
 pub mod live;
+mod scratch;
 
 use mmcheck_explorer::StepEffects;
 use mmcheck_model::program::Instruction;
@@ -17,6 +19,7 @@ use mmcheck_model::system::run_sequential_with;
 use mmcheck_model::violation::ViolationKind;
 use mmcheck_model::{KernelConfig, System, SystemSpec};
 use serde::{Deserialize, Serialize};
+use std::time::{Duration, Instant};
 
 /// What one instruction gave: compared as-is, except addresses and file descriptors, which are
 /// only compared as "a valid one" (they differ between worlds).
@@ -37,6 +40,9 @@ pub enum Observed {
     Mismatch { offset: u64, byte: u8 },
     /// The access faulted (SIGSEGV or SIGBUS).
     Fault,
+    /// The instruction had not finished when the run's time ran out (the live runner's
+    /// watchdog killed it).
+    Timeout,
     /// A scenario `assert` held.
     Held,
     /// A scenario `assert` failed.
@@ -169,13 +175,107 @@ pub fn missing_feature(spec: &SystemSpec) -> Option<String> {
 }
 
 /// The model's sequential run (mmcheck_model::system::run_sequential's order), observed.
+/// Unlimited: see [`observe_model_limited`] for a run that must end.
 pub fn observe_model(spec: &SystemSpec, config: KernelConfig) -> Run {
+    observe_model_each(spec, config, |_| {})
+}
+
+/// Limits of the model's sequential run in [`observe_model_limited`].
+#[derive(Clone, Copy, Debug)]
+pub struct ModelLimits {
+    pub steps_max: u64,
+    pub time_max: Duration,
+}
+
+impl Default for ModelLimits {
+    fn default() -> Self {
+        ModelLimits { steps_max: 1_000_000, time_max: Duration::from_secs(5) }
+    }
+}
+
+/// How a run's `stopped` begins when the run hit one of its limits rather than ending.
+pub const LIMIT_PREFIX: &str = "limit: ";
+
+impl Run {
+    /// Whether the run was cut short by a limit (its observations are a prefix).
+    pub fn limit_reached(&self) -> bool {
+        self.stopped.as_deref().is_some_and(|s| s.starts_with(LIMIT_PREFIX))
+    }
+}
+
+/// [`observe_model`] in a forked child process, ended at `limits`: after `steps_max` steps
+/// or `time_max` (checked after each step, and by a watchdog that kills the child if one
+/// step alone runs a second past it). A run cut short reports it in `stopped` (beginning
+/// with [`LIMIT_PREFIX`]) with the observations made by then.
+pub fn observe_model_limited(spec: &SystemSpec, config: KernelConfig, limits: ModelLimits) -> Result<Run, String> {
+    let watchdog = limits.time_max + Duration::from_secs(1);
+    let outcome = child::run_in_child(
+        watchdog,
+        |_| {},
+        |reporter| {
+            let started = Instant::now();
+            let mut steps = 0u64;
+            let run = observe_model_each(spec, config, |observation| {
+                if let Some(observation) = observation {
+                    reporter.send(&child::Message::Observed(observation.clone()));
+                }
+                steps += 1;
+                let limit = if steps >= limits.steps_max {
+                    Some(format!("its step limit ({steps} steps)"))
+                } else if started.elapsed() > limits.time_max {
+                    Some(format!("its time limit ({} s, {steps} steps)", limits.time_max.as_secs_f64()))
+                } else {
+                    None
+                };
+                if let Some(limit) = limit {
+                    reporter.send(&child::Message::Stopped(format!(
+                        "{LIMIT_PREFIX}the model's sequential run reached {limit}"
+                    )));
+                    // SAFETY: the child ends here; the parent has everything it needs.
+                    unsafe { libc::_exit(0) };
+                }
+            });
+            if let Some(stopped) = run.stopped {
+                reporter.send(&child::Message::Stopped(stopped));
+            }
+        },
+    )?;
+    let mut run = Run::default();
+    for message in outcome.messages {
+        match message {
+            child::Message::Observed(observation) => run.observations.push(observation),
+            child::Message::Stopped(reason) => run.stopped = Some(reason),
+            child::Message::Error(error) => return Err(error),
+            child::Message::At { .. } | child::Message::Died { .. } => {}
+        }
+    }
+    match outcome.end {
+        child::End::Exited(_) => {}
+        child::End::TimedOut => {
+            run.stopped = Some(format!(
+                "{LIMIT_PREFIX}the model's sequential run reached its time limit ({} s) inside one step",
+                limits.time_max.as_secs_f64()
+            ))
+        }
+        child::End::Signaled(signal) => {
+            return Err(format!("the model's sequential run died of {}", child::signal_name(signal)))
+        }
+    }
+    Ok(run)
+}
+
+/// The model's sequential run, observed; `after_step` sees each step's observation, if any.
+fn observe_model_each(
+    spec: &SystemSpec,
+    config: KernelConfig,
+    mut after_step: impl FnMut(Option<&Observation>),
+) -> Run {
     let system = System::new(spec.clone(), config);
     let mut effects = StepEffects::new(false);
     let mut run = Run::default();
     let (_, violation) = run_sequential_with(&system, &mut effects, |step, effects| {
         let spec_thread = &spec.threads[step.thread as usize];
-        let Some(instruction) = spec_thread.program.get(step.pc) else { return };
+        let Some(instruction) = spec_thread.program.get(step.pc) else { return after_step(None) };
         let observed = match &effects.violation {
             Some(violation) => match violation.kind {
                 ViolationKind::DataLoss => Some(model_mismatch(&violation.message)),
@@ -195,8 +295,12 @@ pub fn observe_model(spec: &SystemSpec, config: KernelConfig) -> Run {
             }
             None => None,
         };
-        if let Some(observed) = observed {
-            run.observations.push(Observation::new(&spec_thread.name, step.pc, instruction, observed));
+        match observed {
+            Some(observed) => {
+                run.observations.push(Observation::new(&spec_thread.name, step.pc, instruction, observed));
+                after_step(run.observations.last());
+            }
+            None => after_step(None),
         }
     });
     run.stopped = violation.map(|v| format!("{}: {}", v.kind.name(), v.message));

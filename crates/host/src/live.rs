@@ -6,15 +6,16 @@
 //! checked against the mappings the run made before it is performed, so an access the kernel
 //! would answer with SIGSEGV is reported as a fault without taking the signal.
 
+use crate::child::{self, End, Message, Reporter};
 use crate::{classify, describe, Observation, Observed, Run};
 use mmcheck_model::folio::PageData;
 use mmcheck_model::fs::proc::page::{kpf, ProcPageFile, PAGEMAP_FLAGS, PM_PRESENT, PM_SWAP};
 use mmcheck_model::program::{prot, Advice, Instruction, Operand};
 use mmcheck_model::SystemSpec;
-use std::io::Write;
 use std::os::fd::AsRawFd;
 use std::os::unix::fs::{FileExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
+use std::time::Duration;
 
 const PAGE: u64 = 4096;
 const PMD: u64 = 2 << 20;
@@ -54,13 +55,13 @@ struct Remote {
     results: i32,
 }
 
-/// A mapping the run made: [start, end) with its protection, and whether a userfaultfd covers it.
+/// A mapping the run made: [start, end) with its protection. Whether a userfaultfd covers
+/// it is read from the kernel (smaps' VmFlags) when it matters.
 #[derive(Clone, Copy)]
 struct Mapping {
     start: u64,
     end: u64,
     prot: u32,
-    uffd: bool,
 }
 
 struct Host<'a> {
@@ -71,74 +72,160 @@ struct Host<'a> {
     files: Vec<PathBuf>,
     fds: Vec<i32>,
     run: Run,
+    reporter: Reporter,
 }
 
-fn errno() -> i64 {
+pub(crate) fn errno() -> i64 {
     -i64::from(std::io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO))
 }
 
-/// Runs the scenario's program on this machine. `dir` is a fresh directory of the caller's.
-/// The run is pinned to one CPU, as the model runs every thread on one: the per-CPU LRU
-/// batches (a folio a fault added waits in its CPU's batch until drained) then behave the
-/// same on every run.
+/// How long a live run may go without finishing before its processes are killed and the
+/// instruction it was at is reported as a timeout.
+pub const WATCHDOG_DEFAULT: Duration = Duration::from_secs(5);
+
+/// Real (non-zero) file data the runner writes into its temporary directory at most, over all
+/// of a scenario's files; zero pages beyond it are left as holes (the file is sized with
+/// ftruncate), and a scenario with more non-zero data is not run live.
+pub const FILE_BYTES_MAX: u64 = 1 << 30;
+
+/// Bytes one instruction may touch live at most (a store, a load, a read's buffer, a
+/// populate, a UFFDIO_COPY): the runner's memory is the machine's, shared with others.
+pub const ACCESS_BYTES_MAX: u64 = 1 << 30;
+
+/// Runs the scenario's program on this machine, in `dir` (a fresh directory of the caller's),
+/// under [`WATCHDOG_DEFAULT`].
 pub fn run_host(spec: &SystemSpec, dir: &Path) -> Result<Run, String> {
+    run_host_with(spec, dir, WATCHDOG_DEFAULT)
+}
+
+/// Runs the scenario's program on this machine in a temporary directory of its own
+/// (`mmcheck-host-PID-N` in the system's), removed afterwards: after a fault, a timeout, and
+/// when SIGINT, SIGTERM or SIGHUP ends this process during the run.
+pub fn run_host_in_temp_dir(spec: &SystemSpec, watchdog: Duration) -> Result<Run, String> {
     crate::sequentialisable(spec)?;
-    let pinned = OneCpu::pin()?;
-    let result = run_pinned(spec, dir);
-    pinned.restore();
-    result
+    let scratch = crate::scratch::ScratchDir::new(spec.files.len())?;
+    run_host_with(spec, scratch.path(), watchdog)
 }
 
-/// This process's CPU affinity while a run is pinned to the CPU it started on.
-struct OneCpu {
-    before: libc::cpu_set_t,
+/// Runs the scenario's program on this machine, in `dir`. The run happens in a forked child
+/// process, pinned to one CPU, as the model runs every thread on one (the per-CPU LRU batches
+/// then behave the same on every run). A signal that kills the child (SIGSEGV, SIGBUS) is the
+/// observation of the instruction it was at; a child still running after `watchdog` is
+/// killed with the processes it forked, and the instruction it was at is a timeout.
+pub fn run_host_with(spec: &SystemSpec, dir: &Path, watchdog: Duration) -> Result<Run, String> {
+    crate::sequentialisable(spec)?;
+    let outcome = child::run_in_child(watchdog, crate::scratch::running, |reporter| {
+        if let Err(error) = pin_to_one_cpu().and_then(|()| run_pinned(spec, dir, reporter)) {
+            reporter.send(&Message::Error(error));
+        }
+    });
+    crate::scratch::running(0);
+    assemble(spec, outcome?, watchdog)
 }
 
-impl OneCpu {
-    fn pin() -> Result<OneCpu, String> {
-        // SAFETY: sched_{get,set}affinity(2) of this process with a cpu_set_t of our own.
-        unsafe {
-            let mut before: libc::cpu_set_t = std::mem::zeroed();
-            if libc::sched_getaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &mut before) != 0 {
-                return Err(format!("sched_getaffinity: error {}", errno()));
+/// The parent's view of the child's run: its observations, and how it ended.
+fn assemble(spec: &SystemSpec, outcome: child::Outcome, watchdog: Duration) -> Result<Run, String> {
+    let mut run = Run::default();
+    let mut at = None;
+    let mut at_observed = true;
+    for message in outcome.messages {
+        match message {
+            Message::At { thread, pc } => {
+                at = Some((thread, pc));
+                at_observed = false;
             }
-            let cpu = libc::sched_getcpu();
-            if cpu < 0 {
-                return Err(format!("sched_getcpu: error {}", errno()));
+            Message::Observed(observation) => {
+                run.observations.push(observation);
+                at_observed = true;
             }
-            let mut one: libc::cpu_set_t = std::mem::zeroed();
-            libc::CPU_SET(cpu as usize, &mut one);
-            if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
-                return Err(format!("sched_setaffinity: error {}", errno()));
+            Message::Died { signal } => {
+                end_at(&mut run, spec, at.filter(|_| !at_observed), Observed::Fault, &fault(signal));
+                at_observed = true;
             }
-            Ok(OneCpu { before })
+            Message::Stopped(reason) => {
+                run.stopped.get_or_insert(reason);
+            }
+            Message::Error(error) => {
+                let place = place(spec, at);
+                return Err(if place.is_empty() { error } else { format!("{error} (the instruction{place})") });
+            }
         }
     }
+    let unobserved = at.filter(|_| !at_observed);
+    match outcome.end {
+        End::Exited(0) => {}
+        End::Exited(code) => return Err(format!("the runner's child exited with status {code}")),
+        End::Signaled(signal) => end_at(&mut run, spec, unobserved, Observed::Fault, &fault(signal)),
+        End::TimedOut => {
+            let reason = format!(
+                "timeout: not finished after {} s (the runner's processes were killed)",
+                watchdog.as_secs_f64()
+            );
+            end_at(&mut run, spec, unobserved, Observed::Timeout, &reason);
+        }
+    }
+    Ok(run)
+}
 
-    fn restore(self) {
-        // SAFETY: as in pin(), with the mask saved there.
-        unsafe { libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &self.before) };
+fn fault(signal: i32) -> String {
+    format!("fault: {}", child::signal_name(signal))
+}
+
+/// Records how the run ended at instruction `at` (thread, pc), which had no observation yet.
+fn end_at(run: &mut Run, spec: &SystemSpec, at: Option<(usize, usize)>, observed: Observed, reason: &str) {
+    if let Some((t, pc, instruction)) = instruction_at(spec, at) {
+        run.observations.push(Observation::new(&spec.threads[t].name, pc, instruction, observed));
+    }
+    run.stopped.get_or_insert(format!("{reason}{}", place(spec, at)));
+}
+
+fn instruction_at(spec: &SystemSpec, at: Option<(usize, usize)>) -> Option<(usize, usize, &Instruction)> {
+    at.and_then(|(t, pc)| Some((t, pc, spec.threads.get(t)?.program.get(pc)?)))
+}
+
+/// " at THREAD #PC (WHAT, line N)", for reports.
+fn place(spec: &SystemSpec, at: Option<(usize, usize)>) -> String {
+    match instruction_at(spec, at) {
+        Some((t, pc, instruction)) => {
+            format!(" at {} #{pc} ({}{})", spec.threads[t].name, describe(instruction), line_of(instruction))
+        }
+        None => String::new(),
     }
 }
 
-fn run_pinned(spec: &SystemSpec, dir: &Path) -> Result<Run, String> {
-    let mut files = Vec::new();
-    for (index, blocks) in spec.files.iter().enumerate() {
-        let path = dir.join(format!("file{index}"));
-        let mut file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
-        for block in blocks {
-            file.write_all(&page_bytes(block)).map_err(|e| format!("{}: {e}", path.display()))?;
+/// ", line N" for the instructions that carry their place in the scenario.
+fn line_of(instruction: &Instruction) -> String {
+    match instruction {
+        Instruction::Store { location, .. }
+        | Instruction::Load { location, .. }
+        | Instruction::Assert { location, .. }
+            if location.line > 0 =>
+        {
+            format!(", line {}", location.line)
         }
-        file.sync_all().map_err(|e| format!("{}: {e}", path.display()))?;
-        // The model's files start on disk with nothing cached: drop the pages the writes just
-        // cached (clean after the sync), so that the first access reads them in here too.
-        // SAFETY: a plain syscall on our own file's descriptor.
-        let dropped = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
-        if dropped != 0 {
-            return Err(format!("{}: posix_fadvise(POSIX_FADV_DONTNEED): error {dropped}", path.display()));
-        }
-        files.push(path);
+        _ => String::new(),
     }
+}
+
+/// Pins this process (the child) to the CPU it runs on.
+fn pin_to_one_cpu() -> Result<(), String> {
+    // SAFETY: sched_getcpu(2)/sched_setaffinity(2) of this process with a cpu_set_t of our own.
+    unsafe {
+        let cpu = libc::sched_getcpu();
+        if cpu < 0 {
+            return Err(format!("sched_getcpu: error {}", errno()));
+        }
+        let mut one: libc::cpu_set_t = std::mem::zeroed();
+        libc::CPU_SET(cpu as usize, &mut one);
+        if libc::sched_setaffinity(0, std::mem::size_of::<libc::cpu_set_t>(), &one) != 0 {
+            return Err(format!("sched_setaffinity: error {}", errno()));
+        }
+    }
+    Ok(())
+}
+
+fn run_pinned(spec: &SystemSpec, dir: &Path, reporter: Reporter) -> Result<(), String> {
+    let files = write_files(spec, dir)?;
     let threads = spec
         .threads
         .iter()
@@ -149,10 +236,54 @@ fn run_pinned(spec: &SystemSpec, dir: &Path) -> Result<Run, String> {
             remote: None,
         })
         .collect();
-    let mut host = Host { spec, threads, events: 0, mappings: Vec::new(), files, fds: Vec::new(), run: Run::default() };
+    let mut host =
+        Host { spec, threads, events: 0, mappings: Vec::new(), files, fds: Vec::new(), run: Run::default(), reporter };
     let result = host.schedule();
     host.cleanup();
-    result.map(|()| host.run)
+    result?;
+    if let Some(stopped) = host.run.stopped {
+        reporter.send(&Message::Stopped(stopped));
+    }
+    Ok(())
+}
+
+/// Writes the scenario's files into `dir`, as the model's start from disk with nothing cached.
+/// Within [`FILE_BYTES_MAX`] every page is written; past it, only non-zero pages are (the rest
+/// are holes of ftruncate's), and more non-zero data than that is refused.
+fn write_files(spec: &SystemSpec, dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let mut budget = FILE_BYTES_MAX;
+    let mut files = Vec::new();
+    for (index, blocks) in spec.files.iter().enumerate() {
+        let path = dir.join(format!("file{index}"));
+        let size = (blocks.len() as u64).saturating_mul(PAGE);
+        let sparse = size > budget;
+        let written = if sparse { blocks.iter().filter(|b| !b.is_zero()).count() as u64 * PAGE } else { size };
+        if written > budget {
+            return Err(format!(
+                "not run live: the scenario's files hold more than {} MiB of non-zero data (the runner's cap)",
+                FILE_BYTES_MAX >> 20
+            ));
+        }
+        budget -= written;
+        let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+        let fail = |e: std::io::Error| format!("{}: {e}", path.display());
+        for (page, block) in blocks.iter().enumerate() {
+            if !sparse || !block.is_zero() {
+                file.write_all_at(&page_bytes(block), page as u64 * PAGE).map_err(fail)?;
+            }
+        }
+        file.set_len(size).map_err(fail)?;
+        file.sync_all().map_err(fail)?;
+        // The model's files start on disk with nothing cached: drop the pages the writes just
+        // cached (clean after the sync), so that the first access reads them in here too.
+        // SAFETY: a plain syscall on our own file's descriptor.
+        let dropped = unsafe { libc::posix_fadvise(file.as_raw_fd(), 0, 0, libc::POSIX_FADV_DONTNEED) };
+        if dropped != 0 {
+            return Err(format!("{}: posix_fadvise(POSIX_FADV_DONTNEED): error {dropped}", path.display()));
+        }
+        files.push(path);
+    }
+    Ok(files)
 }
 
 fn page_bytes(data: &PageData) -> Vec<u8> {
@@ -198,13 +329,18 @@ impl Host<'_> {
     fn value(&self, thread: usize, operand: Operand) -> i64 {
         match operand {
             Operand::Constant(value) => value,
-            Operand::Register(register, offset) => self.threads[thread].registers[register as usize] + offset,
+            // Wrapping as the machine's registers do (the model checks its own arithmetic).
+            Operand::Register(register, offset) => {
+                self.threads[thread].registers[register as usize].wrapping_add(offset)
+            }
         }
     }
 
     fn observe(&mut self, thread: usize, pc: usize, observed: Observed) {
         let spec_thread = &self.spec.threads[thread];
-        self.run.observations.push(Observation::new(&spec_thread.name, pc, &spec_thread.program[pc], observed));
+        let observation = Observation::new(&spec_thread.name, pc, &spec_thread.program[pc], observed);
+        self.reporter.send(&Message::Observed(observation.clone()));
+        self.run.observations.push(observation);
     }
 
     fn execute(&mut self, thread: usize) -> Result<(), String> {
@@ -217,6 +353,8 @@ impl Host<'_> {
             return Ok(());
         };
         self.threads[thread].pc += 1;
+        // The parent's watchdog reports a fault or a hang at the last instruction announced.
+        self.reporter.send(&Message::At { thread, pc });
         let result = match &instruction {
             Instruction::Spawn { thread: child } => {
                 let registers = self.threads[thread].registers.clone();
@@ -250,7 +388,12 @@ impl Host<'_> {
             Instruction::Store { address, length, byte, .. } => {
                 let address = self.value(thread, *address) as u64;
                 let observed = self.store(address, *length, *byte)?;
+                let stop = observed != Observed::Stored;
                 self.observe(thread, pc, observed);
+                if stop {
+                    // As in the model: a fault ends the run (the process would die of it).
+                    self.run.stopped = Some("a store faulted".into());
+                }
                 None
             }
             Instruction::Load { address, length, expect, .. } => {
@@ -293,14 +436,19 @@ impl Host<'_> {
             return Err(format!("fork: {}", errno()));
         }
         if pid == 0 {
+            // SAFETY: the child's own pipes; it dies with the runner process that forked it.
             unsafe {
                 libc::close(go[1]);
                 libc::close(results[0]);
+                libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL);
             }
-            // The go message carries the events the parent has signalled by now.
+            // The go message carries the events the parent has signalled by now; without it
+            // (the parent died) the child has nothing to do.
             let mut events = [0u8; 8];
             // SAFETY: reading from our own pipe into our own buffer.
-            unsafe { libc::read(go[0], events.as_mut_ptr().cast(), 8) };
+            if unsafe { libc::read(go[0], events.as_mut_ptr().cast(), 8) } != 8 {
+                unsafe { libc::_exit(0) };
+            }
             self.events = u64::from_le_bytes(events);
             self.run_child(child, child_mm, registers);
             let json = serde_json::to_vec(&self.run).unwrap_or_default();
@@ -364,10 +512,19 @@ impl Host<'_> {
             libc::close(remote.results);
             libc::waitpid(remote.pid, &mut status, 0);
         }
-        let child_run: Run = serde_json::from_slice(&json).map_err(|e| format!("the forked child's report: {e}"))?;
-        self.run.observations.extend(child_run.observations);
-        if child_run.stopped.is_some() {
-            self.run.stopped = child_run.stopped;
+        if libc::WIFSIGNALED(status) {
+            // The parent reports the fault at the child's last instruction.
+            let signal = libc::WTERMSIG(status);
+            self.reporter.send(&Message::Died { signal });
+            self.run.stopped = Some(fault(signal));
+        } else {
+            // The child sent its observations to the parent itself; they are kept here too.
+            let child_run: Run =
+                serde_json::from_slice(&json).map_err(|e| format!("the forked child's report: {e}"))?;
+            self.run.observations.extend(child_run.observations);
+            if child_run.stopped.is_some() {
+                self.run.stopped = child_run.stopped;
+            }
         }
         let child_mm = self.spec.threads[thread].mm;
         for (id, t) in self.threads.iter_mut().enumerate() {
@@ -380,19 +537,52 @@ impl Host<'_> {
 
     /// The mapping holding all of [address, address + length), if one does.
     fn mapping(&self, address: u64, length: u64) -> Option<Mapping> {
-        self.mappings.iter().copied().find(|m| m.start <= address && address + length <= m.end)
+        let end = address.checked_add(length)?;
+        self.mappings.iter().copied().find(|m| m.start <= address && end <= m.end)
     }
 
-    /// A user access to a registered page that is not populated would sleep in
-    /// handle_userfault() with nobody to wake it.
-    fn would_block(&self, address: u64, length: u64) -> Result<(), String> {
-        let Some(mapping) = self.mapping(address, length) else { return Ok(()) };
-        if !mapping.uffd {
+    /// Whether `address` lies in a mapping of the run's (the kernel stops an access or a
+    /// user copy at the guard gap after it, so nothing of the runner's own is reached).
+    fn owns(&self, address: u64) -> bool {
+        self.mappings.iter().any(|m| m.start <= address && address < m.end)
+    }
+
+    /// Where the run's mappings stop covering [address, end) without a gap, from `address`.
+    fn covered_until(&self, address: u64, end: u64) -> u64 {
+        let mut reached = address;
+        let mut sorted = self.mappings.clone();
+        sorted.sort_by_key(|m| m.start);
+        for m in sorted.iter().filter(|m| m.start < end && m.end > address) {
+            if m.start > reached {
+                break;
+            }
+            reached = m.end.min(end);
+        }
+        reached
+    }
+
+    /// Refuses an instruction touching more than [`ACCESS_BYTES_MAX`], or one that would
+    /// sleep in handle_userfault() with nobody to wake it: a user access, a user copy or a
+    /// GUP of a page registered for missing faults (VmFlags `um`, the kernel's own record,
+    /// which follows mremap) that is not populated.
+    fn refuse_blocking(&self, address: u64, length: u64, what: &str) -> Result<(), String> {
+        capped(length, what)?;
+        if self.fds.is_empty() || length == 0 {
             return Ok(());
         }
-        for page in (address & !(PAGE - 1)..address + length).step_by(PAGE as usize) {
-            if pagemap_entry(page)? & (PM_PRESENT | PM_SWAP) == 0 {
-                return Err(format!("an access at {page:#x} would sleep in handle_userfault() with no handler"));
+        let end = address.saturating_add(length);
+        let pagemap = std::fs::File::open("/proc/self/pagemap").map_err(|e| format!("/proc/self/pagemap: {e}"))?;
+        for (start, stop) in uffd_missing_ranges()? {
+            let first = start.max(address & !(PAGE - 1));
+            for page in (first..stop.min(end)).step_by(PAGE as usize) {
+                let mut entry = [0u8; 8];
+                pagemap.read_exact_at(&mut entry, page / PAGE * 8).map_err(|e| format!("/proc/self/pagemap: {e}"))?;
+                if u64::from_le_bytes(entry) & (PM_PRESENT | PM_SWAP) == 0 {
+                    return Err(format!(
+                        "not run live: would block in userfaultfd: {what} needs page {} of the range, registered for missing faults and not populated, and the runner has no fault handler",
+                        (page - (address & !(PAGE - 1))) / PAGE
+                    ));
+                }
             }
         }
         Ok(())
@@ -403,8 +593,9 @@ impl Host<'_> {
             Some(m) if m.prot & prot::PROT_WRITE != 0 => {}
             _ => return Ok(Observed::Fault),
         }
-        self.would_block(address, length)?;
-        // SAFETY: the range lies in a writable mapping this run made and still holds.
+        self.refuse_blocking(address, length, "a store")?;
+        // SAFETY: the range lies in a writable mapping this run made and still holds; a fault
+        // the check cannot foresee (SIGBUS past a file's end) kills only the runner's child.
         unsafe { std::ptr::write_bytes(address as *mut u8, byte, length as usize) };
         Ok(Observed::Stored)
     }
@@ -414,13 +605,56 @@ impl Host<'_> {
             Some(m) if m.prot & prot::PROT_READ != 0 => {}
             _ => return Ok(Observed::Fault),
         }
-        self.would_block(address, length)?;
-        // SAFETY: the range lies in a readable mapping this run made and still holds.
+        self.refuse_blocking(address, length, "a load")?;
+        // SAFETY: as in store().
         let bytes = unsafe { std::slice::from_raw_parts(address as *const u8, length as usize) };
         Ok(match bytes.iter().position(|&b| b != expect) {
             Some(offset) => Observed::Mismatch { offset: offset as u64, byte: bytes[offset] },
             None => Observed::Loaded,
         })
+    }
+
+    /// madvise(2) where the run's mappings are; a range reaching past them is advised only on
+    /// their part and answered -ENOMEM (the kernel's answer for unmapped parts; the
+    /// allocator's memory there is not the scenario's).
+    fn madvise(&mut self, address: u64, length: u64, advice: Advice) -> Result<i64, String> {
+        let code = match advice {
+            Advice::DontNeed => libc::MADV_DONTNEED,
+            Advice::Free => libc::MADV_FREE,
+            Advice::Cold => libc::MADV_COLD,
+            Advice::PageOut => libc::MADV_PAGEOUT,
+            Advice::HugePage => libc::MADV_HUGEPAGE,
+            Advice::PopulateRead => 22,
+            Advice::PopulateWrite => 23,
+        };
+        let populate = matches!(advice, Advice::PopulateRead | Advice::PopulateWrite);
+        if populate {
+            self.refuse_blocking(address, length, "a populate")?;
+        }
+        let Some(end) = page_end(address, length) else { return Ok(errno_of(libc::EINVAL)) };
+        if !address.is_multiple_of(PAGE) || length == 0 {
+            // SAFETY: madvise(2) refuses these before looking at any memory.
+            let result = unsafe { libc::madvise(address as *mut libc::c_void, length as usize, code) };
+            return Ok(if result < 0 { errno() } else { 0 });
+        }
+        let mut sorted = self.mappings.clone();
+        sorted.sort_by_key(|m| m.start);
+        let mut gap = false;
+        let mut reached = address;
+        for m in sorted.iter().filter(|m| m.start < end && m.end > address) {
+            gap |= m.start > reached;
+            // madvise_populate() stops at the first hole; the other advice goes on past it.
+            if gap && populate {
+                break;
+            }
+            let (from, to) = (m.start.max(address), m.end.min(end));
+            // SAFETY: madvise of a part of a mapping this run made.
+            if unsafe { libc::madvise(from as *mut libc::c_void, (to - from) as usize, code) } < 0 {
+                return Ok(errno());
+            }
+            reached = to;
+        }
+        Ok(if gap || reached < end { errno_of(libc::ENOMEM) } else { 0 })
     }
 
     fn syscall(&mut self, thread: usize, instruction: &Instruction) -> Result<i64, String> {
@@ -443,22 +677,7 @@ impl Host<'_> {
             }
             Instruction::Madvise { address, length, advice, .. } => {
                 let address = self.value(thread, *address) as u64;
-                let advice = match advice {
-                    Advice::DontNeed => libc::MADV_DONTNEED,
-                    Advice::Free => libc::MADV_FREE,
-                    Advice::Cold => libc::MADV_COLD,
-                    Advice::PageOut => libc::MADV_PAGEOUT,
-                    Advice::HugePage => libc::MADV_HUGEPAGE,
-                    Advice::PopulateRead => 22,
-                    Advice::PopulateWrite => 23,
-                };
-                // SAFETY: madvise on this process's own memory.
-                let result = unsafe { libc::madvise(address as *mut libc::c_void, *length as usize, advice) };
-                if result < 0 {
-                    errno()
-                } else {
-                    0
-                }
+                self.madvise(address, *length, *advice)?
             }
             Instruction::Pread { file, buffer, length, offset, direct, .. } => {
                 let buffer = self.value(thread, *buffer) as u64;
@@ -492,20 +711,25 @@ impl Host<'_> {
             }
             Instruction::UffdioRegister { uffd, address, length, .. } => {
                 let start = self.value(thread, *address) as u64;
-                let length = length.div_ceil(PAGE) * PAGE;
-                let mut register = [start, length, uffdio::REGISTER_MODE_MISSING, 0];
-                let result = ioctl(self.value(thread, *uffd), uffdio::REGISTER, register.as_mut_ptr().cast());
-                if result == 0 {
-                    self.mark_registered(start, start + length);
+                let Some(end) = page_end(start, *length) else { return Ok(errno_of(libc::EINVAL)) };
+                // Registering the runner's own memory would make its next access to it sleep.
+                if self.covered_until(start, end) < end {
+                    return Ok(errno_of(libc::EINVAL));
                 }
-                result
+                let mut register = [start, end - start, uffdio::REGISTER_MODE_MISSING, 0];
+                ioctl(self.value(thread, *uffd), uffdio::REGISTER, register.as_mut_ptr().cast())
             }
             Instruction::UffdioFill { uffd, to, from, length, .. } => {
                 let fd = self.value(thread, *uffd);
                 let dst = self.value(thread, *to) as u64;
+                capped(*length, "a UFFDIO fill")?;
                 match from {
                     Some(from) => {
-                        let mut copy = [dst, self.value(thread, *from) as u64, *length, 0, 0];
+                        // The source is read with copy_from_user(): a registered missing page
+                        // there faults into handle_userfault() (on 6.18, a livelock).
+                        let src = self.value(thread, *from) as u64;
+                        self.refuse_blocking(src, *length, "UFFDIO_COPY's source")?;
+                        let mut copy = [dst, src, *length, 0, 0];
                         let result = ioctl(fd, uffdio::COPY, copy.as_mut_ptr().cast());
                         filled(result, copy[4] as i64)
                     }
@@ -519,6 +743,11 @@ impl Host<'_> {
             Instruction::UffdioMove { uffd, to, from, length, allow_src_holes, .. } => {
                 let mode = if *allow_src_holes { uffdio::MOVE_MODE_ALLOW_SRC_HOLES } else { 0 };
                 let (dst, src) = (self.value(thread, *to) as u64, self.value(thread, *from) as u64);
+                // Moving the runner's own pages away would take its memory (uffd_move_lock():
+                // no VMA at the source is -ENOENT).
+                if !self.owns(src) {
+                    return Ok(errno_of(libc::ENOENT));
+                }
                 let mut moved = [dst, src, *length, mode, 0];
                 let result = ioctl(self.value(thread, *uffd), uffdio::MOVE, moved.as_mut_ptr().cast());
                 filled(result, moved[4] as i64)
@@ -534,9 +763,9 @@ impl Host<'_> {
         if length == 0 {
             return Ok(-i64::from(libc::EINVAL));
         }
-        let length = length.div_ceil(PAGE) * PAGE;
+        let Some(length) = page_end(0, length) else { return Ok(errno_of(libc::ENOMEM)) };
         let align = if length >= PMD && file.is_none() { PMD } else { PAGE };
-        let reserve = length + align + 2 * PAGE;
+        let Some(reserve) = length.checked_add(align + 2 * PAGE) else { return Ok(errno_of(libc::ENOMEM)) };
         // SAFETY: a new private anonymous mapping; nothing else refers to it.
         let base = unsafe {
             libc::mmap(
@@ -572,7 +801,7 @@ impl Host<'_> {
             unsafe { libc::munmap(start as *mut libc::c_void, length as usize) };
             return Ok(result);
         }
-        self.mappings.push(Mapping { start, end: start + length, prot: protection, uffd: false });
+        self.mappings.push(Mapping { start, end: start + length, prot: protection });
         Ok(start as i64)
     }
 
@@ -602,48 +831,49 @@ impl Host<'_> {
         Ok(if address == libc::MAP_FAILED { errno() } else { 0 })
     }
 
+    /// munmap(2) of the run's part of the range, with the kernel's checks of the range
+    /// (__do_munmap(): unaligned, empty or past TASK_SIZE is -EINVAL; holes are fine).
     fn munmap(&mut self, address: u64, length: u64) -> i64 {
-        let end = address + length.div_ceil(PAGE) * PAGE;
-        // SAFETY: only ranges of this process; a range the run did not map holds nothing of ours
-        // (the allocator never places anything in the run's guard gaps or mappings).
-        let owned = self.mappings.iter().any(|m| m.start <= address && end <= m.end);
-        if !owned {
-            return -i64::from(libc::EINVAL);
+        const TASK_SIZE: u64 = (1 << 47) - PAGE;
+        let Some(end) = page_end(address, length) else { return errno_of(libc::EINVAL) };
+        if !address.is_multiple_of(PAGE) || end == address || end > TASK_SIZE {
+            return errno_of(libc::EINVAL);
         }
-        if unsafe { libc::munmap(address as *mut libc::c_void, (end - address) as usize) } < 0 {
-            return errno();
+        let pieces: Vec<Mapping> = self.mappings.iter().copied().filter(|m| m.start < end && m.end > address).collect();
+        for m in pieces {
+            let (from, to) = (m.start.max(address), m.end.min(end));
+            // SAFETY: a part of a mapping this run made; the allocator's memory in the range
+            // (in the gaps between the run's mappings) is not the scenario's and stays.
+            if unsafe { libc::munmap(from as *mut libc::c_void, (to - from) as usize) } < 0 {
+                return errno();
+            }
         }
         self.forget(address, end);
         0
     }
 
     fn mprotect(&mut self, address: u64, length: u64, protection: u32) -> i64 {
-        let end = address + length.div_ceil(PAGE) * PAGE;
-        let flags = libc_prot(protection);
-        // SAFETY: mprotect of this process's memory; a range outside the run's mappings is
-        // refused before the call (the allocator's own memory must not change protection).
-        if address.is_multiple_of(PAGE) && !self.mappings.iter().any(|m| m.start < end && address < m.end) {
-            return -i64::from(libc::ENOMEM);
+        let Some(end) = page_end(address, length) else { return errno_of(libc::ENOMEM) };
+        if !address.is_multiple_of(PAGE) || end == address {
+            // SAFETY: mprotect(2) answers these before looking at any memory.
+            let result = unsafe { libc::mprotect(address as *mut libc::c_void, length as usize, 0) };
+            return if result < 0 { errno() } else { 0 };
         }
-        let result = unsafe { libc::mprotect(address as *mut libc::c_void, (end - address) as usize, flags) };
+        // The kernel changes the mapped part from the start up to a hole (-ENOMEM then): only
+        // the run's mappings are changed, never the allocator's memory past them.
+        let reached = self.covered_until(address, end);
+        if reached == address {
+            return errno_of(libc::ENOMEM);
+        }
+        // SAFETY: mprotect of [address, reached), all in mappings this run made.
+        let result = unsafe {
+            libc::mprotect(address as *mut libc::c_void, (reached - address) as usize, libc_prot(protection))
+        };
         if result < 0 {
-            let error = errno();
-            if error != -i64::from(libc::ENOMEM) {
-                return error;
-            }
-        }
-        // The kernel changed the mapped part from the start up to a hole: so does the record.
-        let mut reached = address;
-        let mut sorted = self.mappings.clone();
-        sorted.sort_by_key(|m| m.start);
-        for m in sorted.iter().filter(|m| m.start < end && m.end > address) {
-            if m.start > reached {
-                break;
-            }
-            reached = m.end.min(end);
+            return errno();
         }
         self.split_range(address, reached, |m| Some(Mapping { prot: protection, ..m }));
-        if result < 0 {
+        if reached < end {
             errno_of(libc::ENOMEM)
         } else {
             0
@@ -653,13 +883,14 @@ impl Host<'_> {
     /// mremap(2) of a range this run mapped (a fixed target must be one too: the runner never
     /// moves memory over the allocator's).
     fn mremap(&mut self, address: u64, old_length: u64, new_length: u64, flags: u32, new_address: u64) -> i64 {
-        let round = |l: u64| l.div_ceil(PAGE) * PAGE;
-        let (old_length, new_length) = (round(old_length), round(new_length));
+        let (Some(old_length), Some(new_length)) = (page_end(0, old_length), page_end(0, new_length)) else {
+            return errno_of(libc::EINVAL);
+        };
         let Some(old) = self.mapping(address, old_length.max(PAGE)) else {
             return -i64::from(libc::EFAULT);
         };
         let fixed = flags & mmcheck_model::program::mremap::MREMAP_FIXED != 0;
-        if fixed && !self.mappings.iter().any(|m| m.start <= new_address && new_address + new_length <= m.end) {
+        if fixed && self.mapping(new_address, new_length).is_none() {
             return -i64::from(libc::EINVAL);
         }
         // Growing in place could take the guard gap after the mapping; the model's placement
@@ -682,7 +913,7 @@ impl Host<'_> {
             self.forget(to, to + new_length);
         }
         self.forget(address, address + old_length);
-        self.mappings.push(Mapping { start: to, end: to + new_length, prot: old.prot, uffd: false });
+        self.mappings.push(Mapping { start: to, end: to + new_length, prot: old.prot });
         to as i64
     }
 
@@ -711,32 +942,36 @@ impl Host<'_> {
         self.mappings = kept;
     }
 
-    fn mark_registered(&mut self, start: u64, end: u64) {
-        for m in &mut self.mappings {
-            if m.start >= start && m.end <= end {
-                m.uffd = true;
-            }
-        }
+    fn file(&self, index: usize) -> Result<&PathBuf, String> {
+        self.files.get(index).ok_or_else(|| format!("file {index}: the scenario has no such file"))
     }
 
     fn pread(&mut self, file: usize, buffer: u64, length: u64, offset: u64, direct: bool) -> Result<i64, String> {
-        let path = &self.files[file];
+        let path = self.file(file)?;
         let handle = std::fs::OpenOptions::new()
             .read(true)
             .custom_flags(if direct { libc::O_DIRECT } else { 0 })
             .open(path)
             .map_err(|e| format!("{}: open{}: {e}", path.display(), if direct { " O_DIRECT" } else { "" }))?;
         // The kernel checks the buffer (GUP with FOLL_WRITE, or copy_to_user()'s fixup): an
-        // unmapped or read-only one is EFAULT, never a signal, so the raw syscall is safe on
-        // any address.
+        // unmapped or read-only one is EFAULT, never a signal, and it stops at the guard gap
+        // after the run's mapping. A buffer starting outside the run's mappings could be the
+        // runner's own memory: -EFAULT, as the model has nothing there.
+        if !self.owns(buffer) && length > 0 {
+            return Ok(errno_of(libc::EFAULT));
+        }
+        let size = handle.metadata().map_err(|e| format!("{}: {e}", path.display()))?.len();
+        let transferred = length.min(size.saturating_sub(offset));
+        let touched = if direct { page_end(0, transferred).unwrap_or(transferred) } else { transferred };
+        self.refuse_blocking(buffer, touched, if direct { "an O_DIRECT read's buffer" } else { "a read's buffer" })?;
         // SAFETY: pread(2) writes only through the kernel's own user-copy/GUP checks.
         let n = unsafe { libc::pread(handle.as_raw_fd(), buffer as *mut libc::c_void, length as usize, offset as i64) };
         Ok(if n < 0 { errno() } else { n as i64 })
     }
 
-    /// ftruncate(2) of one of our own files.
+    /// ftruncate(2) of one of our own files (a larger size makes a hole: no data is written).
     fn ftruncate(&mut self, file: usize, length: u64) -> Result<i64, String> {
-        let path = &self.files[file];
+        let path = self.file(file)?;
         let handle = std::fs::OpenOptions::new()
             .write(true)
             .open(path)
@@ -787,6 +1022,46 @@ fn libc_prot(protection: u32) -> i32 {
 
 fn errno_of(code: i32) -> i64 {
     -i64::from(code)
+}
+
+/// Refuses an instruction touching more than [`ACCESS_BYTES_MAX`].
+fn capped(length: u64, what: &str) -> Result<(), String> {
+    if length > ACCESS_BYTES_MAX {
+        return Err(format!(
+            "not run live: {what} of {length:#x} bytes (the runner's cap is {} MiB)",
+            ACCESS_BYTES_MAX >> 20
+        ));
+    }
+    Ok(())
+}
+
+/// `address + length` rounded up to a page, None past the end of the address space.
+fn page_end(address: u64, length: u64) -> Option<u64> {
+    address.checked_add(length)?.checked_next_multiple_of(PAGE)
+}
+
+/// The VMAs registered with a userfaultfd for missing faults (smaps' VmFlags `um`).
+fn uffd_missing_ranges() -> Result<Vec<(u64, u64)>, String> {
+    let text = std::fs::read_to_string("/proc/self/smaps").map_err(|e| format!("/proc/self/smaps: {e}"))?;
+    let mut ranges = Vec::new();
+    let mut current = None;
+    for line in text.lines() {
+        if let Some(flags) = line.strip_prefix("VmFlags:") {
+            if flags.split_whitespace().any(|f| f == "um") {
+                ranges.extend(current);
+            }
+        } else if let Some(range) = vma_range(line) {
+            current = Some(range);
+        }
+    }
+    Ok(ranges)
+}
+
+/// The range of a smaps header line ("start-end perms ...").
+fn vma_range(line: &str) -> Option<(u64, u64)> {
+    let (range, _) = line.split_once(' ')?;
+    let (start, end) = range.split_once('-')?;
+    Some((u64::from_str_radix(start, 16).ok()?, u64::from_str_radix(end, 16).ok()?))
 }
 
 fn ioctl(fd: i64, request: u64, argument: *mut libc::c_void) -> i64 {
@@ -866,13 +1141,9 @@ fn smaps_field(address: u64, field: &str) -> Result<i64, String> {
     };
     let mut inside = false;
     for line in text.lines() {
-        if let Some((range, _)) = line.split_once(' ') {
-            if let Some((start, end)) = range.split_once('-') {
-                if let (Ok(start), Ok(end)) = (u64::from_str_radix(start, 16), u64::from_str_radix(end, 16)) {
-                    inside = start <= address && address < end;
-                    continue;
-                }
-            }
+        if let Some((start, end)) = vma_range(line) {
+            inside = start <= address && address < end;
+            continue;
         }
         if inside {
             if let Some(rest) = line.strip_prefix(name).and_then(|r| r.strip_prefix(':')) {
@@ -882,4 +1153,47 @@ fn smaps_field(address: u64, field: &str) -> Result<i64, String> {
         }
     }
     Ok(-i64::from(libc::ENOENT))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::{assemble, child, Duration, Message};
+    use crate::Observed;
+    use mmcheck_model::program::{Instruction, Operand};
+    use mmcheck_model::system::ThreadSpec;
+    use mmcheck_model::SystemSpec;
+
+    fn spec() -> SystemSpec {
+        let load =
+            Instruction::Load { address: Operand::Constant(0), length: 1, expect: 0, location: Default::default() };
+        let program = vec![load.clone(), load];
+        SystemSpec {
+            threads: vec![ThreadSpec { name: "p".into(), mm: Some(0), program, starts: true, registers: 1 }],
+            mms: 1,
+            ..SystemSpec::default()
+        }
+    }
+
+    fn outcome(end: child::End) -> child::Outcome {
+        child::Outcome { messages: vec![Message::At { thread: 0, pc: 1 }], end }
+    }
+
+    #[test]
+    fn a_timeout_is_the_observation_of_the_instruction_it_was_at() {
+        let run = assemble(&spec(), outcome(child::End::TimedOut), Duration::from_secs(2)).expect("a run");
+        assert_eq!(run.observations.len(), 1);
+        assert_eq!((run.observations[0].pc, &run.observations[0].observed), (1, &Observed::Timeout));
+        assert_eq!(
+            run.stopped.as_deref(),
+            Some("timeout: not finished after 2 s (the runner's processes were killed) at p #1 (load)")
+        );
+    }
+
+    #[test]
+    fn a_signal_is_a_fault_of_the_instruction_it_was_at() {
+        let run =
+            assemble(&spec(), outcome(child::End::Signaled(libc::SIGBUS)), Duration::from_secs(2)).expect("a run");
+        assert_eq!(run.observations[0].observed, Observed::Fault);
+        assert!(run.stopped.as_deref().is_some_and(|s| s.starts_with("fault: SIGBUS at p #1")));
+    }
 }
