@@ -1,10 +1,13 @@
-//! The live-kernel side: a scenario's instructions executed by this process through real
-//! syscalls, threads interleaved exactly as the model's sequential run interleaves them (the
-//! lowest runnable thread, one instruction at a time), all in the calling thread.
+//! The live-kernel side: a scenario's instructions executed through real syscalls by a child
+//! process of this one (`child::run_in_child`), threads interleaved exactly as the model's
+//! sequential run interleaves them (the lowest runnable thread, one instruction at a time), all
+//! in the child's one thread.
 //!
-//! Only this process and files in its own temporary directory are touched. A user access is
-//! checked against the mappings the run made before it is performed, so an access the kernel
-//! would answer with SIGSEGV is reported as a fault without taking the signal.
+//! Only the child, the processes it forks and files in the run's own temporary directory are
+//! touched. A user access is checked against the mappings the run made before it is performed,
+//! so an access the kernel would answer with SIGSEGV is reported as a fault without taking the
+//! signal; a fault the check cannot foresee (SIGBUS past a file's end) kills only the child and
+//! is reported as the access's fault by the parent, and a hang is ended by the watchdog.
 
 use crate::child::{self, End, Message, Reporter};
 use crate::{classify, describe, Observation, Observed, Run};
@@ -91,6 +94,10 @@ pub const FILE_BYTES_MAX: u64 = 1 << 30;
 /// Bytes one instruction may touch live at most (a store, a load, a read's buffer, a
 /// populate, a UFFDIO_COPY): the runner's memory is the machine's, shared with others.
 pub const ACCESS_BYTES_MAX: u64 = 1 << 30;
+
+/// Memory one process of a live run may hold resident at most (checked before each
+/// instruction that may fault pages in): the machine is shared.
+pub const RESIDENT_BYTES_MAX: u64 = 4 << 30;
 
 /// Runs the scenario's program on this machine, in `dir` (a fresh directory of the caller's),
 /// under [`WATCHDOG_DEFAULT`].
@@ -1024,12 +1031,21 @@ fn errno_of(code: i32) -> i64 {
     -i64::from(code)
 }
 
-/// Refuses an instruction touching more than [`ACCESS_BYTES_MAX`].
+/// Refuses an instruction touching more than [`ACCESS_BYTES_MAX`], or one that could take
+/// this process past [`RESIDENT_BYTES_MAX`] resident.
 fn capped(length: u64, what: &str) -> Result<(), String> {
     if length > ACCESS_BYTES_MAX {
         return Err(format!(
             "not run live: {what} of {length:#x} bytes (the runner's cap is {} MiB)",
             ACCESS_BYTES_MAX >> 20
+        ));
+    }
+    let statm = std::fs::read_to_string("/proc/self/statm").map_err(|e| format!("/proc/self/statm: {e}"))?;
+    let resident_pages: u64 = statm.split_whitespace().nth(1).and_then(|f| f.parse().ok()).unwrap_or(0);
+    if resident_pages.saturating_mul(PAGE).saturating_add(length) > RESIDENT_BYTES_MAX {
+        return Err(format!(
+            "not run live: {what} could take the run past {} MiB resident (the runner's cap)",
+            RESIDENT_BYTES_MAX >> 20
         ));
     }
     Ok(())
