@@ -185,15 +185,27 @@ impl System {
             Instruction::Madvise { address, length, advice, .. } => {
                 Frame::Madvise(Madvise::new(mm, Self::value(t, *address) as u64, *length, *advice))
             }
-            Instruction::Pread { file, buffer, length, offset, direct: true, .. } => Frame::DirectIo(
-                crate::block::fops::DirectIo::new(mm, *file, Self::value(t, *buffer) as u64, *length, *offset),
-            ),
+            Instruction::Pread { file, buffer, length, offset, direct, .. } => {
+                let buffer = Self::value(t, *buffer) as u64;
+                match crate::fs::read_write::ksys_pread64(buffer, *length, *offset) {
+                    Err(error) => {
+                        self.complete(ctx, thread, error);
+                        ctx.event("ksys_pread64", "rw_verify_area", |_| {
+                            format!("-{}", errno::name(error).unwrap_or("?"))
+                        });
+                        return;
+                    }
+                    Ok(length) if *direct => {
+                        Frame::DirectIo(crate::block::fops::DirectIo::new(mm, *file, buffer, length, *offset))
+                    }
+                    Ok(length) => {
+                        Frame::FilemapRead(crate::mm::filemap::FilemapRead::new(mm, *file, buffer, length, *offset))
+                    }
+                }
+            }
             Instruction::Ftruncate { file, length, .. } => {
                 Frame::Truncate(crate::mm::truncate::Truncate::new(*file, *length))
             }
-            Instruction::Pread { file, buffer, length, offset, direct: false, .. } => Frame::FilemapRead(
-                crate::mm::filemap::FilemapRead::new(mm, *file, Self::value(t, *buffer) as u64, *length, *offset),
-            ),
             Instruction::MovePagesStatus { address, .. } => {
                 Frame::PagesStat(crate::mm::migrate::PagesStat::new(mm, Self::value(t, *address) as u64))
             }

@@ -202,10 +202,11 @@ pub mod errno {
     pub const EEXIST: i64 = 17;
     pub const EINVAL: i64 = 22;
     pub const EACCES: i64 = 13;
+    pub const EPERM: i64 = 1;
 
     /// The errno a name stands for (positive), for scenarios: `assert s == -ENOENT`.
     pub fn by_name(name: &str) -> Option<i64> {
-        [ENOENT, EAGAIN, ENOMEM, EFAULT, EBUSY, EEXIST, EINVAL, EACCES]
+        [ENOENT, EAGAIN, ENOMEM, EFAULT, EBUSY, EEXIST, EINVAL, EACCES, EPERM]
             .into_iter()
             .find(|&e| self::name(-e) == Some(name))
     }
@@ -220,6 +221,7 @@ pub mod errno {
             EEXIST => "EEXIST",
             EINVAL => "EINVAL",
             EACCES => "EACCES",
+            EPERM => "EPERM",
             _ => return None,
         })
     }

@@ -2,6 +2,10 @@
 //! pages with GUP (bio_iov_iter_get_pages()), let the device DMA into them, then
 //! bio_release_pages(bio, mark_dirty): dirty each page under its lock and drop the reference.
 //!
+//! The scenario's file is a regular file on ext4, as the live runner's is: its O_DIRECT read
+//! (fs/iomap/direct-io.c: iomap_dio_rw()) builds its bios the same way; it differs when GUP
+//! comes back short (see gup_slow_done()).
+//!
 //! Before a7e689dd1c06 (6.5) the references were FOLL_GET (get_user_pages_fast()); since then
 //! they are pins (pin_user_pages_fast() via iov_iter_extract_pages()).
 
@@ -39,6 +43,9 @@ pub struct DirectIo {
     pub stage: DioStage,
     /// The page of the bio being transferred or released.
     pub index: usize,
+    /// GUP pinned fewer pages than the buffer spans: the read fails with -EFAULT after the
+    /// pinned part is transferred.
+    pub short: bool,
 }
 
 impl DirectIo {
@@ -53,6 +60,7 @@ impl DirectIo {
             flags: GupFlags { write: true, pin: false },
             stage: DioStage::Start,
             index: 0,
+            short: false,
         }
     }
 
@@ -126,7 +134,12 @@ impl DirectIo {
         if result < 0 && Self::pages_len(ctx) == 0 {
             return Flow::Return(result);
         }
-        // A short GUP makes a short bio: transfer what was pinned.
+        // A short GUP makes a short bio: transfer what was pinned. The scenario's file is a
+        // regular file on ext4 (as the live runner's is): fs/iomap/direct-io.c:
+        // iomap_dio_bio_iter() submits the pinned part, the next bio's GUP fails, and
+        // __iomap_dio_rw() without IOMAP_DIO_PARTIAL makes the read -EFAULT once that bio
+        // completed (a block device's __blkdev_direct_IO_simple() would return it short).
+        self.short = (Self::pages_len(ctx) as u64) < self.nr_pages;
         self.nr_pages = Self::pages_len(ctx) as u64;
         self.length = self.length.min(self.nr_pages * PAGE_SIZE - self.head());
         self.stage = DioStage::Dma;
@@ -218,7 +231,7 @@ impl DirectIo {
         self.index += run;
         if self.index == self.nr_pages as usize {
             ctx.local().pages.make_mut().clear();
-            return Flow::Return(self.length as i64);
+            return Flow::Return(if self.short { -errno::EFAULT } else { self.length as i64 });
         }
         self.stage = DioStage::SetDirtyLock;
         Flow::Continue

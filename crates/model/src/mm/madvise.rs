@@ -58,10 +58,13 @@ impl Madvise {
     /// do_madvise(): argument checks, mmap_read_lock(), madvise_walk_vmas() (a hole in the
     /// range gives -ENOMEM after the rest is done).
     fn lock(&mut self, ctx: &mut Ctx) -> Flow {
-        if !self.start.is_multiple_of(PAGE_SIZE) {
+        // mm/madvise.c: do_madvise(): "if (len_in && !len) return -EINVAL;" (PAGE_ALIGN()
+        // wrapped), "if (end < start) return -EINVAL;".
+        let length = crate::mm::mmap::page_align(self.length);
+        let end = self.start.wrapping_add(length);
+        if !self.start.is_multiple_of(PAGE_SIZE) || (self.length != 0 && length == 0) || end < self.start {
             return Flow::Return(-errno::EINVAL);
         }
-        let end = self.start + self.length.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         if end == self.start {
             return Flow::Return(0);
         }

@@ -12,6 +12,19 @@ use serde::{Deserialize, Serialize};
 
 /// Where the first mapping of a process goes.
 pub const MMAP_BASE: u64 = 0x7f00_0000_0000;
+/// arch/x86/include/asm/page_64_types.h: TASK_SIZE_MAX with 4-level paging, the end of user
+/// address space (access_ok() and the mm syscalls' range checks).
+pub const TASK_SIZE: u64 = (1 << 47) - PAGE_SIZE;
+/// security/min_addr.c: mmap_min_addr (CONFIG_DEFAULT_MMAP_MIN_ADDR, 4096 on x86; this
+/// machine's sysctl too). The modelled process has no CAP_SYS_RAWIO, so cap_mmap_addr() refuses
+/// a mapping below it with -EPERM.
+pub const MMAP_MIN_ADDR: u64 = 4096;
+
+/// include/linux/mm.h: PAGE_ALIGN(), which wraps to 0 for a length within a page of 2^64 (the
+/// syscalls check for that).
+pub fn page_align(length: u64) -> u64 {
+    length.wrapping_add(PAGE_SIZE - 1) & !(PAGE_SIZE - 1)
+}
 const PMD_SIZE: u64 = 2 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -85,7 +98,12 @@ impl Mmap {
         if self.length == 0 {
             return Flow::Return(-errno::EINVAL);
         }
-        let length = self.length.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        // mm/mmap.c: do_mmap(): "len = PAGE_ALIGN(len); if (!len) return -ENOMEM;", then
+        // __get_unmapped_area(): "if (len > TASK_SIZE) return -ENOMEM;".
+        let length = page_align(self.length);
+        if length == 0 || length > TASK_SIZE {
+            return Flow::Return(-errno::ENOMEM);
+        }
         ctx.mmap_write_lock(self.mm);
         let flags = self.vm_flags();
         let (device, file) = (self.device.map(|(id, _)| id), self.file);
@@ -95,6 +113,10 @@ impl Mmap {
         // thp_get_unmapped_area() (d4148aeab412, 6.12: PMD-aligned sizes only).
         let align = if length.is_multiple_of(PMD_SIZE) && anonymous { PMD_SIZE } else { PAGE_SIZE };
         let start = ctx.get_unmapped_area(self.mm, length, align);
+        if !unmapped_area_fits(ctx, start, length) {
+            ctx.mmap_write_unlock(self.mm);
+            return Flow::Return(-errno::ENOMEM);
+        }
         // A file or device mapping's vm_pgoff is the mmap offset (0); an anonymous one's is its
         // address.
         let pgoff = if anonymous { start >> PAGE_SHIFT } else { 0 };
@@ -184,8 +206,32 @@ impl Munmap {
     }
 
     fn end(&self) -> u64 {
-        self.start + self.length.div_ceil(PAGE_SIZE) * PAGE_SIZE
+        self.start.wrapping_add(page_align(self.length))
     }
+
+    /// mm/vma.c: do_vmi_munmap(): "if ((offset_in_page(start)) || start > TASK_SIZE || len >
+    /// TASK_SIZE-start) return -EINVAL;", then "end = start + PAGE_ALIGN(len); if (end == start)
+    /// return -EINVAL;".
+    fn invalid(&self) -> bool {
+        !self.start.is_multiple_of(PAGE_SIZE)
+            || self.start > TASK_SIZE
+            || self.length > TASK_SIZE - self.start
+            || self.end() == self.start
+    }
+}
+
+/// mm/mmap.c: __get_unmapped_area() searches the whole address space below TASK_SIZE; the
+/// model places mappings upward from MMAP_BASE only, so one that does not fit there is a
+/// placement the model does not make.
+pub fn unmapped_area_fits(ctx: &mut Ctx, start: u64, length: u64) -> bool {
+    let fits = start.checked_add(length).is_some_and(|end| end <= TASK_SIZE);
+    if !fits {
+        ctx.violation(crate::violation::Violation::new(
+            crate::violation::ViolationKind::Invariant,
+            format!("not modelled: a {length:#x}-byte mapping above the model's mmap base ({start:#x}) would pass TASK_SIZE"),
+        ));
+    }
+    fits
 }
 
 /// Removes `[start, end)` from the VMA list, splitting VMAs that straddle either end.
@@ -211,7 +257,7 @@ impl KernelFunction for Munmap {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         match self.stage {
             MunmapStage::Lock => {
-                if !self.start.is_multiple_of(PAGE_SIZE) || self.length == 0 {
+                if self.invalid() {
                     return Flow::Return(-errno::EINVAL);
                 }
                 ctx.mmap_write_lock(self.mm);
@@ -331,10 +377,18 @@ pub struct Mprotect {
 
 impl KernelFunction for Mprotect {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        // mm/mprotect.c: do_mprotect_pkey(): an unaligned start is -EINVAL, a zero length 0, a
+        // range that wraps (after PAGE_ALIGN()) -ENOMEM.
         if !self.start.is_multiple_of(PAGE_SIZE) {
             return Flow::Return(-errno::EINVAL);
         }
-        let end = self.start + self.length.div_ceil(PAGE_SIZE) * PAGE_SIZE;
+        if self.length == 0 {
+            return Flow::Return(0);
+        }
+        let end = self.start.wrapping_add(page_align(self.length));
+        if end <= self.start {
+            return Flow::Return(-errno::ENOMEM);
+        }
         ctx.mmap_write_lock(self.mm);
         let vmas = ctx.vmas(self.mm).to_vec();
         let mut result = 0;

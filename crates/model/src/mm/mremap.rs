@@ -7,6 +7,7 @@
 use crate::access::Ctx;
 use crate::folio::{PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::memory::Zap;
+use crate::mm::mmap::{page_align, MMAP_MIN_ADDR, TASK_SIZE};
 use crate::program::mremap::{MREMAP_FIXED, MREMAP_MAYMOVE};
 use crate::state::{MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
@@ -33,12 +34,11 @@ pub struct Mremap {
 
 impl Mremap {
     pub fn new(mm: MmId, address: u64, old_length: u64, new_length: u64, flags: u32, new_address: u64) -> Self {
-        let round = |l: u64| l.div_ceil(PAGE_SIZE) * PAGE_SIZE;
         Mremap {
             mm,
             address,
-            old_length: round(old_length),
-            new_length: round(new_length),
+            old_length: page_align(old_length),
+            new_length: page_align(new_length),
             flags,
             new_address,
             stage: MremapStage::Start,
@@ -46,38 +46,52 @@ impl Mremap {
         }
     }
 
+    /// mm/mremap.c (6.18): check_mremap_params(), before the mmap lock: the flags, the
+    /// alignment, a zero or oversized new length, and for MREMAP_FIXED a target that is
+    /// unaligned, wraps or ends beyond TASK_SIZE, or overlaps the source (6.12 made the same
+    /// checks in mremap_to(), after the VMA lookup).
+    fn params_invalid(&self) -> bool {
+        let fixed = self.flags & MREMAP_FIXED != 0;
+        let (to, to_end, old_end) = (
+            self.new_address,
+            self.new_address.wrapping_add(self.new_length),
+            self.address.wrapping_add(self.old_length),
+        );
+        self.flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0
+            || !self.address.is_multiple_of(PAGE_SIZE)
+            || self.new_length == 0
+            || self.new_length > TASK_SIZE
+            || (fixed
+                && (to > TASK_SIZE - self.new_length
+                    || !to.is_multiple_of(PAGE_SIZE)
+                    || self.flags & MREMAP_MAYMOVE == 0
+                    || (to < old_end && self.address < to_end)))
+    }
+
     /// do_mremap()'s checks, and the unmapping a fixed move or a shrink starts with.
     fn start(&mut self, ctx: &mut Ctx) -> Flow {
         let fixed = self.flags & MREMAP_FIXED != 0;
-        if !self.address.is_multiple_of(PAGE_SIZE)
-            || self.flags & !(MREMAP_MAYMOVE | MREMAP_FIXED) != 0
-            || (fixed && self.flags & MREMAP_MAYMOVE == 0)
-            || self.new_length == 0
-            || (fixed && !self.new_address.is_multiple_of(PAGE_SIZE))
-        {
+        if self.params_invalid() {
             return Flow::Return(-errno::EINVAL);
         }
         ctx.mmap_write_lock(self.mm);
         // vma_to_resize(): the old range must lie in one VMA, not a device's (a file's, never
-        // faulted, moves as an anonymous one does).
-        let (address, old_end) = (self.address, self.address + self.old_length);
+        // faulted, moves as an anonymous one does). A userfaultfd-registered VMA may move too:
+        // mremap_userfaultfd_prep() drops the registration from the moved VMA.
+        let (address, old_length) = (self.address, self.old_length);
         let vma = ctx.vma_lookup(self.mm, address);
-        let Some(vma) = vma.filter(|v| old_end <= v.end && v.device.is_none() && v.uffd.is_none()) else {
+        if !vma.is_some_and(|v| old_length <= v.end - address && v.device.is_none()) {
             return self.finish(ctx, -errno::EFAULT);
-        };
+        }
         if fixed {
             let (to, to_end) = (self.new_address, self.new_address + self.new_length);
-            if to < old_end && address < to_end {
-                return self.finish(ctx, -errno::EINVAL);
-            }
             self.stage = MremapStage::Unmapped;
             return Flow::Call(Frame::Zap(Zap::new(self.mm, to, to_end)));
         }
         if self.new_length < self.old_length {
             self.stage = MremapStage::Unmapped;
-            return Flow::Call(Frame::Zap(Zap::new(self.mm, address + self.new_length, old_end)));
+            return Flow::Call(Frame::Zap(Zap::new(self.mm, address + self.new_length, address + old_length)));
         }
-        let _ = vma;
         self.stage = MremapStage::Unmapped;
         Flow::Continue
     }
@@ -98,6 +112,18 @@ impl Mremap {
         if self.flags & MREMAP_FIXED != 0 {
             let to = self.new_address;
             ctx.vma_remove_range(self.mm, to, to + self.new_length);
+            // mremap_to() → vrm_set_new_addr() → get_unmapped_area(MAP_FIXED) →
+            // security_mmap_addr() → cap_mmap_addr(): below mmap_min_addr without
+            // CAP_SYS_RAWIO, -EPERM (after the target was unmapped).
+            if to < MMAP_MIN_ADDR {
+                if self.new_length < self.old_length {
+                    ctx.violation(crate::violation::Violation::new(
+                        crate::violation::ViolationKind::Invariant,
+                        "not modelled: a shrinking mremap MREMAP_FIXED below mmap_min_addr (shrink_vma, then -EPERM)",
+                    ));
+                }
+                return self.finish(ctx, -errno::EPERM);
+            }
             return self.move_vma(ctx, &vma, to);
         }
         if self.new_length <= self.old_length {
@@ -106,7 +132,10 @@ impl Mremap {
         }
         // vma_expandable(): the VMA ends where the old range ends and nothing follows it.
         let new_end = address + self.new_length;
-        let free_after = old_end == vma.end && !vmas.iter().any(|v| v.start < new_end && v.end > old_end);
+        // vma_expandable() → get_unmapped_area(MAP_FIXED): "if (addr > TASK_SIZE - len)" it
+        // cannot grow there.
+        let free_after =
+            old_end == vma.end && new_end <= TASK_SIZE && !vmas.iter().any(|v| v.start < new_end && v.end > old_end);
         if free_after {
             ctx.vma_update(self.mm, vma.start, |stored| stored.end = new_end).expect("the VMA");
             return self.finish(ctx, address as i64);
@@ -119,6 +148,9 @@ impl Mremap {
         let huge = crate::mm::huge_memory::HPAGE_PMD_SIZE;
         let align = if self.new_length.is_multiple_of(huge) && vma.is_anonymous() { huge } else { PAGE_SIZE };
         let to = ctx.get_unmapped_area(self.mm, self.new_length, align);
+        if !crate::mm::mmap::unmapped_area_fits(ctx, to, self.new_length) {
+            return self.finish(ctx, -errno::ENOMEM);
+        }
         self.move_vma(ctx, &vma, to)
     }
 
@@ -127,7 +159,9 @@ impl Mremap {
     fn move_vma(&mut self, ctx: &mut Ctx, vma: &Vma, to: u64) -> Flow {
         let (address, moved) = (self.address, self.old_length.min(self.new_length));
         let pgoff = vma.pgoff + ((address - vma.start) >> PAGE_SHIFT);
-        let new = Vma { start: to, end: to + self.new_length, pgoff, ..vma.clone() };
+        // mremap_userfaultfd_prep(): without UFFD_FEATURE_EVENT_REMAP (the model's UFFDIO_API
+        // asks for no feature) the moved VMA is no longer registered.
+        let new = Vma { start: to, end: to + self.new_length, pgoff, uffd: None, ..vma.clone() };
         let mut page = 0;
         while page < moved >> PAGE_SHIFT {
             let (from_vpn, to_vpn) = ((address >> PAGE_SHIFT) + page, (to >> PAGE_SHIFT) + page);

@@ -64,25 +64,56 @@ pub fn userfaultfd_read(ctx: &mut Ctx, fd: i64) -> i64 {
     address as i64
 }
 
-/// fs/userfaultfd.c: userfaultfd_register() in missing mode, under mmap_write_lock(): every
-/// VMA of the range must be anonymous (vma_can_userfault()); VMAs are split at the range's ends.
-pub fn userfaultfd_register(ctx: &mut Ctx, mm: MmId, fd: i64, start: u64, length: u64) -> i64 {
+/// fs/userfaultfd.c: validate_unaligned_range(): a non-zero multiple of the page size, inside
+/// TASK_SIZE, not wrapping; validate_range() also wants `start` page-aligned.
+fn range_valid(start: u64, length: u64, start_aligned: bool) -> bool {
+    let task_size = crate::mm::mmap::TASK_SIZE;
+    (!start_aligned || start.is_multiple_of(PAGE_SIZE))
+        && length.is_multiple_of(PAGE_SIZE)
+        && length != 0
+        && start < task_size
+        && length <= task_size - start
+}
+
+/// The mm a userfaultfd acts on (`ctx->mm`, the mm of the process that created it, whoever
+/// makes the ioctl), for the scheduler: `fallback` when the fd names no context.
+pub fn uffd_mm(k: &crate::state::Kernel, fd: i64, fallback: MmId) -> MmId {
+    uffd_of(fd).and_then(|uffd| k.uffds.get(uffd as usize)).map_or(fallback, |state| state.mm)
+}
+
+/// fs/userfaultfd.c: userfaultfd_register() in missing mode (the scenario's length rounded up
+/// to pages, as the live runner passes it), on `ctx->mm` (whichever process makes the ioctl),
+/// under mmap_write_lock(): some VMA must meet the range ("vma = vma_find(&vmi, end); if (!vma)":
+/// -EINVAL; holes between VMAs are allowed), every one must be anonymous (vma_can_userfault():
+/// -EINVAL) and not registered with another userfaultfd ("cur->vm_userfaultfd_ctx.ctx != ctx":
+/// -EBUSY), checked VMA by VMA in order; VMAs are split at the range's ends.
+pub fn userfaultfd_register(ctx: &mut Ctx, fd: i64, start: u64, length: u64) -> i64 {
     let Some(uffd) = uffd_of(fd) else { return -errno::EINVAL };
-    let initialized = ctx.uffd_load(uffd).is_some_and(|u| u.initialized && u.mm == mm);
-    let end = start + length.div_ceil(PAGE_SIZE) * PAGE_SIZE;
-    if !initialized || !start.is_multiple_of(PAGE_SIZE) || length == 0 {
+    let Some(state) = ctx.uffd_load(uffd).filter(|u| u.initialized) else { return -errno::EINVAL };
+    let length = crate::mm::mmap::page_align(length);
+    if !range_valid(start, length, true) {
         return -errno::EINVAL;
     }
+    let (mm, end) = (state.mm, start + length);
     ctx.mmap_write_lock(mm);
     let vmas = ctx.vmas(mm).to_vec();
-    let covered: u64 =
-        vmas.iter().filter(|v| v.start < end && start < v.end).map(|v| v.end.min(end) - v.start.max(start)).sum();
-    let anonymous = vmas.iter().filter(|v| v.start < end && start < v.end).all(Vma::is_anonymous);
-    let result = if covered != end - start || !anonymous {
-        -errno::EINVAL
-    } else {
-        ctx.vma_modify(mm, start, end, |vma| vma.uffd = Some(uffd));
-        0
+    let in_range: Vec<&Vma> = vmas.iter().filter(|v| v.start < end && start < v.end).collect();
+    let refused = in_range.iter().find_map(|v| {
+        if !v.is_anonymous() {
+            Some(-errno::EINVAL)
+        } else if v.uffd.is_some_and(|other| other != uffd) {
+            Some(-errno::EBUSY)
+        } else {
+            None
+        }
+    });
+    let result = match refused {
+        _ if in_range.is_empty() => -errno::EINVAL,
+        Some(error) => error,
+        None => {
+            ctx.vma_modify(mm, start, end, |vma| vma.uffd = Some(uffd));
+            0
+        }
     };
     ctx.mmap_write_unlock(mm);
     ctx.event("userfaultfd_register", "UFFDIO_REGISTER", |_| format!("[{start:#x}, {end:#x}) missing: {result}"));
@@ -667,14 +698,14 @@ impl KernelFunction for UffdSyscall {
         Flow::Return(match self.call {
             UffdCall::Userfaultfd => sys_userfaultfd(ctx, self.mm),
             UffdCall::Api { fd, api } => userfaultfd_api(ctx, fd, api),
-            UffdCall::Register { fd, start, length } => userfaultfd_register(ctx, self.mm, fd, start, length),
+            UffdCall::Register { fd, start, length } => userfaultfd_register(ctx, fd, start, length),
             UffdCall::Read { fd } => userfaultfd_read(ctx, fd),
         })
     }
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match self.call {
-            UffdCall::Register { .. } => Wait::MmapWrite(self.mm),
+            UffdCall::Register { fd, .. } => Wait::MmapWrite(uffd_mm(_k, fd, self.mm)),
             UffdCall::Read { fd } => match uffd_of(fd) {
                 Some(uffd) if (uffd as usize) < _k.uffds.len() => Wait::UffdMessage(uffd),
                 _ => Wait::Nothing,
@@ -696,7 +727,10 @@ pub enum MfillStage {
 /// under the PTE lock), then the sleeping faults wake (they wait for the PTE).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct MfillAtomic {
+    /// The mm filled: the caller's until the lock step reads `ctx->mm`.
     pub mm: MmId,
+    /// The caller's mm, which copy_from_user() reads the source from.
+    pub src_mm: MmId,
     pub fd: i64,
     pub dst: u64,
     pub src: Option<u64>,
@@ -708,25 +742,43 @@ pub struct MfillAtomic {
 
 impl MfillAtomic {
     pub fn new(mm: MmId, fd: i64, dst: u64, src: Option<u64>, length: u64) -> Self {
-        MfillAtomic { mm, fd, dst, src, length, done: 0, stage: MfillStage::Lock, err: 0 }
+        MfillAtomic { mm, src_mm: mm, fd, dst, src, length, done: 0, stage: MfillStage::Lock, err: 0 }
     }
 
-    /// uffd_mfill_lock(): the destination must lie in one VMA registered with this uffd.
+    /// fs/userfaultfd.c: userfaultfd_copy() / userfaultfd_zeropage(): validate_unaligned_range()
+    /// of the source, validate_range() of the destination (-EINVAL); then mfill_atomic() on
+    /// `ctx->mm`, whichever process makes the ioctl.
+    fn args_valid(&self) -> bool {
+        self.src.is_none_or(|src| range_valid(src, self.length, false)) && range_valid(self.dst, self.length, true)
+    }
+
+    /// uffd_mfill_lock() → validate_dst_vma(): the destination must lie in one VMA registered
+    /// with a userfaultfd ("if (!dst_vma->vm_userfaultfd_ctx.ctx)": any context, not only this
+    /// one). The wake after the fill is modelled by the PTE (a sleeping fault waits for it), not
+    /// by the context whose queue it sleeps on.
     fn lock(&mut self, ctx: &mut Ctx) -> Flow {
+        let uffd = uffd_of(self.fd);
+        let state = uffd.and_then(|u| ctx.uffd_load(u));
+        if let Some(state) = &state {
+            self.mm = state.mm;
+        }
         ctx.mmap_read_lock(self.mm);
         let (dst, length) = (self.dst, self.length);
-        let uffd = uffd_of(self.fd);
-        let registered = ctx
-            .vmas(self.mm)
-            .iter()
-            .any(|v| v.contains(dst) && dst + length <= v.end && v.uffd.is_some() && v.uffd == uffd);
-        self.err = if (dst | length) & (PAGE_SIZE - 1) != 0 || length == 0 {
+        let registered = ctx.vmas(self.mm).iter().any(|v| v.contains(dst) && length <= v.end - dst && v.uffd.is_some());
+        self.err = if state.is_none() || !self.args_valid() {
             -errno::EINVAL
         } else if !registered {
             -errno::ENOENT
         } else {
             0
         };
+        if self.err == 0 && self.src.is_some_and(|src| !src.is_multiple_of(PAGE_SIZE)) {
+            ctx.violation(crate::violation::Violation::new(
+                crate::violation::ViolationKind::Invariant,
+                "not modelled: UFFDIO_COPY from an unaligned source",
+            ));
+            self.err = -errno::EINVAL;
+        }
         if self.err == 0 {
             anon_vma_prepare(ctx, self.mm, dst);
         }
@@ -740,8 +792,8 @@ impl MfillAtomic {
         let Some(src) = self.src else { return Ok(None) };
         let address = src + self.done;
         let vpn = address >> PAGE_SHIFT;
-        let huge = ctx.pmd_load(self.mm, crate::mm::huge_memory::pmd_index(address));
-        let pfn = match (huge, ctx.pte_load(self.mm, vpn)) {
+        let huge = ctx.pmd_load(self.src_mm, crate::mm::huge_memory::pmd_index(address));
+        let pfn = match (huge, ctx.pte_load(self.src_mm, vpn)) {
             (Some(pmd), _) => pmd.pfn + (vpn % crate::pgtable::PTRS_PER_PTE),
             (None, Pte::Present(present)) => present.pfn,
             _ => return Err(-errno::EFAULT),
@@ -823,7 +875,7 @@ impl KernelFunction for MfillAtomic {
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match self.stage {
-            MfillStage::Lock => Wait::MmapRead(self.mm),
+            MfillStage::Lock => Wait::MmapRead(uffd_mm(_k, self.fd, self.mm)),
             MfillStage::Page => Wait::PteLock(self.mm, (self.dst + self.done) >> PAGE_SHIFT),
             MfillStage::Unlock => Wait::Nothing,
         }
