@@ -67,7 +67,7 @@ impl ReplayToken {
         let mut kernel_parts = kernel.split(',');
         let version_text = kernel_parts.next().unwrap_or_default();
         let version = KernelVersion::parse(version_text)
-            .ok_or_else(|| format!("bad kernel version `{version_text}` in the token"))?;
+            .ok_or_else(|| format!("bad kernel version `{version_text}` in the token: {}", KernelVersion::FORM))?;
         let mut config = KernelConfig::for_version(version);
         for part in kernel_parts {
             let (on, name) = match part.split_at_checked(1) {
@@ -80,6 +80,9 @@ impl ReplayToken {
         }
         if let Some(conflict) = config.conflict() {
             return Err(format!("kernel {} in the token: {conflict}", config.label()));
+        }
+        if overrides.split(',').count() > SETS_MAX {
+            return Err(format!("the token sets more than {SETS_MAX} parameters"));
         }
         let overrides = if overrides == "-" {
             Vec::new()
@@ -94,6 +97,10 @@ impl ReplayToken {
 /// The most steps a token may name: a longer schedule is not one this mmcheck wrote (the
 /// search's depth limit is far below), and is refused before anything is allocated for it.
 pub const SCHEDULE_STEPS_MAX: usize = 1 << 24;
+
+/// The most `name=value` parameter overrides a token may set (a scenario has a few; each value
+/// then goes through the scenario's size limits like a `--set` value).
+pub const SETS_MAX: usize = 64;
 
 /// `0*3.2:1.1*2`: runs of `thread[:outcome][*count]`.
 fn decode_schedule(text: &str) -> Result<Vec<Choice>, String> {

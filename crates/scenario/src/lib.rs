@@ -8,7 +8,7 @@ mod lexer;
 pub mod litmus;
 mod parser;
 
-pub use parser::parse;
+pub use parser::{limits, parse};
 
 use mmcheck_explorer::memory::MemoryModel;
 use mmcheck_model::folio::{PageData, PAGE_SIZE};
@@ -212,7 +212,23 @@ impl Scenario {
             }
             parameters.insert(name.clone(), *value);
         }
-        parser::build(&self.ast, &parameters).map_err(|d| d.message)
+        parser::build(&self.ast, &parameters).map_err(|diagnostic| self.located(&diagnostic, overrides))
+    }
+
+    /// A build error as text that says where: `line 3:16 (`pages * 4K`, with pages=1G): ...`.
+    fn located(&self, diagnostic: &Diagnostic, overrides: &[(String, i64)]) -> String {
+        let source = self.ast.source();
+        let (line, column) = diagnostic.line_column(source);
+        let text = source.get(diagnostic.start..diagnostic.end).unwrap_or_default();
+        let mut place = format!("scenario {} line {line}:{column}", self.name);
+        if !text.is_empty() && !text.contains('\n') {
+            place.push_str(&format!(" `{text}`"));
+        }
+        if !overrides.is_empty() {
+            let sets: Vec<String> = overrides.iter().map(|(name, value)| format!("{name}={value}")).collect();
+            place.push_str(&format!(" with --set {}", sets.join(",")));
+        }
+        format!("{place}: {}", diagnostic.message)
     }
 
     /// The kernel configuration for a version: every registered change landed by then.
