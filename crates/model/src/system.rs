@@ -50,10 +50,10 @@ impl Operands<'_> {
 
     /// Whether an operand overflowed; if so the run ends with a scenario error naming the
     /// thread and instruction.
-    fn overflowed(&self, ctx: &mut Ctx, thread: ThreadId, pc: u32) -> bool {
+    fn overflowed(&self, ctx: &mut Ctx, thread: &str, pc: u32) -> bool {
         let Some((value, offset)) = self.overflow.get() else { return false };
         let message = format!(
-            "{SCENARIO_ERROR} thread {thread}, instruction {}: a variable's value {value:#x} plus {offset} does not fit in 64 bits",
+            "{SCENARIO_ERROR} thread {thread}, instruction {}: a variable's value {value} plus {offset} does not fit in a signed 64-bit integer",
             pc + 1
         );
         ctx.violation(Violation::new(ViolationKind::Invariant, message));
@@ -275,7 +275,7 @@ impl System {
             Instruction::SplitHugePages => Frame::SplitHugePages(crate::mm::huge_memory::SplitHugePages::new()),
             Instruction::Assert { left, comparison, right, text, location } => {
                 let (l, r) = (t.value(*left), t.value(*right));
-                if t.overflowed(ctx, thread, pc) {
+                if t.overflowed(ctx, &spec.name, pc) {
                     return;
                 }
                 if !comparison.holds(l, r) {
@@ -321,7 +321,7 @@ impl System {
                 return;
             }
         };
-        if !t.overflowed(ctx, thread, pc) {
+        if !t.overflowed(ctx, &spec.name, pc) {
             ctx.local().stack.push(frame);
         }
     }
