@@ -38,11 +38,21 @@ impl Diagnostic {
 
     /// 1-based line and column of the start, for `file:line:col`.
     pub fn line_column(&self, source: &str) -> (usize, usize) {
-        let before = &source[..self.start.min(source.len())];
+        let before = &source[..char_start(source, self.start)];
         let line = before.matches('\n').count() + 1;
         let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
         (line, column)
     }
+}
+
+/// The start of the character at byte `at` (or the source's end): a span that starts inside a
+/// multi-byte character (the source limit can cut one) counts from that character.
+pub(crate) fn char_start(source: &str, at: usize) -> usize {
+    let mut at = at.min(source.len());
+    while !source.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// What a scenario expects of a kernel.

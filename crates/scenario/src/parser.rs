@@ -1,7 +1,7 @@
 //! Parser (text → AST with byte spans) and builder (AST + parameter values → model threads).
 
 use crate::lexer::{tokenize, Token, TokenKind};
-use crate::{filled_file, Diagnostic, Expectation, KernelRange, Outcome, Scenario};
+use crate::{char_start, filled_file, Diagnostic, Expectation, KernelRange, Outcome, Scenario};
 use mmcheck_explorer::memory::MemoryModel;
 use mmcheck_model::drivers::{DeviceKind, DeviceSpec};
 use mmcheck_model::folio::PAGE_SIZE;
@@ -148,6 +148,8 @@ pub mod limits {
     /// Threads of all processes and kernel threads (the explorer keeps a set of threads per
     /// visited state in a 32-bit word).
     pub const THREADS_MAX: usize = 32;
+    /// Variables a process (with its threads) defines: each is a register every state holds.
+    pub const VARIABLES_MAX: usize = 256;
     /// `file` declarations.
     pub const FILES_MAX: usize = 64;
     /// `device` declarations.
@@ -172,7 +174,7 @@ pub fn parse(source: &str) -> Result<Scenario, Diagnostic> {
     if source.len() > SOURCE_BYTES_MAX {
         return Err(Diagnostic::new(
             format!("a scenario is at most {} KiB (this is {} bytes)", SOURCE_BYTES_MAX >> 10, source.len()),
-            SOURCE_BYTES_MAX,
+            char_start(source, SOURCE_BYTES_MAX),
             source.len(),
         ));
     }
@@ -1012,6 +1014,11 @@ impl Builder<'_> {
                     program.push(Instruction::Load { address, length, expect, location: self.location(*span) });
                 }
                 Statement::Call { destination, call } => {
+                    if let Some((name, span)) = destination {
+                        if variables.len() >= VARIABLES_MAX && !variables.contains_key(name) {
+                            return Err(diagnostic(format!("at most {VARIABLES_MAX} variables in a process"), *span));
+                        }
+                    }
                     let instruction = self.call(call, mm, variables, destination.as_ref().map(|d| d.0.as_str()))?;
                     program.push(instruction);
                 }

@@ -100,6 +100,17 @@ fn names_up_to_the_limit() {
 }
 
 #[test]
+fn variables_up_to_the_limit() {
+    let variables = |count: usize| {
+        let variable = |index| format!("  v{index} = userfaultfd()\n");
+        lines("scenario t\nprocess p {\n", 0..count, variable, "  v0 = userfaultfd()\n}\n")
+    };
+    let spec = parse(&variables(VARIABLES_MAX)).unwrap().system(&[]).unwrap();
+    assert_eq!(spec.threads[0].registers, VARIABLES_MAX, "assigning v0 again reuses its register");
+    error_at(&variables(VARIABLES_MAX + 1), "at most 256 variables", 3 + VARIABLES_MAX, 3);
+}
+
+#[test]
 fn files_up_to_the_limit() {
     let files = |count: usize| lines("scenario t\n", 0..count, |index| format!("file f{index} size 4K fill 0\n"), "");
     assert_eq!(parse(&files(FILES_MAX)).unwrap().system(&[]).unwrap().files.len(), FILES_MAX);
@@ -138,6 +149,11 @@ fn the_source_is_bounded() {
     assert!(diagnostic.message.contains("at most 1024 KiB"), "{}", diagnostic.message);
     // At the limit, a scenario of comments parses.
     assert!(parse(&source[..SOURCE_BYTES_MAX]).is_ok());
+    // The limit falls inside a two-byte character (line 2 holds them from byte 11, columns
+    // count bytes): the error is at that character.
+    let source = format!("scenario t\n{}", "é".repeat(SOURCE_BYTES_MAX / 2));
+    let diagnostic = parse(&source).unwrap_err();
+    assert_eq!(diagnostic.line_column(&source), (2, SOURCE_BYTES_MAX - 1 - 11 + 1));
 }
 
 #[test]
@@ -179,4 +195,31 @@ fn kernel_versions_are_strict() {
     let source = "scenario t\nexpect kernel 05.16: verified\n";
     let diagnostic = error_at(source, "`05.16` is not a kernel version", 2, 15);
     assert!(diagnostic.notes.iter().any(|note| note.contains("leading zeros")), "{:?}", diagnostic.notes);
+}
+
+/// C litmus tests: a chain of binary operators is a tree as deep as it is long, which the
+/// compiler and the checker recurse over; 200 operators in one expression or condition are
+/// accepted, 201 refused (the parser's nesting limit is 50 and its own test checks it).
+#[test]
+fn litmus_operator_chains_are_bounded() {
+    use mmcheck_explorer::memory::MemoryModel;
+    use mmcheck_explorer::Limits;
+    use mmcheck_scenario::litmus;
+    let test = |operators: usize, conjuncts: usize| {
+        let sum = vec!["1"; operators + 1].join(" + ");
+        let condition = vec!["0:r0=201"; conjuncts + 1].join(" /\\ ");
+        format!("C chain\n{{ x=0; }}\nP0(int *x)\n{{\n\tint r0;\n\tr0 = {sum};\n\tWRITE_ONCE(*x, r0);\n}}\nexists ({condition})\n")
+    };
+    // At the limit, parsed, compiled and checked in a 1 MiB stack (debug build): r0 is 201.
+    let source = test(200, 200);
+    let checker = std::thread::Builder::new().stack_size(1 << 20).spawn(move || {
+        let parsed = litmus::parse(&source).expect("parses");
+        litmus::check(&parsed, MemoryModel::Sc, &Limits::default()).observed
+    });
+    let observed = checker.expect("a thread").join().expect("no stack overflow");
+    assert!(matches!(observed, Some(litmus::Observed::Always) | Some(litmus::Observed::Sometimes)), "{observed:?}");
+    for source in [test(201, 0), test(0, 201)] {
+        let error = litmus::parse(&source).unwrap_err();
+        assert!(error.message.contains("more than 200 binary operators"), "{error}");
+    }
 }
