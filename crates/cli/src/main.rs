@@ -275,13 +275,45 @@ fn render(path: &str, source: &str, diagnostic: &Diagnostic) {
     let _ = term::emit(&mut writer.lock(), &term::Config::default(), &file, &report);
 }
 
+/// 1 for a violation of the kernel, 2 for a run that ended in the scenario's own error (an
+/// address computation that overflowed at run time), 0 otherwise.
+fn exit_code(violation: Option<&mmcheck_report::check::ViolationReport>) -> ExitCode {
+    match violation {
+        Some(v) if v.message.starts_with(mmcheck_model::SCENARIO_ERROR) => ExitCode::from(2),
+        Some(_) => ExitCode::from(1),
+        None => ExitCode::SUCCESS,
+    }
+}
+
+/// A file's first bytes, one more than a scenario may have (the parser says it is too long):
+/// `/dev/zero` or a huge file is not read to the end.
+fn read_bounded(path: &str) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    let limit = mmcheck_scenario::limits::SOURCE_BYTES_MAX as u64 + 1;
+    std::fs::File::open(path)?.take(limit).read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
 /// A scenario by built-in name or file path.
 fn load(reference: &str) -> Result<(String, String), UsageError> {
     if let Some(text) = mmcheck_scenario::builtin(reference) {
         return Ok((format!("scenarios/{reference}.mmc"), text.to_string()));
     }
-    match std::fs::read_to_string(reference) {
-        Ok(text) => Ok((reference.to_string(), text)),
+    match read_bounded(reference) {
+        Ok(bytes) if bytes.len() > mmcheck_scenario::limits::SOURCE_BYTES_MAX => Err(format!(
+            "`{reference}` is longer than a scenario may be ({} KiB)",
+            mmcheck_scenario::limits::SOURCE_BYTES_MAX >> 10
+        )
+        .into()),
+        Ok(bytes) => String::from_utf8(bytes).map(|text| (reference.to_string(), text)).map_err(|error| {
+            // Located like a scenario error: the line and column of the first invalid byte.
+            let at = error.utf8_error().valid_up_to();
+            let text = String::from_utf8_lossy(error.as_bytes());
+            let replacement = char::REPLACEMENT_CHARACTER.len_utf8();
+            render(reference, &text, &Diagnostic::new("the file is not valid UTF-8", at, at + replacement));
+            UsageError(String::new())
+        }),
         Err(error) => {
             let names: Vec<String> = BUILTIN.iter().map(|(f, _)| f.trim_end_matches(".mmc").to_string()).collect();
             Err(format!(
@@ -302,9 +334,8 @@ fn parse(path: &str, text: &str) -> Result<Scenario, UsageError> {
 
 fn kernel_config(kernel: Option<&str>, patches: &[String]) -> Result<KernelConfig, UsageError> {
     let version = match kernel {
-        Some(text) => {
-            KernelVersion::parse(text).ok_or_else(|| format!("`{text}` is not a kernel version such as 5.16"))?
-        }
+        Some(text) => KernelVersion::parse(text)
+            .ok_or_else(|| format!("`{text}` is not a kernel version: {}", KernelVersion::FORM))?,
         None => KernelVersion::NEWEST,
     };
     if version > KernelVersion::NEWEST {
@@ -387,7 +418,7 @@ fn check(
     } else {
         print!("{}", format::summary(&report));
     }
-    Ok(if report.violation.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(exit_code(report.violation.as_ref()))
 }
 
 fn replay(token_or_file: &str, file: Option<&str>, json: bool) -> Result<ExitCode, UsageError> {
@@ -412,7 +443,7 @@ fn replay(token_or_file: &str, file: Option<&str>, json: bool) -> Result<ExitCod
     } else {
         print!("{}", format::summary(&report));
     }
-    Ok(if report.violation.is_some() { ExitCode::from(1) } else { ExitCode::SUCCESS })
+    Ok(exit_code(report.violation.as_ref()))
 }
 
 fn list() -> Result<ExitCode, UsageError> {

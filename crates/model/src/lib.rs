@@ -28,5 +28,5 @@ pub mod violation;
 
 pub use access::Event;
 pub use patches::{KernelConfig, KernelVersion, Patch, PATCHES};
-pub use system::{System, SystemSpec, ThreadSpec};
+pub use system::{System, SystemSpec, ThreadSpec, SCENARIO_ERROR};
 pub use violation::{Violation, ViolationKind};

@@ -22,9 +22,21 @@ impl KernelVersion {
     /// The newest kernel the model follows.
     pub const NEWEST: KernelVersion = KernelVersion::new(6, 18);
 
+    /// The form every reader of a version names in its error.
+    pub const FORM: &'static str = "MAJOR.MINOR in decimal digits, without a sign, spaces or leading zeros, major 1 or more (such as 5.16 or 6.18)";
+
+    /// `MAJOR.MINOR` exactly ([`KernelVersion::FORM`]): `6.18 `, `+5.16`, `05.016` and `0.0` are
+    /// not versions (str::parse would take the first three, and `0.0` has no version below).
     pub fn parse(text: &str) -> Option<KernelVersion> {
-        let (major, minor) = text.trim().split_once('.')?;
-        Some(KernelVersion { major: major.parse().ok()?, minor: minor.parse().ok()? })
+        let (major, minor) = text.split_once('.')?;
+        let major = Self::component(major)?;
+        (major >= 1).then_some(KernelVersion { major, minor: Self::component(minor)? })
+    }
+
+    fn component(text: &str) -> Option<u8> {
+        let canonical =
+            !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit()) && (text == "0" || !text.starts_with('0'));
+        canonical.then(|| text.parse().ok()).flatten()
     }
 }
 

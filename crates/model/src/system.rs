@@ -24,6 +24,46 @@ use mmcheck_explorer::memory::MemoryModel;
 use mmcheck_explorer::{Choice, Model, StepEffects};
 use std::ops::Range;
 
+/// A thread's registers while its next instruction's operands are evaluated: `buf + 4K` is the
+/// register's value plus a constant, an address computation that must fit in 64 bits (the
+/// scenario's constant arithmetic is checked when it is built; a register's value is known only
+/// now). An overflow is the scenario's bug, not the kernel's: the run ends as a scenario error.
+struct Operands<'a> {
+    registers: &'a [i64],
+    /// The first overflowing `(register value, offset)`.
+    overflow: std::cell::Cell<Option<(i64, i64)>>,
+}
+
+impl Operands<'_> {
+    fn value(&self, operand: Operand) -> i64 {
+        match operand {
+            Operand::Constant(value) => value,
+            Operand::Register(register, offset) => {
+                let value = self.registers[register as usize];
+                value.checked_add(offset).unwrap_or_else(|| {
+                    self.overflow.set(self.overflow.get().or(Some((value, offset))));
+                    0
+                })
+            }
+        }
+    }
+
+    /// Whether an operand overflowed; if so the run ends with a scenario error naming the
+    /// thread and instruction.
+    fn overflowed(&self, ctx: &mut Ctx, thread: &str, pc: u32) -> bool {
+        let Some((value, offset)) = self.overflow.get() else { return false };
+        let message = format!(
+            "{SCENARIO_ERROR} thread {thread}, instruction {}: a variable's value {value} plus {offset} does not fit in a signed 64-bit integer",
+            pc + 1
+        );
+        ctx.violation(Violation::new(ViolationKind::Invariant, message));
+        true
+    }
+}
+
+/// How a violation message starts when the scenario, not the kernel, is wrong (the CLI exits 2).
+pub const SCENARIO_ERROR: &str = "scenario error:";
+
 /// A thread as the scenario declares it.
 #[derive(Clone, Debug)]
 pub struct ThreadSpec {
@@ -81,13 +121,6 @@ impl System {
         &self.spec.threads[thread as usize].name
     }
 
-    fn value(registers: &[i64], operand: Operand) -> i64 {
-        match operand {
-            Operand::Constant(value) => value,
-            Operand::Register(register, offset) => registers[register as usize] + offset,
-        }
-    }
-
     fn can_run(&self, k: &Kernel, thread: ThreadId) -> bool {
         let t = &k.threads[thread as usize];
         if t.status != ThreadStatus::Running {
@@ -140,7 +173,7 @@ impl System {
             let local = ctx.local();
             (*local.pc, local.registers.clone())
         };
-        let t: &[i64] = &registers;
+        let t = Operands { registers: &registers, overflow: std::cell::Cell::new(None) };
         let Some(instruction) = spec.program.get(pc as usize) else {
             ctx.thread_exit();
             ctx.event("do_exit", "exit", |_| "thread finished".to_string());
@@ -153,40 +186,35 @@ impl System {
                 Frame::Mmap(Mmap::new(mm, *length, *prot, *flags, device, *file))
             }
             Instruction::Munmap { address, length, .. } => {
-                Frame::Munmap(Munmap::new(mm, Self::value(t, *address) as u64, *length))
+                Frame::Munmap(Munmap::new(mm, t.value(*address) as u64, *length))
             }
             Instruction::Mremap { address, old_length, new_length, flags, new_address, .. } => {
                 Frame::Mremap(crate::mm::mremap::Mremap::new(
                     mm,
-                    Self::value(t, *address) as u64,
+                    t.value(*address) as u64,
                     *old_length,
                     *new_length,
                     *flags,
-                    Self::value(t, *new_address) as u64,
+                    t.value(*new_address) as u64,
                 ))
             }
             Instruction::Mprotect { address, length, prot, .. } => Frame::Mprotect(crate::mm::mmap::Mprotect {
                 mm,
-                start: Self::value(t, *address) as u64,
+                start: t.value(*address) as u64,
                 length: *length,
                 prot: *prot,
             }),
             Instruction::Store { address, length, byte, location } => {
-                Frame::UserAccess(UserAccess::new(mm, Self::value(t, *address) as u64, *length, true, *byte, *location))
+                Frame::UserAccess(UserAccess::new(mm, t.value(*address) as u64, *length, true, *byte, *location))
             }
-            Instruction::Load { address, length, expect, location } => Frame::UserAccess(UserAccess::new(
-                mm,
-                Self::value(t, *address) as u64,
-                *length,
-                false,
-                *expect,
-                *location,
-            )),
+            Instruction::Load { address, length, expect, location } => {
+                Frame::UserAccess(UserAccess::new(mm, t.value(*address) as u64, *length, false, *expect, *location))
+            }
             Instruction::Madvise { address, length, advice, .. } => {
-                Frame::Madvise(Madvise::new(mm, Self::value(t, *address) as u64, *length, *advice))
+                Frame::Madvise(Madvise::new(mm, t.value(*address) as u64, *length, *advice))
             }
             Instruction::Pread { file, buffer, length, offset, direct, .. } => {
-                let buffer = Self::value(t, *buffer) as u64;
+                let buffer = t.value(*buffer) as u64;
                 match crate::fs::read_write::ksys_pread64(buffer, *length, *offset) {
                     Err(error) => {
                         self.complete(ctx, thread, error);
@@ -207,31 +235,27 @@ impl System {
                 Frame::Truncate(crate::mm::truncate::Truncate::new(*file, *length))
             }
             Instruction::MovePagesStatus { address, .. } => {
-                Frame::PagesStat(crate::mm::migrate::PagesStat::new(mm, Self::value(t, *address) as u64))
+                Frame::PagesStat(crate::mm::migrate::PagesStat::new(mm, t.value(*address) as u64))
             }
             Instruction::Smaps { address, field, .. } => {
-                Frame::ShowSmap(crate::fs::proc::task_mmu::ShowSmap::new(mm, Self::value(t, *address) as u64, *field))
+                Frame::ShowSmap(crate::fs::proc::task_mmu::ShowSmap::new(mm, t.value(*address) as u64, *field))
             }
             Instruction::Userfaultfd { .. } => Frame::UffdSyscall(UffdSyscall { mm, call: UffdCall::Userfaultfd }),
             Instruction::UffdioApi { uffd, api, .. } => {
-                Frame::UffdSyscall(UffdSyscall { mm, call: UffdCall::Api { fd: Self::value(t, *uffd), api: *api } })
+                Frame::UffdSyscall(UffdSyscall { mm, call: UffdCall::Api { fd: t.value(*uffd), api: *api } })
             }
             Instruction::UffdioRegister { uffd, address, length, .. } => Frame::UffdSyscall(UffdSyscall {
                 mm,
-                call: UffdCall::Register {
-                    fd: Self::value(t, *uffd),
-                    start: Self::value(t, *address) as u64,
-                    length: *length,
-                },
+                call: UffdCall::Register { fd: t.value(*uffd), start: t.value(*address) as u64, length: *length },
             }),
             Instruction::UffdRead { uffd, .. } => {
-                Frame::UffdSyscall(UffdSyscall { mm, call: UffdCall::Read { fd: Self::value(t, *uffd) } })
+                Frame::UffdSyscall(UffdSyscall { mm, call: UffdCall::Read { fd: t.value(*uffd) } })
             }
             Instruction::UffdioFill { uffd, to, from, length, .. } => Frame::MfillAtomic(MfillAtomic::new(
                 mm,
-                Self::value(t, *uffd),
-                Self::value(t, *to) as u64,
-                from.map(|f| Self::value(t, f) as u64),
+                t.value(*uffd),
+                t.value(*to) as u64,
+                from.map(|f| t.value(f) as u64),
                 *length,
             )),
             Instruction::UffdioMove { uffd, to, from, length, allow_src_holes, .. } => {
@@ -243,16 +267,16 @@ impl System {
                 }
                 Frame::MovePages(MovePages::new(
                     mm,
-                    Self::value(t, *uffd),
-                    Self::value(t, *to) as u64,
-                    Self::value(t, *from) as u64,
+                    t.value(*uffd),
+                    t.value(*to) as u64,
+                    t.value(*from) as u64,
                     *length,
                     *allow_src_holes,
                 ))
             }
             Instruction::ProcPage { address, file, .. } => Frame::ProcPageRead(crate::fs::proc::page::ProcPageRead {
                 mm,
-                address: Self::value(t, *address) as u64,
+                address: t.value(*address) as u64,
                 file: *file,
             }),
             Instruction::Exit => Frame::ExitMmap(ExitMmap { mm, zapped: false }),
@@ -262,7 +286,10 @@ impl System {
             Instruction::Reclaim => Frame::ShrinkInactiveList(ShrinkInactiveList::new()),
             Instruction::SplitHugePages => Frame::SplitHugePages(crate::mm::huge_memory::SplitHugePages::new()),
             Instruction::Assert { left, comparison, right, text, location } => {
-                let (l, r) = (Self::value(t, *left), Self::value(t, *right));
+                let (l, r) = (t.value(*left), t.value(*right));
+                if t.overflowed(ctx, &spec.name, pc) {
+                    return;
+                }
                 if !comparison.holds(l, r) {
                     let shown = |v: i64| errno::name(v).map_or(v.to_string(), |name| format!("{v} (-{name})"));
                     let message = format!(
@@ -306,7 +333,9 @@ impl System {
                 return;
             }
         };
-        ctx.local().stack.push(frame);
+        if !t.overflowed(ctx, &spec.name, pc) {
+            ctx.local().stack.push(frame);
+        }
     }
 
     /// Stores a finished syscall's value and moves to the next instruction.

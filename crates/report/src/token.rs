@@ -67,7 +67,13 @@ impl ReplayToken {
         let mut kernel_parts = kernel.split(',');
         let version_text = kernel_parts.next().unwrap_or_default();
         let version = KernelVersion::parse(version_text)
-            .ok_or_else(|| format!("bad kernel version `{version_text}` in the token"))?;
+            .ok_or_else(|| format!("bad kernel version `{version_text}` in the token: {}", KernelVersion::FORM))?;
+        if version > KernelVersion::NEWEST {
+            return Err(format!(
+                "kernel {version} in the token: the newest modelled kernel is {}",
+                KernelVersion::NEWEST
+            ));
+        }
         let mut config = KernelConfig::for_version(version);
         for part in kernel_parts {
             let (on, name) = match part.split_at_checked(1) {
@@ -81,11 +87,19 @@ impl ReplayToken {
         if let Some(conflict) = config.conflict() {
             return Err(format!("kernel {} in the token: {conflict}", config.label()));
         }
+        if overrides.split(',').count() > SETS_MAX {
+            return Err(format!("the token sets more than {SETS_MAX} parameters"));
+        }
         let overrides = if overrides == "-" {
             Vec::new()
         } else {
             overrides.split(',').map(parse_set).collect::<Result<Vec<_>, _>>()?
         };
+        for (index, (name, _)) in overrides.iter().enumerate() {
+            if overrides[..index].iter().any(|(earlier, _)| earlier == name) {
+                return Err(format!("the token sets `{name}` twice"));
+            }
+        }
         let schedule = decode_schedule(schedule)?;
         Ok(ReplayToken { scenario: scenario.to_string(), kernel: config, overrides, memory_model, schedule })
     }
@@ -94,6 +108,10 @@ impl ReplayToken {
 /// The most steps a token may name: a longer schedule is not one this mmcheck wrote (the
 /// search's depth limit is far below), and is refused before anything is allocated for it.
 pub const SCHEDULE_STEPS_MAX: usize = 1 << 24;
+
+/// The most `name=value` parameter overrides a token may set (a scenario has a few; each value
+/// then goes through the scenario's size limits like a `--set` value).
+pub const SETS_MAX: usize = 64;
 
 /// `0*3.2:1.1*2`: runs of `thread[:outcome][*count]`.
 fn decode_schedule(text: &str) -> Result<Vec<Choice>, String> {
@@ -163,5 +181,19 @@ mod tests {
         assert_eq!(ReplayToken::decode(&text).unwrap(), token);
         assert!(ReplayToken::decode("mmc2/x/5.16/-/power/0").unwrap_err().contains("power"));
         assert!(ReplayToken::decode("mmc1/x/5.16/-/0*18446744073709551615").unwrap_err().contains("more than"));
+        // One past 2^24 is refused before anything is allocated for the run.
+        assert!(ReplayToken::decode("mmc1/x/5.16/-/0*16777217").unwrap_err().contains("more than"));
+        assert_eq!(ReplayToken::decode("mmc1/x/5.16/-/0*1000.1*24").unwrap().schedule.len(), 1024);
+        assert!(ReplayToken::decode("mmc1/x/6.19/-/0").unwrap_err().contains("newest"));
+        assert!(ReplayToken::decode("mmc1/x/05.16/-/0").unwrap_err().contains("leading zeros"));
+        assert!(ReplayToken::decode("mmc1/x/5.16/a=1,a=2/0").unwrap_err().contains("twice"));
+        let sets = |count: usize| (0..count).map(|i| format!("p{i}=1")).collect::<Vec<_>>().join(",");
+        assert_eq!(
+            ReplayToken::decode(&format!("mmc1/x/5.16/{}/0", sets(SETS_MAX))).unwrap().overrides.len(),
+            SETS_MAX
+        );
+        assert!(ReplayToken::decode(&format!("mmc1/x/5.16/{}/0", sets(SETS_MAX + 1)))
+            .unwrap_err()
+            .contains("more than 64"));
     }
 }

@@ -1,6 +1,7 @@
 //! Tokens of the scenario language. Numbers take a size suffix (`4K`, `2M`, `1G`); `#` starts a
 //! comment; newlines separate statements.
 
+use crate::parser::limits::IDENTIFIER_BYTES_MAX;
 use crate::Diagnostic;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -109,6 +110,15 @@ pub fn tokenize(source: &str) -> Result<Vec<Token>, Diagnostic> {
                 ));
             }
         };
+        if let TokenKind::Identifier(name) = &kind {
+            if name.len() > IDENTIFIER_BYTES_MAX {
+                return Err(Diagnostic::new(
+                    format!("a name is at most {IDENTIFIER_BYTES_MAX} characters (this is {})", name.len()),
+                    start,
+                    end,
+                ));
+            }
+        }
         tokens.push(Token { kind, start, end });
         at = end;
     }

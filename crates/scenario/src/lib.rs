@@ -8,7 +8,7 @@ mod lexer;
 pub mod litmus;
 mod parser;
 
-pub use parser::parse;
+pub use parser::{limits, parse};
 
 use mmcheck_explorer::memory::MemoryModel;
 use mmcheck_model::folio::{PageData, PAGE_SIZE};
@@ -38,11 +38,21 @@ impl Diagnostic {
 
     /// 1-based line and column of the start, for `file:line:col`.
     pub fn line_column(&self, source: &str) -> (usize, usize) {
-        let before = &source[..self.start.min(source.len())];
+        let before = &source[..char_start(source, self.start)];
         let line = before.matches('\n').count() + 1;
         let column = before.len() - before.rfind('\n').map_or(0, |i| i + 1) + 1;
         (line, column)
     }
+}
+
+/// The start of the character at byte `at` (or the source's end): a span that starts inside a
+/// multi-byte character (the source limit can cut one) counts from that character.
+pub(crate) fn char_start(source: &str, at: usize) -> usize {
+    let mut at = at.min(source.len());
+    while !source.is_char_boundary(at) {
+        at -= 1;
+    }
+    at
 }
 
 /// What a scenario expects of a kernel.
@@ -212,7 +222,23 @@ impl Scenario {
             }
             parameters.insert(name.clone(), *value);
         }
-        parser::build(&self.ast, &parameters).map_err(|d| d.message)
+        parser::build(&self.ast, &parameters).map_err(|diagnostic| self.located(&diagnostic, overrides))
+    }
+
+    /// A build error as text that says where: `line 3:16 (`pages * 4K`, with pages=1G): ...`.
+    fn located(&self, diagnostic: &Diagnostic, overrides: &[(String, i64)]) -> String {
+        let source = self.ast.source();
+        let (line, column) = diagnostic.line_column(source);
+        let text = source.get(diagnostic.start..diagnostic.end).unwrap_or_default();
+        let mut place = format!("scenario {} line {line}:{column}", self.name);
+        if !text.is_empty() && !text.contains('\n') {
+            place.push_str(&format!(" `{text}`"));
+        }
+        if !overrides.is_empty() {
+            let sets: Vec<String> = overrides.iter().map(|(name, value)| format!("{name}={value}")).collect();
+            place.push_str(&format!(" with --set {}", sets.join(",")));
+        }
+        format!("{place}: {}", diagnostic.message)
     }
 
     /// The kernel configuration for a version: every registered change landed by then.

@@ -1,7 +1,7 @@
 //! Parser (text → AST with byte spans) and builder (AST + parameter values → model threads).
 
 use crate::lexer::{tokenize, Token, TokenKind};
-use crate::{filled_file, Diagnostic, Expectation, KernelRange, Outcome, Scenario};
+use crate::{char_start, filled_file, Diagnostic, Expectation, KernelRange, Outcome, Scenario};
 use mmcheck_explorer::memory::MemoryModel;
 use mmcheck_model::drivers::{DeviceKind, DeviceSpec};
 use mmcheck_model::folio::PAGE_SIZE;
@@ -25,7 +25,22 @@ pub(crate) enum Expr {
     Flags(Vec<(String, Span)>, Span),
 }
 
+impl Ast {
+    pub(crate) fn source(&self) -> &str {
+        &self.source
+    }
+}
+
 impl Expr {
+    /// Operators from this node to its deepest leaf. Recursive, but the parser keeps every
+    /// tree within EXPRESSION_DEPTH_MAX.
+    fn depth(&self) -> usize {
+        match self {
+            Expr::Binary(left, _, right, _) => 1 + left.depth().max(right.depth()),
+            _ => 0,
+        }
+    }
+
     fn span(&self) -> Span {
         match self {
             Expr::Number(_, s) | Expr::Name(_, s) | Expr::Binary(_, _, _, s) | Expr::Flags(_, s) => *s,
@@ -100,6 +115,8 @@ pub(crate) struct DeviceDecl {
 #[derive(Clone, Debug)]
 pub(crate) struct ThreadDecl {
     name: String,
+    /// `process NAME` / `kthread NAME`, where an error about the thread points.
+    span: Span,
     kernel: bool,
     body: Vec<Statement>,
 }
@@ -116,17 +133,53 @@ pub(crate) struct Ast {
     threads: Vec<ThreadDecl>,
 }
 
+/// The language's limits (docs/SCENARIOS.md, "Limits"). Each is far above what a scenario
+/// needs and low enough that parsing, building and the model's allocations stay small and the
+/// parser's and evaluator's recursion stays within a test thread's stack.
+pub mod limits {
+    /// A scenario's text.
+    pub const SOURCE_BYTES_MAX: usize = 1 << 20;
+    /// Parentheses, unary minus signs and `{` blocks open at once.
+    pub const NESTING_MAX: usize = 256;
+    /// Operators in one expression's tree from its root to its deepest leaf (`1 + 2 + 3` is 2).
+    pub const EXPRESSION_DEPTH_MAX: usize = 256;
+    /// A name: a parameter, variable, thread, file, event or flag.
+    pub const IDENTIFIER_BYTES_MAX: usize = 64;
+    /// Threads of all processes and kernel threads (the explorer keeps a set of threads per
+    /// visited state in a 32-bit word).
+    pub const THREADS_MAX: usize = 32;
+    /// Variables a process (with its threads) defines: each is a register every state holds.
+    pub const VARIABLES_MAX: usize = 256;
+    /// `file` declarations.
+    pub const FILES_MAX: usize = 64;
+    /// `device` declarations.
+    pub const DEVICES_MAX: usize = 64;
+    /// A length (mmap, store, load, madvise, pread...), a file's size or a truncation: 1 TiB.
+    pub const SIZE_BYTES_MAX: i64 = 1 << 40;
+}
+
+use limits::*;
+
 struct Parser<'a> {
     source: &'a str,
     tokens: Vec<Token>,
     at: usize,
+    /// Parentheses, unary minus signs and blocks open now (at most NESTING_MAX).
+    nesting: usize,
 }
 
 /// Parses a scenario. Parameters keep their declared values; `Scenario::system` checks that
 /// the scenario builds.
 pub fn parse(source: &str) -> Result<Scenario, Diagnostic> {
+    if source.len() > SOURCE_BYTES_MAX {
+        return Err(Diagnostic::new(
+            format!("a scenario is at most {} KiB (this is {} bytes)", SOURCE_BYTES_MAX >> 10, source.len()),
+            char_start(source, SOURCE_BYTES_MAX),
+            source.len(),
+        ));
+    }
     let tokens = tokenize(source)?;
-    let mut parser = Parser { source, tokens, at: 0 };
+    let mut parser = Parser { source, tokens, at: 0, nesting: 0 };
     let scenario = parser.scenario()?;
     // Build once with the declared parameters so that errors show now, with their place.
     build(&scenario.ast, &scenario.parameters)?;
@@ -153,6 +206,32 @@ impl<'a> Parser<'a> {
     fn error<T>(&self, message: impl Into<String>) -> Result<T, Diagnostic> {
         let token = self.token();
         Err(Diagnostic::new(message, token.start, token.end.max(token.start + 1)))
+    }
+
+    /// Opens one level of nesting at the current token: past NESTING_MAX, a located error
+    /// (the parser recurses once per level).
+    fn enter(&mut self) -> Result<(), Diagnostic> {
+        if self.nesting >= NESTING_MAX {
+            return self.error(format!("nesting deeper than {NESTING_MAX} levels (parentheses, `-` signs and blocks)"));
+        }
+        self.nesting += 1;
+        Ok(())
+    }
+
+    fn leave(&mut self) {
+        self.nesting -= 1;
+    }
+
+    /// `left OPERATOR right`, refused when the tree gets deeper than EXPRESSION_DEPTH_MAX (the
+    /// builder evaluates it recursively).
+    fn binary(&self, left: Expr, operator: char, right: Expr, span: Span) -> Result<Expr, Diagnostic> {
+        if left.depth().max(right.depth()) >= EXPRESSION_DEPTH_MAX {
+            return Err(diagnostic(
+                format!("an expression is at most {EXPRESSION_DEPTH_MAX} operators deep"),
+                (right.span().0, right.span().1),
+            ));
+        }
+        Ok(Expr::Binary(Box::new(left), operator, Box::new(right), span))
     }
 
     fn skip_newlines(&mut self) {
@@ -250,6 +329,9 @@ impl<'a> Parser<'a> {
                 }
             }
             "file" => {
+                if scenario.ast.files.len() >= FILES_MAX {
+                    return Err(diagnostic(format!("at most {FILES_MAX} files"), span));
+                }
                 let (name, _) = self.identifier("the file's name")?;
                 self.keyword("size")?;
                 let size = self.expression()?;
@@ -269,13 +351,17 @@ impl<'a> Parser<'a> {
                 }
             }
             "device" => {
+                if scenario.ast.devices.len() >= DEVICES_MAX {
+                    return Err(diagnostic(format!("at most {DEVICES_MAX} devices"), span));
+                }
                 let device = self.device()?;
                 scenario.ast.devices.push(device);
             }
             "process" | "kthread" => {
-                let (name, _) = self.identifier("a name")?;
+                let (name, name_span) = self.identifier("a name")?;
                 let body = self.block()?;
-                scenario.ast.threads.push(ThreadDecl { name, kernel: word == "kthread", body });
+                let span = (span.0, name_span.1);
+                scenario.ast.threads.push(ThreadDecl { name, span, kernel: word == "kthread", body });
             }
             "expect" => {
                 let expectation = self.expectation()?;
@@ -314,7 +400,8 @@ impl<'a> Parser<'a> {
         };
         let (text, span) = self.identifier_or_number("a kernel version such as 5.18")?;
         let Some(version) = KernelVersion::parse(&text) else {
-            return Err(Diagnostic::new(format!("`{text}` is not a kernel version (major.minor)"), span.0, span.1));
+            return Err(Diagnostic::new(format!("`{text}` is not a kernel version"), span.0, span.1)
+                .with_note(format!("a version is {}", KernelVersion::FORM)));
         };
         let kernels = match comparison {
             Some("<") => KernelRange::Below(version),
@@ -429,6 +516,9 @@ impl<'a> Parser<'a> {
     }
 
     fn block(&mut self) -> Result<Vec<Statement>, Diagnostic> {
+        if *self.peek() == TokenKind::LeftBrace {
+            self.enter()?;
+        }
         self.expect(TokenKind::LeftBrace, "`{`")?;
         self.skip_newlines();
         let mut body = Vec::new();
@@ -440,6 +530,7 @@ impl<'a> Parser<'a> {
             self.end_of_statement()?;
         }
         self.advance();
+        self.leave();
         Ok(body)
     }
 
@@ -547,7 +638,7 @@ impl<'a> Parser<'a> {
             self.advance();
             let right = self.term()?;
             let span = (left.span().0, right.span().1);
-            left = Expr::Binary(Box::new(left), operator, Box::new(right), span);
+            left = self.binary(left, operator, right, span)?;
         }
         Ok(left)
     }
@@ -559,7 +650,7 @@ impl<'a> Parser<'a> {
             self.advance();
             let right = self.factor()?;
             let span = (left.span().0, right.span().1);
-            left = Expr::Binary(Box::new(left), operator, Box::new(right), span);
+            left = self.binary(left, operator, right, span)?;
         }
         Ok(left)
     }
@@ -576,15 +667,19 @@ impl<'a> Parser<'a> {
                 Ok(Expr::Name(name, (token.start, token.end)))
             }
             TokenKind::Minus => {
+                self.enter()?;
                 self.advance();
                 let inner = self.factor()?;
+                self.leave();
                 let span = (token.start, inner.span().1);
-                Ok(Expr::Binary(Box::new(Expr::Number(0, (token.start, token.start))), '-', Box::new(inner), span))
+                self.binary(Expr::Number(0, (token.start, token.start)), '-', inner, span)
             }
             TokenKind::LeftParen => {
+                self.enter()?;
                 self.advance();
                 let inner = self.expression()?;
                 self.expect(TokenKind::RightParen, "`)`")?;
+                self.leave();
                 Ok(inner)
             }
             _ => self.error("expected a number, a name or `(`"),
@@ -638,7 +733,8 @@ fn evaluate(
         Expr::Flags(_, span) => Err(diagnostic("flags are not a value here", *span)),
         Expr::Binary(left, operator, right, span) => {
             let (l, r) = (evaluate(left, parameters, variables)?, evaluate(right, parameters, variables)?);
-            let overflow = || diagnostic("arithmetic overflow", *span);
+            let overflow =
+                || diagnostic("arithmetic overflow: the value does not fit in a signed 64-bit integer", *span);
             match (l, *operator, r) {
                 (Operand::Constant(a), '+', Operand::Constant(b)) => {
                     a.checked_add(b).map(Operand::Constant).ok_or_else(overflow)
@@ -650,10 +746,18 @@ fn evaluate(
                     a.checked_mul(b).map(Operand::Constant).ok_or_else(overflow)
                 }
                 (Operand::Constant(_), '/', Operand::Constant(0)) => Err(diagnostic("division by zero", *span)),
-                (Operand::Constant(a), '/', Operand::Constant(b)) => Ok(Operand::Constant(a / b)),
+                // i64::MIN / -1 is the one quotient that does not fit.
+                (Operand::Constant(a), '/', Operand::Constant(b)) => {
+                    a.checked_div(b).map(Operand::Constant).ok_or_else(overflow)
+                }
+                // A register's offset is constant arithmetic too: checked the same way.
                 (Operand::Register(reg, offset), '+', Operand::Constant(b))
-                | (Operand::Constant(b), '+', Operand::Register(reg, offset)) => Ok(Operand::Register(reg, offset + b)),
-                (Operand::Register(reg, offset), '-', Operand::Constant(b)) => Ok(Operand::Register(reg, offset - b)),
+                | (Operand::Constant(b), '+', Operand::Register(reg, offset)) => {
+                    offset.checked_add(b).map(|offset| Operand::Register(reg, offset)).ok_or_else(overflow)
+                }
+                (Operand::Register(reg, offset), '-', Operand::Constant(b)) => {
+                    offset.checked_sub(b).map(|offset| Operand::Register(reg, offset)).ok_or_else(overflow)
+                }
                 _ => Err(diagnostic("a variable can only be offset by a constant (`buf + 4K`)", *span)),
             }
         }
@@ -676,6 +780,9 @@ pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<Sys
         let fill = evaluate_constant(&file.fill, parameters)?;
         if size <= 0 {
             return Err(diagnostic("a file's size must be positive", file.size.span()));
+        }
+        if size > SIZE_BYTES_MAX {
+            return Err(diagnostic(format!("a file is at most 1024G (1 TiB; this is {size} bytes)"), file.size.span()));
         }
         if !(0..=255).contains(&fill) {
             return Err(diagnostic("a fill byte is 0 to 255", file.fill.span()));
@@ -717,19 +824,11 @@ pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<Sys
         builder.process(declaration, mm)?;
     }
     for declaration in ast.threads.iter().filter(|t| t.kernel) {
+        let id = builder.thread(&declaration.name, None, true, declaration.span)?;
         let mut variables = BTreeMap::new();
         let program = builder.statements(&declaration.body, None, &mut variables, None)?;
-        builder.spec.threads.push(ThreadSpec {
-            name: declaration.name.clone(),
-            mm: None,
-            program,
-            starts: true,
-            registers: variables.len(),
-        });
-    }
-    // The explorer keeps a set of threads per visited state in a 32-bit word.
-    if builder.spec.threads.len() > 32 {
-        return Err(Diagnostic::new("at most 32 threads", 0, 1));
+        let thread = &mut builder.spec.threads[id as usize];
+        (thread.program, thread.registers) = (program, variables.len());
     }
     Ok(builder.spec)
 }
@@ -793,16 +892,23 @@ impl Builder<'_> {
         Ok(DeviceSpec { name: device.name.clone(), kind, fill })
     }
 
+    /// A new thread with an empty program, refused past THREADS_MAX at `span` (the statement
+    /// that starts it).
+    fn thread(&mut self, name: &str, mm: Option<u32>, starts: bool, span: Span) -> Result<u32, Diagnostic> {
+        if self.spec.threads.len() >= THREADS_MAX {
+            return Err(diagnostic(
+                format!("at most {THREADS_MAX} threads (processes, their threads and forks, and kernel threads)"),
+                span,
+            ));
+        }
+        let id = self.spec.threads.len() as u32;
+        self.spec.threads.push(ThreadSpec { name: name.to_string(), mm, program: Vec::new(), starts, registers: 0 });
+        Ok(id)
+    }
+
     fn process(&mut self, declaration: &ThreadDecl, mm: u32) -> Result<(), Diagnostic> {
-        let main = self.spec.threads.len();
         self.registers_max = 0;
-        self.spec.threads.push(ThreadSpec {
-            name: declaration.name.clone(),
-            mm: Some(mm),
-            program: Vec::new(),
-            starts: true,
-            registers: 0,
-        });
+        let main = self.thread(&declaration.name, Some(mm), true, declaration.span)? as usize;
         let mut variables = BTreeMap::new();
         let mut children = Vec::new();
         let mut program = self.statements(&declaration.body, Some(mm), &mut variables, Some(&mut children))?;
@@ -833,14 +939,7 @@ impl Builder<'_> {
                     let Some(children) = children.as_deref_mut() else {
                         return Err(diagnostic("threads are started from a process's main body", *span));
                     };
-                    let id = self.spec.threads.len() as u32;
-                    self.spec.threads.push(ThreadSpec {
-                        name: name.clone(),
-                        mm,
-                        program: Vec::new(),
-                        starts: false,
-                        registers: 0,
-                    });
+                    let id = self.thread(name, mm, false, *span)?;
                     // A thread sees the variables defined before it starts (a copy of the
                     // registers); what it defines stays its own.
                     let mut scoped = variables.clone();
@@ -856,14 +955,7 @@ impl Builder<'_> {
                     };
                     let child_mm = self.spec.mms as u32;
                     self.spec.mms += 1;
-                    let id = self.spec.threads.len() as u32;
-                    self.spec.threads.push(ThreadSpec {
-                        name: name.clone(),
-                        mm: Some(child_mm),
-                        program: Vec::new(),
-                        starts: false,
-                        registers: 0,
-                    });
+                    let id = self.thread(name, Some(child_mm), false, *span)?;
                     // The child sees the variables defined before the fork (a copy).
                     let mut scoped = variables.clone();
                     let mut grandchildren = Vec::new();
@@ -922,6 +1014,11 @@ impl Builder<'_> {
                     program.push(Instruction::Load { address, length, expect, location: self.location(*span) });
                 }
                 Statement::Call { destination, call } => {
+                    if let Some((name, span)) = destination {
+                        if variables.len() >= VARIABLES_MAX && !variables.contains_key(name) {
+                            return Err(diagnostic(format!("at most {VARIABLES_MAX} variables in a process"), *span));
+                        }
+                    }
                     let instruction = self.call(call, mm, variables, destination.as_ref().map(|d| d.0.as_str()))?;
                     program.push(instruction);
                 }
@@ -947,6 +1044,9 @@ impl Builder<'_> {
         let value = evaluate_constant_in(expr, self.parameters, variables)?;
         if value <= 0 {
             return Err(diagnostic(format!("a length must be positive (this is {value})"), expr.span()));
+        }
+        if value > SIZE_BYTES_MAX {
+            return Err(diagnostic(format!("a length is at most 1024G (1 TiB; this is {value} bytes)"), expr.span()));
         }
         Ok(value as u64)
     }
@@ -1144,6 +1244,12 @@ impl Builder<'_> {
                     return Err(diagnostic(format!("unknown file `{file_name}`"), file_span));
                 };
                 let value = evaluate_constant_in(length, self.parameters, variables)?;
+                if value > SIZE_BYTES_MAX {
+                    return Err(diagnostic(
+                        format!("a file is at most 1024G (1 TiB; this is {value} bytes)"),
+                        length.span(),
+                    ));
+                }
                 if value < 0 || value % 4096 != 0 {
                     return Err(diagnostic(
                         format!("not modelled yet: a truncation to {value} bytes (a multiple of 4K, to shrink)"),

@@ -233,14 +233,16 @@ impl Parser {
     /// precedence climbing: one stack frame per operator rather than one per level, so that
     /// nesting, which hostile input controls, costs little stack.
     fn binary(&mut self, minimum: usize) -> Result<Expr, LitmusError> {
-        let start = self.start();
+        let (start, before) = (self.start(), self.operators());
         let mut left = self.unary()?;
         while let Some((level, operator)) = self.binary_operator().filter(|(level, _)| *level >= minimum) {
+            self.operator()?;
             self.advance();
             let right = self.binary(level + 1)?;
             let kind = ExprKind::Binary { operator, left: Box::new(left), right: Box::new(right) };
             left = Expr { kind, span: self.span_from(start) };
         }
+        self.operators_end(before);
         Ok(left)
     }
 

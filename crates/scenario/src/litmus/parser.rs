@@ -14,19 +14,26 @@ use super::{
 /// of stack in a debug build (half the default for a spawned thread), which a test checks.
 const MAXIMUM_DEPTH: usize = 50;
 
+/// Binary operators (`+`, `&&`, `/\`...) open at once in the expression or condition being
+/// parsed: a chain `a + b + c` is a left-deep tree as deep as it is long, which the compiler and
+/// the checker recurse over, so a tree is at most MAXIMUM_DEPTH + OPERATORS_MAX deep.
+pub(crate) const OPERATORS_MAX: usize = 200;
+
 pub(super) struct Parser {
     tokens: Vec<Token>,
     at: usize,
     /// Where the last consumed token ended, for the spans of nodes.
     last_end: Position,
     depth: usize,
+    /// Binary operators whose right operand is being parsed or whose chain continues.
+    operators: usize,
 }
 
 /// Parses a C litmus test. Never panics: any input gives a test or an error.
 pub fn parse(source: &str) -> Result<LitmusTest, LitmusError> {
     let (mut test, body_start, body_position) = preamble(source)?;
     let tokens = tokenize(source, body_start, body_position)?;
-    let mut parser = Parser { tokens, at: 0, last_end: body_position, depth: 0 };
+    let mut parser = Parser { tokens, at: 0, last_end: body_position, depth: 0, operators: 0 };
     test.init = parser.init_block()?;
     test.threads = parser.threads()?;
     (test.locations, test.filter) = parser.final_clauses()?;
@@ -110,6 +117,24 @@ impl Parser {
             TokenKind::Punctuation(punctuation) => format!("`{punctuation}`"),
             TokenKind::End => "the end of the file".to_string(),
         }
+    }
+
+    /// One more binary operator in the current chain (see [`OPERATORS_MAX`]); the chain's
+    /// parser gives them back with [`Parser::operators_end`] when it ends.
+    pub(super) fn operator(&mut self) -> Result<(), LitmusError> {
+        if self.operators >= OPERATORS_MAX {
+            return self.error(format!("more than {OPERATORS_MAX} binary operators in one expression"));
+        }
+        self.operators += 1;
+        Ok(())
+    }
+
+    pub(super) fn operators(&self) -> usize {
+        self.operators
+    }
+
+    pub(super) fn operators_end(&mut self, before: usize) {
+        self.operators = before;
     }
 
     /// Runs `parse` one nesting level deeper, refusing to go past [`MAXIMUM_DEPTH`].
@@ -302,18 +327,24 @@ impl Parser {
 
     /// `P \/ Q`, the loosest.
     fn prop(&mut self) -> Result<Prop, LitmusError> {
+        let before = self.operators;
         let mut left = self.conjunction()?;
         while self.eat("\\/") {
+            self.operator()?;
             left = Prop::Or(Box::new(left), Box::new(self.conjunction()?));
         }
+        self.operators_end(before);
         Ok(left)
     }
 
     fn conjunction(&mut self) -> Result<Prop, LitmusError> {
+        let before = self.operators;
         let mut left = self.implication()?;
         while self.eat("/\\") {
+            self.operator()?;
             left = Prop::And(Box::new(left), Box::new(self.implication()?));
         }
+        self.operators_end(before);
         Ok(left)
     }
 
