@@ -568,6 +568,17 @@ impl Host<'_> {
         reached
     }
 
+    /// Whether a mapping that is not the run's lies in [start, end) (/proc/self/maps: the
+    /// runner's heap, stacks or libraries may have been placed in a hole the run made).
+    fn foreign_mapping_in(&self, start: u64, end: u64) -> Result<bool, String> {
+        let maps = std::fs::read_to_string("/proc/self/maps").map_err(|e| format!("/proc/self/maps: {e}"))?;
+        let foreign = maps.lines().filter_map(|line| line.split_whitespace().next()?.split_once('-')).any(|(a, b)| {
+            let (Ok(a), Ok(b)) = (u64::from_str_radix(a, 16), u64::from_str_radix(b, 16)) else { return true };
+            a < end && b > start && !self.mappings.iter().any(|m| m.start <= a && b <= m.end)
+        });
+        Ok(foreign)
+    }
+
     /// Refuses an instruction touching more than [`ACCESS_BYTES_MAX`], or one that would
     /// sleep in handle_userfault() with nobody to wake it: a user access, a user copy or a
     /// GUP of a page registered for missing faults (VmFlags `um`, the kernel's own record,
@@ -719,9 +730,10 @@ impl Host<'_> {
             Instruction::UffdioRegister { uffd, address, length, .. } => {
                 let start = self.value(thread, *address) as u64;
                 let Some(end) = page_end(start, *length) else { return Ok(errno_of(libc::EINVAL)) };
-                // Registering the runner's own memory would make its next access to it sleep.
-                if self.covered_until(start, end) < end {
-                    return Ok(errno_of(libc::EINVAL));
+                // Registering the runner's own memory would make its next access to it sleep;
+                // holes the run made are fine (the kernel registers the VMAs it meets).
+                if self.covered_until(start, end) < end && self.foreign_mapping_in(start, end)? {
+                    return Err("not run live: the range to register holds memory of the runner's own".to_string());
                 }
                 let mut register = [start, end - start, uffdio::REGISTER_MODE_MISSING, 0];
                 ioctl(self.value(thread, *uffd), uffdio::REGISTER, register.as_mut_ptr().cast())

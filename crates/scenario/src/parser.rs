@@ -1051,6 +1051,18 @@ impl Builder<'_> {
         Ok(value as u64)
     }
 
+    /// The length of a syscall that only names an address range (mmap, munmap, mremap,
+    /// mprotect, madvise, UFFDIO_REGISTER) or that the kernel clamps (pread: MAX_RW_COUNT): any
+    /// positive value, as the kernel checks it itself
+    /// (TASK_SIZE, wrapping) and the model's walks cost what exists in the range, not its size.
+    fn range_length(&self, expr: &Expr, variables: &BTreeMap<String, u16>) -> Result<u64, Diagnostic> {
+        let value = evaluate_constant_in(expr, self.parameters, variables)?;
+        if value <= 0 {
+            return Err(diagnostic(format!("a length must be positive (this is {value})"), expr.span()));
+        }
+        Ok(value as u64)
+    }
+
     fn byte(&self, expr: &Expr, variables: &BTreeMap<String, u16>) -> Result<u8, Diagnostic> {
         let value = evaluate_constant_in(expr, self.parameters, variables)?;
         u8::try_from(value).map_err(|_| diagnostic(format!("a byte is 0 to 255 (this is {value})"), expr.span()))
@@ -1121,7 +1133,7 @@ impl Builder<'_> {
                 }
                 let call = &arguments;
                 let [length, protection, flags] = self.arguments::<3>(call, usage)?;
-                let length = self.length(length, variables)?;
+                let length = self.range_length(length, variables)?;
                 let prot =
                     self.flags(protection, &[("read", prot::PROT_READ), ("write", prot::PROT_WRITE), ("none", 0)])?;
                 let flags_value = self.flags(
@@ -1149,8 +1161,8 @@ impl Builder<'_> {
                     return Err(diagnostic(format!("`mremap` takes 4 or 5 arguments: {usage}"), call.span));
                 }
                 let address = evaluate(&call.arguments[0], self.parameters, variables)?;
-                let old_length = self.length(&call.arguments[1], variables)?;
-                let new_length = self.length(&call.arguments[2], variables)?;
+                let old_length = self.range_length(&call.arguments[1], variables)?;
+                let new_length = self.range_length(&call.arguments[2], variables)?;
                 let flags = self.flags(
                     &call.arguments[3],
                     &[("none", 0), ("maymove", mremap::MREMAP_MAYMOVE), ("fixed", mremap::MREMAP_FIXED)],
@@ -1166,7 +1178,7 @@ impl Builder<'_> {
                 let [address, length, protection] =
                     self.arguments::<3>(call, "mprotect(address, length, read|write|none)")?;
                 let address = evaluate(address, self.parameters, variables)?;
-                let length = self.length(length, variables)?;
+                let length = self.range_length(length, variables)?;
                 let prot =
                     self.flags(protection, &[("read", prot::PROT_READ), ("write", prot::PROT_WRITE), ("none", 0)])?;
                 Instruction::Mprotect { dst: define(variables), address, length, prot }
@@ -1175,7 +1187,7 @@ impl Builder<'_> {
                 self.require_process(mm, call)?;
                 let [address, length] = self.arguments::<2>(call, "munmap(address, length)")?;
                 let address = evaluate(address, self.parameters, variables)?;
-                let length = self.length(length, variables)?;
+                let length = self.range_length(length, variables)?;
                 Instruction::Munmap { dst: define(variables), address, length }
             }
             "store" => {
@@ -1196,7 +1208,7 @@ impl Builder<'_> {
                     "madvise(address, length, free|dontneed|cold|pageout|hugepage|populate_read|populate_write)",
                 )?;
                 let address = evaluate(address, self.parameters, variables)?;
-                let length = self.length(length, variables)?;
+                let length = self.range_length(length, variables)?;
                 let (name, span) = self.name_argument(
                     advice,
                     "an advice: free, dontneed, cold, pageout, hugepage, populate_read, populate_write",
@@ -1226,7 +1238,7 @@ impl Builder<'_> {
                     return Err(diagnostic(format!("unknown file `{file_name}`"), file_span));
                 };
                 let buffer = evaluate(buffer, self.parameters, variables)?;
-                let length = self.length(length, variables)?;
+                let length = self.range_length(length, variables)?;
                 let offset = evaluate_constant_in(offset, self.parameters, variables)?;
                 let (mode_name, mode_span) = self.name_argument(mode, "`direct` or `buffered`")?;
                 let direct = match mode_name {
@@ -1281,7 +1293,7 @@ impl Builder<'_> {
                     self.arguments::<3>(call, "uffdio_register(uffd, address, length): missing mode")?;
                 let uffd = evaluate(uffd, self.parameters, variables)?;
                 let address = evaluate(address, self.parameters, variables)?;
-                let length = self.length(length, variables)?;
+                let length = self.range_length(length, variables)?;
                 Instruction::UffdioRegister { dst: define(variables), uffd, address, length }
             }
             "uffd_read" => {
