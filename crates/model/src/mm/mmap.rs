@@ -130,7 +130,7 @@ impl Mmap {
         if result < 0 {
             let vma = ctx.vma_lookup(self.mm, start).expect("the new VMA");
             if vma.private_folios.is_empty()
-                && ctx.pte_entries(self.mm, vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT).is_empty()
+                && ctx.pte_entries_write_locked(self.mm, vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT).is_empty()
             {
                 ctx.vma_remove_range(self.mm, vma.start, vma.end);
             } else {
@@ -396,7 +396,7 @@ fn change_protection(ctx: &mut Ctx, mm: MmId, start: u64, end: u64, write: bool)
         }
         ctx.ptl_unlock(mm, index * per_table);
     }
-    for (vpn, _) in ctx.pte_entries(mm, first, last) {
+    for (vpn, _) in ctx.pte_entries_write_locked(mm, first, last) {
         if ctx.pmd_load(mm, crate::pgtable::pte_table(vpn)).is_some() {
             continue;
         }

@@ -128,8 +128,14 @@ impl Mremap {
         let (address, moved) = (self.address, self.old_length.min(self.new_length));
         let pgoff = vma.pgoff + ((address - vma.start) >> PAGE_SHIFT);
         let new = Vma { start: to, end: to + self.new_length, pgoff, ..vma.clone() };
+        let (first_vpn, pages) = (address >> PAGE_SHIFT, moved >> PAGE_SHIFT);
         let mut page = 0;
-        while page < moved >> PAGE_SHIFT {
+        while page < pages {
+            // move_page_tables() skips what is empty: the walk costs the entries there are.
+            let Some(vpn) = ctx.next_mapped_vpn_write_locked(self.mm, first_vpn + page, first_vpn + pages) else {
+                break;
+            };
+            page = vpn - first_vpn;
             let (from_vpn, to_vpn) = ((address >> PAGE_SHIFT) + page, (to >> PAGE_SHIFT) + page);
             if self.move_huge_pmd(ctx, from_vpn, to_vpn, (moved >> PAGE_SHIFT) - page) {
                 page += crate::pgtable::PTRS_PER_PTE;
