@@ -608,34 +608,29 @@ impl<'a> Ctx<'a> {
         indexes.into_iter().filter_map(|index| self.pmd_load(mm, index).map(|pmd| (index, pmd))).collect()
     }
 
-    /// The PTEs that are not none in `[first_vpn, last_vpn)`, each read, for a caller holding
-    /// `mmap_lock` for write over a range of any length: only holders of `mmap_lock` make a
-    /// none PTE something else (faults, GUP, UFFDIO_*, fork), so no step that could is enabled
-    /// and the none PTEs need not be read. Costs the PTEs there are, as the kernel's walk skips
-    /// empty tables.
+    /// The PTEs that are not none in `[first_vpn, last_vpn)`, every PTE of each page table
+    /// that exists read, for a caller holding `mmap_lock` for write over a range of any
+    /// length: only holders of `mmap_lock` make a page table exist ([`Mm::populated_tables`]),
+    /// so the tables that do not are skipped, as the kernel's walk skips none PMDs.
+    ///
+    /// [`Mm::populated_tables`]: crate::state::Mm::populated_tables
     pub fn pte_entries_write_locked(&mut self, mm: MmId, first_vpn: u64, last_vpn: u64) -> Vec<(u64, Pte)> {
-        let vpns: Vec<u64> = self.k.mms[mm as usize].ptes.range(first_vpn, last_vpn).map(|e| e.0).collect();
-        vpns.into_iter()
-            .map(|vpn| (vpn, self.load(PteEntry(mm, vpn), Ordering::Relaxed)))
-            .filter(|e| !e.1.is_none())
-            .collect()
+        let per_table = crate::pgtable::PTRS_PER_PTE;
+        let tables = self.k.mms[mm as usize].populated_tables(first_vpn, last_vpn);
+        let mut entries = Vec::new();
+        for table in tables {
+            let (first, last) = ((table * per_table).max(first_vpn), ((table + 1) * per_table).min(last_vpn));
+            entries.extend(self.pte_entries(mm, first, last));
+        }
+        entries
     }
 
-    /// The first page in `[first_vpn, last_vpn)` that a PTE or a huge PMD maps, for a walk
-    /// under `mmap_lock` for write that skips what is empty (as move_page_tables() skips none
-    /// PMDs): only holders of `mmap_lock` fill an empty entry, so none can be filled while the
+    /// The first page in `[first_vpn, last_vpn)` whose page table exists, for a walk under
+    /// `mmap_lock` for write that skips the tables that do not (as the kernel's walks skip
+    /// none PMDs): only holders of `mmap_lock` make one exist, so none can appear while the
     /// step runs and the skipped entries need not be read.
     pub fn next_mapped_vpn_write_locked(&self, mm: MmId, first_vpn: u64, last_vpn: u64) -> Option<u64> {
-        let per_table = crate::pgtable::PTRS_PER_PTE;
-        let m = &self.k.mms[mm as usize];
-        let pte = m.ptes.range(first_vpn, last_vpn).next().map(|e| e.0);
-        let huge = m
-            .pmds
-            .iter()
-            .map(|e| (e.0 * per_table).max(first_vpn))
-            .filter(|&vpn| vpn < last_vpn && vpn / per_table >= first_vpn / per_table)
-            .min();
-        pte.into_iter().chain(huge).min()
+        self.k.mms[mm as usize].next_mapped_vpn(first_vpn, last_vpn)
     }
 
     /// mm/memory.c: free_pgtables(): the PTE tables wholly inside `[start, end)` (addresses)

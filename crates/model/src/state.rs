@@ -137,6 +137,35 @@ impl Mm {
         self.pmds.iter().find(|e| e.0 == index).map(|e| e.1)
     }
 
+    /// The page tables (pmd indexes) of `[first_vpn, last_vpn)` that exist: an allocated PTE
+    /// table, a huge PMD, or PTEs. Found from what exists, whatever the range's length. Only
+    /// `mmap_lock` holders make a table exist (pte_alloc(), a huge fault, a move); a table
+    /// that exists may have none PTEs for a while (try_to_unmap_one() clears a PTE under the
+    /// table's lock and may set it back), so a walk skips only the tables that do not exist,
+    /// as zap_pmd_range() skips none PMDs.
+    pub fn populated_tables(&self, first_vpn: u64, last_vpn: u64) -> Vec<u64> {
+        let per_table = crate::pgtable::PTRS_PER_PTE;
+        let tables = first_vpn / per_table..last_vpn.div_ceil(per_table);
+        let mut populated: Vec<u64> = self
+            .pte_tables
+            .iter()
+            .copied()
+            .chain(self.pmds.iter().map(|e| e.0))
+            .filter(|table| tables.contains(table))
+            .chain(self.ptes.range(first_vpn, last_vpn).map(|e| e.0 / per_table))
+            .collect();
+        populated.sort_unstable();
+        populated.dedup();
+        populated
+    }
+
+    /// The first page in `[first_vpn, last_vpn)` whose page table exists
+    /// ([`Mm::populated_tables`]).
+    pub fn next_mapped_vpn(&self, first_vpn: u64, last_vpn: u64) -> Option<u64> {
+        let table = *self.populated_tables(first_vpn, last_vpn).first()?;
+        Some((table * crate::pgtable::PTRS_PER_PTE).max(first_vpn))
+    }
+
     pub fn ptl_owner(&self, table: u64) -> Option<ThreadId> {
         self.ptl_held.iter().find(|e| e.0 == table).map(|e| e.1)
     }

@@ -228,7 +228,7 @@ impl KernelFunction for Munmap {
                 }
                 ctx.event("do_vmi_munmap", "mmap_write_lock", |_| format!("[{start:#x}, {end:#x})"));
                 self.stage = MunmapStage::Unmapped;
-                Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)))
+                Flow::Call(Frame::Zap(Zap::write_locked(self.mm, start, end)))
             }
             MunmapStage::Unmapped => {
                 let (start, end) = (self.start, self.end());
@@ -271,7 +271,7 @@ impl KernelFunction for ExitMmap {
                 let vmas = ctx.vmas(self.mm);
                 (vmas.first().map_or(0, |v| v.start), vmas.last().map_or(0, |v| v.end))
             };
-            return Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)));
+            return Flow::Call(Frame::Zap(Zap::write_locked(self.mm, start, end)));
         }
         let closed: Vec<Vma> = ctx.vmas(self.mm).to_vec();
         for vma in &closed {
