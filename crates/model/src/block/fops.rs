@@ -89,7 +89,7 @@ impl DirectIo {
         if !aligned {
             return Flow::Return(-errno::EINVAL);
         }
-        let file_bytes = ctx.file_size_pages(self.file) * PAGE_SIZE;
+        let file_bytes = ctx.file_size_pages(self.file).saturating_mul(PAGE_SIZE);
         let length = self.length.min(file_bytes.saturating_sub(self.offset));
         if length == 0 {
             return Flow::Return(0);
