@@ -64,8 +64,8 @@ enum Command {
         sets: Vec<String>,
         #[arg(long, value_enum, default_value = "exhaustive")]
         strategy: StrategyArgument,
-        /// Exhaustive search of the schedules with at most N preemptions.
-        #[arg(long)]
+        /// Exhaustive search of the schedules with at most N preemptions (at most 16777215).
+        #[arg(long, value_parser = clap::value_parser!(u32).range(..=i64::from(mmcheck_explorer::PREEMPTION_BOUND_MAX)))]
         preemption_bound: Option<u32>,
         #[arg(long, default_value_t = 0)]
         seed: u64,
@@ -78,9 +78,10 @@ enum Command {
         max_states: Option<u64>,
         #[arg(long)]
         max_depth: Option<u64>,
-        #[arg(long)]
+        #[arg(long, value_parser = parse_seconds)]
         max_seconds: Option<f64>,
-        #[arg(long)]
+        /// At most 17592186044415 (bytes must fit in 64 bits).
+        #[arg(long, value_parser = parse_memory_mb)]
         max_memory_mb: Option<u64>,
         /// Random and PCT: how many schedules.
         #[arg(long)]
@@ -129,7 +130,7 @@ enum Command {
         #[arg(long, default_value = "lkmm", value_delimiter = ',')]
         memory_model: Vec<String>,
         /// Per test.
-        #[arg(long, default_value_t = 10.0)]
+        #[arg(long, default_value_t = 10.0, value_parser = parse_seconds)]
         max_seconds: f64,
         /// List every test, not only those that do not agree.
         #[arg(long)]
@@ -235,6 +236,23 @@ fn memory_models(names: &[String]) -> Result<Vec<mmcheck_explorer::memory::Memor
         .collect()
 }
 
+/// `--max-seconds`: a finite number of seconds, not negative (NaN would never time out).
+fn parse_seconds(text: &str) -> Result<f64, String> {
+    match text.parse::<f64>() {
+        Ok(seconds) if seconds.is_finite() && seconds >= 0.0 => Ok(seconds),
+        _ => Err(format!("`{text}` is not a number of seconds (a finite number, 0 or more)")),
+    }
+}
+
+/// `--max-memory-mb`: MiB whose bytes fit in 64 bits (a larger value would wrap).
+fn parse_memory_mb(text: &str) -> Result<u64, String> {
+    let mb: u64 = text.parse().map_err(|_| format!("`{text}` is not a number of MiB"))?;
+    match mb.checked_mul(1 << 20) {
+        Some(_) => Ok(mb),
+        None => Err(format!("{mb} MiB is more bytes than 64 bits hold (at most {} MiB)", u64::MAX >> 20)),
+    }
+}
+
 fn limits(
     states: Option<u64>,
     depth: Option<u64>,
@@ -253,7 +271,8 @@ fn limits(
         limits.seconds_max = seconds;
     }
     if let Some(memory_mb) = memory_mb {
-        limits.memory_bytes_max = memory_mb << 20;
+        // parse_memory_mb() checked that the bytes fit.
+        limits.memory_bytes_max = memory_mb.saturating_mul(1 << 20);
     }
     if let Some(schedules) = schedules {
         limits.schedules_max = schedules;

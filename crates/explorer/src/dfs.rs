@@ -106,6 +106,8 @@ struct Search<'m, 'o, M: Model> {
     final_states: Vec<u128>,
     effects: StepEffects<M::Event, M::Violation>,
     state_bytes: u64,
+    /// The largest whole state seen ([`Model::state_bytes`]).
+    state_bytes_whole: u64,
     /// States entered, for checking the clock every few thousand.
     entries: u64,
     /// Whether successors keep their step's footprint (for sleep sets).
@@ -128,6 +130,7 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
             final_states: Vec::new(),
             effects: StepEffects::new(false),
             state_bytes: 0,
+            state_bytes_whole: 0,
             entries: 0,
             keep_footprints: true,
             no_footprint: Rc::new(Footprint::default()),
@@ -143,19 +146,27 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
     }
 
     fn memory_bytes(&self, depth: usize) -> u64 {
-        // The visited table plus the states on the stack.
-        self.visited.memory_bytes() + depth as u64 * self.state_bytes * 4
+        // The visited table, one whole state (every part of it, once: the states on the stack
+        // share what their steps did not change), and what the stack's states changed.
+        let stack_bytes = (depth as u64).saturating_mul(self.state_bytes.saturating_mul(4));
+        self.visited.memory_bytes().saturating_add(self.state_bytes_whole).saturating_add(stack_bytes)
     }
 
-    /// Checks the limits (the clock and memory every 4096 states entered); returns the one hit.
-    fn limit_hit(&mut self, depth: usize) -> Option<Limit> {
+    /// Checks the limits (states at every state entered, the clock at every state, memory when
+    /// [`Clock::check_due`]); returns the one hit.
+    fn limit_hit(&mut self, depth: usize, state: &M::State) -> Option<Limit> {
         if self.stats.states_stored >= self.options.limits.states_max {
             return Some(Limit::States);
         }
+        if self.clock.out_of_time(&self.options.limits) {
+            return Some(Limit::Time);
+        }
         self.entries += 1;
-        if !self.entries.is_multiple_of(4096) {
+        // The first state is measured at once: a search that ends early still knows its size.
+        if !self.clock.check_due(self.entries) && self.entries > 1 {
             return None;
         }
+        self.state_bytes_whole = self.state_bytes_whole.max(self.model.state_bytes(state));
         let memory_bytes = self.memory_bytes(depth);
         self.stats.memory_bytes_peak = self.stats.memory_bytes_peak.max(memory_bytes);
         if let Some(progress) = self.options.progress.as_mut() {
@@ -169,9 +180,6 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
         }
         if memory_bytes > self.options.limits.memory_bytes_max {
             return Some(Limit::Memory);
-        }
-        if self.clock.out_of_time(&self.options.limits) {
-            return Some(Limit::Time);
         }
         None
     }
@@ -279,7 +287,7 @@ pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<
     let mut enabled = Vec::new();
     loop {
         if let Some((state, sleep, known)) = pending.take() {
-            if let Some(limit) = search.limit_hit(stack.len()) {
+            if let Some(limit) = search.limit_hit(stack.len(), &state) {
                 return search.finish(Verdict::LimitReached { limit }, None);
             }
             if stack.len() as u64 >= search.options.limits.depth_max {
@@ -416,8 +424,11 @@ fn persistent_set<M: Model>(
 const FREE: ThreadId = ThreadId::MAX;
 
 /// The largest preemption bound a visited-set word holds: a larger one is searched, and
-/// reported, as this one.
+/// reported, as this one (the CLI refuses larger ones).
 const BUDGET_MAX: u32 = (1 << 24) - 1;
+
+/// The largest preemption bound [`explore_bounded`] searches as given.
+pub const PREEMPTION_BOUND_MAX: u32 = BUDGET_MAX;
 
 /// A bounded search's visit of a state: the preemptions left and the running thread.
 #[derive(Clone, Copy, PartialEq, Eq)]
@@ -501,7 +512,7 @@ pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_ma
     let mut enabled = Vec::new();
     loop {
         if let Some((state, running, budget, unstored)) = pending.take() {
-            if let Some(limit) = search.limit_hit(stack.len()) {
+            if let Some(limit) = search.limit_hit(stack.len(), &state) {
                 return search.finish(Verdict::LimitReached { limit }, None);
             }
             if stack.len() as u64 >= search.options.limits.depth_max {

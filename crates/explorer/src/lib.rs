@@ -18,9 +18,10 @@ pub mod memory;
 mod sample;
 mod visited;
 
-pub use dfs::{explore_bounded, explore_exhaustive};
+pub use dfs::{explore_bounded, explore_exhaustive, PREEMPTION_BOUND_MAX};
 
 pub use footprint::{Access, AccessKind, Footprint};
+use limits::Clock;
 pub use limits::{Limit, Limits};
 pub use sample::{explore_pct, explore_random, SplitMix64};
 use std::time::Instant;
@@ -128,6 +129,12 @@ pub trait Model {
     /// A readable name of an object key, for the audit's messages.
     fn object_name(&self, object: u64) -> String {
         format!("object {object:#x}")
+    }
+    /// Bytes `state` holds, every heap part included and counted as if nothing were shared,
+    /// for the searches' memory estimate and limit. The default counts the state's own size
+    /// only, for a model whose states have no heap parts.
+    fn state_bytes(&self, _state: &Self::State) -> u64 {
+        std::mem::size_of::<Self::State>() as u64
     }
     /// A cheap deterministic function of the state that changes with most steps: it picks the
     /// sample points at which the bounded search stores a state of a run without choices
@@ -338,16 +345,28 @@ impl fmt::Display for ReplayError {
     }
 }
 
+/// How one sampled schedule ended.
+pub(crate) enum ScheduleEnd {
+    /// No thread enabled (the final check ran) or a violation.
+    Complete,
+    /// Cut at the depth limit.
+    Truncated,
+    /// A limit of the whole sampling run (states, time, memory) was hit.
+    Limit(Limit),
+}
+
 /// Runs one schedule to the end without recording, choosing with `choose` among enabled threads
 /// and with `outcome` among the chosen step's outcomes (given their number). Shared by the
-/// sampling strategies.
+/// sampling strategies, which count states as transitions: it stops at the depth limit, and
+/// at the states, time and memory limits of the whole run (`clock` started with it).
 pub(crate) fn run_schedule<M: Model>(
     model: &M,
     limits: &Limits,
+    clock: &mut Clock,
     stats: &mut Stats,
     mut choose: impl FnMut(&[ThreadId], u64) -> ThreadId,
     mut outcome: impl FnMut(u32) -> u32,
-) -> (Option<M::Violation>, Vec<Choice>, bool) {
+) -> (Option<M::Violation>, Vec<Choice>, ScheduleEnd) {
     let mut state = model.initial_state();
     let mut effects = StepEffects::new(false);
     let mut schedule = Vec::new();
@@ -356,10 +375,13 @@ pub(crate) fn run_schedule<M: Model>(
         enabled.clear();
         model.enabled_threads(&state, &mut enabled);
         if enabled.is_empty() {
-            return (model.check_final(&state), schedule, true);
+            return (model.check_final(&state), schedule, ScheduleEnd::Complete);
         }
         if schedule.len() as u64 >= limits.depth_max {
-            return (None, schedule, false);
+            return (None, schedule, ScheduleEnd::Truncated);
+        }
+        if let Some(limit) = sampling_limit_hit(model, limits, clock, stats, &state, schedule.len()) {
+            return (None, schedule, ScheduleEnd::Limit(limit));
         }
         let thread = choose(&enabled, schedule.len() as u64);
         let outcomes = model.outcomes(&state, thread);
@@ -370,7 +392,32 @@ pub(crate) fn run_schedule<M: Model>(
         schedule.push(choice);
         stats.depth_max = stats.depth_max.max(schedule.len() as u64);
         if let Some(violation) = effects.violation.take() {
-            return (Some(violation), schedule, true);
+            return (Some(violation), schedule, ScheduleEnd::Complete);
         }
     }
+}
+
+/// The limits of a sampling run before its next step: states (its transitions), time at every
+/// step, and memory (the state and the schedule) when [`Clock::check_due`] says.
+fn sampling_limit_hit<M: Model>(
+    model: &M,
+    limits: &Limits,
+    clock: &mut Clock,
+    stats: &mut Stats,
+    state: &M::State,
+    steps: usize,
+) -> Option<Limit> {
+    if stats.transitions >= limits.states_max {
+        return Some(Limit::States);
+    }
+    if clock.out_of_time(limits) {
+        return Some(Limit::Time);
+    }
+    if steps > 0 && !clock.check_due(stats.transitions) {
+        return None;
+    }
+    let schedule_bytes = (steps as u64).saturating_mul(std::mem::size_of::<Choice>() as u64);
+    let memory_bytes = model.state_bytes(state).saturating_add(schedule_bytes);
+    stats.memory_bytes_peak = stats.memory_bytes_peak.max(memory_bytes);
+    (memory_bytes > limits.memory_bytes_max).then_some(Limit::Memory)
 }

@@ -48,14 +48,21 @@ impl Default for Limits {
     }
 }
 
-/// The clock of a search: checked every few thousand transitions so that it costs nothing.
+/// How often the periodic checks of a search (memory, progress) run: every this many states,
+/// and at least every [`CHECK_INTERVAL_SECONDS`].
+pub(crate) const CHECK_EVERY: u64 = 4096;
+pub(crate) const CHECK_INTERVAL_SECONDS: f64 = 0.1;
+
+/// The clock of a search: read at every state (a few nanoseconds), so that a search of slow
+/// steps stops on time too; the costlier checks run when [`Clock::check_due`] says.
 pub(crate) struct Clock {
     started: Instant,
+    next_check_seconds: f64,
 }
 
 impl Clock {
     pub fn start() -> Self {
-        Clock { started: Instant::now() }
+        Clock { started: Instant::now(), next_check_seconds: CHECK_INTERVAL_SECONDS }
     }
 
     pub fn elapsed_ms(&self) -> u64 {
@@ -64,5 +71,16 @@ impl Clock {
 
     pub fn out_of_time(&self, limits: &Limits) -> bool {
         self.started.elapsed().as_secs_f64() > limits.seconds_max
+    }
+
+    /// Whether the periodic checks are due after `count` states: every [`CHECK_EVERY`], or
+    /// once [`CHECK_INTERVAL_SECONDS`] passed since the last.
+    pub fn check_due(&mut self, count: u64) -> bool {
+        let elapsed = self.started.elapsed().as_secs_f64();
+        if count.is_multiple_of(CHECK_EVERY) || elapsed >= self.next_check_seconds {
+            self.next_check_seconds = elapsed + CHECK_INTERVAL_SECONDS;
+            return true;
+        }
+        false
     }
 }

@@ -3,7 +3,7 @@
 //! points). Both are seeded and deterministic; neither can verify anything.
 
 use crate::limits::Clock;
-use crate::{run_schedule, Choice, Limit, Model, Options, Outcome, Progress, Stats, Verdict};
+use crate::{run_schedule, Choice, Limit, Model, Options, Outcome, Progress, ScheduleEnd, Stats, Verdict};
 
 /// A tiny, fixed pseudo-random generator (SplitMix64): the same sequence on every machine and
 /// every version of every crate.
@@ -29,27 +29,32 @@ impl SplitMix64 {
     }
 }
 
+/// One sampled schedule: its violation, its choices and how it ended.
+type Sampled<M> = (Option<<M as Model>::Violation>, Vec<Choice>, ScheduleEnd);
+
 fn sample<M: Model>(
     model: &M,
     mut options: Options<'_>,
-    mut run_one: impl FnMut(&M, &Options<'_>, &mut Stats) -> (Option<M::Violation>, Vec<Choice>, bool),
+    mut run_one: impl FnMut(&M, &Options<'_>, &mut Clock, &mut Stats) -> Sampled<M>,
 ) -> Outcome<M::Violation> {
-    let clock = Clock::start();
+    let mut clock = Clock::start();
     let mut stats = Stats::default();
     let mut truncated = false;
+    let end = |verdict, mut stats: Stats, clock: &Clock, violation| {
+        stats.elapsed_ms = clock.elapsed_ms();
+        Outcome { verdict, stats, violation, final_states: Vec::new() }
+    };
     while stats.schedules < options.limits.schedules_max {
-        let (violation, schedule, completed) = run_one(model, &options, &mut stats);
+        let (violation, schedule, ended) = run_one(model, &options, &mut clock, &mut stats);
         stats.schedules += 1;
         stats.states = stats.transitions;
-        truncated |= !completed;
         if let Some(violation) = violation {
-            stats.elapsed_ms = clock.elapsed_ms();
-            return Outcome {
-                verdict: Verdict::Violation,
-                stats,
-                violation: Some((violation, schedule)),
-                final_states: Vec::new(),
-            };
+            return end(Verdict::Violation, stats, &clock, Some((violation, schedule)));
+        }
+        match ended {
+            ScheduleEnd::Complete => {}
+            ScheduleEnd::Truncated => truncated = true,
+            ScheduleEnd::Limit(limit) => return end(Verdict::LimitReached { limit }, stats, &clock, None),
         }
         if let Some(progress) = options.progress.as_mut() {
             progress(&Progress {
@@ -61,28 +66,22 @@ fn sample<M: Model>(
             });
         }
         if clock.out_of_time(&options.limits) {
-            stats.elapsed_ms = clock.elapsed_ms();
-            return Outcome {
-                verdict: Verdict::LimitReached { limit: Limit::Time },
-                stats,
-                violation: None,
-                final_states: Vec::new(),
-            };
+            return end(Verdict::LimitReached { limit: Limit::Time }, stats, &clock, None);
         }
     }
-    stats.elapsed_ms = clock.elapsed_ms();
     let verdict = if truncated { Verdict::LimitReached { limit: Limit::Depth } } else { Verdict::NoViolationFound };
-    Outcome { verdict, stats, violation: None, final_states: Vec::new() }
+    end(verdict, stats, &clock, None)
 }
 
 /// Uniformly random schedules: at every step, any enabled thread, and any of its step's
 /// outcomes.
 pub fn explore_random<M: Model>(model: &M, options: Options<'_>, seed: u64) -> Outcome<M::Violation> {
     let random = std::cell::RefCell::new(SplitMix64::new(seed));
-    sample(model, options, |model, options, stats| {
+    sample(model, options, |model, options, clock, stats| {
         run_schedule(
             model,
             &options.limits,
+            clock,
             stats,
             |enabled, _| enabled[random.borrow_mut().below(enabled.len() as u64) as usize],
             |outcomes| random.borrow_mut().below(outcomes.into()) as u32,
@@ -103,9 +102,13 @@ pub fn explore_pct<M: Model>(
     steps_expected: u64,
 ) -> Outcome<M::Violation> {
     let mut random = SplitMix64::new(seed);
-    sample(model, options, |model, options, stats| {
+    // More change points than a schedule has steps change nothing more: the count is bounded
+    // by the depth limit (and so is the memory they take).
+    let change_points_max = u64::from(depth.max(1) - 1).min(options.limits.depth_max);
+    sample(model, options, |model, options, clock, stats| {
         let mut priorities: Vec<u64> = (0..64).map(|_| (random.next_u64() >> 8) + 64).collect();
-        let change_points: Vec<u64> = (1..depth.max(1)).map(|_| random.below(steps_expected.max(1))).collect();
+        let mut change_points: Vec<u64> = (0..change_points_max).map(|_| random.below(steps_expected.max(1))).collect();
+        change_points.sort_unstable();
         // Outcomes draw from their own stream (seeded without drawing from the first), so a
         // model without choices samples the schedules it sampled before choices existed.
         let mut outcome_random = SplitMix64::new(priorities[0] ^ 0x6f75_7463_6f6d_6573);
@@ -115,13 +118,14 @@ pub fn explore_pct<M: Model>(
         run_schedule(
             model,
             &options.limits,
+            clock,
             stats,
             |enabled, step| {
                 let pick = |priorities: &[u64]| {
                     *enabled.iter().max_by_key(|&&t| priorities[t as usize]).expect("enabled is not empty")
                 };
                 let thread = pick(&priorities);
-                if change_points.contains(&step) {
+                if change_points.binary_search(&step).is_ok() {
                     priorities[thread as usize] = lowest;
                     lowest = lowest.saturating_sub(1);
                     return pick(&priorities);

@@ -595,19 +595,54 @@ impl<'a> Ctx<'a> {
         self.load(PmdSlot(mm, index), Ordering::Relaxed) == PmdEntry::default()
     }
 
-    /// The huge PMDs of the PMDs covering `[first_vpn, last_vpn)`, each PMD read.
+    /// The huge PMDs of the PMDs covering `[first_vpn, last_vpn)`, each huge one read. The
+    /// caller holds `mmap_lock` for write, and only holders of `mmap_lock` make a huge PMD, so
+    /// no step that could make one in the range is enabled: the PMDs that are none need not be
+    /// read, and the walk costs the huge PMDs there are, not the range's length (the kernel's
+    /// walk skips the empty upper levels too).
     pub fn huge_pmds(&mut self, mm: MmId, first_vpn: u64, last_vpn: u64) -> Vec<(u64, crate::pgtable::PresentPte)> {
         let per_table = crate::pgtable::PTRS_PER_PTE;
-        (first_vpn / per_table..last_vpn.div_ceil(per_table))
-            .filter_map(|index| self.pmd_load(mm, index).map(|pmd| (index, pmd)))
-            .collect()
+        let (first, last) = (first_vpn / per_table, last_vpn.div_ceil(per_table));
+        let indexes: Vec<u64> =
+            self.k.mms[mm as usize].pmds.iter().map(|e| e.0).filter(|index| (first..last).contains(index)).collect();
+        indexes.into_iter().filter_map(|index| self.pmd_load(mm, index).map(|pmd| (index, pmd))).collect()
+    }
+
+    /// The PTEs that are not none in `[first_vpn, last_vpn)`, every PTE of each page table
+    /// that exists read, for a caller holding `mmap_lock` for write over a range of any
+    /// length: only holders of `mmap_lock` make a page table exist ([`Mm::populated_tables`]),
+    /// so the tables that do not are skipped, as the kernel's walk skips none PMDs.
+    ///
+    /// [`Mm::populated_tables`]: crate::state::Mm::populated_tables
+    pub fn pte_entries_write_locked(&mut self, mm: MmId, first_vpn: u64, last_vpn: u64) -> Vec<(u64, Pte)> {
+        let per_table = crate::pgtable::PTRS_PER_PTE;
+        let tables = self.k.mms[mm as usize].populated_tables(first_vpn, last_vpn);
+        let mut entries = Vec::new();
+        for table in tables {
+            let (first, last) = ((table * per_table).max(first_vpn), ((table + 1) * per_table).min(last_vpn));
+            entries.extend(self.pte_entries(mm, first, last));
+        }
+        entries
+    }
+
+    /// The first page in `[first_vpn, last_vpn)` whose page table exists, for a walk under
+    /// `mmap_lock` for write that skips the tables that do not (as the kernel's walks skip
+    /// none PMDs): only holders of `mmap_lock` make one exist, so none can appear while the
+    /// step runs and the skipped entries need not be read.
+    pub fn next_mapped_vpn_write_locked(&self, mm: MmId, first_vpn: u64, last_vpn: u64) -> Option<u64> {
+        self.k.mms[mm as usize].next_mapped_vpn(first_vpn, last_vpn)
     }
 
     /// mm/memory.c: free_pgtables(): the PTE tables wholly inside `[start, end)` (addresses)
-    /// go; each PMD is read and the populated ones cleared.
+    /// go; each allocated one's PMD is read and cleared. Under `mmap_lock` for write, which
+    /// every pte_alloc() holds at least for read, so the PMDs without a table need not be
+    /// read: the cost is the tables there are, not the range's length.
     pub fn free_pgtables(&mut self, mm: MmId, start: u64, end: u64) {
         let table_bytes = crate::pgtable::PTRS_PER_PTE << crate::folio::PAGE_SHIFT;
-        for index in start.div_ceil(table_bytes)..end / table_bytes {
+        let tables = start.div_ceil(table_bytes)..end / table_bytes;
+        let allocated: Vec<u64> =
+            self.k.mms[mm as usize].pte_tables.iter().copied().filter(|index| tables.contains(index)).collect();
+        for index in allocated {
             let pmd = self.load(PmdSlot(mm, index), Ordering::Relaxed);
             if pmd.table {
                 self.store(PmdSlot(mm, index), PmdEntry { table: false, ..pmd }, Ordering::Relaxed);
@@ -1097,18 +1132,18 @@ impl<'a> Ctx<'a> {
         (self.k.anon_vmas.len() - 1) as AnonVmaId
     }
 
-    pub fn file_block(&mut self, file: FileId, block: usize) -> Option<crate::folio::PageData> {
+    pub fn file_block(&mut self, file: FileId, block: u64) -> Option<crate::folio::PageData> {
         self.load(FileBlocks(file), Ordering::Relaxed).get(block).cloned()
     }
 
     /// i_size_read(), in pages.
     pub fn file_size_pages(&mut self, file: FileId) -> u64 {
-        self.load(FileBlocks(file), Ordering::Acquire).len() as u64
+        self.load(FileBlocks(file), Ordering::Acquire).len()
     }
 
     /// i_size_write() of a shrinking truncation: the blocks beyond `pages` go.
     pub fn file_truncate(&mut self, file: FileId, pages: u64) {
-        self.modify(AccessOp::Store, FileBlocks(file), Ordering::Release, |blocks| blocks.truncate(pages as usize));
+        self.modify(AccessOp::Store, FileBlocks(file), Ordering::Release, |blocks| blocks.truncate(pages));
     }
 
     /// mm/filemap.c: the xa_load() of filemap_get_entry() (lockless under RCU).

@@ -186,7 +186,8 @@ fn reverse_maps_and_files(before: &Kernel, after: &Kernel, note: &mut impl FnMut
         if b.blocks != a.blocks {
             note(Object::File(id as u32));
         }
-        differing_slots(&b.cache, &a.cache, |index| note(Object::PageCache(id as u32, index)));
+        let cache = |f: &crate::state::File| f.cache.clone().into_iter();
+        differing_entries(cache(b), cache(a), |index| note(Object::PageCache(id as u32, index)));
     }
     differing_slots(&before.uffds, &after.uffds, |uffd| note(Object::Uffd(uffd as u32)));
     let split = |k: &Kernel| k.split_pages.to_vec();

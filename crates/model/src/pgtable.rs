@@ -137,6 +137,17 @@ impl PageTable {
         self.chunks.iter().flat_map(|c| c.1.iter())
     }
 
+    /// The entries in `[first_vpn, last_vpn)`, found from the chunks that exist: the cost is
+    /// theirs, not the range's length.
+    pub fn range(&self, first_vpn: u64, last_vpn: u64) -> impl Iterator<Item = &(u64, Pte)> {
+        let from = self.chunks.partition_point(|c| c.0 < first_vpn / PTE_CHUNK);
+        self.chunks[from..]
+            .iter()
+            .take_while(move |c| c.0 <= last_vpn.saturating_sub(1) / PTE_CHUNK && last_vpn > first_vpn)
+            .flat_map(|c| c.1.iter())
+            .filter(move |e| first_vpn <= e.0 && e.0 < last_vpn)
+    }
+
     pub fn is_empty(&self) -> bool {
         self.chunks.is_empty()
     }

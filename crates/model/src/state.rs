@@ -10,6 +10,7 @@ use crate::pgtable::Pte;
 use crate::shared::{ChunkedVec, Shared};
 use crate::thread::Thread;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 
 pub type MmId = u32;
 pub type FileId = u32;
@@ -136,6 +137,35 @@ impl Mm {
         self.pmds.iter().find(|e| e.0 == index).map(|e| e.1)
     }
 
+    /// The page tables (pmd indexes) of `[first_vpn, last_vpn)` that exist: an allocated PTE
+    /// table, a huge PMD, or PTEs. Found from what exists, whatever the range's length. Only
+    /// `mmap_lock` holders make a table exist (pte_alloc(), a huge fault, a move); a table
+    /// that exists may have none PTEs for a while (try_to_unmap_one() clears a PTE under the
+    /// table's lock and may set it back), so a walk skips only the tables that do not exist,
+    /// as zap_pmd_range() skips none PMDs.
+    pub fn populated_tables(&self, first_vpn: u64, last_vpn: u64) -> Vec<u64> {
+        let per_table = crate::pgtable::PTRS_PER_PTE;
+        let tables = first_vpn / per_table..last_vpn.div_ceil(per_table);
+        let mut populated: Vec<u64> = self
+            .pte_tables
+            .iter()
+            .copied()
+            .chain(self.pmds.iter().map(|e| e.0))
+            .filter(|table| tables.contains(table))
+            .chain(self.ptes.range(first_vpn, last_vpn).map(|e| e.0 / per_table))
+            .collect();
+        populated.sort_unstable();
+        populated.dedup();
+        populated
+    }
+
+    /// The first page in `[first_vpn, last_vpn)` whose page table exists
+    /// ([`Mm::populated_tables`]).
+    pub fn next_mapped_vpn(&self, first_vpn: u64, last_vpn: u64) -> Option<u64> {
+        let table = *self.populated_tables(first_vpn, last_vpn).first()?;
+        Some((table * crate::pgtable::PTRS_PER_PTE).max(first_vpn))
+    }
+
     pub fn ptl_owner(&self, table: u64) -> Option<ThreadId> {
         self.ptl_held.iter().find(|e| e.0 == table).map(|e| e.1)
     }
@@ -149,18 +179,96 @@ pub struct AnonVma {
     pub rwsem: RwSem,
 }
 
-/// A file on a block device: its bytes per page (what O_DIRECT reads and writes), and its page
-/// cache (include/linux/fs.h: `mapping->i_pages`, one slot per page index).
+/// A file's bytes on the device, page by page: the pages that differ from its fill, so that a
+/// file of any size costs what was written to it, not its length.
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FileContents {
+    pages: u64,
+    fill: PageData,
+    /// Pages (below `pages`) whose contents are not `fill`.
+    differing: BTreeMap<u64, PageData>,
+}
+
+impl FileContents {
+    /// `pages` pages, each filled with `byte`.
+    pub fn filled(pages: u64, byte: u8) -> FileContents {
+        FileContents { pages, fill: PageData::Fill(byte), differing: BTreeMap::new() }
+    }
+
+    /// The size in pages.
+    pub fn len(&self) -> u64 {
+        self.pages
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.pages == 0
+    }
+
+    /// Page `index`'s contents, if the file has that page.
+    pub fn get(&self, index: u64) -> Option<&PageData> {
+        (index < self.pages).then(|| self.differing.get(&index).unwrap_or(&self.fill))
+    }
+
+    /// Drops the pages from `pages` on (a shrinking truncation).
+    pub fn truncate(&mut self, pages: u64) {
+        self.pages = self.pages.min(pages);
+        self.differing.split_off(&self.pages);
+    }
+
+    /// Every page in order (as long as the file: for writing it out, not for the model).
+    pub fn iter(&self) -> impl Iterator<Item = &PageData> {
+        (0..self.pages).map(|index| self.get(index).expect("below the size"))
+    }
+
+    /// Bytes held on the heap.
+    pub fn heap_bytes(&self) -> u64 {
+        self.differing.len() as u64 * (std::mem::size_of::<(u64, PageData)>() as u64 + 64)
+            + self.differing.values().chain([&self.fill]).map(page_data_heap_bytes).sum::<u64>()
+    }
+}
+
+/// Heap bytes of a page's contents (its runs).
+pub fn page_data_heap_bytes(data: &PageData) -> u64 {
+    match data {
+        PageData::Fill(_) => 0,
+        PageData::Runs(runs) => (runs.capacity() * std::mem::size_of::<(u16, u8)>()) as u64,
+    }
+}
+
+impl<'a> IntoIterator for &'a FileContents {
+    type Item = &'a PageData;
+    type IntoIter = Box<dyn Iterator<Item = &'a PageData> + 'a>;
+    fn into_iter(self) -> Self::IntoIter {
+        Box::new(self.iter())
+    }
+}
+
+/// Pages given one by one; the first page's contents (or zeroes) are the fill.
+impl From<Vec<PageData>> for FileContents {
+    fn from(pages: Vec<PageData>) -> FileContents {
+        let fill = pages.first().cloned().unwrap_or(PageData::Fill(0));
+        let differing = (0u64..).zip(pages.iter()).filter(|(_, data)| **data != fill).map(|(i, d)| (i, d.clone()));
+        FileContents { pages: pages.len() as u64, differing: differing.collect(), fill }
+    }
+}
+
+/// A file on a block device: its bytes per page (what O_DIRECT reads and writes; their number
+/// is i_size in pages), and its page cache (include/linux/fs.h: `mapping->i_pages`, the
+/// folios cached by page index; an index not there is an empty slot).
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct File {
-    pub blocks: Vec<PageData>,
-    pub cache: Vec<Option<FolioId>>,
+    pub blocks: FileContents,
+    pub cache: BTreeMap<u64, FolioId>,
 }
 
 impl File {
-    pub fn new(blocks: Vec<PageData>) -> File {
-        let cache = vec![None; blocks.len()];
-        File { blocks, cache }
+    pub fn new(blocks: FileContents) -> File {
+        File { blocks, cache: BTreeMap::new() }
+    }
+
+    /// The folio cached at `index`, if any.
+    pub fn cached(&self, index: u64) -> Option<FolioId> {
+        self.cache.get(&index).copied()
     }
 }
 
@@ -259,4 +367,73 @@ impl Kernel {
     pub fn thread_mut(&mut self, id: ThreadId) -> &mut Thread {
         self.threads[id as usize].make_mut()
     }
+}
+
+/// Bytes of a vector's heap buffer.
+fn vec_bytes<T>(items: &[T]) -> u64 {
+    std::mem::size_of_val(items) as u64
+}
+
+impl Kernel {
+    /// Bytes this state holds, every heap part included and counted as if nothing were shared
+    /// (the explorer's memory estimate, `Model::state_bytes`).
+    pub fn bytes(&self) -> u64 {
+        let folios: u64 = self
+            .folios
+            .iter()
+            .map(|f| {
+                let pages = f.pages.iter().map(|p| crate::state::page_data_heap_bytes(&p.data)).sum::<u64>();
+                std::mem::size_of::<Folio>() as u64 + vec_bytes(&f.pages) + pages
+            })
+            .sum();
+        let mms: u64 = self.mms.iter().map(|mm| mm_bytes(mm)).sum();
+        let anon_vmas: u64 =
+            self.anon_vmas.iter().map(|a| std::mem::size_of::<AnonVma>() as u64 + vec_bytes(&a.mms)).sum();
+        // A B-tree entry costs about its key and value and a share of a node.
+        let entry = std::mem::size_of::<(u64, FolioId)>() as u64 + 16;
+        let files: u64 = self
+            .files
+            .iter()
+            .map(|f| std::mem::size_of::<File>() as u64 + f.blocks.heap_bytes() + f.cache.len() as u64 * entry)
+            .sum();
+        let swap = vec_bytes(&self.swap.swap_map)
+            + vec_bytes(&self.swap.cache)
+            + vec_bytes(&self.swap.data)
+            + self.swap.data.iter().map(page_data_heap_bytes).sum::<u64>();
+        let threads: u64 = self
+            .threads
+            .iter()
+            .map(|t| {
+                std::mem::size_of::<Thread>() as u64
+                    + vec_bytes(&t.stack)
+                    + vec_bytes(&t.registers)
+                    + vec_bytes(&t.pages)
+                    + vec_bytes(&t.folio_list)
+                    + vec_bytes(&t.writeback)
+            })
+            .sum();
+        let lists = vec_bytes(&self.lruvec.folios)
+            + vec_bytes(&self.lru_lazyfree)
+            + vec_bytes(&self.split_pages)
+            + self
+                .uffds
+                .iter()
+                .map(|u| std::mem::size_of::<Userfaultfd>() as u64 + vec_bytes(&u.messages))
+                .sum::<u64>();
+        let weak = self
+            .weak
+            .as_ref()
+            .map_or(0, |w| std::mem::size_of::<crate::access::weak::WeakMemory>() as u64 + w.heap_bytes());
+        std::mem::size_of::<Kernel>() as u64 + folios + mms + anon_vmas + files + swap + threads + lists + weak
+    }
+}
+
+fn mm_bytes(mm: &Mm) -> u64 {
+    let vmas: u64 = mm.vmas.iter().map(|v| std::mem::size_of::<Vma>() as u64 + vec_bytes(&v.private_folios)).sum();
+    std::mem::size_of::<Mm>() as u64
+        + vmas
+        + mm.ptes.len() as u64 * std::mem::size_of::<(u64, Pte)>() as u64
+        + vec_bytes(&mm.ptl_held)
+        + vec_bytes(&mm.pmds)
+        + vec_bytes(&mm.pte_tables)
 }

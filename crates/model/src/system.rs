@@ -81,7 +81,7 @@ pub struct ThreadSpec {
 pub struct SystemSpec {
     pub threads: Vec<ThreadSpec>,
     pub mms: usize,
-    pub files: Vec<Vec<PageData>>,
+    pub files: Vec<crate::state::FileContents>,
     pub devices: Vec<DeviceSpec>,
     /// Slots of the swap device (0: no swap, as on the machines the tool runs on).
     pub swap_pages: u32,
@@ -421,8 +421,7 @@ impl System {
 /// that file at that index, and holds the cache's reference; none lies beyond i_size.
 fn check_page_cache(k: &Kernel) -> Option<Violation> {
     for (file, f) in k.files.iter().enumerate() {
-        for (index, cached) in f.cache.iter().enumerate() {
-            let Some(folio) = *cached else { continue };
+        for (&index, &folio) in &f.cache {
             if index >= f.blocks.len() {
                 let message = format!("file {file}: folio {folio} cached at index {index}, beyond i_size");
                 return Some(invariant(k, folio, message));
@@ -430,7 +429,7 @@ fn check_page_cache(k: &Kernel) -> Option<Violation> {
             let entry = k.folio(folio);
             let ok = entry.allocated
                 && entry.mapping == Mapping::File(file as u32)
-                && entry.index == index as u64
+                && entry.index == index
                 && entry.refcount >= entry.nr_pages() as i32 + entry.mapcount();
             if !ok {
                 let message = format!("file {file} page cache index {index}: folio {folio} does not belong there");
@@ -520,6 +519,10 @@ impl Model for System {
     type State = Kernel;
     type Event = Event;
     type Violation = Violation;
+
+    fn state_bytes(&self, state: &Kernel) -> u64 {
+        state.bytes()
+    }
 
     fn initial_state(&self) -> Kernel {
         let mut zero = Folio::new(0);
@@ -809,11 +812,16 @@ impl System {
             return Some(Vec::new());
         };
         // One range per VMA the addresses fall in (usually one); an address no VMA holds faults.
+        // The walk goes from VMA to VMA, so its cost is the VMAs', not the range's length.
         let mm = &k.mms[mm as usize];
         let mut indexes = Vec::new();
         while start < end {
             let Some(vma) = mm.find_vma(start) else {
-                start += PAGE_SIZE;
+                // Skip the hole to the next VMA that starts inside the range.
+                match mm.vmas.iter().map(|v| v.start).filter(|&s| s > start && s < end).min() {
+                    Some(next) => start = next,
+                    None => break,
+                }
                 continue;
             };
             let stop = end.min(vma.end);

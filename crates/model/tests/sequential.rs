@@ -113,7 +113,7 @@ impl Spec {
     }
 
     fn file(mut self, blocks: Vec<PageData>) -> Self {
-        self.spec.files.push(blocks);
+        self.spec.files.push(blocks.into());
         self
     }
 
@@ -1115,7 +1115,7 @@ fn a_read_fault_in_a_file_mapping_maps_the_page_cache_folio_read_only() {
         assert_eq!((f.refcount, f.mapcount()), (2, 1), "{}", f.dump(folio));
         assert_eq!(f.mapping, Mapping::File(0));
         assert_eq!(f.flags, flags(&[PageFlag::Uptodate, PageFlag::Lru]), "{}", f.dump(folio));
-        assert_eq!(r.k.files[0].cache, vec![Some(folio)]);
+        assert_eq!(r.k.files[0].cache, [(0, folio)].into());
         assert_eq!(r.lru(), vec![(folio, LruList::InactiveFile)]);
         assert_eq!((r.k.mms[0].rss_file, r.k.mms[0].rss_anon), (1, 0));
         // A major fault: read-around with mmap_lock dropped, VM_FAULT_RETRY, and the retry
@@ -1137,7 +1137,7 @@ fn a_write_fault_in_a_private_file_mapping_maps_an_anonymous_copy() {
     let copy = r.mapped_folio(r.buffer());
     assert!(r.folio(copy).test(PageFlag::Anon) && r.folio(copy).pages[0].anon_exclusive);
     // The cached page stays cached, unmapped, with the page cache's reference alone.
-    let cached = r.k.files[0].cache[0].expect("the page stays cached");
+    let cached = r.k.files[0].cached(0).expect("the page stays cached");
     assert_ne!(cached, copy);
     assert_eq!((r.folio(cached).refcount, r.folio(cached).mapcount()), (1, 0));
     assert_eq!(r.folio(cached).pages[0].data, PageData::Fill(0x5a));
@@ -1167,7 +1167,7 @@ fn a_buffered_read_copies_from_the_page_cache_and_leaves_the_page_cached() {
     r.ok();
     // A whole page, then short at the end of the file, then nothing past it.
     assert_eq!((r.register(0, 1), r.register(0, 2), r.register(0, 3)), (PAGE as i64, PAGE as i64, 0));
-    let cached = r.k.files[0].cache[0].expect("the page stays cached");
+    let cached = r.k.files[0].cached(0).expect("the page stays cached");
     let f = r.folio(cached);
     assert_eq!((f.refcount, f.mapcount()), (1, 0), "{}", f.dump(cached));
     // folio_mark_accessed() by each read of page 0 (each pread opens the file afresh): the
@@ -1230,7 +1230,7 @@ fn ftruncate_unmaps_and_uncaches_the_pages_beyond_the_new_size() {
     assert_eq!(r.register(0, 1), 0);
     assert!(r.pte(base).present().is_some(), "below the new size");
     assert!(r.pte(base + PAGE).is_none(), "the private copy beyond the size is zapped too");
-    assert!(r.k.files[0].cache[0].is_some() && r.k.files[0].cache[1].is_none());
+    assert!(r.k.files[0].cached(0).is_some() && r.k.files[0].cached(1).is_none());
     assert_eq!(r.register(0, 3), PAGE as i64, "a read stops at the new size");
     assert!(r.has_event("truncate_inode_folio", "filemap_remove_folio"));
 }

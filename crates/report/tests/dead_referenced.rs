@@ -117,7 +117,7 @@ fn a_pending_zap_keeps_a_file_folios_bit() {
         system.step(&mut state, 0.into(), &mut effects);
         assert!(effects.violation.is_none());
     }
-    let cached = state.files[0].cache[0].expect("the read fault cached the page");
+    let cached = state.files[0].cached(0).expect("the read fault cached the page");
     assert!(!state.folio(cached).test(PageFlag::Anon));
     let readers = system.referenced_readers(&state).expect("no thread reads every folio's bit");
     assert!(readers.may_read(cached, state.folio(cached)), "{readers:?}");

@@ -11,8 +11,9 @@ mod parser;
 pub use parser::{limits, parse};
 
 use mmcheck_explorer::memory::MemoryModel;
-use mmcheck_model::folio::{PageData, PAGE_SIZE};
+use mmcheck_model::folio::PAGE_SIZE;
 use mmcheck_model::patches::Patch;
+use mmcheck_model::state::FileContents;
 use mmcheck_model::{KernelConfig, KernelVersion, SystemSpec, ViolationKind};
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -247,9 +248,10 @@ impl Scenario {
     }
 }
 
-/// Bytes of a file filled with one byte.
-pub(crate) fn filled_file(bytes: i64, fill: u8) -> Vec<PageData> {
-    vec![PageData::Fill(fill); (bytes as u64).div_ceil(PAGE_SIZE) as usize]
+/// Bytes of a file filled with one byte (sparse: a file of any size costs nothing until
+/// written).
+pub(crate) fn filled_file(bytes: i64, fill: u8) -> FileContents {
+    FileContents::filled((bytes as u64).div_ceil(PAGE_SIZE), fill)
 }
 
 include!(concat!(env!("OUT_DIR"), "/builtin.rs"));

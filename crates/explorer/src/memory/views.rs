@@ -291,6 +291,13 @@ impl Memory {
         }
     }
 
+    /// Bytes held on the heap (for memory estimates).
+    pub fn heap_bytes(&self) -> u64 {
+        let pair = std::mem::size_of::<(u64, u64)>();
+        (self.messages.capacity() * std::mem::size_of::<Message>()
+            + (self.initial.capacity() + self.summaries.capacity() + self.latest.capacity()) * pair) as u64
+    }
+
     pub fn messages(&self) -> &[Message] {
         &self.messages
     }

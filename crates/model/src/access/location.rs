@@ -282,15 +282,21 @@ location!(
 
 location!(
     /// A file's blocks on the device (its size is their number).
-    FileBlocks(file: FileId) -> Vec<PageData>, Object::File(file),
+    FileBlocks(file: FileId) -> crate::state::FileContents, Object::File(file),
     |k| k.files[file as usize].blocks.clone(),
     |k, blocks| k.files[file as usize].make_mut().blocks = blocks
 );
 
 location!(
     PageCacheSlot(file: FileId, index: u64) -> Option<FolioId>, Object::PageCache(file, index),
-    |k| k.files[file as usize].cache.get(index as usize).copied().flatten(),
-    |k, folio| k.files[file as usize].make_mut().cache[index as usize] = folio
+    |k| k.files[file as usize].cached(index),
+    |k, folio| {
+        let cache = &mut k.files[file as usize].make_mut().cache;
+        match folio {
+            Some(folio) => cache.insert(index, folio),
+            None => cache.remove(&index),
+        };
+    }
 );
 
 location!(

@@ -72,6 +72,13 @@ pub struct WeakMemory {
 const NO_VALUE: u64 = u64::MAX;
 
 impl WeakMemory {
+    /// Bytes held on the heap (for memory estimates; a thread view counted at its size).
+    pub fn heap_bytes(&self) -> u64 {
+        self.memory.heap_bytes()
+            + (self.views.capacity() * std::mem::size_of::<ThreadView>()
+                + self.values.capacity() * std::mem::size_of::<WeakValue>()) as u64
+    }
+
     pub fn new(model: MemoryModel, threads: usize) -> Self {
         WeakMemory { model, memory: Memory::new([]), views: vec![ThreadView::default(); threads], values: Vec::new() }
     }

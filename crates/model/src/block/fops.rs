@@ -97,7 +97,7 @@ impl DirectIo {
         if !aligned {
             return Flow::Return(-errno::EINVAL);
         }
-        let file_bytes = ctx.file_size_pages(self.file) * PAGE_SIZE;
+        let file_bytes = ctx.file_size_pages(self.file).saturating_mul(PAGE_SIZE);
         let length = self.length.min(file_bytes.saturating_sub(self.offset));
         if length == 0 {
             return Flow::Return(0);
@@ -157,8 +157,7 @@ impl DirectIo {
         let to = (page_start + PAGE_SIZE).min(self.head() + self.length);
         let file_offset = self.offset + from - self.head();
         if from == page_start && to == page_start + PAGE_SIZE && file_offset.is_multiple_of(PAGE_SIZE) {
-            let data =
-                ctx.file_block(self.file, (file_offset >> PAGE_SHIFT) as usize).expect("checked against the file size");
+            let data = ctx.file_block(self.file, file_offset >> PAGE_SHIFT).expect("checked against the file size");
             ctx.data_store(folio, page, data);
         } else {
             self.copy_bytes(ctx, folio, page, (from - page_start) as usize, file_offset, (to - from) as usize);
@@ -188,8 +187,7 @@ impl DirectIo {
         let mut done = 0;
         while done < length {
             let position = file_offset + done as u64;
-            let block =
-                ctx.file_block(self.file, (position >> PAGE_SHIFT) as usize).expect("checked against the file size");
+            let block = ctx.file_block(self.file, position >> PAGE_SHIFT).expect("checked against the file size");
             let in_block = (position % PAGE_SIZE) as usize;
             let chunk = (PAGE_SIZE as usize - in_block).min(length - done);
             for (at, len, byte) in block.runs_in(in_block, chunk) {

@@ -154,13 +154,14 @@ impl FilemapRead {
     }
 
     /// mm/readahead.c: page_cache_sync_ra() for the rest of the read (`req_count` pages): at
-    /// the start of the file, the initial window get_init_ra_size(); elsewhere, with no
-    /// readahead history ("Standalone, small random read"), the request as is.
+    /// the start of the file or for an oversized read ("req_count > max_pages"), the initial
+    /// window get_init_ra_size() (at most `max_pages`); elsewhere, with no readahead history
+    /// ("Standalone, small random read"), the request as is.
     fn readahead(&mut self, ctx: &mut Ctx) -> Flow {
         let index = self.index();
         let last_index = (self.offset + self.length).div_ceil(PAGE_SIZE);
         let request = last_index - index;
-        let count = if index == 0 { get_init_ra_size(request, RA_PAGES) } else { request };
+        let count = if index == 0 || request > RA_PAGES { get_init_ra_size(request, RA_PAGES) } else { request };
         self.ra_folios = page_cache_ra(ctx, "page_cache_sync_ra", self.file, index, count);
         self.stage = if self.ra_folios.is_empty() { ReadStage::Lookup } else { ReadStage::ReadDone };
         Flow::Continue

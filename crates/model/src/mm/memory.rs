@@ -1311,12 +1311,21 @@ pub struct Zap {
     pub stage: ZapStage,
     /// Folios whose reference the mmu_gather holds until the flush.
     pub gathered: Vec<FolioId>,
+    /// The caller holds `mmap_lock` for write: the tables with nothing mapped are skipped, as
+    /// zap_pmd_range() skips none PMDs (no thread can fill them meanwhile).
+    pub write_locked: bool,
 }
 
 impl Zap {
     pub fn new(mm: MmId, start: u64, end: u64) -> Zap {
         let stage = if start < end { ZapStage::ZapTable } else { ZapStage::TlbFinish };
-        Zap { mm, start, end, cursor: start >> PAGE_SHIFT, stage, gathered: Vec::new() }
+        Zap { mm, start, end, cursor: start >> PAGE_SHIFT, stage, gathered: Vec::new(), write_locked: false }
+    }
+
+    /// A zap under `mmap_lock` for write (munmap): it costs the tables that have entries, not
+    /// the range's length.
+    pub fn write_locked(mm: MmId, start: u64, end: u64) -> Zap {
+        Zap { write_locked: true, ..Zap::new(mm, start, end) }
     }
 
     fn zap_table(&mut self, ctx: &mut Ctx, table: u64) {
@@ -1387,6 +1396,14 @@ impl Zap {
     }
 }
 
+impl Zap {
+    /// A write-locked zap's next page with entries from the cursor (`Some(None)`: none left),
+    /// by `find` (mm, first vpn, last vpn); `None` for a zap that walks every table.
+    fn next_mapped(&self, find: impl FnOnce(MmId, u64, u64) -> Option<u64>) -> Option<Option<u64>> {
+        self.write_locked.then(|| find(self.mm, self.cursor, self.end >> PAGE_SHIFT))
+    }
+}
+
 impl KernelFunction for Zap {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         match self.stage {
@@ -1396,10 +1413,22 @@ impl KernelFunction for Zap {
                 if self.cursor == self.start >> PAGE_SHIFT {
                     crate::mm::swap::lru_add_drain(ctx);
                 }
+                let end_vpn = self.end >> PAGE_SHIFT;
+                // Under mmap_lock for write the next table with entries, found and zapped in one
+                // step (what is empty now stays empty: only mmap_lock holders fill it).
+                if let Some(next) =
+                    self.next_mapped(|mm, first, last| ctx.next_mapped_vpn_write_locked(mm, first, last))
+                {
+                    self.cursor = next.unwrap_or(end_vpn);
+                    if self.cursor >= end_vpn {
+                        self.stage = ZapStage::TlbFinish;
+                        return Flow::Continue;
+                    }
+                }
                 // Every table of the range in turn: its lock orders this step against any
                 // thread that fills a PTE of it.
                 self.zap_table(ctx, pte_table(self.cursor));
-                if self.cursor >= self.end >> PAGE_SHIFT {
+                if self.cursor >= end_vpn {
                     self.stage = ZapStage::TlbFinish;
                 }
                 Flow::Continue
@@ -1428,9 +1457,15 @@ impl KernelFunction for Zap {
         }
     }
 
-    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+    fn wait(&self, k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match self.stage {
-            ZapStage::ZapTable => Wait::PteLock(self.mm, self.cursor),
+            ZapStage::ZapTable => {
+                match self.next_mapped(|mm, first, last| k.mms[mm as usize].next_mapped_vpn(first, last)) {
+                    Some(None) => Wait::Nothing,
+                    Some(Some(vpn)) => Wait::PteLock(self.mm, vpn),
+                    None => Wait::PteLock(self.mm, self.cursor),
+                }
+            }
             ZapStage::TlbFinish => Wait::Nothing,
         }
     }

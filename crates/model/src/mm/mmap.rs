@@ -152,7 +152,7 @@ impl Mmap {
         if result < 0 {
             let vma = ctx.vma_lookup(self.mm, start).expect("the new VMA");
             if vma.private_folios.is_empty()
-                && ctx.pte_entries(self.mm, vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT).is_empty()
+                && ctx.pte_entries_write_locked(self.mm, vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT).is_empty()
             {
                 ctx.vma_remove_range(self.mm, vma.start, vma.end);
             } else {
@@ -274,7 +274,7 @@ impl KernelFunction for Munmap {
                 }
                 ctx.event("do_vmi_munmap", "mmap_write_lock", |_| format!("[{start:#x}, {end:#x})"));
                 self.stage = MunmapStage::Unmapped;
-                Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)))
+                Flow::Call(Frame::Zap(Zap::write_locked(self.mm, start, end)))
             }
             MunmapStage::Unmapped => {
                 let (start, end) = (self.start, self.end());
@@ -317,7 +317,7 @@ impl KernelFunction for ExitMmap {
                 let vmas = ctx.vmas(self.mm);
                 (vmas.first().map_or(0, |v| v.start), vmas.last().map_or(0, |v| v.end))
             };
-            return Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)));
+            return Flow::Call(Frame::Zap(Zap::write_locked(self.mm, start, end)));
         }
         let closed: Vec<Vma> = ctx.vmas(self.mm).to_vec();
         for vma in &closed {
@@ -450,7 +450,7 @@ fn change_protection(ctx: &mut Ctx, mm: MmId, start: u64, end: u64, write: bool)
         }
         ctx.ptl_unlock(mm, index * per_table);
     }
-    for (vpn, _) in ctx.pte_entries(mm, first, last) {
+    for (vpn, _) in ctx.pte_entries_write_locked(mm, first, last) {
         if ctx.pmd_load(mm, crate::pgtable::pte_table(vpn)).is_some() {
             continue;
         }

@@ -162,8 +162,14 @@ impl Mremap {
         // mremap_userfaultfd_prep(): without UFFD_FEATURE_EVENT_REMAP (the model's UFFDIO_API
         // asks for no feature) the moved VMA is no longer registered.
         let new = Vma { start: to, end: to + self.new_length, pgoff, uffd: None, ..vma.clone() };
+        let (first_vpn, pages) = (address >> PAGE_SHIFT, moved >> PAGE_SHIFT);
         let mut page = 0;
-        while page < moved >> PAGE_SHIFT {
+        while page < pages {
+            // move_page_tables() skips what is empty: the walk costs the entries there are.
+            let Some(vpn) = ctx.next_mapped_vpn_write_locked(self.mm, first_vpn + page, first_vpn + pages) else {
+                break;
+            };
+            page = vpn - first_vpn;
             let (from_vpn, to_vpn) = ((address >> PAGE_SHIFT) + page, (to >> PAGE_SHIFT) + page);
             if self.move_huge_pmd(ctx, from_vpn, to_vpn, (moved >> PAGE_SHIFT) - page) {
                 page += crate::pgtable::PTRS_PER_PTE;

@@ -57,7 +57,7 @@ pub fn get_init_ra_size(size: u64, max: u64) -> u64 {
 pub fn read_pages_done(ctx: &mut Ctx, file: FileId, folios: &[FolioId]) {
     for &folio in folios {
         let (_, index) = ctx.mapping_load(folio);
-        let data = ctx.file_block(file, index as usize).unwrap_or(crate::folio::PageData::Fill(0));
+        let data = ctx.file_block(file, index).unwrap_or(crate::folio::PageData::Fill(0));
         ctx.data_store(folio, 0, data);
         ctx.flag_store(folio, PageFlag::Uptodate, true);
         ctx.flag_store(folio, PageFlag::Locked, false);
