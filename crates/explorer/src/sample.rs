@@ -103,8 +103,8 @@ pub fn explore_pct<M: Model>(
 ) -> Outcome<M::Violation> {
     let mut random = SplitMix64::new(seed);
     // More change points than a schedule has steps change nothing more: the count is bounded
-    // by the depth limit (and so is the memory they take).
-    let change_points_max = u64::from(depth.max(1) - 1).min(options.limits.depth_max);
+    // by the depth limit and by the range they are drawn from (and so is the memory they take).
+    let change_points_max = u64::from(depth.max(1) - 1).min(options.limits.depth_max).min(steps_expected.max(1));
     sample(model, options, |model, options, clock, stats| {
         let mut priorities: Vec<u64> = (0..64).map(|_| (random.next_u64() >> 8) + 64).collect();
         let mut change_points: Vec<u64> = (0..change_points_max).map(|_| random.below(steps_expected.max(1))).collect();
