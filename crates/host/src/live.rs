@@ -262,9 +262,11 @@ fn write_files(spec: &SystemSpec, dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut files = Vec::new();
     for (index, blocks) in spec.files.iter().enumerate() {
         let path = dir.join(format!("file{index}"));
-        let size = (blocks.len() as u64).saturating_mul(PAGE);
+        let size = blocks.len().saturating_mul(PAGE);
         let sparse = size > budget;
-        let written = if sparse { blocks.iter().filter(|b| !b.is_zero()).count() as u64 * PAGE } else { size };
+        // Counting stops past the budget: a huge file of non-zero fill is refused at once.
+        let budget_pages = (budget / PAGE) as usize;
+        let written = if sparse { blocks.nonzero_pages().take(budget_pages + 1).count() as u64 * PAGE } else { size };
         if written > budget {
             return Err(format!(
                 "not run live: the scenario's files hold more than {} MiB of non-zero data (the runner's cap)",
@@ -274,8 +276,12 @@ fn write_files(spec: &SystemSpec, dir: &Path) -> Result<Vec<PathBuf>, String> {
         budget -= written;
         let file = std::fs::File::create(&path).map_err(|e| format!("{}: {e}", path.display()))?;
         let fail = |e: std::io::Error| format!("{}: {e}", path.display());
-        for (page, block) in blocks.iter().enumerate() {
-            if !sparse || !block.is_zero() {
+        if sparse {
+            for (page, block) in blocks.nonzero_pages() {
+                file.write_all_at(&page_bytes(block), page * PAGE).map_err(fail)?;
+            }
+        } else {
+            for (page, block) in blocks.iter().enumerate() {
                 file.write_all_at(&page_bytes(block), page as u64 * PAGE).map_err(fail)?;
             }
         }

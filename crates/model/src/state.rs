@@ -220,6 +220,16 @@ impl FileContents {
         (0..self.pages).map(|index| self.get(index).expect("below the size"))
     }
 
+    /// The pages whose bytes are not all zero, in order: what a sparse copy of the file
+    /// writes (with a zero fill, only the pages written to are visited).
+    pub fn nonzero_pages(&self) -> Box<dyn Iterator<Item = (u64, &PageData)> + '_> {
+        if self.fill.is_zero() {
+            Box::new(self.differing.iter().map(|(&index, data)| (index, data)).filter(|(_, data)| !data.is_zero()))
+        } else {
+            Box::new((0..self.pages).filter_map(|index| Some((index, self.get(index)?))).filter(|(_, d)| !d.is_zero()))
+        }
+    }
+
     /// Bytes held on the heap.
     pub fn heap_bytes(&self) -> u64 {
         self.differing.len() as u64 * (std::mem::size_of::<(u64, PageData)>() as u64 + 64)
