@@ -9,4 +9,4 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 MMCHECK_FUZZ_INPUTS="${FUZZ_INPUTS:-100000}" MMCHECK_FUZZ_SEED="${FUZZ_SEED:-1}" \
-    cargo test --release -p mmcheck --test fuzz -- --ignored --nocapture fuzz_inputs
+    cargo test --profile fuzz -p mmcheck --test fuzz -- --ignored --nocapture fuzz_inputs

@@ -306,20 +306,23 @@ fn exit_code(violation: Option<&mmcheck_report::check::ViolationReport>) -> Exit
 
 /// A file's first bytes, one more than a scenario may have (the parser says it is too long):
 /// `/dev/zero` or a huge file is not read to the end.
-fn read_bounded(path: &str) -> std::io::Result<Vec<u8>> {
+fn read_bounded(path: &str, bytes_max: usize) -> std::io::Result<Vec<u8>> {
     use std::io::Read;
     let mut bytes = Vec::new();
-    let limit = mmcheck_scenario::limits::SOURCE_BYTES_MAX as u64 + 1;
-    std::fs::File::open(path)?.take(limit).read_to_end(&mut bytes)?;
+    std::fs::File::open(path)?.take(bytes_max as u64 + 1).read_to_end(&mut bytes)?;
     Ok(bytes)
 }
+
+/// The largest JSON report `replay` reads its token from (a report's trace is long, not this
+/// long; serde_json bounds the nesting itself).
+const REPORT_BYTES_MAX: usize = 256 << 20;
 
 /// A scenario by built-in name or file path.
 fn load(reference: &str) -> Result<(String, String), UsageError> {
     if let Some(text) = mmcheck_scenario::builtin(reference) {
         return Ok((format!("scenarios/{reference}.mmc"), text.to_string()));
     }
-    match read_bounded(reference) {
+    match read_bounded(reference, mmcheck_scenario::limits::SOURCE_BYTES_MAX) {
         Ok(bytes) if bytes.len() > mmcheck_scenario::limits::SOURCE_BYTES_MAX => Err(format!(
             "`{reference}` is longer than a scenario may be ({} KiB)",
             mmcheck_scenario::limits::SOURCE_BYTES_MAX >> 10
@@ -444,9 +447,17 @@ fn replay(token_or_file: &str, file: Option<&str>, json: bool) -> Result<ExitCod
     let token_text = if token_or_file.starts_with("mmc1/") || token_or_file.starts_with("mmc2/") {
         token_or_file.to_string()
     } else {
-        let text = std::fs::read_to_string(token_or_file).map_err(|e| format!("cannot read `{token_or_file}`: {e}"))?;
+        let bytes =
+            read_bounded(token_or_file, REPORT_BYTES_MAX).map_err(|e| format!("cannot read `{token_or_file}`: {e}"))?;
+        if bytes.len() > REPORT_BYTES_MAX {
+            return Err(format!(
+                "`{token_or_file}` is longer than a JSON report may be ({} MiB)",
+                REPORT_BYTES_MAX >> 20
+            )
+            .into());
+        }
         let value: serde_json::Value =
-            serde_json::from_str(&text).map_err(|e| format!("`{token_or_file}` is not a JSON report: {e}"))?;
+            serde_json::from_slice(&bytes).map_err(|e| format!("`{token_or_file}` is not a JSON report: {e}"))?;
         value
             .get("replay")
             .and_then(|v| v.as_str())

@@ -3,7 +3,8 @@
 //! binary panics, dies of a signal, exits outside 0–2, or runs past its limits.
 //!
 //! - `cargo test -p mmcheck --test fuzz`: a small sample (every `cargo test`).
-//! - `cargo test --release -p mmcheck --test fuzz -- --ignored`: 10,000 inputs (`.ci/run`).
+//! - `cargo test --profile fuzz -p mmcheck --test fuzz -- --ignored`: 10,000 inputs (`.ci/run`;
+//!   the fuzz profile is release with overflow checks and debug assertions on).
 //! - `MMCHECK_FUZZ_INPUTS=N MMCHECK_FUZZ_SEED=S`: any number from any seed (`bench/fuzz.sh`).
 //!
 //! Input `i` of seed `s` is a function of `(s, i)` alone, so a failure names its input and

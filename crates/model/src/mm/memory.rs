@@ -93,6 +93,13 @@ impl KernelFunction for UserAccess {
             }
         }
         let address = self.address + self.done;
+        if address >= crate::mm::mmap::TASK_SIZE {
+            // arch/x86/mm/fault.c: do_user_addr_fault(): past TASK_SIZE is the kernel's half (or
+            // not canonical, a #GP): SIGSEGV, with no walk of the user's page tables.
+            let message = format!("line {}: user access at {address:#x} got SIGSEGV", self.location.line);
+            ctx.violation(Violation::new(ViolationKind::Fault, message));
+            return Flow::Return(-1);
+        }
         let offset = (address & (PAGE_SIZE - 1)) as usize;
         let chunk = (PAGE_SIZE - offset as u64).min(self.length - self.done) as usize;
         let present = match mmu_access(ctx, self.mm, address, self.write) {
