@@ -554,7 +554,7 @@ fn fuzz_sample() {
 
 /// `.ci/run` (release build): 10,000 inputs, or `MMCHECK_FUZZ_INPUTS`.
 #[test]
-#[ignore = "10,000 runs of the binary: .ci/run runs it in a release build"]
+#[ignore = "10,000 runs of the binary: .ci/run runs it under the fuzz profile"]
 fn fuzz_inputs() {
     let inputs = env_number("MMCHECK_FUZZ_INPUTS", 10_000);
     let codes = fuzz(env_number("MMCHECK_FUZZ_SEED", 1), inputs);
