@@ -1165,9 +1165,9 @@ impl<'a> Ctx<'a> {
             Wait::PteLock(mm, vpn) => Object::PteLock(mm, pte_table(vpn)),
             Wait::PtePopulated(mm, vpn) => Object::Pte(mm, vpn),
             Wait::UffdMessage(uffd) => Object::Uffd(uffd),
-            Wait::PteLocks(mm, a, b) => {
-                self.note(AccessOp::Load, Some(Object::PteLock(mm, pte_table(b))), Ordering::Acquire);
-                Object::PteLock(mm, pte_table(a))
+            Wait::PteLocks((mm_a, a), (mm_b, b)) => {
+                self.note(AccessOp::Load, Some(Object::PteLock(mm_b, pte_table(b))), Ordering::Acquire);
+                Object::PteLock(mm_a, pte_table(a))
             }
             Wait::AnonVmaRead(anon_vma) | Wait::AnonVmaWrite(anon_vma) => Object::AnonVmaLock(anon_vma),
             Wait::FolioLock(folio) => Object::FolioFlag(folio, PageFlag::Locked),

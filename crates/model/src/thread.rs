@@ -81,8 +81,9 @@ pub enum Wait {
     PtePopulated(MmId, u64),
     /// read() on a userfaultfd: until a message is queued.
     UffdMessage(u32),
-    /// double_pt_lock(): the PTE locks of two tables (or one, if they share it).
-    PteLocks(MmId, u64, u64),
+    /// double_pt_lock() or copy_pte_range()'s dst_ptl and src_ptl: the PTE locks of two
+    /// tables, of one mm or two (or one lock, if they share it).
+    PteLocks((MmId, u64), (MmId, u64)),
     AnonVmaRead(AnonVmaId),
     AnonVmaWrite(AnonVmaId),
     /// folio_lock(): sleeps until PG_locked is clear.
@@ -98,7 +99,7 @@ impl Wait {
             Wait::PteLock(mm, vpn) => Ctx::ptl_available(k, mm, vpn),
             Wait::PtePopulated(mm, vpn) => !k.mms[mm as usize].pte(vpn).is_none(),
             Wait::UffdMessage(uffd) => k.uffds.get(uffd as usize).is_some_and(|u| !u.messages.is_empty()),
-            Wait::PteLocks(mm, a, b) => Ctx::ptl_available(k, mm, a) && Ctx::ptl_available(k, mm, b),
+            Wait::PteLocks((mm_a, a), (mm_b, b)) => Ctx::ptl_available(k, mm_a, a) && Ctx::ptl_available(k, mm_b, b),
             Wait::AnonVmaRead(anon_vma) => Ctx::anon_vma_read_available(k, anon_vma),
             Wait::AnonVmaWrite(anon_vma) => Ctx::anon_vma_write_available(k, anon_vma),
             Wait::FolioLock(folio) => !k.folio(folio).test(crate::folio::PageFlag::Locked),

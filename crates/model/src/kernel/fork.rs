@@ -72,11 +72,15 @@ impl Fork {
         Flow::Continue
     }
 
-    /// copy_pte_range() for one table: copy_present_pte() for each present PTE.
+    /// copy_pte_range() for one table: copy_present_pte() for each present PTE, under the
+    /// child's PTE lock (pte_alloc_map_lock(dst_mm)) and the parent's (spin_lock_nested()):
+    /// reclaim's rmap walk of the child's new mapping takes the child's lock, and its
+    /// release orders the copy's reference and rmap before what that walk reads.
     fn copy_table(&mut self, ctx: &mut Ctx) -> Flow {
-        let parent = self.parent;
+        let (parent, child) = (self.parent, self.child);
         let first = self.cursor;
         let last = self.end.min((first / PTRS_PER_PTE + 1) * PTRS_PER_PTE);
+        ctx.ptl_lock(child, first);
         ctx.ptl_lock(parent, first);
         if let Some(pmd) = ctx.pmd_load(parent, first / PTRS_PER_PTE) {
             self.copy_huge_pmd(ctx, first / PTRS_PER_PTE, pmd);
@@ -97,6 +101,7 @@ impl Fork {
             self.copy_present_pte(ctx, vpn, present);
         }
         ctx.ptl_unlock(parent, first);
+        ctx.ptl_unlock(child, first);
         ctx.event("copy_pte_range", "copy ptes", move |_| {
             format!("{copied} PTE(s) in [{:#x}, {:#x})", first << PAGE_SHIFT, last << PAGE_SHIFT)
         });
@@ -244,7 +249,7 @@ impl KernelFunction for Fork {
     fn wait(&self, _k: &crate::state::Kernel, _thread: ThreadId) -> Wait {
         match self.stage {
             ForkStage::DupMmap => Wait::MmapWrite(self.parent),
-            ForkStage::CopyTable => Wait::PteLock(self.parent, self.cursor),
+            ForkStage::CopyTable => Wait::PteLocks((self.child, self.cursor), (self.parent, self.cursor)),
             ForkStage::Done => Wait::Nothing,
         }
     }

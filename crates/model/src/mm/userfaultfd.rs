@@ -651,7 +651,7 @@ impl KernelFunction for MovePages {
         match self.stage {
             MoveStage::Lock => Wait::MmapRead(self.mm),
             MoveStage::DstPte if self.src_folio.is_none() && src_pmd_mapped(k, self.mm, src) => {
-                Wait::PteLocks(self.mm, dst, src)
+                Wait::PteLocks((self.mm, dst), (self.mm, src))
             }
             MoveStage::DstPte => Wait::PteLock(self.mm, dst),
             MoveStage::SrcPte | MoveStage::PresentPin => Wait::PteLock(self.mm, src),
@@ -662,7 +662,7 @@ impl KernelFunction for MovePages {
                 Some(crate::folio::Mapping::Anon(anon_vma)) => Wait::AnonVmaWrite(anon_vma),
                 _ => Wait::Nothing,
             },
-            MoveStage::MovePresent | MoveStage::MoveSwap => Wait::PteLocks(self.mm, dst, src),
+            MoveStage::MovePresent | MoveStage::MoveSwap => Wait::PteLocks((self.mm, dst), (self.mm, src)),
             _ => Wait::Nothing,
         }
     }
