@@ -55,6 +55,19 @@ fn pct_change_points_are_bounded() {
     assert!(run.stdout.contains("limit reached (states)"), "{}", run.stdout);
 }
 
+/// PCT sizes its change points by the sequential run's length: that run stops at the depth and
+/// time limits too (the 100,000-input run, seed 1: 16M pages stored one step each, run to the
+/// end before the search started).
+#[test]
+fn pct_on_a_long_scenario_ends_at_its_time_limit() {
+    let started = std::time::Instant::now();
+    let args = ["check", "madv-free-reclaim", "--set", "pages=16M", "--strategy", "pct", "--max-seconds", "1"];
+    let run = mmcheck(&args);
+    assert_eq!(run.code, 0, "{}{}", run.stdout, run.stderr);
+    assert!(run.stdout.contains("limit reached (time)"), "{}", run.stdout);
+    assert!(started.elapsed() < std::time::Duration::from_secs(30), "{:?}", started.elapsed());
+}
+
 /// `replay FILE` reads at most a report's worth of a file that never ends.
 #[test]
 fn replay_of_an_endless_file_is_refused() {

@@ -710,6 +710,30 @@ pub fn run_sequential(system: &System) -> (Kernel, Option<Violation>, Vec<Event>
     (k, violation, events)
 }
 
+/// How many events [`run_sequential`] records, counting at most `events_max` and stopping as
+/// soon as `out_of_time()` says so (PCT's estimate of a schedule's length: a scenario of
+/// millions of steps must not run to its end before the search even starts).
+pub fn sequential_events(system: &System, events_max: u64, mut out_of_time: impl FnMut() -> bool) -> u64 {
+    let mut k = system.initial_state();
+    let mut effects: Effects = StepEffects::new(true);
+    let mut enabled = Vec::new();
+    let mut events = 0;
+    while events < events_max && !out_of_time() {
+        enabled.clear();
+        system.enabled_threads(&k, &mut enabled);
+        let Some(&thread) = enabled.first() else { break };
+        effects.footprint.clear();
+        effects.violation = None;
+        system.step(&mut k, thread.into(), &mut effects);
+        events += effects.events.len() as u64;
+        effects.events.clear();
+        if effects.violation.is_some() {
+            break;
+        }
+    }
+    events.min(events_max)
+}
+
 /// One step of a sequential run, as [`run_sequential_with`] shows it to its observer.
 pub struct SequentialStep<'a> {
     pub thread: ThreadId,

@@ -130,15 +130,23 @@ pub fn check(
 ) -> Result<CheckReport, String> {
     let spec = scenario.system(&options.overrides)?;
     let system = System::new(spec, options.kernel.clone()).with_memory_model(options.memory_model);
-    let explorer_options =
+    let mut explorer_options =
         Options { limits: options.limits.clone(), reduction: options.reduction, progress, collect_final_states: false };
     let outcome = match (options.strategy, options.preemption_bound) {
         (Strategy::Exhaustive, None) => explore_exhaustive_iterative(&system, explorer_options),
         (Strategy::Exhaustive, Some(bound)) => explore_bounded(&system, explorer_options, bound),
         (Strategy::Random, _) => explore_random(&system, explorer_options, options.seed),
         (Strategy::Pct, _) => {
-            let (_, _, events) = mmcheck_model::system::run_sequential(&system);
-            explore_pct(&system, explorer_options, options.seed, options.pct_depth, events.len() as u64)
+            // The sequential run's length (its events) sizes the range of change points; it
+            // counts at most the depth limit, within the time limit, and the search gets the
+            // time left.
+            let started = std::time::Instant::now();
+            let seconds_max = options.limits.seconds_max;
+            let events = mmcheck_model::system::sequential_events(&system, options.limits.depth_max, || {
+                started.elapsed().as_secs_f64() > seconds_max
+            });
+            explorer_options.limits.seconds_max = (seconds_max - started.elapsed().as_secs_f64()).max(0.0);
+            explore_pct(&system, explorer_options, options.seed, options.pct_depth, events)
         }
     };
     let expected = scenario.expected_under(&options.kernel, options.memory_model).cloned();
