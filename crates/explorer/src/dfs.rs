@@ -108,6 +108,8 @@ struct Search<'m, 'o, M: Model> {
     state_bytes: u64,
     /// The largest whole state seen ([`Model::state_bytes`]).
     state_bytes_whole: u64,
+    /// The most a step copies beyond its encoding ([`Model::step_copy_bytes`]).
+    step_copy_bytes: u64,
     /// States entered, for checking the clock every few thousand.
     entries: u64,
     /// Whether successors keep their step's footprint (for sleep sets).
@@ -131,6 +133,7 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
             effects: StepEffects::new(false),
             state_bytes: 0,
             state_bytes_whole: 0,
+            step_copy_bytes: 0,
             entries: 0,
             keep_footprints: true,
             no_footprint: Rc::new(Footprint::default()),
@@ -148,7 +151,8 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
     fn memory_bytes(&self, depth: usize) -> u64 {
         // The visited table, one whole state (every part of it, once: the states on the stack
         // share what their steps did not change), and what the stack's states changed.
-        let stack_bytes = (depth as u64).saturating_mul(self.state_bytes.saturating_mul(4));
+        let frame_bytes = self.state_bytes.saturating_mul(4).saturating_add(self.step_copy_bytes);
+        let stack_bytes = (depth as u64).saturating_mul(frame_bytes);
         self.visited.memory_bytes().saturating_add(self.state_bytes_whole).saturating_add(stack_bytes)
     }
 
@@ -167,6 +171,7 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
             return None;
         }
         self.state_bytes_whole = self.state_bytes_whole.max(self.model.state_bytes(state));
+        self.step_copy_bytes = self.step_copy_bytes.max(self.model.step_copy_bytes(state));
         let memory_bytes = self.memory_bytes(depth);
         self.stats.memory_bytes_peak = self.stats.memory_bytes_peak.max(memory_bytes);
         if let Some(progress) = self.options.progress.as_mut() {

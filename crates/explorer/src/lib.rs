@@ -136,6 +136,12 @@ pub trait Model {
     fn state_bytes(&self, _state: &Self::State) -> u64 {
         std::mem::size_of::<Self::State>() as u64
     }
+    /// Bytes one step of `state` may copy beyond what its encoding shows (a persistent state's
+    /// copy-on-write unit: the largest part a step clones whole), counted once per state on the
+    /// search's stack. The default is none.
+    fn step_copy_bytes(&self, _state: &Self::State) -> u64 {
+        0
+    }
     /// A cheap deterministic function of the state that changes with most steps: it picks the
     /// sample points at which the bounded search stores a state of a run without choices
     /// (two runs that meet go through the same states, so they meet again at a sample point).

@@ -387,15 +387,15 @@ fn vec_bytes<T>(items: &[T]) -> u64 {
 impl Kernel {
     /// Bytes this state holds, every heap part included and counted as if nothing were shared
     /// (the explorer's memory estimate, `Model::state_bytes`).
+    /// The largest folio's bytes: a step that changes a folio clones it whole (its pages
+    /// included), and every state on a search's stack may hold such a copy (a THP's is 512
+    /// pages).
+    pub fn folio_bytes_max(&self) -> u64 {
+        self.folios.iter().map(folio_bytes).max().unwrap_or(0)
+    }
+
     pub fn bytes(&self) -> u64 {
-        let folios: u64 = self
-            .folios
-            .iter()
-            .map(|f| {
-                let pages = f.pages.iter().map(|p| crate::state::page_data_heap_bytes(&p.data)).sum::<u64>();
-                std::mem::size_of::<Folio>() as u64 + vec_bytes(&f.pages) + pages
-            })
-            .sum();
+        let folios: u64 = self.folios.iter().map(folio_bytes).sum();
         let mms: u64 = self.mms.iter().map(|mm| mm_bytes(mm)).sum();
         let anon_vmas: u64 =
             self.anon_vmas.iter().map(|a| std::mem::size_of::<AnonVma>() as u64 + vec_bytes(&a.mms)).sum();
@@ -446,4 +446,10 @@ fn mm_bytes(mm: &Mm) -> u64 {
         + vec_bytes(&mm.ptl_held)
         + vec_bytes(&mm.pmds)
         + vec_bytes(&mm.pte_tables)
+}
+
+/// A folio's bytes, its pages and their contents included.
+fn folio_bytes(folio: &Folio) -> u64 {
+    let pages = folio.pages.iter().map(|p| page_data_heap_bytes(&p.data)).sum::<u64>();
+    std::mem::size_of::<Folio>() as u64 + vec_bytes(&folio.pages) + pages
 }

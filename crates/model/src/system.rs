@@ -524,6 +524,10 @@ impl Model for System {
         state.bytes()
     }
 
+    fn step_copy_bytes(&self, state: &Kernel) -> u64 {
+        state.folio_bytes_max()
+    }
+
     fn initial_state(&self) -> Kernel {
         let mut zero = Folio::new(0);
         zero.refcount = 1;
