@@ -70,6 +70,16 @@ pub enum Flow {
     Return(i64),
 }
 
+impl Flow {
+    /// The one spelling of "go to the next stage": sets a frame's stage (with the data that
+    /// stage needs) and stays on the frame, whose next step runs it. It is the kernel's
+    /// `goto label;` at a step boundary.
+    pub fn goto<S>(stage: &mut S, next: S) -> Flow {
+        *stage = next;
+        Flow::Continue
+    }
+}
+
 /// What a frame's next step must wait for: a blocked thread is not enabled.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum Wait {
