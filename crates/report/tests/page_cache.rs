@@ -6,13 +6,15 @@ mod common;
 
 use common::{events_by_label, system};
 use std::collections::{HashMap, HashSet};
+use std::sync::OnceLock;
 
 /// Every reachable step's event details by label (one search of every interleaving).
 type Reached = HashMap<&'static str, HashSet<String>>;
 
-fn file_fault_reclaim() -> Reached {
-    let source = mmcheck_scenario::builtin("file-fault-reclaim").expect("file-fault-reclaim is built in");
-    events_by_label(&system(source, &[]), &[])
+/// `file-fault-reclaim`'s events, searched once for the tests that ask about them.
+fn file_fault_reclaim() -> &'static Reached {
+    static REACHED: OnceLock<Reached> = OnceLock::new();
+    REACHED.get_or_init(|| builtin("file-fault-reclaim"))
 }
 
 fn builtin(name: &str) -> Reached {
@@ -30,54 +32,54 @@ fn reaches(reached: &Reached, label: &str, ending: &str) {
 #[test]
 fn reclaim_takes_unmapped_clean_folios_out_of_the_page_cache() {
     let reached = file_fault_reclaim();
-    reaches(&reached, "__filemap_remove_folio", "out of the page cache (index 0)");
-    reaches(&reached, "__filemap_remove_folio", "out of the page cache (index 1)");
+    reaches(reached, "__filemap_remove_folio", "out of the page cache (index 0)");
+    reaches(reached, "__filemap_remove_folio", "out of the page cache (index 1)");
     // A fault's reference (filemap_get_folio()) keeps the folio: the freeze fails.
-    reaches(&reached, "folio_ref_freeze", "refcount 3 != 2, keep");
+    reaches(reached, "folio_ref_freeze", "refcount 3 != 2, keep");
 }
 
 #[test]
 fn pageout_unmaps_a_page_cache_folio_through_the_file_mappings() {
-    let reached = builtin("conform-file-pageout");
-    reaches(&reached, "rmap_walk_file", "1 mapping(s) to walk");
-    reaches(&reached, "__filemap_remove_folio", "out of the page cache (index 1)");
+    let reached = &builtin("conform-file-pageout");
+    reaches(reached, "rmap_walk_file", "1 mapping(s) to walk");
+    reaches(reached, "__filemap_remove_folio", "out of the page cache (index 1)");
 }
 
 #[test]
 fn racing_faults_add_one_folio_and_map_it_once() {
     let reached = file_fault_reclaim();
     // The second thread's readahead finds the pages the first one added: it adds none.
-    reaches(&reached, "page_cache_ra_unbounded", "added folios []");
+    reaches(reached, "page_cache_ra_unbounded", "added folios []");
     // The second may find it cached and uptodate: do_fault_around() maps it without the
     // filemap_fault() path, or finds it locked and leaves it to filemap_fault().
-    reaches(&reached, "filemap_map_pages", "mapped [0x7f0000000000]");
-    reaches(&reached, "filemap_map_pages", "mapped [0x7f0000001000]");
+    reaches(reached, "filemap_map_pages", "mapped [0x7f0000000000]");
+    reaches(reached, "filemap_map_pages", "mapped [0x7f0000001000]");
     // finish_fault(): the second to take the PTE lock finds the PTE mapped.
-    reaches(&reached, "vmf_pte_changed", "mapped meanwhile: VM_FAULT_NOPAGE");
+    reaches(reached, "vmf_pte_changed", "mapped meanwhile: VM_FAULT_NOPAGE");
 }
 
 #[test]
 fn a_user_fault_on_a_folio_reclaim_holds_drops_mmap_lock_and_retries() {
     let reached = file_fault_reclaim();
-    reaches(&reached, "mmap_read_unlock", "folio locked: sleep for it");
-    reaches(&reached, "VM_FAULT_RETRY", "unlocked, retry");
+    reaches(reached, "mmap_read_unlock", "folio locked: sleep for it");
+    reaches(reached, "VM_FAULT_RETRY", "unlocked, retry");
 }
 
 #[test]
 fn a_write_fault_copies_the_cached_page() {
-    reaches(&file_fault_reclaim(), "copy_mc_user_highpage", "copied from folio 2");
+    reaches(file_fault_reclaim(), "copy_mc_user_highpage", "copied from folio 2");
 }
 
 #[test]
 fn a_buffered_read_waits_for_a_folio_being_read_in_and_races_reclaim() {
-    let reached = builtin("buffered-read-reclaim");
+    let reached = &builtin("buffered-read-reclaim");
     // filemap_update_page(): the fault's readahead added the folio, not yet uptodate.
-    reaches(&reached, "folio_put_wait_locked", "AOP_TRUNCATED_PAGE");
+    reaches(reached, "folio_put_wait_locked", "AOP_TRUNCATED_PAGE");
     // The fault finds the read's folio instead, or adds its own first.
-    reaches(&reached, "page_cache_ra_unbounded", "added folios []");
-    reaches(&reached, "__filemap_remove_folio", "out of the page cache (index 0)");
+    reaches(reached, "page_cache_ra_unbounded", "added folios []");
+    reaches(reached, "__filemap_remove_folio", "out of the page cache (index 0)");
     // copy_to_user() into the buffer's own folio (written before, so no fault).
-    reaches(&reached, "copy_to_user", "-> 0x7f0000000000 (folio 1)");
+    reaches(reached, "copy_to_user", "-> 0x7f0000000000 (folio 1)");
 }
 
 /// Two read faults on the second page of a file mapping race ftruncate() of the whole file:
