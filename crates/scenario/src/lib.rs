@@ -4,6 +4,7 @@
 //!
 //! Architecture invariant: this crate does no I/O; the CLI reads files and renders diagnostics.
 
+mod builder;
 mod lexer;
 pub mod litmus;
 mod parser;
@@ -223,7 +224,7 @@ impl Scenario {
             }
             parameters.insert(name.clone(), *value);
         }
-        parser::build(&self.ast, &parameters).map_err(|diagnostic| self.located(&diagnostic, overrides))
+        builder::build(&self.ast, &parameters).map_err(|diagnostic| self.located(&diagnostic, overrides))
     }
 
     /// A build error as text that says where: `line 3:16 (`pages * 4K`, with pages=1G): ...`.
