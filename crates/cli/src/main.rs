@@ -654,59 +654,6 @@ fn conform_one(scenario: &Scenario, limits: mmcheck_host::ModelLimits) -> Result
         kernel.observations.truncate(model.observations.len());
     }
     let comparison = mmcheck_host::compare(&model, &kernel);
-    let status = conform_status(&model, &kernel, &comparison);
+    let status = mmcheck_host::conform_status(&model, &kernel, &comparison);
     Ok(row(status, comparison.observations, comparison.agree, comparison.disagreements))
-}
-
-/// "agree" only when every observation agrees: a path the model does not implement is "not
-/// modelled", and a run both worlds stopped at a failed `assert` of the scenario is "STOPPED";
-/// neither counts as agreement.
-fn conform_status(
-    model: &mmcheck_host::Run,
-    kernel: &mmcheck_host::Run,
-    comparison: &mmcheck_host::Comparison,
-) -> String {
-    if let Some(reason) = model.stopped.as_deref().filter(|r| r.contains("not modelled")) {
-        let what = reason.split_once("not modelled: ").map_or(reason, |(_, what)| what);
-        return format!("not modelled: {what}");
-    }
-    if !comparison.disagreements.is_empty() {
-        return "DISAGREE".to_string();
-    }
-    if let Some(reason) = model.stopped.as_deref().filter(|_| model.limit_reached()) {
-        let what = reason.strip_prefix(mmcheck_host::LIMIT_PREFIX).unwrap_or(reason);
-        return format!("incomplete: {what}; the {} observations before it agree", comparison.observations);
-    }
-    // A fault ends both runs by design (it is an observation); a failed `assert` means the
-    // scenario's expectation is wrong in both worlds.
-    match model.stopped.as_deref().or(kernel.stopped.as_deref()).filter(|r| r.starts_with("assertion")) {
-        Some(reason) => format!("STOPPED: {reason}"),
-        None => "agree".to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::conform_status;
-    use mmcheck_host::{compare, Observation, Observed, Run};
-
-    fn run(values: &[i64], stopped: Option<&str>) -> Run {
-        let observations = values
-            .iter()
-            .enumerate()
-            .map(|(pc, &v)| Observation { thread: "p".into(), pc, what: "x".into(), observed: Observed::Value(v) })
-            .collect();
-        Run { observations, stopped: stopped.map(str::to_string) }
-    }
-
-    #[test]
-    fn only_complete_equal_runs_agree() {
-        let status = |m: &Run, k: &Run| conform_status(m, k, &compare(m, k));
-        assert_eq!(status(&run(&[1, 2], None), &run(&[1, 2], None)), "agree");
-        assert_eq!(status(&run(&[1, 3], None), &run(&[1, 2], None)), "DISAGREE");
-        let failed = Some("assertion: line 3: assert x == 1 failed");
-        assert!(status(&run(&[1], failed), &run(&[1], failed)).starts_with("STOPPED: assertion"));
-        let gap = Some("invariant: not modelled: UFFDIO_MOVE of a whole PMD-mapped THP");
-        assert_eq!(status(&run(&[1], gap), &run(&[1, 2], None)), "not modelled: UFFDIO_MOVE of a whole PMD-mapped THP");
-    }
 }

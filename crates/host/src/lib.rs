@@ -371,3 +371,26 @@ pub fn compare(model: &Run, kernel: &Run) -> Comparison {
     }
     comparison
 }
+
+/// "agree" only when every observation agrees: a path the model does not implement is "not
+/// modelled", and a run both worlds stopped at a failed `assert` of the scenario is "STOPPED";
+/// neither counts as agreement.
+pub fn conform_status(model: &Run, kernel: &Run, comparison: &Comparison) -> String {
+    if let Some(reason) = model.stopped.as_deref().filter(|r| r.contains("not modelled")) {
+        let what = reason.split_once("not modelled: ").map_or(reason, |(_, what)| what);
+        return format!("not modelled: {what}");
+    }
+    if !comparison.disagreements.is_empty() {
+        return "DISAGREE".to_string();
+    }
+    if let Some(reason) = model.stopped.as_deref().filter(|_| model.limit_reached()) {
+        let what = reason.strip_prefix(LIMIT_PREFIX).unwrap_or(reason);
+        return format!("incomplete: {what}; the {} observations before it agree", comparison.observations);
+    }
+    // A fault ends both runs by design (it is an observation); a failed `assert` means the
+    // scenario's expectation is wrong in both worlds.
+    match model.stopped.as_deref().or(kernel.stopped.as_deref()).filter(|r| r.starts_with("assertion")) {
+        Some(reason) => format!("STOPPED: {reason}"),
+        None => "agree".to_string(),
+    }
+}

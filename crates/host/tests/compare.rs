@@ -1,6 +1,6 @@
 //! The comparison logic of `mmcheck conform`, on hand-made runs and on the model's own run.
 
-use mmcheck_host::{compare, observe_model, Observation, Observed, Run};
+use mmcheck_host::{compare, conform_status, observe_model, Observation, Observed, Run};
 use mmcheck_model::program::{map, prot, Instruction, Operand};
 use mmcheck_model::{KernelConfig, KernelVersion, SystemSpec, ThreadSpec};
 
@@ -96,4 +96,27 @@ fn the_live_kernel_agrees_on_an_anonymous_write() {
     let model = observe_model(&spec, KernelConfig::for_version(KernelVersion::NEWEST));
     let comparison = compare(&model, &kernel);
     assert!(comparison.disagreements.is_empty(), "{:?}", comparison.disagreements);
+}
+
+fn values_run(values: &[i64], stopped: Option<&str>) -> Run {
+    let observations = values
+        .iter()
+        .enumerate()
+        .map(|(pc, &v)| Observation { thread: "p".into(), pc, what: "x".into(), observed: Observed::Value(v) })
+        .collect();
+    Run { observations, stopped: stopped.map(str::to_string) }
+}
+
+#[test]
+fn only_complete_equal_runs_agree() {
+    let status = |m: &Run, k: &Run| conform_status(m, k, &compare(m, k));
+    assert_eq!(status(&values_run(&[1, 2], None), &values_run(&[1, 2], None)), "agree");
+    assert_eq!(status(&values_run(&[1, 3], None), &values_run(&[1, 2], None)), "DISAGREE");
+    let failed = Some("assertion: line 3: assert x == 1 failed");
+    assert!(status(&values_run(&[1], failed), &values_run(&[1], failed)).starts_with("STOPPED: assertion"));
+    let gap = Some("invariant: not modelled: UFFDIO_MOVE of a whole PMD-mapped THP");
+    assert_eq!(
+        status(&values_run(&[1], gap), &values_run(&[1, 2], None)),
+        "not modelled: UFFDIO_MOVE of a whole PMD-mapped THP"
+    );
 }
