@@ -10,8 +10,9 @@
 //!   explored from it; a revisit explores only what its own sleep set allows and was not
 //!   explored before.
 //!
-//! The frontier (the stack of frames) holds plain model states and thread ids, so it can be
-//! serialised for sharded search later.
+//! The frontier (the stack of frames) holds model states, choices, and the step footprints
+//! that sleep sets share through `Rc`: it is neither `Send` nor serialisable as it stands, so a
+//! parallel or sharded search must first give frames owned (or `Arc`) footprints.
 
 use crate::audit::{self, Audit, Kept};
 use crate::limits::Clock;
@@ -92,6 +93,24 @@ struct Frame<S> {
     kept: Kept<S>,
 }
 
+/// What a frame of the search's stack holds, in bytes: the frame itself, its lists, and the
+/// states it holds (its own, which the path shares, and its successors not entered yet), each
+/// at `held_state_bytes`.
+trait FrameBytes {
+    fn bytes(&self, held_state_bytes: u64) -> u64;
+}
+
+impl<S> FrameBytes for Frame<S> {
+    fn bytes(&self, held_state_bytes: u64) -> u64 {
+        let held = self.successors.iter().filter(|s| s.state.is_some()).count() as u64 + 1;
+        let lists = self.successors.capacity() * std::mem::size_of::<Successor<S>>()
+            + (self.todo.capacity() + self.done.capacity()) * std::mem::size_of::<usize>()
+            + self.sleep.footprints.capacity() * std::mem::size_of::<(ThreadId, Rc<Footprint>)>();
+        let own = (std::mem::size_of::<Self>() + lists) as u64;
+        own.saturating_add(held.saturating_mul(held_state_bytes))
+    }
+}
+
 struct Search<'m, 'o, M: Model> {
     model: &'m M,
     options: Options<'o>,
@@ -148,17 +167,23 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
         fingerprint(&self.encode_buffer)
     }
 
-    fn memory_bytes(&self, depth: usize) -> u64 {
-        // The visited table, one whole state (every part of it, once: the states on the stack
-        // share what their steps did not change), and what the stack's states changed.
-        let frame_bytes = self.state_bytes.saturating_mul(4).saturating_add(self.step_copy_bytes);
-        let stack_bytes = (depth as u64).saturating_mul(frame_bytes);
+    /// The memory a search holds: the visited table, one whole state (every part of it, once:
+    /// the states on the stack share what their steps did not change), and what its frames hold.
+    fn memory_bytes(&self, stack_bytes: u64) -> u64 {
         self.visited.memory_bytes().saturating_add(self.state_bytes_whole).saturating_add(stack_bytes)
+    }
+
+    /// What one state held on the stack may own beyond what it shares: its encoding's worth of
+    /// changed parts (four times over: a step changes a folio, its page tables, a thread and a
+    /// frame) and the largest copy a step makes ([`Model::step_copy_bytes`]).
+    fn held_state_bytes(&self) -> u64 {
+        self.state_bytes.saturating_mul(4).saturating_add(self.step_copy_bytes)
     }
 
     /// Checks the limits (states at every state entered, the clock at every state, memory when
     /// [`Clock::check_due`]); returns the one hit.
-    fn limit_hit(&mut self, depth: usize, state: &M::State) -> Option<Limit> {
+    fn limit_hit<F: FrameBytes>(&mut self, stack: &[F], state: &M::State) -> Option<Limit> {
+        let depth = stack.len();
         if self.stats.states_stored >= self.options.limits.states_max {
             return Some(Limit::States);
         }
@@ -172,7 +197,9 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
         }
         self.state_bytes_whole = self.state_bytes_whole.max(self.model.state_bytes(state));
         self.step_copy_bytes = self.step_copy_bytes.max(self.model.step_copy_bytes(state));
-        let memory_bytes = self.memory_bytes(depth);
+        let held_state_bytes = self.held_state_bytes();
+        let stack_bytes = stack.iter().fold(0u64, |sum, frame| sum.saturating_add(frame.bytes(held_state_bytes)));
+        let memory_bytes = self.memory_bytes(stack_bytes);
         self.stats.memory_bytes_peak = self.stats.memory_bytes_peak.max(memory_bytes);
         if let Some(progress) = self.options.progress.as_mut() {
             progress(&Progress {
@@ -281,115 +308,167 @@ fn schedule_of<S>(stack: &[Frame<S>]) -> Vec<Choice> {
     stack.iter().filter_map(|frame| frame.done.last().map(|&index| frame.successors[index].choice)).collect()
 }
 
+/// How a search ended: its verdict and the violation with its schedule, if any.
+type End<V> = (Verdict, Option<(V, Vec<Choice>)>);
+
+/// The state the exhaustive search enters next: its sleep set and its fingerprint if known.
+type Pending<S> = (S, SleepSet, Option<u128>);
+
 /// Exhaustive search. `Verified` only when it completed.
 pub fn explore_exhaustive<M: Model>(model: &M, options: Options<'_>) -> Outcome<M::Violation> {
-    let mut search = Search::new(model, options);
-    let reduction = search.options.reduction;
-    let mut stack: Vec<Frame<M::State>> = Vec::new();
-    // The state to enter next, its sleep set and its fingerprint if already known.
-    let mut pending: Option<(M::State, SleepSet, Option<u128>)> =
-        Some((model.initial_state(), SleepSet::default(), None));
-    let mut enabled = Vec::new();
+    let mut run = Exhaustive { search: Search::new(model, options), stack: Vec::new(), enabled: Vec::new() };
+    let mut pending = Some((model.initial_state(), SleepSet::default(), None));
     loop {
-        if let Some((state, sleep, known)) = pending.take() {
-            if let Some(limit) = search.limit_hit(stack.len(), &state) {
-                return search.finish(Verdict::LimitReached { limit }, None);
-            }
-            if stack.len() as u64 >= search.options.limits.depth_max {
-                return search.finish(Verdict::LimitReached { limit: Limit::Depth }, None);
-            }
-            let fingerprint = match known {
-                Some(fingerprint) => fingerprint,
-                None => search.fingerprint_of(&state),
-            };
-            let key = Key::new(fingerprint);
-            enabled.clear();
-            model.enabled_threads(&state, &mut enabled);
-            let all: ThreadSet = enabled.iter().fold(0, |set, &t| set | bit(t));
-            // Threads covered from this state before: explored, or left out of its persistent set.
-            let seen = search.visited.get(&key);
-            let revisit = seen.is_some();
-            let covered = seen.unwrap_or_else(|| {
-                search.stats.states += 1;
-                search.stats.states_stored += 1;
-                0
-            });
-            if revisit && all & !sleep.threads & !covered == 0 {
-                // Nothing new from here.
-            } else if enabled.is_empty() {
-                if let Some(violation) = model.check_final(&state) {
-                    return search.finish(Verdict::Violation, Some((violation, schedule_of(&stack))));
-                }
-                search.visited.insert(key, ThreadSet::MAX);
-                if search.options.collect_final_states {
-                    search.final_states.push(fingerprint);
-                }
-            } else {
-                let skip = if reduction { sleep.threads | covered } else { covered };
-                let kept = search.audit.keep(&state);
-                let successors = match search.successors(state, &enabled, skip, reduction, &kept) {
-                    Ok(successors) => successors,
-                    Err((violation, choice)) => {
-                        let mut schedule = schedule_of(&stack);
-                        schedule.push(choice);
-                        return search.finish(Verdict::Violation, Some((violation, schedule)));
-                    }
-                };
-                let mut successors = successors;
-                let persistent =
-                    persistent_set(&mut successors, all, reduction, &search.on_stack, &mut search.encode_buffer, model);
-                if persistent != all {
-                    let local = successors.iter().filter(|s| persistent & bit(s.choice.thread) != 0);
-                    let local = local.map(|s| (s.choice, s.state.as_ref().expect("not entered yet")));
-                    audit::check_persistent(model, &kept, local, &enabled);
-                }
-                let todo: Vec<usize> = (0..successors.len())
-                    .rev()
-                    .filter(|&i| persistent & bit(successors[i].choice.thread) != 0)
-                    .collect();
-                let newly: ThreadSet = todo.iter().fold(0, |set, &index| set | bit(successors[index].choice.thread));
-                search.visited.insert(key, covered | newly | (all & !persistent));
-                if !todo.is_empty() {
-                    *search.on_stack.entry(key).or_insert(0) += 1;
-                    stack.push(Frame { fingerprint, successors, todo, sleep, done: Vec::new(), kept });
-                    search.stats.depth_max = search.stats.depth_max.max(stack.len() as u64);
-                }
+        if let Some(entered) = pending.take() {
+            if let Err((verdict, violation)) = run.enter(entered) {
+                return run.search.finish(verdict, violation);
             }
         }
-        // Choose the next successor of the top frame, or pop it.
-        let Some(frame) = stack.last_mut() else {
-            return search.finish(Verdict::Verified, None);
-        };
-        if frame.todo.is_empty() {
-            let key = Key::new(frame.fingerprint);
-            stack.pop();
-            if let Some(count) = search.on_stack.get_mut(&key) {
-                *count -= 1;
-                if *count == 0 {
-                    search.on_stack.remove(&key);
-                }
+        match run.next() {
+            Some(next) => pending = next,
+            None => return run.search.finish(Verdict::Verified, None),
+        }
+    }
+}
+
+/// The exhaustive search's stack of frames and its scratch list of enabled threads.
+struct Exhaustive<'m, 'o, M: Model> {
+    search: Search<'m, 'o, M>,
+    stack: Vec<Frame<M::State>>,
+    enabled: Vec<ThreadId>,
+}
+
+impl<M: Model> Exhaustive<'_, '_, M> {
+    /// Enters a state: checks the limits, then a final state's oracle or the state's frame of
+    /// successors, unless a visit before covered every thread its sleep set leaves.
+    fn enter(&mut self, (state, sleep, known): Pending<M::State>) -> Result<(), End<M::Violation>> {
+        let search = &mut self.search;
+        if let Some(limit) = search.limit_hit(&self.stack, &state) {
+            return Err((Verdict::LimitReached { limit }, None));
+        }
+        if self.stack.len() as u64 >= search.options.limits.depth_max {
+            return Err((Verdict::LimitReached { limit: Limit::Depth }, None));
+        }
+        let fingerprint = known.unwrap_or_else(|| search.fingerprint_of(&state));
+        let key = Key::new(fingerprint);
+        self.enabled.clear();
+        search.model.enabled_threads(&state, &mut self.enabled);
+        let all: ThreadSet = self.enabled.iter().fold(0, |set, &t| set | bit(t));
+        // Threads covered from this state before: explored, or left out of its persistent set.
+        let seen = search.visited.get(&key);
+        let covered = seen.unwrap_or_else(|| {
+            search.stats.states += 1;
+            search.stats.states_stored += 1;
+            0
+        });
+        if seen.is_some() && all & !sleep.threads & !covered == 0 {
+            return Ok(()); // Nothing new from here.
+        }
+        if self.enabled.is_empty() {
+            return self.final_state(&state, fingerprint);
+        }
+        self.expand(state, sleep, fingerprint, covered, all)
+    }
+
+    /// A state where no thread is enabled: the final oracle, then it is visited for good.
+    fn final_state(&mut self, state: &M::State, fingerprint: u128) -> Result<(), End<M::Violation>> {
+        let search = &mut self.search;
+        if let Some(violation) = search.model.check_final(state) {
+            return Err((Verdict::Violation, Some((violation, schedule_of(&self.stack)))));
+        }
+        search.visited.insert(Key::new(fingerprint), ThreadSet::MAX);
+        if search.options.collect_final_states {
+            search.final_states.push(fingerprint);
+        }
+        Ok(())
+    }
+
+    /// Computes a state's successors, picks the persistent set among them and pushes the frame
+    /// of those still to explore; the visited set records what this visit covers.
+    fn expand(
+        &mut self,
+        state: M::State,
+        sleep: SleepSet,
+        fingerprint: u128,
+        covered: ThreadSet,
+        all: ThreadSet,
+    ) -> Result<(), End<M::Violation>> {
+        let (search, enabled) = (&mut self.search, &self.enabled);
+        let reduction = search.options.reduction;
+        let skip = if reduction { sleep.threads | covered } else { covered };
+        let kept = search.audit.keep(&state);
+        let mut successors = match search.successors(state, enabled, skip, reduction, &kept) {
+            Ok(successors) => successors,
+            Err((violation, choice)) => {
+                let mut schedule = schedule_of(&self.stack);
+                schedule.push(choice);
+                return Err((Verdict::Violation, Some((violation, schedule))));
             }
-            continue;
+        };
+        let persistent =
+            persistent_set(&mut successors, all, reduction, &search.on_stack, &mut search.encode_buffer, search.model);
+        if persistent != all {
+            let local = successors.iter().filter(|s| persistent & bit(s.choice.thread) != 0);
+            let local = local.map(|s| (s.choice, s.state.as_ref().expect("not entered yet")));
+            audit::check_persistent(search.model, &kept, local, enabled);
+        }
+        let todo: Vec<usize> =
+            (0..successors.len()).rev().filter(|&i| persistent & bit(successors[i].choice.thread) != 0).collect();
+        let newly: ThreadSet = todo.iter().fold(0, |set, &index| set | bit(successors[index].choice.thread));
+        let key = Key::new(fingerprint);
+        search.visited.insert(key, covered | newly | (all & !persistent));
+        if !todo.is_empty() {
+            *search.on_stack.entry(key).or_insert(0) += 1;
+            self.stack.push(Frame { fingerprint, successors, todo, sleep, done: Vec::new(), kept });
+            search.stats.depth_max = search.stats.depth_max.max(self.stack.len() as u64);
+        }
+        Ok(())
+    }
+
+    /// The top frame's next successor to enter (`Some(None)` after popping a finished frame),
+    /// or `None` when the stack is empty: the search is complete.
+    fn next(&mut self) -> Option<Option<Pending<M::State>>> {
+        let frame = self.stack.last_mut()?;
+        if frame.todo.is_empty() {
+            self.pop();
+            return Some(None);
         }
         let index = frame.todo.pop().expect("not empty");
-        let sleep = if reduction {
-            // The threads explored before this one, each with all its outcomes (they are
-            // consecutive); the other outcomes of this successor's own thread are not independent
-            // of it.
-            let thread = frame.successors[index].choice.thread;
-            let mut asleep = frame.sleep.clone();
-            for &earlier in frame.done.iter().filter(|&&earlier| frame.successors[earlier].choice.thread != thread) {
-                asleep.add(frame.successors[earlier].choice.thread, &frame.successors[earlier].footprint);
-            }
-            asleep.after(&frame.successors[index].footprint)
-        } else {
-            SleepSet::default()
+        let sleep = match self.search.options.reduction {
+            true => frame.sleep_after(index),
+            false => SleepSet::default(),
         };
         frame.done.push(index);
         let successor = &mut frame.successors[index];
         let state = successor.state.take().expect("each successor is entered once");
-        audit::check_sleep(model, &frame.kept, successor.choice, &state, sleep.threads);
-        pending = Some((state, sleep, successor.fingerprint));
+        audit::check_sleep(self.search.model, &frame.kept, successor.choice, &state, sleep.threads);
+        Some(Some((state, sleep, successor.fingerprint)))
+    }
+
+    /// Pops the top frame: its state leaves the path the cycle proviso looks at.
+    fn pop(&mut self) {
+        let frame = self.stack.pop().expect("a frame to pop");
+        let key = Key::new(frame.fingerprint);
+        if let Some(count) = self.search.on_stack.get_mut(&key) {
+            *count -= 1;
+            if *count == 0 {
+                self.search.on_stack.remove(&key);
+            }
+        }
+    }
+}
+
+impl<S> Frame<S> {
+    /// The sleep set of successor `index`: the frame's, with the threads explored before it
+    /// (each with all its outcomes: they are consecutive; the other outcomes of the successor's
+    /// own thread are not independent of it), less those its step conflicts with.
+    fn sleep_after(&self, index: usize) -> SleepSet {
+        let thread = self.successors[index].choice.thread;
+        let mut asleep = self.sleep.clone();
+        for &earlier in self.done.iter().filter(|&&earlier| self.successors[earlier].choice.thread != thread) {
+            asleep.add(self.successors[earlier].choice.thread, &self.successors[earlier].footprint);
+        }
+        asleep.after(&self.successors[index].footprint)
     }
 }
 
@@ -502,144 +581,228 @@ const UNSTORED_RUN_MAX: u32 = 32;
 pub fn explore_bounded<M: Model>(model: &M, options: Options<'_>, preemptions_max: u32) -> Outcome<M::Violation> {
     let mut search = Search::new(model, options);
     search.keep_footprints = false;
+    let mut run = Bounded { search, stack: Vec::new(), enabled: Vec::new() };
     // The bound searched, and so the one the verdict names.
     let preemptions_max = preemptions_max.min(BUDGET_MAX);
-    /// A successor: its choice, its state, the budget left and the length of the run without a
-    /// stored state that it continues.
-    type Next<S> = (Choice, Option<S>, u32, u32);
-    struct BoundedFrame<S> {
-        successors: Vec<Next<S>>,
-        next: usize,
-        chosen: Option<Choice>,
-    }
-    let mut stack: Vec<BoundedFrame<M::State>> = Vec::new();
-    let mut pending = Some((model.initial_state(), None::<ThreadId>, preemptions_max, 0u32));
-    let mut enabled = Vec::new();
+    let mut pending =
+        Some(BoundedEntry { state: model.initial_state(), running: None, budget: preemptions_max, unstored: 0 });
     loop {
-        if let Some((state, running, budget, unstored)) = pending.take() {
-            if let Some(limit) = search.limit_hit(stack.len(), &state) {
-                return search.finish(Verdict::LimitReached { limit }, None);
+        if let Some(entry) = pending.take() {
+            match run.enter(entry) {
+                Ok(next) => pending = next,
+                Err((verdict, violation)) => return run.search.finish(verdict, violation),
             }
-            if stack.len() as u64 >= search.options.limits.depth_max {
-                return search.finish(Verdict::LimitReached { limit: Limit::Depth }, None);
-            }
-            enabled.clear();
-            model.enabled_threads(&state, &mut enabled);
-            // A running thread that cannot continue makes every choice free: its identity no
-            // longer matters.
-            let running = running.filter(|r| enabled.contains(r));
-            // One step to run: the only thread enabled, or the running one with no budget left,
-            // and its step has one outcome.
-            let alone = match running {
-                Some(running) if budget == 0 => Some(running),
-                _ => (enabled.len() == 1).then(|| enabled[0]),
-            };
-            let no_choice = alone.is_some_and(|thread| model.outcomes(&state, thread) == 1);
-            let stored = !no_choice || unstored >= UNSTORED_RUN_MAX || is_sample_point(model.sample_key(&state));
-            let key = stored.then(|| Key::new(search.fingerprint_of(&state)));
-            let visit = BoundedVisit { budget, running: running.unwrap_or(FREE) };
-            let before = key.and_then(|key| search.visited.get(&key).map(BoundedVisit::unpack));
-            let fresh = match before {
-                None => {
-                    search.stats.states += 1;
-                    true
-                }
-                Some(before) => !before.covers(visit),
-            };
-            if fresh {
-                if let Some(key) = key.filter(|_| before.is_none_or(|before| visit.outranks(before))) {
-                    search.stats.states_stored += u64::from(before.is_none());
-                    search.visited.insert(key, visit.pack());
-                }
-                let unstored = if stored { 0 } else { unstored + 1 };
-                if no_choice {
-                    // One thread runs, at no cost (with no budget left, only the running thread
-                    // may continue): it steps the state itself, and its frame holds no successor
-                    // list.
-                    let thread = alone.expect("no choice: one thread runs");
-                    let mut state = state;
-                    if let Err(violation) = search.step_in_place(&mut state, thread) {
-                        let mut schedule: Vec<Choice> = stack.iter().filter_map(|f| f.chosen).collect();
-                        schedule.push(Choice::new(thread, 0));
-                        return search.finish(Verdict::Violation, Some((violation, schedule)));
-                    }
-                    stack.push(BoundedFrame { successors: Vec::new(), next: 0, chosen: Some(Choice::new(thread, 0)) });
-                    search.stats.depth_max = search.stats.depth_max.max(stack.len() as u64);
-                    pending = Some((state, Some(thread), budget, unstored));
-                    continue;
-                }
-                if enabled.is_empty() {
-                    if let Some(violation) = model.check_final(&state) {
-                        let schedule: Vec<Choice> = stack.iter().filter_map(|f| f.chosen).collect();
-                        return search.finish(Verdict::Violation, Some((violation, schedule)));
-                    }
-                    if search.options.collect_final_states {
-                        let fingerprint = search.fingerprint_of(&state);
-                        search.final_states.push(fingerprint);
-                    }
-                } else {
-                    // With no budget left only the running thread may continue (its step has
-                    // several outcomes, or it would have run in place above).
-                    let enabled: &[ThreadId] = match alone {
-                        Some(thread) if budget == 0 => {
-                            std::slice::from_ref(enabled.iter().find(|&&t| t == thread).expect("enabled"))
-                        }
-                        _ => &enabled,
-                    };
-                    // The running thread goes first; if its step is local it alone continues: a
-                    // preemption before a local step reaches what the same preemption right after
-                    // it reaches, at the same cost (the thread is still enabled after it).
-                    let first = running.filter(|_| search.options.reduction);
-                    let kept = search.audit.keep(&state);
-                    let successors = match first {
-                        Some(r) => match search.successors(state.clone(), &[r], 0, true, &kept) {
-                            Ok(mine) if mine[0].local => {
-                                let local = mine.iter().map(|s| (s.choice, s.state.as_ref().expect("not entered")));
-                                audit::check_persistent(model, &kept, local, enabled);
-                                Ok(mine)
-                            }
-                            Ok(mut mine) => search.successors(state, enabled, bit(r), false, &kept).map(|others| {
-                                mine.extend(others);
-                                mine
-                            }),
-                            Err(error) => Err(error),
-                        },
-                        None => search.successors(state, enabled, 0, false, &kept),
-                    };
-                    let successors = match successors {
-                        Ok(successors) => successors,
-                        Err((violation, choice)) => {
-                            let mut schedule: Vec<Choice> = stack.iter().filter_map(|f| f.chosen).collect();
-                            schedule.push(choice);
-                            return search.finish(Verdict::Violation, Some((violation, schedule)));
-                        }
-                    };
-                    let mut choices = Vec::with_capacity(successors.len());
-                    for successor in successors {
-                        let preempts = running.is_some_and(|r| r != successor.choice.thread);
-                        let cost = u32::from(preempts);
-                        if cost <= budget {
-                            choices.push((successor.choice, successor.state, budget - cost, unstored));
-                        }
-                    }
-                    // Continue the running thread first: schedules without preemption come first.
-                    choices.sort_by_key(|(choice, _, left, _)| (std::cmp::Reverse(*left), *choice));
-                    stack.push(BoundedFrame { successors: choices, next: 0, chosen: None });
-                    search.stats.depth_max = search.stats.depth_max.max(stack.len() as u64);
-                }
+            if pending.is_some() {
+                continue;
             }
         }
-        let Some(frame) = stack.last_mut() else {
+        let Some(frame) = run.stack.last_mut() else {
             let verdict = Verdict::VerifiedBounded { preemptions_max };
-            return search.finish(verdict, None);
+            return run.search.finish(verdict, None);
         };
         if frame.next == frame.successors.len() {
-            stack.pop();
+            run.stack.pop();
             continue;
         }
         let (choice, state, left, unstored) = &mut frame.successors[frame.next];
         frame.next += 1;
         frame.chosen = Some(*choice);
-        pending = Some((state.take().expect("each successor is entered once"), Some(choice.thread), *left, *unstored));
+        let state = state.take().expect("each successor is entered once");
+        pending = Some(BoundedEntry { state, running: Some(choice.thread), budget: *left, unstored: *unstored });
+    }
+}
+
+/// A state the bounded search enters: the thread that ran last, the preemptions left and the
+/// length of the run without a stored state that it continues.
+struct BoundedEntry<S> {
+    state: S,
+    running: Option<ThreadId>,
+    budget: u32,
+    unstored: u32,
+}
+
+/// A successor: its choice, its state, the budget left and the length of the run without a
+/// stored state that it continues.
+type Next<S> = (Choice, Option<S>, u32, u32);
+
+struct BoundedFrame<S> {
+    successors: Vec<Next<S>>,
+    next: usize,
+    chosen: Option<Choice>,
+}
+
+impl<S> FrameBytes for BoundedFrame<S> {
+    fn bytes(&self, held_state_bytes: u64) -> u64 {
+        let held = self.successors.iter().filter(|s| s.1.is_some()).count() as u64 + 1;
+        let own = std::mem::size_of::<Self>() + self.successors.capacity() * std::mem::size_of::<Next<S>>();
+        (own as u64).saturating_add(held.saturating_mul(held_state_bytes))
+    }
+}
+
+/// The bounded search's stack of frames and its scratch list of enabled threads.
+struct Bounded<'m, 'o, M: Model> {
+    search: Search<'m, 'o, M>,
+    stack: Vec<BoundedFrame<M::State>>,
+    enabled: Vec<ThreadId>,
+}
+
+impl<M: Model> Bounded<'_, '_, M> {
+    fn schedule(&self) -> Vec<Choice> {
+        self.stack.iter().filter_map(|f| f.chosen).collect()
+    }
+
+    /// Enters a state: checks the limits and the visited set, then steps a run without choices
+    /// in place (returning its next state to enter at once), checks a final state, or pushes
+    /// the frame of the choices within the budget.
+    fn enter(&mut self, entry: BoundedEntry<M::State>) -> Result<Option<BoundedEntry<M::State>>, End<M::Violation>> {
+        let BoundedEntry { state, running, budget, unstored } = entry;
+        let search = &mut self.search;
+        if let Some(limit) = search.limit_hit(&self.stack, &state) {
+            return Err((Verdict::LimitReached { limit }, None));
+        }
+        if self.stack.len() as u64 >= search.options.limits.depth_max {
+            return Err((Verdict::LimitReached { limit: Limit::Depth }, None));
+        }
+        self.enabled.clear();
+        search.model.enabled_threads(&state, &mut self.enabled);
+        // A running thread that cannot continue makes every choice free: its identity no
+        // longer matters.
+        let running = running.filter(|r| self.enabled.contains(r));
+        // One step to run: the only thread enabled, or the running one with no budget left,
+        // and its step has one outcome.
+        let alone = match running {
+            Some(running) if budget == 0 => Some(running),
+            _ => (self.enabled.len() == 1).then(|| self.enabled[0]),
+        };
+        let no_choice = alone.is_some_and(|thread| search.model.outcomes(&state, thread) == 1);
+        let stored = !no_choice || unstored >= UNSTORED_RUN_MAX || is_sample_point(search.model.sample_key(&state));
+        let visit = BoundedVisit { budget, running: running.unwrap_or(FREE) };
+        if !self.visit(&state, stored, visit) {
+            return Ok(None);
+        }
+        let unstored = if stored { 0 } else { unstored + 1 };
+        if no_choice {
+            let thread = alone.expect("no choice: one thread runs");
+            return self.run_alone(state, thread, budget, unstored).map(Some);
+        }
+        if self.enabled.is_empty() {
+            return self.final_state(&state).map(|()| None);
+        }
+        self.branch(state, running, alone, budget, unstored).map(|()| None)
+    }
+
+    /// Looks a state up (when it is stored) and records the visit: whether it is fresh, that is
+    /// not covered by an earlier visit ([`BoundedVisit::covers`]).
+    fn visit(&mut self, state: &M::State, stored: bool, visit: BoundedVisit) -> bool {
+        let search = &mut self.search;
+        let key = stored.then(|| Key::new(search.fingerprint_of(state)));
+        let before = key.and_then(|key| search.visited.get(&key).map(BoundedVisit::unpack));
+        match before {
+            None => search.stats.states += 1,
+            Some(before) if before.covers(visit) => return false,
+            Some(_) => {}
+        }
+        if let Some(key) = key.filter(|_| before.is_none_or(|before| visit.outranks(before))) {
+            search.stats.states_stored += u64::from(before.is_none());
+            search.visited.insert(key, visit.pack());
+        }
+        true
+    }
+
+    /// One thread runs, at no cost (with no budget left, only the running thread may
+    /// continue): it steps the state itself, and its frame holds no successor list.
+    fn run_alone(
+        &mut self,
+        mut state: M::State,
+        thread: ThreadId,
+        budget: u32,
+        unstored: u32,
+    ) -> Result<BoundedEntry<M::State>, End<M::Violation>> {
+        if let Err(violation) = self.search.step_in_place(&mut state, thread) {
+            let mut schedule = self.schedule();
+            schedule.push(Choice::new(thread, 0));
+            return Err((Verdict::Violation, Some((violation, schedule))));
+        }
+        self.stack.push(BoundedFrame { successors: Vec::new(), next: 0, chosen: Some(Choice::new(thread, 0)) });
+        self.search.stats.depth_max = self.search.stats.depth_max.max(self.stack.len() as u64);
+        Ok(BoundedEntry { state, running: Some(thread), budget, unstored })
+    }
+
+    fn final_state(&mut self, state: &M::State) -> Result<(), End<M::Violation>> {
+        if let Some(violation) = self.search.model.check_final(state) {
+            return Err((Verdict::Violation, Some((violation, self.schedule()))));
+        }
+        if self.search.options.collect_final_states {
+            let fingerprint = self.search.fingerprint_of(state);
+            self.search.final_states.push(fingerprint);
+        }
+        Ok(())
+    }
+
+    /// Pushes the frame of a state's successors within the budget, the running thread's first.
+    fn branch(
+        &mut self,
+        state: M::State,
+        running: Option<ThreadId>,
+        alone: Option<ThreadId>,
+        budget: u32,
+        unstored: u32,
+    ) -> Result<(), End<M::Violation>> {
+        let successors = match self.successors(state, running, alone, budget) {
+            Ok(successors) => successors,
+            Err((violation, choice)) => {
+                let mut schedule = self.schedule();
+                schedule.push(choice);
+                return Err((Verdict::Violation, Some((violation, schedule))));
+            }
+        };
+        let mut choices = Vec::with_capacity(successors.len());
+        for successor in successors {
+            let preempts = running.is_some_and(|r| r != successor.choice.thread);
+            let cost = u32::from(preempts);
+            if cost <= budget {
+                choices.push((successor.choice, successor.state, budget - cost, unstored));
+            }
+        }
+        // Continue the running thread first: schedules without preemption come first.
+        choices.sort_by_key(|(choice, _, left, _)| (std::cmp::Reverse(*left), *choice));
+        self.stack.push(BoundedFrame { successors: choices, next: 0, chosen: None });
+        self.search.stats.depth_max = self.search.stats.depth_max.max(self.stack.len() as u64);
+        Ok(())
+    }
+
+    /// The successors to branch on. With no budget left only the running thread may continue
+    /// (its step has several outcomes, or it would have run in place). The running thread goes
+    /// first; if its step is local it alone continues: a preemption before a local step
+    /// reaches what the same preemption right after it reaches, at the same cost (the thread
+    /// is still enabled after it).
+    fn successors(
+        &mut self,
+        state: M::State,
+        running: Option<ThreadId>,
+        alone: Option<ThreadId>,
+        budget: u32,
+    ) -> Result<Vec<Successor<M::State>>, ViolatingStep<M>> {
+        let search = &mut self.search;
+        let enabled: &[ThreadId] = match alone {
+            Some(thread) if budget == 0 => {
+                std::slice::from_ref(self.enabled.iter().find(|&&t| t == thread).expect("enabled"))
+            }
+            _ => &self.enabled,
+        };
+        let first = running.filter(|_| search.options.reduction);
+        let kept = search.audit.keep(&state);
+        let Some(r) = first else {
+            return search.successors(state, enabled, 0, false, &kept);
+        };
+        let mut mine = search.successors(state.clone(), &[r], 0, true, &kept)?;
+        if mine[0].local {
+            let local = mine.iter().map(|s| (s.choice, s.state.as_ref().expect("not entered")));
+            audit::check_persistent(search.model, &kept, local, enabled);
+            return Ok(mine);
+        }
+        let others = search.successors(state, enabled, bit(r), false, &kept)?;
+        mine.extend(others);
+        Ok(mine)
     }
 }
