@@ -260,84 +260,29 @@ impl Builder<'_> {
     ) -> Result<Vec<Instruction>, Diagnostic> {
         let mut program = Vec::new();
         for statement in body {
-            match statement {
+            let instruction = match statement {
                 Statement::Thread { name, body, span } => {
                     let Some(children) = children.as_deref_mut() else {
                         return Err(diagnostic("threads are started from a process's main body", *span));
                     };
-                    let id = self.thread(name, mm, false, *span)?;
-                    // A thread sees the variables defined before it starts (a copy of the
-                    // registers); what it defines stays its own.
-                    let mut scoped = variables.clone();
-                    let thread_program = self.statements(body, mm, &mut scoped, None)?;
-                    self.registers_max = self.registers_max.max(scoped.len());
-                    self.spec.threads[id as usize].program = thread_program;
-                    children.push(id);
-                    program.push(Instruction::Spawn { thread: id });
+                    self.spawn(name, body, *span, mm, variables, children)?
                 }
                 Statement::Fork { name, body, span } => {
                     let (Some(children), Some(_)) = (children.as_deref_mut(), mm) else {
                         return Err(diagnostic("fork is called from a process's main body", *span));
                     };
-                    let child_mm = self.spec.mms as u32;
-                    self.spec.mms += 1;
-                    let id = self.thread(name, Some(child_mm), false, *span)?;
-                    // The child sees the variables defined before the fork (a copy).
-                    let mut scoped = variables.clone();
-                    let mut grandchildren = Vec::new();
-                    let mut child_program =
-                        self.statements(body, Some(child_mm), &mut scoped, Some(&mut grandchildren))?;
-                    self.registers_max = self.registers_max.max(scoped.len());
-                    if !grandchildren.is_empty() {
-                        child_program.push(Instruction::Join { threads: grandchildren });
-                    }
-                    child_program.push(Instruction::Exit);
-                    self.spec.threads[id as usize].program = child_program;
-                    children.push(id);
-                    program.push(Instruction::Fork { dst: None, child: id, child_mm });
+                    self.fork(name, body, *span, variables, children)?
                 }
-                Statement::Event { signal, name, span } => {
-                    let index = match self.events.iter().position(|e| e == name) {
-                        Some(index) => index,
-                        None => {
-                            self.events.push(name.clone());
-                            self.events.len() - 1
-                        }
-                    };
-                    if index >= 64 {
-                        return Err(diagnostic("at most 64 events", *span));
-                    }
-                    let event = index as u8;
-                    program.push(if *signal {
-                        Instruction::Signal { event }
-                    } else {
-                        Instruction::WaitEvent { event }
-                    });
-                }
-                Statement::Assert { left, comparison, right, text, span } => {
-                    let left = evaluate(left, self.parameters, variables)?;
-                    let right = evaluate(right, self.parameters, variables)?;
-                    program.push(Instruction::Assert {
-                        left,
-                        comparison: *comparison,
-                        right,
-                        text: text.clone(),
-                        location: self.location(*span),
-                    });
-                }
+                Statement::Event { signal, name, span } => self.event(*signal, name, *span)?,
+                Statement::Assert { left, comparison, right, text, span } => Instruction::Assert {
+                    left: evaluate(left, self.parameters, variables)?,
+                    comparison: *comparison,
+                    right: evaluate(right, self.parameters, variables)?,
+                    text: text.clone(),
+                    location: self.location(*span),
+                },
                 Statement::AssertLoad { call, comparison, expect, span } => {
-                    if *comparison != Comparison::Equal {
-                        return Err(diagnostic(
-                            "a load is compared with `==` to the byte every address must hold",
-                            *span,
-                        ));
-                    }
-                    self.require_process(mm, call)?;
-                    let [address, length] = self.arguments::<2>(call, "load(address, length)")?;
-                    let address = evaluate(address, self.parameters, variables)?;
-                    let length = self.length(length, variables)?;
-                    let expect = self.byte(expect, variables)?;
-                    program.push(Instruction::Load { address, length, expect, location: self.location(*span) });
+                    self.assert_load(call, *comparison, expect, *span, mm, variables)?
                 }
                 Statement::Call { destination, call } => {
                     if let Some((name, span)) = destination {
@@ -346,12 +291,95 @@ impl Builder<'_> {
                         }
                     }
                     let destination = destination.as_ref().map(|d| d.0.as_str());
-                    let instruction = self.call(&mut calls::Site { call, mm, variables, destination })?;
-                    program.push(instruction);
+                    self.call(&mut calls::Site { call, mm, variables, destination })?
                 }
-            }
+            };
+            program.push(instruction);
         }
         Ok(program)
+    }
+
+    /// `thread NAME { ... }`: a thread of the process, which sees the variables defined before
+    /// it starts (a copy of the registers); what it defines stays its own.
+    fn spawn(
+        &mut self,
+        name: &str,
+        body: &[Statement],
+        span: Span,
+        mm: Option<u32>,
+        variables: &BTreeMap<String, u16>,
+        children: &mut Vec<u32>,
+    ) -> Result<Instruction, Diagnostic> {
+        let id = self.thread(name, mm, false, span)?;
+        let mut scoped = variables.clone();
+        let thread_program = self.statements(body, mm, &mut scoped, None)?;
+        self.registers_max = self.registers_max.max(scoped.len());
+        self.spec.threads[id as usize].program = thread_program;
+        children.push(id);
+        Ok(Instruction::Spawn { thread: id })
+    }
+
+    /// `fork NAME { ... }`: a child process with a new mm, which sees the variables defined
+    /// before the fork (a copy).
+    fn fork(
+        &mut self,
+        name: &str,
+        body: &[Statement],
+        span: Span,
+        variables: &BTreeMap<String, u16>,
+        children: &mut Vec<u32>,
+    ) -> Result<Instruction, Diagnostic> {
+        let child_mm = self.spec.mms as u32;
+        self.spec.mms += 1;
+        let id = self.thread(name, Some(child_mm), false, span)?;
+        let mut scoped = variables.clone();
+        let mut grandchildren = Vec::new();
+        let mut child_program = self.statements(body, Some(child_mm), &mut scoped, Some(&mut grandchildren))?;
+        self.registers_max = self.registers_max.max(scoped.len());
+        if !grandchildren.is_empty() {
+            child_program.push(Instruction::Join { threads: grandchildren });
+        }
+        child_program.push(Instruction::Exit);
+        self.spec.threads[id as usize].program = child_program;
+        children.push(id);
+        Ok(Instruction::Fork { dst: None, child: id, child_mm })
+    }
+
+    /// `signal NAME` or `wait NAME`: events are numbered in order of first use, at most 64.
+    fn event(&mut self, signal: bool, name: &str, span: Span) -> Result<Instruction, Diagnostic> {
+        let index = match self.events.iter().position(|e| e == name) {
+            Some(index) => index,
+            None => {
+                self.events.push(name.to_string());
+                self.events.len() - 1
+            }
+        };
+        if index >= 64 {
+            return Err(diagnostic("at most 64 events", span));
+        }
+        let event = index as u8;
+        Ok(if signal { Instruction::Signal { event } } else { Instruction::WaitEvent { event } })
+    }
+
+    /// `assert load(address, length) == byte`.
+    fn assert_load(
+        &mut self,
+        call: &Call,
+        comparison: Comparison,
+        expect: &Expr,
+        span: Span,
+        mm: Option<u32>,
+        variables: &BTreeMap<String, u16>,
+    ) -> Result<Instruction, Diagnostic> {
+        if comparison != Comparison::Equal {
+            return Err(diagnostic("a load is compared with `==` to the byte every address must hold", span));
+        }
+        self.require_process(mm, call)?;
+        let [address, length] = self.arguments::<2>(call, "load(address, length)")?;
+        let address = evaluate(address, self.parameters, variables)?;
+        let length = self.length(length, variables)?;
+        let expect = self.byte(expect, variables)?;
+        Ok(Instruction::Load { address, length, expect, location: self.location(span) })
     }
 
     fn require_process(&self, mm: Option<u32>, call: &Call) -> Result<u32, Diagnostic> {
