@@ -389,34 +389,8 @@ impl Host<'_> {
                 self.cleanup_mappings();
                 None
             }
-            Instruction::Assert { left, comparison, right, text, .. } => {
-                let (l, r) = (self.value(thread, *left), self.value(thread, *right));
-                let held = comparison.holds(l, r);
-                self.observe(thread, pc, if held { Observed::Held } else { Observed::Failed });
-                if !held {
-                    self.run.stopped = Some(format!("assertion: {text}: {l} {} {r}", comparison.symbol()));
-                }
-                None
-            }
-            Instruction::Store { address, length, byte, .. } => {
-                let address = self.value(thread, *address) as u64;
-                let observed = self.store(address, *length, *byte)?;
-                let stop = observed != Observed::Stored;
-                self.observe(thread, pc, observed);
-                if stop {
-                    // As in the model: a fault ends the run (the process would die of it).
-                    self.run.stopped = Some("a store faulted".into());
-                }
-                None
-            }
-            Instruction::Load { address, length, expect, .. } => {
-                let address = self.value(thread, *address) as u64;
-                let observed = self.load(address, *length, *expect)?;
-                let stop = observed != Observed::Loaded;
-                self.observe(thread, pc, observed);
-                if stop {
-                    self.run.stopped = Some("a load read other bytes or faulted".into());
-                }
+            Instruction::Assert { .. } | Instruction::Store { .. } | Instruction::Load { .. } => {
+                self.check(thread, pc, &instruction)?;
                 None
             }
             other => Some(self.syscall(thread, other)?),
@@ -428,6 +402,42 @@ impl Host<'_> {
             if let Some(observed) = classify(&instruction, value) {
                 self.observe(thread, pc, observed);
             }
+        }
+        Ok(())
+    }
+
+    /// The instructions that check what the program sees (assert, store, load): each is an
+    /// observation, and one that fails ends the run as in the model.
+    fn check(&mut self, thread: usize, pc: usize, instruction: &Instruction) -> Result<(), String> {
+        match instruction {
+            Instruction::Assert { left, comparison, right, text, .. } => {
+                let (l, r) = (self.value(thread, *left), self.value(thread, *right));
+                let held = comparison.holds(l, r);
+                self.observe(thread, pc, if held { Observed::Held } else { Observed::Failed });
+                if !held {
+                    self.run.stopped = Some(format!("assertion: {text}: {l} {} {r}", comparison.symbol()));
+                }
+            }
+            Instruction::Store { address, length, byte, .. } => {
+                let address = self.value(thread, *address) as u64;
+                let observed = self.store(address, *length, *byte)?;
+                let stop = observed != Observed::Stored;
+                self.observe(thread, pc, observed);
+                if stop {
+                    // As in the model: a fault ends the run (the process would die of it).
+                    self.run.stopped = Some("a store faulted".into());
+                }
+            }
+            Instruction::Load { address, length, expect, .. } => {
+                let address = self.value(thread, *address) as u64;
+                let observed = self.load(address, *length, *expect)?;
+                let stop = observed != Observed::Loaded;
+                self.observe(thread, pc, observed);
+                if stop {
+                    self.run.stopped = Some("a load read other bytes or faulted".into());
+                }
+            }
+            _ => {}
         }
         Ok(())
     }
@@ -720,6 +730,18 @@ impl Host<'_> {
                 let address = self.value(thread, *address) as u64;
                 proc_page(address, *file)?
             }
+            Instruction::Userfaultfd { .. }
+            | Instruction::UffdioApi { .. }
+            | Instruction::UffdioRegister { .. }
+            | Instruction::UffdioFill { .. }
+            | Instruction::UffdioMove { .. } => self.userfaultfd(thread, instruction)?,
+            other => return Err(format!("the runner cannot execute {}", describe(other))),
+        })
+    }
+
+    /// userfaultfd(2) and its ioctls (UFFDIO_API, REGISTER, COPY, ZEROPAGE, MOVE).
+    fn userfaultfd(&mut self, thread: usize, instruction: &Instruction) -> Result<i64, String> {
+        Ok(match instruction {
             Instruction::Userfaultfd { .. } => {
                 // SAFETY: a plain syscall with no pointers.
                 let fd = unsafe { libc::syscall(libc::SYS_userfaultfd, libc::O_CLOEXEC | libc::O_NONBLOCK) };
