@@ -64,43 +64,10 @@ pub fn tokenize(source: &str) -> Result<Vec<Token>, Diagnostic> {
             b'-' => single(TokenKind::Minus),
             b'*' => single(TokenKind::Star),
             b'/' => single(TokenKind::Slash),
-            b'=' | b'!' | b'<' | b'>' => {
-                let two = bytes.get(at + 1) == Some(&b'=');
-                let kind = match (byte, two) {
-                    (b'=', true) => TokenKind::Compare("=="),
-                    (b'=', false) => TokenKind::Assign,
-                    (b'!', true) => TokenKind::Compare("!="),
-                    (b'<', true) => TokenKind::Compare("<="),
-                    (b'<', false) => TokenKind::Compare("<"),
-                    (b'>', true) => TokenKind::Compare(">="),
-                    (b'>', false) => TokenKind::Compare(">"),
-                    _ => return Err(Diagnostic::new("expected `!=`", start, start + 1)),
-                };
-                (kind, start + if two { 2 } else { 1 })
-            }
-            b'"' => {
-                let mut end = at + 1;
-                while end < bytes.len() && bytes[end] != b'"' && bytes[end] != b'\n' {
-                    end += 1;
-                }
-                if end >= bytes.len() || bytes[end] != b'"' {
-                    return Err(Diagnostic::new("unterminated string", start, end));
-                }
-                (TokenKind::String(source[start + 1..end].to_string()), end + 1)
-            }
+            b'=' | b'!' | b'<' | b'>' => comparison(bytes, start)?,
+            b'"' => string(source, start)?,
             b'0'..=b'9' => number(source, start)?,
-            b'a'..=b'z' | b'A'..=b'Z' | b'_' => {
-                let mut end = at;
-                while end < bytes.len()
-                    && (bytes[end].is_ascii_alphanumeric()
-                        || bytes[end] == b'_'
-                        || bytes[end] == b'-'
-                        || bytes[end] == b'.')
-                {
-                    end += 1;
-                }
-                (TokenKind::Identifier(source[start..end].to_string()), end)
-            }
+            b'a'..=b'z' | b'A'..=b'Z' | b'_' => identifier(source, start)?,
             _ => {
                 let character = source[start..].chars().next().unwrap_or('?');
                 return Err(Diagnostic::new(
@@ -110,20 +77,60 @@ pub fn tokenize(source: &str) -> Result<Vec<Token>, Diagnostic> {
                 ));
             }
         };
-        if let TokenKind::Identifier(name) = &kind {
-            if name.len() > IDENTIFIER_BYTES_MAX {
-                return Err(Diagnostic::new(
-                    format!("a name is at most {IDENTIFIER_BYTES_MAX} characters (this is {})", name.len()),
-                    start,
-                    end,
-                ));
-            }
-        }
         tokens.push(Token { kind, start, end });
         at = end;
     }
     tokens.push(Token { kind: TokenKind::End, start: bytes.len(), end: bytes.len() });
     Ok(tokens)
+}
+
+/// `=`, `==`, `!=`, `<`, `<=`, `>`, `>=`.
+fn comparison(bytes: &[u8], start: usize) -> Result<(TokenKind, usize), Diagnostic> {
+    let two = bytes.get(start + 1) == Some(&b'=');
+    let kind = match (bytes[start], two) {
+        (b'=', true) => TokenKind::Compare("=="),
+        (b'=', false) => TokenKind::Assign,
+        (b'!', true) => TokenKind::Compare("!="),
+        (b'<', true) => TokenKind::Compare("<="),
+        (b'<', false) => TokenKind::Compare("<"),
+        (b'>', true) => TokenKind::Compare(">="),
+        (b'>', false) => TokenKind::Compare(">"),
+        _ => return Err(Diagnostic::new("expected `!=`", start, start + 1)),
+    };
+    Ok((kind, start + if two { 2 } else { 1 }))
+}
+
+/// A string in double quotes, on one line.
+fn string(source: &str, start: usize) -> Result<(TokenKind, usize), Diagnostic> {
+    let bytes = source.as_bytes();
+    let mut end = start + 1;
+    while end < bytes.len() && bytes[end] != b'"' && bytes[end] != b'\n' {
+        end += 1;
+    }
+    if end >= bytes.len() || bytes[end] != b'"' {
+        return Err(Diagnostic::new("unterminated string", start, end));
+    }
+    Ok((TokenKind::String(source[start + 1..end].to_string()), end + 1))
+}
+
+/// A name: letters, digits, `_`, `-` and `.` after a letter or `_`, at most
+/// IDENTIFIER_BYTES_MAX bytes.
+fn identifier(source: &str, start: usize) -> Result<(TokenKind, usize), Diagnostic> {
+    let bytes = source.as_bytes();
+    let mut end = start;
+    while end < bytes.len()
+        && (bytes[end].is_ascii_alphanumeric() || bytes[end] == b'_' || bytes[end] == b'-' || bytes[end] == b'.')
+    {
+        end += 1;
+    }
+    if end - start > IDENTIFIER_BYTES_MAX {
+        return Err(Diagnostic::new(
+            format!("a name is at most {IDENTIFIER_BYTES_MAX} characters (this is {})", end - start),
+            start,
+            end,
+        ));
+    }
+    Ok((TokenKind::Identifier(source[start..end].to_string()), end))
 }
 
 /// A number: decimal, `0x` hexadecimal, or a version-like `5.18` (read by the parser from an
