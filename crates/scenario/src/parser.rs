@@ -310,29 +310,13 @@ impl<'a> Parser<'a> {
                 let (tag, _) = self.identifier("a tag")?;
                 scenario.tags.push(tag);
             }
-            "param" => {
-                let (name, name_span) = self.identifier("the parameter's name")?;
-                self.expect(TokenKind::Assign, "`=`")?;
-                let value = self.expression()?;
-                let value = evaluate_constant(&value, &scenario.parameters)?;
-                if scenario.parameters.insert(name.clone(), value).is_some() {
-                    return Err(Diagnostic::new(
-                        format!("parameter `{name}` is declared twice"),
-                        name_span.0,
-                        name_span.1,
-                    ));
-                }
-            }
+            "param" => self.parameter(scenario)?,
             "file" => {
                 if scenario.ast.files.len() >= FILES_MAX {
                     return Err(diagnostic(format!("at most {FILES_MAX} files"), span));
                 }
-                let (name, _) = self.identifier("the file's name")?;
-                self.keyword("size")?;
-                let size = self.expression()?;
-                self.keyword("fill")?;
-                let fill = self.expression()?;
-                scenario.ast.files.push(FileDecl { name, size, fill });
+                let file = self.file()?;
+                scenario.ast.files.push(file);
             }
             "mthp" => {
                 let size = self.expression()?;
@@ -371,6 +355,28 @@ impl<'a> Parser<'a> {
         self.end_of_statement()
     }
 
+    /// `param NAME = VALUE`: a constant, declared once.
+    fn parameter(&mut self, scenario: &mut Scenario) -> Result<(), Diagnostic> {
+        let (name, name_span) = self.identifier("the parameter's name")?;
+        self.expect(TokenKind::Assign, "`=`")?;
+        let value = self.expression()?;
+        let value = evaluate_constant(&value, &scenario.parameters)?;
+        if scenario.parameters.insert(name.clone(), value).is_some() {
+            return Err(Diagnostic::new(format!("parameter `{name}` is declared twice"), name_span.0, name_span.1));
+        }
+        Ok(())
+    }
+
+    /// `file NAME size SIZE fill BYTE`.
+    fn file(&mut self) -> Result<FileDecl, Diagnostic> {
+        let (name, _) = self.identifier("the file's name")?;
+        self.keyword("size")?;
+        let size = self.expression()?;
+        self.keyword("fill")?;
+        let fill = self.expression()?;
+        Ok(FileDecl { name, size, fill })
+    }
+
     fn identifier_or_number(&mut self, what: &str) -> Result<(String, Span), Diagnostic> {
         let token = self.token().clone();
         match token.kind {
@@ -386,30 +392,7 @@ impl<'a> Parser<'a> {
     fn expectation(&mut self) -> Result<Expectation, Diagnostic> {
         let line = self.source[..self.token().start].matches('\n').count() + 1;
         self.keyword("kernel")?;
-        let comparison = match self.peek().clone() {
-            TokenKind::Compare(c) => {
-                self.advance();
-                Some(c)
-            }
-            _ => None,
-        };
-        let (text, span) = self.identifier_or_number("a kernel version such as 5.18")?;
-        let Some(version) = KernelVersion::parse(&text) else {
-            return Err(Diagnostic::new(format!("`{text}` is not a kernel version"), span.0, span.1)
-                .with_note(format!("a version is {}", KernelVersion::FORM)));
-        };
-        let kernels = match comparison {
-            Some("<") => KernelRange::Below(version),
-            Some(">=") => KernelRange::AtLeast(version),
-            None | Some("==") => KernelRange::Exactly(version),
-            Some(other) => {
-                return Err(Diagnostic::new(
-                    format!("use `<`, `>=` or an exact version, not `{other}`"),
-                    span.0,
-                    span.1,
-                ))
-            }
-        };
+        let kernels = self.kernel_range()?;
         let patches_start = self.token().start;
         let patches = self.patch_overrides()?;
         let patches_end = self.tokens[self.at - 1].end;
@@ -429,33 +412,53 @@ impl<'a> Parser<'a> {
         }
         let memory_model = self.memory_model()?;
         self.expect(TokenKind::Colon, "`:`")?;
+        let outcome = self.outcome()?;
+        Ok(Expectation { kernels, patches, memory_model, outcome, line })
+    }
+
+    /// `5.18`, `< 5.18` or `>= 5.18` after `kernel`.
+    fn kernel_range(&mut self) -> Result<KernelRange, Diagnostic> {
+        let comparison = match self.peek().clone() {
+            TokenKind::Compare(c) => {
+                self.advance();
+                Some(c)
+            }
+            _ => None,
+        };
+        let (text, span) = self.identifier_or_number("a kernel version such as 5.18")?;
+        let Some(version) = KernelVersion::parse(&text) else {
+            return Err(Diagnostic::new(format!("`{text}` is not a kernel version"), span.0, span.1)
+                .with_note(format!("a version is {}", KernelVersion::FORM)));
+        };
+        match comparison {
+            Some("<") => Ok(KernelRange::Below(version)),
+            Some(">=") => Ok(KernelRange::AtLeast(version)),
+            None | Some("==") => Ok(KernelRange::Exactly(version)),
+            Some(other) => {
+                Err(Diagnostic::new(format!("use `<`, `>=` or an exact version, not `{other}`"), span.0, span.1))
+            }
+        }
+    }
+
+    /// `verified` or `violation KIND` after an expectation's colon.
+    fn outcome(&mut self) -> Result<Outcome, Diagnostic> {
         let (word, word_span) = self.identifier("`verified` or `violation KIND`")?;
-        let outcome = match word.as_str() {
-            "verified" => Outcome::Verified,
+        match word.as_str() {
+            "verified" => Ok(Outcome::Verified),
             "violation" => {
                 let (kind, kind_span) = self.identifier("a violation kind")?;
-                match ViolationKind::parse(&kind) {
-                    Some(kind) => Outcome::Violation(kind),
-                    None => {
-                        let kinds: Vec<&str> = ViolationKind::ALL.iter().map(|k| k.name()).collect();
-                        return Err(Diagnostic::new(
-                            format!("unknown violation kind `{kind}`"),
-                            kind_span.0,
-                            kind_span.1,
-                        )
-                        .with_note(format!("kinds: {}", kinds.join(", "))));
-                    }
-                }
+                ViolationKind::parse(&kind).map(Outcome::Violation).ok_or_else(|| {
+                    let kinds: Vec<&str> = ViolationKind::ALL.iter().map(|k| k.name()).collect();
+                    Diagnostic::new(format!("unknown violation kind `{kind}`"), kind_span.0, kind_span.1)
+                        .with_note(format!("kinds: {}", kinds.join(", ")))
+                })
             }
-            _ => {
-                return Err(Diagnostic::new(
-                    format!("expected `verified` or `violation KIND`, found `{word}`"),
-                    word_span.0,
-                    word_span.1,
-                ))
-            }
-        };
-        Ok(Expectation { kernels, patches, memory_model, outcome, line })
+            _ => Err(Diagnostic::new(
+                format!("expected `verified` or `violation KIND`, found `{word}`"),
+                word_span.0,
+                word_span.1,
+            )),
+        }
     }
 
     /// `under arm64` before an expectation's colon (sequential consistency without one).
