@@ -198,28 +198,8 @@ impl<'c> LitmusModel<'c> {
         let instr = self.instr(thread, pc).expect("an enabled thread has an instruction");
         state.threads[thread].pc += 1;
         let result = match instr {
-            Instr::Compute { target, value } => {
-                let me = &mut state.threads[thread];
-                me.registers[*target] = evaluate(value, &me.registers);
-                Ok(())
-            }
-            Instr::BranchUnless { condition, target } => {
-                let me = &mut state.threads[thread];
-                let (value, view) = evaluate(condition, &me.registers);
-                me.view.depend(view);
-                if value == 0 {
-                    me.pc = *target;
-                }
-                Ok(())
-            }
-            Instr::Jump(target) => {
-                state.threads[thread].pc = *target;
-                Ok(())
-            }
-            Instr::Fence(primitive) => {
-                if let Some(kind) = self.table(*primitive).before {
-                    state.threads[thread].view.fence(kind);
-                }
+            Instr::Compute { .. } | Instr::BranchUnless { .. } | Instr::Jump(_) | Instr::Fence(_) => {
+                self.local(&mut state.threads[thread], instr);
                 Ok(())
             }
             Instr::Load { target, address, primitive } => {
@@ -235,6 +215,46 @@ impl<'c> LitmusModel<'c> {
                     }
                 })
             }
+            Instr::Lock(_) | Instr::TryLock { .. } | Instr::Unlock(_) => self.spinlock(state, thread, instr, effects),
+            Instr::RcuReadLock | Instr::RcuReadUnlock | Instr::SynchronizeStart | Instr::SynchronizeEnd => {
+                self.rcu(state, thread, instr, effects)
+            }
+        };
+        if let Err(message) = result {
+            self.fail(state, thread, message);
+        }
+        if self.compiled.uses_grace_periods && self.instr(thread, state.threads[thread].pc).is_none() {
+            // A finished thread is quiescent for good.
+            effects.footprint.write(GRACE_PERIODS);
+            let me = &mut state.threads[thread];
+            state.rcu.quiesce(thread as u32, &mut me.view);
+        }
+    }
+
+    /// A step of the thread alone: registers, branches and fences.
+    fn local(&self, me: &mut ThreadState, instr: &Instr) {
+        match instr {
+            Instr::Compute { target, value } => me.registers[*target] = evaluate(value, &me.registers),
+            Instr::BranchUnless { condition, target } => {
+                let (value, view) = evaluate(condition, &me.registers);
+                me.view.depend(view);
+                if value == 0 {
+                    me.pc = *target;
+                }
+            }
+            Instr::Jump(target) => me.pc = *target,
+            Instr::Fence(primitive) => {
+                if let Some(kind) = self.table(*primitive).before {
+                    me.view.fence(kind);
+                }
+            }
+            _ => unreachable!("execute() passes only local instructions"),
+        }
+    }
+
+    /// spin_lock(), spin_trylock(), spin_unlock(): an RMW and a store of the lock word.
+    fn spinlock(&self, state: &mut State, thread: usize, instr: &Instr, effects: &mut Effects) -> Result<(), String> {
+        match instr {
             Instr::Lock(address) => self.rmw(state, thread, address, &LOCK, Primitive::SpinLock, effects).map(drop),
             Instr::TryLock { target, address } => {
                 self.rmw(state, thread, address, &LOCK, Primitive::SpinLock, effects).map(|result| {
@@ -247,6 +267,13 @@ impl<'c> LitmusModel<'c> {
                 let unlocked = Operand::Constant(0);
                 self.store(state, thread, usize::MAX, address, &unlocked, Primitive::SpinUnlock, effects)
             }
+            _ => unreachable!("execute() passes only lock instructions"),
+        }
+    }
+
+    /// rcu_read_lock(), rcu_read_unlock() and synchronize_rcu()'s two steps.
+    fn rcu(&self, state: &mut State, thread: usize, instr: &Instr, effects: &mut Effects) -> Result<(), String> {
+        match instr {
             Instr::RcuReadLock => {
                 state.rcu.read_lock(thread as u32);
                 Ok(())
@@ -259,15 +286,7 @@ impl<'c> LitmusModel<'c> {
                 state.rcu.end(thread as u32, view);
                 Ok(())
             }
-        };
-        if let Err(message) = result {
-            self.fail(state, thread, message);
-        }
-        if self.compiled.uses_grace_periods && self.instr(thread, state.threads[thread].pc).is_none() {
-            // A finished thread is quiescent for good.
-            effects.footprint.write(GRACE_PERIODS);
-            let me = &mut state.threads[thread];
-            state.rcu.quiesce(thread as u32, &mut me.view);
+            _ => unreachable!("execute() passes only RCU instructions"),
         }
     }
 
