@@ -104,7 +104,20 @@ fn a_huge_direct_read_is_walked_by_its_vmas() {
 
 #[test]
 fn pct_with_a_huge_depth_stops_at_its_limits() {
-    let args = ["check", "madv-free-dio", "--strategy", "pct", "--pct-depth", "4294967295", "--max-seconds", "2"];
+    // A states limit the default samples pass, so that the run ends at a limit however fast
+    // the build (the time limit is the backstop on a slow machine: either is a limit reached).
+    let args = [
+        "check",
+        "madv-free-dio",
+        "--strategy",
+        "pct",
+        "--pct-depth",
+        "4294967295",
+        "--max-states",
+        "100000",
+        "--max-seconds",
+        "2",
+    ];
     let run = mmcheck(&args, 0);
     assert_says(&run, "limit reached");
 }
