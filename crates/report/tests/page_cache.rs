@@ -5,16 +5,55 @@
 mod common;
 
 use common::{events_by_label, system};
+use mmcheck_explorer::Model;
+use mmcheck_model::state::Kernel;
 use std::collections::{HashMap, HashSet};
 use std::sync::OnceLock;
 
 /// Every reachable step's event details by label (one search of every interleaving).
 type Reached = HashMap<&'static str, HashSet<String>>;
 
-/// `file-fault-reclaim`'s events, searched once for the tests that ask about them.
+/// What one search of every interleaving of `file-fault-reclaim` reached: every step's event
+/// details by label, and the page cache indexes of its file in every final state.
+struct FileFaultReclaim {
+    events: Reached,
+    cached_at_the_end: HashSet<Vec<u64>>,
+}
+
+/// `file-fault-reclaim`, searched once for the tests that ask about it (no step may violate an
+/// oracle).
+fn searched() -> &'static FileFaultReclaim {
+    static SEARCHED: OnceLock<FileFaultReclaim> = OnceLock::new();
+    SEARCHED.get_or_init(|| {
+        let source = mmcheck_scenario::builtin("file-fault-reclaim").expect("a built-in scenario");
+        let system = system(source, &[]);
+        let mut searched = FileFaultReclaim { events: HashMap::new(), cached_at_the_end: HashSet::new() };
+        let encoded = |state: &Kernel| {
+            let mut bytes = Vec::new();
+            system.encode(state, &mut bytes);
+            bytes
+        };
+        let cached = &mut searched.cached_at_the_end;
+        let on_state = |state: &Kernel, final_state: bool| {
+            if final_state {
+                assert!(system.check_final(state).is_none(), "a final state violates an oracle");
+                cached.insert(state.files[0].cache.keys().copied().collect());
+            }
+        };
+        let events = &mut searched.events;
+        common::walk(&system, encoded, on_state, |effects| {
+            for event in &effects.events {
+                events.entry(event.label).or_default().insert(event.detail.clone());
+            }
+            assert!(effects.violation.is_none(), "a step violates an oracle: {}", effects.violation.as_ref().unwrap());
+            true
+        });
+        searched
+    })
+}
+
 fn file_fault_reclaim() -> &'static Reached {
-    static REACHED: OnceLock<Reached> = OnceLock::new();
-    REACHED.get_or_init(|| builtin("file-fault-reclaim"))
+    &searched().events
 }
 
 fn builtin(name: &str) -> Reached {
@@ -144,4 +183,15 @@ process p {
     assert!(refused.iter().any(|d| d == "indexes [1, 1): added folios []"), "{refused:?}");
     let removed = &reached["filemap_remove_folio"];
     assert!(removed.iter().any(|d| d.ends_with("(index 1)")), "{removed:?}");
+}
+
+#[test]
+fn reclaim_can_empty_the_page_cache_or_leave_what_faults_hold() {
+    let cached = &searched().cached_at_the_end;
+    // Reclaim before the faults: they read both pages back in. After them: both mappings of
+    // page 0 unmapped through the rmap and both folios freed.
+    assert!(cached.contains(&vec![0, 1]), "{cached:?}");
+    assert!(cached.contains(&vec![]), "{cached:?}");
+    // Page 1 only copied from (do_cow_fault): reclaim may take it and leave page 0.
+    assert!(cached.contains(&vec![0]), "{cached:?}");
 }
