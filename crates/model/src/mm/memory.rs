@@ -24,10 +24,9 @@ use crate::folio::{
     folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
 };
 use crate::mm::filemap::{
-    fault_around_window, filemap_map_pages_first, filemap_map_pages_locked, FilemapFault, FilemapFaultStage,
-    FilemapOutcome,
+    fault_around_window, filemap_map_pages_first, filemap_map_pages_locked, FilemapFault, FilemapOutcome,
 };
-use crate::mm::huge_memory::{DoHugePmdAnonymousPage, DoHugePmdWpPage, HugeAnonymousStage, HugeWpStage};
+use crate::mm::huge_memory::{DoHugePmdAnonymousPage, DoHugePmdWpPage};
 use crate::mm::rmap::{
     folio_add_anon_rmap_pte, folio_add_file_rmap_pte, folio_add_new_anon_rmap, folio_remove_rmap_pte,
 };
@@ -40,6 +39,8 @@ use crate::state::{vm_flags, FileId, MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
 use crate::violation::{Violation, ViolationKind};
 use serde::{Deserialize, Serialize};
+
+mod flat;
 
 pub const VM_FAULT_SIGSEGV: i64 = 0x40;
 pub const VM_FAULT_SIGBUS: i64 = 0x2;
@@ -282,191 +283,11 @@ pub enum FaultStage {
 }
 
 /// mm/memory.c: handle_mm_fault() → __handle_mm_fault() → handle_pte_fault(): the dispatcher
-/// of a fault (see the module doc). Its hash is [`FlatFault`]'s.
+/// of a fault (see the module doc). It hashes as the flat struct it was (memory/flat.rs).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Fault {
     pub vmf: Vmf,
     pub stage: FaultStage,
-}
-
-/// A fault hashes as the one flat struct it was before its functions became machines of their
-/// own (issue #14): the search's sample points (`Model::sample_key`) hash the top frame, so a
-/// new hash would move them and change the state counts of every search that faults. The
-/// view holds what the fault holds, no more and no less: two faults hash alike iff equal.
-#[derive(Hash)]
-struct FlatFault<'a> {
-    mm: MmId,
-    address: u64,
-    write: bool,
-    lock_mmap: bool,
-    tried: bool,
-    stage: FlatStage,
-    orig_pte: Pte,
-    new_folio: Option<FolioId>,
-    old_folio: Option<FolioId>,
-    swap_folio: Option<FolioId>,
-    zero_pmd: Option<PresentPte>,
-    huge_pmd: Option<PresentPte>,
-    file: Option<(FileId, u64)>,
-    cache_folio: Option<FolioId>,
-    ra_folios: &'a [FolioId],
-    around: Option<(u64, FolioId, u64)>,
-    mmap_dropped: bool,
-    result: i64,
-}
-
-/// The flat stages, in their order then.
-#[derive(Hash)]
-enum FlatStage {
-    LockMmap,
-    ReadPte,
-    AnonZeroSetPte,
-    AnonAlloc,
-    AnonSetPte,
-    WpLock,
-    WpCopyAlloc,
-    WpCopySetPte,
-    WpPutOld,
-    SwapLookup,
-    SwapLock,
-    SwapRetryWait,
-    SwapMap,
-    HugeAlloc,
-    HugeSetPmd,
-    HugeWp,
-    HugeWpFolioLock,
-    HugeWpRelock,
-    HugeWpFallback,
-    MigrationWait,
-    FileAround,
-    FileAroundMap,
-    FileLookup,
-    FileReadahead,
-    FileReadDone,
-    FileLock,
-    FileSetPte,
-    Unlock,
-}
-
-impl Fault {
-    fn flat(&self) -> FlatFault<'_> {
-        let Vmf { mm, address, write, lock_mmap, tried, orig_pte, orig_pmd, pgoff } = self.vmf;
-        let mut flat = FlatFault {
-            mm,
-            address,
-            write,
-            lock_mmap,
-            tried,
-            stage: FlatStage::LockMmap,
-            orig_pte,
-            new_folio: None,
-            old_folio: None,
-            swap_folio: None,
-            zero_pmd: None,
-            huge_pmd: orig_pmd,
-            file: pgoff,
-            cache_folio: None,
-            ra_folios: &[],
-            around: None,
-            mmap_dropped: false,
-            result: 0,
-        };
-        flat.stage = match &self.stage {
-            FaultStage::LockMmap => FlatStage::LockMmap,
-            FaultStage::ReadPte => FlatStage::ReadPte,
-            FaultStage::Anonymous(DoAnonymousPage { stage }) => match *stage {
-                AnonymousStage::ZeroSetPte => FlatStage::AnonZeroSetPte,
-                AnonymousStage::Alloc => FlatStage::AnonAlloc,
-                AnonymousStage::SetPte { folio } => {
-                    flat.new_folio = Some(folio);
-                    FlatStage::AnonSetPte
-                }
-            },
-            FaultStage::Wp(DoWpPage { stage }) => {
-                let (stage, new, old) = match *stage {
-                    WpStage::Lock => (FlatStage::WpLock, None, None),
-                    WpStage::CopyAlloc { old } => (FlatStage::WpCopyAlloc, None, Some(old)),
-                    WpStage::CopySetPte { new, old } => (FlatStage::WpCopySetPte, Some(new), Some(old)),
-                    WpStage::PutOld { old } => (FlatStage::WpPutOld, None, Some(old)),
-                };
-                (flat.new_folio, flat.old_folio) = (new, old);
-                stage
-            }
-            FaultStage::Swap(DoSwapPage { stage }) => {
-                let (stage, folio) = match *stage {
-                    SwapStage::Lookup => (FlatStage::SwapLookup, None),
-                    SwapStage::Lock { folio } => (FlatStage::SwapLock, Some(folio)),
-                    SwapStage::RetryWait { folio } => (FlatStage::SwapRetryWait, Some(folio)),
-                    SwapStage::Map { folio } => (FlatStage::SwapMap, Some(folio)),
-                    SwapStage::MigrationWait { folio } => (FlatStage::MigrationWait, Some(folio)),
-                };
-                flat.swap_folio = folio;
-                stage
-            }
-            FaultStage::File(fault) => fault.flat(&mut flat),
-            FaultStage::HugeAnonymous(DoHugePmdAnonymousPage { stage }) => match *stage {
-                HugeAnonymousStage::Alloc { zero_pmd } => {
-                    flat.zero_pmd = zero_pmd;
-                    FlatStage::HugeAlloc
-                }
-                HugeAnonymousStage::SetPmd { folio, zero_pmd } => {
-                    (flat.new_folio, flat.zero_pmd) = (Some(folio), zero_pmd);
-                    FlatStage::HugeSetPmd
-                }
-            },
-            FaultStage::HugeWp(DoHugePmdWpPage { stage }) => match stage {
-                HugeWpStage::Lock => FlatStage::HugeWp,
-                HugeWpStage::FolioLock { .. } => FlatStage::HugeWpFolioLock,
-                HugeWpStage::Relock { .. } => FlatStage::HugeWpRelock,
-                HugeWpStage::Fallback => FlatStage::HugeWpFallback,
-            },
-            FaultStage::Unlock { result } => {
-                flat.result = *result;
-                FlatStage::Unlock
-            }
-        };
-        flat
-    }
-}
-
-impl DoFault {
-    /// The flat fault's file stages: the copy was `new_folio`, filemap_fault()'s folio
-    /// `cache_folio`.
-    fn flat<'a>(&'a self, flat: &mut FlatFault<'a>) -> FlatStage {
-        flat.new_folio = self.cow;
-        match &self.stage {
-            DoFaultStage::Around => FlatStage::FileAround,
-            &DoFaultStage::AroundMap { first: (index, folio), end } => {
-                flat.around = Some((index, folio, end));
-                FlatStage::FileAroundMap
-            }
-            DoFaultStage::Filemap(FilemapFault { fpin, stage }) => {
-                flat.mmap_dropped = *fpin;
-                match stage {
-                    FilemapFaultStage::Lookup => FlatStage::FileLookup,
-                    FilemapFaultStage::Readahead => FlatStage::FileReadahead,
-                    FilemapFaultStage::ReadDone { folios } => {
-                        flat.ra_folios = folios;
-                        FlatStage::FileReadDone
-                    }
-                    &FilemapFaultStage::Lock { folio } => {
-                        flat.cache_folio = Some(folio);
-                        FlatStage::FileLock
-                    }
-                }
-            }
-            &DoFaultStage::SetPte { folio } => {
-                flat.cache_folio = Some(folio);
-                FlatStage::FileSetPte
-            }
-        }
-    }
-}
-
-impl std::hash::Hash for Fault {
-    fn hash<H: std::hash::Hasher>(&self, state: &mut H) {
-        self.flat().hash(state);
-    }
 }
 
 impl Fault {
