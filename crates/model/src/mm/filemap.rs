@@ -9,7 +9,8 @@
 //! read starts with a fresh `file_ra_state`, as the live runner's reads do), large folios, and
 //! the i_mmap tree's lock. Truncation is in mm/truncate.rs.
 //! A read fault first maps what is cached around it (do_fault_around() →
-//! filemap_map_pages()).
+//! filemap_map_pages()), then filemap_fault() (`FilemapFault`, a machine of its own that the
+//! fault's frame runs: memory.rs's module doc says why) finds, reads and locks the page.
 
 use crate::access::Ctx;
 use crate::folio::{folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageFlag, PAGE_SHIFT, PAGE_SIZE};

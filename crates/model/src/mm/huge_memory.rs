@@ -1,4 +1,5 @@
-//! mm/huge_memory.c: PMD-mapped anonymous THPs (do_huge_pmd_anonymous_page()), splitting the
+//! mm/huge_memory.c: PMD-mapped anonymous THPs (their faults: do_huge_pmd_anonymous_page()
+//! and do_huge_pmd_wp_page(), machines that memory.rs's fault runs), splitting the
 //! PMD into PTEs (__split_huge_pmd_locked()), zapping it (zap_huge_pmd()), and splitting the
 //! folio itself (split_huge_page_to_list(): unmap to migration entries, freeze, tear the
 //! compound page down tail by tail, remap), driven here by debugfs `split_huge_pages`.

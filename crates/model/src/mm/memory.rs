@@ -17,7 +17,7 @@
 //! next step. Calling each function as a frame would add a step (an interleaving point) per
 //! call and per return, which the kernel does not have there, and change every state count.
 //! Run inside the dispatcher's step, each function's steps are the atomic steps the fault had
-//! before.
+//! before. A fault also hashes as the one flat struct it was then (memory/flat.rs says why).
 
 use crate::access::Ctx;
 use crate::folio::{
@@ -332,6 +332,7 @@ impl Fault {
         }
         if crate::mm::huge_memory::thp_fault_allowed(&vma, address) && ctx.pmd_none(mm, index) {
             if !write {
+                // do_huge_pmd_anonymous_page(): a read fault maps the huge zero folio.
                 crate::mm::huge_memory::do_huge_pmd_anonymous_read(ctx, &self.vmf);
                 return self.handle_mm_fault_returns(0);
             }
@@ -1014,6 +1015,8 @@ impl DoFault {
         match &mut self.stage {
             DoFaultStage::Around => self.do_fault_around(ctx, vmf),
             DoFaultStage::AroundMap { first, end } => {
+                // filemap_map_pages() under the PTE lock; VM_FAULT_NOPAGE when the faulting
+                // page was among those mapped.
                 let (first, end) = (*first, *end);
                 let vma = vmf.vma(ctx);
                 if filemap_map_pages_locked(ctx, vmf.mm, &vma, vmf.address, first, end) {
