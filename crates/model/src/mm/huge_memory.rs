@@ -213,8 +213,8 @@ impl DoHugePmdAnonymousPage {
     }
 }
 
-/// do_huge_pmd_anonymous_page(): a THP, zeroed (read faults take the small-page path: the
-/// huge zero page is not modelled).
+/// do_huge_pmd_anonymous_page(): a THP, zeroed (a read fault maps the huge zero folio
+/// instead: do_huge_pmd_anonymous_read()).
 fn huge_alloc(ctx: &mut Ctx, vmf: &Vmf) -> FolioId {
     anon_vma_prepare(ctx, vmf.mm, vmf.address);
     let folio = ctx.alloc_folio(HPAGE_PMD_ORDER);
