@@ -9,16 +9,18 @@
 //! read starts with a fresh `file_ra_state`, as the live runner's reads do), large folios, and
 //! the i_mmap tree's lock. Truncation is in mm/truncate.rs.
 //! A read fault first maps what is cached around it (do_fault_around() →
-//! filemap_map_pages()).
+//! filemap_map_pages()), then filemap_fault() (`FilemapFault`, a machine of its own that the
+//! fault's frame runs: memory.rs's module doc says why) finds, reads and locks the page.
 
 use crate::access::Ctx;
 use crate::folio::{folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageFlag, PAGE_SHIFT, PAGE_SIZE};
-use crate::mm::memory::{mmu_access, Fault, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV};
+use crate::mm::memory::{mmu_access, Fault, Vmf, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV};
 use crate::mm::readahead::{get_init_ra_size, page_cache_ra, read_pages_done, RA_PAGES};
 use crate::mm::swap::folio_put;
 use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
 use crate::state::{FileId, Kernel, MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
+use crate::violation::{Violation, ViolationKind};
 use serde::{Deserialize, Serialize};
 
 /// What filemap_get_entry() found in a page cache slot.
@@ -330,4 +332,189 @@ pub fn filemap_map_pages_locked(
         format!("indexes [{}, {end}]: mapped [{}]", first.0, list.join(", "))
     });
     mapped.contains(&(address & !(PAGE_SIZE - 1)))
+}
+
+/// mm/filemap.c: filemap_fault(), run by mm/memory.c: do_read_fault() and do_cow_fault()
+/// inside their fault's frame (memory.rs: `DoFault`): beyond i_size SIGBUS;
+/// filemap_get_folio(), or on a miss do_sync_mmap_readahead() and "goto retry_find"; then
+/// lock_folio_maybe_drop_mmap() and the checks under the folio lock.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FilemapFault {
+    /// filemap_fault()'s `fpin`: maybe_unlock_mmap_for_io() dropped mmap_lock, so the fault
+    /// ends in VM_FAULT_RETRY once it holds the folio.
+    pub fpin: bool,
+    pub stage: FilemapFaultStage,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FilemapFaultStage {
+    /// filemap_get_folio() (and "retry_find").
+    Lookup,
+    /// do_sync_mmap_readahead(): the read-around window into the page cache.
+    Readahead,
+    /// The reads readahead submitted complete: the folios it added.
+    ReadDone { folios: Vec<FolioId> },
+    /// lock_folio_maybe_drop_mmap() and the checks under the folio lock: the page cache
+    /// folio, referenced.
+    Lock { folio: FolioId },
+}
+
+/// How a step of filemap_fault() ends.
+pub enum FilemapOutcome {
+    /// Its next step comes next.
+    Continue,
+    /// "return ret | VM_FAULT_LOCKED": the folio, locked and referenced.
+    Locked(FolioId),
+    /// An error with mmap_lock held.
+    Error(i64),
+    /// out_retry with mmap_lock dropped: VM_FAULT_RETRY, the folio held (if any) to put.
+    Retry(Option<FolioId>),
+}
+
+impl From<Flow> for FilemapOutcome {
+    fn from(flow: Flow) -> FilemapOutcome {
+        match flow {
+            Flow::Continue => FilemapOutcome::Continue,
+            Flow::Return(_) | Flow::Call(_) => unreachable!("filemap_fault() runs inside the fault's frame"),
+        }
+    }
+}
+
+impl FilemapFault {
+    pub fn new() -> FilemapFault {
+        FilemapFault { fpin: false, stage: FilemapFaultStage::Lookup }
+    }
+
+    pub fn step(&mut self, ctx: &mut Ctx, vmf: &Vmf) -> FilemapOutcome {
+        let (file, index) = vmf.pgoff();
+        match &mut self.stage {
+            FilemapFaultStage::Lookup => self.lookup(ctx, vmf, file, index),
+            FilemapFaultStage::Readahead => self.readahead(ctx, vmf, file, index),
+            FilemapFaultStage::ReadDone { folios } => {
+                // The read-around's reads complete; filemap_fault() looks the page up again.
+                let folios = std::mem::take(folios);
+                read_pages_done(ctx, file, &folios);
+                Flow::goto(&mut self.stage, FilemapFaultStage::Lookup).into()
+            }
+            FilemapFaultStage::Lock { folio } => {
+                let folio = *folio;
+                self.lock(ctx, vmf, (file, index), folio)
+            }
+        }
+    }
+
+    pub fn wait(&self, vmf: &Vmf) -> Wait {
+        match self.stage {
+            // A first try only tries the lock; with mmap_lock dropped, or held by GUP or a retry,
+            // it sleeps for it.
+            FilemapFaultStage::Lock { .. } if vmf.allow_retry_first() && !self.fpin => Wait::Nothing,
+            FilemapFaultStage::Lock { folio } => Wait::FolioLock(folio),
+            FilemapFaultStage::Lookup | FilemapFaultStage::Readahead | FilemapFaultStage::ReadDone { .. } => {
+                Wait::Nothing
+            }
+        }
+    }
+
+    /// mm/filemap.c: filemap_fault(): beyond i_size SIGBUS; filemap_get_folio(), or on a miss
+    /// do_sync_mmap_readahead() and "goto retry_find". (The kernel reads i_size on entry and
+    /// again under the folio lock; a retry here reads it again before the lookup, so a fault
+    /// that lost a race with ftruncate() never adds a folio beyond the new size.)
+    fn lookup(&mut self, ctx: &mut Ctx, vmf: &Vmf, file: FileId, index: u64) -> FilemapOutcome {
+        if index >= ctx.file_size_pages(file) {
+            let address = vmf.address;
+            ctx.event("filemap_fault", "i_size_read", |_| format!("{address:#x}: beyond the end of the file"));
+            return self.error(VM_FAULT_SIGBUS);
+        }
+        match filemap_get_folio(ctx, file, index) {
+            Lookup::Found(folio) => {
+                ctx.event("filemap_fault", "filemap_get_folio", |k| {
+                    format!("index {index}: {}", k.folio(folio).dump(folio))
+                });
+                Flow::goto(&mut self.stage, FilemapFaultStage::Lock { folio }).into()
+            }
+            Lookup::Missing => {
+                ctx.event("filemap_fault", "filemap_get_folio", |_| format!("index {index}: not cached"));
+                Flow::goto(&mut self.stage, FilemapFaultStage::Readahead).into()
+            }
+            Lookup::Frozen => FilemapOutcome::Continue,
+        }
+    }
+
+    /// mm/filemap.c: maybe_unlock_mmap_for_io(): a user fault's first try drops mmap_lock
+    /// before it sleeps for I/O or a folio lock (FAULT_FLAG_ALLOW_RETRY without
+    /// FAULT_FLAG_RETRY_NOWAIT), and ends in VM_FAULT_RETRY. GUP's faults keep it.
+    fn maybe_unlock_mmap_for_io(&mut self, ctx: &mut Ctx, vmf: &Vmf, why: &'static str) {
+        if vmf.allow_retry_first() && !self.fpin {
+            ctx.mmap_read_unlock(vmf.mm);
+            self.fpin = true;
+            ctx.event("maybe_unlock_mmap_for_io", "mmap_read_unlock", |_| why.to_string());
+        }
+    }
+
+    /// mm/filemap.c: do_sync_mmap_readahead(): mmap read-around, `ra_pages` centred on the
+    /// fault ("ra->start = max_t(long, 0, vmf->pgoff - ra->ra_pages / 2)"), after
+    /// maybe_unlock_mmap_for_io(); then "goto retry_find".
+    fn readahead(&mut self, ctx: &mut Ctx, vmf: &Vmf, file: FileId, index: u64) -> FilemapOutcome {
+        self.maybe_unlock_mmap_for_io(ctx, vmf, "read-around I/O");
+        let start = index.saturating_sub(RA_PAGES / 2);
+        let folios = page_cache_ra(ctx, "do_sync_mmap_readahead", file, start, RA_PAGES);
+        let next = if folios.is_empty() { FilemapFaultStage::Lookup } else { FilemapFaultStage::ReadDone { folios } };
+        Flow::goto(&mut self.stage, next).into()
+    }
+
+    /// mm/filemap.c: lock_folio_maybe_drop_mmap(): folio_trylock(), else
+    /// maybe_unlock_mmap_for_io() and sleep for the lock (the step waits until the folio is
+    /// unlocked); then "Did it get truncated?" (folio->mapping changed: retry_find), the
+    /// uptodate check, "if (fpin) { folio_unlock(folio); goto out_retry; }" and the i_size
+    /// recheck under the lock. (do_cow_fault()'s copy follows in the same step.)
+    fn lock(&mut self, ctx: &mut Ctx, vmf: &Vmf, (file, index): (FileId, u64), folio: FolioId) -> FilemapOutcome {
+        if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+            assert!(vmf.allow_retry_first(), "a blocking folio_lock() waits until the folio is unlocked");
+            self.maybe_unlock_mmap_for_io(ctx, vmf, "folio locked: sleep for it");
+            return FilemapOutcome::Continue;
+        }
+        if ctx.mapping_load(folio) != (Mapping::File(file), index) {
+            ctx.flag_store(folio, PageFlag::Locked, false);
+            folio_put(ctx, folio);
+            ctx.event("filemap_fault", "folio->mapping != mapping", |_| {
+                format!("folio {folio} left the page cache, retry_find")
+            });
+            return Flow::goto(&mut self.stage, FilemapFaultStage::Lookup).into();
+        }
+        if !ctx.flag_test(folio, PageFlag::Uptodate) {
+            // page_not_uptodate: only a failed read leaves a cached folio so; reads never fail here.
+            let message = format!("not modelled: folio {folio} not uptodate in filemap_fault (page_not_uptodate)");
+            ctx.violation(Violation::new(ViolationKind::Invariant, message));
+        }
+        if self.fpin {
+            ctx.flag_store(folio, PageFlag::Locked, false);
+            return FilemapOutcome::Retry(Some(folio));
+        }
+        // "Found the page and have a reference on it. We must recheck i_size under page lock
+        // to avoid a race with truncate."
+        if index >= ctx.file_size_pages(file) {
+            ctx.flag_store(folio, PageFlag::Locked, false);
+            folio_put(ctx, folio);
+            ctx.event("filemap_fault", "i_size_read", |_| format!("index {index} truncated: SIGBUS"));
+            return self.error(VM_FAULT_SIGBUS);
+        }
+        ctx.event("filemap_fault", "lock_folio_maybe_drop_mmap", |_| format!("folio {folio}"));
+        FilemapOutcome::Locked(folio)
+    }
+
+    /// An error before the folio is mapped. With mmap_lock dropped the fault is retried
+    /// instead (out_retry), and the retry finds the error again with the lock held.
+    fn error(&self, result: i64) -> FilemapOutcome {
+        if self.fpin {
+            FilemapOutcome::Retry(None)
+        } else {
+            FilemapOutcome::Error(result)
+        }
+    }
+}
+
+impl Default for FilemapFault {
+    fn default() -> Self {
+        FilemapFault::new()
+    }
 }

@@ -1,4 +1,5 @@
-//! mm/huge_memory.c: PMD-mapped anonymous THPs (do_huge_pmd_anonymous_page()), splitting the
+//! mm/huge_memory.c: PMD-mapped anonymous THPs (their faults: do_huge_pmd_anonymous_page()
+//! and do_huge_pmd_wp_page(), machines that memory.rs's fault runs), splitting the
 //! PMD into PTEs (__split_huge_pmd_locked()), zapping it (zap_huge_pmd()), and splitting the
 //! folio itself (split_huge_page_to_list(): unmap to migration entries, freeze, tear the
 //! compound page down tail by tail, remap), driven here by debugfs `split_huge_pages`.
@@ -10,6 +11,7 @@
 
 use crate::access::{Ctx, Ordering};
 use crate::folio::{folio_pfn, FolioId, Mapping, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE};
+use crate::mm::memory::{anon_vma_prepare, Outcome, Vmf};
 use crate::mm::swap::{folio_add_lru, folio_mark_dirty, folio_put, lruvec_add_folio};
 use crate::patches::Patch;
 use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
@@ -157,6 +159,236 @@ pub fn zap_huge_pmd(ctx: &mut Ctx, mm: MmId, index: u64, pmd: PresentPte) -> Opt
     ctx.vm_bug_on_folio(mapcount < 0, folio, "folio_entire_mapcount(folio) < 0");
     ctx.rss_add(mm, true, -(HPAGE_PMD_NR as i64));
     Some(folio)
+}
+
+/// do_huge_pmd_anonymous_page() for a read fault: the huge zero folio (set_huge_zero_folio()).
+pub fn do_huge_pmd_anonymous_read(ctx: &mut Ctx, vmf: &Vmf) {
+    let mapped = do_huge_zero_pmd(ctx, vmf.mm, vmf.address);
+    let address = vmf.address;
+    ctx.event("do_huge_pmd_anonymous_page", "set_huge_zero_folio", |_| {
+        format!("{address:#x}: {}", if mapped { "huge zero PMD" } else { "PMD populated meanwhile" })
+    });
+}
+
+/// mm/huge_memory.c: do_huge_pmd_anonymous_page() for a write fault: a THP, zeroed, mapped by
+/// the PMD. Also do_huge_pmd_wp_page() → do_huge_zero_wp_pmd(), whose THP replaces the huge
+/// zero PMD.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoHugePmdAnonymousPage {
+    pub stage: HugeAnonymousStage,
+}
+
+/// `zero_pmd`: the huge zero PMD do_huge_zero_wp_pmd() replaces; none for a missing PMD.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HugeAnonymousStage {
+    /// vma_alloc_folio().
+    Alloc { zero_pmd: Option<PresentPte> },
+    /// __do_huge_pmd_anonymous_page() under the PMD lock: set_pmd_at() the new folio.
+    SetPmd { folio: FolioId, zero_pmd: Option<PresentPte> },
+}
+
+impl DoHugePmdAnonymousPage {
+    pub fn new(zero_pmd: Option<PresentPte>) -> Self {
+        DoHugePmdAnonymousPage { stage: HugeAnonymousStage::Alloc { zero_pmd } }
+    }
+
+    pub fn step(&mut self, ctx: &mut Ctx, vmf: &Vmf) -> Outcome {
+        match self.stage {
+            HugeAnonymousStage::Alloc { zero_pmd } => {
+                let folio = huge_alloc(ctx, vmf);
+                Flow::goto(&mut self.stage, HugeAnonymousStage::SetPmd { folio, zero_pmd }).into()
+            }
+            HugeAnonymousStage::SetPmd { folio, zero_pmd } => {
+                huge_set_pmd(ctx, vmf, folio, zero_pmd);
+                Outcome::Return(0)
+            }
+        }
+    }
+
+    pub fn wait(&self, vmf: &Vmf) -> Wait {
+        match self.stage {
+            HugeAnonymousStage::Alloc { .. } => Wait::Nothing,
+            HugeAnonymousStage::SetPmd { .. } => Wait::PteLock(vmf.mm, vmf.vpn()),
+        }
+    }
+}
+
+/// do_huge_pmd_anonymous_page(): a THP, zeroed (a read fault maps the huge zero folio
+/// instead: do_huge_pmd_anonymous_read()).
+fn huge_alloc(ctx: &mut Ctx, vmf: &Vmf) -> FolioId {
+    anon_vma_prepare(ctx, vmf.mm, vmf.address);
+    let folio = ctx.alloc_folio(HPAGE_PMD_ORDER);
+    ctx.flag_store(folio, PageFlag::LargeRmappable, true);
+    ctx.flag_store(folio, PageFlag::Uptodate, true);
+    ctx.event("do_huge_pmd_anonymous_page", "vma_alloc_folio", |_| format!("folio {folio} (order 9, zeroed)"));
+    folio
+}
+
+/// __do_huge_pmd_anonymous_page(): set_pmd_at() if the PMD is still what the fault saw.
+fn huge_set_pmd(ctx: &mut Ctx, vmf: &Vmf, folio: FolioId, zero_pmd: Option<PresentPte>) {
+    let mapped = do_huge_pmd_replace(ctx, vmf.mm, vmf.address, folio, zero_pmd);
+    let address = vmf.address & !(HPAGE_PMD_SIZE - 1);
+    ctx.event("__do_huge_pmd_anonymous_page", "set_pmd_at", |k| {
+        if mapped {
+            format!("{address:#x} -> THP folio {folio}: {}", k.folio(folio).dump(folio))
+        } else {
+            format!("{address:#x}: PMD populated meanwhile, folio {folio} released")
+        }
+    });
+}
+
+/// mm/huge_memory.c: do_huge_pmd_wp_page() of an anonymous THP, under the PMD lock: reuse
+/// it if the head is exclusive; otherwise under the folio lock, reuse it if only this
+/// mapping holds it, or fall back to splitting the PMD so that the PTE-level do_wp_page()
+/// copies the one page. The PMD read (orig_pmd) is the fault's `vmf.orig_pmd`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoHugePmdWpPage {
+    pub stage: HugeWpStage,
+}
+
+/// `folio`: the THP orig_pmd maps.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum HugeWpStage {
+    /// Under the PMD lock: pmd_same(), the exclusive check, folio_trylock().
+    Lock,
+    /// "folio_get(); spin_unlock(); folio_lock()" after a failed trylock.
+    FolioLock { folio: FolioId },
+    /// "spin_lock(vmf->ptl); if (!pmd_same()) ..." with the folio locked.
+    Relock { folio: FolioId },
+    /// "fallback: __split_huge_pmd()", after the PMD lock was dropped.
+    Fallback,
+}
+
+impl Default for DoHugePmdWpPage {
+    fn default() -> Self {
+        DoHugePmdWpPage::new()
+    }
+}
+
+impl DoHugePmdWpPage {
+    pub fn new() -> Self {
+        DoHugePmdWpPage { stage: HugeWpStage::Lock }
+    }
+
+    pub fn step(&mut self, ctx: &mut Ctx, vmf: &Vmf) -> Outcome {
+        match self.stage {
+            HugeWpStage::Lock => self.huge_wp(ctx, vmf),
+            HugeWpStage::FolioLock { folio } => {
+                ctx.flag_store(folio, PageFlag::Locked, true);
+                Flow::goto(&mut self.stage, HugeWpStage::Relock { folio }).into()
+            }
+            HugeWpStage::Relock { folio } => self.huge_wp_relock(ctx, vmf, folio),
+            HugeWpStage::Fallback => huge_wp_fallback(ctx, vmf),
+        }
+    }
+
+    pub fn wait(&self, vmf: &Vmf) -> Wait {
+        match self.stage {
+            HugeWpStage::Lock | HugeWpStage::Relock { .. } | HugeWpStage::Fallback => {
+                Wait::PteLock(vmf.mm, huge_start(vmf) >> PAGE_SHIFT)
+            }
+            HugeWpStage::FolioLock { folio } => Wait::FolioLock(folio),
+        }
+    }
+
+    /// do_huge_pmd_wp_page() under the PMD lock.
+    fn huge_wp(&mut self, ctx: &mut Ctx, vmf: &Vmf) -> Outcome {
+        let (mm, start) = (vmf.mm, huge_start(vmf));
+        ctx.ptl_lock(mm, start >> PAGE_SHIFT);
+        if !huge_same(ctx, vmf) {
+            ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+            return Outcome::Return(0);
+        }
+        let folio = crate::folio::pfn_folio(orig_pmd(vmf).pfn);
+        // "Early check when only holding the PT lock."
+        if ctx.anon_exclusive_load(folio, 0) {
+            return huge_reuse(ctx, vmf);
+        }
+        if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+            ctx.ref_add(folio, 1, Ordering::Relaxed);
+            ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+            ctx.event("do_huge_pmd_wp_page", "folio_trylock", |_| format!("THP folio {folio} busy: folio_lock"));
+            return Flow::goto(&mut self.stage, HugeWpStage::FolioLock { folio }).into();
+        }
+        self.huge_wp_locked(ctx, vmf, folio)
+    }
+
+    /// "spin_lock(vmf->ptl); if (unlikely(!pmd_same(*vmf->pmd, orig_pmd)))": the folio is
+    /// locked and referenced.
+    fn huge_wp_relock(&mut self, ctx: &mut Ctx, vmf: &Vmf, folio: FolioId) -> Outcome {
+        let (mm, start) = (vmf.mm, huge_start(vmf));
+        ctx.ptl_lock(mm, start >> PAGE_SHIFT);
+        if !huge_same(ctx, vmf) {
+            ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+            ctx.flag_store(folio, PageFlag::Locked, false);
+            folio_put(ctx, folio);
+            return Outcome::Return(0);
+        }
+        folio_put(ctx, folio);
+        self.huge_wp_locked(ctx, vmf, folio)
+    }
+
+    /// With the PMD and folio locks: "Recheck after temporarily dropping the PT lock", then
+    /// reuse only with no additional reference.
+    fn huge_wp_locked(&mut self, ctx: &mut Ctx, vmf: &Vmf, folio: FolioId) -> Outcome {
+        let (mm, start) = (vmf.mm, huge_start(vmf));
+        let exclusive = ctx.anon_exclusive_load(folio, 0);
+        let alone = !exclusive && ctx.ref_load(folio) == 1;
+        if alone {
+            let vma = vmf.vma(ctx);
+            crate::mm::rmap::folio_move_anon_rmap(ctx, folio, &vma);
+            ctx.anon_exclusive_store(folio, 0, true);
+        }
+        ctx.flag_store(folio, PageFlag::Locked, false);
+        if exclusive || alone {
+            return huge_reuse(ctx, vmf);
+        }
+        ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+        ctx.event("do_huge_pmd_wp_page", "unlock_fallback", |_| format!("{start:#x}: THP folio {folio} shared"));
+        Flow::goto(&mut self.stage, HugeWpStage::Fallback).into()
+    }
+}
+
+fn huge_start(vmf: &Vmf) -> u64 {
+    vmf.address & !(HPAGE_PMD_SIZE - 1)
+}
+
+fn orig_pmd(vmf: &Vmf) -> PresentPte {
+    vmf.orig_pmd.expect("do_huge_pmd_wp_page() on the huge PMD read")
+}
+
+/// Whether the PMD still is orig_pmd ("pmd_same(*vmf->pmd, orig_pmd)").
+fn huge_same(ctx: &mut Ctx, vmf: &Vmf) -> bool {
+    ctx.pmd_load(vmf.mm, pmd_index(vmf.address)) == vmf.orig_pmd
+}
+
+/// "reuse:": the PMD made young, dirty and writable; the PMD lock is held.
+fn huge_reuse(ctx: &mut Ctx, vmf: &Vmf) -> Outcome {
+    let (mm, start) = (vmf.mm, huge_start(vmf));
+    let pmd = orig_pmd(vmf);
+    ctx.pmd_store(mm, pmd_index(vmf.address), Some(PresentPte { write: true, dirty: true, young: true, ..pmd }));
+    ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+    let folio = crate::folio::pfn_folio(pmd.pfn);
+    ctx.event("do_huge_pmd_wp_page", "reuse", |_| format!("{start:#x}: THP folio {folio} made writable"));
+    Outcome::Return(0)
+}
+
+/// __split_huge_pmd(): under the PMD lock again, whatever huge PMD is there now is split;
+/// the fault returns VM_FAULT_FALLBACK and is retried at the PTE level.
+fn huge_wp_fallback(ctx: &mut Ctx, vmf: &Vmf) -> Outcome {
+    let (mm, start) = (vmf.mm, huge_start(vmf));
+    let index = pmd_index(vmf.address);
+    ctx.ptl_lock(mm, start >> PAGE_SHIFT);
+    if let Some(pmd) = ctx.pmd_load(mm, index) {
+        if is_huge_zero_pmd(&pmd) {
+            __split_huge_zero_page_pmd(ctx, mm, index, pmd);
+        } else {
+            __split_huge_pmd_locked(ctx, mm, index, pmd);
+        }
+    }
+    ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
+    ctx.event("do_huge_pmd_wp_page", "fallback: __split_huge_pmd", |_| format!("{start:#x}"));
+    Outcome::Return(0)
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]

@@ -1,15 +1,32 @@
 //! mm/memory.c: page faults (handle_mm_fault → handle_pte_fault → do_anonymous_page /
-//! do_wp_page), user accesses through the MMU, and zapping PTE ranges (zap_pte_range with the
-//! mmu_gather's deferred reference drops).
+//! do_wp_page / do_swap_page / do_fault), user accesses through the MMU, and zapping PTE ranges
+//! (zap_pte_range with the mmu_gather's deferred reference drops).
+//!
+//! A fault is one frame, [`Fault`]: the dispatcher (handle_mm_fault(), __handle_mm_fault(),
+//! handle_pte_fault(): take mmap_lock, read the PMD and the PTE, decide) holds in its stage the
+//! function it called, each a machine of its own whose stages carry their data:
+//! [`DoAnonymousPage`], [`DoWpPage`] (wp_page_copy() or reuse), [`DoSwapPage`], [`DoFault`]
+//! (do_read_fault() / do_cow_fault() with do_fault_around(), finish_fault() and
+//! mm/filemap.c's filemap_fault(), `FilemapFault` in filemap.rs), and mm/huge_memory.c's
+//! `DoHugePmdAnonymousPage` and `DoHugePmdWpPage` (huge_memory.rs). They share the fault's
+//! [`Vmf`] (struct vm_fault) and end a step with an [`Outcome`]: continue, return a
+//! VM_FAULT_* value, or retry with mmap_lock dropped.
+//!
+//! Why not `Flow::Call` for them: a call pushes the callee and ends the caller's step, the
+//! callee's first step is a step of its own, and the caller sees its return value only at its
+//! next step. Calling each function as a frame would add a step (an interleaving point) per
+//! call and per return, which the kernel does not have there, and change every state count.
+//! Run inside the dispatcher's step, each function's steps are the atomic steps the fault had
+//! before. A fault also hashes as the one flat struct it was then (memory/flat.rs says why).
 
 use crate::access::Ctx;
 use crate::folio::{
     folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageData, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE, ZERO_FOLIO,
 };
 use crate::mm::filemap::{
-    fault_around_window, filemap_get_folio, filemap_map_pages_first, filemap_map_pages_locked, Lookup,
+    fault_around_window, filemap_map_pages_first, filemap_map_pages_locked, FilemapFault, FilemapOutcome,
 };
-use crate::mm::readahead::{page_cache_ra, read_pages_done, RA_PAGES};
+use crate::mm::huge_memory::{DoHugePmdAnonymousPage, DoHugePmdWpPage};
 use crate::mm::rmap::{
     folio_add_anon_rmap_pte, folio_add_file_rmap_pte, folio_add_new_anon_rmap, folio_remove_rmap_pte,
 };
@@ -22,6 +39,8 @@ use crate::state::{vm_flags, FileId, MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
 use crate::violation::{Violation, ViolationKind};
 use serde::{Deserialize, Serialize};
+
+mod flat;
 
 pub const VM_FAULT_SIGSEGV: i64 = 0x40;
 pub const VM_FAULT_SIGBUS: i64 = 0x2;
@@ -171,53 +190,11 @@ pub fn mmu_access(ctx: &mut Ctx, mm: MmId, address: u64, write: bool) -> Result<
     Ok(present)
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub enum FaultStage {
-    LockMmap,
-    ReadPte,
-    AnonZeroSetPte,
-    AnonAlloc,
-    AnonSetPte,
-    WpLock,
-    WpCopyAlloc,
-    WpCopySetPte,
-    WpPutOld,
-    SwapLookup,
-    SwapLock,
-    /// __folio_lock_or_retry() on a first try: mmap_lock dropped, folio_wait_locked().
-    SwapRetryWait,
-    SwapMap,
-    HugeAlloc,
-    HugeSetPmd,
-    /// do_huge_pmd_wp_page() under the PMD lock.
-    HugeWp,
-    /// "folio_get(); spin_unlock(); folio_lock()" after a failed trylock.
-    HugeWpFolioLock,
-    /// "spin_lock(vmf->ptl); if (!pmd_same()) ..." with the folio locked.
-    HugeWpRelock,
-    /// "fallback: __split_huge_pmd()", after the PMD lock was dropped.
-    HugeWpFallback,
-    MigrationWait,
-    /// do_read_fault(): do_fault_around() first: the first page to map.
-    FileAround,
-    /// filemap_map_pages() under the PTE lock.
-    FileAroundMap,
-    /// filemap_fault(): filemap_get_folio() (and "retry_find").
-    FileLookup,
-    /// do_sync_mmap_readahead(): the read-around window into the page cache.
-    FileReadahead,
-    /// The reads readahead submitted complete.
-    FileReadDone,
-    /// lock_folio_maybe_drop_mmap() and the checks under the folio lock.
-    FileLock,
-    /// finish_fault() under the PTE lock.
-    FileSetPte,
-    Unlock,
-}
-
-/// mm/memory.c: handle_mm_fault() for an anonymous private VMA at PTE level.
-#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
-pub struct Fault {
+/// The fault's `struct vm_fault` (include/linux/mm.h): what handle_mm_fault() was asked and
+/// what it read, for every function it calls. It lives as long as the fault, and so do the
+/// snapshots `orig_pte` and `orig_pmd` taken on the way in.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Vmf {
     pub mm: MmId,
     pub address: u64,
     pub write: bool,
@@ -226,64 +203,104 @@ pub struct Fault {
     /// FAULT_FLAG_TRIED: the user fault is retried after a VM_FAULT_RETRY, so it may no
     /// longer drop mmap_lock to wait (fault_flag_allow_retry_first() is false).
     pub tried: bool,
-    pub stage: FaultStage,
+    /// handle_pte_fault()'s lockless snapshot of the PTE (vmf->orig_pte); none before it.
     pub orig_pte: Pte,
-    pub new_folio: Option<FolioId>,
-    pub old_folio: Option<FolioId>,
-    /// do_swap_page(): the swap cache folio, referenced.
-    pub swap_folio: Option<FolioId>,
-    /// do_huge_zero_wp_pmd(): the huge zero PMD the new THP replaces.
-    pub zero_pmd: Option<PresentPte>,
-    /// do_huge_pmd_wp_page(): the PMD read (orig_pmd).
-    pub huge_pmd: Option<PresentPte>,
-    /// A file VMA's fault: the file and the page index (linear_page_index()).
-    pub file: Option<(FileId, u64)>,
-    /// filemap_fault(): the page cache folio, referenced (and locked from FileLock on).
-    pub cache_folio: Option<FolioId>,
-    /// do_sync_mmap_readahead(): the folios added whose reads are pending.
-    pub ra_folios: Vec<FolioId>,
-    /// do_fault_around(): the first folio filemap_map_pages() found (index, folio, locked and
-    /// referenced) and the window's last index.
-    pub around: Option<(u64, FolioId, u64)>,
-    /// filemap_fault()'s `fpin`: maybe_unlock_mmap_for_io() dropped mmap_lock, so the fault
-    /// ends in VM_FAULT_RETRY once it holds the folio.
-    pub mmap_dropped: bool,
-    pub result: i64,
+    /// do_huge_pmd_wp_page()'s orig_pmd: the read-only huge PMD a write fault found.
+    pub orig_pmd: Option<PresentPte>,
+    /// do_fault() in a file VMA: the file and vmf->pgoff (linear_page_index()).
+    pub pgoff: Option<(FileId, u64)>,
+}
+
+impl Vmf {
+    fn new(mm: MmId, address: u64, write: bool, lock_mmap: bool) -> Vmf {
+        Vmf { mm, address, write, lock_mmap, tried: false, orig_pte: Pte::None, orig_pmd: None, pgoff: None }
+    }
+
+    /// A file fault's file and page index.
+    pub fn pgoff(&self) -> (FileId, u64) {
+        self.pgoff.expect("set by do_fault()")
+    }
+
+    pub fn vpn(&self) -> u64 {
+        self.address >> PAGE_SHIFT
+    }
+
+    /// The fault's VMA, which read_pte() found: mmap_lock keeps it.
+    pub fn vma(&self, ctx: &mut Ctx) -> Vma {
+        ctx.vmas(self.mm).iter().find(|v| v.contains(self.address)).cloned().expect("checked by read_pte")
+    }
+
+    /// The present PTE a write-protect fault read.
+    fn orig_present(&self) -> PresentPte {
+        self.orig_pte.present().expect("a write-protect fault on a present PTE")
+    }
+
+    /// Whether folio_lock_or_retry() may drop mmap_lock and retry: a user fault
+    /// (FAULT_FLAG_ALLOW_RETRY) on its first try. GUP's faults here hold mmap_lock throughout
+    /// (FOLL_UNLOCKABLE's retry is not modelled) and lock the folio as __folio_lock() does.
+    pub fn allow_retry_first(&self) -> bool {
+        self.lock_mmap && !self.tried
+    }
+}
+
+/// How a step of a function handle_mm_fault() calls ends.
+pub enum Outcome {
+    /// Its next step comes next (its stage set by `Flow::goto`).
+    Continue,
+    /// It returned this VM_FAULT_* value, mmap_lock held as the fault took it.
+    Return(i64),
+    /// VM_FAULT_RETRY with mmap_lock dropped: the fault puts the folio it held (if any) and
+    /// starts over.
+    Retry(Option<FolioId>),
+}
+
+impl From<Flow> for Outcome {
+    fn from(flow: Flow) -> Outcome {
+        match flow {
+            Flow::Continue => Outcome::Continue,
+            Flow::Return(result) => Outcome::Return(result),
+            Flow::Call(_) => unreachable!("the fault's functions run inside its frame (see the module doc)"),
+        }
+    }
+}
+
+/// Where handle_mm_fault() is: taking mmap_lock, reading the page tables, inside one of the
+/// functions it calls (each its own machine, whose stages hold their data), or unlocking.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum FaultStage {
+    LockMmap,
+    ReadPte,
+    Anonymous(DoAnonymousPage),
+    Wp(DoWpPage),
+    Swap(DoSwapPage),
+    File(DoFault),
+    HugeAnonymous(DoHugePmdAnonymousPage),
+    HugeWp(DoHugePmdWpPage),
+    /// mmap_read_unlock(), then return `result`.
+    Unlock {
+        result: i64,
+    },
+}
+
+/// mm/memory.c: handle_mm_fault() → __handle_mm_fault() → handle_pte_fault(): the dispatcher
+/// of a fault (see the module doc). It hashes as the flat struct it was (memory/flat.rs).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Fault {
+    pub vmf: Vmf,
+    pub stage: FaultStage,
 }
 
 impl Fault {
     pub fn new(mm: MmId, address: u64, write: bool, lock_mmap: bool) -> Fault {
-        Fault {
-            mm,
-            address,
-            write,
-            lock_mmap,
-            tried: false,
-            stage: if lock_mmap { FaultStage::LockMmap } else { FaultStage::ReadPte },
-            orig_pte: Pte::None,
-            new_folio: None,
-            old_folio: None,
-            swap_folio: None,
-            zero_pmd: None,
-            huge_pmd: None,
-            file: None,
-            cache_folio: None,
-            ra_folios: Vec::new(),
-            around: None,
-            mmap_dropped: false,
-            result: 0,
-        }
+        let stage = if lock_mmap { FaultStage::LockMmap } else { FaultStage::ReadPte };
+        Fault { vmf: Vmf::new(mm, address, write, lock_mmap), stage }
     }
 
-    fn vpn(&self) -> u64 {
-        self.address >> PAGE_SHIFT
-    }
-
-    fn finish(&mut self, result: i64) -> Flow {
-        self.result = result;
-        if self.lock_mmap {
-            self.stage = FaultStage::Unlock;
-            Flow::Continue
+    /// handle_mm_fault() returns `result`: a user fault unlocks mmap_lock first (its next
+    /// step), GUP's returns now.
+    fn handle_mm_fault_returns(&mut self, result: i64) -> Flow {
+        if self.vmf.lock_mmap {
+            Flow::goto(&mut self.stage, FaultStage::Unlock { result })
         } else {
             Flow::Return(result)
         }
@@ -291,294 +308,803 @@ impl Fault {
 
     /// arch/x86/mm/fault.c: lock_mm_and_find_vma() and access_error().
     fn lock_mmap(&mut self, ctx: &mut Ctx) -> Flow {
-        ctx.mmap_read_lock(self.mm);
-        let address = self.address;
+        ctx.mmap_read_lock(self.vmf.mm);
+        let address = self.vmf.address;
         ctx.event("lock_mm_and_find_vma", "mmap_read_lock", |_| format!("{address:#x}"));
-        self.stage = FaultStage::ReadPte;
-        Flow::Continue
+        Flow::goto(&mut self.stage, FaultStage::ReadPte)
     }
 
     /// mm/memory.c: handle_pte_fault(): the lockless snapshot of the PTE decides the path.
     fn read_pte(&mut self, ctx: &mut Ctx) -> Flow {
-        let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(self.address)).cloned();
+        let (mm, address, write) = (self.vmf.mm, self.vmf.address, self.vmf.write);
+        let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned();
         let Some(vma) = vma else {
-            return self.finish(VM_FAULT_SIGSEGV);
+            return self.handle_mm_fault_returns(VM_FAULT_SIGSEGV);
         };
-        let allowed = if self.write { vma.flags & vm_flags::VM_WRITE != 0 } else { vma.flags & vm_flags::VM_READ != 0 };
+        let allowed = if write { vma.flags & vm_flags::VM_WRITE != 0 } else { vma.flags & vm_flags::VM_READ != 0 };
         if !allowed {
-            return self.finish(VM_FAULT_SIGSEGV);
+            return self.handle_mm_fault_returns(VM_FAULT_SIGSEGV);
         }
         // __handle_mm_fault(): a huge PMD maps the address, or one may be made for it.
-        let index = crate::mm::huge_memory::pmd_index(self.address);
-        if let Some(pmd) = ctx.pmd_load(self.mm, index) {
-            if self.write && !pmd.write {
-                if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) {
-                    // do_huge_pmd_wp_page() → do_huge_zero_wp_pmd(): a new THP replaces the
-                    // huge zero PMD (a failed allocation would split it instead).
-                    self.zero_pmd = Some(pmd);
-                    self.stage = FaultStage::HugeAlloc;
-                    return Flow::Continue;
-                }
-                self.huge_pmd = Some(pmd);
-                self.stage = FaultStage::HugeWp;
-                return Flow::Continue;
-            }
-            return self.finish(0);
+        let index = crate::mm::huge_memory::pmd_index(address);
+        if let Some(pmd) = ctx.pmd_load(mm, index) {
+            return self.huge_pmd_fault(pmd);
         }
-        if crate::mm::huge_memory::thp_fault_allowed(&vma, self.address) && ctx.pmd_none(self.mm, index) {
-            if !self.write {
+        if crate::mm::huge_memory::thp_fault_allowed(&vma, address) && ctx.pmd_none(mm, index) {
+            if !write {
                 // do_huge_pmd_anonymous_page(): a read fault maps the huge zero folio.
-                let mapped = crate::mm::huge_memory::do_huge_zero_pmd(ctx, self.mm, self.address);
-                let address = self.address;
-                ctx.event("do_huge_pmd_anonymous_page", "set_huge_zero_folio", |_| {
-                    format!("{address:#x}: {}", if mapped { "huge zero PMD" } else { "PMD populated meanwhile" })
-                });
-                return self.finish(0);
+                crate::mm::huge_memory::do_huge_pmd_anonymous_read(ctx, &self.vmf);
+                return self.handle_mm_fault_returns(0);
             }
-            self.stage = FaultStage::HugeAlloc;
-            return Flow::Continue;
+            let huge = DoHugePmdAnonymousPage::new(None);
+            return Flow::goto(&mut self.stage, FaultStage::HugeAnonymous(huge));
         }
-        self.orig_pte = ctx.pte_load(self.mm, self.vpn());
-        let orig = self.orig_pte;
+        self.vmf.orig_pte = ctx.pte_load(mm, self.vmf.vpn());
+        let orig = self.vmf.orig_pte;
         ctx.event("handle_pte_fault", "ptep_get_lockless", |_| format!("PTE {}", orig.describe()));
         // do_pte_missing() → do_fault(): a device VMA has vm_ops but no ->fault: SIGBUS.
-        if self.orig_pte.is_none() && vma.device.is_some() {
-            return self.finish(VM_FAULT_SIGBUS);
+        if orig.is_none() && vma.device.is_some() {
+            return self.handle_mm_fault_returns(VM_FAULT_SIGBUS);
         }
-        if vma.file.is_some() && self.orig_pte.is_none() {
-            return self.file_fault(ctx, &vma);
+        match vma.file {
+            Some(file) if orig.is_none() => match do_fault(ctx, &mut self.vmf, &vma, file) {
+                Ok(fault) => Flow::goto(&mut self.stage, FaultStage::File(fault)),
+                Err(result) => self.handle_mm_fault_returns(result),
+            },
+            _ => self.handle_pte_fault(ctx),
         }
+    }
 
-        self.stage = match self.orig_pte {
-            Pte::None if !self.write => FaultStage::AnonZeroSetPte,
-            Pte::None => FaultStage::AnonAlloc,
-            Pte::Present(p) if self.write && !p.write => FaultStage::WpLock,
+    /// __handle_mm_fault() on a huge PMD: a write to a read-only one is do_huge_pmd_wp_page(),
+    /// which for the huge zero PMD is do_huge_zero_wp_pmd(): a new THP replaces it (a failed
+    /// allocation would split it instead). Otherwise the access is retried.
+    fn huge_pmd_fault(&mut self, pmd: PresentPte) -> Flow {
+        if !self.vmf.write || pmd.write {
+            return self.handle_mm_fault_returns(0);
+        }
+        if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) {
+            let huge = DoHugePmdAnonymousPage::new(Some(pmd));
+            return Flow::goto(&mut self.stage, FaultStage::HugeAnonymous(huge));
+        }
+        self.vmf.orig_pmd = Some(pmd);
+        Flow::goto(&mut self.stage, FaultStage::HugeWp(DoHugePmdWpPage::new()))
+    }
+
+    /// handle_pte_fault() past the file VMA's missing page: do_anonymous_page(), do_wp_page()
+    /// or do_swap_page().
+    fn handle_pte_fault(&mut self, ctx: &mut Ctx) -> Flow {
+        let next = match self.vmf.orig_pte {
+            Pte::None => FaultStage::Anonymous(DoAnonymousPage::new(self.vmf.write)),
+            Pte::Present(p) if self.vmf.write && !p.write => FaultStage::Wp(DoWpPage { stage: WpStage::Lock }),
             // Someone else resolved it (or only the accessed bit was missing): retry the access.
-            Pte::Present(_) => return self.finish(0),
-            Pte::Swap { .. } => FaultStage::SwapLookup,
+            Pte::Present(_) => return self.handle_mm_fault_returns(0),
+            Pte::Swap { .. } => FaultStage::Swap(DoSwapPage { stage: SwapStage::Lookup }),
             Pte::Migration { pfn, .. } => {
                 // do_swap_page() → migration_entry_wait(): sleep until the folio under
                 // migration (or split) is unlocked, then retry the fault.
                 let (folio, _) = ctx.page_folio_load(pfn);
-                self.swap_folio = Some(folio);
-                FaultStage::MigrationWait
+                FaultStage::Swap(DoSwapPage { stage: SwapStage::MigrationWait { folio } })
             }
         };
-        Flow::Continue
+        Flow::goto(&mut self.stage, next)
     }
 
-    /// mm/memory.c: do_fault() in a file VMA: do_read_fault(), or for a write to a private
-    /// mapping do_cow_fault() (vmf_anon_prepare() and folio_prealloc() come first), both
-    /// through mm/filemap.c: filemap_fault(). do_shared_fault() (page_mkwrite, dirty
-    /// tracking, writeback) is not modelled.
-    fn file_fault(&mut self, ctx: &mut Ctx, vma: &Vma) -> Flow {
-        if self.write && vma.flags & vm_flags::VM_SHARED != 0 {
-            let message = format!(
-                "not modelled: a write fault in a shared file mapping at {:#x} (do_shared_fault)",
-                self.address
-            );
+    /// VM_FAULT_RETRY with mmap_lock dropped: the folio held (if any) goes and
+    /// arch/x86/mm/fault.c: do_user_addr_fault() starts over with FAULT_FLAG_TRIED.
+    fn retry(&mut self, ctx: &mut Ctx, folio: Option<FolioId>) -> Flow {
+        if let Some(folio) = folio {
+            folio_put(ctx, folio);
+        }
+        let Vmf { mm, address, write, .. } = self.vmf;
+        ctx.event("do_user_addr_fault", "VM_FAULT_RETRY", |_| match folio {
+            Some(folio) => format!("{address:#x}: folio {folio} unlocked, retry"),
+            None => format!("{address:#x}: retry"),
+        });
+        self.vmf = Vmf { tried: true, ..Vmf::new(mm, address, write, true) };
+        Flow::goto(&mut self.stage, FaultStage::LockMmap)
+    }
+}
+
+impl KernelFunction for Fault {
+    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+        let vmf = &self.vmf;
+        let outcome = match &mut self.stage {
+            FaultStage::LockMmap => return self.lock_mmap(ctx),
+            FaultStage::ReadPte => return self.read_pte(ctx),
+            FaultStage::Anonymous(anonymous) => anonymous.step(ctx, vmf),
+            FaultStage::Wp(wp) => wp.step(ctx, vmf),
+            FaultStage::Swap(swap) => swap.step(ctx, vmf),
+            FaultStage::File(fault) => fault.step(ctx, vmf),
+            FaultStage::HugeAnonymous(huge) => huge.step(ctx, vmf),
+            FaultStage::HugeWp(huge) => huge.step(ctx, vmf),
+            FaultStage::Unlock { result } => {
+                ctx.mmap_read_unlock(vmf.mm);
+                ctx.event("handle_mm_fault", "mmap_read_unlock", |_| String::new());
+                return Flow::Return(*result);
+            }
+        };
+        match outcome {
+            Outcome::Continue => Flow::Continue,
+            Outcome::Return(result) => self.handle_mm_fault_returns(result),
+            Outcome::Retry(folio) => self.retry(ctx, folio),
+        }
+    }
+
+    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
+        let vmf = &self.vmf;
+        match &self.stage {
+            FaultStage::LockMmap => Wait::MmapRead(vmf.mm),
+            FaultStage::ReadPte | FaultStage::Unlock { .. } => Wait::Nothing,
+            FaultStage::Anonymous(anonymous) => anonymous.wait(vmf),
+            FaultStage::Wp(wp) => wp.wait(vmf),
+            FaultStage::Swap(swap) => swap.wait(vmf),
+            FaultStage::File(fault) => fault.wait(vmf),
+            FaultStage::HugeAnonymous(huge) => huge.wait(vmf),
+            FaultStage::HugeWp(huge) => huge.wait(vmf),
+        }
+    }
+}
+
+/// mm/memory.c: do_anonymous_page(): a read fault maps the zero page, a write fault a new
+/// folio.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoAnonymousPage {
+    pub stage: AnonymousStage,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum AnonymousStage {
+    /// A read fault: the zero page, under the PTE lock.
+    ZeroSetPte,
+    /// vmf_anon_prepare() and alloc_anon_folio().
+    Alloc,
+    /// Under the PTE lock: the new folio, referenced, mapped.
+    SetPte { folio: FolioId },
+}
+
+impl DoAnonymousPage {
+    fn new(write: bool) -> Self {
+        DoAnonymousPage { stage: if write { AnonymousStage::Alloc } else { AnonymousStage::ZeroSetPte } }
+    }
+
+    fn step(&mut self, ctx: &mut Ctx, vmf: &Vmf) -> Outcome {
+        match self.stage {
+            AnonymousStage::ZeroSetPte => anon_zero_set_pte(ctx, vmf),
+            AnonymousStage::Alloc => {
+                let folio = alloc_anon_folio(ctx, vmf);
+                Flow::goto(&mut self.stage, AnonymousStage::SetPte { folio }).into()
+            }
+            AnonymousStage::SetPte { folio } => anon_set_pte(ctx, vmf, folio),
+        }
+    }
+
+    fn wait(&self, vmf: &Vmf) -> Wait {
+        match self.stage {
+            AnonymousStage::Alloc => Wait::Nothing,
+            AnonymousStage::ZeroSetPte | AnonymousStage::SetPte { .. } => Wait::PteLock(vmf.mm, vmf.vpn()),
+        }
+    }
+}
+
+/// do_anonymous_page()'s handle_userfault(): a user fault sleeps and retries (VM_FAULT_RETRY),
+/// GUP's is SIGBUS.
+fn userfault_result(vmf: &Vmf) -> Outcome {
+    Outcome::Return(if vmf.lock_mmap { VM_FAULT_RETRY } else { VM_FAULT_SIGBUS })
+}
+
+/// mm/memory.c: do_anonymous_page(), read fault: map the zero page, special and read-only.
+fn anon_zero_set_pte(ctx: &mut Ctx, vmf: &Vmf) -> Outcome {
+    let (mm, vpn, address) = (vmf.mm, vmf.vpn(), vmf.address);
+    ctx.ptl_lock(mm, vpn);
+    if ctx.pte_load(mm, vpn).is_none() {
+        if userfaultfd_missing(ctx, mm, address, vmf.lock_mmap) {
+            ctx.ptl_unlock(mm, vpn);
+            ctx.event("handle_userfault", "UFFD_EVENT_PAGEFAULT", |_| format!("{address:#x}: message queued, sleep"));
+            return userfault_result(vmf);
+        }
+        let entry =
+            PresentPte { pfn: folio_pfn(ZERO_FOLIO, 0), write: false, dirty: false, young: true, special: true };
+        ctx.pte_store(mm, vpn, Pte::Present(entry));
+    }
+    ctx.ptl_unlock(mm, vpn);
+    ctx.event("do_anonymous_page", "set_pte_at zero page", |_| {
+        format!("{address:#x} -> zero page (special, read-only)")
+    });
+    Outcome::Return(0)
+}
+
+/// mm/memory.c: do_anonymous_page(): vmf_anon_prepare() and alloc_anon_folio().
+fn alloc_anon_folio(ctx: &mut Ctx, vmf: &Vmf) -> FolioId {
+    anon_vma_prepare(ctx, vmf.mm, vmf.address);
+    let order = alloc_anon_folio_order(ctx, vmf.mm, vmf.address);
+    let folio = ctx.alloc_folio(order);
+    if order > 0 {
+        ctx.flag_store(folio, PageFlag::LargeRmappable, true);
+    }
+    ctx.flag_store(folio, PageFlag::Uptodate, true);
+    ctx.event("do_anonymous_page", "alloc_anon_folio", |_| {
+        format!("folio {folio} (order {order}, zeroed, refcount 1)")
+    });
+    folio
+}
+
+/// mm/memory.c: do_anonymous_page() under the PTE lock: vmf_pte_changed() (pte_range_none()
+/// for a large folio), rmap, LRU, the PTEs.
+fn anon_set_pte(ctx: &mut Ctx, vmf: &Vmf, folio: FolioId) -> Outcome {
+    let (mm, vpn) = (vmf.mm, vmf.vpn());
+    let nr = ctx.folio_nr_pages(folio) as u64;
+    let first = vpn & !(nr - 1);
+    let address = first << PAGE_SHIFT;
+    ctx.ptl_lock(mm, vpn);
+    if !(first..first + nr).all(|v| ctx.pte_load(mm, v).is_none()) {
+        // release: someone else mapped it first.
+        ctx.ptl_unlock(mm, vpn);
+        folio_put(ctx, folio);
+        ctx.event("do_anonymous_page", "vmf_pte_changed", |_| {
+            format!("{address:#x} already mapped: folio {folio} released")
+        });
+        return Outcome::Return(0);
+    }
+    if userfaultfd_missing(ctx, mm, vmf.address, vmf.lock_mmap) {
+        ctx.ptl_unlock(mm, vpn);
+        folio_put(ctx, folio);
+        let fault = vmf.address;
+        ctx.event("handle_userfault", "UFFD_EVENT_PAGEFAULT", |_| format!("{fault:#x}: message queued, sleep"));
+        return userfault_result(vmf);
+    }
+    if nr > 1 {
+        ctx.ref_add(folio, nr as i32 - 1, crate::access::Ordering::Relaxed);
+    }
+    ctx.rss_add(mm, true, nr as i64);
+    folio_add_new_anon_rmap(ctx, folio, mm, address);
+    folio_add_lru(ctx, folio);
+    let writable = ctx.vmas(mm).iter().any(|v| v.contains(address) && v.flags & vm_flags::VM_WRITE != 0);
+    for page in 0..nr {
+        let entry = PresentPte {
+            pfn: folio_pfn(folio, page as usize),
+            write: writable,
+            dirty: writable,
+            young: true,
+            special: false,
+        };
+        ctx.pte_store(mm, first + page, Pte::Present(entry));
+    }
+    ctx.ptl_unlock(mm, vpn);
+    ctx.event("do_anonymous_page", "set_ptes", |k| {
+        format!("{address:#x} -> folio {folio} ({nr} PTEs): {}", k.folio(folio).dump(folio))
+    });
+    Outcome::Return(0)
+}
+
+/// mm/memory.c: do_wp_page(): under the PTE lock, reuse an exclusive anonymous page or copy
+/// it (wp_page_copy()).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoWpPage {
+    pub stage: WpStage,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum WpStage {
+    /// do_wp_page() under the PTE lock: pte_same(), then reuse or copy.
+    Lock,
+    /// wp_page_copy(): allocate and copy. `old` is referenced (ZERO_FOLIO: no normal page).
+    CopyAlloc { old: FolioId },
+    /// wp_page_copy() under the PTE lock: `new` replaces the old mapping.
+    CopySetPte { new: FolioId, old: FolioId },
+    /// wp_page_copy()'s "if (old_folio) folio_put(old_folio)".
+    PutOld { old: FolioId },
+}
+
+impl DoWpPage {
+    fn step(&mut self, ctx: &mut Ctx, vmf: &Vmf) -> Outcome {
+        match self.stage {
+            WpStage::Lock => self.wp_lock(ctx, vmf),
+            WpStage::CopyAlloc { old } => {
+                let new = wp_copy_alloc(ctx, vmf, old);
+                Flow::goto(&mut self.stage, WpStage::CopySetPte { new, old }).into()
+            }
+            WpStage::CopySetPte { new, old } => {
+                wp_copy_set_pte(ctx, vmf, new, old);
+                Flow::goto(&mut self.stage, WpStage::PutOld { old }).into()
+            }
+            WpStage::PutOld { old } => {
+                folio_put(ctx, old);
+                ctx.event("wp_page_copy", "folio_put old", |_| format!("folio {old}"));
+                Outcome::Return(0)
+            }
+        }
+    }
+
+    fn wait(&self, vmf: &Vmf) -> Wait {
+        match self.stage {
+            WpStage::Lock | WpStage::CopySetPte { .. } => Wait::PteLock(vmf.mm, vmf.vpn()),
+            WpStage::CopyAlloc { .. } | WpStage::PutOld { .. } => Wait::Nothing,
+        }
+    }
+
+    /// mm/memory.c: do_wp_page(): under the PTE lock, reuse an exclusive anonymous page or copy.
+    fn wp_lock(&mut self, ctx: &mut Ctx, vmf: &Vmf) -> Outcome {
+        let (mm, vpn, address) = (vmf.mm, vmf.vpn(), vmf.address);
+        ctx.ptl_lock(mm, vpn);
+        let pte = ctx.pte_load(mm, vpn);
+        if pte != vmf.orig_pte {
+            ctx.ptl_unlock(mm, vpn);
+            ctx.event("do_wp_page", "pte_same", |_| format!("{address:#x}: PTE changed, retry"));
+            return Outcome::Return(0);
+        }
+        let present = vmf.orig_present();
+        let vma = vmf.vma(ctx);
+        let folio = vm_normal_page(&vma, address, present).map(pfn_folio);
+        // do_wp_page(): no normal page in a shared PFN/mixed map is wp_pfn_shared() (a
+        // pfn_mkwrite handler; the modelled drivers install writable PTEs there instead).
+        if folio.is_none() && vma.flags & vm_flags::VM_SHARED != 0 {
+            ctx.ptl_unlock(mm, vpn);
+            return Outcome::Return(VM_FAULT_SIGBUS);
+        }
+        if vma.file.is_some() && vma.flags & vm_flags::VM_SHARED != 0 {
+            ctx.ptl_unlock(mm, vpn);
+            let message = format!("not modelled: a write to a shared file mapping at {address:#x} (wp_page_shared)");
             ctx.violation(Violation::new(ViolationKind::Invariant, message));
-            return self.finish(VM_FAULT_SIGBUS);
+            return Outcome::Return(VM_FAULT_SIGBUS);
         }
-        let file = vma.file.expect("a file VMA");
-        self.file = Some((file, vma.linear_page_index(self.address)));
-        if self.write {
-            anon_vma_prepare(ctx, self.mm, self.address);
-            let folio = ctx.alloc_folio(0);
-            self.new_folio = Some(folio);
-            ctx.event("do_cow_fault", "folio_prealloc", |_| format!("folio {folio} for the private copy"));
+        if let Some(folio) = folio {
+            if wp_page_reuse(ctx, vmf, folio, present) {
+                return Outcome::Return(0);
+            }
+            ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
         }
-        // should_fault_around(): a read fault, outside a userfaultfd WP/minor VMA (not modelled).
-        self.stage = if self.write { FaultStage::FileLookup } else { FaultStage::FileAround };
-        Flow::Continue
+        ctx.ptl_unlock(mm, vpn);
+        ctx.event("do_wp_page", "wp_page_copy", |_| format!("{address:#x}: copy on write"));
+        Flow::goto(&mut self.stage, WpStage::CopyAlloc { old: folio.unwrap_or(ZERO_FOLIO) }).into()
+    }
+}
+
+/// mm/memory.c: wp_can_reuse_anon_folio() / PageAnonExclusive: reuse in place, then
+/// wp_page_reuse() makes the PTE writable and drops the PTE lock. False (the lock held) if the
+/// folio must be copied.
+fn wp_page_reuse(ctx: &mut Ctx, vmf: &Vmf, folio: FolioId, present: PresentPte) -> bool {
+    let (mm, vpn, address) = (vmf.mm, vmf.vpn(), vmf.address);
+    let page = pfn_page(present.pfn);
+    let anon = ctx.flag_test(folio, PageFlag::Anon);
+    let exclusive = anon && ctx.anon_exclusive_load(folio, page);
+    // wp_can_reuse_anon_folio(): a folio only this mapping holds is reused, under its
+    // lock: "folio_move_anon_rmap(folio, vma); SetPageAnonExclusive(page)".
+    let reusable = exclusive || (anon && wp_can_reuse_anon_folio(ctx, folio));
+    if !reusable {
+        return false;
+    }
+    if !exclusive {
+        let anon_vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).and_then(|v| v.anon_vma);
+        let (_, index) = ctx.mapping_load(folio);
+        if let Some(anon_vma) = anon_vma {
+            ctx.mapping_store(folio, Mapping::Anon(anon_vma), index);
+        }
+        ctx.anon_exclusive_store(folio, page, true);
+        ctx.flag_store(folio, PageFlag::Locked, false);
+    }
+    let entry = PresentPte { write: true, dirty: true, young: true, ..present };
+    ctx.pte_store(mm, vpn, Pte::Present(entry));
+    ctx.ptl_unlock(mm, vpn);
+    ctx.event("do_wp_page", "wp_page_reuse", |_| format!("{address:#x}: folio {folio} exclusive, made writable"));
+    true
+}
+
+/// mm/memory.c: wp_page_copy(): allocate and copy (the zero page needs no copy).
+fn wp_copy_alloc(ctx: &mut Ctx, vmf: &Vmf, old: FolioId) -> FolioId {
+    anon_vma_prepare(ctx, vmf.mm, vmf.address);
+    let folio = ctx.alloc_folio(0);
+    let pfn = vmf.orig_present().pfn;
+    // __wp_page_copy_user(): copy the page, or with no normal page, what the old PTE maps
+    // (a raw pfn's memory; the zero page reads as zeroes).
+    let data =
+        if pfn_folio(pfn) == ZERO_FOLIO { PageData::Fill(0) } else { ctx.data_load(pfn_folio(pfn), pfn_page(pfn)) };
+    ctx.data_store(folio, 0, data);
+    ctx.flag_store(folio, PageFlag::Uptodate, true);
+    ctx.event("wp_page_copy", "__wp_page_copy_user", |_| {
+        if old == ZERO_FOLIO {
+            format!("folio {folio} copied from pfn {pfn:#x} (no normal page)")
+        } else {
+            format!("folio {folio} copied from folio {old}")
+        }
+    });
+    folio
+}
+
+/// mm/memory.c: wp_page_copy() under the PTE lock: replace the old mapping (or, with the PTE
+/// changed, release the copy).
+fn wp_copy_set_pte(ctx: &mut Ctx, vmf: &Vmf, folio: FolioId, old: FolioId) {
+    let (mm, vpn, address) = (vmf.mm, vmf.vpn(), vmf.address);
+    ctx.ptl_lock(mm, vpn);
+    if ctx.pte_load(mm, vpn) != vmf.orig_pte {
+        ctx.ptl_unlock(mm, vpn);
+        folio_put(ctx, folio);
+        return;
+    }
+    if old == ZERO_FOLIO {
+        ctx.rss_add(mm, true, 1);
+    } else {
+        let page = pfn_page(vmf.orig_present().pfn);
+        if !ctx.flag_test(old, PageFlag::Anon) {
+            // A driver's (or page cache) page replaced by an anonymous copy.
+            ctx.rss_add(mm, false, -1);
+            ctx.rss_add(mm, true, 1);
+        }
+        folio_remove_rmap_pte(ctx, old, page);
+    }
+    folio_add_new_anon_rmap(ctx, folio, mm, address);
+    folio_add_lru(ctx, folio);
+    let entry = PresentPte { pfn: folio_pfn(folio, 0), write: true, dirty: true, young: true, special: false };
+    ctx.pte_store(mm, vpn, Pte::Present(entry));
+    ctx.ptl_unlock(mm, vpn);
+    ctx.event("wp_page_copy", "set_pte_at", |_| format!("{address:#x} -> folio {folio} (was folio {old})"));
+    // The old mapping's reference goes with the one taken for the copy.
+    if old != ZERO_FOLIO {
+        folio_put(ctx, old);
+    }
+}
+
+/// mm/memory.c: do_swap_page(): the swap cache folio (or one read in), locked, mapped under
+/// the PTE lock; on a migration entry, migration_entry_wait().
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoSwapPage {
+    pub stage: SwapStage,
+}
+
+/// The folio of every stage but the first is the swap cache folio, referenced.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum SwapStage {
+    /// swap_cache_get_folio(), or swapin_readahead() on a miss.
+    Lookup,
+    /// folio_lock_or_retry().
+    Lock { folio: FolioId },
+    /// __folio_lock_or_retry() on a first try: mmap_lock dropped, folio_wait_locked().
+    RetryWait { folio: FolioId },
+    /// Under the PTE lock, the folio locked: map it.
+    Map { folio: FolioId },
+    /// migration_entry_wait(): the folio under migration (not referenced), until unlocked.
+    MigrationWait { folio: FolioId },
+}
+
+impl DoSwapPage {
+    fn step(&mut self, ctx: &mut Ctx, vmf: &Vmf) -> Outcome {
+        match self.stage {
+            SwapStage::Lookup => match swap_lookup(ctx, vmf) {
+                Some(folio) => Flow::goto(&mut self.stage, SwapStage::Lock { folio }).into(),
+                None => Outcome::Return(0),
+            },
+            SwapStage::Lock { folio } => self.swap_lock(ctx, vmf, folio),
+            // folio_wait_locked() returned: do_swap_page() "goto out_release" drops the folio,
+            // and arch/x86/mm/fault.c: do_user_addr_fault() retries with FAULT_FLAG_TRIED.
+            SwapStage::RetryWait { folio } => Outcome::Retry(Some(folio)),
+            SwapStage::Map { folio } => swap_map(ctx, vmf, folio),
+            SwapStage::MigrationWait { folio } => {
+                let address = vmf.address;
+                ctx.event("migration_entry_wait", "folio_wait_bit", |_| {
+                    format!("{address:#x}: folio {folio} unlocked, retry the fault")
+                });
+                Outcome::Return(0)
+            }
+        }
+    }
+
+    fn wait(&self, vmf: &Vmf) -> Wait {
+        match self.stage {
+            SwapStage::Lookup => Wait::Nothing,
+            SwapStage::Lock { .. } if vmf.allow_retry_first() => Wait::Nothing,
+            SwapStage::Lock { folio } | SwapStage::RetryWait { folio } | SwapStage::MigrationWait { folio } => {
+                Wait::FolioLock(folio)
+            }
+            SwapStage::Map { .. } => Wait::PteLock(vmf.mm, vmf.vpn()),
+        }
+    }
+
+    /// folio_lock_or_retry(), then "the folio is still the swap cache folio of this entry".
+    /// include/linux/pagemap.h: folio_lock_or_retry(): folio_trylock(), else
+    /// mm/filemap.c: __folio_lock_or_retry(): on a first try drop mmap_lock, wait for the folio
+    /// and return VM_FAULT_RETRY; on a retried one, sleep for the lock with mmap_lock held
+    /// (the step waited until the folio was unlocked).
+    fn swap_lock(&mut self, ctx: &mut Ctx, vmf: &Vmf, folio: FolioId) -> Outcome {
+        if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+            assert!(vmf.allow_retry_first(), "a blocking folio_lock() waits until the folio is unlocked");
+            ctx.mmap_read_unlock(vmf.mm);
+            ctx.event("__folio_lock_or_retry", "mmap_read_unlock", |_| format!("folio {folio} locked: wait, retry"));
+            return Flow::goto(&mut self.stage, SwapStage::RetryWait { folio }).into();
+        }
+        // "folio_test_swapcache(folio) && page_swap_entry(page).val == entry.val".
+        let offset = swap_offset(vmf);
+        let nr = ctx.folio_nr_pages(folio) as u32;
+        let still = ctx.flag_test(folio, PageFlag::Swapcache)
+            && ctx.folio_swap_load(folio).is_some_and(|base| (base..base + nr).contains(&offset));
+        if !still {
+            swap_release(ctx, folio);
+            ctx.event("do_swap_page", "out_page", |_| format!("folio {folio} left the swap cache, retry"));
+            return Outcome::Return(0);
+        }
+        ctx.event("do_swap_page", "folio_lock", |_| format!("folio {folio}"));
+        Flow::goto(&mut self.stage, SwapStage::Map { folio }).into()
+    }
+}
+
+/// The swap entry's offset in do_swap_page()'s swap PTE.
+fn swap_offset(vmf: &Vmf) -> u32 {
+    match vmf.orig_pte {
+        Pte::Swap { offset, .. } => offset,
+        _ => unreachable!("do_swap_page on a swap PTE"),
+    }
+}
+
+/// mm/memory.c: do_swap_page(): swap_cache_get_folio(), or swapin_readahead() on a miss.
+fn swap_lookup(ctx: &mut Ctx, vmf: &Vmf) -> Option<FolioId> {
+    let (offset, address) = (swap_offset(vmf), vmf.address);
+    let cached = swap_cache_get_folio(ctx, offset);
+    let folio = cached.or_else(|| read_swap_cache(ctx, offset));
+    ctx.event("do_swap_page", if cached.is_some() { "swap_cache_get_folio" } else { "swapin_readahead" }, |k| {
+        match folio {
+            Some(f) => format!("{address:#x}: swap entry {offset:#x} -> {}", k.folio(f).dump(f)),
+            None => format!("{address:#x}: swap entry {offset:#x} gone, retry"),
+        }
+    });
+    folio
+}
+
+/// do_swap_page()'s out_release with the folio locked: folio_unlock(), folio_put().
+fn swap_release(ctx: &mut Ctx, folio: FolioId) {
+    ctx.flag_store(folio, PageFlag::Locked, false);
+    folio_put(ctx, folio);
+}
+
+/// do_swap_page() under the PTE lock: pte_same() ("out_nomap" if not), then the pages to map
+/// (swap_pte_batch()) and swap_map_folio().
+fn swap_map(ctx: &mut Ctx, vmf: &Vmf, folio: FolioId) -> Outcome {
+    let (mm, vpn, address) = (vmf.mm, vmf.vpn(), vmf.address);
+    ctx.ptl_lock(mm, vpn);
+    if ctx.pte_load(mm, vpn) != vmf.orig_pte {
+        ctx.ptl_unlock(mm, vpn);
+        swap_release(ctx, folio);
+        ctx.event("do_swap_page", "out_nomap", |_| format!("{address:#x}: PTE changed, retry"));
+        return Outcome::Return(0);
+    }
+    let vma = vmf.vma(ctx);
+    let Pte::Swap { exclusive, .. } = vmf.orig_pte else { unreachable!("a swap PTE") };
+    let base = ctx.folio_swap_load(folio).expect("checked under the folio lock");
+    let (first_page, nr_pages) = swap_pte_batch(ctx, vmf, &vma, folio, base, exclusive);
+    swap_map_folio(ctx, vmf, &vma, folio, base, first_page..first_page + nr_pages, exclusive);
+    Outcome::Return(0)
+}
+
+/// do_swap_page() under the PTE lock, past pte_same(): swap_free(), maybe folio_free_swap(),
+/// then map `pages` of the folio -- one page, or for a large swap cache folio whose every page
+/// the neighbouring PTEs still name in order, the whole folio (6.10+) -- exclusive iff the
+/// swap PTE was (or the folio has no other user).
+fn swap_map_folio(
+    ctx: &mut Ctx,
+    vmf: &Vmf,
+    vma: &Vma,
+    folio: FolioId,
+    base: u32,
+    pages: std::ops::Range<usize>,
+    exclusive: bool,
+) {
+    let (mm, vpn, offset) = (vmf.mm, vmf.vpn(), swap_offset(vmf));
+    let (first_page, nr_pages) = (pages.start, pages.len());
+    let first_address = (vpn - (offset - base) as u64 + first_page as u64) << PAGE_SHIFT;
+    let anon = ctx.flag_test(folio, PageFlag::Anon);
+    let page_exclusive = ctx.anon_exclusive_load(folio, (offset - base) as usize);
+    if anon && page_exclusive {
+        ctx.violation(Violation::new(
+            ViolationKind::KernelBug,
+            "BUG_ON(folio_test_anon(folio) && PageAnonExclusive(page)) in do_swap_page()",
+        ));
+    }
+    for page in pages.clone() {
+        swap_free(ctx, base + page as u32);
+    }
+    // should_try_to_free_swap(): swap full, or a write fault on a folio only we hold.
+    let nr = ctx.folio_nr_pages(folio) as i32;
+    if ctx.flag_test(folio, PageFlag::Swapcache) && (vm_swap_full(ctx) || (vmf.write && ctx.ref_load(folio) == 1 + nr))
+    {
+        folio_free_swap(ctx, folio);
+    }
+    ctx.rss_add(mm, true, nr_pages as i64);
+    ctx.rss_swap_add(mm, -(nr_pages as i64));
+    let exclusive = exclusive || ctx.ref_load(folio) == 1;
+    // "if (!folio_test_ksm(folio) && (exclusive || folio_ref_count(folio) == 1))": since
+    // c18160dba5ff (6.11) a VM_WRITE VMA maps it writable on any fault, dirty on a write
+    // one; before, only a write fault made it writable (and dirty).
+    let may_write = exclusive && vma.flags & vm_flags::VM_WRITE != 0;
+    let writable = may_write && (vmf.write || ctx.patched(crate::patches::Patch::SwapinExclusiveWritable));
+    let dirty = may_write && vmf.write;
+    if !anon {
+        // __folio_add_anon_rmap() of a folio read in just now: __folio_set_anon().
+        let anon_vma = vma.anon_vma.expect("a swap PTE implies a prepared anon_vma");
+        ctx.flag_store(folio, PageFlag::Anon, true);
+        ctx.mapping_store(folio, Mapping::Anon(anon_vma), vma.linear_page_index(first_address));
+    }
+    if nr_pages > 1 {
+        ctx.ref_add(folio, nr_pages as i32 - 1, crate::access::Ordering::Relaxed);
+    }
+    for page in pages {
+        let page_address = first_address + ((page - first_page) as u64) * PAGE_SIZE;
+        folio_add_anon_rmap_pte(ctx, folio, page, vma, page_address, exclusive);
+        let entry = PresentPte { pfn: folio_pfn(folio, page), write: writable, dirty, young: true, special: false };
+        ctx.pte_store(mm, page_address >> PAGE_SHIFT, Pte::Present(entry));
+    }
+    ctx.flag_store(folio, PageFlag::Locked, false);
+    ctx.ptl_unlock(mm, vpn);
+    ctx.event("do_swap_page", "set_pte_at", |k| {
+        format!(
+            "{first_address:#x} -> folio {folio}{}{}: {}",
+            if nr_pages > 1 { format!(" ({nr_pages} pages)") } else { String::new() },
+            if exclusive { " exclusive" } else { "" },
+            k.folio(folio).dump(folio)
+        )
+    });
+}
+
+/// The pages do_swap_page() maps: all of a large folio when the PTEs around the fault name
+/// its entries in order, inside the VMA and the PMD (swap_pte_batch()); else the one page.
+fn swap_pte_batch(ctx: &mut Ctx, vmf: &Vmf, vma: &Vma, folio: FolioId, base: u32, exclusive: bool) -> (usize, usize) {
+    let index = (swap_offset(vmf) - base) as usize;
+    let nr = ctx.folio_nr_pages(folio);
+    if nr == 1 {
+        return (0, 1);
+    }
+    let start = vmf.address - (index as u64) * PAGE_SIZE;
+    let end = start + nr as u64 * PAGE_SIZE;
+    let pmd_start = vmf.address & !(crate::mm::huge_memory::HPAGE_PMD_SIZE - 1);
+    if start < vma.start.max(pmd_start) || end > vma.end.min(pmd_start + crate::mm::huge_memory::HPAGE_PMD_SIZE) {
+        return (index, 1);
+    }
+    let batch = (0..nr).all(|page| {
+        ctx.pte_load(vmf.mm, (start >> PAGE_SHIFT) + page as u64) == Pte::Swap { offset: base + page as u32, exclusive }
+    });
+    if batch {
+        (0, nr)
+    } else {
+        (index, 1)
+    }
+}
+
+/// mm/memory.c: do_fault() in a file VMA: do_read_fault() (do_fault_around() first), or for
+/// a write to a private mapping do_cow_fault(); both through __do_fault() →
+/// mm/filemap.c: filemap_fault() (filemap.rs), then finish_fault().
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DoFault {
+    /// do_cow_fault()'s vmf->cow_page, preallocated (refcount 1); none in do_read_fault().
+    pub cow: Option<FolioId>,
+    pub stage: DoFaultStage,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum DoFaultStage {
+    /// do_read_fault(): do_fault_around() first: the first page to map.
+    Around,
+    /// filemap_map_pages() under the PTE lock: the first folio found (index, folio, locked
+    /// and referenced) and the window's last index.
+    AroundMap { first: (u64, FolioId), end: u64 },
+    /// __do_fault() → filemap_fault().
+    Filemap(FilemapFault),
+    /// finish_fault() under the PTE lock: the page cache folio, locked and referenced.
+    SetPte { folio: FolioId },
+}
+
+/// mm/memory.c: do_fault() in a file VMA, up to its first step: do_read_fault(), or for a
+/// write to a private mapping do_cow_fault() (vmf_anon_prepare() and folio_prealloc() come
+/// first). do_shared_fault() (page_mkwrite, dirty tracking, writeback) is not modelled.
+fn do_fault(ctx: &mut Ctx, vmf: &mut Vmf, vma: &Vma, file: FileId) -> Result<DoFault, i64> {
+    if vmf.write && vma.flags & vm_flags::VM_SHARED != 0 {
+        let message =
+            format!("not modelled: a write fault in a shared file mapping at {:#x} (do_shared_fault)", vmf.address);
+        ctx.violation(Violation::new(ViolationKind::Invariant, message));
+        return Err(VM_FAULT_SIGBUS);
+    }
+    vmf.pgoff = Some((file, vma.linear_page_index(vmf.address)));
+    let cow = vmf.write.then(|| {
+        anon_vma_prepare(ctx, vmf.mm, vmf.address);
+        let folio = ctx.alloc_folio(0);
+        ctx.event("do_cow_fault", "folio_prealloc", |_| format!("folio {folio} for the private copy"));
+        folio
+    });
+    // should_fault_around(): a read fault, outside a userfaultfd WP/minor VMA (not modelled).
+    let stage = if vmf.write { DoFaultStage::Filemap(FilemapFault::new()) } else { DoFaultStage::Around };
+    Ok(DoFault { cow, stage })
+}
+
+impl DoFault {
+    fn step(&mut self, ctx: &mut Ctx, vmf: &Vmf) -> Outcome {
+        match &mut self.stage {
+            DoFaultStage::Around => self.do_fault_around(ctx, vmf),
+            DoFaultStage::AroundMap { first, end } => {
+                // filemap_map_pages() under the PTE lock; VM_FAULT_NOPAGE when the faulting
+                // page was among those mapped.
+                let (first, end) = (*first, *end);
+                let vma = vmf.vma(ctx);
+                if filemap_map_pages_locked(ctx, vmf.mm, &vma, vmf.address, first, end) {
+                    return Outcome::Return(0);
+                }
+                Flow::goto(&mut self.stage, DoFaultStage::Filemap(FilemapFault::new())).into()
+            }
+            DoFaultStage::Filemap(filemap) => match filemap.step(ctx, vmf) {
+                FilemapOutcome::Continue => Outcome::Continue,
+                FilemapOutcome::Locked(folio) => {
+                    self.cow_copy(ctx, folio);
+                    Flow::goto(&mut self.stage, DoFaultStage::SetPte { folio }).into()
+                }
+                FilemapOutcome::Error(result) => {
+                    self.cow_free(ctx);
+                    Outcome::Return(result)
+                }
+                FilemapOutcome::Retry(folio) => {
+                    self.cow_free(ctx);
+                    Outcome::Retry(folio)
+                }
+            },
+            DoFaultStage::SetPte { folio } => {
+                let folio = *folio;
+                self.finish_fault(ctx, vmf, folio)
+            }
+        }
+    }
+
+    fn wait(&self, vmf: &Vmf) -> Wait {
+        match &self.stage {
+            DoFaultStage::Around => Wait::Nothing,
+            // filemap_map_pages() takes the lock of the table the window lies in.
+            DoFaultStage::AroundMap { .. } | DoFaultStage::SetPte { .. } => Wait::PteLock(vmf.mm, vmf.vpn()),
+            DoFaultStage::Filemap(filemap) => filemap.wait(vmf),
+        }
     }
 
     /// do_read_fault(): "if (should_fault_around(vmf)) { ret = do_fault_around(vmf); if (ret)
     /// return ret; }": filemap_map_pages() finds the first cached page of the window it can
     /// map without sleeping, then maps it and the others under the PTE lock.
-    fn file_around(&mut self, ctx: &mut Ctx) -> Flow {
-        let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(self.address)).cloned().expect("checked by read_pte");
-        let (file, _) = self.file_index();
-        let (start, end) = fault_around_window(&vma, self.address);
-        match filemap_map_pages_first(ctx, file, start, end) {
-            Some((index, folio)) => {
-                self.around = Some((index, folio, end));
-                self.stage = FaultStage::FileAroundMap;
-            }
+    fn do_fault_around(&mut self, ctx: &mut Ctx, vmf: &Vmf) -> Outcome {
+        let vma = vmf.vma(ctx);
+        let (start, end) = fault_around_window(&vma, vmf.address);
+        let next = match filemap_map_pages_first(ctx, vmf.pgoff().0, start, end) {
+            Some(first) => DoFaultStage::AroundMap { first, end },
             None => {
                 ctx.event("do_fault_around", "filemap_map_pages", |_| format!("indexes [{start}, {end}]: none to map"));
-                self.stage = FaultStage::FileLookup;
+                DoFaultStage::Filemap(FilemapFault::new())
             }
-        }
-        Flow::Continue
+        };
+        Flow::goto(&mut self.stage, next).into()
     }
 
-    /// filemap_map_pages() under the PTE lock; VM_FAULT_NOPAGE when the faulting page was
-    /// among those mapped.
-    fn file_around_map(&mut self, ctx: &mut Ctx) -> Flow {
-        let (index, folio, end) = self.around.take().expect("found by file_around");
-        let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(self.address)).cloned().expect("checked by read_pte");
-        if filemap_map_pages_locked(ctx, self.mm, &vma, self.address, (index, folio), end) {
-            return self.finish(0);
-        }
-        self.stage = FaultStage::FileLookup;
-        Flow::Continue
-    }
-
-    fn file_index(&self) -> (FileId, u64) {
-        self.file.expect("a file fault")
-    }
-
-    /// mm/filemap.c: filemap_fault(): beyond i_size SIGBUS; filemap_get_folio(), or on a miss
-    /// do_sync_mmap_readahead() and "goto retry_find". (The kernel reads i_size on entry and
-    /// again under the folio lock; a retry here reads it again before the lookup, so a fault
-    /// that lost a race with ftruncate() never adds a folio beyond the new size.)
-    fn file_lookup(&mut self, ctx: &mut Ctx) -> Flow {
-        let (file, index) = self.file_index();
-        if index >= ctx.file_size_pages(file) {
-            let address = self.address;
-            ctx.event("filemap_fault", "i_size_read", |_| format!("{address:#x}: beyond the end of the file"));
-            return self.file_error(ctx, VM_FAULT_SIGBUS);
-        }
-        match filemap_get_folio(ctx, file, index) {
-            Lookup::Found(folio) => {
-                self.cache_folio = Some(folio);
-                ctx.event("filemap_fault", "filemap_get_folio", |k| {
-                    format!("index {index}: {}", k.folio(folio).dump(folio))
-                });
-                self.stage = FaultStage::FileLock;
-            }
-            Lookup::Missing => {
-                ctx.event("filemap_fault", "filemap_get_folio", |_| format!("index {index}: not cached"));
-                self.stage = FaultStage::FileReadahead;
-            }
-            Lookup::Frozen => {}
-        }
-        Flow::Continue
-    }
-
-    /// mm/filemap.c: maybe_unlock_mmap_for_io(): a user fault's first try drops mmap_lock
-    /// before it sleeps for I/O or a folio lock (FAULT_FLAG_ALLOW_RETRY without
-    /// FAULT_FLAG_RETRY_NOWAIT), and ends in VM_FAULT_RETRY. GUP's faults keep it.
-    fn maybe_unlock_mmap_for_io(&mut self, ctx: &mut Ctx, why: &'static str) {
-        if self.allow_retry_first() && !self.mmap_dropped {
-            ctx.mmap_read_unlock(self.mm);
-            self.mmap_dropped = true;
-            ctx.event("maybe_unlock_mmap_for_io", "mmap_read_unlock", |_| why.to_string());
-        }
-    }
-
-    /// do_sync_mmap_readahead(): mmap read-around, `ra_pages` centred on the fault
-    /// ("ra->start = max_t(long, 0, vmf->pgoff - ra->ra_pages / 2)"), after
-    /// maybe_unlock_mmap_for_io(); then "goto retry_find".
-    fn file_readahead(&mut self, ctx: &mut Ctx) -> Flow {
-        let (file, index) = self.file_index();
-        self.maybe_unlock_mmap_for_io(ctx, "read-around I/O");
-        let start = index.saturating_sub(RA_PAGES / 2);
-        self.ra_folios = page_cache_ra(ctx, "do_sync_mmap_readahead", file, start, RA_PAGES);
-        self.stage = if self.ra_folios.is_empty() { FaultStage::FileLookup } else { FaultStage::FileReadDone };
-        Flow::Continue
-    }
-
-    /// The read-around's reads complete; filemap_fault() looks the page up again.
-    fn file_read_done(&mut self, ctx: &mut Ctx) -> Flow {
-        let (file, _) = self.file_index();
-        let folios = std::mem::take(&mut self.ra_folios);
-        read_pages_done(ctx, file, &folios);
-        self.stage = FaultStage::FileLookup;
-        Flow::Continue
-    }
-
-    /// lock_folio_maybe_drop_mmap(): folio_trylock(), else maybe_unlock_mmap_for_io() and
-    /// sleep for the lock (the step waits until the folio is unlocked); then "Did it get
-    /// truncated?" (folio->mapping changed: retry_find), the uptodate check, "if (fpin) {
-    /// folio_unlock(folio); goto out_retry; }", the i_size recheck under the lock and, for
-    /// do_cow_fault(), the copy.
-    fn file_lock(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.cache_folio.expect("looked up");
-        if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
-            assert!(self.allow_retry_first(), "a blocking folio_lock() waits until the folio is unlocked");
-            self.maybe_unlock_mmap_for_io(ctx, "folio locked: sleep for it");
-            return Flow::Continue;
-        }
-        let (file, index) = self.file_index();
-        if ctx.mapping_load(folio) != (Mapping::File(file), index) {
-            ctx.flag_store(folio, PageFlag::Locked, false);
-            folio_put(ctx, self.cache_folio.take().expect("looked up"));
-            ctx.event("filemap_fault", "folio->mapping != mapping", |_| {
-                format!("folio {folio} left the page cache, retry_find")
-            });
-            self.stage = FaultStage::FileLookup;
-            return Flow::Continue;
-        }
-        if !ctx.flag_test(folio, PageFlag::Uptodate) {
-            // page_not_uptodate: only a failed read leaves a cached folio so; reads never fail here.
-            let message = format!("not modelled: folio {folio} not uptodate in filemap_fault (page_not_uptodate)");
-            ctx.violation(Violation::new(ViolationKind::Invariant, message));
-        }
-        if self.mmap_dropped {
-            ctx.flag_store(folio, PageFlag::Locked, false);
-            return self.file_out_retry(ctx);
-        }
-        // "Found the page and have a reference on it. We must recheck i_size under page lock
-        // to avoid a race with truncate."
-        if index >= ctx.file_size_pages(file) {
-            ctx.flag_store(folio, PageFlag::Locked, false);
-            folio_put(ctx, self.cache_folio.take().expect("looked up"));
-            ctx.event("filemap_fault", "i_size_read", |_| format!("index {index} truncated: SIGBUS"));
-            return self.file_error(ctx, VM_FAULT_SIGBUS);
-        }
-        ctx.event("filemap_fault", "lock_folio_maybe_drop_mmap", |_| format!("folio {folio}"));
-        if let Some(copy) = self.new_folio {
-            // do_cow_fault(): copy_mc_user_highpage(), __folio_mark_uptodate().
+    /// do_cow_fault(): copy_mc_user_highpage(), __folio_mark_uptodate().
+    fn cow_copy(&mut self, ctx: &mut Ctx, folio: FolioId) {
+        if let Some(copy) = self.cow {
             let data = ctx.data_load(folio, 0);
             ctx.data_store(copy, 0, data);
             ctx.flag_store(copy, PageFlag::Uptodate, true);
             ctx.event("do_cow_fault", "copy_mc_user_highpage", |_| format!("folio {copy} copied from folio {folio}"));
         }
-        self.stage = FaultStage::FileSetPte;
-        Flow::Continue
     }
 
-    /// filemap_fault()'s out_retry with mmap_lock dropped: the folio goes, do_cow_fault()
-    /// frees its preallocated folio, and the fault is retried with FAULT_FLAG_TRIED.
-    fn file_out_retry(&mut self, ctx: &mut Ctx) -> Flow {
-        if let Some(copy) = self.new_folio.take() {
+    /// An error before the folio is mapped, or a retry: do_cow_fault() frees its preallocated
+    /// folio.
+    fn cow_free(&mut self, ctx: &mut Ctx) {
+        if let Some(copy) = self.cow.take() {
             folio_put(ctx, copy);
         }
-        let folio = self.cache_folio.take();
-        self.retry(ctx, folio)
-    }
-
-    /// An error before the folio is mapped: do_cow_fault() frees its preallocated folio. With
-    /// mmap_lock dropped the fault is retried instead (out_retry), and the retry finds the
-    /// error again with the lock held.
-    fn file_error(&mut self, ctx: &mut Ctx, result: i64) -> Flow {
-        if self.mmap_dropped {
-            return self.file_out_retry(ctx);
-        }
-        if let Some(copy) = self.new_folio.take() {
-            folio_put(ctx, copy);
-        }
-        self.finish(result)
     }
 
     /// finish_fault() → set_pte_range() under the PTE lock ("vmf_pte_changed()": someone
     /// mapped it first, VM_FAULT_NOPAGE), then do_read_fault()'s folio_unlock() (its
     /// reference is now the PTE's) or do_cow_fault()'s folio_unlock() and folio_put() (the
     /// copy is mapped instead).
-    fn file_set_pte(&mut self, ctx: &mut Ctx) -> Flow {
-        let (mm, vpn, address) = (self.mm, self.vpn(), self.address);
-        let folio = self.cache_folio.take().expect("locked");
+    fn finish_fault(&mut self, ctx: &mut Ctx, vmf: &Vmf, folio: FolioId) -> Outcome {
+        let (mm, vpn, address) = (vmf.mm, vmf.vpn(), vmf.address);
         ctx.ptl_lock(mm, vpn);
         if !ctx.pte_load(mm, vpn).is_none() {
             ctx.ptl_unlock(mm, vpn);
             ctx.flag_store(folio, PageFlag::Locked, false);
             folio_put(ctx, folio);
             ctx.event("finish_fault", "vmf_pte_changed", |_| format!("{address:#x} mapped meanwhile: VM_FAULT_NOPAGE"));
-            return self.file_error(ctx, 0);
+            self.cow_free(ctx);
+            return Outcome::Return(0);
         }
-        let mapped = match self.new_folio.take() {
+        let mapped = match self.cow.take() {
             Some(copy) => {
                 ctx.rss_add(mm, true, 1);
                 folio_add_new_anon_rmap(ctx, copy, mm, address);
@@ -603,640 +1129,7 @@ impl Fault {
             folio_put(ctx, folio);
         }
         ctx.event("finish_fault", "set_pte_range", |k| format!("{address:#x} -> {}", k.folio(mapped).dump(mapped)));
-        self.finish(0)
-    }
-
-    /// mm/memory.c: do_anonymous_page(), read fault: map the zero page, special and read-only.
-    fn anon_zero_set_pte(&mut self, ctx: &mut Ctx) -> Flow {
-        let (mm, vpn) = (self.mm, self.vpn());
-        ctx.ptl_lock(mm, vpn);
-        if ctx.pte_load(mm, vpn).is_none() {
-            if userfaultfd_missing(ctx, mm, self.address, self.lock_mmap) {
-                ctx.ptl_unlock(mm, vpn);
-                let address = self.address;
-                ctx.event("handle_userfault", "UFFD_EVENT_PAGEFAULT", |_| {
-                    format!("{address:#x}: message queued, sleep")
-                });
-                return self.finish(if self.lock_mmap { VM_FAULT_RETRY } else { VM_FAULT_SIGBUS });
-            }
-            let entry =
-                PresentPte { pfn: folio_pfn(ZERO_FOLIO, 0), write: false, dirty: false, young: true, special: true };
-            ctx.pte_store(mm, vpn, Pte::Present(entry));
-        }
-        ctx.ptl_unlock(mm, vpn);
-        let address = self.address;
-        ctx.event("do_anonymous_page", "set_pte_at zero page", |_| {
-            format!("{address:#x} -> zero page (special, read-only)")
-        });
-        self.finish(0)
-    }
-
-    /// mm/memory.c: do_anonymous_page(): vmf_anon_prepare() and alloc_anon_folio().
-    fn anon_alloc(&mut self, ctx: &mut Ctx) -> Flow {
-        anon_vma_prepare(ctx, self.mm, self.address);
-        let order = alloc_anon_folio_order(ctx, self.mm, self.address);
-        let folio = ctx.alloc_folio(order);
-        if order > 0 {
-            ctx.flag_store(folio, PageFlag::LargeRmappable, true);
-        }
-        ctx.flag_store(folio, PageFlag::Uptodate, true);
-        self.new_folio = Some(folio);
-        ctx.event("do_anonymous_page", "alloc_anon_folio", |_| {
-            format!("folio {folio} (order {order}, zeroed, refcount 1)")
-        });
-        self.stage = FaultStage::AnonSetPte;
-        Flow::Continue
-    }
-
-    /// mm/memory.c: do_anonymous_page() under the PTE lock: vmf_pte_changed() (pte_range_none()
-    /// for a large folio), rmap, LRU, the PTEs.
-    fn anon_set_pte(&mut self, ctx: &mut Ctx) -> Flow {
-        let (mm, vpn) = (self.mm, self.vpn());
-        let folio = self.new_folio.take().expect("allocated before");
-        let nr = ctx.folio_nr_pages(folio) as u64;
-        let first = vpn & !(nr - 1);
-        let address = first << PAGE_SHIFT;
-        ctx.ptl_lock(mm, vpn);
-        if !(first..first + nr).all(|v| ctx.pte_load(mm, v).is_none()) {
-            // release: someone else mapped it first.
-            ctx.ptl_unlock(mm, vpn);
-            folio_put(ctx, folio);
-            ctx.event("do_anonymous_page", "vmf_pte_changed", |_| {
-                format!("{address:#x} already mapped: folio {folio} released")
-            });
-            return self.finish(0);
-        }
-        if userfaultfd_missing(ctx, mm, self.address, self.lock_mmap) {
-            ctx.ptl_unlock(mm, vpn);
-            folio_put(ctx, folio);
-            let fault = self.address;
-            ctx.event("handle_userfault", "UFFD_EVENT_PAGEFAULT", |_| format!("{fault:#x}: message queued, sleep"));
-            return self.finish(if self.lock_mmap { VM_FAULT_RETRY } else { VM_FAULT_SIGBUS });
-        }
-        if nr > 1 {
-            ctx.ref_add(folio, nr as i32 - 1, crate::access::Ordering::Relaxed);
-        }
-        ctx.rss_add(mm, true, nr as i64);
-        folio_add_new_anon_rmap(ctx, folio, mm, address);
-        folio_add_lru(ctx, folio);
-        let writable = ctx.vmas(mm).iter().any(|v| v.contains(address) && v.flags & vm_flags::VM_WRITE != 0);
-        for page in 0..nr {
-            let entry = PresentPte {
-                pfn: folio_pfn(folio, page as usize),
-                write: writable,
-                dirty: writable,
-                young: true,
-                special: false,
-            };
-            ctx.pte_store(mm, first + page, Pte::Present(entry));
-        }
-        ctx.ptl_unlock(mm, vpn);
-        ctx.event("do_anonymous_page", "set_ptes", |k| {
-            format!("{address:#x} -> folio {folio} ({nr} PTEs): {}", k.folio(folio).dump(folio))
-        });
-        self.finish(0)
-    }
-
-    /// mm/memory.c: do_wp_page(): under the PTE lock, reuse an exclusive anonymous page or copy.
-    fn wp_lock(&mut self, ctx: &mut Ctx) -> Flow {
-        let (mm, vpn, address) = (self.mm, self.vpn(), self.address);
-        ctx.ptl_lock(mm, vpn);
-        let pte = ctx.pte_load(mm, vpn);
-        if pte != self.orig_pte {
-            ctx.ptl_unlock(mm, vpn);
-            ctx.event("do_wp_page", "pte_same", |_| format!("{address:#x}: PTE changed, retry"));
-            return self.finish(0);
-        }
-        let present = pte.present().expect("write-protect fault on a present PTE");
-        let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned().expect("checked by read_pte");
-        let folio = vm_normal_page(&vma, address, present).map(pfn_folio);
-        // do_wp_page(): no normal page in a shared PFN/mixed map is wp_pfn_shared() (a
-        // pfn_mkwrite handler; the modelled drivers install writable PTEs there instead).
-        if folio.is_none() && vma.flags & vm_flags::VM_SHARED != 0 {
-            ctx.ptl_unlock(mm, vpn);
-            return self.finish(VM_FAULT_SIGBUS);
-        }
-        if vma.file.is_some() && vma.flags & vm_flags::VM_SHARED != 0 {
-            ctx.ptl_unlock(mm, vpn);
-            let message = format!("not modelled: a write to a shared file mapping at {address:#x} (wp_page_shared)");
-            ctx.violation(Violation::new(ViolationKind::Invariant, message));
-            return self.finish(VM_FAULT_SIGBUS);
-        }
-        // mm/memory.c: wp_can_reuse_anon_folio() / PageAnonExclusive: reuse in place.
-        if let Some(folio) = folio {
-            let page = pfn_page(present.pfn);
-            let anon = ctx.flag_test(folio, PageFlag::Anon);
-            let exclusive = anon && ctx.anon_exclusive_load(folio, page);
-            // wp_can_reuse_anon_folio(): a folio only this mapping holds is reused, under its
-            // lock: "folio_move_anon_rmap(folio, vma); SetPageAnonExclusive(page)".
-            let reusable = exclusive || (anon && wp_can_reuse_anon_folio(ctx, folio));
-            if reusable {
-                if !exclusive {
-                    let anon_vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).and_then(|v| v.anon_vma);
-                    let (_, index) = ctx.mapping_load(folio);
-                    if let Some(anon_vma) = anon_vma {
-                        ctx.mapping_store(folio, Mapping::Anon(anon_vma), index);
-                    }
-                    ctx.anon_exclusive_store(folio, page, true);
-                    ctx.flag_store(folio, PageFlag::Locked, false);
-                }
-                let entry = PresentPte { write: true, dirty: true, young: true, ..present };
-                ctx.pte_store(mm, vpn, Pte::Present(entry));
-                ctx.ptl_unlock(mm, vpn);
-                ctx.event("do_wp_page", "wp_page_reuse", |_| {
-                    format!("{address:#x}: folio {folio} exclusive, made writable")
-                });
-                return self.finish(0);
-            }
-            ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
-        }
-        self.old_folio = Some(folio.unwrap_or(ZERO_FOLIO));
-        ctx.ptl_unlock(mm, vpn);
-        ctx.event("do_wp_page", "wp_page_copy", |_| format!("{address:#x}: copy on write"));
-        self.stage = FaultStage::WpCopyAlloc;
-        Flow::Continue
-    }
-
-    /// mm/memory.c: wp_page_copy(): allocate and copy (the zero page needs no copy).
-    fn wp_copy_alloc(&mut self, ctx: &mut Ctx) -> Flow {
-        anon_vma_prepare(ctx, self.mm, self.address);
-        let folio = ctx.alloc_folio(0);
-        let old = self.old_folio.expect("set by wp_lock");
-        let pfn = self.orig_pte.present().expect("present").pfn;
-        // __wp_page_copy_user(): copy the page, or with no normal page, what the old PTE maps
-        // (a raw pfn's memory; the zero page reads as zeroes).
-        let data =
-            if pfn_folio(pfn) == ZERO_FOLIO { PageData::Fill(0) } else { ctx.data_load(pfn_folio(pfn), pfn_page(pfn)) };
-        ctx.data_store(folio, 0, data);
-        ctx.flag_store(folio, PageFlag::Uptodate, true);
-        self.new_folio = Some(folio);
-        ctx.event("wp_page_copy", "__wp_page_copy_user", |_| {
-            if old == ZERO_FOLIO {
-                format!("folio {folio} copied from pfn {pfn:#x} (no normal page)")
-            } else {
-                format!("folio {folio} copied from folio {old}")
-            }
-        });
-        self.stage = FaultStage::WpCopySetPte;
-        Flow::Continue
-    }
-
-    /// mm/memory.c: wp_page_copy() under the PTE lock: replace the old mapping.
-    fn wp_copy_set_pte(&mut self, ctx: &mut Ctx) -> Flow {
-        let (mm, vpn, address) = (self.mm, self.vpn(), self.address);
-        let folio = self.new_folio.take().expect("allocated before");
-        let old = self.old_folio.expect("set by wp_lock");
-        ctx.ptl_lock(mm, vpn);
-        if ctx.pte_load(mm, vpn) != self.orig_pte {
-            ctx.ptl_unlock(mm, vpn);
-            folio_put(ctx, folio);
-            self.stage = FaultStage::WpPutOld;
-            return Flow::Continue;
-        }
-        if old == ZERO_FOLIO {
-            ctx.rss_add(mm, true, 1);
-        } else {
-            let page = pfn_page(self.orig_pte.present().expect("present").pfn);
-            if !ctx.flag_test(old, PageFlag::Anon) {
-                // A driver's (or page cache) page replaced by an anonymous copy.
-                ctx.rss_add(mm, false, -1);
-                ctx.rss_add(mm, true, 1);
-            }
-            folio_remove_rmap_pte(ctx, old, page);
-        }
-        folio_add_new_anon_rmap(ctx, folio, mm, address);
-        folio_add_lru(ctx, folio);
-        let entry = PresentPte { pfn: folio_pfn(folio, 0), write: true, dirty: true, young: true, special: false };
-        ctx.pte_store(mm, vpn, Pte::Present(entry));
-        ctx.ptl_unlock(mm, vpn);
-        ctx.event("wp_page_copy", "set_pte_at", |_| format!("{address:#x} -> folio {folio} (was folio {old})"));
-        // The old mapping's reference goes with the one taken for the copy.
-        if old != ZERO_FOLIO {
-            folio_put(ctx, old);
-        }
-        self.stage = FaultStage::WpPutOld;
-        Flow::Continue
-    }
-
-    fn swap_offset(&self) -> u32 {
-        match self.orig_pte {
-            Pte::Swap { offset, .. } => offset,
-            _ => unreachable!("do_swap_page on a swap PTE"),
-        }
-    }
-
-    /// mm/memory.c: do_swap_page(): swap_cache_get_folio(), or swapin_readahead() on a miss.
-    fn swap_lookup(&mut self, ctx: &mut Ctx) -> Flow {
-        let (offset, address) = (self.swap_offset(), self.address);
-        let cached = swap_cache_get_folio(ctx, offset);
-        let folio = cached.or_else(|| read_swap_cache(ctx, offset));
-        ctx.event("do_swap_page", if cached.is_some() { "swap_cache_get_folio" } else { "swapin_readahead" }, |k| {
-            match folio {
-                Some(f) => format!("{address:#x}: swap entry {offset:#x} -> {}", k.folio(f).dump(f)),
-                None => format!("{address:#x}: swap entry {offset:#x} gone, retry"),
-            }
-        });
-        let Some(folio) = folio else {
-            return self.finish(0);
-        };
-        self.swap_folio = Some(folio);
-        self.stage = FaultStage::SwapLock;
-        Flow::Continue
-    }
-
-    /// folio_trylock(); when it fails (only on a first try: otherwise the step waited for the
-    /// folio to be unlocked) `function` drops mmap_lock and the fault goes to `wait`, to sleep
-    /// on the folio and retry.
-    fn folio_trylock_or_drop_mmap(
-        &mut self,
-        ctx: &mut Ctx,
-        folio: FolioId,
-        function: &'static str,
-        wait: FaultStage,
-    ) -> bool {
-        if !ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
-            return true;
-        }
-        assert!(self.allow_retry_first(), "a blocking folio_lock() waits until the folio is unlocked");
-        ctx.mmap_read_unlock(self.mm);
-        ctx.event(function, "mmap_read_unlock", |_| format!("folio {folio} locked: wait, retry"));
-        self.stage = wait;
-        false
-    }
-
-    /// Whether folio_lock_or_retry() may drop mmap_lock and retry: a user fault
-    /// (FAULT_FLAG_ALLOW_RETRY) on its first try. GUP's faults here hold mmap_lock throughout
-    /// (FOLL_UNLOCKABLE's retry is not modelled) and lock the folio as __folio_lock() does.
-    fn allow_retry_first(&self) -> bool {
-        self.lock_mmap && !self.tried
-    }
-
-    /// folio_lock_or_retry(), then "the folio is still the swap cache folio of this entry".
-    /// include/linux/pagemap.h: folio_lock_or_retry(): folio_trylock(), else
-    /// mm/filemap.c: __folio_lock_or_retry(): on a first try drop mmap_lock, wait for the folio
-    /// and return VM_FAULT_RETRY; on a retried one, sleep for the lock with mmap_lock held.
-    fn swap_lock(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.swap_folio.expect("looked up");
-        if !self.folio_trylock_or_drop_mmap(ctx, folio, "__folio_lock_or_retry", FaultStage::SwapRetryWait) {
-            return Flow::Continue;
-        }
-        // "folio_test_swapcache(folio) && page_swap_entry(page).val == entry.val".
-        let offset = self.swap_offset();
-        let nr = ctx.folio_nr_pages(folio) as u32;
-        let still = ctx.flag_test(folio, PageFlag::Swapcache)
-            && ctx.folio_swap_load(folio).is_some_and(|base| (base..base + nr).contains(&offset));
-        if !still {
-            self.swap_release(ctx);
-            ctx.event("do_swap_page", "out_page", |_| format!("folio {folio} left the swap cache, retry"));
-            return self.finish(0);
-        }
-        ctx.event("do_swap_page", "folio_lock", |_| format!("folio {folio}"));
-        self.stage = FaultStage::SwapMap;
-        Flow::Continue
-    }
-
-    /// folio_wait_locked() returned: do_swap_page() "goto out_release" drops the folio, and
-    /// arch/x86/mm/fault.c: do_user_addr_fault() retries the fault with FAULT_FLAG_TRIED.
-    fn swap_retry(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.swap_folio.take();
-        self.retry(ctx, folio)
-    }
-
-    /// VM_FAULT_RETRY with mmap_lock dropped: the folio held (if any) goes and
-    /// arch/x86/mm/fault.c: do_user_addr_fault() starts over with FAULT_FLAG_TRIED.
-    fn retry(&mut self, ctx: &mut Ctx, folio: Option<FolioId>) -> Flow {
-        if let Some(folio) = folio {
-            folio_put(ctx, folio);
-        }
-        let address = self.address;
-        ctx.event("do_user_addr_fault", "VM_FAULT_RETRY", |_| match folio {
-            Some(folio) => format!("{address:#x}: folio {folio} unlocked, retry"),
-            None => format!("{address:#x}: retry"),
-        });
-        *self = Fault { tried: true, ..Fault::new(self.mm, self.address, self.write, true) };
-        Flow::Continue
-    }
-
-    fn swap_release(&mut self, ctx: &mut Ctx) {
-        let folio = self.swap_folio.take().expect("looked up");
-        ctx.flag_store(folio, PageFlag::Locked, false);
-        folio_put(ctx, folio);
-    }
-
-    /// do_swap_page() under the PTE lock: pte_same(), swap_free(), maybe folio_free_swap(),
-    /// then map the page -- or, for a large swap cache folio whose every page the neighbouring
-    /// PTEs still name in order, the whole folio (6.10+) -- exclusive iff the swap PTE was (or
-    /// the folio has no other user).
-    fn swap_map(&mut self, ctx: &mut Ctx) -> Flow {
-        let (mm, vpn, address, offset) = (self.mm, self.vpn(), self.address, self.swap_offset());
-        let folio = self.swap_folio.expect("looked up");
-        ctx.ptl_lock(mm, vpn);
-        if ctx.pte_load(mm, vpn) != self.orig_pte {
-            ctx.ptl_unlock(mm, vpn);
-            self.swap_release(ctx);
-            ctx.event("do_swap_page", "out_nomap", |_| format!("{address:#x}: PTE changed, retry"));
-            return self.finish(0);
-        }
-        let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).cloned().expect("checked by read_pte");
-        let Pte::Swap { exclusive, .. } = self.orig_pte else { unreachable!("a swap PTE") };
-        let base = ctx.folio_swap_load(folio).expect("checked under the folio lock");
-        let (first_page, nr_pages) = self.swap_batch(ctx, &vma, folio, base, exclusive);
-        let first_vpn = vpn - (offset - base) as u64 + first_page as u64;
-        let first_address = first_vpn << PAGE_SHIFT;
-        let anon = ctx.flag_test(folio, PageFlag::Anon);
-        let page_exclusive = ctx.anon_exclusive_load(folio, (offset - base) as usize);
-        if anon && page_exclusive {
-            ctx.violation(Violation::new(
-                ViolationKind::KernelBug,
-                "BUG_ON(folio_test_anon(folio) && PageAnonExclusive(page)) in do_swap_page()",
-            ));
-        }
-        for page in first_page..first_page + nr_pages {
-            swap_free(ctx, base + page as u32);
-        }
-        // should_try_to_free_swap(): swap full, or a write fault on a folio only we hold.
-        let nr = ctx.folio_nr_pages(folio) as i32;
-        if ctx.flag_test(folio, PageFlag::Swapcache)
-            && (vm_swap_full(ctx) || (self.write && ctx.ref_load(folio) == 1 + nr))
-        {
-            folio_free_swap(ctx, folio);
-        }
-        ctx.rss_add(mm, true, nr_pages as i64);
-        ctx.rss_swap_add(mm, -(nr_pages as i64));
-        let exclusive = exclusive || ctx.ref_load(folio) == 1;
-        // "if (!folio_test_ksm(folio) && (exclusive || folio_ref_count(folio) == 1))": since
-        // c18160dba5ff (6.11) a VM_WRITE VMA maps it writable on any fault, dirty on a write
-        // one; before, only a write fault made it writable (and dirty).
-        let may_write = exclusive && vma.flags & vm_flags::VM_WRITE != 0;
-        let writable = may_write && (self.write || ctx.patched(crate::patches::Patch::SwapinExclusiveWritable));
-        let dirty = may_write && self.write;
-        if !anon {
-            // __folio_add_anon_rmap() of a folio read in just now: __folio_set_anon().
-            let anon_vma = vma.anon_vma.expect("a swap PTE implies a prepared anon_vma");
-            ctx.flag_store(folio, PageFlag::Anon, true);
-            ctx.mapping_store(folio, Mapping::Anon(anon_vma), vma.linear_page_index(first_address));
-        }
-        if nr_pages > 1 {
-            ctx.ref_add(folio, nr_pages as i32 - 1, crate::access::Ordering::Relaxed);
-        }
-        for page in first_page..first_page + nr_pages {
-            let page_address = first_address + ((page - first_page) as u64) * PAGE_SIZE;
-            folio_add_anon_rmap_pte(ctx, folio, page, &vma, page_address, exclusive);
-            let entry = PresentPte { pfn: folio_pfn(folio, page), write: writable, dirty, young: true, special: false };
-            ctx.pte_store(mm, page_address >> PAGE_SHIFT, Pte::Present(entry));
-        }
-        ctx.flag_store(folio, PageFlag::Locked, false);
-        ctx.ptl_unlock(mm, vpn);
-        self.swap_folio = None;
-        ctx.event("do_swap_page", "set_pte_at", |k| {
-            format!(
-                "{first_address:#x} -> folio {folio}{}{}: {}",
-                if nr_pages > 1 { format!(" ({nr_pages} pages)") } else { String::new() },
-                if exclusive { " exclusive" } else { "" },
-                k.folio(folio).dump(folio)
-            )
-        });
-        self.finish(0)
-    }
-
-    /// The pages do_swap_page() maps: all of a large folio when the PTEs around the fault name
-    /// its entries in order, inside the VMA and the PMD (swap_pte_batch()); else the one page.
-    fn swap_batch(&self, ctx: &mut Ctx, vma: &Vma, folio: FolioId, base: u32, exclusive: bool) -> (usize, usize) {
-        let index = (self.swap_offset() - base) as usize;
-        let nr = ctx.folio_nr_pages(folio);
-        if nr == 1 {
-            return (0, 1);
-        }
-        let start = self.address - (index as u64) * PAGE_SIZE;
-        let end = start + nr as u64 * PAGE_SIZE;
-        let pmd_start = self.address & !(crate::mm::huge_memory::HPAGE_PMD_SIZE - 1);
-        if start < vma.start.max(pmd_start) || end > vma.end.min(pmd_start + crate::mm::huge_memory::HPAGE_PMD_SIZE) {
-            return (index, 1);
-        }
-        let batch = (0..nr).all(|page| {
-            ctx.pte_load(self.mm, (start >> PAGE_SHIFT) + page as u64)
-                == Pte::Swap { offset: base + page as u32, exclusive }
-        });
-        if batch {
-            (0, nr)
-        } else {
-            (index, 1)
-        }
-    }
-
-    fn huge_start(&self) -> u64 {
-        self.address & !(crate::mm::huge_memory::HPAGE_PMD_SIZE - 1)
-    }
-
-    /// Whether the PMD still is orig_pmd ("pmd_same(*vmf->pmd, orig_pmd)").
-    fn huge_same(&self, ctx: &mut Ctx) -> bool {
-        let index = crate::mm::huge_memory::pmd_index(self.address);
-        ctx.pmd_load(self.mm, index) == self.huge_pmd
-    }
-
-    /// mm/huge_memory.c: do_huge_pmd_wp_page() of an anonymous THP, under the PMD lock: reuse
-    /// it if the head is exclusive; otherwise under the folio lock, reuse it if only this
-    /// mapping holds it, or fall back to splitting the PMD so that the PTE-level do_wp_page()
-    /// copies the one page.
-    fn huge_wp(&mut self, ctx: &mut Ctx) -> Flow {
-        let (mm, start) = (self.mm, self.huge_start());
-        ctx.ptl_lock(mm, start >> PAGE_SHIFT);
-        if !self.huge_same(ctx) {
-            ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
-            return self.finish(0);
-        }
-        let folio = pfn_folio(self.huge_pmd.expect("read").pfn);
-        // "Early check when only holding the PT lock."
-        if ctx.anon_exclusive_load(folio, 0) {
-            return self.huge_reuse(ctx);
-        }
-        if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
-            ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
-            ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
-            ctx.event("do_huge_pmd_wp_page", "folio_trylock", |_| format!("THP folio {folio} busy: folio_lock"));
-            self.stage = FaultStage::HugeWpFolioLock;
-            return Flow::Continue;
-        }
-        self.huge_wp_locked(ctx, folio)
-    }
-
-    fn huge_wp_folio_lock(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = pfn_folio(self.huge_pmd.expect("read").pfn);
-        ctx.flag_store(folio, PageFlag::Locked, true);
-        self.stage = FaultStage::HugeWpRelock;
-        Flow::Continue
-    }
-
-    fn huge_wp_relock(&mut self, ctx: &mut Ctx) -> Flow {
-        let (mm, start) = (self.mm, self.huge_start());
-        let folio = pfn_folio(self.huge_pmd.expect("read").pfn);
-        ctx.ptl_lock(mm, start >> PAGE_SHIFT);
-        if !self.huge_same(ctx) {
-            ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
-            ctx.flag_store(folio, PageFlag::Locked, false);
-            folio_put(ctx, folio);
-            return self.finish(0);
-        }
-        folio_put(ctx, folio);
-        self.huge_wp_locked(ctx, folio)
-    }
-
-    /// With the PMD and folio locks: "Recheck after temporarily dropping the PT lock", then
-    /// reuse only with no additional reference.
-    fn huge_wp_locked(&mut self, ctx: &mut Ctx, folio: FolioId) -> Flow {
-        let (mm, start) = (self.mm, self.huge_start());
-        let exclusive = ctx.anon_exclusive_load(folio, 0);
-        let alone = !exclusive && ctx.ref_load(folio) == 1;
-        if alone {
-            let vma = ctx.vmas(mm).iter().find(|v| v.contains(self.address)).cloned().expect("checked");
-            crate::mm::rmap::folio_move_anon_rmap(ctx, folio, &vma);
-            ctx.anon_exclusive_store(folio, 0, true);
-        }
-        ctx.flag_store(folio, PageFlag::Locked, false);
-        if exclusive || alone {
-            return self.huge_reuse(ctx);
-        }
-        ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
-        ctx.event("do_huge_pmd_wp_page", "unlock_fallback", |_| format!("{start:#x}: THP folio {folio} shared"));
-        self.stage = FaultStage::HugeWpFallback;
-        Flow::Continue
-    }
-
-    /// "reuse:": the PMD made young, dirty and writable; the PMD lock is held.
-    fn huge_reuse(&mut self, ctx: &mut Ctx) -> Flow {
-        let (mm, start) = (self.mm, self.huge_start());
-        let pmd = self.huge_pmd.expect("read");
-        let index = crate::mm::huge_memory::pmd_index(self.address);
-        ctx.pmd_store(mm, index, Some(PresentPte { write: true, dirty: true, young: true, ..pmd }));
-        ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
-        let folio = pfn_folio(pmd.pfn);
-        ctx.event("do_huge_pmd_wp_page", "reuse", |_| format!("{start:#x}: THP folio {folio} made writable"));
-        self.finish(0)
-    }
-
-    /// __split_huge_pmd(): under the PMD lock again, whatever huge PMD is there now is split;
-    /// the fault returns VM_FAULT_FALLBACK and is retried at the PTE level.
-    fn huge_wp_fallback(&mut self, ctx: &mut Ctx) -> Flow {
-        let (mm, start) = (self.mm, self.huge_start());
-        let index = crate::mm::huge_memory::pmd_index(self.address);
-        ctx.ptl_lock(mm, start >> PAGE_SHIFT);
-        if let Some(pmd) = ctx.pmd_load(mm, index) {
-            if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) {
-                crate::mm::huge_memory::__split_huge_zero_page_pmd(ctx, mm, index, pmd);
-            } else {
-                crate::mm::huge_memory::__split_huge_pmd_locked(ctx, mm, index, pmd);
-            }
-        }
-        ctx.ptl_unlock(mm, start >> PAGE_SHIFT);
-        ctx.event("do_huge_pmd_wp_page", "fallback: __split_huge_pmd", |_| format!("{start:#x}"));
-        self.finish(0)
-    }
-
-    /// do_huge_pmd_anonymous_page(): a THP, zeroed (read faults take the small-page path: the
-    /// huge zero page is not modelled).
-    fn huge_alloc(&mut self, ctx: &mut Ctx) -> Flow {
-        anon_vma_prepare(ctx, self.mm, self.address);
-        let folio = ctx.alloc_folio(crate::mm::huge_memory::HPAGE_PMD_ORDER);
-        ctx.flag_store(folio, PageFlag::LargeRmappable, true);
-        ctx.flag_store(folio, PageFlag::Uptodate, true);
-        self.new_folio = Some(folio);
-        ctx.event("do_huge_pmd_anonymous_page", "vma_alloc_folio", |_| format!("folio {folio} (order 9, zeroed)"));
-        self.stage = FaultStage::HugeSetPmd;
-        Flow::Continue
-    }
-
-    fn huge_set_pmd(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.new_folio.take().expect("allocated before");
-        let mapped =
-            crate::mm::huge_memory::do_huge_pmd_replace(ctx, self.mm, self.address, folio, self.zero_pmd.take());
-        let address = self.address & !(crate::mm::huge_memory::HPAGE_PMD_SIZE - 1);
-        ctx.event("__do_huge_pmd_anonymous_page", "set_pmd_at", |k| {
-            if mapped {
-                format!("{address:#x} -> THP folio {folio}: {}", k.folio(folio).dump(folio))
-            } else {
-                format!("{address:#x}: PMD populated meanwhile, folio {folio} released")
-            }
-        });
-        self.finish(0)
-    }
-
-    fn wp_put_old(&mut self, ctx: &mut Ctx) -> Flow {
-        let old = self.old_folio.take().expect("set by wp_lock");
-        folio_put(ctx, old);
-        ctx.event("wp_page_copy", "folio_put old", |_| format!("folio {old}"));
-        self.finish(0)
-    }
-}
-
-impl KernelFunction for Fault {
-    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
-        match self.stage {
-            FaultStage::LockMmap => self.lock_mmap(ctx),
-            FaultStage::ReadPte => self.read_pte(ctx),
-            FaultStage::AnonZeroSetPte => self.anon_zero_set_pte(ctx),
-            FaultStage::AnonAlloc => self.anon_alloc(ctx),
-            FaultStage::AnonSetPte => self.anon_set_pte(ctx),
-            FaultStage::WpLock => self.wp_lock(ctx),
-            FaultStage::WpCopyAlloc => self.wp_copy_alloc(ctx),
-            FaultStage::WpCopySetPte => self.wp_copy_set_pte(ctx),
-            FaultStage::WpPutOld => self.wp_put_old(ctx),
-            FaultStage::SwapLookup => self.swap_lookup(ctx),
-            FaultStage::SwapLock => self.swap_lock(ctx),
-            FaultStage::SwapRetryWait => self.swap_retry(ctx),
-            FaultStage::SwapMap => self.swap_map(ctx),
-            FaultStage::HugeAlloc => self.huge_alloc(ctx),
-            FaultStage::HugeSetPmd => self.huge_set_pmd(ctx),
-            FaultStage::HugeWp => self.huge_wp(ctx),
-            FaultStage::HugeWpFolioLock => self.huge_wp_folio_lock(ctx),
-            FaultStage::HugeWpRelock => self.huge_wp_relock(ctx),
-            FaultStage::HugeWpFallback => self.huge_wp_fallback(ctx),
-            FaultStage::MigrationWait => {
-                let folio = self.swap_folio.take().expect("set by read_pte");
-                let address = self.address;
-                ctx.event("migration_entry_wait", "folio_wait_bit", |_| {
-                    format!("{address:#x}: folio {folio} unlocked, retry the fault")
-                });
-                self.finish(0)
-            }
-            FaultStage::FileAround => self.file_around(ctx),
-            FaultStage::FileAroundMap => self.file_around_map(ctx),
-            FaultStage::FileLookup => self.file_lookup(ctx),
-            FaultStage::FileReadahead => self.file_readahead(ctx),
-            FaultStage::FileReadDone => self.file_read_done(ctx),
-            FaultStage::FileLock => self.file_lock(ctx),
-            FaultStage::FileSetPte => self.file_set_pte(ctx),
-            FaultStage::Unlock => {
-                ctx.mmap_read_unlock(self.mm);
-                ctx.event("handle_mm_fault", "mmap_read_unlock", |_| String::new());
-                Flow::Return(self.result)
-            }
-        }
-    }
-
-    fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
-        let vpn = self.vpn();
-        match self.stage {
-            FaultStage::LockMmap => Wait::MmapRead(self.mm),
-            FaultStage::AnonZeroSetPte | FaultStage::AnonSetPte | FaultStage::WpLock | FaultStage::WpCopySetPte => {
-                Wait::PteLock(self.mm, vpn)
-            }
-            FaultStage::SwapLock if self.allow_retry_first() => Wait::Nothing,
-            FaultStage::SwapLock | FaultStage::SwapRetryWait | FaultStage::MigrationWait => {
-                Wait::FolioLock(self.swap_folio.expect("looked up"))
-            }
-            FaultStage::SwapMap | FaultStage::HugeSetPmd | FaultStage::FileSetPte => Wait::PteLock(self.mm, vpn),
-            // filemap_map_pages() takes the lock of the table the window lies in.
-            FaultStage::FileAroundMap => Wait::PteLock(self.mm, vpn),
-            // A first try only tries the lock; with mmap_lock dropped, or held by GUP or a retry,
-            // it sleeps for it.
-            FaultStage::FileLock if self.allow_retry_first() && !self.mmap_dropped => Wait::Nothing,
-            FaultStage::FileLock => Wait::FolioLock(self.cache_folio.expect("looked up")),
-            FaultStage::HugeWp | FaultStage::HugeWpRelock | FaultStage::HugeWpFallback => {
-                Wait::PteLock(self.mm, self.huge_start() >> PAGE_SHIFT)
-            }
-            FaultStage::HugeWpFolioLock => Wait::FolioLock(pfn_folio(self.huge_pmd.expect("read").pfn)),
-            _ => Wait::Nothing,
-        }
+        Outcome::Return(0)
     }
 }
 
