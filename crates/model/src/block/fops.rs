@@ -18,7 +18,7 @@ use crate::mm::gup::{gup_put_folio, page_of, GupFast, GupFlags, GupSlow};
 use crate::mm::swap::folio_mark_dirty;
 use crate::patches::Patch;
 use crate::state::{FileId, MmId};
-use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
+use crate::thread::{errno, Flow, Frame, KernelFunction, ReferencedReads, Thread, Wait};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -66,20 +66,6 @@ impl DirectIo {
 
     fn pages_len(ctx: &mut Ctx) -> usize {
         ctx.local().pages.len()
-    }
-
-    /// The user addresses whose pages this read's GUP may still pin (mm, start, end), `pinned`
-    /// pages being in the thread's `pages` array: before the fast path, the buffer as given
-    /// (start() may only shorten it); while the fast path runs, the pages after the ones it got
-    /// (gup_fast_fallback() hands exactly those to the slow path). Once the slow path runs, its
-    /// own frame knows; once every page is pinned, none.
-    pub fn gup_range(&self, pinned: u64) -> Option<(MmId, u64, u64)> {
-        let first = self.buffer - self.head();
-        match self.stage {
-            DioStage::Start => Some((self.mm, first, (self.buffer + self.length).next_multiple_of(PAGE_SIZE))),
-            DioStage::GupFastDone => Some((self.mm, first + pinned * PAGE_SIZE, first + self.nr_pages * PAGE_SIZE)),
-            DioStage::GupSlowDone | DioStage::Dma | DioStage::SetDirtyLock | DioStage::Unpin => None,
-        }
     }
 
     /// The buffer's offset into its first page.
@@ -252,6 +238,33 @@ impl KernelFunction for DirectIo {
         match self.stage {
             DioStage::SetDirtyLock => Wait::FolioLock(page_of(k.threads[thread as usize].pages[self.index]).0),
             _ => Wait::Nothing,
+        }
+    }
+
+    /// GUP's slow path marks what it pins accessed (mm/gup.rs), so this read may still read
+    /// PG_referenced of what gets mapped at the addresses it has still to pin, the thread's
+    /// `pages` array holding those pinned: before the fast path, the buffer as given (start()
+    /// may only shorten it); while the fast path runs, the pages after the ones it got
+    /// (gup_fast_fallback() hands exactly those to the slow path). Once the slow path runs, its
+    /// own frame knows; once every page is pinned, none.
+    fn referenced_reads<'a>(&'a self, thread: &'a Thread, callees: &'a [Frame]) -> ReferencedReads<'a> {
+        let (mm, first) = (self.mm, self.buffer - self.head());
+        match self.stage {
+            DioStage::Start => ReferencedReads::Addresses {
+                mm,
+                start: first,
+                end: (self.buffer + self.length).next_multiple_of(PAGE_SIZE),
+            },
+            DioStage::GupFastDone => ReferencedReads::Addresses {
+                mm,
+                start: first + thread.pages.len() as u64 * PAGE_SIZE,
+                end: first + self.nr_pages * PAGE_SIZE,
+            },
+            DioStage::GupSlowDone => match callees.split_first() {
+                Some((gup, callees)) => gup.referenced_reads(thread, callees),
+                None => ReferencedReads::Nothing,
+            },
+            DioStage::Dma | DioStage::SetDirtyLock | DioStage::Unpin => ReferencedReads::Nothing,
         }
     }
 }

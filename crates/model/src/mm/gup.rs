@@ -9,7 +9,7 @@ use crate::mm::memory::{vm_normal_folio, Fault, VM_FAULT_SIGBUS, VM_FAULT_SIGSEG
 use crate::mm::swap::{folio_mark_dirty, folio_put_refs};
 use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
 use crate::state::{vm_flags, MmId};
-use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
+use crate::thread::{errno, Flow, Frame, KernelFunction, ReferencedReads, Thread, Wait};
 use serde::{Deserialize, Serialize};
 
 /// The FOLL_* flags the modelled callers use.
@@ -484,6 +484,17 @@ impl KernelFunction for GupSlow {
             GupSlowStage::Lock => Wait::MmapRead(self.mm),
             GupSlowStage::Follow => Wait::PteLock(self.mm, self.address() >> PAGE_SHIFT),
             _ => Wait::Nothing,
+        }
+    }
+
+    /// follow_page_pte() marks what it pins accessed (FOLL_TOUCH): whatever gets mapped at the
+    /// addresses still to pin. The modelled caller (block/fops.c's direct IO) reads no
+    /// PG_referenced once GUP returned.
+    fn referenced_reads<'a>(&'a self, _thread: &'a Thread, _callees: &'a [Frame]) -> ReferencedReads<'a> {
+        ReferencedReads::Addresses {
+            mm: self.mm,
+            start: self.start + self.index * PAGE_SIZE,
+            end: self.start + self.nr_pages * PAGE_SIZE,
         }
     }
 }

@@ -22,7 +22,7 @@ use crate::mm::swap_state::{__delete_from_swap_cache, add_to_swap, folio_free_sw
 use crate::mm::swapfile::vm_swap_full;
 use crate::patches::Patch;
 use crate::shared::Shared;
-use crate::thread::{Flow, Frame, KernelFunction, Wait};
+use crate::thread::{Flow, Frame, KernelFunction, ReferencedReads, Thread, Wait};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -125,18 +125,6 @@ impl ShrinkInactiveList {
         }
         Flow::Continue
     }
-
-    /// The folios whose PG_referenced this reclaim may still read, `None` for any folio: before
-    /// isolation, any folio on the LRU; once isolated, the thread's folio list, until the
-    /// ShrinkFolioList it calls narrows that down (see [`ShrinkFolioList::referenced_unread`]);
-    /// putback and writeback completion read none.
-    pub fn referenced_unread<'a>(&self, thread: &'a crate::thread::Thread) -> Option<&'a [FolioId]> {
-        match self.stage {
-            ShrinkInactiveStage::Isolate => None,
-            ShrinkInactiveStage::Shrink => Some(&thread.folio_list[..]),
-            ShrinkInactiveStage::Putback | ShrinkInactiveStage::EndWriteback => Some(&[]),
-        }
-    }
 }
 
 impl Default for ShrinkInactiveList {
@@ -163,6 +151,21 @@ impl KernelFunction for ShrinkInactiveList {
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         Wait::Nothing
+    }
+
+    /// The folios whose PG_referenced this reclaim may still read: before isolation, any folio
+    /// on the LRU; once isolated, the thread's folio list, which the shrink_folio_list() it
+    /// calls narrows down while it runs (see [`ShrinkFolioList`]'s); putback and writeback
+    /// completion read none.
+    fn referenced_reads<'a>(&'a self, thread: &'a Thread, callees: &'a [Frame]) -> ReferencedReads<'a> {
+        if let Some((shrink, callees)) = callees.split_first() {
+            return shrink.referenced_reads(thread, callees);
+        }
+        match self.stage {
+            ShrinkInactiveStage::Isolate => ReferencedReads::Every,
+            ShrinkInactiveStage::Shrink => ReferencedReads::Folios(&thread.folio_list[..]),
+            ShrinkInactiveStage::Putback | ShrinkInactiveStage::EndWriteback => ReferencedReads::Nothing,
+        }
     }
 }
 
@@ -217,15 +220,6 @@ impl ShrinkFolioList {
 
     fn folio(&self) -> FolioId {
         self.list[self.index]
-    }
-
-    /// The folios whose PG_referenced this shrink may still read: folio_check_references() is
-    /// the only reader, reached for a folio once, from `Trylock` through `References`; the
-    /// index only moves forward.
-    pub fn referenced_unread(&self) -> &[FolioId] {
-        let checked =
-            !matches!(self.stage, ShrinkStage::Trylock | ShrinkStage::CheckReferences | ShrinkStage::References);
-        &self.list[(self.index + usize::from(checked)).min(self.list.len())..]
     }
 
     fn goto(&mut self, stage: ShrinkStage) -> Flow {
@@ -556,5 +550,15 @@ impl KernelFunction for ShrinkFolioList {
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         Wait::Nothing
+    }
+
+    /// The folios whose PG_referenced this shrink may still read: folio_check_references() is
+    /// the only reader (its folio_referenced() callee included), reached for a folio once, from
+    /// `Trylock` through `References`; the index only moves forward, and the caller's putback
+    /// reads none.
+    fn referenced_reads<'a>(&'a self, _thread: &'a Thread, _callees: &'a [Frame]) -> ReferencedReads<'a> {
+        let checked =
+            !matches!(self.stage, ShrinkStage::Trylock | ShrinkStage::CheckReferences | ShrinkStage::References);
+        ReferencedReads::Folios(&self.list[(self.index + usize::from(checked)).min(self.list.len())..])
     }
 }

@@ -9,11 +9,11 @@
 //! Debug builds check every read against it (`System::step`).
 
 use super::System;
-use crate::folio::{Folio, FolioId, PageFlag, PAGE_SIZE, ZERO_FOLIO};
+use crate::folio::{Folio, FolioId, PageFlag, ZERO_FOLIO};
 use crate::program::Instruction;
 use crate::shared::ChunkedVec;
-use crate::state::{Kernel, ThreadId};
-use crate::thread::{Frame, Thread, ThreadStatus};
+use crate::state::{Kernel, MmId, ThreadId};
+use crate::thread::{ReferencedReads, ThreadStatus};
 use std::ops::Range;
 
 impl System {
@@ -34,62 +34,18 @@ impl System {
                 }
             };
             for instruction in later {
-                match referenced_reads(instruction) {
-                    Reads::Nothing => {}
-                    Reads::FileFolios => readers.file_folios = true,
-                    Reads::Every => return None,
-                }
+                readers.add(k, referenced_reads(instruction))?;
             }
-            match current {
-                Some(Instruction::Reclaim) => readers.folios.extend_from_slice(reclaim_unread(thread)?),
-                Some(Instruction::Pread { direct: true, .. }) => {
-                    readers.indexes.extend(self.gup_unpinned_indexes(k, thread)?)
+            // The instruction inside the kernel: what its entry frame knows, else what the
+            // instruction's paths may read.
+            if let (Some(instruction), Some((entry, callees))) = (current, thread.stack.split_first()) {
+                match entry.referenced_reads(thread, callees) {
+                    ReferencedReads::Every => readers.add(k, referenced_reads(instruction))?,
+                    reads => readers.add(k, reads)?,
                 }
-                Some(instruction) => match referenced_reads(instruction) {
-                    Reads::Nothing => {}
-                    Reads::FileFolios => readers.file_folios = true,
-                    Reads::Every => return None,
-                },
-                None => {}
             }
         }
         Some(readers)
-    }
-
-    /// The folio indexes an O_DIRECT read's GUP may still mark accessed: follow_page_pte()
-    /// calls folio_mark_accessed() (FOLL_TOUCH) on what is mapped at each address the slow
-    /// path has still to pin, and whatever gets mapped there has the index the VMA gives the
-    /// address (linear_page_index()). Once every page is pinned, none.
-    fn gup_unpinned_indexes(&self, k: &Kernel, thread: &Thread) -> Option<Vec<Range<u64>>> {
-        // The innermost GUP frame knows what is left; no frame of the read at all: every index.
-        let left = thread.stack.iter().rev().find_map(|frame| match frame {
-            Frame::GupSlow(gup) => {
-                Some(Some((gup.mm, gup.start + gup.index * PAGE_SIZE, gup.start + gup.nr_pages * PAGE_SIZE)))
-            }
-            Frame::DirectIo(dio) => Some(dio.gup_range(thread.pages.len() as u64)),
-            _ => None,
-        })?;
-        let Some((mm, mut start, end)) = left else {
-            return Some(Vec::new());
-        };
-        // One range per VMA the addresses fall in (usually one); an address no VMA holds faults.
-        // The walk goes from VMA to VMA, so its cost is the VMAs', not the range's length.
-        let mm = &k.mms[mm as usize];
-        let mut indexes = Vec::new();
-        while start < end {
-            let Some(vma) = mm.find_vma(start) else {
-                // Skip the hole to the next VMA that starts inside the range.
-                match mm.vmas.iter().map(|v| v.start).filter(|&s| s > start && s < end).min() {
-                    Some(next) => start = next,
-                    None => break,
-                }
-                continue;
-            };
-            let stop = end.min(vma.end);
-            indexes.push(vma.linear_page_index(start)..vma.linear_page_index(stop));
-            start = stop;
-        }
-        Some(indexes)
     }
 
     /// Allocated folios with PG_referenced set that no thread can read any more.
@@ -126,6 +82,18 @@ pub struct ReferencedReaders {
 }
 
 impl ReferencedReaders {
+    /// Counts `reads` in; `None` for every folio's bit.
+    fn add(&mut self, k: &Kernel, reads: ReferencedReads) -> Option<()> {
+        match reads {
+            ReferencedReads::Nothing => {}
+            ReferencedReads::FileFolios => self.file_folios = true,
+            ReferencedReads::Folios(folios) => self.folios.extend_from_slice(folios),
+            ReferencedReads::Addresses { mm, start, end } => self.indexes.extend(address_indexes(k, mm, start, end)),
+            ReferencedReads::Every => return None,
+        }
+        Some(())
+    }
+
     pub fn may_read(&self, id: FolioId, folio: &Folio) -> bool {
         let overlaps =
             |range: &Range<u64>| range.start < folio.index + folio.nr_pages() as u64 && folio.index < range.end;
@@ -135,34 +103,39 @@ impl ReferencedReaders {
     }
 }
 
-/// The folios a thread inside `reclaim(all)` may still read PG_referenced of (`None`: any).
-fn reclaim_unread(thread: &Thread) -> Option<&[FolioId]> {
-    let mut unread = None;
-    for frame in &thread.stack {
-        unread = match frame {
-            Frame::ShrinkInactiveList(shrink) => shrink.referenced_unread(thread),
-            Frame::ShrinkFolioList(shrink) => Some(shrink.referenced_unread()),
-            _ => unread,
+/// The folio indexes GUP's slow path may still mark accessed in `[start, end)` of `mm`:
+/// follow_page_pte() calls folio_mark_accessed() (FOLL_TOUCH) on what is mapped at each address
+/// it has still to pin, and whatever gets mapped there has the index the VMA gives the address
+/// (linear_page_index()).
+fn address_indexes(k: &Kernel, mm: MmId, mut start: u64, end: u64) -> Vec<Range<u64>> {
+    // One range per VMA the addresses fall in (usually one); an address no VMA holds faults.
+    // The walk goes from VMA to VMA, so its cost is the VMAs', not the range's length.
+    let mm = &k.mms[mm as usize];
+    let mut indexes = Vec::new();
+    while start < end {
+        let Some(vma) = mm.find_vma(start) else {
+            // Skip the hole to the next VMA that starts inside the range.
+            match mm.vmas.iter().map(|v| v.start).filter(|&s| s > start && s < end).min() {
+                Some(next) => start = next,
+                None => break,
+            }
+            continue;
         };
+        let stop = end.min(vma.end);
+        indexes.push(vma.linear_page_index(start)..vma.linear_page_index(stop));
+        start = stop;
     }
-    unread
+    indexes
 }
 
-/// Which folios' PG_referenced an instruction's kernel paths may read.
-enum Reads {
-    Nothing,
-    /// File folios only: folio_mark_accessed() from zap_present_folio_ptes() (a young file
-    /// PTE) or filemap_read().
-    FileFolios,
-    Every,
-}
-
-/// Only the instructions read against the model's readers say less than `Every`: none of
-/// their frames reaches folio_check_references(), smaps_account(), kpageflags or
-/// __split_huge_page_tail(), and folio_mark_accessed() only as `FileFolios` says. An O_DIRECT
-/// read is `Every` until it starts (its GUP is narrowed down once it runs); a new
-/// instruction is `Every` until someone reads its paths.
-fn referenced_reads(instruction: &Instruction) -> Reads {
+/// Which folios' PG_referenced an instruction's kernel paths may read. Only the instructions
+/// read against the model's readers say less than `Every`: none of their frames reaches
+/// folio_check_references(), smaps_account(), kpageflags or __split_huge_page_tail(), and
+/// folio_mark_accessed() only as `FileFolios` says. An O_DIRECT read and reclaim are `Every`
+/// until they start (their frames narrow it down once they run:
+/// [`crate::thread::KernelFunction::referenced_reads`]); a new instruction is `Every` until
+/// someone reads its paths.
+fn referenced_reads(instruction: &Instruction) -> ReferencedReads<'static> {
     use crate::fs::proc::page::ProcPageFile;
     use crate::program::Advice;
     match instruction {
@@ -178,13 +151,13 @@ fn referenced_reads(instruction: &Instruction) -> Reads {
         | Instruction::Join { .. }
         | Instruction::ProcPage { file: ProcPageFile::Pagemap | ProcPageFile::KpageCount, .. }
         | Instruction::Signal { .. }
-        | Instruction::WaitEvent { .. } => Reads::Nothing,
+        | Instruction::WaitEvent { .. } => ReferencedReads::Nothing,
         Instruction::Munmap { .. }
         | Instruction::Exit
         | Instruction::Madvise { advice: Advice::DontNeed, .. }
         | Instruction::Ftruncate { .. }
-        | Instruction::Pread { direct: false, .. } => Reads::FileFolios,
-        _ => Reads::Every,
+        | Instruction::Pread { direct: false, .. } => ReferencedReads::FileFolios,
+        _ => ReferencedReads::Every,
     }
 }
 
