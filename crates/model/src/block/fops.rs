@@ -26,9 +26,17 @@ pub enum DioStage {
     Start,
     GupFastDone,
     GupSlowDone,
-    Dma,
-    SetDirtyLock,
-    Unpin,
+    /// submit_bio_wait(), page by page: `index` is the page of the bio being transferred.
+    Dma {
+        index: usize,
+    },
+    /// bio_release_pages(), page by page (`index`) and folio by folio.
+    SetDirtyLock {
+        index: usize,
+    },
+    Unpin {
+        index: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,8 +49,6 @@ pub struct DirectIo {
     pub nr_pages: u64,
     pub flags: GupFlags,
     pub stage: DioStage,
-    /// The page of the bio being transferred or released.
-    pub index: usize,
     /// GUP pinned fewer pages than the buffer spans: the read fails with -EFAULT after the
     /// pinned part is transferred.
     pub short: bool,
@@ -59,7 +65,6 @@ impl DirectIo {
             nr_pages: 0,
             flags: GupFlags { write: true, pin: false },
             stage: DioStage::Start,
-            index: 0,
             short: false,
         }
     }
@@ -108,8 +113,7 @@ impl DirectIo {
     fn gup_fast_done(&mut self, ctx: &mut Ctx) -> Flow {
         let got = Self::pages_len(ctx) as u64;
         if got == self.nr_pages {
-            self.stage = DioStage::Dma;
-            return Flow::Continue;
+            return Flow::goto(&mut self.stage, DioStage::Dma { index: 0 });
         }
         self.stage = DioStage::GupSlowDone;
         let start = self.buffer - self.head() + got * PAGE_SIZE;
@@ -128,17 +132,16 @@ impl DirectIo {
         self.short = (Self::pages_len(ctx) as u64) < self.nr_pages;
         self.nr_pages = Self::pages_len(ctx) as u64;
         self.length = self.length.min(self.nr_pages * PAGE_SIZE - self.head());
-        self.stage = DioStage::Dma;
-        Flow::Continue
+        Flow::goto(&mut self.stage, DioStage::Dma { index: 0 })
     }
 
     /// submit_bio_wait(): the device writes the buffer's part of each page; no page table is
     /// involved.
-    fn dma(&mut self, ctx: &mut Ctx) -> Flow {
-        let pfn = ctx.local().pages[self.index];
+    fn dma(&mut self, ctx: &mut Ctx, index: usize) -> Flow {
+        let pfn = ctx.local().pages[index];
         let (folio, page) = page_of(pfn);
         // The bytes of this page the buffer covers, and where they come from in the file.
-        let page_start = self.index as u64 * PAGE_SIZE;
+        let page_start = index as u64 * PAGE_SIZE;
         let from = page_start.max(self.head());
         let to = (page_start + PAGE_SIZE).min(self.head() + self.length);
         let file_offset = self.offset + from - self.head();
@@ -152,12 +155,11 @@ impl DirectIo {
         ctx.event("submit_bio_wait", "dma", |k| {
             format!("file offset {file_offset:#x} (block {block}) -> folio {folio}: {}", k.folio(folio).dump(folio))
         });
-        self.index += 1;
-        if self.index == self.nr_pages as usize {
-            self.index = 0;
-            self.stage = DioStage::SetDirtyLock;
-        }
-        Flow::Continue
+        let next = match index + 1 {
+            end if end == self.nr_pages as usize => DioStage::SetDirtyLock { index: 0 },
+            next => DioStage::Dma { index: next },
+        };
+        Flow::goto(&mut self.stage, next)
     }
 
     /// `length` file bytes from `file_offset` into the page at `page_offset`, run by run.
@@ -184,25 +186,24 @@ impl DirectIo {
     }
 
     /// bio_release_pages(bio, true): folio_lock(); folio_mark_dirty(); folio_unlock().
-    fn set_dirty_lock(&mut self, ctx: &mut Ctx) -> Flow {
-        let (folio, _) = page_of(ctx.local().pages[self.index]);
+    fn set_dirty_lock(&mut self, ctx: &mut Ctx, index: usize) -> Flow {
+        let (folio, _) = page_of(ctx.local().pages[index]);
         if folio != ZERO_FOLIO {
             ctx.flag_test_and_store(folio, PageFlag::Locked, true);
             folio_mark_dirty(ctx, folio);
             ctx.flag_store(folio, PageFlag::Locked, false);
         }
         ctx.event("bio_release_pages", "set_page_dirty_lock", |_| format!("folio {folio}"));
-        self.stage = DioStage::Unpin;
-        Flow::Continue
+        Flow::goto(&mut self.stage, DioStage::Unpin { index })
     }
 
     /// unpin_user_page() / put_page(): __bio_release_pages() walks the bio folio by folio
     /// (bio_for_each_folio_all()), so the pages of one large folio go in one
     /// unpin_user_folio(folio, nr_pages).
-    fn unpin(&mut self, ctx: &mut Ctx) -> Flow {
+    fn unpin(&mut self, ctx: &mut Ctx, index: usize) -> Flow {
         let pages = &ctx.local().pages;
-        let (folio, _) = page_of(pages[self.index]);
-        let run = pages[self.index..].iter().take_while(|&&pfn| page_of(pfn).0 == folio).count();
+        let (folio, _) = page_of(pages[index]);
+        let run = pages[index..].iter().take_while(|&&pfn| page_of(pfn).0 == folio).count();
         gup_put_folio(ctx, folio, run as i32, self.flags);
         let flags = self.flags;
         let what = match (run, flags.pin) {
@@ -212,13 +213,12 @@ impl DirectIo {
             (_, false) => "folio_put_refs",
         };
         ctx.event("bio_release_pages", what, |k| format!("{run} page(s): {}", k.folio(folio).dump(folio)));
-        self.index += run;
-        if self.index == self.nr_pages as usize {
+        let index = index + run;
+        if index == self.nr_pages as usize {
             ctx.local().pages.make_mut().clear();
             return Flow::Return(if self.short { -errno::EFAULT } else { self.length as i64 });
         }
-        self.stage = DioStage::SetDirtyLock;
-        Flow::Continue
+        Flow::goto(&mut self.stage, DioStage::SetDirtyLock { index })
     }
 }
 
@@ -228,15 +228,15 @@ impl KernelFunction for DirectIo {
             DioStage::Start => self.start(ctx),
             DioStage::GupFastDone => self.gup_fast_done(ctx),
             DioStage::GupSlowDone => self.gup_slow_done(ctx, returned.unwrap_or(0)),
-            DioStage::Dma => self.dma(ctx),
-            DioStage::SetDirtyLock => self.set_dirty_lock(ctx),
-            DioStage::Unpin => self.unpin(ctx),
+            DioStage::Dma { index } => self.dma(ctx, index),
+            DioStage::SetDirtyLock { index } => self.set_dirty_lock(ctx, index),
+            DioStage::Unpin { index } => self.unpin(ctx, index),
         }
     }
 
     fn wait(&self, k: &crate::state::Kernel, thread: crate::state::ThreadId) -> Wait {
         match self.stage {
-            DioStage::SetDirtyLock => Wait::FolioLock(page_of(k.threads[thread as usize].pages[self.index]).0),
+            DioStage::SetDirtyLock { index } => Wait::FolioLock(page_of(k.threads[thread as usize].pages[index]).0),
             _ => Wait::Nothing,
         }
     }
@@ -264,7 +264,7 @@ impl KernelFunction for DirectIo {
                 Some((gup, callees)) => gup.referenced_reads(thread, callees),
                 None => ReferencedReads::Nothing,
             },
-            DioStage::Dma | DioStage::SetDirtyLock | DioStage::Unpin => ReferencedReads::Nothing,
+            DioStage::Dma { .. } | DioStage::SetDirtyLock { .. } | DioStage::Unpin { .. } => ReferencedReads::Nothing,
         }
     }
 }

@@ -76,12 +76,34 @@ pub fn gup_put_folio(ctx: &mut Ctx, folio: FolioId, refs: i32, flags: GupFlags) 
     folio_put_refs(ctx, folio, refs);
 }
 
+/// The entry gup_fast() read locklessly: a PTE, or the huge PMD (gup_fast_pmd_leaf()) as a
+/// present entry naming the page of the THP at the address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FastEntry {
+    pub pte: PresentPte,
+    /// Pages the entry covers: 1 for a PTE, up to the PMD's end for a huge PMD.
+    pub refs: u64,
+    pub pmd: bool,
+}
+
+impl FastEntry {
+    /// The function of mm/gup.c that handles the entry.
+    fn function(self) -> &'static str {
+        if self.pmd {
+            "gup_fast_pmd_leaf"
+        } else {
+            "gup_fast_pte_range"
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum GupFastStage {
     ReadPte,
-    Grab,
-    PinBias,
-    Recheck,
+    Grab(FastEntry),
+    /// The entry and the folio grabbed (page_folio() of the page when the reference was taken).
+    PinBias(FastEntry, FolioId),
+    Recheck(FastEntry, FolioId),
 }
 
 /// gup_must_unshare() for a read-only entry: a FOLL_PIN of an anonymous page that is not
@@ -114,36 +136,17 @@ pub struct GupFast {
     pub flags: GupFlags,
     pub index: u64,
     pub stage: GupFastStage,
-    /// The entry read locklessly: a PTE, or the huge PMD (gup_fast_pmd_leaf()) as a present
-    /// entry naming the page of the THP at the address.
-    pub pte: Pte,
-    /// Pages the entry covers: 1 for a PTE, up to the PMD's end for a huge PMD.
-    pub refs: u64,
-    pub pmd: bool,
-    /// The folio grabbed (page_folio() of the page when the reference was taken).
-    pub folio: FolioId,
 }
 
 impl GupFast {
     pub fn new(mm: MmId, start: u64, nr_pages: u64, flags: GupFlags) -> Self {
-        GupFast {
-            mm,
-            start,
-            nr_pages,
-            flags,
-            index: 0,
-            stage: GupFastStage::ReadPte,
-            pte: Pte::None,
-            refs: 1,
-            pmd: false,
-            folio: 0,
-        }
+        GupFast { mm, start, nr_pages, flags, index: 0, stage: GupFastStage::ReadPte }
     }
 
     /// Re-reads the entry `read_pte()` read.
-    fn entry_load(&self, ctx: &mut Ctx) -> Pte {
+    fn entry_load(&self, ctx: &mut Ctx, entry: FastEntry) -> Pte {
         let address = self.address();
-        if self.pmd {
+        if entry.pmd {
             return huge_entry(ctx, self.mm, address).map_or(Pte::None, Pte::Present);
         }
         ctx.pte_load_lockless(self.mm, address >> PAGE_SHIFT)
@@ -153,31 +156,26 @@ impl GupFast {
         self.start + self.index * PAGE_SIZE
     }
 
-    fn stop(&self) -> Flow {
-        Flow::Return(self.index as i64)
-    }
-
     /// gup_fast_pmd_range(): pmdp_get_lockless(), a huge PMD going to gup_fast_pmd_leaf();
     /// otherwise gup_fast_pte_range()'s ptep_get_lockless(); then pte_access_permitted() and
     /// pte_special().
     fn read_pte(&mut self, ctx: &mut Ctx) -> Flow {
         if self.index == self.nr_pages {
-            return self.stop();
+            return Flow::Return(self.index as i64);
         }
         let address = self.address();
         let huge = huge_entry(ctx, self.mm, address);
-        self.pmd = huge.is_some();
-        self.refs = if self.pmd { pmd_pages(address, self.nr_pages - self.index) } else { 1 };
-        self.pte = match huge {
+        let pmd = huge.is_some();
+        let refs = if pmd { pmd_pages(address, self.nr_pages - self.index) } else { 1 };
+        let pte = match huge {
             Some(entry) => Pte::Present(entry),
             None => ctx.pte_load_lockless(self.mm, address >> PAGE_SHIFT),
         };
-        let pte = self.pte;
         let usable = pte.present().filter(|p| !p.special && (!self.flags.write || p.write));
         // gup_fast_pmd_leaf(): "if (!pmd_write(orig) && gup_must_unshare(NULL, flags,
         // &folio->page))": a read pin of a shared anonymous THP backs off to the slow path.
-        let usable = usable.filter(|p| !(self.pmd && self.flags.pin && !p.write && must_unshare(ctx, p.pfn)));
-        let function = if self.pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
+        let usable = usable.filter(|p| !(pmd && self.flags.pin && !p.write && must_unshare(ctx, p.pfn)));
+        let function = if pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
         ctx.event(function, "ptep_get_lockless", |_| {
             format!(
                 "{address:#x}: PTE {}{}",
@@ -185,24 +183,21 @@ impl GupFast {
                 if usable.is_some() { "" } else { ": fall back to the slow path" }
             )
         });
-        if usable.is_none() {
-            return self.stop();
+        match usable {
+            Some(pte) => Flow::goto(&mut self.stage, GupFastStage::Grab(FastEntry { pte, refs, pmd })),
+            None => Flow::Return(self.index as i64),
         }
-        self.stage = GupFastStage::Grab;
-        Flow::Continue
     }
 
     /// try_grab_folio_fast() → try_get_folio(): folio_ref_try_add() of every page the entry
     /// covers, a fully ordered atomic that fails on a frozen (refcount 0) folio.
-    fn grab(&mut self, ctx: &mut Ctx) -> Flow {
+    fn grab(&mut self, ctx: &mut Ctx, entry: FastEntry) -> Flow {
         // try_get_folio(): "folio = page_folio(page)", re-checked after the reference is taken
         // (a split may have made the page a folio of its own).
-        let (folio, _) = ctx.page_folio_load(self.pte.present().expect("checked present").pfn);
-        self.folio = folio;
-        let got = ctx.ref_add_unless_zero(folio, self.refs as i32);
+        let (folio, _) = ctx.page_folio_load(entry.pte.pfn);
+        let got = ctx.ref_add_unless_zero(folio, entry.refs as i32);
         let flags = self.flags;
-        let function = if self.pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
-        ctx.event(function, "try_grab_folio_fast", |k| {
+        ctx.event(entry.function(), "try_grab_folio_fast", |k| {
             if got {
                 format!("folio {folio} refcount {} ({})", k.folio(folio).refcount, flags.describe())
             } else {
@@ -210,18 +205,18 @@ impl GupFast {
             }
         });
         if !got {
-            return self.stop();
+            return Flow::Return(self.index as i64);
         }
-        self.stage = if self.flags.pin { GupFastStage::PinBias } else { GupFastStage::Recheck };
-        Flow::Continue
+        let next =
+            if self.flags.pin { GupFastStage::PinBias(entry, folio) } else { GupFastStage::Recheck(entry, folio) };
+        Flow::goto(&mut self.stage, next)
     }
 
     /// FOLL_PIN: "atomic_add(refs, &folio->_pincount)" on a large folio, else
     /// "folio_ref_add(folio, refs * (GUP_PIN_COUNTING_BIAS - 1))": a second atomic after the
     /// references.
-    fn pin_bias(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.folio;
-        let refs = self.refs as i32;
+    fn pin_bias(&mut self, ctx: &mut Ctx, entry: FastEntry, folio: FolioId) -> Flow {
+        let refs = entry.refs as i32;
         if folio_has_pincount(ctx, folio) {
             ctx.pincount_add(folio, refs, Ordering::Relaxed);
         } else {
@@ -231,37 +226,31 @@ impl GupFast {
         ctx.event("try_grab_folio_fast", "folio_ref_add pin bias", |k| {
             format!("folio {folio} refcount {}", k.folio(folio).refcount)
         });
-        self.stage = GupFastStage::Recheck;
-        Flow::Continue
+        Flow::goto(&mut self.stage, GupFastStage::Recheck(entry, folio))
     }
 
     /// "if (unlikely(pte_val(pte) != pte_val(ptep_get(ptep))))": back off if the PTE (or the
     /// huge PMD) changed.
-    fn recheck(&mut self, ctx: &mut Ctx) -> Flow {
+    fn recheck(&mut self, ctx: &mut Ctx, entry: FastEntry, folio: FolioId) -> Flow {
         let address = self.address();
-        let present = self.pte.present().expect("checked present");
-        let folio = self.folio;
-        let now = self.entry_load(ctx);
-        if now != self.pte {
-            gup_put_folio(ctx, folio, self.refs as i32, self.flags);
+        let now = self.entry_load(ctx, entry);
+        if now != Pte::Present(entry.pte) {
+            gup_put_folio(ctx, folio, entry.refs as i32, self.flags);
             ctx.event("gup_fast_pte_range", "recheck", |_| {
                 format!("{address:#x}: PTE changed to {}: put folio {folio}, slow path", now.describe())
             });
-            return self.stop();
+            return Flow::Return(self.index as i64);
         }
         ctx.flag_store(folio, PageFlag::Referenced, true);
-        let pfns = (0..self.refs).map(|page| present.pfn + page);
+        let pfns = (0..entry.refs).map(|page| entry.pte.pfn + page);
         ctx.local().pages.make_mut().extend(pfns);
-        let refs = self.refs;
-        let function = if self.pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
-        let pmd = self.pmd;
-        ctx.event(function, "recheck", |_| match pmd {
+        let refs = entry.refs;
+        ctx.event(entry.function(), "recheck", |_| match entry.pmd {
             true => format!("{address:#x}: PMD unchanged, got THP folio {folio} ({refs} page(s))"),
             false => format!("{address:#x}: PTE unchanged, got folio {folio}"),
         });
-        self.index += self.refs;
-        self.stage = GupFastStage::ReadPte;
-        Flow::Continue
+        self.index += entry.refs;
+        Flow::goto(&mut self.stage, GupFastStage::ReadPte)
     }
 }
 
@@ -269,9 +258,9 @@ impl KernelFunction for GupFast {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         match self.stage {
             GupFastStage::ReadPte => self.read_pte(ctx),
-            GupFastStage::Grab => self.grab(ctx),
-            GupFastStage::PinBias => self.pin_bias(ctx),
-            GupFastStage::Recheck => self.recheck(ctx),
+            GupFastStage::Grab(entry) => self.grab(ctx, entry),
+            GupFastStage::PinBias(entry, folio) => self.pin_bias(ctx, entry, folio),
+            GupFastStage::Recheck(entry, folio) => self.recheck(ctx, entry, folio),
         }
     }
 
@@ -285,10 +274,16 @@ pub enum GupSlowStage {
     Lock,
     Follow,
     /// __get_user_pages(): "if (page_increm > 1) try_grab_folio(folio, page_increm - 1, ...)"
-    /// for the rest of a huge PMD's pages, after the PMD lock is dropped.
-    GrabRest,
+    /// for the rest of a huge PMD's pages (`rest` of them), after the PMD lock is dropped.
+    GrabRest {
+        folio: FolioId,
+        rest: u64,
+    },
     Faulted,
-    Unlock,
+    /// mmap_read_unlock(), then return what `__get_user_pages()` got.
+    Unlock {
+        result: i64,
+    },
 }
 
 /// mm/gup.c: __get_user_pages_locked() → __get_user_pages(): under mmap_lock, follow_page_pte()
@@ -301,24 +296,15 @@ pub struct GupSlow {
     pub flags: GupFlags,
     pub index: u64,
     pub stage: GupSlowStage,
-    pub result: i64,
-    /// The huge PMD's folio and its pages still to grab in `GrabRest`.
-    pub rest: Option<(FolioId, u64)>,
 }
 
 impl GupSlow {
     pub fn new(mm: MmId, start: u64, nr_pages: u64, flags: GupFlags) -> Self {
-        GupSlow { mm, start, nr_pages, flags, index: 0, stage: GupSlowStage::Lock, result: 0, rest: None }
+        GupSlow { mm, start, nr_pages, flags, index: 0, stage: GupSlowStage::Lock }
     }
 
     fn address(&self) -> u64 {
         self.start + self.index * PAGE_SIZE
-    }
-
-    fn done(&mut self, result: i64) -> Flow {
-        self.result = result;
-        self.stage = GupSlowStage::Unlock;
-        Flow::Continue
     }
 
     /// mmap_read_lock(), then gup_vma_lookup() and check_vma_flags().
@@ -331,10 +317,10 @@ impl GupSlow {
         });
         ctx.event("__get_user_pages", "mmap_read_lock", |_| format!("[{start:#x}, {end:#x})"));
         if !allowed {
-            return self.done(-errno::EFAULT);
+            return Flow::goto(&mut self.stage, GupSlowStage::Unlock { result: -errno::EFAULT });
         }
-        self.stage = if self.nr_pages == 0 { GupSlowStage::Unlock } else { GupSlowStage::Follow };
-        Flow::Continue
+        let next = if self.nr_pages == 0 { GupSlowStage::Unlock { result: 0 } } else { GupSlowStage::Follow };
+        Flow::goto(&mut self.stage, next)
     }
 
     /// mm/gup.c: follow_pmd_mask(): a huge PMD goes to follow_huge_pmd() under the PMD lock,
@@ -344,7 +330,10 @@ impl GupSlow {
         let vpn = address >> PAGE_SHIFT;
         if !ctx.vmas(self.mm).iter().any(|v| v.contains(address)) {
             let got = self.index as i64;
-            return self.done(if got > 0 { got } else { -errno::EFAULT });
+            return Flow::goto(
+                &mut self.stage,
+                GupSlowStage::Unlock { result: if got > 0 { got } else { -errno::EFAULT } },
+            );
         }
         ctx.ptl_lock(self.mm, vpn);
         if let Some(entry) = huge_entry(ctx, self.mm, address) {
@@ -389,8 +378,9 @@ impl GupSlow {
         });
         self.index += 1;
         if self.index == self.nr_pages {
-            return self.done(self.index as i64);
+            return Flow::goto(&mut self.stage, GupSlowStage::Unlock { result: self.index as i64 });
         }
+        // The next page, in the next step.
         Flow::Continue
     }
 
@@ -413,7 +403,7 @@ impl GupSlow {
                 crate::violation::ViolationKind::Invariant,
                 "not modelled: FOLL_PIN of a shared THP (gup_must_unshare, FAULT_FLAG_UNSHARE)",
             ));
-            return self.done(-errno::EFAULT);
+            return Flow::goto(&mut self.stage, GupSlowStage::Unlock { result: -errno::EFAULT });
         }
         try_grab_folio(ctx, folio, 1, self.flags);
         // touch_pmd(): "pmd_mkyoung(*pmd); if (write) pmd_mkdirty()".
@@ -433,13 +423,11 @@ impl GupSlow {
                 flags.describe()
             )
         });
-        self.rest = Some((folio, refs - 1));
-        self.stage = GupSlowStage::GrabRest;
-        Flow::Continue
+        Flow::goto(&mut self.stage, GupSlowStage::GrabRest { folio, rest: refs - 1 })
     }
 
-    fn grab_rest(&mut self, ctx: &mut Ctx) -> Flow {
-        let (folio, rest) = self.rest.take().expect("after follow_huge_pmd");
+    /// __get_user_pages(): the references on the rest of the huge PMD's pages.
+    fn grab_rest(&mut self, ctx: &mut Ctx, folio: FolioId, rest: u64) -> Flow {
         if rest > 0 {
             try_grab_folio(ctx, folio, rest as i32, self.flags);
             ctx.event("__get_user_pages", "try_grab_folio page_increm", |k| {
@@ -448,19 +436,21 @@ impl GupSlow {
         }
         self.index += rest + 1;
         if self.index == self.nr_pages {
-            return self.done(self.index as i64);
+            return Flow::goto(&mut self.stage, GupSlowStage::Unlock { result: self.index as i64 });
         }
-        self.stage = GupSlowStage::Follow;
-        Flow::Continue
+        Flow::goto(&mut self.stage, GupSlowStage::Follow)
     }
 
+    /// faultin_page() returned: a fault that failed ends the GUP, else follow the page again.
     fn faulted(&mut self, result: i64) -> Flow {
         if result & (VM_FAULT_SIGSEGV | VM_FAULT_SIGBUS) != 0 {
             let got = self.index as i64;
-            return self.done(if got > 0 { got } else { -errno::EFAULT });
+            return Flow::goto(
+                &mut self.stage,
+                GupSlowStage::Unlock { result: if got > 0 { got } else { -errno::EFAULT } },
+            );
         }
-        self.stage = GupSlowStage::Follow;
-        Flow::Continue
+        Flow::goto(&mut self.stage, GupSlowStage::Follow)
     }
 }
 
@@ -469,12 +459,12 @@ impl KernelFunction for GupSlow {
         match self.stage {
             GupSlowStage::Lock => self.lock(ctx),
             GupSlowStage::Follow => self.follow(ctx),
-            GupSlowStage::GrabRest => self.grab_rest(ctx),
+            GupSlowStage::GrabRest { folio, rest } => self.grab_rest(ctx, folio, rest),
             GupSlowStage::Faulted => self.faulted(returned.unwrap_or(0)),
-            GupSlowStage::Unlock => {
+            GupSlowStage::Unlock { result } => {
                 ctx.mmap_read_unlock(self.mm);
                 ctx.event("__get_user_pages", "mmap_read_unlock", |_| String::new());
-                Flow::Return(self.result)
+                Flow::Return(result)
             }
         }
     }
