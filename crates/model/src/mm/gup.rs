@@ -106,11 +106,17 @@ pub enum GupFastStage {
     Recheck(FastEntry, FolioId),
 }
 
-/// gup_must_unshare() for a read-only entry: a FOLL_PIN of an anonymous page that is not
-/// exclusive must unshare it first (the huge zero folio is not anonymous).
-fn must_unshare(ctx: &mut Ctx, pfn: crate::folio::Pfn) -> bool {
-    let folio = pfn_folio(pfn);
-    ctx.flag_test(folio, PageFlag::Anon) && !ctx.anon_exclusive_load(folio, 0)
+/// mm/internal.h: gup_must_unshare() for a read-only entry mapping `page` of `folio`: a
+/// FOLL_PIN without FOLL_WRITE of an anonymous page that is not exclusive must unshare it first
+/// (the huge zero folio is not anonymous; a R/O pin of a file page is FOLL_LONGTERM's concern,
+/// which no modelled caller passes).
+fn gup_must_unshare(ctx: &mut Ctx, flags: GupFlags, folio: FolioId, page: usize) -> bool {
+    if flags.write || !flags.pin || !ctx.flag_test(folio, PageFlag::Anon) {
+        return false;
+    }
+    // "Paired with a memory barrier in folio_try_share_anon_rmap_*()."
+    ctx.fence(crate::access::Fence::Read);
+    !ctx.anon_exclusive_load(folio, page)
 }
 
 /// The pages of the range from `address` that the huge PMD covering it maps (record_subpages()).
@@ -126,8 +132,9 @@ fn huge_entry(ctx: &mut Ctx, mm: MmId, address: u64) -> Option<PresentPte> {
 }
 
 /// mm/gup.c: gup_fast() → gup_fast_pte_range() (gup_pte_range() before 6.10), with interrupts
-/// off and no lock: snapshot the PTE, grab a reference, re-read the PTE and back off if it
-/// changed. Returns how many pages it got; the caller takes the slow path for the rest.
+/// off and no lock: snapshot the PTE, grab a reference, re-read the PMD and the PTE and back
+/// off if either changed (or the page must be unshared). Returns how many pages it got; the
+/// caller takes the slow path for the rest.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GupFast {
     pub mm: MmId,
@@ -141,15 +148,6 @@ pub struct GupFast {
 impl GupFast {
     pub fn new(mm: MmId, start: u64, nr_pages: u64, flags: GupFlags) -> Self {
         GupFast { mm, start, nr_pages, flags, index: 0, stage: GupFastStage::ReadPte }
-    }
-
-    /// Re-reads the entry `read_pte()` read.
-    fn entry_load(&self, ctx: &mut Ctx, entry: FastEntry) -> Pte {
-        let address = self.address();
-        if entry.pmd {
-            return huge_entry(ctx, self.mm, address).map_or(Pte::None, Pte::Present);
-        }
-        ctx.pte_load_lockless(self.mm, address >> PAGE_SHIFT)
     }
 
     fn address(&self) -> u64 {
@@ -172,9 +170,6 @@ impl GupFast {
             None => ctx.pte_load_lockless(self.mm, address >> PAGE_SHIFT),
         };
         let usable = pte.present().filter(|p| !p.special && (!self.flags.write || p.write));
-        // gup_fast_pmd_leaf(): "if (!pmd_write(orig) && gup_must_unshare(NULL, flags,
-        // &folio->page))": a read pin of a shared anonymous THP backs off to the slow path.
-        let usable = usable.filter(|p| !(pmd && self.flags.pin && !p.write && must_unshare(ctx, p.pfn)));
         let function = if pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
         ctx.event(function, "ptep_get_lockless", |_| {
             format!(
@@ -229,15 +224,29 @@ impl GupFast {
         Flow::goto(&mut self.stage, GupFastStage::Recheck(entry, folio))
     }
 
-    /// "if (unlikely(pte_val(pte) != pte_val(ptep_get(ptep))))": back off if the PTE (or the
-    /// huge PMD) changed.
+    /// The checks after the grab, in the kernel's order (gup_fast_pte_range() and
+    /// gup_fast_pmd_leaf() alike): back off if the entry changed, then
+    /// gup_fast_folio_allowed(), then gup_must_unshare() for a read-only entry; else
+    /// folio_set_referenced() and the pages are recorded.
     fn recheck(&mut self, ctx: &mut Ctx, entry: FastEntry, folio: FolioId) -> Flow {
         let address = self.address();
-        let now = self.entry_load(ctx, entry);
-        if now != Pte::Present(entry.pte) {
+        let function = entry.function();
+        if let Some(now) = self.entry_changed(ctx, entry) {
             gup_put_folio(ctx, folio, entry.refs as i32, self.flags);
-            ctx.event("gup_fast_pte_range", "recheck", |_| {
-                format!("{address:#x}: PTE changed to {}: put folio {folio}, slow path", now.describe())
+            ctx.event(function, "recheck", |_| format!("{address:#x}: {now}: put folio {folio}, slow path"));
+            return Flow::Return(self.index as i64);
+        }
+        // gup_fast_folio_allowed(): not modelled. It rejects FOLL_PIN|FOLL_LONGTERM|FOLL_WRITE
+        // of file folios (no modelled caller passes FOLL_LONGTERM) and, with CONFIG_SECRETMEM,
+        // small folios whose mapping is NULL or secretmem's.
+        //
+        // "if (!pte_write(pte) && gup_must_unshare(NULL, flags, page))"; gup_fast_pmd_leaf()
+        // asks of the head page ("&folio->page").
+        let page = if entry.pmd { 0 } else { pfn_page(entry.pte.pfn) };
+        if !entry.pte.write && gup_must_unshare(ctx, self.flags, folio, page) {
+            gup_put_folio(ctx, folio, entry.refs as i32, self.flags);
+            ctx.event(function, "gup_must_unshare", |_| {
+                format!("{address:#x}: folio {folio} not exclusive: put, slow path")
             });
             return Flow::Return(self.index as i64);
         }
@@ -245,12 +254,30 @@ impl GupFast {
         let pfns = (0..entry.refs).map(|page| entry.pte.pfn + page);
         ctx.local().pages.make_mut().extend(pfns);
         let refs = entry.refs;
-        ctx.event(entry.function(), "recheck", |_| match entry.pmd {
+        ctx.event(function, "recheck", |_| match entry.pmd {
             true => format!("{address:#x}: PMD unchanged, got THP folio {folio} ({refs} page(s))"),
             false => format!("{address:#x}: PTE unchanged, got folio {folio}"),
         });
         self.index += entry.refs;
         Flow::goto(&mut self.stage, GupFastStage::ReadPte)
+    }
+
+    /// gup_fast_pmd_leaf(): "if (unlikely(pmd_val(orig) != pmd_val(pmdp_get_lockless(pmdp))))";
+    /// gup_fast_pte_range(): "if (unlikely(pmd_val(pmd) != pmd_val(pmdp_get_lockless(pmdp))) ||
+    /// unlikely(pte_val(pte) != pte_val(ptep_get(ptep))))", the PMD read as a page table (no
+    /// huge PMD). What changed, if anything.
+    fn entry_changed(&self, ctx: &mut Ctx, entry: FastEntry) -> Option<String> {
+        let (mm, address) = (self.mm, self.address());
+        let pmd = huge_entry(ctx, mm, address);
+        if entry.pmd {
+            return (pmd != Some(entry.pte))
+                .then(|| format!("PMD changed to {}", pmd.map_or(Pte::None, Pte::Present).describe()));
+        }
+        if let Some(huge) = pmd {
+            return Some(format!("PMD changed to huge {}", Pte::Present(huge).describe()));
+        }
+        let now = ctx.pte_load_lockless(mm, address >> PAGE_SHIFT);
+        (now != Pte::Present(entry.pte)).then(|| format!("PTE changed to {}", now.describe()))
     }
 }
 
@@ -397,7 +424,7 @@ impl GupSlow {
             return Flow::Call(Frame::Fault(Fault::new(mm, address, true, false)));
         }
         let folio = pfn_folio(entry.pfn);
-        if self.flags.pin && !entry.write && must_unshare(ctx, entry.pfn) {
+        if !entry.write && gup_must_unshare(ctx, self.flags, folio, 0) {
             ctx.ptl_unlock(mm, vpn);
             ctx.violation(crate::violation::Violation::new(
                 crate::violation::ViolationKind::Invariant,
