@@ -108,6 +108,22 @@ pub fn folio_remove_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize) {
     ctx.vm_bug_on_folio(mapcount < 0, folio, "page_mapcount(page) < 0");
 }
 
+/// include/linux/rmap.h: folio_try_share_anon_rmap_pte() → __folio_try_share_anon_rmap(): the
+/// exclusive `page`, whose PTE the caller cleared ("clear PTE first"), becomes possibly
+/// shared, unless the folio may be pinned: smp_mb() (paired with GUP-fast's pin, its
+/// smp_mb__after_atomic() and its re-check of the PTE), folio_maybe_dma_pinned() → -EBUSY, else
+/// ClearPageAnonExclusive() and smp_mb__after_atomic() (paired with gup_must_unshare()'s
+/// smp_rmb()).
+pub fn folio_try_share_anon_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize) -> Result<(), i64> {
+    ctx.fence(Fence::Full);
+    if crate::mm::gup::folio_maybe_dma_pinned(ctx, folio) {
+        return Err(-crate::thread::errno::EBUSY);
+    }
+    ctx.anon_exclusive_store(folio, page, false);
+    ctx.fence(Fence::Full);
+    Ok(())
+}
+
 /// One place an rmap walk visits: (mm, address, page of the folio mapped there).
 pub type RmapTarget = (MmId, u64, usize);
 
@@ -396,31 +412,26 @@ impl TryToUnmap {
         }
     }
 
-    /// "Store the swap location in the pte": swap_duplicate(), then page_try_share_anon_rmap()
-    /// (which fails for a maybe-pinned page), counters, and the swap PTE, exclusive iff the
-    /// page was.
+    /// "Store the swap location in the pte", in the kernel's order: swap_duplicate() (a
+    /// failure restores the PTE), then, for an exclusive page, folio_try_share_anon_rmap_pte()
+    /// (a maybe-pinned folio gives the swap reference back: swap_free(), and the PTE is
+    /// restored), then the counters and the swap PTE, exclusive iff the page was.
     fn swap_pte(&mut self, ctx: &mut Ctx, pteval: Pte) -> Flow {
-        let (folio, (mm, address)) = (self.folio, self.current());
+        let (folio, page, (mm, address)) = (self.folio, self.page(), self.current());
         // page_swap_entry(subpage): the folio's entry plus the page's index.
-        let offset = ctx.folio_swap_load(folio).expect("swapbacked == swapcache was checked") + self.page() as u32;
-        let anon_exclusive = ctx.anon_exclusive_load(folio, self.page());
-        let pinned = anon_exclusive && crate::mm::gup::folio_maybe_dma_pinned(ctx, folio);
-        if !crate::mm::swapfile::swap_duplicate(ctx, offset) || pinned {
-            if pinned {
-                crate::mm::swapfile::swap_free(ctx, offset);
-            }
-            self.restore_pte(ctx, pteval);
-            self.ret = false;
-            ctx.event("try_to_unmap_one", "set_pte_at", |_| {
-                format!(
-                    "folio {folio}: {}: PTE restored",
-                    if pinned { "maybe DMA-pinned" } else { "swap_duplicate failed" }
-                )
-            });
-            return Flow::goto(&mut self.stage, UnmapStage::WalkDone);
+        let offset = ctx.folio_swap_load(folio).expect("swapbacked == swapcache was checked") + page as u32;
+        let anon_exclusive = ctx.anon_exclusive_load(folio, page);
+        // "if (swap_duplicate(entry) < 0) { set_pte_at(mm, address, pvmw.pte, pteval); goto
+        // walk_abort; }"
+        if !crate::mm::swapfile::swap_duplicate(ctx, offset) {
+            return self.abort(ctx, pteval, "swap_duplicate failed");
         }
-        if anon_exclusive {
-            ctx.anon_exclusive_store(folio, self.page(), false);
+        // "See folio_try_share_anon_rmap(): clear PTE first." "if (anon_exclusive &&
+        // folio_try_share_anon_rmap_pte(folio, subpage)) { swap_free(entry); set_pte_at(...);
+        // goto walk_abort; }"
+        if anon_exclusive && folio_try_share_anon_rmap_pte(ctx, folio, page).is_err() {
+            crate::mm::swapfile::swap_free(ctx, offset);
+            return self.abort(ctx, pteval, "maybe DMA-pinned");
         }
         ctx.rss_add(mm, true, -1);
         ctx.rss_swap_add(mm, 1);
@@ -429,6 +440,15 @@ impl TryToUnmap {
             format!("{address:#x}: swap entry {offset:#x}{}", if anon_exclusive { " exclusive" } else { "" })
         });
         Flow::goto(&mut self.stage, UnmapStage::RemoveRmap)
+    }
+
+    /// walk_abort: the PTE is restored and the walk ends with "ret = false".
+    fn abort(&mut self, ctx: &mut Ctx, pteval: Pte, why: &str) -> Flow {
+        let folio = self.folio;
+        self.restore_pte(ctx, pteval);
+        self.ret = false;
+        ctx.event("try_to_unmap_one", "set_pte_at", |_| format!("folio {folio}: {why}: PTE restored"));
+        Flow::goto(&mut self.stage, UnmapStage::WalkDone)
     }
 
     fn restore_pte(&mut self, ctx: &mut Ctx, pteval: Pte) {
