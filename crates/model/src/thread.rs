@@ -191,6 +191,32 @@ pub trait KernelFunction {
     fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow;
     /// What the next step waits for.
     fn wait(&self, k: &Kernel, thread: ThreadId) -> Wait;
+    /// Whose PG_referenced this frame, the frames it calls (`callees`, innermost last) and its
+    /// callers may still read before the instruction that entered the kernel is over, for the
+    /// canonical encoding's liveness analysis (system/referenced.rs). The default knows nothing
+    /// narrower than the instruction does.
+    fn referenced_reads<'a>(&'a self, _thread: &'a Thread, _callees: &'a [Frame]) -> ReferencedReads<'a> {
+        ReferencedReads::Every
+    }
+}
+
+/// Which folios' PG_referenced a kernel path may still read ([`KernelFunction::referenced_reads`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReferencedReads<'a> {
+    Nothing,
+    /// File folios only: folio_mark_accessed() from zap_present_folio_ptes() (a young file
+    /// PTE) or filemap_read().
+    FileFolios,
+    /// These folios (reclaim's, from the one folio_check_references() has still to see).
+    Folios(&'a [FolioId]),
+    /// Whatever gets mapped at `[start, end)` in `mm`: GUP's slow path marks what it pins
+    /// accessed (follow_page_pte() with FOLL_TOUCH).
+    Addresses {
+        mm: MmId,
+        start: u64,
+        end: u64,
+    },
+    Every,
 }
 
 impl Frame {
@@ -200,6 +226,10 @@ impl Frame {
 
     pub fn wait(&self, k: &Kernel, thread: ThreadId) -> Wait {
         each_frame!(self, frame => frame.wait(k, thread))
+    }
+
+    pub fn referenced_reads<'a>(&'a self, thread: &'a Thread, callees: &'a [Frame]) -> ReferencedReads<'a> {
+        each_frame!(self, frame => frame.referenced_reads(thread, callees))
     }
 }
 

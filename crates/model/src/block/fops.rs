@@ -18,7 +18,7 @@ use crate::mm::gup::{gup_put_folio, page_of, GupFast, GupFlags, GupSlow};
 use crate::mm::swap::folio_mark_dirty;
 use crate::patches::Patch;
 use crate::state::{FileId, MmId};
-use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
+use crate::thread::{errno, Flow, Frame, KernelFunction, ReferencedReads, Thread, Wait};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -26,9 +26,17 @@ pub enum DioStage {
     Start,
     GupFastDone,
     GupSlowDone,
-    Dma,
-    SetDirtyLock,
-    Unpin,
+    /// submit_bio_wait(), page by page: `index` is the page of the bio being transferred.
+    Dma {
+        index: usize,
+    },
+    /// bio_release_pages(), page by page (`index`) and folio by folio.
+    SetDirtyLock {
+        index: usize,
+    },
+    Unpin {
+        index: usize,
+    },
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -41,8 +49,6 @@ pub struct DirectIo {
     pub nr_pages: u64,
     pub flags: GupFlags,
     pub stage: DioStage,
-    /// The page of the bio being transferred or released.
-    pub index: usize,
     /// GUP pinned fewer pages than the buffer spans: the read fails with -EFAULT after the
     /// pinned part is transferred.
     pub short: bool,
@@ -59,27 +65,12 @@ impl DirectIo {
             nr_pages: 0,
             flags: GupFlags { write: true, pin: false },
             stage: DioStage::Start,
-            index: 0,
             short: false,
         }
     }
 
     fn pages_len(ctx: &mut Ctx) -> usize {
         ctx.local().pages.len()
-    }
-
-    /// The user addresses whose pages this read's GUP may still pin (mm, start, end), `pinned`
-    /// pages being in the thread's `pages` array: before the fast path, the buffer as given
-    /// (start() may only shorten it); while the fast path runs, the pages after the ones it got
-    /// (gup_fast_fallback() hands exactly those to the slow path). Once the slow path runs, its
-    /// own frame knows; once every page is pinned, none.
-    pub fn gup_range(&self, pinned: u64) -> Option<(MmId, u64, u64)> {
-        let first = self.buffer - self.head();
-        match self.stage {
-            DioStage::Start => Some((self.mm, first, (self.buffer + self.length).next_multiple_of(PAGE_SIZE))),
-            DioStage::GupFastDone => Some((self.mm, first + pinned * PAGE_SIZE, first + self.nr_pages * PAGE_SIZE)),
-            DioStage::GupSlowDone | DioStage::Dma | DioStage::SetDirtyLock | DioStage::Unpin => None,
-        }
     }
 
     /// The buffer's offset into its first page.
@@ -122,8 +113,7 @@ impl DirectIo {
     fn gup_fast_done(&mut self, ctx: &mut Ctx) -> Flow {
         let got = Self::pages_len(ctx) as u64;
         if got == self.nr_pages {
-            self.stage = DioStage::Dma;
-            return Flow::Continue;
+            return Flow::goto(&mut self.stage, DioStage::Dma { index: 0 });
         }
         self.stage = DioStage::GupSlowDone;
         let start = self.buffer - self.head() + got * PAGE_SIZE;
@@ -142,17 +132,16 @@ impl DirectIo {
         self.short = (Self::pages_len(ctx) as u64) < self.nr_pages;
         self.nr_pages = Self::pages_len(ctx) as u64;
         self.length = self.length.min(self.nr_pages * PAGE_SIZE - self.head());
-        self.stage = DioStage::Dma;
-        Flow::Continue
+        Flow::goto(&mut self.stage, DioStage::Dma { index: 0 })
     }
 
     /// submit_bio_wait(): the device writes the buffer's part of each page; no page table is
     /// involved.
-    fn dma(&mut self, ctx: &mut Ctx) -> Flow {
-        let pfn = ctx.local().pages[self.index];
+    fn dma(&mut self, ctx: &mut Ctx, index: usize) -> Flow {
+        let pfn = ctx.local().pages[index];
         let (folio, page) = page_of(pfn);
         // The bytes of this page the buffer covers, and where they come from in the file.
-        let page_start = self.index as u64 * PAGE_SIZE;
+        let page_start = index as u64 * PAGE_SIZE;
         let from = page_start.max(self.head());
         let to = (page_start + PAGE_SIZE).min(self.head() + self.length);
         let file_offset = self.offset + from - self.head();
@@ -166,12 +155,11 @@ impl DirectIo {
         ctx.event("submit_bio_wait", "dma", |k| {
             format!("file offset {file_offset:#x} (block {block}) -> folio {folio}: {}", k.folio(folio).dump(folio))
         });
-        self.index += 1;
-        if self.index == self.nr_pages as usize {
-            self.index = 0;
-            self.stage = DioStage::SetDirtyLock;
-        }
-        Flow::Continue
+        let next = match index + 1 {
+            end if end == self.nr_pages as usize => DioStage::SetDirtyLock { index: 0 },
+            next => DioStage::Dma { index: next },
+        };
+        Flow::goto(&mut self.stage, next)
     }
 
     /// `length` file bytes from `file_offset` into the page at `page_offset`, run by run.
@@ -198,25 +186,24 @@ impl DirectIo {
     }
 
     /// bio_release_pages(bio, true): folio_lock(); folio_mark_dirty(); folio_unlock().
-    fn set_dirty_lock(&mut self, ctx: &mut Ctx) -> Flow {
-        let (folio, _) = page_of(ctx.local().pages[self.index]);
+    fn set_dirty_lock(&mut self, ctx: &mut Ctx, index: usize) -> Flow {
+        let (folio, _) = page_of(ctx.local().pages[index]);
         if folio != ZERO_FOLIO {
             ctx.flag_test_and_store(folio, PageFlag::Locked, true);
             folio_mark_dirty(ctx, folio);
             ctx.flag_store(folio, PageFlag::Locked, false);
         }
         ctx.event("bio_release_pages", "set_page_dirty_lock", |_| format!("folio {folio}"));
-        self.stage = DioStage::Unpin;
-        Flow::Continue
+        Flow::goto(&mut self.stage, DioStage::Unpin { index })
     }
 
     /// unpin_user_page() / put_page(): __bio_release_pages() walks the bio folio by folio
     /// (bio_for_each_folio_all()), so the pages of one large folio go in one
     /// unpin_user_folio(folio, nr_pages).
-    fn unpin(&mut self, ctx: &mut Ctx) -> Flow {
+    fn unpin(&mut self, ctx: &mut Ctx, index: usize) -> Flow {
         let pages = &ctx.local().pages;
-        let (folio, _) = page_of(pages[self.index]);
-        let run = pages[self.index..].iter().take_while(|&&pfn| page_of(pfn).0 == folio).count();
+        let (folio, _) = page_of(pages[index]);
+        let run = pages[index..].iter().take_while(|&&pfn| page_of(pfn).0 == folio).count();
         gup_put_folio(ctx, folio, run as i32, self.flags);
         let flags = self.flags;
         let what = match (run, flags.pin) {
@@ -226,13 +213,12 @@ impl DirectIo {
             (_, false) => "folio_put_refs",
         };
         ctx.event("bio_release_pages", what, |k| format!("{run} page(s): {}", k.folio(folio).dump(folio)));
-        self.index += run;
-        if self.index == self.nr_pages as usize {
+        let index = index + run;
+        if index == self.nr_pages as usize {
             ctx.local().pages.make_mut().clear();
             return Flow::Return(if self.short { -errno::EFAULT } else { self.length as i64 });
         }
-        self.stage = DioStage::SetDirtyLock;
-        Flow::Continue
+        Flow::goto(&mut self.stage, DioStage::SetDirtyLock { index })
     }
 }
 
@@ -242,16 +228,43 @@ impl KernelFunction for DirectIo {
             DioStage::Start => self.start(ctx),
             DioStage::GupFastDone => self.gup_fast_done(ctx),
             DioStage::GupSlowDone => self.gup_slow_done(ctx, returned.unwrap_or(0)),
-            DioStage::Dma => self.dma(ctx),
-            DioStage::SetDirtyLock => self.set_dirty_lock(ctx),
-            DioStage::Unpin => self.unpin(ctx),
+            DioStage::Dma { index } => self.dma(ctx, index),
+            DioStage::SetDirtyLock { index } => self.set_dirty_lock(ctx, index),
+            DioStage::Unpin { index } => self.unpin(ctx, index),
         }
     }
 
     fn wait(&self, k: &crate::state::Kernel, thread: crate::state::ThreadId) -> Wait {
         match self.stage {
-            DioStage::SetDirtyLock => Wait::FolioLock(page_of(k.threads[thread as usize].pages[self.index]).0),
+            DioStage::SetDirtyLock { index } => Wait::FolioLock(page_of(k.threads[thread as usize].pages[index]).0),
             _ => Wait::Nothing,
+        }
+    }
+
+    /// GUP's slow path marks what it pins accessed (mm/gup.rs), so this read may still read
+    /// PG_referenced of what gets mapped at the addresses it has still to pin, the thread's
+    /// `pages` array holding those pinned: before the fast path, the buffer as given (start()
+    /// may only shorten it); while the fast path runs, the pages after the ones it got
+    /// (gup_fast_fallback() hands exactly those to the slow path). Once the slow path runs, its
+    /// own frame knows; once every page is pinned, none.
+    fn referenced_reads<'a>(&'a self, thread: &'a Thread, callees: &'a [Frame]) -> ReferencedReads<'a> {
+        let (mm, first) = (self.mm, self.buffer - self.head());
+        match self.stage {
+            DioStage::Start => ReferencedReads::Addresses {
+                mm,
+                start: first,
+                end: (self.buffer + self.length).next_multiple_of(PAGE_SIZE),
+            },
+            DioStage::GupFastDone => ReferencedReads::Addresses {
+                mm,
+                start: first + thread.pages.len() as u64 * PAGE_SIZE,
+                end: first + self.nr_pages * PAGE_SIZE,
+            },
+            DioStage::GupSlowDone => match callees.split_first() {
+                Some((gup, callees)) => gup.referenced_reads(thread, callees),
+                None => ReferencedReads::Nothing,
+            },
+            DioStage::Dma { .. } | DioStage::SetDirtyLock { .. } | DioStage::Unpin { .. } => ReferencedReads::Nothing,
         }
     }
 }

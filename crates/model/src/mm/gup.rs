@@ -9,7 +9,7 @@ use crate::mm::memory::{vm_normal_folio, Fault, VM_FAULT_SIGBUS, VM_FAULT_SIGSEG
 use crate::mm::swap::{folio_mark_dirty, folio_put_refs};
 use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
 use crate::state::{vm_flags, MmId};
-use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
+use crate::thread::{errno, Flow, Frame, KernelFunction, ReferencedReads, Thread, Wait};
 use serde::{Deserialize, Serialize};
 
 /// The FOLL_* flags the modelled callers use.
@@ -76,19 +76,47 @@ pub fn gup_put_folio(ctx: &mut Ctx, folio: FolioId, refs: i32, flags: GupFlags) 
     folio_put_refs(ctx, folio, refs);
 }
 
+/// The entry gup_fast() read locklessly: a PTE, or the huge PMD (gup_fast_pmd_leaf()) as a
+/// present entry naming the page of the THP at the address.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct FastEntry {
+    pub pte: PresentPte,
+    /// Pages the entry covers: 1 for a PTE, up to the PMD's end for a huge PMD.
+    pub refs: u64,
+    pub pmd: bool,
+}
+
+impl FastEntry {
+    /// The function of mm/gup.c that handles the entry.
+    fn function(self) -> &'static str {
+        if self.pmd {
+            "gup_fast_pmd_leaf"
+        } else {
+            "gup_fast_pte_range"
+        }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum GupFastStage {
     ReadPte,
-    Grab,
-    PinBias,
-    Recheck,
+    Grab(FastEntry),
+    /// The entry and the folio grabbed (page_folio() of the page when the reference was taken).
+    PinBias(FastEntry, FolioId),
+    Recheck(FastEntry, FolioId),
 }
 
-/// gup_must_unshare() for a read-only entry: a FOLL_PIN of an anonymous page that is not
-/// exclusive must unshare it first (the huge zero folio is not anonymous).
-fn must_unshare(ctx: &mut Ctx, pfn: crate::folio::Pfn) -> bool {
-    let folio = pfn_folio(pfn);
-    ctx.flag_test(folio, PageFlag::Anon) && !ctx.anon_exclusive_load(folio, 0)
+/// mm/internal.h: gup_must_unshare() for a read-only entry mapping `page` of `folio`: a
+/// FOLL_PIN without FOLL_WRITE of an anonymous page that is not exclusive must unshare it first
+/// (the huge zero folio is not anonymous; a R/O pin of a file page is FOLL_LONGTERM's concern,
+/// which no modelled caller passes).
+fn gup_must_unshare(ctx: &mut Ctx, flags: GupFlags, folio: FolioId, page: usize) -> bool {
+    if flags.write || !flags.pin || !ctx.flag_test(folio, PageFlag::Anon) {
+        return false;
+    }
+    // "Paired with a memory barrier in folio_try_share_anon_rmap_*()."
+    ctx.fence(crate::access::Fence::Read);
+    !ctx.anon_exclusive_load(folio, page)
 }
 
 /// The pages of the range from `address` that the huge PMD covering it maps (record_subpages()).
@@ -104,8 +132,9 @@ fn huge_entry(ctx: &mut Ctx, mm: MmId, address: u64) -> Option<PresentPte> {
 }
 
 /// mm/gup.c: gup_fast() → gup_fast_pte_range() (gup_pte_range() before 6.10), with interrupts
-/// off and no lock: snapshot the PTE, grab a reference, re-read the PTE and back off if it
-/// changed. Returns how many pages it got; the caller takes the slow path for the rest.
+/// off and no lock: snapshot the PTE, grab a reference, re-read the PMD and the PTE and back
+/// off if either changed (or the page must be unshared). Returns how many pages it got; the
+/// caller takes the slow path for the rest.
 #[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GupFast {
     pub mm: MmId,
@@ -114,47 +143,15 @@ pub struct GupFast {
     pub flags: GupFlags,
     pub index: u64,
     pub stage: GupFastStage,
-    /// The entry read locklessly: a PTE, or the huge PMD (gup_fast_pmd_leaf()) as a present
-    /// entry naming the page of the THP at the address.
-    pub pte: Pte,
-    /// Pages the entry covers: 1 for a PTE, up to the PMD's end for a huge PMD.
-    pub refs: u64,
-    pub pmd: bool,
-    /// The folio grabbed (page_folio() of the page when the reference was taken).
-    pub folio: FolioId,
 }
 
 impl GupFast {
     pub fn new(mm: MmId, start: u64, nr_pages: u64, flags: GupFlags) -> Self {
-        GupFast {
-            mm,
-            start,
-            nr_pages,
-            flags,
-            index: 0,
-            stage: GupFastStage::ReadPte,
-            pte: Pte::None,
-            refs: 1,
-            pmd: false,
-            folio: 0,
-        }
-    }
-
-    /// Re-reads the entry `read_pte()` read.
-    fn entry_load(&self, ctx: &mut Ctx) -> Pte {
-        let address = self.address();
-        if self.pmd {
-            return huge_entry(ctx, self.mm, address).map_or(Pte::None, Pte::Present);
-        }
-        ctx.pte_load_lockless(self.mm, address >> PAGE_SHIFT)
+        GupFast { mm, start, nr_pages, flags, index: 0, stage: GupFastStage::ReadPte }
     }
 
     fn address(&self) -> u64 {
         self.start + self.index * PAGE_SIZE
-    }
-
-    fn stop(&self) -> Flow {
-        Flow::Return(self.index as i64)
     }
 
     /// gup_fast_pmd_range(): pmdp_get_lockless(), a huge PMD going to gup_fast_pmd_leaf();
@@ -162,22 +159,18 @@ impl GupFast {
     /// pte_special().
     fn read_pte(&mut self, ctx: &mut Ctx) -> Flow {
         if self.index == self.nr_pages {
-            return self.stop();
+            return Flow::Return(self.index as i64);
         }
         let address = self.address();
         let huge = huge_entry(ctx, self.mm, address);
-        self.pmd = huge.is_some();
-        self.refs = if self.pmd { pmd_pages(address, self.nr_pages - self.index) } else { 1 };
-        self.pte = match huge {
+        let pmd = huge.is_some();
+        let refs = if pmd { pmd_pages(address, self.nr_pages - self.index) } else { 1 };
+        let pte = match huge {
             Some(entry) => Pte::Present(entry),
             None => ctx.pte_load_lockless(self.mm, address >> PAGE_SHIFT),
         };
-        let pte = self.pte;
         let usable = pte.present().filter(|p| !p.special && (!self.flags.write || p.write));
-        // gup_fast_pmd_leaf(): "if (!pmd_write(orig) && gup_must_unshare(NULL, flags,
-        // &folio->page))": a read pin of a shared anonymous THP backs off to the slow path.
-        let usable = usable.filter(|p| !(self.pmd && self.flags.pin && !p.write && must_unshare(ctx, p.pfn)));
-        let function = if self.pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
+        let function = if pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
         ctx.event(function, "ptep_get_lockless", |_| {
             format!(
                 "{address:#x}: PTE {}{}",
@@ -185,24 +178,21 @@ impl GupFast {
                 if usable.is_some() { "" } else { ": fall back to the slow path" }
             )
         });
-        if usable.is_none() {
-            return self.stop();
+        match usable {
+            Some(pte) => Flow::goto(&mut self.stage, GupFastStage::Grab(FastEntry { pte, refs, pmd })),
+            None => Flow::Return(self.index as i64),
         }
-        self.stage = GupFastStage::Grab;
-        Flow::Continue
     }
 
     /// try_grab_folio_fast() → try_get_folio(): folio_ref_try_add() of every page the entry
     /// covers, a fully ordered atomic that fails on a frozen (refcount 0) folio.
-    fn grab(&mut self, ctx: &mut Ctx) -> Flow {
+    fn grab(&mut self, ctx: &mut Ctx, entry: FastEntry) -> Flow {
         // try_get_folio(): "folio = page_folio(page)", re-checked after the reference is taken
         // (a split may have made the page a folio of its own).
-        let (folio, _) = ctx.page_folio_load(self.pte.present().expect("checked present").pfn);
-        self.folio = folio;
-        let got = ctx.ref_add_unless_zero(folio, self.refs as i32);
+        let (folio, _) = ctx.page_folio_load(entry.pte.pfn);
+        let got = ctx.ref_add_unless_zero(folio, entry.refs as i32);
         let flags = self.flags;
-        let function = if self.pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
-        ctx.event(function, "try_grab_folio_fast", |k| {
+        ctx.event(entry.function(), "try_grab_folio_fast", |k| {
             if got {
                 format!("folio {folio} refcount {} ({})", k.folio(folio).refcount, flags.describe())
             } else {
@@ -210,18 +200,18 @@ impl GupFast {
             }
         });
         if !got {
-            return self.stop();
+            return Flow::Return(self.index as i64);
         }
-        self.stage = if self.flags.pin { GupFastStage::PinBias } else { GupFastStage::Recheck };
-        Flow::Continue
+        let next =
+            if self.flags.pin { GupFastStage::PinBias(entry, folio) } else { GupFastStage::Recheck(entry, folio) };
+        Flow::goto(&mut self.stage, next)
     }
 
     /// FOLL_PIN: "atomic_add(refs, &folio->_pincount)" on a large folio, else
     /// "folio_ref_add(folio, refs * (GUP_PIN_COUNTING_BIAS - 1))": a second atomic after the
     /// references.
-    fn pin_bias(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.folio;
-        let refs = self.refs as i32;
+    fn pin_bias(&mut self, ctx: &mut Ctx, entry: FastEntry, folio: FolioId) -> Flow {
+        let refs = entry.refs as i32;
         if folio_has_pincount(ctx, folio) {
             ctx.pincount_add(folio, refs, Ordering::Relaxed);
         } else {
@@ -231,37 +221,63 @@ impl GupFast {
         ctx.event("try_grab_folio_fast", "folio_ref_add pin bias", |k| {
             format!("folio {folio} refcount {}", k.folio(folio).refcount)
         });
-        self.stage = GupFastStage::Recheck;
-        Flow::Continue
+        Flow::goto(&mut self.stage, GupFastStage::Recheck(entry, folio))
     }
 
-    /// "if (unlikely(pte_val(pte) != pte_val(ptep_get(ptep))))": back off if the PTE (or the
-    /// huge PMD) changed.
-    fn recheck(&mut self, ctx: &mut Ctx) -> Flow {
+    /// The checks after the grab, in the kernel's order (gup_fast_pte_range() and
+    /// gup_fast_pmd_leaf() alike): back off if the entry changed, then
+    /// gup_fast_folio_allowed(), then gup_must_unshare() for a read-only entry; else
+    /// folio_set_referenced() and the pages are recorded.
+    fn recheck(&mut self, ctx: &mut Ctx, entry: FastEntry, folio: FolioId) -> Flow {
         let address = self.address();
-        let present = self.pte.present().expect("checked present");
-        let folio = self.folio;
-        let now = self.entry_load(ctx);
-        if now != self.pte {
-            gup_put_folio(ctx, folio, self.refs as i32, self.flags);
-            ctx.event("gup_fast_pte_range", "recheck", |_| {
-                format!("{address:#x}: PTE changed to {}: put folio {folio}, slow path", now.describe())
+        let function = entry.function();
+        if let Some(now) = self.entry_changed(ctx, entry) {
+            gup_put_folio(ctx, folio, entry.refs as i32, self.flags);
+            ctx.event(function, "recheck", |_| format!("{address:#x}: {now}: put folio {folio}, slow path"));
+            return Flow::Return(self.index as i64);
+        }
+        // gup_fast_folio_allowed(): not modelled. It rejects FOLL_PIN|FOLL_LONGTERM|FOLL_WRITE
+        // of file folios (no modelled caller passes FOLL_LONGTERM) and, with CONFIG_SECRETMEM,
+        // small folios whose mapping is NULL or secretmem's.
+        //
+        // "if (!pte_write(pte) && gup_must_unshare(NULL, flags, page))"; gup_fast_pmd_leaf()
+        // asks of the head page ("&folio->page").
+        let page = if entry.pmd { 0 } else { pfn_page(entry.pte.pfn) };
+        if !entry.pte.write && gup_must_unshare(ctx, self.flags, folio, page) {
+            gup_put_folio(ctx, folio, entry.refs as i32, self.flags);
+            ctx.event(function, "gup_must_unshare", |_| {
+                format!("{address:#x}: folio {folio} not exclusive: put, slow path")
             });
-            return self.stop();
+            return Flow::Return(self.index as i64);
         }
         ctx.flag_store(folio, PageFlag::Referenced, true);
-        let pfns = (0..self.refs).map(|page| present.pfn + page);
+        let pfns = (0..entry.refs).map(|page| entry.pte.pfn + page);
         ctx.local().pages.make_mut().extend(pfns);
-        let refs = self.refs;
-        let function = if self.pmd { "gup_fast_pmd_leaf" } else { "gup_fast_pte_range" };
-        let pmd = self.pmd;
-        ctx.event(function, "recheck", |_| match pmd {
+        let refs = entry.refs;
+        ctx.event(function, "recheck", |_| match entry.pmd {
             true => format!("{address:#x}: PMD unchanged, got THP folio {folio} ({refs} page(s))"),
             false => format!("{address:#x}: PTE unchanged, got folio {folio}"),
         });
-        self.index += self.refs;
-        self.stage = GupFastStage::ReadPte;
-        Flow::Continue
+        self.index += entry.refs;
+        Flow::goto(&mut self.stage, GupFastStage::ReadPte)
+    }
+
+    /// gup_fast_pmd_leaf(): "if (unlikely(pmd_val(orig) != pmd_val(pmdp_get_lockless(pmdp))))";
+    /// gup_fast_pte_range(): "if (unlikely(pmd_val(pmd) != pmd_val(pmdp_get_lockless(pmdp))) ||
+    /// unlikely(pte_val(pte) != pte_val(ptep_get(ptep))))", the PMD read as a page table (no
+    /// huge PMD). What changed, if anything.
+    fn entry_changed(&self, ctx: &mut Ctx, entry: FastEntry) -> Option<String> {
+        let (mm, address) = (self.mm, self.address());
+        let pmd = huge_entry(ctx, mm, address);
+        if entry.pmd {
+            return (pmd != Some(entry.pte))
+                .then(|| format!("PMD changed to {}", pmd.map_or(Pte::None, Pte::Present).describe()));
+        }
+        if let Some(huge) = pmd {
+            return Some(format!("PMD changed to huge {}", Pte::Present(huge).describe()));
+        }
+        let now = ctx.pte_load_lockless(mm, address >> PAGE_SHIFT);
+        (now != Pte::Present(entry.pte)).then(|| format!("PTE changed to {}", now.describe()))
     }
 }
 
@@ -269,9 +285,9 @@ impl KernelFunction for GupFast {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         match self.stage {
             GupFastStage::ReadPte => self.read_pte(ctx),
-            GupFastStage::Grab => self.grab(ctx),
-            GupFastStage::PinBias => self.pin_bias(ctx),
-            GupFastStage::Recheck => self.recheck(ctx),
+            GupFastStage::Grab(entry) => self.grab(ctx, entry),
+            GupFastStage::PinBias(entry, folio) => self.pin_bias(ctx, entry, folio),
+            GupFastStage::Recheck(entry, folio) => self.recheck(ctx, entry, folio),
         }
     }
 
@@ -285,10 +301,16 @@ pub enum GupSlowStage {
     Lock,
     Follow,
     /// __get_user_pages(): "if (page_increm > 1) try_grab_folio(folio, page_increm - 1, ...)"
-    /// for the rest of a huge PMD's pages, after the PMD lock is dropped.
-    GrabRest,
+    /// for the rest of a huge PMD's pages (`rest` of them), after the PMD lock is dropped.
+    GrabRest {
+        folio: FolioId,
+        rest: u64,
+    },
     Faulted,
-    Unlock,
+    /// mmap_read_unlock(), then return what `__get_user_pages()` got.
+    Unlock {
+        result: i64,
+    },
 }
 
 /// mm/gup.c: __get_user_pages_locked() → __get_user_pages(): under mmap_lock, follow_page_pte()
@@ -301,24 +323,15 @@ pub struct GupSlow {
     pub flags: GupFlags,
     pub index: u64,
     pub stage: GupSlowStage,
-    pub result: i64,
-    /// The huge PMD's folio and its pages still to grab in `GrabRest`.
-    pub rest: Option<(FolioId, u64)>,
 }
 
 impl GupSlow {
     pub fn new(mm: MmId, start: u64, nr_pages: u64, flags: GupFlags) -> Self {
-        GupSlow { mm, start, nr_pages, flags, index: 0, stage: GupSlowStage::Lock, result: 0, rest: None }
+        GupSlow { mm, start, nr_pages, flags, index: 0, stage: GupSlowStage::Lock }
     }
 
     fn address(&self) -> u64 {
         self.start + self.index * PAGE_SIZE
-    }
-
-    fn done(&mut self, result: i64) -> Flow {
-        self.result = result;
-        self.stage = GupSlowStage::Unlock;
-        Flow::Continue
     }
 
     /// mmap_read_lock(), then gup_vma_lookup() and check_vma_flags().
@@ -331,10 +344,10 @@ impl GupSlow {
         });
         ctx.event("__get_user_pages", "mmap_read_lock", |_| format!("[{start:#x}, {end:#x})"));
         if !allowed {
-            return self.done(-errno::EFAULT);
+            return Flow::goto(&mut self.stage, GupSlowStage::Unlock { result: -errno::EFAULT });
         }
-        self.stage = if self.nr_pages == 0 { GupSlowStage::Unlock } else { GupSlowStage::Follow };
-        Flow::Continue
+        let next = if self.nr_pages == 0 { GupSlowStage::Unlock { result: 0 } } else { GupSlowStage::Follow };
+        Flow::goto(&mut self.stage, next)
     }
 
     /// mm/gup.c: follow_pmd_mask(): a huge PMD goes to follow_huge_pmd() under the PMD lock,
@@ -344,7 +357,10 @@ impl GupSlow {
         let vpn = address >> PAGE_SHIFT;
         if !ctx.vmas(self.mm).iter().any(|v| v.contains(address)) {
             let got = self.index as i64;
-            return self.done(if got > 0 { got } else { -errno::EFAULT });
+            return Flow::goto(
+                &mut self.stage,
+                GupSlowStage::Unlock { result: if got > 0 { got } else { -errno::EFAULT } },
+            );
         }
         ctx.ptl_lock(self.mm, vpn);
         if let Some(entry) = huge_entry(ctx, self.mm, address) {
@@ -389,8 +405,9 @@ impl GupSlow {
         });
         self.index += 1;
         if self.index == self.nr_pages {
-            return self.done(self.index as i64);
+            return Flow::goto(&mut self.stage, GupSlowStage::Unlock { result: self.index as i64 });
         }
+        // The next page, in the next step.
         Flow::Continue
     }
 
@@ -407,13 +424,13 @@ impl GupSlow {
             return Flow::Call(Frame::Fault(Fault::new(mm, address, true, false)));
         }
         let folio = pfn_folio(entry.pfn);
-        if self.flags.pin && !entry.write && must_unshare(ctx, entry.pfn) {
+        if !entry.write && gup_must_unshare(ctx, self.flags, folio, 0) {
             ctx.ptl_unlock(mm, vpn);
             ctx.violation(crate::violation::Violation::new(
                 crate::violation::ViolationKind::Invariant,
                 "not modelled: FOLL_PIN of a shared THP (gup_must_unshare, FAULT_FLAG_UNSHARE)",
             ));
-            return self.done(-errno::EFAULT);
+            return Flow::goto(&mut self.stage, GupSlowStage::Unlock { result: -errno::EFAULT });
         }
         try_grab_folio(ctx, folio, 1, self.flags);
         // touch_pmd(): "pmd_mkyoung(*pmd); if (write) pmd_mkdirty()".
@@ -433,13 +450,11 @@ impl GupSlow {
                 flags.describe()
             )
         });
-        self.rest = Some((folio, refs - 1));
-        self.stage = GupSlowStage::GrabRest;
-        Flow::Continue
+        Flow::goto(&mut self.stage, GupSlowStage::GrabRest { folio, rest: refs - 1 })
     }
 
-    fn grab_rest(&mut self, ctx: &mut Ctx) -> Flow {
-        let (folio, rest) = self.rest.take().expect("after follow_huge_pmd");
+    /// __get_user_pages(): the references on the rest of the huge PMD's pages.
+    fn grab_rest(&mut self, ctx: &mut Ctx, folio: FolioId, rest: u64) -> Flow {
         if rest > 0 {
             try_grab_folio(ctx, folio, rest as i32, self.flags);
             ctx.event("__get_user_pages", "try_grab_folio page_increm", |k| {
@@ -448,19 +463,21 @@ impl GupSlow {
         }
         self.index += rest + 1;
         if self.index == self.nr_pages {
-            return self.done(self.index as i64);
+            return Flow::goto(&mut self.stage, GupSlowStage::Unlock { result: self.index as i64 });
         }
-        self.stage = GupSlowStage::Follow;
-        Flow::Continue
+        Flow::goto(&mut self.stage, GupSlowStage::Follow)
     }
 
+    /// faultin_page() returned: a fault that failed ends the GUP, else follow the page again.
     fn faulted(&mut self, result: i64) -> Flow {
         if result & (VM_FAULT_SIGSEGV | VM_FAULT_SIGBUS) != 0 {
             let got = self.index as i64;
-            return self.done(if got > 0 { got } else { -errno::EFAULT });
+            return Flow::goto(
+                &mut self.stage,
+                GupSlowStage::Unlock { result: if got > 0 { got } else { -errno::EFAULT } },
+            );
         }
-        self.stage = GupSlowStage::Follow;
-        Flow::Continue
+        Flow::goto(&mut self.stage, GupSlowStage::Follow)
     }
 }
 
@@ -469,12 +486,12 @@ impl KernelFunction for GupSlow {
         match self.stage {
             GupSlowStage::Lock => self.lock(ctx),
             GupSlowStage::Follow => self.follow(ctx),
-            GupSlowStage::GrabRest => self.grab_rest(ctx),
+            GupSlowStage::GrabRest { folio, rest } => self.grab_rest(ctx, folio, rest),
             GupSlowStage::Faulted => self.faulted(returned.unwrap_or(0)),
-            GupSlowStage::Unlock => {
+            GupSlowStage::Unlock { result } => {
                 ctx.mmap_read_unlock(self.mm);
                 ctx.event("__get_user_pages", "mmap_read_unlock", |_| String::new());
-                Flow::Return(self.result)
+                Flow::Return(result)
             }
         }
     }
@@ -484,6 +501,17 @@ impl KernelFunction for GupSlow {
             GupSlowStage::Lock => Wait::MmapRead(self.mm),
             GupSlowStage::Follow => Wait::PteLock(self.mm, self.address() >> PAGE_SHIFT),
             _ => Wait::Nothing,
+        }
+    }
+
+    /// follow_page_pte() marks what it pins accessed (FOLL_TOUCH): whatever gets mapped at the
+    /// addresses still to pin. The modelled caller (block/fops.c's direct IO) reads no
+    /// PG_referenced once GUP returned.
+    fn referenced_reads<'a>(&'a self, _thread: &'a Thread, _callees: &'a [Frame]) -> ReferencedReads<'a> {
+        ReferencedReads::Addresses {
+            mm: self.mm,
+            start: self.start + self.index * PAGE_SIZE,
+            end: self.start + self.nr_pages * PAGE_SIZE,
         }
     }
 }

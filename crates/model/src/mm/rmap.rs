@@ -108,6 +108,22 @@ pub fn folio_remove_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize) {
     ctx.vm_bug_on_folio(mapcount < 0, folio, "page_mapcount(page) < 0");
 }
 
+/// include/linux/rmap.h: folio_try_share_anon_rmap_pte() → __folio_try_share_anon_rmap(): the
+/// exclusive `page`, whose PTE the caller cleared ("clear PTE first"), becomes possibly
+/// shared, unless the folio may be pinned: smp_mb() (paired with GUP-fast's pin, its
+/// smp_mb__after_atomic() and its re-check of the PTE), folio_maybe_dma_pinned() → -EBUSY, else
+/// ClearPageAnonExclusive() and smp_mb__after_atomic() (paired with gup_must_unshare()'s
+/// smp_rmb()).
+pub fn folio_try_share_anon_rmap_pte(ctx: &mut Ctx, folio: FolioId, page: usize) -> Result<(), i64> {
+    ctx.fence(Fence::Full);
+    if crate::mm::gup::folio_maybe_dma_pinned(ctx, folio) {
+        return Err(-crate::thread::errno::EBUSY);
+    }
+    ctx.anon_exclusive_store(folio, page, false);
+    ctx.fence(Fence::Full);
+    Ok(())
+}
+
 /// One place an rmap walk visits: (mm, address, page of the folio mapped there).
 pub type RmapTarget = (MmId, u64, usize);
 
@@ -192,20 +208,42 @@ fn file_rmap_targets(ctx: &mut Ctx, folio: FolioId) -> Option<Vec<RmapTarget>> {
     Some(rmap_walk_file_targets(ctx, file, index, nr))
 }
 
+/// What try_to_unmap_one() read for the lazyfree decision: the PTE it cleared and the counts.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct Snapshot {
+    pub pteval: Pte,
+    pub ref_count: i32,
+    /// 0 where the check reads no mapcount (v1).
+    pub map_count: i32,
+}
+
+/// try_to_unmap_one()'s stages; those between the PTE clear and the decision hold what it
+/// read (`pteval`: the PTE cleared, restored should the folio stay), which goes with them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum UnmapStage {
     LockAnonVma,
     /// page_vma_mapped_walk(): take the PTE lock, check the PTE maps the folio.
     WalkLock,
     ClearPte,
-    MarkDirty,
-    SmpMb,
-    ReadRefcount,
-    ReadMapcount,
-    SmpRmb,
-    CheckDirty,
+    MarkDirty {
+        pteval: Pte,
+    },
+    SmpMb {
+        pteval: Pte,
+    },
+    ReadRefcount {
+        pteval: Pte,
+    },
+    ReadMapcount {
+        pteval: Pte,
+        ref_count: i32,
+    },
+    SmpRmb(Snapshot),
+    CheckDirty(Snapshot),
     /// The swap branch: store the swap location in the PTE.
-    SwapPte,
+    SwapPte {
+        pteval: Pte,
+    },
     RemoveRmap,
     Put,
     WalkDone,
@@ -248,25 +286,12 @@ pub struct TryToUnmap {
     pub anon_vma: Option<AnonVmaId>,
     pub targets: Vec<RmapTarget>,
     pub target: usize,
-    pub pteval: Pte,
-    pub ref_count: i32,
-    pub map_count: i32,
     pub ret: bool,
 }
 
 impl TryToUnmap {
     pub fn new(folio: FolioId) -> TryToUnmap {
-        TryToUnmap {
-            folio,
-            stage: UnmapStage::LockAnonVma,
-            anon_vma: None,
-            targets: Vec::new(),
-            target: 0,
-            pteval: Pte::None,
-            ref_count: 0,
-            map_count: 0,
-            ret: true,
-        }
+        TryToUnmap { folio, stage: UnmapStage::LockAnonVma, anon_vma: None, targets: Vec::new(), target: 0, ret: true }
     }
 
     fn current(&self) -> (MmId, u64) {
@@ -281,8 +306,15 @@ impl TryToUnmap {
 
     fn next_target(&mut self) -> Flow {
         self.target += 1;
-        self.stage = if self.target < self.targets.len() { UnmapStage::WalkLock } else { UnmapStage::UnlockAnonVma };
-        Flow::Continue
+        let next = if self.target < self.targets.len() { UnmapStage::WalkLock } else { UnmapStage::UnlockAnonVma };
+        Flow::goto(&mut self.stage, next)
+    }
+
+    /// The first mapping to walk, if any.
+    fn walk(&mut self, targets: Vec<RmapTarget>) -> Flow {
+        self.targets = targets;
+        let next = if self.targets.is_empty() { UnmapStage::UnlockAnonVma } else { UnmapStage::WalkLock };
+        Flow::goto(&mut self.stage, next)
     }
 
     /// mm/rmap.c: folio_lock_anon_vma_read(), or rmap_walk_file()'s VMAs for a page cache
@@ -290,22 +322,18 @@ impl TryToUnmap {
     fn lock_anon_vma(&mut self, ctx: &mut Ctx) -> Flow {
         let folio = self.folio;
         if let Some(targets) = file_rmap_targets(ctx, folio) {
-            self.targets = targets;
-            let count = self.targets.len();
+            let count = targets.len();
             ctx.event("try_to_unmap", "rmap_walk_file", |_| format!("folio {folio}: {count} mapping(s) to walk"));
-            self.stage = if self.targets.is_empty() { UnmapStage::UnlockAnonVma } else { UnmapStage::WalkLock };
-            return Flow::Continue;
+            return self.walk(targets);
         }
         let AnonVmaLocked::Walk(anon_vma, targets) = folio_lock_anon_vma_read(ctx, folio, false) else {
             ctx.event("try_to_unmap", "rmap_walk", |_| format!("folio {folio}: no anon_vma or not mapped"));
             return Flow::Return(1);
         };
         self.anon_vma = Some(anon_vma);
-        self.targets = targets;
-        let count = self.targets.len();
+        let count = targets.len();
         ctx.event("try_to_unmap", "anon_vma_lock_read", |_| format!("folio {folio}: {count} VMA(s) to walk"));
-        self.stage = if self.targets.is_empty() { UnmapStage::UnlockAnonVma } else { UnmapStage::WalkLock };
-        Flow::Continue
+        self.walk(targets)
     }
 
     /// mm/page_vma_mapped.c: page_vma_mapped_walk(): map and lock the PTE, check it maps us.
@@ -324,15 +352,14 @@ impl TryToUnmap {
             return self.next_target();
         }
         ctx.event("try_to_unmap_one", "pvmw_lock", |_| format!("{address:#x}: PTE lock, PTE {}", pte.describe()));
-        self.stage = UnmapStage::ClearPte;
-        Flow::Continue
+        Flow::goto(&mut self.stage, UnmapStage::ClearPte)
     }
 
     /// ptep_clear_flush() / ptep_get_and_clear(): "Nuke the page table entry."
     fn clear_pte(&mut self, ctx: &mut Ctx) -> Flow {
         let (mm, address) = self.current();
-        self.pteval = ctx.pte_get_and_clear(mm, address >> crate::folio::PAGE_SHIFT);
-        let (folio, pteval) = (self.folio, self.pteval);
+        let pteval = ctx.pte_get_and_clear(mm, address >> crate::folio::PAGE_SHIFT);
+        let folio = self.folio;
         ctx.event("try_to_unmap_one", "clear_pte", |k| {
             format!(
                 "{address:#x}: PTE cleared (was {}); folio {folio} refcount {}",
@@ -340,23 +367,23 @@ impl TryToUnmap {
                 k.folio(folio).refcount
             )
         });
-        let dirty = self.pteval.present().is_some_and(|p| p.dirty);
-        self.stage = if dirty { UnmapStage::MarkDirty } else { self.after_clear(ctx) };
-        Flow::Continue
+        let dirty = pteval.present().is_some_and(|p| p.dirty);
+        let next = if dirty { UnmapStage::MarkDirty { pteval } } else { self.after_clear(ctx, pteval) };
+        Flow::goto(&mut self.stage, next)
     }
 
     /// "Set the dirty flag on the folio now the PTE is gone."
-    fn mark_dirty(&mut self, ctx: &mut Ctx) -> Flow {
+    fn mark_dirty(&mut self, ctx: &mut Ctx, pteval: Pte) -> Flow {
         folio_mark_dirty(ctx, self.folio);
         let folio = self.folio;
         ctx.event("try_to_unmap_one", "folio_mark_dirty", |_| format!("folio {folio}: PTE was dirty"));
-        self.stage = self.after_clear(ctx);
-        Flow::Continue
+        let next = self.after_clear(ctx, pteval);
+        Flow::goto(&mut self.stage, next)
     }
 
     /// The anonymous branch: lazyfree (MADV_FREE) folios are checked, others would be swapped.
     /// A file folio's mapping just goes: "dec_mm_counter(mm, mm_counter_file(folio))".
-    fn after_clear(&mut self, ctx: &mut Ctx) -> UnmapStage {
+    fn after_clear(&mut self, ctx: &mut Ctx, pteval: Pte) -> UnmapStage {
         let folio = self.folio;
         if !ctx.flag_test(folio, PageFlag::Anon) {
             let (mm, _) = self.current();
@@ -374,45 +401,37 @@ impl TryToUnmap {
             return UnmapStage::WalkDone;
         }
         if swapbacked {
-            return UnmapStage::SwapPte;
+            return UnmapStage::SwapPte { pteval };
         }
         // MADV_FREE page check.
         match lazyfree_check(ctx) {
-            LazyfreeCheck::Merged => UnmapStage::SmpMb,
+            LazyfreeCheck::Merged => UnmapStage::SmpMb { pteval },
             // v1 and v2 read the refcount right after the PTE clear: no smp_mb() between.
-            LazyfreeCheck::V1 | LazyfreeCheck::V2 => UnmapStage::ReadRefcount,
-            LazyfreeCheck::DirtyOnly => UnmapStage::CheckDirty,
+            LazyfreeCheck::V1 | LazyfreeCheck::V2 => UnmapStage::ReadRefcount { pteval },
+            LazyfreeCheck::DirtyOnly => UnmapStage::CheckDirty(Snapshot { pteval, ref_count: 0, map_count: 0 }),
         }
     }
 
-    /// "Store the swap location in the pte": swap_duplicate(), then page_try_share_anon_rmap()
-    /// (which fails for a maybe-pinned page), counters, and the swap PTE, exclusive iff the
-    /// page was.
-    fn swap_pte(&mut self, ctx: &mut Ctx) -> Flow {
-        let (folio, (mm, address)) = (self.folio, self.current());
+    /// "Store the swap location in the pte", in the kernel's order: swap_duplicate() (a
+    /// failure restores the PTE), then, for an exclusive page, folio_try_share_anon_rmap_pte()
+    /// (a maybe-pinned folio gives the swap reference back: swap_free(), and the PTE is
+    /// restored), then the counters and the swap PTE, exclusive iff the page was.
+    fn swap_pte(&mut self, ctx: &mut Ctx, pteval: Pte) -> Flow {
+        let (folio, page, (mm, address)) = (self.folio, self.page(), self.current());
         // page_swap_entry(subpage): the folio's entry plus the page's index.
-        let offset = ctx.folio_swap_load(folio).expect("swapbacked == swapcache was checked") + self.page() as u32;
-        let anon_exclusive = ctx.anon_exclusive_load(folio, self.page());
-        let pinned = anon_exclusive && crate::mm::gup::folio_maybe_dma_pinned(ctx, folio);
-        if !crate::mm::swapfile::swap_duplicate(ctx, offset) || pinned {
-            if pinned {
-                crate::mm::swapfile::swap_free(ctx, offset);
-            }
-            self.restore_pte(ctx);
-            self.ret = false;
-            ctx.event("try_to_unmap_one", "set_pte_at", |_| {
-                format!(
-                    "folio {folio}: {}: PTE restored",
-                    if pinned { "maybe DMA-pinned" } else { "swap_duplicate failed" }
-                )
-            });
-            self.forget_snapshot();
-            self.stage = UnmapStage::WalkDone;
-            return Flow::Continue;
+        let offset = ctx.folio_swap_load(folio).expect("swapbacked == swapcache was checked") + page as u32;
+        let anon_exclusive = ctx.anon_exclusive_load(folio, page);
+        // "if (swap_duplicate(entry) < 0) { set_pte_at(mm, address, pvmw.pte, pteval); goto
+        // walk_abort; }"
+        if !crate::mm::swapfile::swap_duplicate(ctx, offset) {
+            return self.abort(ctx, pteval, "swap_duplicate failed");
         }
-        self.forget_snapshot();
-        if anon_exclusive {
-            ctx.anon_exclusive_store(folio, self.page(), false);
+        // "See folio_try_share_anon_rmap(): clear PTE first." "if (anon_exclusive &&
+        // folio_try_share_anon_rmap_pte(folio, subpage)) { swap_free(entry); set_pte_at(...);
+        // goto walk_abort; }"
+        if anon_exclusive && folio_try_share_anon_rmap_pte(ctx, folio, page).is_err() {
+            crate::mm::swapfile::swap_free(ctx, offset);
+            return self.abort(ctx, pteval, "maybe DMA-pinned");
         }
         ctx.rss_add(mm, true, -1);
         ctx.rss_swap_add(mm, 1);
@@ -420,29 +439,29 @@ impl TryToUnmap {
         ctx.event("try_to_unmap_one", "set_pte_at swap", |_| {
             format!("{address:#x}: swap entry {offset:#x}{}", if anon_exclusive { " exclusive" } else { "" })
         });
-        self.stage = UnmapStage::RemoveRmap;
-        Flow::Continue
+        Flow::goto(&mut self.stage, UnmapStage::RemoveRmap)
     }
 
-    fn restore_pte(&mut self, ctx: &mut Ctx) {
+    /// walk_abort: the PTE is restored and the walk ends with "ret = false".
+    fn abort(&mut self, ctx: &mut Ctx, pteval: Pte, why: &str) -> Flow {
+        let folio = self.folio;
+        self.restore_pte(ctx, pteval);
+        self.ret = false;
+        ctx.event("try_to_unmap_one", "set_pte_at", |_| format!("folio {folio}: {why}: PTE restored"));
+        Flow::goto(&mut self.stage, UnmapStage::WalkDone)
+    }
+
+    fn restore_pte(&mut self, ctx: &mut Ctx, pteval: Pte) {
         let (mm, address) = self.current();
-        ctx.pte_store(mm, address >> crate::folio::PAGE_SHIFT, self.pteval);
-    }
-
-    /// The PTE and counts read for the decision are dead once it is taken: forgetting them
-    /// keeps states that differ only in those stale locals from counting as different.
-    fn forget_snapshot(&mut self) {
-        self.pteval = Pte::None;
-        self.ref_count = 0;
-        self.map_count = 0;
+        ctx.pte_store(mm, address >> crate::folio::PAGE_SHIFT, pteval);
     }
 
     /// The lazyfree decision, in the three forms the kernel has had (and the two unmerged
     /// postings before the merged one).
-    fn check_dirty(&mut self, ctx: &mut Ctx) -> Flow {
+    fn check_dirty(&mut self, ctx: &mut Ctx, snapshot: Snapshot) -> Flow {
         let folio = self.folio;
         let dirty = ctx.flag_test(folio, PageFlag::Dirty);
-        let (ref_count, map_count) = (self.ref_count, self.map_count);
+        let Snapshot { pteval, ref_count, map_count } = snapshot;
         let check = lazyfree_check(ctx);
         let discard = match check {
             // Before 6c8e2a256915: only the dirty flag is looked at.
@@ -464,12 +483,9 @@ impl TryToUnmap {
                     format!("folio {folio} clean, refcount {ref_count} == 1 + mapcount {map_count}: discard")
                 }
             });
-            self.forget_snapshot();
-            self.stage = UnmapStage::RemoveRmap;
-            return Flow::Continue;
+            return Flow::goto(&mut self.stage, UnmapStage::RemoveRmap);
         }
-        self.restore_pte(ctx);
-        self.forget_snapshot();
+        self.restore_pte(ctx, pteval);
         let set_swapbacked = !ctx.patched(Patch::LazyfreeSwapbackedIffDirty) || dirty;
         if set_swapbacked {
             ctx.flag_store(folio, PageFlag::Swapbacked, true);
@@ -482,101 +498,116 @@ impl TryToUnmap {
                 if set_swapbacked { ", folio_set_swapbacked" } else { "" }
             )
         });
-        self.stage = UnmapStage::WalkDone;
-        Flow::Continue
+        Flow::goto(&mut self.stage, UnmapStage::WalkDone)
+    }
+
+    /// 6c8e2a256915: "Synchronize with gup_pte_range(): clear PTE; barrier; read refcount."
+    fn smp_mb(&mut self, ctx: &mut Ctx, pteval: Pte) -> Flow {
+        ctx.fence(Fence::Full);
+        ctx.event("try_to_unmap_one", "smp_mb", |_| String::new());
+        Flow::goto(&mut self.stage, UnmapStage::ReadRefcount { pteval })
+    }
+
+    /// folio_ref_count(folio); page_ref_count(page) in v1 and v2 (the head page's).
+    fn read_refcount(&mut self, ctx: &mut Ctx, pteval: Pte) -> Flow {
+        let folio = self.folio;
+        let ref_count = ctx.ref_load(folio);
+        ctx.event("try_to_unmap_one", "read_refcount", |_| format!("folio {folio} refcount {ref_count}"));
+        // v1 reads no mapcount: "int refcount = page_ref_count(page); ... smp_rmb();".
+        let next = if lazyfree_check(ctx) == LazyfreeCheck::V1 {
+            UnmapStage::SmpRmb(Snapshot { pteval, ref_count, map_count: 0 })
+        } else {
+            UnmapStage::ReadMapcount { pteval, ref_count }
+        };
+        Flow::goto(&mut self.stage, next)
+    }
+
+    /// folio_mapcount(folio); v2's page_mapcount() of the head page.
+    fn read_mapcount(&mut self, ctx: &mut Ctx, pteval: Pte, ref_count: i32) -> Flow {
+        let folio = self.folio;
+        let map_count = if lazyfree_check(ctx) == LazyfreeCheck::V2 {
+            // v2: "int map_count = page_mapcount(page);" of the head page `page`
+            // (include/linux/mm.h, 5.16: its _mapcount + 1, through __page_mapcount()
+            // with the compound mapcount for a compound page).
+            let head = ctx.page_mapcount_load(folio, 0);
+            if ctx.folio_test_large(folio) {
+                head + ctx.entire_mapcount_load(folio)
+            } else {
+                head
+            }
+        } else {
+            ctx.mapcount_load(folio)
+        };
+        ctx.event("try_to_unmap_one", "read_mapcount", |_| format!("folio {folio} mapcount {map_count}"));
+        Flow::goto(&mut self.stage, UnmapStage::SmpRmb(Snapshot { pteval, ref_count, map_count }))
+    }
+
+    /// smp_rmb() between the counts and the dirty flag.
+    fn smp_rmb(&mut self, ctx: &mut Ctx, snapshot: Snapshot) -> Flow {
+        ctx.fence(Fence::Read);
+        ctx.event("try_to_unmap_one", "smp_rmb", |_| String::new());
+        Flow::goto(&mut self.stage, UnmapStage::CheckDirty(snapshot))
+    }
+
+    /// mm/rmap.c: folio_remove_rmap_pte() of the unmapped page ("discard:").
+    fn remove_rmap(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio;
+        folio_remove_rmap_pte(ctx, folio, self.page());
+        ctx.event("try_to_unmap_one", "folio_remove_rmap_pte", |k| {
+            format!("folio {folio} mapcount {}", k.folio(folio).mapcount())
+        });
+        Flow::goto(&mut self.stage, UnmapStage::Put)
+    }
+
+    /// folio_put(): the mapping's reference.
+    fn put(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio;
+        folio_put(ctx, folio);
+        ctx.event("try_to_unmap_one", "folio_put", |k| format!("folio {folio} refcount {}", k.folio(folio).refcount));
+        Flow::goto(&mut self.stage, UnmapStage::WalkDone)
+    }
+
+    /// mm/page_vma_mapped.c: page_vma_mapped_walk_done(): the PTE lock goes; a failed unmap
+    /// ends the walk ("ret = false; break;").
+    fn walk_done(&mut self, ctx: &mut Ctx) -> Flow {
+        let (mm, address) = self.current();
+        ctx.ptl_unlock(mm, address >> crate::folio::PAGE_SHIFT);
+        ctx.event("try_to_unmap_one", "page_vma_mapped_walk_done", |_| format!("{address:#x}: PTE unlock"));
+        if !self.ret {
+            return Flow::goto(&mut self.stage, UnmapStage::UnlockAnonVma);
+        }
+        self.next_target()
+    }
+
+    /// rmap_walk_anon(): anon_vma_unlock_read(); rmap_walk_file() has nothing to drop.
+    fn unlock_anon_vma(&mut self, ctx: &mut Ctx) -> Flow {
+        if let Some(anon_vma) = self.anon_vma {
+            ctx.anon_vma_unlock_read(anon_vma);
+            ctx.event("try_to_unmap", "anon_vma_unlock_read", |_| String::new());
+        } else {
+            ctx.event("try_to_unmap", "rmap_walk_file done", |_| String::new());
+        }
+        Flow::Return(i64::from(self.ret))
     }
 }
 
 impl KernelFunction for TryToUnmap {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
-        let folio = self.folio;
         match self.stage {
             UnmapStage::LockAnonVma => self.lock_anon_vma(ctx),
             UnmapStage::WalkLock => self.walk_lock(ctx),
             UnmapStage::ClearPte => self.clear_pte(ctx),
-            UnmapStage::MarkDirty => self.mark_dirty(ctx),
-            UnmapStage::SmpMb => {
-                // "Synchronize with gup_pte_range(): clear PTE; barrier; read refcount."
-                ctx.fence(Fence::Full);
-                ctx.event("try_to_unmap_one", "smp_mb", |_| String::new());
-                self.stage = UnmapStage::ReadRefcount;
-                Flow::Continue
-            }
-            UnmapStage::ReadRefcount => {
-                // folio_ref_count(folio); page_ref_count(page) in v1 and v2 (the head page's).
-                self.ref_count = ctx.ref_load(folio);
-                let value = self.ref_count;
-                ctx.event("try_to_unmap_one", "read_refcount", |_| format!("folio {folio} refcount {value}"));
-                // v1 reads no mapcount: "int refcount = page_ref_count(page); ... smp_rmb();".
-                self.stage = if lazyfree_check(ctx) == LazyfreeCheck::V1 {
-                    UnmapStage::SmpRmb
-                } else {
-                    UnmapStage::ReadMapcount
-                };
-                Flow::Continue
-            }
-            UnmapStage::ReadMapcount => {
-                self.map_count = if lazyfree_check(ctx) == LazyfreeCheck::V2 {
-                    // v2: "int map_count = page_mapcount(page);" of the head page `page`
-                    // (include/linux/mm.h, 5.16: its _mapcount + 1, through __page_mapcount()
-                    // with the compound mapcount for a compound page).
-                    let head = ctx.page_mapcount_load(folio, 0);
-                    if ctx.folio_test_large(folio) {
-                        head + ctx.entire_mapcount_load(folio)
-                    } else {
-                        head
-                    }
-                } else {
-                    ctx.mapcount_load(folio)
-                };
-                let value = self.map_count;
-                ctx.event("try_to_unmap_one", "read_mapcount", |_| format!("folio {folio} mapcount {value}"));
-                self.stage = UnmapStage::SmpRmb;
-                Flow::Continue
-            }
-            UnmapStage::SmpRmb => {
-                ctx.fence(Fence::Read);
-                ctx.event("try_to_unmap_one", "smp_rmb", |_| String::new());
-                self.stage = UnmapStage::CheckDirty;
-                Flow::Continue
-            }
-            UnmapStage::CheckDirty => self.check_dirty(ctx),
-            UnmapStage::SwapPte => self.swap_pte(ctx),
-            UnmapStage::RemoveRmap => {
-                folio_remove_rmap_pte(ctx, folio, self.page());
-                ctx.event("try_to_unmap_one", "folio_remove_rmap_pte", |k| {
-                    format!("folio {folio} mapcount {}", k.folio(folio).mapcount())
-                });
-                self.stage = UnmapStage::Put;
-                Flow::Continue
-            }
-            UnmapStage::Put => {
-                folio_put(ctx, folio);
-                ctx.event("try_to_unmap_one", "folio_put", |k| {
-                    format!("folio {folio} refcount {}", k.folio(folio).refcount)
-                });
-                self.stage = UnmapStage::WalkDone;
-                Flow::Continue
-            }
-            UnmapStage::WalkDone => {
-                let (mm, address) = self.current();
-                ctx.ptl_unlock(mm, address >> crate::folio::PAGE_SHIFT);
-                ctx.event("try_to_unmap_one", "page_vma_mapped_walk_done", |_| format!("{address:#x}: PTE unlock"));
-                if !self.ret {
-                    self.stage = UnmapStage::UnlockAnonVma;
-                    return Flow::Continue;
-                }
-                self.next_target()
-            }
-            UnmapStage::UnlockAnonVma => {
-                if let Some(anon_vma) = self.anon_vma {
-                    ctx.anon_vma_unlock_read(anon_vma);
-                    ctx.event("try_to_unmap", "anon_vma_unlock_read", |_| String::new());
-                } else {
-                    ctx.event("try_to_unmap", "rmap_walk_file done", |_| String::new());
-                }
-                Flow::Return(i64::from(self.ret))
-            }
+            UnmapStage::MarkDirty { pteval } => self.mark_dirty(ctx, pteval),
+            UnmapStage::SmpMb { pteval } => self.smp_mb(ctx, pteval),
+            UnmapStage::ReadRefcount { pteval } => self.read_refcount(ctx, pteval),
+            UnmapStage::ReadMapcount { pteval, ref_count } => self.read_mapcount(ctx, pteval, ref_count),
+            UnmapStage::SmpRmb(snapshot) => self.smp_rmb(ctx, snapshot),
+            UnmapStage::CheckDirty(snapshot) => self.check_dirty(ctx, snapshot),
+            UnmapStage::SwapPte { pteval } => self.swap_pte(ctx, pteval),
+            UnmapStage::RemoveRmap => self.remove_rmap(ctx),
+            UnmapStage::Put => self.put(ctx),
+            UnmapStage::WalkDone => self.walk_done(ctx),
+            UnmapStage::UnlockAnonVma => self.unlock_anon_vma(ctx),
         }
     }
 
@@ -626,75 +657,88 @@ impl FolioReferenced {
         }
     }
 
+    /// The first mapping to walk, if any.
     fn walk(&mut self, targets: Vec<RmapTarget>) -> Flow {
         self.targets = targets;
-        self.stage =
+        let next =
             if self.targets.is_empty() { ReferencedStage::UnlockAnonVma } else { ReferencedStage::ReferencedOne };
-        Flow::Continue
+        Flow::goto(&mut self.stage, next)
+    }
+
+    /// folio_referenced(): "if (!pra.mapcount) return 0;", then rmap_walk_file() or
+    /// rmap_walk_anon()'s folio_lock_anon_vma_read() with "rwc.try_lock = true".
+    fn lock_anon_vma(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio;
+        if ctx.mapcount_load(folio) == 0 {
+            return Flow::Return(0);
+        }
+        if let Some(targets) = file_rmap_targets(ctx, folio) {
+            ctx.event("folio_referenced", "rmap_walk_file", |_| format!("folio {folio}"));
+            return self.walk(targets);
+        }
+        // A contended anon_vma makes folio_referenced() return -1 ("rmap lock contention:
+        // rotate").
+        let (anon_vma, targets) = match folio_lock_anon_vma_read(ctx, folio, true) {
+            AnonVmaLocked::Walk(anon_vma, targets) => (anon_vma, targets),
+            AnonVmaLocked::Nothing => return Flow::Return(0),
+            AnonVmaLocked::Contended => {
+                ctx.event("folio_referenced", "anon_vma_trylock_read", |_| format!("folio {folio}: contended"));
+                return Flow::Return(-1);
+            }
+        };
+        self.anon_vma = Some(anon_vma);
+        ctx.event("folio_referenced", "anon_vma_lock_read", |_| format!("folio {folio}"));
+        self.walk(targets)
+    }
+
+    /// mm/rmap.c: folio_referenced_one() of one mapping under its PTE lock:
+    /// ptep_clear_flush_young_notify(), "pra->referenced++" once per VMA.
+    fn referenced_one(&mut self, ctx: &mut Ctx) -> Flow {
+        let folio = self.folio;
+        let (mm, address, page) = self.targets[self.target];
+        let vpn = address >> crate::folio::PAGE_SHIFT;
+        ctx.ptl_lock(mm, vpn);
+        let pte = ctx.pte_load(mm, vpn);
+        let mut young = false;
+        if let Some(present) = pte.present().filter(|p| !p.special && p.pfn == folio_pfn(folio, page)) {
+            if present.young {
+                young = true;
+                let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).map(|v| (mm, v.start));
+                if let Some(vma) = vma.filter(|v| !self.young_vmas.contains(v)) {
+                    self.young_vmas.push(vma);
+                }
+                ctx.pte_store(mm, vpn, Pte::Present(PresentPte { young: false, ..present }));
+            }
+        }
+        ctx.ptl_unlock(mm, vpn);
+        ctx.event("folio_referenced_one", "ptep_clear_flush_young", |_| {
+            format!("{address:#x}: {}", if young { "young" } else { "old" })
+        });
+        self.target += 1;
+        let next = match self.target == self.targets.len() {
+            true => ReferencedStage::UnlockAnonVma,
+            false => ReferencedStage::ReferencedOne,
+        };
+        Flow::goto(&mut self.stage, next)
+    }
+
+    /// rmap_walk_anon(): anon_vma_unlock_read(); the VMAs referenced.
+    fn unlock_anon_vma(&mut self, ctx: &mut Ctx) -> Flow {
+        if let Some(anon_vma) = self.anon_vma {
+            ctx.anon_vma_unlock_read(anon_vma);
+        }
+        let referenced = self.young_vmas.len() as i64;
+        ctx.event("folio_referenced", "anon_vma_unlock_read", |_| format!("referenced in {referenced} VMA(s)"));
+        Flow::Return(referenced)
     }
 }
 
 impl KernelFunction for FolioReferenced {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
-        let folio = self.folio;
         match self.stage {
-            ReferencedStage::LockAnonVma => {
-                // "if (!pra.mapcount) return 0;"
-                if ctx.mapcount_load(folio) == 0 {
-                    return Flow::Return(0);
-                }
-                if let Some(targets) = file_rmap_targets(ctx, folio) {
-                    ctx.event("folio_referenced", "rmap_walk_file", |_| format!("folio {folio}"));
-                    return self.walk(targets);
-                }
-                // "rwc.try_lock = true": a contended anon_vma makes folio_referenced() return -1
-                // ("rmap lock contention: rotate").
-                let (anon_vma, targets) = match folio_lock_anon_vma_read(ctx, folio, true) {
-                    AnonVmaLocked::Walk(anon_vma, targets) => (anon_vma, targets),
-                    AnonVmaLocked::Nothing => return Flow::Return(0),
-                    AnonVmaLocked::Contended => {
-                        ctx.event("folio_referenced", "anon_vma_trylock_read", |_| format!("folio {folio}: contended"));
-                        return Flow::Return(-1);
-                    }
-                };
-                self.anon_vma = Some(anon_vma);
-                ctx.event("folio_referenced", "anon_vma_lock_read", |_| format!("folio {folio}"));
-                self.walk(targets)
-            }
-            ReferencedStage::ReferencedOne => {
-                let (mm, address, page) = self.targets[self.target];
-                let vpn = address >> crate::folio::PAGE_SHIFT;
-                ctx.ptl_lock(mm, vpn);
-                let pte = ctx.pte_load(mm, vpn);
-                let mut young = false;
-                if let Some(present) = pte.present().filter(|p| !p.special && p.pfn == folio_pfn(folio, page)) {
-                    if present.young {
-                        young = true;
-                        let vma = ctx.vmas(mm).iter().find(|v| v.contains(address)).map(|v| (mm, v.start));
-                        if let Some(vma) = vma.filter(|v| !self.young_vmas.contains(v)) {
-                            self.young_vmas.push(vma);
-                        }
-                        ctx.pte_store(mm, vpn, Pte::Present(PresentPte { young: false, ..present }));
-                    }
-                }
-                ctx.ptl_unlock(mm, vpn);
-                ctx.event("folio_referenced_one", "ptep_clear_flush_young", |_| {
-                    format!("{address:#x}: {}", if young { "young" } else { "old" })
-                });
-                self.target += 1;
-                if self.target == self.targets.len() {
-                    self.stage = ReferencedStage::UnlockAnonVma;
-                }
-                Flow::Continue
-            }
-            ReferencedStage::UnlockAnonVma => {
-                if let Some(anon_vma) = self.anon_vma {
-                    ctx.anon_vma_unlock_read(anon_vma);
-                }
-                let referenced = self.young_vmas.len() as i64;
-                ctx.event("folio_referenced", "anon_vma_unlock_read", |_| format!("referenced in {referenced} VMA(s)"));
-                Flow::Return(referenced)
-            }
+            ReferencedStage::LockAnonVma => self.lock_anon_vma(ctx),
+            ReferencedStage::ReferencedOne => self.referenced_one(ctx),
+            ReferencedStage::UnlockAnonVma => self.unlock_anon_vma(ctx),
         }
     }
 

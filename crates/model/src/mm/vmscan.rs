@@ -22,7 +22,7 @@ use crate::mm::swap_state::{__delete_from_swap_cache, add_to_swap, folio_free_sw
 use crate::mm::swapfile::vm_swap_full;
 use crate::patches::Patch;
 use crate::shared::Shared;
-use crate::thread::{Flow, Frame, KernelFunction, Wait};
+use crate::thread::{Flow, Frame, KernelFunction, ReferencedReads, Thread, Wait};
 use serde::{Deserialize, Serialize};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -75,8 +75,7 @@ impl ShrinkInactiveList {
         let list = format!("{isolated:?}");
         *ctx.local().folio_list = crate::shared::Shared::new(isolated);
         ctx.event("isolate_lru_folios", "isolate", |_| format!("folios {list}"));
-        self.stage = ShrinkInactiveStage::Shrink;
-        Flow::Continue
+        Flow::goto(&mut self.stage, ShrinkInactiveStage::Shrink)
     }
 
     /// mm/vmscan.c: move_folios_to_lru(): back on the LRU; the isolation reference is dropped
@@ -109,8 +108,7 @@ impl ShrinkInactiveList {
         if ctx.local().writeback.is_empty() {
             return Flow::Return(0);
         }
-        self.stage = ShrinkInactiveStage::EndWriteback;
-        Flow::Continue
+        Flow::goto(&mut self.stage, ShrinkInactiveStage::EndWriteback)
     }
 
     /// mm/page_io.c: end_swap_bio_write() → folio_end_writeback(), one folio per step.
@@ -124,18 +122,6 @@ impl ShrinkInactiveList {
             return Flow::Return(0);
         }
         Flow::Continue
-    }
-
-    /// The folios whose PG_referenced this reclaim may still read, `None` for any folio: before
-    /// isolation, any folio on the LRU; once isolated, the thread's folio list, until the
-    /// ShrinkFolioList it calls narrows that down (see [`ShrinkFolioList::referenced_unread`]);
-    /// putback and writeback completion read none.
-    pub fn referenced_unread<'a>(&self, thread: &'a crate::thread::Thread) -> Option<&'a [FolioId]> {
-        match self.stage {
-            ShrinkInactiveStage::Isolate => None,
-            ShrinkInactiveStage::Shrink => Some(&thread.folio_list[..]),
-            ShrinkInactiveStage::Putback | ShrinkInactiveStage::EndWriteback => Some(&[]),
-        }
     }
 }
 
@@ -163,6 +149,21 @@ impl KernelFunction for ShrinkInactiveList {
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         Wait::Nothing
+    }
+
+    /// The folios whose PG_referenced this reclaim may still read: before isolation, any folio
+    /// on the LRU; once isolated, the thread's folio list, which the shrink_folio_list() it
+    /// calls narrows down while it runs (see [`ShrinkFolioList`]'s); putback and writeback
+    /// completion read none.
+    fn referenced_reads<'a>(&'a self, thread: &'a Thread, callees: &'a [Frame]) -> ReferencedReads<'a> {
+        if let Some((shrink, callees)) = callees.split_first() {
+            return shrink.referenced_reads(thread, callees);
+        }
+        match self.stage {
+            ShrinkInactiveStage::Isolate => ReferencedReads::Every,
+            ShrinkInactiveStage::Shrink => ReferencedReads::Folios(&thread.folio_list[..]),
+            ShrinkInactiveStage::Putback | ShrinkInactiveStage::EndWriteback => ReferencedReads::Nothing,
+        }
     }
 }
 
@@ -219,24 +220,10 @@ impl ShrinkFolioList {
         self.list[self.index]
     }
 
-    /// The folios whose PG_referenced this shrink may still read: folio_check_references() is
-    /// the only reader, reached for a folio once, from `Trylock` through `References`; the
-    /// index only moves forward.
-    pub fn referenced_unread(&self) -> &[FolioId] {
-        let checked =
-            !matches!(self.stage, ShrinkStage::Trylock | ShrinkStage::CheckReferences | ShrinkStage::References);
-        &self.list[(self.index + usize::from(checked)).min(self.list.len())..]
-    }
-
-    fn goto(&mut self, stage: ShrinkStage) -> Flow {
-        self.stage = stage;
-        Flow::Continue
-    }
-
     fn next_folio(&mut self, ctx: &mut Ctx) -> Flow {
         self.index += 1;
         if self.index < self.list.len() {
-            return self.goto(ShrinkStage::Trylock);
+            return Flow::goto(&mut self.stage, ShrinkStage::Trylock);
         }
         *ctx.local().folio_list = std::mem::take(&mut self.kept);
         Flow::Return(0)
@@ -248,7 +235,7 @@ impl ShrinkFolioList {
         // "rmap lock contention: rotate".
         if referenced_ptes == -1 {
             ctx.event("folio_check_references", "references", |_| format!("folio {folio}: Keep (rmap lock contended)"));
-            return self.goto(ShrinkStage::KeepLocked);
+            return Flow::goto(&mut self.stage, ShrinkStage::KeepLocked);
         }
         let referenced_folio = ctx.flag_test_and_store(folio, PageFlag::Referenced, false);
         let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
@@ -271,9 +258,11 @@ impl ShrinkFolioList {
             format!("folio {folio}: {outcome:?} ({referenced_ptes} young PTEs, PG_referenced {referenced_folio})")
         });
         match outcome {
-            FolioReferences::Activate => self.goto(ShrinkStage::ActivateLocked),
-            FolioReferences::Keep => self.goto(ShrinkStage::KeepLocked),
-            FolioReferences::Reclaim | FolioReferences::ReclaimClean => self.goto(ShrinkStage::AnonSwap),
+            FolioReferences::Activate => Flow::goto(&mut self.stage, ShrinkStage::ActivateLocked),
+            FolioReferences::Keep => Flow::goto(&mut self.stage, ShrinkStage::KeepLocked),
+            FolioReferences::Reclaim | FolioReferences::ReclaimClean => {
+                Flow::goto(&mut self.stage, ShrinkStage::AnonSwap)
+            }
         }
     }
 
@@ -288,7 +277,7 @@ impl ShrinkFolioList {
             // folio's swap copy could go stale under the DMA.
             if ctx.patched(Patch::SwapcacheNoPinned) && folio_maybe_dma_pinned(ctx, folio) {
                 ctx.event("shrink_folio_list", "folio_maybe_dma_pinned", |_| format!("folio {folio}: pinned, keep"));
-                return self.goto(ShrinkStage::KeepLocked);
+                return Flow::goto(&mut self.stage, ShrinkStage::KeepLocked);
             }
             if !add_to_swap(ctx, folio) {
                 if ctx.folio_test_large(folio) && ctx.swap_slots() > 0 {
@@ -299,11 +288,11 @@ impl ShrinkFolioList {
                     ));
                 }
                 ctx.event("shrink_folio_list", "add_to_swap", |_| format!("folio {folio}: no swap slot, activate"));
-                return self.goto(ShrinkStage::ActivateLocked);
+                return Flow::goto(&mut self.stage, ShrinkStage::ActivateLocked);
             }
             ctx.event("shrink_folio_list", "add_to_swap", |k| k.folio(folio).dump(folio));
         }
-        self.goto(ShrinkStage::Mapped)
+        Flow::goto(&mut self.stage, ShrinkStage::Mapped)
     }
 
     /// "The folio is mapped into the page tables of one or more processes. Try to unmap it."
@@ -315,7 +304,7 @@ impl ShrinkFolioList {
             self.stage = ShrinkStage::Unmapped;
             return Flow::Call(Frame::TryToUnmap(TryToUnmap::new(folio)));
         }
-        self.goto(ShrinkStage::Dirty)
+        Flow::goto(&mut self.stage, ShrinkStage::Dirty)
     }
 
     fn unmapped(&mut self, ctx: &mut Ctx) -> Flow {
@@ -325,9 +314,9 @@ impl ShrinkFolioList {
             format!("folio {folio} mapcount {mapcount} after try_to_unmap")
         });
         if mapcount > 0 {
-            return self.goto(ShrinkStage::ActivateLocked);
+            return Flow::goto(&mut self.stage, ShrinkStage::ActivateLocked);
         }
-        self.goto(ShrinkStage::Dirty)
+        Flow::goto(&mut self.stage, ShrinkStage::Dirty)
     }
 
     /// A dirty swap cache folio is written out by pageout(); any other dirty anonymous folio
@@ -338,16 +327,16 @@ impl ShrinkFolioList {
         // in trying to reclaim folio if it is pinned."
         if ctx.patched(Patch::ReclaimPinnedActivate) && folio_maybe_dma_pinned(ctx, folio) {
             ctx.event("shrink_folio_list", "folio_maybe_dma_pinned", |_| format!("folio {folio}: pinned, activate"));
-            return self.goto(ShrinkStage::ActivateLocked);
+            return Flow::goto(&mut self.stage, ShrinkStage::ActivateLocked);
         }
         if ctx.flag_test(folio, PageFlag::Dirty) {
             if ctx.flag_test(folio, PageFlag::Swapcache) {
-                return self.goto(ShrinkStage::Pageout);
+                return Flow::goto(&mut self.stage, ShrinkStage::Pageout);
             }
             ctx.event("shrink_folio_list", "folio_test_dirty", |_| format!("folio {folio} dirty: activate"));
-            return self.goto(ShrinkStage::ActivateLocked);
+            return Flow::goto(&mut self.stage, ShrinkStage::ActivateLocked);
         }
-        self.goto(ShrinkStage::Lazyfree)
+        Flow::goto(&mut self.stage, ShrinkStage::Lazyfree)
     }
 
     /// mm/vmscan.c: pageout() → folio_clear_dirty_for_io() → mm/page_io.c: swap_writepage():
@@ -363,13 +352,13 @@ impl ShrinkFolioList {
             ctx.event("pageout", "is_page_cache_freeable", |k| {
                 format!("folio {folio}: refcount {} != {freeable}: keep", k.folio(folio).refcount)
             });
-            return self.goto(ShrinkStage::KeepLocked);
+            return Flow::goto(&mut self.stage, ShrinkStage::KeepLocked);
         }
         ctx.flag_store(folio, PageFlag::Dirty, false);
         if folio_free_swap(ctx, folio) {
             ctx.flag_store(folio, PageFlag::Locked, false);
             ctx.event("swap_writepage", "folio_free_swap", |_| format!("folio {folio}: no swap PTE left, not written"));
-            return self.goto(ShrinkStage::Keep);
+            return Flow::goto(&mut self.stage, ShrinkStage::Keep);
         }
         let offset = ctx.folio_swap_load(folio).expect("a swap cache folio");
         ctx.flag_store(folio, PageFlag::Writeback, true);
@@ -380,7 +369,7 @@ impl ShrinkFolioList {
         }
         ctx.local().writeback.make_mut().push(folio);
         ctx.event("pageout", "swap_writepage", |_| format!("folio {folio} -> swap slot {offset:#x}, under writeback"));
-        self.goto(ShrinkStage::Keep)
+        Flow::goto(&mut self.stage, ShrinkStage::Keep)
     }
 
     /// mm/vmscan.c: __remove_mapping() of a clean swap cache or page cache folio, under
@@ -394,20 +383,20 @@ impl ShrinkFolioList {
         if frozen && ctx.flag_test(folio, PageFlag::Dirty) {
             ctx.ref_unfreeze(folio, expected);
             ctx.event("__remove_mapping", "folio_test_dirty", |_| format!("folio {folio} redirtied, keep"));
-            return self.goto(ShrinkStage::KeepLocked);
+            return Flow::goto(&mut self.stage, ShrinkStage::KeepLocked);
         }
         if !frozen {
             ctx.event("__remove_mapping", "folio_ref_freeze", |k| {
                 format!("folio {folio}: refcount {} != {expected}, keep", k.folio(folio).refcount)
             });
-            return self.goto(ShrinkStage::KeepLocked);
+            return Flow::goto(&mut self.stage, ShrinkStage::KeepLocked);
         }
         if let (crate::folio::Mapping::File(file), index) = ctx.mapping_load(folio) {
             crate::mm::filemap::__filemap_remove_folio(ctx, folio, file, index);
             ctx.event("__remove_mapping", "__filemap_remove_folio", |_| {
                 format!("folio {folio} out of the page cache (index {index})")
             });
-            return self.goto(ShrinkStage::FreeIt);
+            return Flow::goto(&mut self.stage, ShrinkStage::FreeIt);
         }
         let offset = ctx.folio_swap_load(folio).expect("a swap cache folio");
         __delete_from_swap_cache(ctx, folio, offset);
@@ -415,7 +404,7 @@ impl ShrinkFolioList {
         ctx.event("__remove_mapping", "__delete_from_swap_cache", |_| {
             format!("folio {folio} out of the swap cache (slot {offset:#x})")
         });
-        self.goto(ShrinkStage::FreeIt)
+        Flow::goto(&mut self.stage, ShrinkStage::FreeIt)
     }
 
     /// "if (folio_test_anon(folio) && !folio_test_swapbacked(folio))": a lazyfree folio is
@@ -425,17 +414,17 @@ impl ShrinkFolioList {
         let anon = ctx.flag_test(folio, PageFlag::Anon);
         let swapbacked = ctx.flag_test(folio, PageFlag::Swapbacked);
         if anon && swapbacked && ctx.flag_test(folio, PageFlag::Swapcache) {
-            return self.goto(ShrinkStage::RemoveMapping);
+            return Flow::goto(&mut self.stage, ShrinkStage::RemoveMapping);
         }
         if !anon && matches!(ctx.mapping_load(folio).0, crate::folio::Mapping::File(_)) {
-            return self.goto(ShrinkStage::RemoveMapping);
+            return Flow::goto(&mut self.stage, ShrinkStage::RemoveMapping);
         }
         if !anon || swapbacked {
             // "else if (!mapping || !__remove_mapping(...))": no mapping to remove from.
             ctx.event("shrink_folio_list", "folio_mapping", |_| {
                 format!("folio {folio}: no mapping to remove from, keep")
             });
-            return self.goto(ShrinkStage::KeepLocked);
+            return Flow::goto(&mut self.stage, ShrinkStage::KeepLocked);
         }
         let frozen = ctx.ref_freeze(folio, 1);
         ctx.event("shrink_folio_list", "folio_ref_freeze", |k| {
@@ -449,12 +438,12 @@ impl ShrinkFolioList {
             )
         });
         if !frozen {
-            return self.goto(ShrinkStage::KeepLocked);
+            return Flow::goto(&mut self.stage, ShrinkStage::KeepLocked);
         }
         if ctx.patched(Patch::LazyfreeNoDirtyRecheck) {
-            self.goto(ShrinkStage::FreeIt)
+            Flow::goto(&mut self.stage, ShrinkStage::FreeIt)
         } else {
-            self.goto(ShrinkStage::LazyfreeDirtyRecheck)
+            Flow::goto(&mut self.stage, ShrinkStage::LazyfreeDirtyRecheck)
         }
     }
 
@@ -464,9 +453,9 @@ impl ShrinkFolioList {
         if ctx.flag_test(folio, PageFlag::Dirty) {
             ctx.ref_unfreeze(folio, 1);
             ctx.event("shrink_page_list", "page_ref_unfreeze", |_| format!("folio {folio} dirty after freeze, keep"));
-            return self.goto(ShrinkStage::KeepLocked);
+            return Flow::goto(&mut self.stage, ShrinkStage::KeepLocked);
         }
-        self.goto(ShrinkStage::FreeIt)
+        Flow::goto(&mut self.stage, ShrinkStage::FreeIt)
     }
 
     /// activate_locked: "Not a candidate for swapping, so reclaim swap space": a swap cache
@@ -481,7 +470,7 @@ impl ShrinkFolioList {
         ctx.vm_bug_on_folio(active, folio, "folio_test_active(folio)");
         ctx.flag_store(folio, PageFlag::Active, true);
         ctx.event("shrink_folio_list", "activate_locked", |_| format!("folio {folio}"));
-        self.goto(ShrinkStage::KeepLocked)
+        Flow::goto(&mut self.stage, ShrinkStage::KeepLocked)
     }
 
     /// folio_unlock(); free_it: the folio (refcount frozen at 0) goes to the allocator.
@@ -520,12 +509,15 @@ impl KernelFunction for ShrinkFolioList {
                     };
                     format!("folio {folio}: {state}")
                 });
-                self.goto(match (was_locked, writeback, self.ignore_references) {
-                    (true, _, _) => ShrinkStage::Keep,
-                    (false, true, _) => ShrinkStage::ActivateLocked,
-                    (false, false, false) => ShrinkStage::CheckReferences,
-                    (false, false, true) => ShrinkStage::AnonSwap,
-                })
+                Flow::goto(
+                    &mut self.stage,
+                    match (was_locked, writeback, self.ignore_references) {
+                        (true, _, _) => ShrinkStage::Keep,
+                        (false, true, _) => ShrinkStage::ActivateLocked,
+                        (false, false, false) => ShrinkStage::CheckReferences,
+                        (false, false, true) => ShrinkStage::AnonSwap,
+                    },
+                )
             }
             ShrinkStage::CheckReferences => {
                 self.stage = ShrinkStage::References;
@@ -545,7 +537,7 @@ impl KernelFunction for ShrinkFolioList {
             ShrinkStage::KeepLocked => {
                 ctx.flag_store(folio, PageFlag::Locked, false);
                 ctx.event("shrink_folio_list", "keep_locked", |_| format!("folio_unlock folio {folio}"));
-                self.goto(ShrinkStage::Keep)
+                Flow::goto(&mut self.stage, ShrinkStage::Keep)
             }
             ShrinkStage::Keep => {
                 self.kept.make_mut().push(folio);
@@ -556,5 +548,15 @@ impl KernelFunction for ShrinkFolioList {
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         Wait::Nothing
+    }
+
+    /// The folios whose PG_referenced this shrink may still read: folio_check_references() is
+    /// the only reader (its folio_referenced() callee included), reached for a folio once, from
+    /// `Trylock` through `References`; the index only moves forward, and the caller's putback
+    /// reads none.
+    fn referenced_reads<'a>(&'a self, _thread: &'a Thread, _callees: &'a [Frame]) -> ReferencedReads<'a> {
+        let checked =
+            !matches!(self.stage, ShrinkStage::Trylock | ShrinkStage::CheckReferences | ShrinkStage::References);
+        ReferencedReads::Folios(&self.list[(self.index + usize::from(checked)).min(self.list.len())..])
     }
 }
