@@ -55,7 +55,8 @@ impl Madvise {
         }
     }
 
-    /// do_madvise(): argument checks, mmap_read_lock(), madvise_walk_vmas() (a hole in the
+    /// do_madvise(): argument checks, madvise_lock() (mmap_read_lock(), or mmap_write_lock() for
+    /// MADV_HUGEPAGE), madvise_walk_vmas() (a hole in the
     /// range gives -ENOMEM after the rest is done).
     fn lock(&mut self, ctx: &mut Ctx) -> Flow {
         // mm/madvise.c: do_madvise(): "if (len_in && !len) return -EINVAL;" (PAGE_ALIGN()
@@ -93,7 +94,9 @@ impl Madvise {
             crate::mm::swap::lru_add_drain(ctx);
         }
         let advice = self.advice;
-        ctx.event("do_madvise", "mmap_read_lock", |_| format!("{} [{start:#x}, {end:#x})", advice.name()));
+        // madvise_lock(): madvise_need_mmap_write() behaviours take mmap_write_lock_killable().
+        let label = if advice == Advice::HugePage { "mmap_write_lock" } else { "mmap_read_lock" };
+        ctx.event("do_madvise", label, |_| format!("{} [{start:#x}, {end:#x})", advice.name()));
         self.stage = MadviseStage::NextRange;
         Flow::Continue
     }
@@ -432,12 +435,15 @@ impl KernelFunction for Madvise {
             MadviseStage::TableUnlock => self.table_unlock(ctx),
             MadviseStage::Populate => self.populate(ctx, _returned),
             MadviseStage::Unlock => {
-                if self.advice == Advice::HugePage {
+                // madvise_unlock(): the lock madvise_lock() took.
+                let label = if self.advice == Advice::HugePage {
                     ctx.mmap_write_unlock(self.mm);
+                    "mmap_write_unlock"
                 } else {
                     ctx.mmap_read_unlock(self.mm);
-                }
-                ctx.event("do_madvise", "mmap_read_unlock", |_| String::new());
+                    "mmap_read_unlock"
+                };
+                ctx.event("do_madvise", label, |_| String::new());
                 Flow::Return(self.result)
             }
         }
