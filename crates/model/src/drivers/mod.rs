@@ -46,8 +46,16 @@ pub fn order_for(pages: u64) -> u8 {
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DriverStage {
     Alloc,
-    Insert,
-    Remap,
+    /// vm_insert_page() / vm_insert_pages() from `cursor` (the next address to map).
+    Insert {
+        cursor: u64,
+    },
+    /// remap_pfn_range() from `cursor`; `pfn` is what the VMA's start maps (its `pfn`
+    /// argument, set at the first step).
+    Remap {
+        cursor: u64,
+        pfn: Pfn,
+    },
 }
 
 /// The device's `file_operations.mmap`, called by mmap_region() under mmap_write_lock():
@@ -60,19 +68,15 @@ pub struct DriverMmap {
     pub end: u64,
     pub kind: DeviceKind,
     pub stage: DriverStage,
-    /// The next address to map.
-    pub cursor: u64,
-    /// The pfn mapped at the VMA's start (remap_pfn_range's `pfn` argument).
-    pub pfn: Pfn,
 }
 
 impl DriverMmap {
     pub fn new(mm: MmId, start: u64, end: u64, kind: DeviceKind) -> Self {
         let stage = match kind {
             DeviceKind::InsertPage { .. } => DriverStage::Alloc,
-            DeviceKind::RemapPfn { .. } => DriverStage::Remap,
+            DeviceKind::RemapPfn { .. } => DriverStage::Remap { cursor: start, pfn: 0 },
         };
-        DriverMmap { mm, start, end, kind, stage, cursor: start, pfn: 0 }
+        DriverMmap { mm, start, end, kind, stage }
     }
 
     fn pages(&self) -> u64 {
@@ -99,8 +103,7 @@ impl DriverMmap {
             let dumps: Vec<String> = folios.iter().map(|&f| k.folio(f).dump(f)).collect();
             format!("{gfp}: {}", dumps.join("; "))
         });
-        self.stage = DriverStage::Insert;
-        Flow::Continue
+        Flow::goto(&mut self.stage, DriverStage::Insert { cursor: start })
     }
 
     /// The page the driver maps at `address`: subpage i of its compound page, or its i-th page.
@@ -112,48 +115,49 @@ impl DriverMmap {
         }
     }
 
-    fn insert(&mut self, ctx: &mut Ctx, batched: bool) -> Flow {
+    /// vm_insert_page() of one page, or vm_insert_pages() of a table's worth (batched).
+    fn insert(&mut self, ctx: &mut Ctx, cursor: u64, batched: bool) -> Flow {
         let vma = self.vma(ctx);
-        let table_end = ((pte_table(self.cursor >> PAGE_SHIFT) + 1) * PTRS_PER_PTE) << PAGE_SHIFT;
-        let end = if batched { self.end.min(table_end) } else { self.cursor + (1 << PAGE_SHIFT) };
-        let addresses: Vec<u64> = (self.cursor..end).step_by(1 << PAGE_SHIFT).collect();
+        let table_end = ((pte_table(cursor >> PAGE_SHIFT) + 1) * PTRS_PER_PTE) << PAGE_SHIFT;
+        let end = if batched { self.end.min(table_end) } else { cursor + (1 << PAGE_SHIFT) };
+        let addresses: Vec<u64> = (cursor..end).step_by(1 << PAGE_SHIFT).collect();
         let pfns: Vec<Pfn> = addresses.iter().map(|&a| self.page_at(&vma, a)).collect();
         let result = if batched {
             vm_insert_pages_table(ctx, self.mm, &addresses, &pfns)
         } else {
             vm_insert_page(ctx, self.mm, addresses[0], pfns[0])
         };
-        self.advance(result, end)
+        self.advance(result, end, DriverStage::Insert { cursor: end })
     }
 
-    /// After mapping up to `end`: the driver returns an error at once, or 0 when done.
-    fn advance(&mut self, result: i64, end: u64) -> Flow {
+    /// After mapping up to `end`: the driver returns an error at once, or 0 when done, or goes
+    /// on at `next`.
+    fn advance(&mut self, result: i64, end: u64, next: DriverStage) -> Flow {
         if result < 0 {
             return Flow::Return(result);
         }
-        self.cursor = end;
-        if self.cursor == self.end {
-            Flow::Return(0)
-        } else {
-            Flow::Continue
+        if end == self.end {
+            return Flow::Return(0);
         }
+        Flow::goto(&mut self.stage, next)
     }
 
-    fn remap(&mut self, ctx: &mut Ctx) -> Flow {
+    /// remap_pfn_range(), one PTE table per step.
+    fn remap(&mut self, ctx: &mut Ctx, cursor: u64, mut pfn: Pfn) -> Flow {
         let DeviceKind::RemapPfn { base, pages } = self.kind else { unreachable!("pfn devices only") };
         if self.pages() > pages {
             return Flow::Return(-errno::EINVAL);
         }
-        let first = self.cursor == self.start;
+        let first = cursor == self.start;
         if first {
             // The driver maps its memory from the mmap offset on: `base + vma->vm_pgoff`.
-            self.pfn = base + self.vma(ctx).pgoff;
+            pfn = base + self.vma(ctx).pgoff;
         }
-        let pfn = self.pfn + ((self.cursor - self.start) >> PAGE_SHIFT);
-        let table_end = ((pte_table(self.cursor >> PAGE_SHIFT) + 1) * PTRS_PER_PTE) << PAGE_SHIFT;
+        let table_pfn = pfn + ((cursor - self.start) >> PAGE_SHIFT);
+        let table_end = ((pte_table(cursor >> PAGE_SHIFT) + 1) * PTRS_PER_PTE) << PAGE_SHIFT;
         let end = self.end.min(table_end);
-        let result = remap_pfn_range_table(ctx, self.mm, self.start, self.cursor, end, pfn, first);
-        self.advance(result, end)
+        let result = remap_pfn_range_table(ctx, self.mm, self.start, cursor, end, table_pfn, first);
+        self.advance(result, end, DriverStage::Remap { cursor: end, pfn })
     }
 }
 
@@ -161,16 +165,22 @@ impl KernelFunction for DriverMmap {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         match (self.stage, self.kind) {
             (DriverStage::Alloc, _) => self.alloc(ctx),
-            (DriverStage::Insert, DeviceKind::InsertPage { batched, .. }) => self.insert(ctx, batched),
-            (DriverStage::Remap, _) => self.remap(ctx),
-            (DriverStage::Insert, DeviceKind::RemapPfn { .. }) => unreachable!("pfn devices do not insert pages"),
+            (DriverStage::Insert { cursor }, DeviceKind::InsertPage { batched, .. }) => {
+                self.insert(ctx, cursor, batched)
+            }
+            (DriverStage::Remap { cursor, pfn }, _) => self.remap(ctx, cursor, pfn),
+            (DriverStage::Insert { .. }, DeviceKind::RemapPfn { .. }) => {
+                unreachable!("pfn devices do not insert pages")
+            }
         }
     }
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match self.stage {
             DriverStage::Alloc => Wait::Nothing,
-            DriverStage::Insert | DriverStage::Remap => Wait::PteLock(self.mm, self.cursor >> PAGE_SHIFT),
+            DriverStage::Insert { cursor } | DriverStage::Remap { cursor, .. } => {
+                Wait::PteLock(self.mm, cursor >> PAGE_SHIFT)
+            }
         }
     }
 }

@@ -20,7 +20,12 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum ForkStage {
     DupMmap,
-    CopyTable,
+    /// copy_page_range(): the table holding page `cursor`, up to `end` (the end of the
+    /// parent's mappings).
+    CopyTable {
+        cursor: u64,
+        end: u64,
+    },
     Done,
 }
 
@@ -30,14 +35,11 @@ pub struct Fork {
     pub child: MmId,
     pub child_thread: ThreadId,
     pub stage: ForkStage,
-    /// The next virtual page to copy, and the end of the parent's mappings.
-    pub cursor: u64,
-    pub end: u64,
 }
 
 impl Fork {
     pub fn new(parent: MmId, child: MmId, child_thread: ThreadId) -> Self {
-        Fork { parent, child, child_thread, stage: ForkStage::DupMmap, cursor: 0, end: 0 }
+        Fork { parent, child, child_thread, stage: ForkStage::DupMmap }
     }
 
     /// dup_mmap(): copy the VMAs; anon_vma_fork() links the child into their anon_vmas.
@@ -64,22 +66,21 @@ impl Fork {
         for anon_vma in anon_vmas {
             ctx.anon_vma_add_mm(anon_vma, self.child);
         }
-        self.cursor = vmas.first().map_or(0, |v| v.start >> PAGE_SHIFT);
-        self.end = vmas.last().map_or(0, |v| v.end >> PAGE_SHIFT);
+        let cursor = vmas.first().map_or(0, |v| v.start >> PAGE_SHIFT);
+        let end = vmas.last().map_or(0, |v| v.end >> PAGE_SHIFT);
         let count = vmas.len();
         ctx.event("dup_mmap", "mmap_write_lock", |_| format!("{count} VMA(s) copied"));
-        self.stage = if self.cursor < self.end { ForkStage::CopyTable } else { ForkStage::Done };
-        Flow::Continue
+        Flow::goto(&mut self.stage, if cursor < end { ForkStage::CopyTable { cursor, end } } else { ForkStage::Done })
     }
 
     /// copy_pte_range() for one table: copy_present_pte() for each present PTE, under the
     /// child's PTE lock (pte_alloc_map_lock(dst_mm)) and the parent's (spin_lock_nested()):
     /// reclaim's rmap walk of the child's new mapping takes the child's lock, and its
     /// release orders the copy's reference and rmap before what that walk reads.
-    fn copy_table(&mut self, ctx: &mut Ctx) -> Flow {
+    fn copy_table(&mut self, ctx: &mut Ctx, cursor: u64, end: u64) -> Flow {
         let (parent, child) = (self.parent, self.child);
-        let first = self.cursor;
-        let last = self.end.min((first / PTRS_PER_PTE + 1) * PTRS_PER_PTE);
+        let first = cursor;
+        let last = end.min((first / PTRS_PER_PTE + 1) * PTRS_PER_PTE);
         ctx.ptl_lock(child, first);
         ctx.ptl_lock(parent, first);
         if let Some(pmd) = ctx.pmd_load(parent, first / PTRS_PER_PTE) {
@@ -105,11 +106,8 @@ impl Fork {
         ctx.event("copy_pte_range", "copy ptes", move |_| {
             format!("{copied} PTE(s) in [{:#x}, {:#x})", first << PAGE_SHIFT, last << PAGE_SHIFT)
         });
-        self.cursor = last;
-        if self.cursor >= self.end {
-            self.stage = ForkStage::Done;
-        }
-        Flow::Continue
+        let next = if last >= end { ForkStage::Done } else { ForkStage::CopyTable { cursor: last, end } };
+        Flow::goto(&mut self.stage, next)
     }
 
     /// mm/huge_memory.c: copy_huge_pmd(): the child maps the same THP by PMD, both write-protected
@@ -241,7 +239,7 @@ impl KernelFunction for Fork {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         match self.stage {
             ForkStage::DupMmap => self.dup_mmap(ctx),
-            ForkStage::CopyTable => self.copy_table(ctx),
+            ForkStage::CopyTable { cursor, end } => self.copy_table(ctx, cursor, end),
             ForkStage::Done => self.done(ctx),
         }
     }
@@ -249,7 +247,7 @@ impl KernelFunction for Fork {
     fn wait(&self, _k: &crate::state::Kernel, _thread: ThreadId) -> Wait {
         match self.stage {
             ForkStage::DupMmap => Wait::MmapWrite(self.parent),
-            ForkStage::CopyTable => Wait::PteLocks((self.child, self.cursor), (self.parent, self.cursor)),
+            ForkStage::CopyTable { cursor, .. } => Wait::PteLocks((self.child, cursor), (self.parent, cursor)),
             ForkStage::Done => Wait::Nothing,
         }
     }

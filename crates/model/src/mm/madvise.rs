@@ -1,28 +1,34 @@
 //! mm/madvise.c: do_madvise() for MADV_DONTNEED, MADV_FREE, MADV_COLD and MADV_PAGEOUT on
-//! anonymous memory, and MADV_HUGEPAGE (madvise_update_vma(): VM_HUGEPAGE, under the mmap
-//! write lock).
+//! anonymous memory, MADV_POPULATE_(READ|WRITE), and MADV_HUGEPAGE (madvise_update_vma():
+//! VM_HUGEPAGE, under the mmap write lock): one function per behaviour, as
+//! madvise_vma_behavior() dispatches; FREE, COLD and PAGEOUT walk the page tables with their
+//! walk ops (madvise_free_walk_ops, cold_walk_ops) in mm/pagewalk.rs's [`PteWalk`].
 
 use crate::access::Ctx;
 use crate::folio::{PageFlag, PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::memory::{vm_normal_folio, Zap};
+use crate::mm::pagewalk::{NoMore, PmdDone, PteWalk, WalkOps, Walked};
 use crate::mm::swap::folio_mark_lazyfree;
 use crate::pgtable::{PresentPte, Pte};
 use crate::program::Advice;
-use crate::state::{vm_flags, MmId};
+use crate::state::{vm_flags, MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
 use serde::{Deserialize, Serialize};
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MadviseStage {
     Lock,
+    /// madvise_walk_vmas(): the next VMA's part of the range, to madvise_vma_behavior().
     NextRange,
-    /// The page-table walk (walk_page_range() with the advice's pmd_entry): lock a table,
-    /// one PTE per step, unlock at the end of the table or of the range.
-    TableLock,
-    Pte,
-    TableUnlock,
-    /// MADV_POPULATE_*: fault in the page at the cursor if it needs it.
-    Populate,
+    /// walk_page_range() with the behaviour's walk ops (madvise_free_walk_ops, cold_walk_ops):
+    /// lock a table, one PTE per step, unlock at the end of the table or of the range.
+    Walk(PteWalk<NoMore>),
+    /// madvise_populate() → faultin_page_range(): the page `cursor` of `cursor..end` (page
+    /// numbers), faulted in if it needs it.
+    Populate {
+        cursor: u64,
+        end: u64,
+    },
     Unlock,
 }
 
@@ -33,29 +39,18 @@ pub struct Madvise {
     pub length: u64,
     pub advice: Advice,
     pub stage: MadviseStage,
-    /// The parts of the range covered by VMAs, still to do.
+    /// The parts of the range covered by VMAs, still to do (madvise_walk_vmas()'s iterator).
     pub ranges: Vec<(u64, u64)>,
-    pub cursor: u64,
-    pub range_end: u64,
     pub result: i64,
 }
 
 impl Madvise {
     pub fn new(mm: MmId, start: u64, length: u64, advice: Advice) -> Self {
-        Madvise {
-            mm,
-            start,
-            length,
-            advice,
-            stage: MadviseStage::Lock,
-            ranges: Vec::new(),
-            cursor: 0,
-            range_end: 0,
-            result: 0,
-        }
+        Madvise { mm, start, length, advice, stage: MadviseStage::Lock, ranges: Vec::new(), result: 0 }
     }
 
-    /// do_madvise(): argument checks, mmap_read_lock(), madvise_walk_vmas() (a hole in the
+    /// do_madvise(): argument checks, madvise_lock() (mmap_read_lock(), or mmap_write_lock() for
+    /// MADV_HUGEPAGE), madvise_walk_vmas() (a hole in the
     /// range gives -ENOMEM after the rest is done).
     fn lock(&mut self, ctx: &mut Ctx) -> Flow {
         // mm/madvise.c: do_madvise(): "if (len_in && !len) return -EINVAL;" (PAGE_ALIGN()
@@ -93,15 +88,16 @@ impl Madvise {
             crate::mm::swap::lru_add_drain(ctx);
         }
         let advice = self.advice;
-        ctx.event("do_madvise", "mmap_read_lock", |_| format!("{} [{start:#x}, {end:#x})", advice.name()));
-        self.stage = MadviseStage::NextRange;
-        Flow::Continue
+        // madvise_lock(): madvise_need_mmap_write() behaviours take mmap_write_lock_killable().
+        let label = if advice == Advice::HugePage { "mmap_write_lock" } else { "mmap_read_lock" };
+        ctx.event("do_madvise", label, |_| format!("{} [{start:#x}, {end:#x})", advice.name()));
+        Flow::goto(&mut self.stage, MadviseStage::NextRange)
     }
 
     /// madvise_update_vma() → hugepage_madvise(): VM_HUGEPAGE on the range (VMAs split at its
     /// ends; a driver's VMA keeps its flags: hugepage_madvise() leaves VM_PFNMAP/MIXEDMAP alone
     /// in effect, as no THP can be faulted there).
-    fn hugepage(&mut self, ctx: &mut Ctx, start: u64, end: u64) -> Flow {
+    fn hugepage_madvise(&mut self, ctx: &mut Ctx, start: u64, end: u64) -> Flow {
         ctx.vma_modify(self.mm, start, end, |vma| {
             vma.flags = (vma.flags | vm_flags::VM_HUGEPAGE) & !vm_flags::VM_NOHUGEPAGE;
         });
@@ -109,47 +105,101 @@ impl Madvise {
         Flow::Continue
     }
 
+    /// madvise_walk_vmas(): the next part of the range, to madvise_vma_behavior().
     fn next_range(&mut self, ctx: &mut Ctx) -> Flow {
         if self.ranges.is_empty() {
-            self.stage = MadviseStage::Unlock;
-            return Flow::Continue;
+            return Flow::goto(&mut self.stage, MadviseStage::Unlock);
         }
         let (start, end) = self.ranges.remove(0);
-        if self.advice == Advice::HugePage {
-            return self.hugepage(ctx, start, end);
+        self.madvise_vma_behavior(ctx, start, end)
+    }
+
+    /// madvise_vma_behavior(): one VMA's part of the range, by behaviour (the populates are
+    /// madvise_populate()'s, VMA by VMA in the model as in the kernel).
+    fn madvise_vma_behavior(&mut self, ctx: &mut Ctx, start: u64, end: u64) -> Flow {
+        let advice = self.advice;
+        if advice == Advice::HugePage {
+            return self.hugepage_madvise(ctx, start, end);
         }
-        if matches!(self.advice, Advice::PopulateRead | Advice::PopulateWrite) {
-            self.cursor = start >> PAGE_SHIFT;
-            self.range_end = end >> PAGE_SHIFT;
-            self.stage = MadviseStage::Populate;
-            return Flow::Continue;
+        if matches!(advice, Advice::PopulateRead | Advice::PopulateWrite) {
+            return Flow::goto(
+                &mut self.stage,
+                MadviseStage::Populate { cursor: start >> PAGE_SHIFT, end: end >> PAGE_SHIFT },
+            );
         }
         let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(start)).cloned().expect("a range of a VMA");
-        if matches!(self.advice, Advice::DontNeed | Advice::Free) && !self.dontneed_free_valid(&vma) {
-            // madvise_walk_vmas(): a VMA's error ends the walk and is the result.
-            self.result = -errno::EINVAL;
-            self.ranges.clear();
-            self.stage = MadviseStage::Unlock;
-            let advice = self.advice.name();
-            ctx.event("madvise_dontneed_free", "-EINVAL", |_| format!("{advice} [{start:#x}, {end:#x})"));
-            return Flow::Continue;
+        match advice {
+            Advice::DontNeed => self.madvise_dontneed_single_vma(ctx, &vma, start, end),
+            Advice::Free => self.madvise_free_single_vma(ctx, &vma, start, end),
+            Advice::Cold => self.madvise_cold(start, end),
+            Advice::PageOut => self.madvise_pageout(start, end),
+            Advice::HugePage | Advice::PopulateRead | Advice::PopulateWrite => unreachable!("handled above"),
         }
-        if self.advice == Advice::DontNeed {
-            // madvise_dontneed_single_vma() → zap_page_range_single().
-            return Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)));
+    }
+
+    /// madvise_dontneed_free(): a VMA madvise_dontneed_free_valid_vma() refuses ends the walk
+    /// with -EINVAL (madvise_walk_vmas(): a VMA's error is the result).
+    fn dontneed_free_invalid(&mut self, ctx: &mut Ctx, start: u64, end: u64) -> Flow {
+        self.result = -errno::EINVAL;
+        self.ranges.clear();
+        let advice = self.advice.name();
+        ctx.event("madvise_dontneed_free", "-EINVAL", |_| format!("{advice} [{start:#x}, {end:#x})"));
+        Flow::goto(&mut self.stage, MadviseStage::Unlock)
+    }
+
+    /// madvise_dontneed_single_vma() → zap_page_range_single().
+    fn madvise_dontneed_single_vma(&mut self, ctx: &mut Ctx, vma: &Vma, start: u64, end: u64) -> Flow {
+        if !self.dontneed_free_valid(vma) {
+            return self.dontneed_free_invalid(ctx, start, end);
         }
-        if self.advice == Advice::Free {
-            crate::mm::swap::lru_add_drain(ctx);
+        Flow::Call(Frame::Zap(Zap::new(self.mm, start, end)))
+    }
+
+    /// madvise_free_single_vma(): lru_add_drain(), then walk_page_range() with
+    /// madvise_free_walk_ops.
+    fn madvise_free_single_vma(&mut self, ctx: &mut Ctx, vma: &Vma, start: u64, end: u64) -> Flow {
+        if !self.dontneed_free_valid(vma) {
+            return self.dontneed_free_invalid(ctx, start, end);
         }
-        self.cursor = start >> PAGE_SHIFT;
-        self.range_end = end >> PAGE_SHIFT;
-        self.stage = MadviseStage::TableLock;
-        Flow::Continue
+        crate::mm::swap::lru_add_drain(ctx);
+        Flow::goto(&mut self.stage, MadviseStage::Walk(PteWalk::new(start >> PAGE_SHIFT, end >> PAGE_SHIFT)))
+    }
+
+    /// madvise_cold() → madvise_cold_page_range(): walk_page_range() with cold_walk_ops
+    /// (lru_add_drain() was done at the start, in lock()).
+    fn madvise_cold(&mut self, start: u64, end: u64) -> Flow {
+        Flow::goto(&mut self.stage, MadviseStage::Walk(PteWalk::new(start >> PAGE_SHIFT, end >> PAGE_SHIFT)))
+    }
+
+    /// madvise_pageout() → madvise_pageout_page_range(): walk_page_range() with cold_walk_ops,
+    /// `pageout` set (lru_add_drain() was done at the start, in lock()).
+    fn madvise_pageout(&mut self, start: u64, end: u64) -> Flow {
+        Flow::goto(&mut self.stage, MadviseStage::Walk(PteWalk::new(start >> PAGE_SHIFT, end >> PAGE_SHIFT)))
+    }
+
+    /// One step of the page-table walk, with the behaviour's walk ops.
+    fn walk(&mut self, ctx: &mut Ctx) -> Flow {
+        let MadviseStage::Walk(walk) = &mut self.stage else { unreachable!("the walk's stage") };
+        let walked = match self.advice {
+            Advice::Free => walk.step(ctx, &mut FreeWalk { mm: self.mm }),
+            Advice::Cold | Advice::PageOut => walk.step(ctx, &mut ColdWalk { mm: self.mm, advice: self.advice }),
+            Advice::DontNeed | Advice::HugePage | Advice::PopulateRead | Advice::PopulateWrite => {
+                unreachable!("only MADV_FREE, COLD and PAGEOUT walk")
+            }
+        };
+        match walked {
+            Walked::Walking(None) => Flow::Continue,
+            Walked::Walking(Some(callee)) => Flow::Call(callee),
+            Walked::Done(callee) => {
+                let next = Flow::goto(&mut self.stage, MadviseStage::NextRange);
+                callee.map_or(next, Flow::Call)
+            }
+        }
     }
 
     /// madvise_dontneed_free_valid_vma(): not VM_PFNMAP or VM_LOCKED; and for MADV_FREE,
     /// madvise_free_single_vma(): "MADV_FREE works for only anon vma at the moment".
-    fn dontneed_free_valid(&self, vma: &crate::state::Vma) -> bool {
+    fn dontneed_free_valid(&self, vma: &Vma) -> bool {
         vma.flags & (vm_flags::VM_PFNMAP | vm_flags::VM_LOCKED) == 0
             && (self.advice != Advice::Free || vma.is_anonymous())
     }
@@ -157,7 +207,7 @@ impl Madvise {
     /// madvise_populate(): VMA by VMA from the start until a hole (-ENOMEM there, after the
     /// pages before it are populated) or a VMA that forbids the access (-EINVAL:
     /// "Incompatible mappings / permissions").
-    fn populate_ranges(&mut self, vmas: &[crate::state::Vma], start: u64) {
+    fn populate_ranges(&mut self, vmas: &[Vma], start: u64) {
         let write = self.advice == Advice::PopulateWrite;
         let mut expected = start;
         let mut kept = Vec::new();
@@ -181,19 +231,18 @@ impl Madvise {
     /// faultin_page_range(): GUP with FOLL_TOUCH and no reference kept: a page that is not
     /// mapped (or, for MADV_POPULATE_WRITE, not writable) is faulted in, one per step.
     fn populate(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+        let MadviseStage::Populate { cursor, end } = &mut self.stage else { unreachable!("the populate stage") };
         if let Some(result) = returned {
             if result & (crate::mm::memory::VM_FAULT_SIGSEGV | crate::mm::memory::VM_FAULT_SIGBUS) != 0 {
                 self.result = -errno::EFAULT;
                 self.ranges.clear();
-                self.stage = MadviseStage::Unlock;
-                return Flow::Continue;
+                return Flow::goto(&mut self.stage, MadviseStage::Unlock);
             }
         }
-        if self.cursor == self.range_end {
-            self.stage = MadviseStage::NextRange;
-            return Flow::Continue;
+        if *cursor == *end {
+            return Flow::goto(&mut self.stage, MadviseStage::NextRange);
         }
-        let (mm, vpn) = (self.mm, self.cursor);
+        let (mm, vpn) = (self.mm, *cursor);
         let address = vpn << PAGE_SHIFT;
         let write = self.advice == Advice::PopulateWrite;
         let huge = ctx.pmd_load(mm, crate::mm::huge_memory::pmd_index(address));
@@ -202,138 +251,131 @@ impl Madvise {
             None => ctx.pte_load(mm, vpn).present().is_some_and(|p| !write || p.write),
         };
         if mapped {
-            self.cursor += 1;
+            *cursor += 1;
             return Flow::Continue;
         }
         ctx.event("faultin_page_range", "faultin_page", |_| format!("{address:#x}"));
         Flow::Call(Frame::Fault(crate::mm::memory::Fault::new(mm, address, write, false)))
     }
+}
 
-    /// The kernel function that walks the PTEs for this advice.
-    fn pte_range_function(&self) -> &'static str {
-        match self.advice {
-            Advice::Free => "madvise_free_pte_range",
-            _ => "madvise_cold_or_pageout_pte_range",
-        }
+/// The kernel function that walks the PTEs for an advice.
+fn pte_range_function(advice: Advice) -> &'static str {
+    match advice {
+        Advice::Free => "madvise_free_pte_range",
+        _ => "madvise_cold_or_pageout_pte_range",
+    }
+}
+
+/// pte_offset_map_lock() in madvise_free_pte_range() / madvise_cold_or_pageout_pte_range().
+fn pte_table_locked(ctx: &mut Ctx, advice: Advice, cursor: u64) {
+    let address = cursor << PAGE_SHIFT;
+    ctx.event(pte_range_function(advice), "pte_offset_map_lock", |_| format!("{address:#x}"));
+}
+
+/// pte_unmap_unlock() in madvise_free_pte_range() / madvise_cold_or_pageout_pte_range().
+fn pte_table_unlocked(ctx: &mut Ctx, advice: Advice) {
+    ctx.event(pte_range_function(advice), "pte_unmap_unlock", |_| String::new());
+}
+
+/// madvise_free_huge_pmd() / the huge PMD branch of madvise_cold_or_pageout_pte_range(), under
+/// the PMD lock: a THP mapped only here and covered whole (`cursor..end` is the range's part of
+/// the table) is marked lazyfree, or aged and deactivated (COLD), or isolated for reclaim
+/// (PAGEOUT); the huge zero PMD and shared THPs are left alone; part of a THP would be split
+/// first (not modelled).
+fn huge_pmd(ctx: &mut Ctx, mm: MmId, advice: Advice, index: u64, pmd: PresentPte, cursor: u64, end: u64) {
+    let first = index * crate::pgtable::PTRS_PER_PTE;
+    let address = first << PAGE_SHIFT;
+    let function = if advice == Advice::Free { "madvise_free_huge_pmd" } else { pte_range_function(advice) };
+    let folio = crate::folio::pfn_folio(pmd.pfn);
+    if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) || ctx.mapcount_load(folio) != 1 {
+        ctx.event(function, "pmd", |_| format!("{address:#x}: huge zero or shared THP: skipped"));
+        return;
+    }
+    let whole = cursor == first && end == first + crate::pgtable::PTRS_PER_PTE;
+    if !whole {
+        let message = format!("not modelled: {} of part of a PMD-mapped THP (split_folio)", advice.name());
+        ctx.violation(crate::violation::Violation::new(crate::violation::ViolationKind::Invariant, message));
+        return;
+    }
+    let what = match advice {
+        Advice::Free => free_huge_pmd(ctx, mm, index, pmd),
+        _ => cold_huge_pmd(ctx, mm, advice == Advice::PageOut, index, pmd),
+    };
+    ctx.event(function, "pmd", |k| format!("{address:#x}: {what} {}", k.folio(folio).dump(folio)));
+}
+
+/// madvise_free_huge_pmd(): "if (!folio_trylock(folio)) goto out;", clear the folio's dirty
+/// flag, make the PMD old and clean, folio_mark_lazyfree().
+fn free_huge_pmd(ctx: &mut Ctx, mm: MmId, index: u64, pmd: PresentPte) -> &'static str {
+    let folio = crate::folio::pfn_folio(pmd.pfn);
+    if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
+        return "folio locked: skipped";
+    }
+    ctx.flag_store(folio, PageFlag::Dirty, false);
+    ctx.flag_store(folio, PageFlag::Locked, false);
+    if pmd.young || pmd.dirty {
+        ctx.pmd_store(mm, index, Some(PresentPte { young: false, dirty: false, ..pmd }));
+    }
+    folio_mark_lazyfree(ctx, folio);
+    "lazyfree"
+}
+
+/// The huge PMD branch of madvise_cold_or_pageout_pte_range(): COLD makes the PMD old; both
+/// clear PG_referenced; COLD deactivates, PAGEOUT isolates for reclaim_pages().
+fn cold_huge_pmd(ctx: &mut Ctx, mm: MmId, pageout: bool, index: u64, pmd: PresentPte) -> &'static str {
+    let folio = crate::folio::pfn_folio(pmd.pfn);
+    if !pageout && pmd.young {
+        ctx.pmd_store(mm, index, Some(PresentPte { young: false, ..pmd }));
+    }
+    ctx.flag_store(folio, PageFlag::Referenced, false);
+    if !pageout {
+        crate::mm::swap::folio_deactivate(ctx, folio);
+        return "deactivated";
+    }
+    if crate::mm::swap::folio_isolate_lru(ctx, folio) {
+        ctx.local().folio_list.make_mut().push(folio);
+        return "isolated";
+    }
+    "not on the LRU: skipped"
+}
+
+/// mm/madvise.c: madvise_free_walk_ops, whose pmd_entry is madvise_free_pte_range().
+struct FreeWalk {
+    mm: MmId,
+}
+
+impl WalkOps for FreeWalk {
+    type More = NoMore;
+
+    fn mm(&self) -> MmId {
+        self.mm
     }
 
-    /// pte_offset_map_lock() of the table holding the cursor; a huge PMD there is handled
-    /// whole under the same lock (the model's PMD lock is its table's lock).
-    fn table_lock(&mut self, ctx: &mut Ctx) -> Flow {
-        ctx.ptl_lock(self.mm, self.cursor);
-        let index = crate::pgtable::pte_table(self.cursor);
-        if let Some(pmd) = ctx.pmd_load(self.mm, index) {
-            self.huge_pmd(ctx, index, pmd);
-            self.cursor = ((index + 1) * crate::pgtable::PTRS_PER_PTE).min(self.range_end);
-            self.stage = MadviseStage::TableUnlock;
-            return Flow::Continue;
-        }
-        let address = self.cursor << PAGE_SHIFT;
-        ctx.event(self.pte_range_function(), "pte_offset_map_lock", |_| format!("{address:#x}"));
-        self.stage = MadviseStage::Pte;
-        Flow::Continue
+    fn existing_only(&self) -> bool {
+        false
     }
 
-    /// One PTE under the table's lock, then on to the next.
-    fn pte(&mut self, ctx: &mut Ctx) -> Flow {
-        match self.advice {
-            Advice::Free => self.free_pte(ctx),
-            Advice::Cold | Advice::PageOut => self.cold_pte(ctx),
-            Advice::DontNeed | Advice::HugePage | Advice::PopulateRead | Advice::PopulateWrite => {
-                unreachable!("only MADV_FREE, COLD and PAGEOUT walk")
-            }
-        }
-        self.cursor += 1;
-        if self.cursor.is_multiple_of(crate::pgtable::PTRS_PER_PTE) || self.cursor == self.range_end {
-            self.stage = MadviseStage::TableUnlock;
-        }
-        Flow::Continue
+    fn pmd_entry(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte, cursor: u64, end: u64) -> PmdDone {
+        huge_pmd(ctx, self.mm, Advice::Free, index, pmd, cursor, end);
+        PmdDone::Locked
     }
 
-    /// pte_unmap_unlock(); for MADV_PAGEOUT, reclaim_pages() of what the table isolated.
-    fn table_unlock(&mut self, ctx: &mut Ctx) -> Flow {
-        ctx.ptl_unlock(self.mm, self.cursor - 1);
-        ctx.event(self.pte_range_function(), "pte_unmap_unlock", |_| String::new());
-        self.stage = if self.cursor == self.range_end { MadviseStage::NextRange } else { MadviseStage::TableLock };
-        if self.advice == Advice::PageOut && !ctx.local().folio_list.is_empty() {
-            return Flow::Call(Frame::ShrinkInactiveList(crate::mm::vmscan::ShrinkInactiveList::reclaim_pages()));
-        }
-        Flow::Continue
-    }
-
-    /// madvise_free_huge_pmd() / the huge PMD branch of madvise_cold_or_pageout_pte_range(),
-    /// under the PMD lock: a THP mapped only here and covered whole is marked lazyfree, or
-    /// aged and deactivated (COLD), or isolated for reclaim (PAGEOUT); the huge zero PMD and
-    /// shared THPs are left alone; part of a THP would be split first (not modelled).
-    fn huge_pmd(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte) {
-        let first = index * crate::pgtable::PTRS_PER_PTE;
-        let address = first << PAGE_SHIFT;
-        let function = if self.advice == Advice::Free { "madvise_free_huge_pmd" } else { self.pte_range_function() };
-        let folio = crate::folio::pfn_folio(pmd.pfn);
-        if crate::mm::huge_memory::is_huge_zero_pmd(&pmd) || ctx.mapcount_load(folio) != 1 {
-            ctx.event(function, "pmd", |_| format!("{address:#x}: huge zero or shared THP: skipped"));
-            return;
-        }
-        let whole = self.cursor == first && first + crate::pgtable::PTRS_PER_PTE <= self.range_end;
-        if !whole {
-            let message = format!("not modelled: {} of part of a PMD-mapped THP (split_folio)", self.advice.name());
-            ctx.violation(crate::violation::Violation::new(crate::violation::ViolationKind::Invariant, message));
-            return;
-        }
-        let what = match self.advice {
-            Advice::Free => self.free_huge_pmd(ctx, index, pmd),
-            _ => self.cold_huge_pmd(ctx, index, pmd),
-        };
-        ctx.event(function, "pmd", |k| format!("{address:#x}: {what} {}", k.folio(folio).dump(folio)));
-    }
-
-    /// madvise_free_huge_pmd(): "if (!folio_trylock(folio)) goto out;", clear the folio's dirty
-    /// flag, make the PMD old and clean, folio_mark_lazyfree().
-    fn free_huge_pmd(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte) -> &'static str {
-        let folio = crate::folio::pfn_folio(pmd.pfn);
-        if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
-            return "folio locked: skipped";
-        }
-        ctx.flag_store(folio, PageFlag::Dirty, false);
-        ctx.flag_store(folio, PageFlag::Locked, false);
-        if pmd.young || pmd.dirty {
-            ctx.pmd_store(self.mm, index, Some(PresentPte { young: false, dirty: false, ..pmd }));
-        }
-        folio_mark_lazyfree(ctx, folio);
-        "lazyfree"
-    }
-
-    /// The huge PMD branch of madvise_cold_or_pageout_pte_range(): COLD makes the PMD old;
-    /// both clear PG_referenced; COLD deactivates, PAGEOUT isolates for reclaim_pages().
-    fn cold_huge_pmd(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte) -> &'static str {
-        let folio = crate::folio::pfn_folio(pmd.pfn);
-        let pageout = self.advice == Advice::PageOut;
-        if !pageout && pmd.young {
-            ctx.pmd_store(self.mm, index, Some(PresentPte { young: false, ..pmd }));
-        }
-        ctx.flag_store(folio, PageFlag::Referenced, false);
-        if !pageout {
-            crate::mm::swap::folio_deactivate(ctx, folio);
-            return "deactivated";
-        }
-        if crate::mm::swap::folio_isolate_lru(ctx, folio) {
-            ctx.local().folio_list.make_mut().push(folio);
-            return "isolated";
-        }
-        "not on the LRU: skipped"
+    fn pte_table_locked(&mut self, ctx: &mut Ctx, cursor: u64, _end: u64) {
+        pte_table_locked(ctx, Advice::Free, cursor);
     }
 
     /// One PTE of madvise_free_pte_range().
-    fn free_pte(&mut self, ctx: &mut Ctx) {
-        let (mm, vpn) = (self.mm, self.cursor);
+    fn pte_entry(&mut self, ctx: &mut Ctx, vpn: u64, _end: u64) -> Option<NoMore> {
+        let mm = self.mm;
         let address = vpn << PAGE_SHIFT;
         let pte = ctx.pte_load(mm, vpn);
         let mut what = "none";
         if let Some((present, folio)) = pte.present().and_then(|p| vm_normal_folio(p).map(|f| (p, f))) {
             if ctx.folio_test_large(folio) {
-                let message = format!("not modelled: {} of a large folio (split_folio)", self.advice.name());
+                let message = format!("not modelled: {} of a large folio (split_folio)", Advice::Free.name());
                 ctx.violation(crate::violation::Violation::new(crate::violation::ViolationKind::Invariant, message));
-                return;
+                return None;
             }
             what = "lazyfree";
             if ctx.flag_test(folio, PageFlag::Swapcache) || ctx.flag_test(folio, PageFlag::Dirty) {
@@ -366,12 +408,50 @@ impl Madvise {
             let detail = pte.present().and_then(vm_normal_folio).map(|f| k.folio(f).dump(f)).unwrap_or_default();
             format!("{address:#x}: {what} {detail}")
         });
+        None
     }
 
-    /// One PTE of madvise_cold_or_pageout_pte_range() (6.10 and later: MADV_PAGEOUT leaves the
-    /// young bit and reclaim_pages() ignores references).
-    fn cold_pte(&mut self, ctx: &mut Ctx) {
-        let (mm, vpn) = (self.mm, self.cursor);
+    fn pte_entry_more(&mut self, _ctx: &mut Ctx, more: NoMore) {
+        match more {}
+    }
+
+    fn pte_table_unlocked(&mut self, ctx: &mut Ctx) -> Option<Frame> {
+        pte_table_unlocked(ctx, Advice::Free);
+        None
+    }
+}
+
+/// mm/madvise.c: cold_walk_ops, whose pmd_entry is madvise_cold_or_pageout_pte_range() (6.10
+/// and later: MADV_PAGEOUT leaves the young bit and reclaim_pages() ignores references).
+struct ColdWalk {
+    mm: MmId,
+    /// MADV_COLD, or MADV_PAGEOUT (madvise_walk_private's `pageout`).
+    advice: Advice,
+}
+
+impl WalkOps for ColdWalk {
+    type More = NoMore;
+
+    fn mm(&self) -> MmId {
+        self.mm
+    }
+
+    fn existing_only(&self) -> bool {
+        false
+    }
+
+    fn pmd_entry(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte, cursor: u64, end: u64) -> PmdDone {
+        huge_pmd(ctx, self.mm, self.advice, index, pmd, cursor, end);
+        PmdDone::Locked
+    }
+
+    fn pte_table_locked(&mut self, ctx: &mut Ctx, cursor: u64, _end: u64) {
+        pte_table_locked(ctx, self.advice, cursor);
+    }
+
+    /// One PTE of madvise_cold_or_pageout_pte_range().
+    fn pte_entry(&mut self, ctx: &mut Ctx, vpn: u64, end: u64) -> Option<NoMore> {
+        let mm = self.mm;
         let address = vpn << PAGE_SHIFT;
         let pageout = self.advice == Advice::PageOut;
         let pte = ctx.pte_load(mm, vpn);
@@ -385,9 +465,9 @@ impl Madvise {
                 let page = crate::folio::pfn_page(present.pfn) as u64;
                 if page != 0 {
                     ctx.event("madvise_cold_or_pageout_pte_range", "pte", |_| format!("{address:#x}: batched"));
-                    return;
+                    return None;
                 }
-                let whole = vpn + nr <= self.range_end
+                let whole = vpn + nr <= end
                     && (1..nr).all(|i| ctx.pte_load(mm, vpn + i).present().is_some_and(|p| p.pfn == present.pfn + i));
                 if !whole {
                     let message =
@@ -396,7 +476,7 @@ impl Madvise {
                         crate::violation::ViolationKind::Invariant,
                         message,
                     ));
-                    return;
+                    return None;
                 }
             }
             // "Do not interfere with other mappings of this folio": "if (!folio_test_lru(folio)
@@ -419,35 +499,50 @@ impl Madvise {
             }
         }
         ctx.event("madvise_cold_or_pageout_pte_range", "pte", |_| format!("{address:#x}: {what}"));
+        None
+    }
+
+    fn pte_entry_more(&mut self, _ctx: &mut Ctx, more: NoMore) {
+        match more {}
+    }
+
+    /// For MADV_PAGEOUT, reclaim_pages() of what the table isolated.
+    fn pte_table_unlocked(&mut self, ctx: &mut Ctx) -> Option<Frame> {
+        pte_table_unlocked(ctx, self.advice);
+        if self.advice == Advice::PageOut && !ctx.local().folio_list.is_empty() {
+            return Some(Frame::ShrinkInactiveList(crate::mm::vmscan::ShrinkInactiveList::reclaim_pages()));
+        }
+        None
     }
 }
 
 impl KernelFunction for Madvise {
-    fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
+    fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
         match self.stage {
             MadviseStage::Lock => self.lock(ctx),
             MadviseStage::NextRange => self.next_range(ctx),
-            MadviseStage::TableLock => self.table_lock(ctx),
-            MadviseStage::Pte => self.pte(ctx),
-            MadviseStage::TableUnlock => self.table_unlock(ctx),
-            MadviseStage::Populate => self.populate(ctx, _returned),
+            MadviseStage::Walk(_) => self.walk(ctx),
+            MadviseStage::Populate { .. } => self.populate(ctx, returned),
             MadviseStage::Unlock => {
-                if self.advice == Advice::HugePage {
+                // madvise_unlock(): the lock madvise_lock() took.
+                let label = if self.advice == Advice::HugePage {
                     ctx.mmap_write_unlock(self.mm);
+                    "mmap_write_unlock"
                 } else {
                     ctx.mmap_read_unlock(self.mm);
-                }
-                ctx.event("do_madvise", "mmap_read_unlock", |_| String::new());
+                    "mmap_read_unlock"
+                };
+                ctx.event("do_madvise", label, |_| String::new());
                 Flow::Return(self.result)
             }
         }
     }
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
-        match self.stage {
+        match &self.stage {
             MadviseStage::Lock if self.advice == Advice::HugePage => Wait::MmapWrite(self.mm),
             MadviseStage::Lock => Wait::MmapRead(self.mm),
-            MadviseStage::TableLock => Wait::PteLock(self.mm, self.cursor),
+            MadviseStage::Walk(walk) => walk.wait(self.mm),
             _ => Wait::Nothing,
         }
     }

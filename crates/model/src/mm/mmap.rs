@@ -30,8 +30,10 @@ const PMD_SIZE: u64 = 2 << 20;
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MmapStage {
     Region,
-    /// After the device's mmap handler returned.
-    Unlock,
+    /// After the device's mmap handler returned: the VMA mmap_region() made at `start`.
+    Unlock {
+        start: u64,
+    },
 }
 
 /// mm/mmap.c: do_mmap() → mmap_region() under mmap_write_lock(): anonymous private memory in
@@ -47,7 +49,6 @@ pub struct Mmap {
     pub device: Option<(DeviceId, DeviceKind)>,
     pub file: Option<FileId>,
     pub stage: MmapStage,
-    pub start: u64,
 }
 
 impl Mmap {
@@ -59,7 +60,7 @@ impl Mmap {
         device: Option<(DeviceId, DeviceKind)>,
         file: Option<FileId>,
     ) -> Self {
-        Mmap { mm, length, prot, flags, device, file, stage: MmapStage::Region, start: 0 }
+        Mmap { mm, length, prot, flags, device, file, stage: MmapStage::Region }
     }
 
     /// calc_vm_prot_bits(), and do_mmap()'s MAP_SHARED case: VM_SHARED | VM_MAYSHARE, with
@@ -134,21 +135,20 @@ impl Mmap {
                 private_folios: Vec::new(),
             },
         );
-        self.start = start;
         let what = self.describe();
         ctx.event("do_mmap", "mmap_region", |_| format!("[{start:#x}, {:#x}) {what}", start + length));
         let Some((_, kind)) = self.device else {
             ctx.mmap_write_unlock(self.mm);
             return Flow::Return(start as i64);
         };
-        self.stage = MmapStage::Unlock;
+        // The driver's return resumes this frame at Unlock.
+        self.stage = MmapStage::Unlock { start };
         Flow::Call(Frame::DriverMmap(DriverMmap::new(self.mm, start, start + length, kind)))
     }
 
     /// After `call_mmap()`: on the driver's error, mmap_region() unmaps what it mapped and
     /// frees the VMA.
-    fn unlock(&mut self, ctx: &mut Ctx, result: i64) -> Flow {
-        let start = self.start;
+    fn unlock(&mut self, ctx: &mut Ctx, start: u64, result: i64) -> Flow {
         if result < 0 {
             let vma = ctx.vma_lookup(self.mm, start).expect("the new VMA");
             if vma.private_folios.is_empty()
@@ -172,14 +172,14 @@ impl KernelFunction for Mmap {
     fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
         match self.stage {
             MmapStage::Region => self.region(ctx),
-            MmapStage::Unlock => self.unlock(ctx, returned.expect("the driver returned")),
+            MmapStage::Unlock { start } => self.unlock(ctx, start, returned.expect("the driver returned")),
         }
     }
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match self.stage {
             MmapStage::Region => Wait::MmapWrite(self.mm),
-            MmapStage::Unlock => Wait::Nothing,
+            MmapStage::Unlock { .. } => Wait::Nothing,
         }
     }
 }

@@ -29,7 +29,6 @@ pub struct Mremap {
     pub flags: u32,
     pub new_address: u64,
     pub stage: MremapStage,
-    pub result: i64,
 }
 
 impl Mremap {
@@ -42,7 +41,6 @@ impl Mremap {
             flags,
             new_address,
             stage: MremapStage::Start,
-            result: 0,
         }
     }
 
@@ -81,10 +79,11 @@ impl Mremap {
         let (address, old_length) = (self.address, self.old_length);
         let vma = ctx.vma_lookup(self.mm, address);
         if !vma.is_some_and(|v| old_length <= v.end - address && v.device.is_none()) {
-            return self.finish(ctx, -errno::EFAULT);
+            return self.unlock_return(ctx, -errno::EFAULT);
         }
         if fixed {
             let (to, to_end) = (self.new_address, self.new_address + self.new_length);
+            // The zap's return resumes this frame at Unmapped.
             self.stage = MremapStage::Unmapped;
             return Flow::Call(Frame::Zap(Zap::new(self.mm, to, to_end)));
         }
@@ -92,11 +91,11 @@ impl Mremap {
             self.stage = MremapStage::Unmapped;
             return Flow::Call(Frame::Zap(Zap::new(self.mm, address + self.new_length, address + old_length)));
         }
-        self.stage = MremapStage::Unmapped;
-        Flow::Continue
+        Flow::goto(&mut self.stage, MremapStage::Unmapped)
     }
 
-    fn finish(&mut self, ctx: &mut Ctx, result: i64) -> Flow {
+    /// do_mremap()'s `out:`: mmap_write_unlock(), then the result.
+    fn unlock_return(&mut self, ctx: &mut Ctx, result: i64) -> Flow {
         ctx.mmap_write_unlock(self.mm);
         let (address, old, new, flags) = (self.address, self.old_length, self.new_length, self.flags);
         ctx.event("do_mremap", "mmap_write_unlock", |_| {
@@ -105,6 +104,8 @@ impl Mremap {
         Flow::Return(result)
     }
 
+    /// do_mremap() after the unmapping: mremap_to() (MREMAP_FIXED), a shrink, an expansion in
+    /// place, or move_vma().
     fn unmapped(&mut self, ctx: &mut Ctx) -> Flow {
         let (address, old_end) = (self.address, self.address + self.old_length);
         let vmas = ctx.vmas(self.mm).to_vec();
@@ -122,13 +123,13 @@ impl Mremap {
                         "not modelled: a shrinking mremap MREMAP_FIXED below mmap_min_addr (shrink_vma, then -EPERM)",
                     ));
                 }
-                return self.finish(ctx, -errno::EPERM);
+                return self.unlock_return(ctx, -errno::EPERM);
             }
             return self.move_vma(ctx, &vma, to);
         }
         if self.new_length <= self.old_length {
             ctx.vma_remove_range(self.mm, address + self.new_length, old_end);
-            return self.finish(ctx, address as i64);
+            return self.unlock_return(ctx, address as i64);
         }
         // vma_expandable(): the VMA ends where the old range ends and nothing follows it.
         let new_end = address + self.new_length;
@@ -138,10 +139,10 @@ impl Mremap {
             old_end == vma.end && new_end <= TASK_SIZE && !vmas.iter().any(|v| v.start < new_end && v.end > old_end);
         if free_after {
             ctx.vma_update(self.mm, vma.start, |stored| stored.end = new_end).expect("the VMA");
-            return self.finish(ctx, address as i64);
+            return self.unlock_return(ctx, address as i64);
         }
         if self.flags & MREMAP_MAYMOVE == 0 {
-            return self.finish(ctx, -errno::ENOMEM);
+            return self.unlock_return(ctx, -errno::ENOMEM);
         }
         // get_unmapped_area(): where the model's mmap would place it (PMD-aligned for an
         // anonymous length that is a multiple of a PMD, as do_mmap()).
@@ -149,7 +150,7 @@ impl Mremap {
         let align = if self.new_length.is_multiple_of(huge) && vma.is_anonymous() { huge } else { PAGE_SIZE };
         let to = ctx.get_unmapped_area(self.mm, self.new_length, align);
         if !crate::mm::mmap::unmapped_area_fits(ctx, to, self.new_length) {
-            return self.finish(ctx, -errno::ENOMEM);
+            return self.unlock_return(ctx, -errno::ENOMEM);
         }
         self.move_vma(ctx, &vma, to)
     }
@@ -192,7 +193,7 @@ impl Mremap {
         ctx.vma_remove_range(self.mm, address, address + self.old_length);
         ctx.vma_insert(self.mm, new);
         // What the old range held beyond the moved part (a shrinking move) is gone with it.
-        self.finish(ctx, to as i64)
+        self.unlock_return(ctx, to as i64)
     }
 }
 

@@ -20,16 +20,31 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum TruncateStage {
     SetSize,
-    /// unmap_mapping_range(): one zap per range; `second` is the pass after the page cache.
+    /// unmap_mapping_range(): one zap per range.
     Unmap {
-        second: bool,
+        pass: UnmapPass,
     },
     /// truncate_inode_pages_range(): the next cached index beyond the size.
     Pages,
-    /// folio_lock(), then truncate_inode_folio().
-    LockFolio,
+    /// folio_lock() of the folio find_lock_entries() referenced, then truncate_inode_folio().
+    LockFolio {
+        folio: FolioId,
+    },
     /// unmap_mapping_folio() done: filemap_remove_folio(), folio_unlock(), folio_put().
-    RemoveFolio,
+    RemoveFolio {
+        folio: FolioId,
+    },
+}
+
+/// Which unmap_mapping_range() an Unmap stage runs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum UnmapPass {
+    /// truncate_pagecache()'s first, before the page cache is emptied.
+    First,
+    /// truncate_inode_folio() → unmap_mapping_folio() of the locked folio it holds.
+    Folio(FolioId),
+    /// truncate_pagecache()'s second, after the page cache ("in case of COW").
+    Second,
 }
 
 /// An ftruncate() that shrinks `file` to `pages` pages.
@@ -43,8 +58,6 @@ pub struct Truncate {
     /// Ranges (mm, start, end) still to zap.
     pub ranges: Vec<(MmId, u64, u64)>,
     pub index: u64,
-    /// The folio truncate_inode_pages() holds (referenced, then locked).
-    pub folio: Option<FolioId>,
 }
 
 impl Truncate {
@@ -56,7 +69,6 @@ impl Truncate {
             stage: TruncateStage::SetSize,
             ranges: Vec::new(),
             index: 0,
-            folio: None,
         }
     }
 
@@ -70,13 +82,13 @@ impl Truncate {
         ctx.file_truncate(self.file, self.pages);
         let (pages, old) = (self.pages, self.old_pages);
         ctx.event("truncate_setsize", "i_size_write", |_| format!("{old} -> {pages} pages"));
-        self.unmap_mapping_range(ctx, self.pages, None, false)
+        self.unmap_mapping_range(ctx, self.pages, None, UnmapPass::First)
     }
 
     /// include/linux/mm.h: unmap_mapping_range() → unmap_mapping_pages(): the ranges of every
     /// VMA of the file that map indexes from `first` (or just `only`), read from the i_mmap
     /// tree, are zapped one after another.
-    fn unmap_mapping_range(&mut self, ctx: &mut Ctx, first: u64, only: Option<u64>, second: bool) -> Flow {
+    fn unmap_mapping_range(&mut self, ctx: &mut Ctx, first: u64, only: Option<u64>, pass: UnmapPass) -> Flow {
         self.ranges.clear();
         for (mm, vma) in mapping_vmas(ctx, self.file) {
             let vma_pages = (vma.end - vma.start) >> PAGE_SHIFT;
@@ -87,25 +99,24 @@ impl Truncate {
                 self.ranges.push((mm, start, start + ((to - from) << PAGE_SHIFT)));
             }
         }
-        self.stage = TruncateStage::Unmap { second };
-        Flow::Continue
+        Flow::goto(&mut self.stage, TruncateStage::Unmap { pass })
     }
 
-    fn unmap(&mut self, ctx: &mut Ctx, second: bool) -> Flow {
+    /// One range's zap_page_range_single(), then what follows the pass.
+    fn unmap(&mut self, ctx: &mut Ctx, pass: UnmapPass) -> Flow {
         if let Some((mm, start, end)) = self.ranges.pop() {
             ctx.event("unmap_mapping_range", "zap_page_range_single", |_| format!("mm {mm} [{start:#x}, {end:#x})"));
             return Flow::Call(Frame::Zap(Zap::new(mm, start, end)));
         }
-        match (second, self.folio) {
+        match pass {
             // unmap_mapping_folio() of the folio truncate_inode_folio() holds.
-            (_, Some(_)) => self.stage = TruncateStage::RemoveFolio,
-            (false, None) => {
+            UnmapPass::Folio(folio) => Flow::goto(&mut self.stage, TruncateStage::RemoveFolio { folio }),
+            UnmapPass::First => {
                 self.index = self.pages;
-                self.stage = TruncateStage::Pages;
+                Flow::goto(&mut self.stage, TruncateStage::Pages)
             }
-            (true, None) => return Flow::Return(0),
+            UnmapPass::Second => Flow::Return(0),
         }
-        Flow::Continue
     }
 
     /// truncate_inode_pages_range(): find_lock_entries() looks each index up and references
@@ -115,51 +126,44 @@ impl Truncate {
             let index = self.index;
             if let Some(folio) = ctx.page_cache_load(self.file, index) {
                 if ctx.ref_add_unless_zero(folio, 1) {
-                    self.folio = Some(folio);
-                    self.stage = TruncateStage::LockFolio;
-                    return Flow::Continue;
+                    return Flow::goto(&mut self.stage, TruncateStage::LockFolio { folio });
                 }
             }
             self.index += 1;
         }
-        self.unmap_mapping_range(ctx, self.pages, None, true)
+        self.unmap_mapping_range(ctx, self.pages, None, UnmapPass::Second)
     }
 
     /// folio_lock(); truncate_inode_folio(): "if (folio->mapping != mapping) return" (someone
     /// else removed it), "if (folio_mapped(folio)) unmap_mapping_folio(folio)".
-    fn lock_folio(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.folio.expect("looked up");
+    fn lock_folio(&mut self, ctx: &mut Ctx, folio: FolioId) -> Flow {
         ctx.flag_store(folio, PageFlag::Locked, true);
         if ctx.mapping_load(folio) != (Mapping::File(self.file), self.index) {
-            self.release(ctx, folio);
-            return Flow::Continue;
+            return self.release(ctx, folio);
         }
         if ctx.mapcount_load(folio) > 0 {
             let index = self.index;
             ctx.event("truncate_inode_folio", "unmap_mapping_folio", |_| format!("folio {folio} (index {index})"));
-            return self.unmap_mapping_range(ctx, index, Some(index), false);
+            return self.unmap_mapping_range(ctx, index, Some(index), UnmapPass::Folio(folio));
         }
-        self.stage = TruncateStage::RemoveFolio;
-        Flow::Continue
+        Flow::goto(&mut self.stage, TruncateStage::RemoveFolio { folio })
     }
 
     /// filemap_remove_folio() (the page cache's reference goes), folio_unlock(), folio_put().
-    fn remove_folio(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.folio.expect("locked");
+    fn remove_folio(&mut self, ctx: &mut Ctx, folio: FolioId) -> Flow {
         let index = self.index;
         __filemap_remove_folio(ctx, folio, self.file, index);
         folio_put_refs(ctx, folio, 1);
         ctx.event("truncate_inode_folio", "filemap_remove_folio", |_| format!("folio {folio} (index {index})"));
-        self.release(ctx, folio);
-        Flow::Continue
+        self.release(ctx, folio)
     }
 
-    fn release(&mut self, ctx: &mut Ctx, folio: FolioId) {
+    /// folio_unlock(), folio_put(), and on to the next index.
+    fn release(&mut self, ctx: &mut Ctx, folio: FolioId) -> Flow {
         ctx.flag_store(folio, PageFlag::Locked, false);
         folio_put(ctx, folio);
-        self.folio = None;
         self.index += 1;
-        self.stage = TruncateStage::Pages;
+        Flow::goto(&mut self.stage, TruncateStage::Pages)
     }
 }
 
@@ -167,16 +171,16 @@ impl KernelFunction for Truncate {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         match self.stage {
             TruncateStage::SetSize => self.set_size(ctx),
-            TruncateStage::Unmap { second } => self.unmap(ctx, second),
+            TruncateStage::Unmap { pass } => self.unmap(ctx, pass),
             TruncateStage::Pages => self.pages(ctx),
-            TruncateStage::LockFolio => self.lock_folio(ctx),
-            TruncateStage::RemoveFolio => self.remove_folio(ctx),
+            TruncateStage::LockFolio { folio } => self.lock_folio(ctx, folio),
+            TruncateStage::RemoveFolio { folio } => self.remove_folio(ctx, folio),
         }
     }
 
     fn wait(&self, _k: &Kernel, _thread: ThreadId) -> Wait {
-        match (self.stage, self.folio) {
-            (TruncateStage::LockFolio, Some(folio)) => Wait::FolioLock(folio),
+        match self.stage {
+            TruncateStage::LockFolio { folio } => Wait::FolioLock(folio),
             _ => Wait::Nothing,
         }
     }

@@ -120,25 +120,87 @@ pub fn userfaultfd_register(ctx: &mut Ctx, fd: i64, start: u64, length: u64) -> 
     result
 }
 
+/// What move_pages_pte() keeps across `goto retry`: src_folio (referenced, and locked from its
+/// folio lock on), the PTE it was found at (src_folio_pte) and src_anon_vma once write-locked.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SrcFolio {
+    pub folio: FolioId,
+    pub pte: Pte,
+    pub anon_vma: Option<AnonVmaId>,
+}
+
+/// The swap entry orig_src_pte holds on the swap path.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub struct SwapEntry {
+    pub offset: u32,
+    pub exclusive: bool,
+}
+
+impl SwapEntry {
+    fn pte(self) -> Pte {
+        Pte::Swap { offset: self.offset, exclusive: self.exclusive }
+    }
+}
+
+/// move_pages_pte()'s steps, each with the locals it needs (`held`: what the retry kept;
+/// `present` / `swap`: orig_src_pte on that path). orig_dst_pte is none past DstPte (anything
+/// else is -EEXIST there), so the steps after it compare the destination with none.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum MoveStage {
     Lock,
-    DstPte,
-    SrcPte,
-    PresentPin,
-    PresentFolioLock,
+    /// `retry:` the destination PTE.
+    DstPte {
+        held: Option<SrcFolio>,
+    },
+    SrcPte {
+        held: Option<SrcFolio>,
+    },
+    PresentPin {
+        present: PresentPte,
+    },
+    PresentFolioLock {
+        held: SrcFolio,
+    },
     /// split_folio() of a large src_folio, then `goto retry`.
-    SplitFolio,
-    SplitDone,
-    AnonVma,
-    AnonVmaLock,
-    MovePresent,
-    SwapLookup,
-    SwapTrylock,
-    SwapFolioLock,
-    MoveSwap,
-    Out,
-    Unlock,
+    SplitFolio {
+        held: SrcFolio,
+    },
+    SplitDone {
+        held: SrcFolio,
+    },
+    AnonVma {
+        held: SrcFolio,
+        present: PresentPte,
+    },
+    AnonVmaLock {
+        held: SrcFolio,
+    },
+    MovePresent {
+        held: Option<SrcFolio>,
+        present: PresentPte,
+    },
+    SwapLookup {
+        swap: SwapEntry,
+    },
+    SwapTrylock {
+        held: SrcFolio,
+        swap: SwapEntry,
+    },
+    SwapFolioLock {
+        held: SrcFolio,
+    },
+    MoveSwap {
+        held: Option<SrcFolio>,
+        swap: SwapEntry,
+    },
+    /// `out:` with move_pages_pte()'s result.
+    Out {
+        err: i64,
+        held: Option<SrcFolio>,
+    },
+    Unlock {
+        err: i64,
+    },
 }
 
 /// UFFDIO_MOVE: mm/userfaultfd.c move_pages(), one page per move_pages_pte() call, each split
@@ -153,34 +215,11 @@ pub struct MovePages {
     pub allow_src_holes: bool,
     pub stage: MoveStage,
     pub moved: u64,
-    pub err: i64,
-    pub orig_dst_pte: Pte,
-    pub orig_src_pte: Pte,
-    /// Referenced and locked across `goto retry`.
-    pub src_folio: Option<FolioId>,
-    pub src_folio_pte: Pte,
-    /// Write-locked across `goto retry`.
-    pub src_anon_vma: Option<AnonVmaId>,
 }
 
 impl MovePages {
     pub fn new(mm: MmId, fd: i64, dst_start: u64, src_start: u64, length: u64, allow_src_holes: bool) -> Self {
-        MovePages {
-            mm,
-            fd,
-            dst_start,
-            src_start,
-            length,
-            allow_src_holes,
-            stage: MoveStage::Lock,
-            moved: 0,
-            err: 0,
-            orig_dst_pte: Pte::None,
-            orig_src_pte: Pte::None,
-            src_folio: None,
-            src_folio_pte: Pte::None,
-            src_anon_vma: None,
-        }
+        MovePages { mm, fd, dst_start, src_start, length, allow_src_holes, stage: MoveStage::Lock, moved: 0 }
     }
 
     fn dst_addr(&self) -> u64 {
@@ -195,15 +234,9 @@ impl MovePages {
         ctx.vmas(self.mm).iter().find(|v| v.contains(address)).cloned().expect("checked under mmap_lock")
     }
 
-    fn out(&mut self, err: i64) -> Flow {
-        self.err = err;
-        self.stage = MoveStage::Out;
-        Flow::Continue
-    }
-
-    fn go(&mut self, stage: MoveStage) -> Flow {
-        self.stage = stage;
-        Flow::Continue
+    /// `goto out` of move_pages_pte() with `err`.
+    fn out(&mut self, err: i64, held: Option<SrcFolio>) -> Flow {
+        Flow::goto(&mut self.stage, MoveStage::Out { err, held })
     }
 
     /// uffd_move_lock() (the mmap_lock fallback), then move_pages()'s checks and
@@ -219,10 +252,9 @@ impl MovePages {
             )
         });
         if err < 0 {
-            self.err = err;
-            return self.go(MoveStage::Unlock);
+            return Flow::goto(&mut self.stage, MoveStage::Unlock { err });
         }
-        self.go(MoveStage::DstPte)
+        Flow::goto(&mut self.stage, MoveStage::DstPte { held: None })
     }
 
     fn validate(&mut self, ctx: &mut Ctx) -> i64 {
@@ -262,79 +294,82 @@ impl MovePages {
     }
 
     /// "spin_lock(dst_ptl); orig_dst_pte = ptep_get(dst_pte); spin_unlock(dst_ptl);"
-    fn dst_pte(&mut self, ctx: &mut Ctx) -> Flow {
-        if self.src_folio.is_none() {
+    fn dst_pte(&mut self, ctx: &mut Ctx, held: Option<SrcFolio>) -> Flow {
+        if held.is_none() {
             if let Some(flow) = self.huge_pmds(ctx) {
                 return flow;
             }
         }
         let (mm, vpn) = (self.mm, self.dst_addr() >> PAGE_SHIFT);
         ctx.ptl_lock(mm, vpn);
-        self.orig_dst_pte = ctx.pte_load(mm, vpn);
+        let orig_dst_pte = ctx.pte_load(mm, vpn);
         ctx.ptl_unlock(mm, vpn);
-        let (address, pte) = (self.dst_addr(), self.orig_dst_pte);
-        ctx.event("move_pages_pte", "ptep_get dst", |_| format!("{address:#x}: PTE {}", pte.describe()));
-        if !pte.is_none() {
-            return self.out(-errno::EEXIST);
+        let address = self.dst_addr();
+        ctx.event("move_pages_pte", "ptep_get dst", |_| format!("{address:#x}: PTE {}", orig_dst_pte.describe()));
+        if !orig_dst_pte.is_none() {
+            return self.out(-errno::EEXIST, held);
         }
-        self.go(MoveStage::SrcPte)
+        Flow::goto(&mut self.stage, MoveStage::SrcPte { held })
     }
 
     /// The source PTE, read the same way, decides the path.
-    fn src_pte(&mut self, ctx: &mut Ctx) -> Flow {
+    fn src_pte(&mut self, ctx: &mut Ctx, held: Option<SrcFolio>) -> Flow {
         let (mm, vpn) = (self.mm, self.src_addr() >> PAGE_SHIFT);
         ctx.ptl_lock(mm, vpn);
-        self.orig_src_pte = ctx.pte_load(mm, vpn);
+        let orig_src_pte = ctx.pte_load(mm, vpn);
         ctx.ptl_unlock(mm, vpn);
-        let (address, pte) = (self.src_addr(), self.orig_src_pte);
+        let (address, pte) = (self.src_addr(), orig_src_pte);
         ctx.event("move_pages_pte", "ptep_get src", |_| format!("{address:#x}: PTE {}", pte.describe()));
         if pte.is_none() {
-            return self.out(if self.allow_src_holes { 0 } else { -errno::ENOENT });
+            return self.out(if self.allow_src_holes { 0 } else { -errno::ENOENT }, held);
         }
         // "If PTE changed after we locked the folio them start over".
-        if self.src_folio.is_some() && self.src_folio_pte != pte {
-            return self.out(-errno::EAGAIN);
+        if held.is_some_and(|held| held.pte != pte) {
+            return self.out(-errno::EAGAIN, held);
         }
-        match pte {
-            Pte::Present(present) if pfn_folio(present.pfn) == ZERO_FOLIO => self.go(MoveStage::MovePresent),
-            Pte::Present(_) if self.src_folio.is_none() => self.go(MoveStage::PresentPin),
-            Pte::Present(_) => self.go(MoveStage::AnonVma),
-            Pte::Swap { exclusive, .. } => {
+        let next = match (pte, held) {
+            (Pte::Present(present), _) if pfn_folio(present.pfn) == ZERO_FOLIO => {
+                MoveStage::MovePresent { held, present }
+            }
+            (Pte::Present(present), None) => MoveStage::PresentPin { present },
+            (Pte::Present(present), Some(held)) => MoveStage::AnonVma { held, present },
+            (Pte::Swap { offset, exclusive }, _) => {
                 // Before c50f8e6053b0 move_swap_pte() checked this itself: the same outcome.
                 if !exclusive {
-                    return self.out(-errno::EBUSY);
+                    return self.out(-errno::EBUSY, held);
                 }
-                if ctx.patched(Patch::UffdMoveSwapcache) && self.src_folio.is_none() {
-                    self.go(MoveStage::SwapLookup)
+                let swap = SwapEntry { offset, exclusive };
+                if ctx.patched(Patch::UffdMoveSwapcache) && held.is_none() {
+                    MoveStage::SwapLookup { swap }
                 } else {
-                    self.go(MoveStage::MoveSwap)
+                    MoveStage::MoveSwap { held, swap }
                 }
             }
-            Pte::Migration { .. } => {
+            (Pte::Migration { .. }, _) => {
                 ctx.violation(crate::violation::Violation::new(
                     crate::violation::ViolationKind::Invariant,
                     "not modelled: UFFDIO_MOVE meeting a migration entry (migration_entry_wait)",
                 ));
-                self.out(-errno::EAGAIN)
+                return self.out(-errno::EAGAIN, held);
             }
-            Pte::None => unreachable!("handled above"),
-        }
+            (Pte::None, _) => unreachable!("handled above"),
+        };
+        Flow::goto(&mut self.stage, next)
     }
 
     /// "Pin the page while holding the lock to be sure the page isn't freed under us."
-    fn present_pin(&mut self, ctx: &mut Ctx) -> Flow {
+    fn present_pin(&mut self, ctx: &mut Ctx, present: PresentPte) -> Flow {
         let (mm, vpn) = (self.mm, self.src_addr() >> PAGE_SHIFT);
         ctx.ptl_lock(mm, vpn);
-        if ctx.pte_load(mm, vpn) != self.orig_src_pte {
+        if ctx.pte_load(mm, vpn) != Pte::Present(present) {
             ctx.ptl_unlock(mm, vpn);
-            return self.out(-errno::EAGAIN);
+            return self.out(-errno::EAGAIN, None);
         }
-        let present = self.orig_src_pte.present().expect("present path");
         let folio = vm_normal_folio(present);
         let exclusive = folio.is_some_and(|f| ctx.anon_exclusive_load(f, 0));
         let Some(folio) = folio.filter(|_| exclusive) else {
             ctx.ptl_unlock(mm, vpn);
-            return self.out(-errno::EBUSY);
+            return self.out(-errno::EBUSY, None);
         };
         let locked = !ctx.flag_test_and_store(folio, PageFlag::Locked, true);
         // 37b338eed105: "We avoid waiting for folio lock with a raised refcount for large
@@ -342,48 +377,47 @@ impl MovePages {
         if !locked && ctx.folio_test_large(folio) && ctx.patched(Patch::UffdMoveLargeFolioTrylock) {
             ctx.ptl_unlock(mm, vpn);
             ctx.event("move_pages_pte", "folio_trylock", |_| format!("large folio {folio} busy: -EAGAIN"));
-            return self.out(-errno::EAGAIN);
+            return self.out(-errno::EAGAIN, None);
         }
         ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
-        self.src_folio = Some(folio);
-        self.src_folio_pte = self.orig_src_pte;
+        let held = SrcFolio { folio, pte: Pte::Present(present), anon_vma: None };
         ctx.ptl_unlock(mm, vpn);
         ctx.event("move_pages_pte", "folio_trylock", |_| {
             format!("folio {folio}: {}", if locked { "locked" } else { "busy, folio_lock and retry" })
         });
         if !locked {
-            return self.go(MoveStage::PresentFolioLock);
+            return Flow::goto(&mut self.stage, MoveStage::PresentFolioLock { held });
         }
         if !ctx.flag_test(folio, PageFlag::Anon) {
             ctx.warn_on_folio(true, folio, "!folio_test_anon(src_folio)");
-            return self.out(-errno::EBUSY);
+            return self.out(-errno::EBUSY, Some(held));
         }
         if ctx.folio_test_large(folio) {
             // "at this point we have src_folio locked": a large one is split_folio()ed first.
-            return self.go(MoveStage::SplitFolio);
+            return Flow::goto(&mut self.stage, MoveStage::SplitFolio { held });
         }
-        self.go(MoveStage::AnonVma)
+        Flow::goto(&mut self.stage, MoveStage::AnonVma { held, present })
     }
 
     /// "split_folio() can block": split_huge_page_to_list_to_order() with the folio locked and
     /// our reference held.
-    fn split_folio(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.src_folio.expect("locked");
+    fn split_folio(&mut self, ctx: &mut Ctx, held: SrcFolio) -> Flow {
+        let folio = held.folio;
         ctx.event("move_pages_pte", "split_folio", |k| k.folio(folio).dump(folio));
-        self.stage = MoveStage::SplitDone;
+        // The callee's return resumes this frame at SplitDone.
+        self.stage = MoveStage::SplitDone { held };
         Flow::Call(crate::thread::Frame::SplitHugePage(crate::mm::huge_memory::SplitHugePage::new(folio)))
     }
 
     /// "have to reacquire the folio after it got split": unlock, put, `goto retry`.
-    fn split_done(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
+    fn split_done(&mut self, ctx: &mut Ctx, held: SrcFolio, returned: Option<i64>) -> Flow {
         let err = returned.unwrap_or(0);
         if err < 0 {
-            return self.out(err);
+            return self.out(err, Some(held));
         }
-        let folio = self.src_folio.take().expect("locked");
-        ctx.flag_store(folio, PageFlag::Locked, false);
-        folio_put(ctx, folio);
-        self.go(MoveStage::DstPte)
+        ctx.flag_store(held.folio, PageFlag::Locked, false);
+        folio_put(ctx, held.folio);
+        Flow::goto(&mut self.stage, MoveStage::DstPte { held: None })
     }
 
     /// move_pages(): a PMD-mapped THP at the source is split first (split_huge_pmd()) unless
@@ -393,7 +427,7 @@ impl MovePages {
         use crate::mm::huge_memory::{is_huge_zero_pmd, pmd_index, HPAGE_PMD_NR};
         let (mm, dst, src) = (self.mm, self.dst_addr(), self.src_addr());
         if ctx.pmd_load(mm, pmd_index(dst)).is_some() {
-            return Some(self.out(-errno::EEXIST));
+            return Some(self.out(-errno::EEXIST, None));
         }
         let index = pmd_index(src);
         let pmd = ctx.pmd_load(mm, index)?;
@@ -403,14 +437,14 @@ impl MovePages {
             // "if (!is_huge_zero_folio(folio) && !PageAnonExclusive(&folio->page)) -EBUSY".
             let folio = pfn_folio(pmd.pfn);
             if !is_huge_zero_pmd(&pmd) && !ctx.anon_exclusive_load(folio, 0) {
-                return Some(self.out(-errno::EBUSY));
+                return Some(self.out(-errno::EBUSY, None));
             }
         } else {
             ctx.violation(crate::violation::Violation::new(
                 crate::violation::ViolationKind::Invariant,
                 "not modelled: UFFDIO_MOVE of a whole PMD-mapped THP (move_pages_huge_pmd)",
             ));
-            return Some(self.out(-errno::EBUSY));
+            return Some(self.out(-errno::EBUSY, None));
         }
         let first = index * crate::pgtable::PTRS_PER_PTE;
         ctx.ptl_lock(mm, first);
@@ -425,43 +459,42 @@ impl MovePages {
     }
 
     /// folio_lock() after a failed trylock, then `goto retry`.
-    fn folio_lock_and_retry(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.src_folio.expect("referenced");
+    fn folio_lock_and_retry(&mut self, ctx: &mut Ctx, held: SrcFolio) -> Flow {
+        let folio = held.folio;
         ctx.flag_store(folio, PageFlag::Locked, true);
         ctx.event("move_pages_pte", "folio_lock", |_| format!("folio {folio}: retry"));
-        self.go(MoveStage::DstPte)
+        Flow::goto(&mut self.stage, MoveStage::DstPte { held: Some(held) })
     }
 
     /// folio_get_anon_vma() and anon_vma_trylock_write(): "folio_referenced walks the anon_vma
     /// chain without the folio lock".
-    fn anon_vma(&mut self, ctx: &mut Ctx) -> Flow {
-        if self.src_anon_vma.is_some() {
-            return self.go(MoveStage::MovePresent);
+    fn anon_vma(&mut self, ctx: &mut Ctx, mut held: SrcFolio, present: PresentPte) -> Flow {
+        if held.anon_vma.is_some() {
+            return Flow::goto(&mut self.stage, MoveStage::MovePresent { held: Some(held), present });
         }
-        let folio = self.src_folio.expect("locked");
-        let (mapping, _) = ctx.mapping_load(folio);
-        let mapped = ctx.mapcount_load(folio) > 0;
+        let (mapping, _) = ctx.mapping_load(held.folio);
+        let mapped = ctx.mapcount_load(held.folio) > 0;
         let crate::folio::Mapping::Anon(anon_vma) = mapping else {
-            return self.out(-errno::EAGAIN);
+            return self.out(-errno::EAGAIN, Some(held));
         };
         if !mapped {
-            return self.out(-errno::EAGAIN);
+            return self.out(-errno::EAGAIN, Some(held));
         }
         if !ctx.anon_vma_trylock_write(anon_vma) {
-            return self.go(MoveStage::AnonVmaLock);
+            return Flow::goto(&mut self.stage, MoveStage::AnonVmaLock { held });
         }
-        self.src_anon_vma = Some(anon_vma);
-        self.go(MoveStage::MovePresent)
+        held.anon_vma = Some(anon_vma);
+        Flow::goto(&mut self.stage, MoveStage::MovePresent { held: Some(held), present })
     }
 
-    fn anon_vma_lock_and_retry(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.src_folio.expect("locked");
-        let crate::folio::Mapping::Anon(anon_vma) = ctx.mapping_load(folio).0 else {
-            return self.out(-errno::EAGAIN);
+    /// anon_vma_lock_write() after a failed trylock, then `goto retry`.
+    fn anon_vma_lock_and_retry(&mut self, ctx: &mut Ctx, mut held: SrcFolio) -> Flow {
+        let crate::folio::Mapping::Anon(anon_vma) = ctx.mapping_load(held.folio).0 else {
+            return self.out(-errno::EAGAIN, Some(held));
         };
         ctx.anon_vma_lock_write(anon_vma);
-        self.src_anon_vma = Some(anon_vma);
-        self.go(MoveStage::DstPte)
+        held.anon_vma = Some(anon_vma);
+        Flow::goto(&mut self.stage, MoveStage::DstPte { held: Some(held) })
     }
 
     /// double_pt_lock() of both PTE tables: (dst vpn, src vpn).
@@ -482,26 +515,27 @@ impl MovePages {
         }
     }
 
-    fn ptes_stable(&self, ctx: &mut Ctx, (dst, src): (u64, u64)) -> bool {
-        ctx.pte_load(self.mm, src) == self.orig_src_pte && ctx.pte_load(self.mm, dst) == self.orig_dst_pte
+    /// "if (!pte_same(ptep_get(src_pte), orig_src_pte) || !pte_same(ptep_get(dst_pte),
+    /// orig_dst_pte))": orig_dst_pte is none here.
+    fn ptes_stable(&self, ctx: &mut Ctx, (dst, src): (u64, u64), orig_src_pte: Pte) -> bool {
+        ctx.pte_load(self.mm, src) == orig_src_pte && ctx.pte_load(self.mm, dst) == Pte::None
     }
 
     /// move_present_pte() (and move_zeropage_pte() for the zero page) under both PTE locks.
-    fn move_present(&mut self, ctx: &mut Ctx) -> Flow {
+    fn move_present(&mut self, ctx: &mut Ctx, held: Option<SrcFolio>, present: PresentPte) -> Flow {
         let vpns = self.double_pt_lock(ctx);
-        if !self.ptes_stable(ctx, vpns) {
+        if !self.ptes_stable(ctx, vpns, Pte::Present(present)) {
             self.double_pt_unlock(ctx, vpns);
-            return self.out(-errno::EAGAIN);
+            return self.out(-errno::EAGAIN, held);
         }
         let (dst_addr, src_addr) = (self.dst_addr(), self.src_addr());
-        let present = self.orig_src_pte.present().expect("present path");
-        let entry = match self.src_folio {
+        let entry = match held {
             None => present,
-            Some(folio) => {
+            Some(SrcFolio { folio, .. }) => {
                 let pinned = crate::mm::gup::folio_maybe_dma_pinned(ctx, folio);
                 if pinned || !ctx.anon_exclusive_load(folio, 0) {
                     self.double_pt_unlock(ctx, vpns);
-                    return self.out(-errno::EBUSY);
+                    return self.out(-errno::EBUSY, held);
                 }
                 let dst_vma = self.vma(ctx, dst_addr);
                 folio_move_anon_rmap(ctx, folio, &dst_vma);
@@ -516,63 +550,63 @@ impl MovePages {
         ctx.pte_get_and_clear(self.mm, vpns.1);
         ctx.pte_store(self.mm, vpns.0, Pte::Present(entry));
         self.double_pt_unlock(ctx, vpns);
-        let what = if self.src_folio.is_some() { "move_present_pte" } else { "move_zeropage_pte" };
+        let what = if held.is_some() { "move_present_pte" } else { "move_zeropage_pte" };
         ctx.event("move_pages_pte", what, |_| {
             format!("{src_addr:#x} -> {dst_addr:#x}: PTE {}", Pte::Present(entry).describe())
         });
-        self.out(0)
+        self.out(0, held)
     }
 
     /// c50f8e6053b0: "Verify the existence of the swapcache": a lockless lookup with a reference.
-    fn swap_lookup(&mut self, ctx: &mut Ctx) -> Flow {
-        let Pte::Swap { offset, .. } = self.orig_src_pte else { unreachable!("swap path") };
+    fn swap_lookup(&mut self, ctx: &mut Ctx, swap: SwapEntry) -> Flow {
+        let offset = swap.offset;
         let folio = swap_cache_get_folio(ctx, offset);
         ctx.event("move_pages_pte", "filemap_get_folio", |_| match folio {
             Some(f) => format!("swap entry {offset:#x}: swap cache folio {f}"),
             None => format!("swap entry {offset:#x}: not in the swap cache"),
         });
         let Some(folio) = folio else {
-            return self.go(MoveStage::MoveSwap);
+            return Flow::goto(&mut self.stage, MoveStage::MoveSwap { held: None, swap });
         };
         // "For large folios, return -EBUSY immediately, as split_folio() also returns -EBUSY
         // when attempting to split unmapped large folios in the swapcache."
         if ctx.folio_test_large(folio) {
             folio_put(ctx, folio);
-            return self.out(-errno::EBUSY);
+            return self.out(-errno::EBUSY, None);
         }
-        self.src_folio = Some(folio);
-        self.src_folio_pte = self.orig_src_pte;
-        self.go(MoveStage::SwapTrylock)
+        let held = SrcFolio { folio, pte: swap.pte(), anon_vma: None };
+        Flow::goto(&mut self.stage, MoveStage::SwapTrylock { held, swap })
     }
 
-    fn swap_trylock(&mut self, ctx: &mut Ctx) -> Flow {
-        let folio = self.src_folio.expect("looked up");
+    /// folio_trylock() of the swap cache folio.
+    fn swap_trylock(&mut self, ctx: &mut Ctx, held: SrcFolio, swap: SwapEntry) -> Flow {
+        let folio = held.folio;
         if ctx.flag_test_and_store(folio, PageFlag::Locked, true) {
             ctx.event("move_pages_pte", "folio_trylock", |_| format!("folio {folio} busy: folio_lock and retry"));
-            return self.go(MoveStage::SwapFolioLock);
+            return Flow::goto(&mut self.stage, MoveStage::SwapFolioLock { held });
         }
-        self.go(MoveStage::MoveSwap)
+        Flow::goto(&mut self.stage, MoveStage::MoveSwap { held: Some(held), swap })
     }
 
     /// move_swap_pte(), in the form of the kernel selected.
-    fn move_swap(&mut self, ctx: &mut Ctx) -> Flow {
-        let Pte::Swap { offset, .. } = self.orig_src_pte else { unreachable!("swap path") };
+    fn move_swap(&mut self, ctx: &mut Ctx, held: Option<SrcFolio>, swap: SwapEntry) -> Flow {
+        let offset = swap.offset;
         let race_fix = ctx.patched(Patch::UffdMoveSwapcacheRace);
         // 0ea148a79919: "Check if the folio still belongs to the target swap entry after
         // acquiring the lock."
-        if let Some(folio) = self.src_folio.filter(|_| race_fix) {
+        if let Some(SrcFolio { folio, .. }) = held.filter(|_| race_fix) {
             let same = ctx.flag_test(folio, PageFlag::Swapcache) && ctx.folio_swap_load(folio) == Some(offset);
             if !same {
-                return self.out(-errno::EAGAIN);
+                return self.out(-errno::EAGAIN, held);
             }
         }
         let vpns = self.double_pt_lock(ctx);
-        if !self.ptes_stable(ctx, vpns) {
+        if !self.ptes_stable(ctx, vpns, swap.pte()) {
             self.double_pt_unlock(ctx, vpns);
-            return self.out(-errno::EAGAIN);
+            return self.out(-errno::EAGAIN, held);
         }
         let dst_addr = self.dst_addr();
-        if let Some(folio) = self.src_folio {
+        if let Some(SrcFolio { folio, .. }) = held {
             // "The src_folio resides in the swapcache, requiring an update to its index and
             // mapping to align with the dst_vma".
             let dst_vma = self.vma(ctx, dst_addr);
@@ -581,12 +615,12 @@ impl MovePages {
             ctx.mapping_store(folio, mapping, dst_vma.linear_page_index(dst_addr));
         } else if race_fix && ctx.swap_map_load(offset) & SWAP_HAS_CACHE != 0 {
             self.double_pt_unlock(ctx, vpns);
-            return self.out(-errno::EAGAIN);
+            return self.out(-errno::EAGAIN, held);
         }
         let pte = ctx.pte_get_and_clear(self.mm, vpns.1);
         ctx.pte_store(self.mm, vpns.0, pte);
         self.double_pt_unlock(ctx, vpns);
-        let (src_addr, folio) = (self.src_addr(), self.src_folio);
+        let (src_addr, folio) = (self.src_addr(), held.map(|held| held.folio));
         ctx.event("move_swap_pte", "set_pte_at", |_| {
             format!(
                 "{src_addr:#x} -> {dst_addr:#x}: {}{}",
@@ -594,29 +628,31 @@ impl MovePages {
                 folio.map_or(String::new(), |f| format!(", folio {f} moved to the destination's anon_vma and index"))
             )
         });
-        self.out(0)
+        self.out(0, held)
     }
 
     /// `out:` of move_pages_pte(), then move_pages()'s loop: -EAGAIN retries the same page.
-    fn finish_page(&mut self, ctx: &mut Ctx) -> Flow {
-        if let Some(anon_vma) = self.src_anon_vma.take() {
-            ctx.anon_vma_unlock_write(anon_vma);
+    fn finish_page(&mut self, ctx: &mut Ctx, err: i64, held: Option<SrcFolio>) -> Flow {
+        if let Some(held) = held {
+            if let Some(anon_vma) = held.anon_vma {
+                ctx.anon_vma_unlock_write(anon_vma);
+            }
+            ctx.flag_store(held.folio, PageFlag::Locked, false);
+            folio_put(ctx, held.folio);
         }
-        if let Some(folio) = self.src_folio.take() {
-            ctx.flag_store(folio, PageFlag::Locked, false);
-            folio_put(ctx, folio);
-        }
-        match self.err {
+        let next = match err {
             0 => {
                 self.moved += PAGE_SIZE;
-                self.go(if self.moved == self.length { MoveStage::Unlock } else { MoveStage::DstPte })
+                if self.moved == self.length {
+                    MoveStage::Unlock { err }
+                } else {
+                    MoveStage::DstPte { held: None }
+                }
             }
-            err if err == -errno::EAGAIN => {
-                self.err = 0;
-                self.go(MoveStage::DstPte)
-            }
-            _ => self.go(MoveStage::Unlock),
-        }
+            err if err == -errno::EAGAIN => MoveStage::DstPte { held: None },
+            err => MoveStage::Unlock { err },
+        };
+        Flow::goto(&mut self.stage, next)
     }
 }
 
@@ -624,22 +660,24 @@ impl KernelFunction for MovePages {
     fn step(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
         match self.stage {
             MoveStage::Lock => self.lock(ctx),
-            MoveStage::SplitFolio => self.split_folio(ctx),
-            MoveStage::SplitDone => self.split_done(ctx, returned),
-            MoveStage::DstPte => self.dst_pte(ctx),
-            MoveStage::SrcPte => self.src_pte(ctx),
-            MoveStage::PresentPin => self.present_pin(ctx),
-            MoveStage::PresentFolioLock | MoveStage::SwapFolioLock => self.folio_lock_and_retry(ctx),
-            MoveStage::AnonVma => self.anon_vma(ctx),
-            MoveStage::AnonVmaLock => self.anon_vma_lock_and_retry(ctx),
-            MoveStage::MovePresent => self.move_present(ctx),
-            MoveStage::SwapLookup => self.swap_lookup(ctx),
-            MoveStage::SwapTrylock => self.swap_trylock(ctx),
-            MoveStage::MoveSwap => self.move_swap(ctx),
-            MoveStage::Out => self.finish_page(ctx),
-            MoveStage::Unlock => {
+            MoveStage::SplitFolio { held } => self.split_folio(ctx, held),
+            MoveStage::SplitDone { held } => self.split_done(ctx, held, returned),
+            MoveStage::DstPte { held } => self.dst_pte(ctx, held),
+            MoveStage::SrcPte { held } => self.src_pte(ctx, held),
+            MoveStage::PresentPin { present } => self.present_pin(ctx, present),
+            MoveStage::PresentFolioLock { held } | MoveStage::SwapFolioLock { held } => {
+                self.folio_lock_and_retry(ctx, held)
+            }
+            MoveStage::AnonVma { held, present } => self.anon_vma(ctx, held, present),
+            MoveStage::AnonVmaLock { held } => self.anon_vma_lock_and_retry(ctx, held),
+            MoveStage::MovePresent { held, present } => self.move_present(ctx, held, present),
+            MoveStage::SwapLookup { swap } => self.swap_lookup(ctx, swap),
+            MoveStage::SwapTrylock { held, swap } => self.swap_trylock(ctx, held, swap),
+            MoveStage::MoveSwap { held, swap } => self.move_swap(ctx, held, swap),
+            MoveStage::Out { err, held } => self.finish_page(ctx, err, held),
+            MoveStage::Unlock { err } => {
                 ctx.mmap_read_unlock(self.mm);
-                let result = if self.moved > 0 { self.moved as i64 } else { self.err };
+                let result = if self.moved > 0 { self.moved as i64 } else { err };
                 ctx.event("move_pages", "uffd_move_unlock", |_| format!("returns {result}"));
                 Flow::Return(result)
             }
@@ -650,19 +688,19 @@ impl KernelFunction for MovePages {
         let (dst, src) = (self.dst_addr() >> PAGE_SHIFT, self.src_addr() >> PAGE_SHIFT);
         match self.stage {
             MoveStage::Lock => Wait::MmapRead(self.mm),
-            MoveStage::DstPte if self.src_folio.is_none() && src_pmd_mapped(k, self.mm, src) => {
+            MoveStage::DstPte { held: None } if src_pmd_mapped(k, self.mm, src) => {
                 Wait::PteLocks((self.mm, dst), (self.mm, src))
             }
-            MoveStage::DstPte => Wait::PteLock(self.mm, dst),
-            MoveStage::SrcPte | MoveStage::PresentPin => Wait::PteLock(self.mm, src),
-            MoveStage::PresentFolioLock | MoveStage::SwapFolioLock => {
-                Wait::FolioLock(self.src_folio.expect("referenced"))
-            }
-            MoveStage::AnonVmaLock => match self.src_folio.map(|f| k.folio(f).mapping) {
-                Some(crate::folio::Mapping::Anon(anon_vma)) => Wait::AnonVmaWrite(anon_vma),
+            MoveStage::DstPte { .. } => Wait::PteLock(self.mm, dst),
+            MoveStage::SrcPte { .. } | MoveStage::PresentPin { .. } => Wait::PteLock(self.mm, src),
+            MoveStage::PresentFolioLock { held } | MoveStage::SwapFolioLock { held } => Wait::FolioLock(held.folio),
+            MoveStage::AnonVmaLock { held } => match k.folio(held.folio).mapping {
+                crate::folio::Mapping::Anon(anon_vma) => Wait::AnonVmaWrite(anon_vma),
                 _ => Wait::Nothing,
             },
-            MoveStage::MovePresent | MoveStage::MoveSwap => Wait::PteLocks((self.mm, dst), (self.mm, src)),
+            MoveStage::MovePresent { .. } | MoveStage::MoveSwap { .. } => {
+                Wait::PteLocks((self.mm, dst), (self.mm, src))
+            }
             _ => Wait::Nothing,
         }
     }
@@ -719,7 +757,10 @@ impl KernelFunction for UffdSyscall {
 pub enum MfillStage {
     Lock,
     Page,
-    Unlock,
+    /// mfill_atomic()'s `out:` with its error (the pages done are the result if any).
+    Unlock {
+        err: i64,
+    },
 }
 
 /// UFFDIO_COPY (`src` Some) and UFFDIO_ZEROPAGE: mm/userfaultfd.c mfill_atomic(), one page per
@@ -737,12 +778,11 @@ pub struct MfillAtomic {
     pub length: u64,
     pub done: u64,
     pub stage: MfillStage,
-    pub err: i64,
 }
 
 impl MfillAtomic {
     pub fn new(mm: MmId, fd: i64, dst: u64, src: Option<u64>, length: u64) -> Self {
-        MfillAtomic { mm, src_mm: mm, fd, dst, src, length, done: 0, stage: MfillStage::Lock, err: 0 }
+        MfillAtomic { mm, src_mm: mm, fd, dst, src, length, done: 0, stage: MfillStage::Lock }
     }
 
     /// fs/userfaultfd.c: userfaultfd_copy() / userfaultfd_zeropage(): validate_unaligned_range()
@@ -765,25 +805,25 @@ impl MfillAtomic {
         ctx.mmap_read_lock(self.mm);
         let (dst, length) = (self.dst, self.length);
         let registered = ctx.vmas(self.mm).iter().any(|v| v.contains(dst) && length <= v.end - dst && v.uffd.is_some());
-        self.err = if state.is_none() || !self.args_valid() {
+        let mut err = if state.is_none() || !self.args_valid() {
             -errno::EINVAL
         } else if !registered {
             -errno::ENOENT
         } else {
             0
         };
-        if self.err == 0 && self.src.is_some_and(|src| !src.is_multiple_of(PAGE_SIZE)) {
+        if err == 0 && self.src.is_some_and(|src| !src.is_multiple_of(PAGE_SIZE)) {
             ctx.violation(crate::violation::Violation::new(
                 crate::violation::ViolationKind::Invariant,
                 "not modelled: UFFDIO_COPY from an unaligned source",
             ));
-            self.err = -errno::EINVAL;
+            err = -errno::EINVAL;
         }
-        if self.err == 0 {
-            anon_vma_prepare(ctx, self.mm, dst);
+        if err != 0 {
+            return Flow::goto(&mut self.stage, MfillStage::Unlock { err });
         }
-        self.stage = if self.err == 0 { MfillStage::Page } else { MfillStage::Unlock };
-        Flow::Continue
+        anon_vma_prepare(ctx, self.mm, dst);
+        Flow::goto(&mut self.stage, MfillStage::Page)
     }
 
     /// copy_from_user() of the source page through the caller's page tables (a source that is
@@ -802,16 +842,14 @@ impl MfillAtomic {
         Ok(Some(ctx.data_load(folio, page)))
     }
 
+    /// One page: mfill_atomic_pte_copy() / mfill_atomic_pte_zeropage() →
+    /// mfill_atomic_install_pte() under the PTE lock.
     fn page(&mut self, ctx: &mut Ctx) -> Flow {
         let (mm, address) = (self.mm, self.dst + self.done);
         let vpn = address >> PAGE_SHIFT;
         let data = match self.source(ctx) {
             Ok(data) => data,
-            Err(err) => {
-                self.err = err;
-                self.stage = MfillStage::Unlock;
-                return Flow::Continue;
-            }
+            Err(err) => return Flow::goto(&mut self.stage, MfillStage::Unlock { err }),
         };
         let folio = data.map(|data| {
             let folio = ctx.alloc_folio(0);
@@ -826,10 +864,8 @@ impl MfillAtomic {
             if let Some(folio) = folio {
                 folio_put(ctx, folio);
             }
-            self.err = -errno::EEXIST;
-            self.stage = MfillStage::Unlock;
             ctx.event("mfill_atomic_install_pte", "pte_none", |_| format!("{address:#x}: -EEXIST"));
-            return Flow::Continue;
+            return Flow::goto(&mut self.stage, MfillStage::Unlock { err: -errno::EEXIST });
         }
         let entry = match folio {
             Some(folio) => {
@@ -853,7 +889,7 @@ impl MfillAtomic {
         ctx.event(what, "set_pte_at", |_| format!("{address:#x} -> {}", Pte::Present(entry).describe()));
         self.done += PAGE_SIZE;
         if self.done == self.length {
-            self.stage = MfillStage::Unlock;
+            return Flow::goto(&mut self.stage, MfillStage::Unlock { err: 0 });
         }
         Flow::Continue
     }
@@ -864,9 +900,9 @@ impl KernelFunction for MfillAtomic {
         match self.stage {
             MfillStage::Lock => self.lock(ctx),
             MfillStage::Page => self.page(ctx),
-            MfillStage::Unlock => {
+            MfillStage::Unlock { err } => {
                 ctx.mmap_read_unlock(self.mm);
-                let result = if self.done > 0 { self.done as i64 } else { self.err };
+                let result = if self.done > 0 { self.done as i64 } else { err };
                 ctx.event("mfill_atomic", "mmap_read_unlock", |_| format!("returns {result}"));
                 Flow::Return(result)
             }
@@ -877,7 +913,7 @@ impl KernelFunction for MfillAtomic {
         match self.stage {
             MfillStage::Lock => Wait::MmapRead(uffd_mm(_k, self.fd, self.mm)),
             MfillStage::Page => Wait::PteLock(self.mm, (self.dst + self.done) >> PAGE_SHIFT),
-            MfillStage::Unlock => Wait::Nothing,
+            MfillStage::Unlock { .. } => Wait::Nothing,
         }
     }
 }

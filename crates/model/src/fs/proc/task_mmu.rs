@@ -1,14 +1,14 @@
 //! fs/proc/task_mmu.c: /proc/PID/smaps for the VMA holding an address: show_smap() →
-//! smap_gather_stats() → walk_page_vma() with smaps_pte_range() per PTE table (under its lock)
-//! → smaps_pte_entry() → smaps_account(). mmap_lock is held for reading throughout (m_start()).
+//! smap_gather_stats() → walk_page_vma() (mm/pagewalk.rs's [`PteWalk`] with smaps_walk_ops:
+//! smaps_pte_range() per PTE table, under its lock) → smaps_pte_entry() → smaps_account(). mmap_lock is held for reading throughout (m_start()).
 
 use crate::access::Ctx;
 use crate::folio::{pfn_folio, PageFlag, Pfn, PAGE_SHIFT, PAGE_SIZE};
 use crate::mm::memory::vm_normal_page;
-use crate::mm::pagewalk::walk_page_vma_walks;
+use crate::mm::pagewalk::{walk_page_vma_walks, PmdDone, PteWalk, WalkOps, Walked};
 use crate::mm::swapfile::swap_count;
 use crate::patches::Patch;
-use crate::pgtable::{pte_table, Pte, PTRS_PER_PTE};
+use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
 use crate::state::{MmId, Vma};
 use crate::thread::{errno, Flow, KernelFunction, Wait};
 use crate::violation::{Violation, ViolationKind};
@@ -235,15 +235,15 @@ fn smaps_pmd_entry(ctx: &mut Ctx, mss: &mut MemSizeStats, pmd: crate::pgtable::P
     }
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SmapStage {
     Lock,
-    /// smaps_pte_range(): take the table's lock (or account a huge PMD).
-    Walk,
-    /// One PTE of the table under its lock.
-    Entry,
-    /// 5.16's __page_mapcount() of the entry's page, a lockless read of its compound state.
-    EntryMapcount,
+    /// smap_gather_stats() → walk_page_vma() of the VMA at `vma_start` with smaps_walk_ops
+    /// (smaps_pte_range(): a table's lock, or a huge PMD, then one PTE per step).
+    Walk {
+        vma_start: u64,
+        walk: PteWalk<SmapsEntry>,
+    },
     Unlock,
 }
 
@@ -255,34 +255,13 @@ pub struct ShowSmap {
     pub address: u64,
     pub field: SmapsField,
     pub stage: SmapStage,
-    pub vma_start: u64,
-    pub vma_end: u64,
-    /// The next address smaps_pte_range() visits.
-    pub cursor: u64,
     pub mss: MemSizeStats,
-    /// The table's PTE addresses still to visit (the lock is held meanwhile).
-    pub entries: Vec<u64>,
-    pub table_end: u64,
-    pub pending: Option<SmapsEntry>,
     pub result: i64,
 }
 
 impl ShowSmap {
     pub fn new(mm: MmId, address: u64, field: SmapsField) -> Self {
-        ShowSmap {
-            mm,
-            address,
-            field,
-            stage: SmapStage::Lock,
-            vma_start: 0,
-            vma_end: 0,
-            cursor: 0,
-            mss: MemSizeStats::default(),
-            entries: Vec::new(),
-            table_end: 0,
-            pending: None,
-            result: 0,
-        }
+        ShowSmap { mm, address, field, stage: SmapStage::Lock, mss: MemSizeStats::default(), result: 0 }
     }
 
     /// m_start(): mmap_read_lock(), then the VMA; smap_gather_stats() → walk_page_vma().
@@ -291,71 +270,77 @@ impl ShowSmap {
         let address = self.address;
         let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(address)).cloned();
         ctx.event("show_smap", "mmap_read_lock", |_| format!("{address:#x}"));
-        self.stage = SmapStage::Unlock;
         let Some(vma) = vma else {
             self.result = -errno::ENOENT;
-            return Flow::Continue;
+            return Flow::goto(&mut self.stage, SmapStage::Unlock);
         };
-        (self.vma_start, self.vma_end, self.cursor) = (vma.start, vma.end, vma.start);
-        if walk_page_vma_walks(ctx, &vma) {
-            self.stage = SmapStage::Walk;
+        if !walk_page_vma_walks(ctx, &vma) {
+            return Flow::goto(&mut self.stage, SmapStage::Unlock);
         }
-        Flow::Continue
+        let walk = PteWalk::new(vma.start >> PAGE_SHIFT, vma.end >> PAGE_SHIFT);
+        Flow::goto(&mut self.stage, SmapStage::Walk { vma_start: vma.start, walk })
     }
 
+    /// One step of walk_page_vma() with smaps_walk_ops.
+    fn walk(&mut self, ctx: &mut Ctx) -> Flow {
+        let SmapStage::Walk { vma_start, walk } = &mut self.stage else { unreachable!("the walk's stage") };
+        let mut ops = SmapsWalk { mm: self.mm, vma_start: *vma_start, mss: &mut self.mss };
+        match walk.step(ctx, &mut ops) {
+            Walked::Walking(_) => Flow::Continue,
+            Walked::Done(_) => Flow::goto(&mut self.stage, SmapStage::Unlock),
+        }
+    }
+}
+
+/// fs/proc/task_mmu.c: smaps_walk_ops, whose pmd_entry is smaps_pte_range(): the PTEs that
+/// exist, each to smaps_pte_entry() → smaps_account().
+struct SmapsWalk<'a> {
+    mm: MmId,
+    vma_start: u64,
+    mss: &'a mut MemSizeStats,
+}
+
+impl SmapsWalk<'_> {
     fn vma(&self, ctx: &mut Ctx) -> Vma {
         ctx.vmas(self.mm).iter().find(|v| v.start == self.vma_start).cloned().expect("mmap_lock held")
     }
+}
 
-    /// smaps_pte_range(): pmd_trans_huge_lock() → smaps_pmd_entry(), or the PTE table's lock.
-    fn walk(&mut self, ctx: &mut Ctx) -> Flow {
-        let table = pte_table(self.cursor >> PAGE_SHIFT);
-        let end = self.vma_end.min(((table + 1) * PTRS_PER_PTE) << PAGE_SHIFT);
-        let first = self.cursor;
-        ctx.ptl_lock(self.mm, first >> PAGE_SHIFT);
-        if let Some(pmd) = ctx.pmd_load(self.mm, table) {
-            let mut mss = self.mss;
-            smaps_pmd_entry(ctx, &mut mss, pmd);
-            self.mss = mss;
-            ctx.ptl_unlock(self.mm, first >> PAGE_SHIFT);
-            ctx.event("smaps_pmd_entry", "smaps_account", |_| {
-                format!("THP at {:#x}", (table * PTRS_PER_PTE) << PAGE_SHIFT)
-            });
-            return self.next_table(end);
-        }
-        // Under the table's lock its set of PTEs is stable (the MMU only sets bits).
-        let mut entries: Vec<u64> = ctx
-            .pte_entries(self.mm, first >> PAGE_SHIFT, end.div_ceil(PAGE_SIZE))
-            .iter()
-            .map(|e| e.0 << PAGE_SHIFT)
-            .collect();
-        entries.reverse();
-        self.entries = entries;
-        self.table_end = end;
+impl WalkOps for SmapsWalk<'_> {
+    /// 5.16's __page_mapcount() of the entry's page, a lockless read of its compound state.
+    type More = SmapsEntry;
+
+    fn mm(&self) -> MmId {
+        self.mm
+    }
+
+    fn existing_only(&self) -> bool {
+        true
+    }
+
+    /// smaps_pte_range(): pmd_trans_huge_lock() → smaps_pmd_entry(), spin_unlock().
+    fn pmd_entry(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte, cursor: u64, _end: u64) -> PmdDone {
+        smaps_pmd_entry(ctx, self.mss, pmd);
+        ctx.ptl_unlock(self.mm, cursor);
+        ctx.event("smaps_pmd_entry", "smaps_account", |_| {
+            format!("THP at {:#x}", (index * PTRS_PER_PTE) << PAGE_SHIFT)
+        });
+        PmdDone::Unlocked
+    }
+
+    /// smaps_pte_range(): pte_offset_map_lock() (under the table's lock its set of PTEs is
+    /// stable: the MMU only sets bits).
+    fn pte_table_locked(&mut self, ctx: &mut Ctx, cursor: u64, end: u64) {
+        let (first, end) = (cursor << PAGE_SHIFT, end << PAGE_SHIFT);
         ctx.event("smaps_pte_range", "pte_offset_map_lock", |_| format!("[{first:#x}, {end:#x})"));
-        self.stage = SmapStage::Entry;
-        Flow::Continue
     }
 
-    fn next_table(&mut self, end: u64) -> Flow {
-        self.cursor = end;
-        self.stage = if self.cursor >= self.vma_end { SmapStage::Unlock } else { SmapStage::Walk };
-        Flow::Continue
-    }
-
-    /// smaps_pte_entry() of the next PTE; at the end of the table, pte_unmap_unlock().
-    fn entry(&mut self, ctx: &mut Ctx) -> Flow {
-        let Some(address) = self.entries.pop() else {
-            ctx.ptl_unlock(self.mm, (self.table_end - 1) >> PAGE_SHIFT);
-            let rss = self.mss.resident >> 10;
-            ctx.event("smaps_pte_range", "pte_unmap_unlock", |_| format!("Rss so far {rss} kB"));
-            return self.next_table(self.table_end);
-        };
+    /// smaps_pte_entry() of one PTE.
+    fn pte_entry(&mut self, ctx: &mut Ctx, vpn: u64, _end: u64) -> Option<SmapsEntry> {
+        let address = vpn << PAGE_SHIFT;
         let vma = self.vma(ctx);
-        let mut mss = self.mss;
-        let found = smaps_pte_entry(ctx, &mut mss, self.mm, &vma, address);
-        let compound = found.is_some_and(|entry| smaps_account(ctx, &mut mss, entry));
-        self.mss = mss;
+        let found = smaps_pte_entry(ctx, self.mss, self.mm, &vma, address);
+        let compound = found.is_some_and(|entry| smaps_account(ctx, self.mss, entry));
         ctx.event("smaps_pte_entry", "smaps_account", |k| match found {
             Some(entry) => {
                 let (folio, _) = k.page_folio(entry.pfn);
@@ -372,25 +357,24 @@ impl ShowSmap {
             }
             None => format!("{address:#x}: nothing to account"),
         });
-        if compound {
-            self.pending = found;
-            self.stage = SmapStage::EntryMapcount;
-        }
-        Flow::Continue
+        found.filter(|_| compound)
     }
 
-    fn entry_mapcount(&mut self, ctx: &mut Ctx) -> Flow {
-        let entry = self.pending.take().expect("set by entry");
-        let mut mss = self.mss;
-        __page_mapcount(ctx, &mut mss, entry);
-        self.mss = mss;
+    /// 5.16's __page_mapcount() of the page smaps_account() left.
+    fn pte_entry_more(&mut self, ctx: &mut Ctx, entry: SmapsEntry) {
+        __page_mapcount(ctx, self.mss, entry);
         let pfn = entry.pfn;
         ctx.event("__page_mapcount", "compound_head", |k| {
             let (folio, _) = k.page_folio(pfn);
             format!("pfn {pfn:#x}: head folio {folio}")
         });
-        self.stage = SmapStage::Entry;
-        Flow::Continue
+    }
+
+    /// smaps_pte_range(): pte_unmap_unlock().
+    fn pte_table_unlocked(&mut self, ctx: &mut Ctx) -> Option<crate::thread::Frame> {
+        let rss = self.mss.resident >> 10;
+        ctx.event("smaps_pte_range", "pte_unmap_unlock", |_| format!("Rss so far {rss} kB"));
+        None
     }
 }
 
@@ -398,9 +382,7 @@ impl KernelFunction for ShowSmap {
     fn step(&mut self, ctx: &mut Ctx, _returned: Option<i64>) -> Flow {
         match self.stage {
             SmapStage::Lock => self.lock(ctx),
-            SmapStage::Walk => self.walk(ctx),
-            SmapStage::Entry => self.entry(ctx),
-            SmapStage::EntryMapcount => self.entry_mapcount(ctx),
+            SmapStage::Walk { .. } => self.walk(ctx),
             SmapStage::Unlock => {
                 ctx.mmap_read_unlock(self.mm);
                 if self.result == 0 {
@@ -414,10 +396,9 @@ impl KernelFunction for ShowSmap {
     }
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
-        match self.stage {
+        match &self.stage {
             SmapStage::Lock => Wait::MmapRead(self.mm),
-            SmapStage::Walk => Wait::PteLock(self.mm, self.cursor >> PAGE_SHIFT),
-            SmapStage::Entry | SmapStage::EntryMapcount => Wait::Nothing,
+            SmapStage::Walk { walk, .. } => walk.wait(self.mm),
             SmapStage::Unlock => Wait::Nothing,
         }
     }
