@@ -338,7 +338,7 @@ pub fn filemap_map_pages_locked(
 /// inside their fault's frame (memory.rs: `DoFault`): beyond i_size SIGBUS;
 /// filemap_get_folio(), or on a miss do_sync_mmap_readahead() and "goto retry_find"; then
 /// lock_folio_maybe_drop_mmap() and the checks under the folio lock.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct FilemapFault {
     /// filemap_fault()'s `fpin`: maybe_unlock_mmap_for_io() dropped mmap_lock, so the fault
     /// ends in VM_FAULT_RETRY once it holds the folio.
@@ -346,7 +346,7 @@ pub struct FilemapFault {
     pub stage: FilemapFaultStage,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FilemapFaultStage {
     /// filemap_get_folio() (and "retry_find").
     Lookup,

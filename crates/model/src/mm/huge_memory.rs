@@ -173,13 +173,13 @@ pub fn do_huge_pmd_anonymous_read(ctx: &mut Ctx, vmf: &Vmf) {
 /// mm/huge_memory.c: do_huge_pmd_anonymous_page() for a write fault: a THP, zeroed, mapped by
 /// the PMD. Also do_huge_pmd_wp_page() → do_huge_zero_wp_pmd(), whose THP replaces the huge
 /// zero PMD.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DoHugePmdAnonymousPage {
     pub stage: HugeAnonymousStage,
 }
 
 /// `zero_pmd`: the huge zero PMD do_huge_zero_wp_pmd() replaces; none for a missing PMD.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum HugeAnonymousStage {
     /// vma_alloc_folio().
     Alloc { zero_pmd: Option<PresentPte> },
@@ -241,13 +241,13 @@ fn huge_set_pmd(ctx: &mut Ctx, vmf: &Vmf, folio: FolioId, zero_pmd: Option<Prese
 /// it if the head is exclusive; otherwise under the folio lock, reuse it if only this
 /// mapping holds it, or fall back to splitting the PMD so that the PTE-level do_wp_page()
 /// copies the one page. The PMD read (orig_pmd) is the fault's `vmf.orig_pmd`.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DoHugePmdWpPage {
     pub stage: HugeWpStage,
 }
 
 /// `folio`: the THP orig_pmd maps.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum HugeWpStage {
     /// Under the PMD lock: pmd_same(), the exclusive check, folio_trylock().
     Lock,

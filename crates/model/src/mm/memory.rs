@@ -17,7 +17,7 @@
 //! next step. Calling each function as a frame would add a step (an interleaving point) per
 //! call and per return, which the kernel does not have there, and change every state count.
 //! Run inside the dispatcher's step, each function's steps are the atomic steps the fault had
-//! before. A fault also hashes as the one flat struct it was then (memory/flat.rs says why).
+//! before.
 
 use crate::access::Ctx;
 use crate::folio::{
@@ -39,8 +39,6 @@ use crate::state::{vm_flags, FileId, MmId, Vma};
 use crate::thread::{errno, Flow, Frame, KernelFunction, Wait};
 use crate::violation::{Violation, ViolationKind};
 use serde::{Deserialize, Serialize};
-
-mod flat;
 
 pub const VM_FAULT_SIGSEGV: i64 = 0x40;
 pub const VM_FAULT_SIGBUS: i64 = 0x2;
@@ -193,7 +191,7 @@ pub fn mmu_access(ctx: &mut Ctx, mm: MmId, address: u64, write: bool) -> Result<
 /// The fault's `struct vm_fault` (include/linux/mm.h): what handle_mm_fault() was asked and
 /// what it read, for every function it calls. It lives as long as the fault, and so do the
 /// snapshots `orig_pte` and `orig_pmd` taken on the way in.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Vmf {
     pub mm: MmId,
     pub address: u64,
@@ -266,7 +264,7 @@ impl From<Flow> for Outcome {
 
 /// Where handle_mm_fault() is: taking mmap_lock, reading the page tables, inside one of the
 /// functions it calls (each its own machine, whose stages hold their data), or unlocking.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum FaultStage {
     LockMmap,
     ReadPte,
@@ -283,8 +281,8 @@ pub enum FaultStage {
 }
 
 /// mm/memory.c: handle_mm_fault() → __handle_mm_fault() → handle_pte_fault(): the dispatcher
-/// of a fault (see the module doc). It hashes as the flat struct it was (memory/flat.rs).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// of a fault (see the module doc).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Fault {
     pub vmf: Vmf,
     pub stage: FaultStage,
@@ -447,12 +445,12 @@ impl KernelFunction for Fault {
 
 /// mm/memory.c: do_anonymous_page(): a read fault maps the zero page, a write fault a new
 /// folio.
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DoAnonymousPage {
     pub stage: AnonymousStage,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum AnonymousStage {
     /// A read fault: the zero page, under the PTE lock.
     ZeroSetPte,
@@ -578,12 +576,12 @@ fn anon_set_pte(ctx: &mut Ctx, vmf: &Vmf, folio: FolioId) -> Outcome {
 
 /// mm/memory.c: do_wp_page(): under the PTE lock, reuse an exclusive anonymous page or copy
 /// it (wp_page_copy()).
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DoWpPage {
     pub stage: WpStage,
 }
 
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum WpStage {
     /// do_wp_page() under the PTE lock: pte_same(), then reuse or copy.
     Lock,
@@ -745,13 +743,13 @@ fn wp_copy_set_pte(ctx: &mut Ctx, vmf: &Vmf, folio: FolioId, old: FolioId) {
 
 /// mm/memory.c: do_swap_page(): the swap cache folio (or one read in), locked, mapped under
 /// the PTE lock; on a migration entry, migration_entry_wait().
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DoSwapPage {
     pub stage: SwapStage,
 }
 
 /// The folio of every stage but the first is the swap cache folio, referenced.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum SwapStage {
     /// swap_cache_get_folio(), or swapin_readahead() on a miss.
     Lookup,
@@ -968,14 +966,14 @@ fn swap_pte_batch(ctx: &mut Ctx, vmf: &Vmf, vma: &Vma, folio: FolioId, base: u32
 /// mm/memory.c: do_fault() in a file VMA: do_read_fault() (do_fault_around() first), or for
 /// a write to a private mapping do_cow_fault(); both through __do_fault() →
 /// mm/filemap.c: filemap_fault() (filemap.rs), then finish_fault().
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct DoFault {
     /// do_cow_fault()'s vmf->cow_page, preallocated (refcount 1); none in do_read_fault().
     pub cow: Option<FolioId>,
     pub stage: DoFaultStage,
 }
 
-#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub enum DoFaultStage {
     /// do_read_fault(): do_fault_around() first: the first page to map.
     Around,
