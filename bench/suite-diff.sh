@@ -3,6 +3,9 @@
 # (elapsed_ms, memory_bytes_peak): a reshaping of the model must leave every verdict, state
 # count, trace and replay token as it was (issue #14's acceptance).
 #   bash bench/suite-diff.sh BEFORE.json AFTER.json     (exit 0: the same; 1: the differences)
+# A change of a frame's layout moves the bounded passes' sample points (Model::sample_key hashes
+# the top frame), and with them the counts of runs without choices; compare two
+# `mmcheck suite --json --store-every-state` outputs then, whose counts depend on the states alone.
 set -euo pipefail
 strip='map(del(.elapsed_ms, .memory_bytes_peak))'
 if diff <(jq -S "$strip" "$1") <(jq -S "$strip" "$2") > /tmp/suite-diff.$$; then

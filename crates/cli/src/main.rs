@@ -43,6 +43,10 @@ enum Command {
         /// Only the lines under these memory models (sc, x86, arm64, lkmm; commas): default all.
         #[arg(long, value_delimiter = ',')]
         memory_model: Vec<String>,
+        /// Bounded passes store every state instead of sampling runs without choices, so that
+        /// counts depend on the states alone (bench/suite-diff.sh: a reshaped model's check).
+        #[arg(long)]
+        store_every_state: bool,
         #[arg(long)]
         json: bool,
     },
@@ -161,60 +165,64 @@ impl<T: Into<String>> From<T> for UsageError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command.unwrap_or(Command::Suite { memory_model: Vec::new(), json: false }) {
-        Command::Suite { memory_model, json } => memory_models(&memory_model).and_then(|models| suite(&models, json)),
-        Command::List => list(),
-        Command::Kernels => kernels(),
-        Command::Check {
-            scenario,
-            kernel,
-            patches,
-            sets,
-            strategy,
-            preemption_bound,
-            seed,
-            pct_depth,
-            max_states,
-            max_depth,
-            max_seconds,
-            max_memory_mb,
-            max_schedules,
-            no_reduction,
-            memory_model,
-            json,
-        } => {
-            let limits = limits(max_states, max_depth, max_seconds, max_memory_mb, max_schedules);
-            let strategy = match strategy {
-                StrategyArgument::Exhaustive => Strategy::Exhaustive,
-                StrategyArgument::Random => Strategy::Random,
-                StrategyArgument::Pct => Strategy::Pct,
-            };
-            check(
-                &scenario,
-                kernel.as_deref(),
-                &patches,
-                &sets,
+    let result =
+        match cli.command.unwrap_or(Command::Suite { memory_model: Vec::new(), store_every_state: false, json: false })
+        {
+            Command::Suite { memory_model, store_every_state, json } => {
+                memory_models(&memory_model).and_then(|models| suite(&models, store_every_state, json))
+            }
+            Command::List => list(),
+            Command::Kernels => kernels(),
+            Command::Check {
+                scenario,
+                kernel,
+                patches,
+                sets,
                 strategy,
                 preemption_bound,
                 seed,
                 pct_depth,
-                limits,
-                !no_reduction,
+                max_states,
+                max_depth,
+                max_seconds,
+                max_memory_mb,
+                max_schedules,
+                no_reduction,
                 memory_model,
                 json,
-            )
-        }
-        Command::Replay { token, file, json } => replay(&token, file.as_deref(), json),
-        Command::Host { scenario, sets, max_seconds, json } => {
-            seconds(max_seconds).and_then(|watchdog| host(&scenario, &sets, watchdog, json))
-        }
-        Command::Conform { scenarios, max_seconds, max_steps, json } => seconds(max_seconds).and_then(|time_max| {
-            conform(&scenarios, mmcheck_host::ModelLimits { steps_max: max_steps, time_max }, json)
-        }),
-        Command::Litmus { paths, memory_model, max_seconds, all, json } => {
-            memory_models(&memory_model).and_then(|models| litmus::litmus(&paths, &models, max_seconds, all, json))
-        }
-    };
+            } => {
+                let limits = limits(max_states, max_depth, max_seconds, max_memory_mb, max_schedules);
+                let strategy = match strategy {
+                    StrategyArgument::Exhaustive => Strategy::Exhaustive,
+                    StrategyArgument::Random => Strategy::Random,
+                    StrategyArgument::Pct => Strategy::Pct,
+                };
+                check(
+                    &scenario,
+                    kernel.as_deref(),
+                    &patches,
+                    &sets,
+                    strategy,
+                    preemption_bound,
+                    seed,
+                    pct_depth,
+                    limits,
+                    !no_reduction,
+                    memory_model,
+                    json,
+                )
+            }
+            Command::Replay { token, file, json } => replay(&token, file.as_deref(), json),
+            Command::Host { scenario, sets, max_seconds, json } => {
+                seconds(max_seconds).and_then(|watchdog| host(&scenario, &sets, watchdog, json))
+            }
+            Command::Conform { scenarios, max_seconds, max_steps, json } => seconds(max_seconds).and_then(|time_max| {
+                conform(&scenarios, mmcheck_host::ModelLimits { steps_max: max_steps, time_max }, json)
+            }),
+            Command::Litmus { paths, memory_model, max_seconds, all, json } => {
+                memory_models(&memory_model).and_then(|models| litmus::litmus(&paths, &models, max_seconds, all, json))
+            }
+        };
     match result {
         Ok(code) => code,
         Err(UsageError(message)) => {
@@ -504,7 +512,11 @@ fn kernels() -> Result<ExitCode, UsageError> {
     Ok(ExitCode::SUCCESS)
 }
 
-fn suite(models: &[mmcheck_explorer::memory::MemoryModel], json: bool) -> Result<ExitCode, UsageError> {
+fn suite(
+    models: &[mmcheck_explorer::memory::MemoryModel],
+    store_every_state: bool,
+    json: bool,
+) -> Result<ExitCode, UsageError> {
     let mut rows = Vec::new();
     let mut reports = Vec::new();
     for (file, text) in BUILTIN {
@@ -513,6 +525,7 @@ fn suite(models: &[mmcheck_explorer::memory::MemoryModel], json: bool) -> Result
         for (kernel, memory_model) in runs {
             let mut options = CheckOptions::new(kernel.clone());
             options.memory_model = memory_model;
+            options.store_every_state = store_every_state;
             let report = mmcheck_report::check(&scenario, &options, None)?;
             let under = if memory_model.is_weak() { format!(" under {memory_model}") } else { String::new() };
             rows.push(SuiteRow {

@@ -675,7 +675,10 @@ impl<M: Model> Bounded<'_, '_, M> {
             _ => (self.enabled.len() == 1).then(|| self.enabled[0]),
         };
         let no_choice = alone.is_some_and(|thread| search.model.outcomes(&state, thread) == 1);
-        let stored = !no_choice || unstored >= UNSTORED_RUN_MAX || is_sample_point(search.model.sample_key(&state));
+        let stored = !no_choice
+            || search.options.store_every_state
+            || unstored >= UNSTORED_RUN_MAX
+            || is_sample_point(search.model.sample_key(&state));
         let visit = BoundedVisit { budget, running: running.unwrap_or(FREE) };
         if !self.visit(&state, stored, visit) {
             return Ok(None);

@@ -178,6 +178,7 @@ pub fn explore_exhaustive_iterative<M: Model>(model: &M, mut options: Options<'_
             reduction: options.reduction,
             progress: options.progress.as_mut().map(|p| &mut **p as &mut dyn FnMut(&Progress)),
             collect_final_states: false,
+            store_every_state: options.store_every_state,
         };
         let outcome = explore_bounded(model, pass, bound);
         add(&mut total, &outcome.stats);
@@ -290,11 +291,21 @@ pub struct Options<'a> {
     pub reduction: bool,
     pub progress: Option<ProgressFn<'a>>,
     pub collect_final_states: bool,
+    /// The bounded search stores every state, not only the sample points of runs without
+    /// choices: counts then depend on the states alone, not on where `Model::sample_key` puts
+    /// sample points (a cross-check for a change of a model's representation).
+    pub store_every_state: bool,
 }
 
 impl Default for Options<'_> {
     fn default() -> Self {
-        Options { limits: Limits::default(), reduction: true, progress: None, collect_final_states: false }
+        Options {
+            limits: Limits::default(),
+            reduction: true,
+            progress: None,
+            collect_final_states: false,
+            store_every_state: false,
+        }
     }
 }
 

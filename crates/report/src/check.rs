@@ -24,6 +24,8 @@ pub struct CheckOptions {
     pub limits: Limits,
     pub reduction: bool,
     pub memory_model: MemoryModel,
+    /// Bounded passes store every state ([`Options::store_every_state`]).
+    pub store_every_state: bool,
 }
 
 impl CheckOptions {
@@ -38,6 +40,7 @@ impl CheckOptions {
             limits: Limits::default(),
             reduction: true,
             memory_model: MemoryModel::Sc,
+            store_every_state: false,
         }
     }
 }
@@ -130,8 +133,13 @@ pub fn check(
 ) -> Result<CheckReport, String> {
     let spec = scenario.system(&options.overrides)?;
     let system = System::new(spec, options.kernel.clone()).with_memory_model(options.memory_model);
-    let mut explorer_options =
-        Options { limits: options.limits.clone(), reduction: options.reduction, progress, collect_final_states: false };
+    let mut explorer_options = Options {
+        limits: options.limits.clone(),
+        reduction: options.reduction,
+        progress,
+        collect_final_states: false,
+        store_every_state: options.store_every_state,
+    };
     let outcome = match (options.strategy, options.preemption_bound) {
         (Strategy::Exhaustive, None) => explore_exhaustive_iterative(&system, explorer_options),
         (Strategy::Exhaustive, Some(bound)) => explore_bounded(&system, explorer_options, bound),
