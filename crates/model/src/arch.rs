@@ -165,3 +165,10 @@ mod tests {
         assert_eq!(ordering(MemoryModel::Lkmm, Primitive::Rmb).before, Some(FenceKind::LoadLoad));
     }
 }
+
+/// arch/x86: the user access and its fault entry (arch/x86/mm/fault.c), the MMU with it.
+pub mod x86 {
+    pub mod mm {
+        pub mod fault;
+    }
+}

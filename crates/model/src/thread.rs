@@ -10,11 +10,12 @@
 //! nothing else can observe the lock held between them, so this loses no interleaving.
 
 use crate::access::Ctx;
+use crate::arch::x86::mm::fault::UserAccess;
 use crate::block::fops::DirectIo;
 use crate::folio::{FolioId, Pfn};
 use crate::mm::gup::{GupFast, GupSlow};
 use crate::mm::madvise::Madvise;
-use crate::mm::memory::{Fault, UserAccess, Zap};
+use crate::mm::memory::{Fault, Zap};
 use crate::mm::mmap::{ExitMmap, Mmap, Munmap};
 use crate::mm::rmap::{FolioReferenced, TryToUnmap};
 use crate::mm::vmscan::{ShrinkFolioList, ShrinkInactiveList};

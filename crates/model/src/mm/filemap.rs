@@ -13,8 +13,9 @@
 //! fault's frame runs: memory.rs's module doc says why) finds, reads and locks the page.
 
 use crate::access::Ctx;
+use crate::arch::x86::mm::fault::mmu_access;
 use crate::folio::{folio_pfn, pfn_folio, pfn_page, FolioId, Mapping, PageFlag, PAGE_SHIFT, PAGE_SIZE};
-use crate::mm::memory::{mmu_access, Fault, Vmf, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV};
+use crate::mm::memory::{Fault, Vmf, VM_FAULT_RETRY, VM_FAULT_SIGBUS, VM_FAULT_SIGSEGV};
 use crate::mm::readahead::{get_init_ra_size, page_cache_ra, read_pages_done, RA_PAGES};
 use crate::mm::swap::folio_put;
 use crate::pgtable::{PresentPte, Pte, PTRS_PER_PTE};
@@ -170,7 +171,7 @@ impl FilemapRead {
     }
 
     /// copy_to_user() of this page cache page's bytes into one user page, through the MMU
-    /// (memory.rs mmu_access(): a missing or read-only entry faults, as a user write would).
+    /// (arch/x86/mm/fault.rs mmu_access(): a missing or read-only entry faults, as a user write would).
     fn copy(&mut self, ctx: &mut Ctx, returned: Option<i64>) -> Flow {
         let folio = self.folio.expect("looked up");
         if returned == Some(VM_FAULT_RETRY) {

@@ -3,8 +3,8 @@
 
 use super::{System, SCENARIO_ERROR};
 use crate::access::Ctx;
+use crate::arch::x86::mm::fault::UserAccess;
 use crate::mm::madvise::Madvise;
-use crate::mm::memory::UserAccess;
 use crate::mm::mmap::{ExitMmap, Mmap, Munmap};
 use crate::mm::userfaultfd::{MfillAtomic, MovePages, UffdCall, UffdSyscall};
 use crate::mm::vmscan::ShrinkInactiveList;
