@@ -79,6 +79,13 @@ impl Flow {
         *stage = next;
         Flow::Continue
     }
+
+    /// The one spelling of a call: sets the stage the frame resumes at when `callee` returns
+    /// (the stage reads the return value), and pushes the callee.
+    pub fn call<S>(stage: &mut S, resume: S, callee: Frame) -> Flow {
+        *stage = resume;
+        Flow::Call(callee)
+    }
 }
 
 /// What a frame's next step must wait for: a blocked thread is not enabled.

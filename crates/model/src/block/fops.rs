@@ -105,8 +105,8 @@ impl DirectIo {
                 flags.describe()
             )
         });
-        self.stage = DioStage::GupFastDone;
-        Flow::Call(Frame::GupFast(GupFast::new(self.mm, self.buffer - self.head(), self.nr_pages, self.flags)))
+        let gup = GupFast::new(self.mm, self.buffer - self.head(), self.nr_pages, self.flags);
+        Flow::call(&mut self.stage, DioStage::GupFastDone, Frame::GupFast(gup))
     }
 
     /// gup_fast_fallback(): the pages the fast path did not get go through the slow path.
@@ -115,9 +115,9 @@ impl DirectIo {
         if got == self.nr_pages {
             return Flow::goto(&mut self.stage, DioStage::Dma { index: 0 });
         }
-        self.stage = DioStage::GupSlowDone;
         let start = self.buffer - self.head() + got * PAGE_SIZE;
-        Flow::Call(Frame::GupSlow(GupSlow::new(self.mm, start, self.nr_pages - got, self.flags)))
+        let gup = GupSlow::new(self.mm, start, self.nr_pages - got, self.flags);
+        Flow::call(&mut self.stage, DioStage::GupSlowDone, Frame::GupSlow(gup))
     }
 
     fn gup_slow_done(&mut self, ctx: &mut Ctx, result: i64) -> Flow {

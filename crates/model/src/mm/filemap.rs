@@ -130,7 +130,7 @@ impl FilemapRead {
             return Flow::Return(self.done as i64);
         }
         let (file, index) = (self.file, self.index());
-        match filemap_get_folio(ctx, file, index) {
+        let next = match filemap_get_folio(ctx, file, index) {
             Lookup::Found(folio) if ctx.flag_test(folio, PageFlag::Uptodate) => {
                 self.folio = Some(folio);
                 ctx.event("filemap_get_pages", "filemap_get_read_batch", |_| format!("index {index}: folio {folio}"));
@@ -140,20 +140,21 @@ impl FilemapRead {
                 // live runner does), so file_ra_state_init() left it at -1: the first folio is
                 // marked too.
                 crate::mm::swap::folio_mark_accessed(ctx, folio);
-                self.stage = ReadStage::Copy;
+                ReadStage::Copy
             }
             Lookup::Found(folio) => {
                 self.folio = Some(folio);
                 ctx.event("filemap_update_page", "folio_trylock", |_| format!("folio {folio} not uptodate: wait"));
-                self.stage = ReadStage::WaitLocked;
+                ReadStage::WaitLocked
             }
             Lookup::Missing => {
                 ctx.event("filemap_get_pages", "filemap_get_read_batch", |_| format!("index {index}: not cached"));
-                self.stage = ReadStage::Readahead;
+                ReadStage::Readahead
             }
-            Lookup::Frozen => {}
-        }
-        Flow::Continue
+            // A folio being frozen: look it up again.
+            Lookup::Frozen => return Flow::Continue,
+        };
+        Flow::goto(&mut self.stage, next)
     }
 
     /// mm/readahead.c: page_cache_sync_ra() for the rest of the read (`req_count` pages): at
@@ -166,8 +167,7 @@ impl FilemapRead {
         let request = last_index - index;
         let count = if index == 0 || request > RA_PAGES { get_init_ra_size(request, RA_PAGES) } else { request };
         self.ra_folios = page_cache_ra(ctx, "page_cache_sync_ra", self.file, index, count);
-        self.stage = if self.ra_folios.is_empty() { ReadStage::Lookup } else { ReadStage::ReadDone };
-        Flow::Continue
+        Flow::goto(&mut self.stage, if self.ra_folios.is_empty() { ReadStage::Lookup } else { ReadStage::ReadDone })
     }
 
     /// copy_to_user() of this page cache page's bytes into one user page, through the MMU
@@ -209,7 +209,7 @@ impl FilemapRead {
         let page_done = (self.offset + self.done).is_multiple_of(PAGE_SIZE) || self.done == self.length;
         if page_done {
             folio_put(ctx, self.folio.take().expect("looked up"));
-            self.stage = ReadStage::Lookup;
+            return Flow::goto(&mut self.stage, ReadStage::Lookup);
         }
         Flow::Continue
     }
@@ -223,8 +223,7 @@ impl KernelFunction for FilemapRead {
             ReadStage::ReadDone => {
                 let folios = std::mem::take(&mut self.ra_folios);
                 read_pages_done(ctx, self.file, &folios);
-                self.stage = ReadStage::Lookup;
-                Flow::Continue
+                Flow::goto(&mut self.stage, ReadStage::Lookup)
             }
             ReadStage::WaitLocked => {
                 let folio = self.folio.take().expect("looked up");
@@ -232,8 +231,7 @@ impl KernelFunction for FilemapRead {
                 ctx.event("filemap_update_page", "folio_put_wait_locked", |_| {
                     format!("folio {folio}: AOP_TRUNCATED_PAGE")
                 });
-                self.stage = ReadStage::Lookup;
-                Flow::Continue
+                Flow::goto(&mut self.stage, ReadStage::Lookup)
             }
             ReadStage::Copy => self.copy(ctx, returned),
         }

@@ -379,8 +379,11 @@ impl GupSlow {
         let Some((folio, present)) = page else {
             ctx.ptl_unlock(self.mm, vpn);
             ctx.event("follow_page_pte", "no_page", |_| format!("{address:#x}: PTE {}: faultin_page", pte.describe()));
-            self.stage = GupSlowStage::Faulted;
-            return Flow::Call(Frame::Fault(Fault::new(self.mm, address, self.flags.write, false)));
+            return Flow::call(
+                &mut self.stage,
+                GupSlowStage::Faulted,
+                Frame::Fault(Fault::new(self.mm, address, self.flags.write, false)),
+            );
         };
         try_grab_folio(ctx, folio, 1, self.flags);
         // FOLL_TOUCH: "if ((flags & FOLL_WRITE) && !pte_dirty(pte) && !folio_test_dirty(folio))
@@ -420,8 +423,11 @@ impl GupSlow {
         if self.flags.write && !entry.write {
             ctx.ptl_unlock(mm, vpn);
             ctx.event("follow_huge_pmd", "can_follow_write_pmd", |_| format!("{address:#x}: read-only: faultin_page"));
-            self.stage = GupSlowStage::Faulted;
-            return Flow::Call(Frame::Fault(Fault::new(mm, address, true, false)));
+            return Flow::call(
+                &mut self.stage,
+                GupSlowStage::Faulted,
+                Frame::Fault(Fault::new(mm, address, true, false)),
+            );
         }
         let folio = pfn_folio(entry.pfn);
         if !entry.write && gup_must_unshare(ctx, self.flags, folio, 0) {

@@ -431,8 +431,7 @@ impl SplitHugePages {
             }
             self.current = Some(folio);
             ctx.event("split_huge_pages_all", "get_page_unless_zero", |k| k.folio(folio).dump(folio));
-            self.stage = SplitPagesStage::Lock;
-            return Flow::Continue;
+            return Flow::goto(&mut self.stage, SplitPagesStage::Lock);
         }
         let split = self.split;
         ctx.event("split_huge_pages_all", "done", |_| format!("{split} THP(s) split"));
@@ -454,15 +453,13 @@ impl KernelFunction for SplitHugePages {
                 let folio = self.current.expect("referenced");
                 ctx.flag_store(folio, PageFlag::Locked, true);
                 ctx.event("split_huge_pages_all", "lock_page", |_| format!("folio {folio}"));
-                self.stage = SplitPagesStage::Split;
-                Flow::Call(Frame::SplitHugePage(SplitHugePage::new(folio)))
+                Flow::call(&mut self.stage, SplitPagesStage::Split, Frame::SplitHugePage(SplitHugePage::new(folio)))
             }
             SplitPagesStage::Split => {
                 if returned == Some(0) {
                     self.split += 1;
                 }
-                self.stage = SplitPagesStage::Done;
-                Flow::Continue
+                Flow::goto(&mut self.stage, SplitPagesStage::Done)
             }
             SplitPagesStage::Done => {
                 // unlock_page(); put_page(): the head page, now an order-0 folio if split.
@@ -470,8 +467,7 @@ impl KernelFunction for SplitHugePages {
                 ctx.flag_store(folio, PageFlag::Locked, false);
                 folio_put(ctx, folio);
                 ctx.event("split_huge_pages_all", "put_page", |_| format!("folio {folio}"));
-                self.stage = SplitPagesStage::Next;
-                Flow::Continue
+                Flow::goto(&mut self.stage, SplitPagesStage::Next)
             }
         }
     }
@@ -533,11 +529,6 @@ impl SplitHugePage {
         }
     }
 
-    fn go(&mut self, stage: SplitStage) -> Flow {
-        self.stage = stage;
-        Flow::Continue
-    }
-
     fn old_pfn(&self, page: usize) -> Pfn {
         folio_pfn(self.folio, page)
     }
@@ -565,7 +556,7 @@ impl SplitHugePage {
             }
         }
         ctx.event("split_huge_page_to_list", "anon_vma_lock_write", |_| format!("folio {folio}"));
-        self.go(SplitStage::CanSplit)
+        Flow::goto(&mut self.stage, SplitStage::CanSplit)
     }
 
     /// can_split_huge_page(): "total_mapcount(page) == page_count(page) - extra_pins - 1".
@@ -582,7 +573,7 @@ impl SplitHugePage {
                     errno::name(result).unwrap_or("error")
                 )
             });
-            return self.go(SplitStage::Unlock);
+            return Flow::goto(&mut self.stage, SplitStage::Unlock);
         }
         let pmd_mapped = ctx.every_huge_pmd().iter().any(|e| crate::folio::pfn_folio(e.2.pfn) == folio);
         if pmd_mapped {
@@ -591,16 +582,16 @@ impl SplitHugePage {
                 "not modelled: splitting a PMD-mapped THP (unmap_page with TTU_SPLIT_HUGE_PMD)",
             ));
             self.result = -errno::EBUSY;
-            return self.go(SplitStage::Unlock);
+            return Flow::goto(&mut self.stage, SplitStage::Unlock);
         }
-        self.go(SplitStage::Unmap)
+        Flow::goto(&mut self.stage, SplitStage::Unmap)
     }
 
     /// unmap_page() → try_to_migrate() → try_to_migrate_one() for one VMA, under the PTE lock of
     /// the table (page_vma_mapped_walk()): each PTE mapping a page becomes a migration entry.
     fn unmap(&mut self, ctx: &mut Ctx) -> Flow {
         let Some(&(mm, vma_start)) = self.targets.get(self.target) else {
-            return self.go(SplitStage::Freeze);
+            return Flow::goto(&mut self.stage, SplitStage::Freeze);
         };
         self.target += 1;
         let folio = self.folio;
@@ -693,10 +684,10 @@ impl SplitHugePage {
         self.remap = (0..nr).rev().collect();
         if !frozen {
             self.result = Self::busy(ctx);
-            return self.go(SplitStage::Remap);
+            return Flow::goto(&mut self.stage, SplitStage::Remap);
         }
         self.tail = nr - 1;
-        self.go(SplitStage::LockLruvec)
+        Flow::goto(&mut self.stage, SplitStage::LockLruvec)
     }
 
     /// Whether a migration entry names the page (someone can reach it through a page table).
@@ -734,7 +725,7 @@ impl SplitHugePage {
             format!("folio {head}: {shown}")
         });
         if self.tail == 0 {
-            return self.go(SplitStage::ClearCompound);
+            return Flow::goto(&mut self.stage, SplitStage::ClearCompound);
         }
         Flow::Continue
     }
@@ -779,7 +770,7 @@ impl SplitHugePage {
         ctx.clear_page_compound(head);
         ctx.ref_unfreeze(head, 1);
         ctx.event("__split_huge_page", "ClearPageCompound", |k| k.folio(head).dump(head));
-        self.go(SplitStage::Remap)
+        Flow::goto(&mut self.stage, SplitStage::Remap)
     }
 
     /// remove_migration_ptes() → remove_migration_pte(), one migration entry per step under
@@ -787,7 +778,10 @@ impl SplitHugePage {
     /// its reference.
     fn remap(&mut self, ctx: &mut Ctx) -> Flow {
         let Some(&page) = self.remap.last() else {
-            return self.go(if self.result < 0 { SplitStage::Unlock } else { SplitStage::UnlockTails });
+            return Flow::goto(
+                &mut self.stage,
+                if self.result < 0 { SplitStage::Unlock } else { SplitStage::UnlockTails },
+            );
         };
         let pfn = self.old_pfn(page);
         let Some((_, mm, vpn, entry)) = ctx.every_migration_entry().into_iter().find(|e| e.0 == pfn) else {
@@ -865,7 +859,7 @@ impl SplitHugePage {
             let freed = tails.iter().filter(|&&f| !k.folio(f).allocated).count();
             format!("{freed} unmapped tail(s) freed")
         });
-        self.go(SplitStage::Unlock)
+        Flow::goto(&mut self.stage, SplitStage::Unlock)
     }
 }
 
@@ -878,7 +872,7 @@ impl KernelFunction for SplitHugePage {
             SplitStage::Freeze => self.freeze(ctx),
             SplitStage::LockLruvec => {
                 ctx.event("__split_huge_page", "lock_page_lruvec", |_| String::new());
-                self.go(SplitStage::Tail)
+                Flow::goto(&mut self.stage, SplitStage::Tail)
             }
             SplitStage::Tail => self.tails(ctx),
             SplitStage::ClearCompound => self.clear_compound(ctx),

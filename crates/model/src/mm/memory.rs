@@ -1183,15 +1183,14 @@ impl KernelFunction for Zap {
                 {
                     self.cursor = next.unwrap_or(end_vpn);
                     if self.cursor >= end_vpn {
-                        self.stage = ZapStage::TlbFinish;
-                        return Flow::Continue;
+                        return Flow::goto(&mut self.stage, ZapStage::TlbFinish);
                     }
                 }
                 // Every table of the range in turn: its lock orders this step against any
                 // thread that fills a PTE of it.
                 self.zap_table(ctx, pte_table(self.cursor));
                 if self.cursor >= end_vpn {
-                    self.stage = ZapStage::TlbFinish;
+                    return Flow::goto(&mut self.stage, ZapStage::TlbFinish);
                 }
                 Flow::Continue
             }

@@ -142,8 +142,11 @@ impl Mmap {
             return Flow::Return(start as i64);
         };
         // The driver's return resumes this frame at Unlock.
-        self.stage = MmapStage::Unlock { start };
-        Flow::Call(Frame::DriverMmap(DriverMmap::new(self.mm, start, start + length, kind)))
+        Flow::call(
+            &mut self.stage,
+            MmapStage::Unlock { start },
+            Frame::DriverMmap(DriverMmap::new(self.mm, start, start + length, kind)),
+        )
     }
 
     /// After `call_mmap()`: on the driver's error, mmap_region() unmaps what it mapped and
@@ -273,8 +276,7 @@ impl KernelFunction for Munmap {
                     return Flow::Return(-errno::EINVAL);
                 }
                 ctx.event("do_vmi_munmap", "mmap_write_lock", |_| format!("[{start:#x}, {end:#x})"));
-                self.stage = MunmapStage::Unmapped;
-                Flow::Call(Frame::Zap(Zap::write_locked(self.mm, start, end)))
+                Flow::call(&mut self.stage, MunmapStage::Unmapped, Frame::Zap(Zap::write_locked(self.mm, start, end)))
             }
             MunmapStage::Unmapped => {
                 let (start, end) = (self.start, self.end());

@@ -84,12 +84,14 @@ impl Mremap {
         if fixed {
             let (to, to_end) = (self.new_address, self.new_address + self.new_length);
             // The zap's return resumes this frame at Unmapped.
-            self.stage = MremapStage::Unmapped;
-            return Flow::Call(Frame::Zap(Zap::new(self.mm, to, to_end)));
+            return Flow::call(&mut self.stage, MremapStage::Unmapped, Frame::Zap(Zap::new(self.mm, to, to_end)));
         }
         if self.new_length < self.old_length {
-            self.stage = MremapStage::Unmapped;
-            return Flow::Call(Frame::Zap(Zap::new(self.mm, address + self.new_length, address + old_length)));
+            return Flow::call(
+                &mut self.stage,
+                MremapStage::Unmapped,
+                Frame::Zap(Zap::new(self.mm, address + self.new_length, address + old_length)),
+            );
         }
         Flow::goto(&mut self.stage, MremapStage::Unmapped)
     }

@@ -234,11 +234,6 @@ impl MovePages {
         ctx.vmas(self.mm).iter().find(|v| v.contains(address)).cloned().expect("checked under mmap_lock")
     }
 
-    /// `goto out` of move_pages_pte() with `err`.
-    fn out(&mut self, err: i64, held: Option<SrcFolio>) -> Flow {
-        Flow::goto(&mut self.stage, MoveStage::Out { err, held })
-    }
-
     /// uffd_move_lock() (the mmap_lock fallback), then move_pages()'s checks and
     /// validate_move_areas(); find_vma_and_prepare_anon() prepares the destination's anon_vma.
     fn lock(&mut self, ctx: &mut Ctx) -> Flow {
@@ -307,7 +302,7 @@ impl MovePages {
         let address = self.dst_addr();
         ctx.event("move_pages_pte", "ptep_get dst", |_| format!("{address:#x}: PTE {}", orig_dst_pte.describe()));
         if !orig_dst_pte.is_none() {
-            return self.out(-errno::EEXIST, held);
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EEXIST, held });
         }
         Flow::goto(&mut self.stage, MoveStage::SrcPte { held })
     }
@@ -321,11 +316,14 @@ impl MovePages {
         let (address, pte) = (self.src_addr(), orig_src_pte);
         ctx.event("move_pages_pte", "ptep_get src", |_| format!("{address:#x}: PTE {}", pte.describe()));
         if pte.is_none() {
-            return self.out(if self.allow_src_holes { 0 } else { -errno::ENOENT }, held);
+            return Flow::goto(
+                &mut self.stage,
+                MoveStage::Out { err: if self.allow_src_holes { 0 } else { -errno::ENOENT }, held },
+            );
         }
         // "If PTE changed after we locked the folio them start over".
         if held.is_some_and(|held| held.pte != pte) {
-            return self.out(-errno::EAGAIN, held);
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EAGAIN, held });
         }
         let next = match (pte, held) {
             (Pte::Present(present), _) if pfn_folio(present.pfn) == ZERO_FOLIO => {
@@ -336,7 +334,7 @@ impl MovePages {
             (Pte::Swap { offset, exclusive }, _) => {
                 // Before c50f8e6053b0 move_swap_pte() checked this itself: the same outcome.
                 if !exclusive {
-                    return self.out(-errno::EBUSY, held);
+                    return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EBUSY, held });
                 }
                 let swap = SwapEntry { offset, exclusive };
                 if ctx.patched(Patch::UffdMoveSwapcache) && held.is_none() {
@@ -350,7 +348,7 @@ impl MovePages {
                     crate::violation::ViolationKind::Invariant,
                     "not modelled: UFFDIO_MOVE meeting a migration entry (migration_entry_wait)",
                 ));
-                return self.out(-errno::EAGAIN, held);
+                return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EAGAIN, held });
             }
             (Pte::None, _) => unreachable!("handled above"),
         };
@@ -363,13 +361,13 @@ impl MovePages {
         ctx.ptl_lock(mm, vpn);
         if ctx.pte_load(mm, vpn) != Pte::Present(present) {
             ctx.ptl_unlock(mm, vpn);
-            return self.out(-errno::EAGAIN, None);
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EAGAIN, held: None });
         }
         let folio = vm_normal_folio(present);
         let exclusive = folio.is_some_and(|f| ctx.anon_exclusive_load(f, 0));
         let Some(folio) = folio.filter(|_| exclusive) else {
             ctx.ptl_unlock(mm, vpn);
-            return self.out(-errno::EBUSY, None);
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EBUSY, held: None });
         };
         let locked = !ctx.flag_test_and_store(folio, PageFlag::Locked, true);
         // 37b338eed105: "We avoid waiting for folio lock with a raised refcount for large
@@ -377,7 +375,7 @@ impl MovePages {
         if !locked && ctx.folio_test_large(folio) && ctx.patched(Patch::UffdMoveLargeFolioTrylock) {
             ctx.ptl_unlock(mm, vpn);
             ctx.event("move_pages_pte", "folio_trylock", |_| format!("large folio {folio} busy: -EAGAIN"));
-            return self.out(-errno::EAGAIN, None);
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EAGAIN, held: None });
         }
         ctx.ref_add(folio, 1, crate::access::Ordering::Relaxed);
         let held = SrcFolio { folio, pte: Pte::Present(present), anon_vma: None };
@@ -390,7 +388,7 @@ impl MovePages {
         }
         if !ctx.flag_test(folio, PageFlag::Anon) {
             ctx.warn_on_folio(true, folio, "!folio_test_anon(src_folio)");
-            return self.out(-errno::EBUSY, Some(held));
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EBUSY, held: Some(held) });
         }
         if ctx.folio_test_large(folio) {
             // "at this point we have src_folio locked": a large one is split_folio()ed first.
@@ -413,7 +411,7 @@ impl MovePages {
     fn split_done(&mut self, ctx: &mut Ctx, held: SrcFolio, returned: Option<i64>) -> Flow {
         let err = returned.unwrap_or(0);
         if err < 0 {
-            return self.out(err, Some(held));
+            return Flow::goto(&mut self.stage, MoveStage::Out { err, held: Some(held) });
         }
         ctx.flag_store(held.folio, PageFlag::Locked, false);
         folio_put(ctx, held.folio);
@@ -427,7 +425,7 @@ impl MovePages {
         use crate::mm::huge_memory::{is_huge_zero_pmd, pmd_index, HPAGE_PMD_NR};
         let (mm, dst, src) = (self.mm, self.dst_addr(), self.src_addr());
         if ctx.pmd_load(mm, pmd_index(dst)).is_some() {
-            return Some(self.out(-errno::EEXIST, None));
+            return Some(Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EEXIST, held: None }));
         }
         let index = pmd_index(src);
         let pmd = ctx.pmd_load(mm, index)?;
@@ -437,14 +435,14 @@ impl MovePages {
             // "if (!is_huge_zero_folio(folio) && !PageAnonExclusive(&folio->page)) -EBUSY".
             let folio = pfn_folio(pmd.pfn);
             if !is_huge_zero_pmd(&pmd) && !ctx.anon_exclusive_load(folio, 0) {
-                return Some(self.out(-errno::EBUSY, None));
+                return Some(Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EBUSY, held: None }));
             }
         } else {
             ctx.violation(crate::violation::Violation::new(
                 crate::violation::ViolationKind::Invariant,
                 "not modelled: UFFDIO_MOVE of a whole PMD-mapped THP (move_pages_huge_pmd)",
             ));
-            return Some(self.out(-errno::EBUSY, None));
+            return Some(Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EBUSY, held: None }));
         }
         let first = index * crate::pgtable::PTRS_PER_PTE;
         ctx.ptl_lock(mm, first);
@@ -475,10 +473,10 @@ impl MovePages {
         let (mapping, _) = ctx.mapping_load(held.folio);
         let mapped = ctx.mapcount_load(held.folio) > 0;
         let crate::folio::Mapping::Anon(anon_vma) = mapping else {
-            return self.out(-errno::EAGAIN, Some(held));
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EAGAIN, held: Some(held) });
         };
         if !mapped {
-            return self.out(-errno::EAGAIN, Some(held));
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EAGAIN, held: Some(held) });
         }
         if !ctx.anon_vma_trylock_write(anon_vma) {
             return Flow::goto(&mut self.stage, MoveStage::AnonVmaLock { held });
@@ -490,7 +488,7 @@ impl MovePages {
     /// anon_vma_lock_write() after a failed trylock, then `goto retry`.
     fn anon_vma_lock_and_retry(&mut self, ctx: &mut Ctx, mut held: SrcFolio) -> Flow {
         let crate::folio::Mapping::Anon(anon_vma) = ctx.mapping_load(held.folio).0 else {
-            return self.out(-errno::EAGAIN, Some(held));
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EAGAIN, held: Some(held) });
         };
         ctx.anon_vma_lock_write(anon_vma);
         held.anon_vma = Some(anon_vma);
@@ -526,7 +524,7 @@ impl MovePages {
         let vpns = self.double_pt_lock(ctx);
         if !self.ptes_stable(ctx, vpns, Pte::Present(present)) {
             self.double_pt_unlock(ctx, vpns);
-            return self.out(-errno::EAGAIN, held);
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EAGAIN, held });
         }
         let (dst_addr, src_addr) = (self.dst_addr(), self.src_addr());
         let entry = match held {
@@ -535,7 +533,7 @@ impl MovePages {
                 let pinned = crate::mm::gup::folio_maybe_dma_pinned(ctx, folio);
                 if pinned || !ctx.anon_exclusive_load(folio, 0) {
                     self.double_pt_unlock(ctx, vpns);
-                    return self.out(-errno::EBUSY, held);
+                    return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EBUSY, held });
                 }
                 let dst_vma = self.vma(ctx, dst_addr);
                 folio_move_anon_rmap(ctx, folio, &dst_vma);
@@ -554,7 +552,7 @@ impl MovePages {
         ctx.event("move_pages_pte", what, |_| {
             format!("{src_addr:#x} -> {dst_addr:#x}: PTE {}", Pte::Present(entry).describe())
         });
-        self.out(0, held)
+        Flow::goto(&mut self.stage, MoveStage::Out { err: 0, held })
     }
 
     /// c50f8e6053b0: "Verify the existence of the swapcache": a lockless lookup with a reference.
@@ -572,7 +570,7 @@ impl MovePages {
         // when attempting to split unmapped large folios in the swapcache."
         if ctx.folio_test_large(folio) {
             folio_put(ctx, folio);
-            return self.out(-errno::EBUSY, None);
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EBUSY, held: None });
         }
         let held = SrcFolio { folio, pte: swap.pte(), anon_vma: None };
         Flow::goto(&mut self.stage, MoveStage::SwapTrylock { held, swap })
@@ -597,13 +595,13 @@ impl MovePages {
         if let Some(SrcFolio { folio, .. }) = held.filter(|_| race_fix) {
             let same = ctx.flag_test(folio, PageFlag::Swapcache) && ctx.folio_swap_load(folio) == Some(offset);
             if !same {
-                return self.out(-errno::EAGAIN, held);
+                return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EAGAIN, held });
             }
         }
         let vpns = self.double_pt_lock(ctx);
         if !self.ptes_stable(ctx, vpns, swap.pte()) {
             self.double_pt_unlock(ctx, vpns);
-            return self.out(-errno::EAGAIN, held);
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EAGAIN, held });
         }
         let dst_addr = self.dst_addr();
         if let Some(SrcFolio { folio, .. }) = held {
@@ -615,7 +613,7 @@ impl MovePages {
             ctx.mapping_store(folio, mapping, dst_vma.linear_page_index(dst_addr));
         } else if race_fix && ctx.swap_map_load(offset) & SWAP_HAS_CACHE != 0 {
             self.double_pt_unlock(ctx, vpns);
-            return self.out(-errno::EAGAIN, held);
+            return Flow::goto(&mut self.stage, MoveStage::Out { err: -errno::EAGAIN, held });
         }
         let pte = ctx.pte_get_and_clear(self.mm, vpns.1);
         ctx.pte_store(self.mm, vpns.0, pte);
@@ -628,7 +626,7 @@ impl MovePages {
                 folio.map_or(String::new(), |f| format!(", folio {f} moved to the destination's anon_vma and index"))
             )
         });
-        self.out(0, held)
+        Flow::goto(&mut self.stage, MoveStage::Out { err: 0, held })
     }
 
     /// `out:` of move_pages_pte(), then move_pages()'s loop: -EAGAIN retries the same page.

@@ -136,11 +136,10 @@ impl KernelFunction for ShrinkInactiveList {
         match self.stage {
             ShrinkInactiveStage::Isolate => self.isolate(ctx),
             ShrinkInactiveStage::Shrink => {
-                self.stage = ShrinkInactiveStage::Putback;
                 let list = ctx.local().folio_list.to_vec();
                 let mut shrink = ShrinkFolioList::new(list);
                 shrink.ignore_references = self.ignore_references;
-                Flow::Call(Frame::ShrinkFolioList(shrink))
+                Flow::call(&mut self.stage, ShrinkInactiveStage::Putback, Frame::ShrinkFolioList(shrink))
             }
             ShrinkInactiveStage::Putback => self.putback(ctx),
             ShrinkInactiveStage::EndWriteback => self.end_writeback(ctx),
@@ -301,8 +300,7 @@ impl ShrinkFolioList {
         let mapcount = ctx.mapcount_load(folio);
         ctx.event("shrink_folio_list", "folio_mapped", |_| format!("folio {folio} mapcount {mapcount}"));
         if mapcount > 0 {
-            self.stage = ShrinkStage::Unmapped;
-            return Flow::Call(Frame::TryToUnmap(TryToUnmap::new(folio)));
+            return Flow::call(&mut self.stage, ShrinkStage::Unmapped, Frame::TryToUnmap(TryToUnmap::new(folio)));
         }
         Flow::goto(&mut self.stage, ShrinkStage::Dirty)
     }
@@ -519,10 +517,11 @@ impl KernelFunction for ShrinkFolioList {
                     },
                 )
             }
-            ShrinkStage::CheckReferences => {
-                self.stage = ShrinkStage::References;
-                Flow::Call(Frame::FolioReferenced(FolioReferenced::new(folio)))
-            }
+            ShrinkStage::CheckReferences => Flow::call(
+                &mut self.stage,
+                ShrinkStage::References,
+                Frame::FolioReferenced(FolioReferenced::new(folio)),
+            ),
             ShrinkStage::References => self.references(ctx, returned.unwrap_or(0)),
             ShrinkStage::AnonSwap => self.anon_swap(ctx),
             ShrinkStage::Mapped => self.mapped(ctx),
