@@ -1632,3 +1632,20 @@ fn an_o_direct_read_into_a_thp_pins_it_by_pmd_and_unpins_every_page() {
         assert!(thp.test(PageFlag::Dirty), "bio_release_pages() dirtied the THP");
     }
 }
+
+/// gup_fast_folio_allowed() (CONFIG_SECRETMEM): a driver's small page has no mapping, so
+/// GUP-fast puts it back and O_DIRECT pins it through the slow path, which maps it as any
+/// VM_MIXEDMAP page: the read lands in the driver's page.
+#[test]
+fn o_direct_into_a_driver_page_takes_the_slow_path() {
+    const SMALL: DeviceKind = DeviceKind::InsertPage { order: 0, compound: false, batched: false };
+    let program =
+        vec![mmap_device(0, PAGE, map::MAP_SHARED, 0), pread(1, at(0, 0), PAGE, 0), load(at(0, 0), PAGE, 0x79)];
+    let r = Spec::new().process(program).device(SMALL, 0).file(vec![PageData::Fill(0x79)]).run();
+    r.ok();
+    assert_eq!(r.register(0, 1), PAGE as i64, "the whole page read");
+    let refused = r.events.iter().any(|e| e.label == "gup_fast_folio_allowed");
+    assert!(refused, "GUP-fast refuses the mappingless page");
+    let slow = r.events.iter().any(|e| e.function == "follow_page_pte");
+    assert!(slow, "the slow path pins it");
+}

@@ -106,6 +106,20 @@ pub enum GupFastStage {
     Recheck(FastEntry, FolioId),
 }
 
+/// mm/gup.c: gup_fast_folio_allowed(), as built with CONFIG_SECRETMEM=y (as the live kernel is). No
+/// modelled caller passes FOLL_LONGTERM, so a file folio is never refused for its writeback
+/// ("reject_file_backed"); a large folio is never secretmem's, so it is allowed at once. A
+/// small folio's mapping is read once ("mapping = READ_ONCE(folio->mapping)", under the grabbed
+/// reference): none (a driver's page, a folio truncated meanwhile) falls back to the slow path,
+/// an anonymous one is allowed, and a file one too (the model has no secretmem mapping). The
+/// slab and hugetlb tests before it have no folio to refuse here.
+fn gup_fast_folio_allowed(ctx: &mut Ctx, folio: FolioId) -> bool {
+    if ctx.folio_test_large(folio) {
+        return true;
+    }
+    !matches!(ctx.mapping_load(folio).0, crate::folio::Mapping::None)
+}
+
 /// mm/internal.h: gup_must_unshare() for a read-only entry mapping `page` of `folio`: a
 /// FOLL_PIN without FOLL_WRITE of an anonymous page that is not exclusive must unshare it first
 /// (the huge zero folio is not anonymous; a R/O pin of a file page is FOLL_LONGTERM's concern,
@@ -236,10 +250,13 @@ impl GupFast {
             ctx.event(function, "recheck", |_| format!("{address:#x}: {now}: put folio {folio}, slow path"));
             return Flow::Return(self.index as i64);
         }
-        // gup_fast_folio_allowed(): not modelled. It rejects FOLL_PIN|FOLL_LONGTERM|FOLL_WRITE
-        // of file folios (no modelled caller passes FOLL_LONGTERM) and, with CONFIG_SECRETMEM,
-        // small folios whose mapping is NULL or secretmem's.
-        //
+        if !gup_fast_folio_allowed(ctx, folio) {
+            gup_put_folio(ctx, folio, entry.refs as i32, self.flags);
+            ctx.event(function, "gup_fast_folio_allowed", |_| {
+                format!("{address:#x}: folio {folio} has no mapping: put, slow path")
+            });
+            return Flow::Return(self.index as i64);
+        }
         // "if (!pte_write(pte) && gup_must_unshare(NULL, flags, page))"; gup_fast_pmd_leaf()
         // asks of the head page ("&folio->page").
         let page = if entry.pmd { 0 } else { pfn_page(entry.pte.pfn) };
