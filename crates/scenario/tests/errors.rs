@@ -774,3 +774,17 @@ fn userfaultfd_smaps_move_pages_and_split_statements() {
     assert_error(&with_buffer("split_huge_pages(all)"), "kernel thread", 4, 3);
     assert_error("scenario t\nkthread k { split_huge_pages(some) }\n", "split_huge_pages(all)", 2, 30);
 }
+
+/// Every errno name of the kernel's headers is a constant of the language, not only the few the
+/// model returns: a scenario may compare with whatever the live kernel says.
+#[test]
+fn every_errno_name_is_a_constant() {
+    for (name, value) in [("EACCES", 13), ("ENOSYS", 38), ("EOPNOTSUPP", 95), ("EWOULDBLOCK", 11)] {
+        let source = format!("scenario e\nparam p = -{name}\nprocess p {{\n}}\n");
+        let scenario = mmcheck_scenario::parse(&source).unwrap_or_else(|d| panic!("{name}: {}", d.message));
+        assert_eq!(scenario.parameters["p"], -value, "{name}");
+    }
+    let source = "scenario e\nparam p = -ENOTANERRNO\nprocess p {\n}\n";
+    let d = mmcheck_scenario::parse(source).expect_err("an unknown name");
+    assert!(d.message.contains("unknown name `ENOTANERRNO`"), "{}", d.message);
+}
