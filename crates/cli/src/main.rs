@@ -362,6 +362,17 @@ fn parse(path: &str, text: &str) -> Result<Scenario, UsageError> {
     })
 }
 
+/// A scenario by name or file, or the one-line error that says why not (`path:line:col:
+/// message` for a parse error, whose diagnostic goes to stderr as `parse` renders it).
+fn load_scenario(reference: &str) -> Result<Scenario, String> {
+    let (path, text) = load(reference).map_err(|error| error.0)?;
+    mmcheck_scenario::parse(&text).map_err(|diagnostic| {
+        render(&path, &text, &diagnostic);
+        let (line, column) = diagnostic.line_column(&text);
+        format!("{path}:{line}:{column}: {}", diagnostic.message)
+    })
+}
+
 fn kernel_config(kernel: Option<&str>, patches: &[String]) -> Result<KernelConfig, UsageError> {
     let version = match kernel {
         Some(text) => KernelVersion::parse(text)
@@ -601,16 +612,26 @@ fn conform(references: &[String], limits: mmcheck_host::ModelLimits, json: bool)
                 sources.push(scenario);
             }
         }
-    } else {
-        for reference in references {
-            let (path, text) = load(reference)?;
-            sources.push(parse(&path, &text)?);
-        }
     }
     let mut rows = Vec::new();
     for scenario in &sources {
         rows.push(conform_one(scenario, limits)?);
     }
+    // Files: one that cannot be read or parsed is a row with its error (the diagnostic on
+    // stderr), and the others still run.
+    for reference in references {
+        match load_scenario(reference) {
+            Ok(scenario) => rows.push(conform_one(&scenario, limits)?),
+            Err(error) => rows.push(ConformRow {
+                scenario: reference.clone(),
+                status: format!("error: {error}"),
+                observations: 0,
+                agree: 0,
+                disagreements: Vec::new(),
+            }),
+        }
+    }
+    let unreadable = rows.iter().filter(|r| r.status.starts_with("error")).count();
     let skipped = rows.iter().filter(|r| r.status.starts_with("skipped")).count();
     let refused = rows.iter().filter(|r| r.status.starts_with("refused")).count();
     let disagreeing = rows.iter().filter(|r| r.status == "DISAGREE").count();
@@ -628,14 +649,20 @@ fn conform(references: &[String], limits: mmcheck_host::ModelLimits, json: bool)
                 println!("    {} #{} {}: model {:?}, kernel {:?}", d.thread, d.pc, d.what, d.model, d.kernel);
             }
         }
-        let agree = rows.len() - disagreeing - skipped - refused - not_modelled - stopped - incomplete - failed;
+        let agree =
+            rows.len() - disagreeing - skipped - refused - not_modelled - stopped - incomplete - failed - unreadable;
         println!(
-            "\n{agree} agree, {disagreeing} disagree, {not_modelled} not modelled, {stopped} stopped early, {incomplete} incomplete (a limit), {failed} failed, {skipped} skipped, {refused} refused"
+            "\n{agree} agree, {disagreeing} disagree, {not_modelled} not modelled, {stopped} stopped early, {incomplete} incomplete (a limit), {failed} failed, {skipped} skipped, {refused} refused, {unreadable} unreadable"
         );
     }
-    // Exit 0 iff everything compared agrees (a case skipped for a missing feature says so).
+    // Exit 0 iff everything compared agrees (a case skipped for a missing feature says so); 2
+    // if a file was bad input, after the others ran.
     let failing = disagreeing + refused + not_modelled + stopped + incomplete + failed;
-    Ok(if failing == 0 { ExitCode::SUCCESS } else { ExitCode::from(1) })
+    Ok(match (unreadable, failing) {
+        (0, 0) => ExitCode::SUCCESS,
+        (0, _) => ExitCode::from(1),
+        _ => ExitCode::from(2),
+    })
 }
 
 fn conform_one(scenario: &Scenario, limits: mmcheck_host::ModelLimits) -> Result<ConformRow, UsageError> {

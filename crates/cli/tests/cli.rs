@@ -494,3 +494,25 @@ fn the_seed_threads_v2_fails_under_arm64_and_replays() {
     let bad = expect_code(&[&args[..], &["--memory-model", "power"]].concat(), 2);
     assert!(bad.stderr.contains("power"), "{}", bad.stderr);
 }
+
+/// conform: a load check that fails in both worlds is STOPPED (the scenario did not run to its
+/// end), never agreement; a file that does not parse is a row with its error, the other files
+/// still run, and the exit code is then 2.
+#[test]
+fn conform_stops_at_a_failed_load_and_reports_a_bad_file_as_a_row() {
+    let dir = TempDir::new("conform-rows");
+    let stopped = dir.file("stopped.mmc");
+    let text = "scenario stopped-load \"a load check that fails in both worlds\"\nprocess p {\n  buf = mmap(4K, read|write, private|anonymous)\n  store(buf, 4K, 0x01)\n  assert load(buf, 4K) == 0x02\n  store(buf, 4K, 0x03)\n}\n";
+    std::fs::write(&stopped, text).expect("scenario written");
+    let bad = dir.file("bad.mmc");
+    std::fs::write(&bad, "scenario bad \"x\"\nprocess p {\n  frob()\n}\n").expect("scenario written");
+    let (stopped, bad) = (stopped.display().to_string(), bad.display().to_string());
+    let rows = expect_code(&["conform", &stopped, "--json"], 1).json();
+    assert!(rows[0]["status"].as_str().unwrap().starts_with("STOPPED: data-loss"), "{rows}");
+    let run = expect_code(&["conform", &bad, &stopped, "--json"], 2);
+    let rows = run.json();
+    assert_eq!(rows.as_array().map(Vec::len), Some(2), "{rows}");
+    assert_eq!(rows[0]["status"], format!("error: {bad}:3:3: unknown call `frob`"));
+    assert!(rows[1]["status"].as_str().unwrap().starts_with("STOPPED"), "{rows}");
+    assert!(run.stderr.contains("unknown call `frob`"), "{}", run.stderr);
+}

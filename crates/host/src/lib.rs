@@ -372,9 +372,9 @@ pub fn compare(model: &Run, kernel: &Run) -> Comparison {
     comparison
 }
 
-/// "agree" only when every observation agrees: a path the model does not implement is "not
-/// modelled", and a run both worlds stopped at a failed `assert` of the scenario is "STOPPED";
-/// neither counts as agreement.
+/// "agree" only when every observation agrees and no check failed: a path the model does not
+/// implement is "not modelled", and a run both worlds stopped at a failed `assert` or load
+/// check of the scenario is "STOPPED"; neither counts as agreement.
 pub fn conform_status(model: &Run, kernel: &Run, comparison: &Comparison) -> String {
     if let Some(reason) = model.stopped.as_deref().filter(|r| r.contains("not modelled")) {
         let what = reason.split_once("not modelled: ").map_or(reason, |(_, what)| what);
@@ -387,8 +387,15 @@ pub fn conform_status(model: &Run, kernel: &Run, comparison: &Comparison) -> Str
         let what = reason.strip_prefix(LIMIT_PREFIX).unwrap_or(reason);
         return format!("incomplete: {what}; the {} observations before it agree", comparison.observations);
     }
-    // A fault ends both runs by design (it is an observation); a failed `assert` means the
-    // scenario's expectation is wrong in both worlds.
+    // A fault ends both runs by design (it is an observation, compared like any other); a
+    // failed check, an `assert` or a load that read other bytes, means the scenario's
+    // expectation is wrong in both worlds and the rest of it never ran.
+    let failed_check =
+        |run: &Run| run.observations.iter().any(|o| matches!(o.observed, Observed::Failed | Observed::Mismatch { .. }));
+    if failed_check(model) || failed_check(kernel) {
+        let reason = model.stopped.as_deref().or(kernel.stopped.as_deref()).unwrap_or("a check failed");
+        return format!("STOPPED: {reason}");
+    }
     match model.stopped.as_deref().or(kernel.stopped.as_deref()).filter(|r| r.starts_with("assertion")) {
         Some(reason) => format!("STOPPED: {reason}"),
         None => "agree".to_string(),

@@ -269,3 +269,30 @@ fn errno_names_have_the_c_librarys_values() {
     assert_eq!(errno::by_name("EDEADLOCK"), Some(i64::from(libc::EDEADLOCK)));
     assert_eq!(errno::by_name("ENOTANERRNO"), None);
 }
+
+/// A load that read other bytes in both worlds ends both runs at the same place: the
+/// observations agree, but the scenario did not run to its end, so it is STOPPED; a fault in
+/// both worlds is an outcome compared like any other, and agrees.
+#[test]
+fn a_failed_load_check_in_both_worlds_is_stopped_and_a_fault_agrees() {
+    let ending = |observed: Observed, stopped: &str| Run {
+        observations: vec![
+            observation(0, "mmap", Observed::Valid),
+            observation(1, "store", Observed::Stored),
+            observation(2, "load", observed),
+        ],
+        stopped: Some(stopped.to_string()),
+    };
+    let model = ending(
+        Observed::Mismatch { offset: 0, byte: 1 },
+        "data-loss: load at 0x7f0000000000: expected 0x02, read 0x01",
+    );
+    let kernel = ending(Observed::Mismatch { offset: 0, byte: 1 }, "a load read other bytes or faulted");
+    let comparison = compare(&model, &kernel);
+    assert!(comparison.disagreements.is_empty(), "{:?}", comparison.disagreements);
+    let status = conform_status(&model, &kernel, &comparison);
+    assert!(status.starts_with("STOPPED: data-loss"), "{status}");
+    let model = ending(Observed::Fault, "fault: SIGSEGV at 0x7f0000000000");
+    let kernel = ending(Observed::Fault, "a load read other bytes or faulted");
+    assert_eq!(conform_status(&model, &kernel, &compare(&model, &kernel)), "agree");
+}
