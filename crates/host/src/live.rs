@@ -660,6 +660,8 @@ impl Host<'_> {
             Advice::HugePage => libc::MADV_HUGEPAGE,
             Advice::PopulateRead => 22,
             Advice::PopulateWrite => 23,
+            Advice::WipeOnFork => libc::MADV_WIPEONFORK,
+            Advice::KeepOnFork => libc::MADV_KEEPONFORK,
         };
         let populate = matches!(advice, Advice::PopulateRead | Advice::PopulateWrite);
         if populate {

@@ -64,6 +64,8 @@ pub enum Advice {
     HugePage,
     PopulateRead,
     PopulateWrite,
+    WipeOnFork,
+    KeepOnFork,
 }
 
 impl Advice {
@@ -76,6 +78,8 @@ impl Advice {
             Advice::HugePage => "MADV_HUGEPAGE",
             Advice::PopulateRead => "MADV_POPULATE_READ",
             Advice::PopulateWrite => "MADV_POPULATE_WRITE",
+            Advice::WipeOnFork => "MADV_WIPEONFORK",
+            Advice::KeepOnFork => "MADV_KEEPONFORK",
         }
     }
 }

@@ -42,6 +42,8 @@ pub mod vm_flags {
     pub const VM_PFNMAP: u32 = 0x400;
     pub const VM_LOCKED: u32 = 0x2000;
     pub const VM_IO: u32 = 0x4000;
+    /// include/linux/mm.h: "Wipe VMA contents in child" (MADV_WIPEONFORK).
+    pub const VM_WIPEONFORK: u32 = 0x0200_0000;
     pub const VM_MIXEDMAP: u32 = 0x1000_0000;
     pub const VM_HUGEPAGE: u32 = 0x2000_0000;
     pub const VM_NOHUGEPAGE: u32 = 0x4000_0000;

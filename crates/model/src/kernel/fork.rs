@@ -58,10 +58,15 @@ impl Fork {
             ));
         }
         // dup_userfaultfd(): without UFFD_FEATURE_EVENT_FORK the child's VMAs are unregistered.
-        let child_vmas: Vec<crate::state::Vma> =
-            vmas.iter().map(|v| crate::state::Vma { uffd: None, ..v.clone() }).collect();
+        // "VM_WIPEONFORK gets a clean slate in the child. Don't prepare anon_vma until fault
+        // since we don't copy page for current vma": no anon_vma_fork(), no copy_page_range().
+        let wiped = |v: &crate::state::Vma| v.flags & vm_flags::VM_WIPEONFORK != 0;
+        let child_vmas: Vec<crate::state::Vma> = vmas
+            .iter()
+            .map(|v| crate::state::Vma { uffd: None, anon_vma: if wiped(v) { None } else { v.anon_vma }, ..v.clone() })
+            .collect();
         ctx.dup_mmap_vmas(self.parent, self.child, child_vmas);
-        let mut anon_vmas: Vec<u32> = vmas.iter().filter_map(|v| v.anon_vma).collect();
+        let mut anon_vmas: Vec<u32> = vmas.iter().filter(|v| !wiped(v)).filter_map(|v| v.anon_vma).collect();
         anon_vmas.dedup();
         for anon_vma in anon_vmas {
             ctx.anon_vma_add_mm(anon_vma, self.child);
@@ -84,7 +89,9 @@ impl Fork {
         ctx.ptl_lock(child, first);
         ctx.ptl_lock(parent, first);
         if let Some(pmd) = ctx.pmd_load(parent, first / PTRS_PER_PTE) {
-            self.copy_huge_pmd(ctx, first / PTRS_PER_PTE, pmd);
+            if vma_needs_copy(ctx, parent, first << PAGE_SHIFT) {
+                self.copy_huge_pmd(ctx, first / PTRS_PER_PTE, pmd);
+            }
         }
         let mut copied = 0;
         for (vpn, _) in ctx.pte_entries(parent, first, last) {
@@ -257,5 +264,10 @@ impl KernelFunction for Fork {
 /// privately) is not copied: the child faults its pages in from the page cache.
 fn vma_needs_copy(ctx: &mut Ctx, mm: crate::state::MmId, address: u64) -> bool {
     let pfn_map = vm_flags::VM_PFNMAP | vm_flags::VM_MIXEDMAP;
-    ctx.vmas(mm).iter().find(|v| v.contains(address)).is_some_and(|v| v.anon_vma.is_some() || v.flags & pfn_map != 0)
+    // dup_mmap(): "if (!(tmp->vm_flags & VM_WIPEONFORK)) retval = copy_page_range(tmp, mpnt);"
+    let copied = |v: &crate::state::Vma| v.flags & vm_flags::VM_WIPEONFORK == 0;
+    ctx.vmas(mm)
+        .iter()
+        .find(|v| v.contains(address))
+        .is_some_and(|v| copied(v) && (v.anon_vma.is_some() || v.flags & pfn_map != 0))
 }

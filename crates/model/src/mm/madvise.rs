@@ -63,7 +63,7 @@ impl Madvise {
         if end == self.start {
             return Flow::Return(0);
         }
-        if self.advice == Advice::HugePage {
+        if madvise_need_mmap_write(self.advice) {
             ctx.mmap_write_lock(self.mm);
         } else {
             ctx.mmap_read_lock(self.mm);
@@ -89,7 +89,7 @@ impl Madvise {
         }
         let advice = self.advice;
         // madvise_lock(): madvise_need_mmap_write() behaviours take mmap_write_lock_killable().
-        let label = if advice == Advice::HugePage { "mmap_write_lock" } else { "mmap_read_lock" };
+        let label = if madvise_need_mmap_write(advice) { "mmap_write_lock" } else { "mmap_read_lock" };
         ctx.event("do_madvise", label, |_| format!("{} [{start:#x}, {end:#x})", advice.name()));
         Flow::goto(&mut self.stage, MadviseStage::NextRange)
     }
@@ -102,6 +102,29 @@ impl Madvise {
             vma.flags = (vma.flags | vm_flags::VM_HUGEPAGE) & !vm_flags::VM_NOHUGEPAGE;
         });
         ctx.event("madvise_update_vma", "VM_HUGEPAGE", |_| format!("[{start:#x}, {end:#x})"));
+        Flow::Continue
+    }
+
+    /// madvise_vma_behavior(): MADV_WIPEONFORK sets VM_WIPEONFORK, "only supported on
+    /// anonymous memory" (a file or shared VMA ends the walk with -EINVAL); MADV_KEEPONFORK
+    /// clears it (its VM_DROPPABLE refusal has no VMA to refuse in the model). Then
+    /// madvise_update_vma() splits the VMA at the range's ends.
+    fn wipeonfork(&mut self, ctx: &mut Ctx, start: u64, end: u64) -> Flow {
+        let wipe = self.advice == Advice::WipeOnFork;
+        let vma = ctx.vmas(self.mm).iter().find(|v| v.contains(start)).cloned().expect("a range of a VMA");
+        if wipe && (vma.file.is_some() || vma.device.is_some() || vma.flags & vm_flags::VM_SHARED != 0) {
+            self.result = -errno::EINVAL;
+            self.ranges.clear();
+            ctx.event("madvise_vma_behavior", "-EINVAL", |_| {
+                format!("MADV_WIPEONFORK [{start:#x}, {end:#x}): not anonymous")
+            });
+            return Flow::goto(&mut self.stage, MadviseStage::Unlock);
+        }
+        ctx.vma_modify(self.mm, start, end, |vma| {
+            vma.flags = if wipe { vma.flags | vm_flags::VM_WIPEONFORK } else { vma.flags & !vm_flags::VM_WIPEONFORK };
+        });
+        let label = if wipe { "VM_WIPEONFORK" } else { "~VM_WIPEONFORK" };
+        ctx.event("madvise_update_vma", label, |_| format!("[{start:#x}, {end:#x})"));
         Flow::Continue
     }
 
@@ -121,6 +144,9 @@ impl Madvise {
         if advice == Advice::HugePage {
             return self.hugepage_madvise(ctx, start, end);
         }
+        if matches!(advice, Advice::WipeOnFork | Advice::KeepOnFork) {
+            return self.wipeonfork(ctx, start, end);
+        }
         if matches!(advice, Advice::PopulateRead | Advice::PopulateWrite) {
             return Flow::goto(
                 &mut self.stage,
@@ -133,7 +159,11 @@ impl Madvise {
             Advice::Free => self.madvise_free_single_vma(ctx, &vma, start, end),
             Advice::Cold => self.madvise_cold(start, end),
             Advice::PageOut => self.madvise_pageout(start, end),
-            Advice::HugePage | Advice::PopulateRead | Advice::PopulateWrite => unreachable!("handled above"),
+            Advice::HugePage
+            | Advice::PopulateRead
+            | Advice::PopulateWrite
+            | Advice::WipeOnFork
+            | Advice::KeepOnFork => unreachable!("handled above"),
         }
     }
 
@@ -183,7 +213,12 @@ impl Madvise {
         let walked = match self.advice {
             Advice::Free => walk.step(ctx, &mut FreeWalk { mm: self.mm }),
             Advice::Cold | Advice::PageOut => walk.step(ctx, &mut ColdWalk { mm: self.mm, advice: self.advice }),
-            Advice::DontNeed | Advice::HugePage | Advice::PopulateRead | Advice::PopulateWrite => {
+            Advice::DontNeed
+            | Advice::HugePage
+            | Advice::PopulateRead
+            | Advice::PopulateWrite
+            | Advice::WipeOnFork
+            | Advice::KeepOnFork => {
                 unreachable!("only MADV_FREE, COLD and PAGEOUT walk")
             }
         };
@@ -525,7 +560,7 @@ impl KernelFunction for Madvise {
             MadviseStage::Populate { .. } => self.populate(ctx, returned),
             MadviseStage::Unlock => {
                 // madvise_unlock(): the lock madvise_lock() took.
-                let label = if self.advice == Advice::HugePage {
+                let label = if madvise_need_mmap_write(self.advice) {
                     ctx.mmap_write_unlock(self.mm);
                     "mmap_write_unlock"
                 } else {
@@ -540,10 +575,16 @@ impl KernelFunction for Madvise {
 
     fn wait(&self, _k: &crate::state::Kernel, _thread: crate::state::ThreadId) -> Wait {
         match &self.stage {
-            MadviseStage::Lock if self.advice == Advice::HugePage => Wait::MmapWrite(self.mm),
+            MadviseStage::Lock if madvise_need_mmap_write(self.advice) => Wait::MmapWrite(self.mm),
             MadviseStage::Lock => Wait::MmapRead(self.mm),
             MadviseStage::Walk(walk) => walk.wait(self.mm),
             _ => Wait::Nothing,
         }
     }
+}
+
+/// mm/madvise.c: madvise_need_mmap_write(): the behaviours that change VMAs take mmap_lock for
+/// writing (the default case); the ones that only read or walk them take it for reading.
+fn madvise_need_mmap_write(advice: Advice) -> bool {
+    matches!(advice, Advice::HugePage | Advice::WipeOnFork | Advice::KeepOnFork)
 }

@@ -182,12 +182,14 @@ fn madvise(b: &mut Builder, site: &mut Site) -> Result<Instruction, Diagnostic> 
     let call = site.call;
     let [address, length, advice] = b.arguments::<3>(
         call,
-        "madvise(address, length, free|dontneed|cold|pageout|hugepage|populate_read|populate_write)",
+        "madvise(address, length, free|dontneed|cold|pageout|hugepage|populate_read|populate_write|wipeonfork|keeponfork)",
     )?;
     let address = evaluate(address, b.parameters, site.variables)?;
     let length = b.range_length(length, site.variables)?;
-    let (name, span) =
-        b.name_argument(advice, "an advice: free, dontneed, cold, pageout, hugepage, populate_read, populate_write")?;
+    let (name, span) = b.name_argument(
+        advice,
+        "an advice: free, dontneed, cold, pageout, hugepage, populate_read, populate_write, wipeonfork, keeponfork",
+    )?;
     let advice = match name {
         "free" => Advice::Free,
         "dontneed" => Advice::DontNeed,
@@ -196,10 +198,11 @@ fn madvise(b: &mut Builder, site: &mut Site) -> Result<Instruction, Diagnostic> 
         "hugepage" => Advice::HugePage,
         "populate_read" => Advice::PopulateRead,
         "populate_write" => Advice::PopulateWrite,
-        _ => {
-            return Err(diagnostic(format!("unknown advice `{name}`"), span)
-                .with_note("advice: free, dontneed, cold, pageout, hugepage, populate_read, populate_write"))
-        }
+        "wipeonfork" => Advice::WipeOnFork,
+        "keeponfork" => Advice::KeepOnFork,
+        _ => return Err(diagnostic(format!("unknown advice `{name}`"), span).with_note(
+            "advice: free, dontneed, cold, pageout, hugepage, populate_read, populate_write, wipeonfork, keeponfork",
+        )),
     };
     Ok(Instruction::Madvise { dst: site.define(), address, length, advice })
 }
