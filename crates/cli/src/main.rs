@@ -38,8 +38,10 @@ enum StrategyArgument {
 
 #[derive(Subcommand)]
 enum Command {
-    /// Every built-in scenario under every kernel its `expect` lines name (the default).
+    /// Every built-in scenario under every kernel its `expect` lines name (the default), or the
+    /// scenarios given (built-in names or files).
     Suite {
+        scenarios: Vec<String>,
         /// Only the lines under these memory models (sc, x86, arm64, lkmm; commas): default all.
         #[arg(long, value_delimiter = ',')]
         memory_model: Vec<String>,
@@ -165,64 +167,67 @@ impl<T: Into<String>> From<T> for UsageError {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result =
-        match cli.command.unwrap_or(Command::Suite { memory_model: Vec::new(), store_every_state: false, json: false })
-        {
-            Command::Suite { memory_model, store_every_state, json } => {
-                memory_models(&memory_model).and_then(|models| suite(&models, store_every_state, json))
-            }
-            Command::List => list(),
-            Command::Kernels => kernels(),
-            Command::Check {
-                scenario,
-                kernel,
-                patches,
-                sets,
+    let result = match cli.command.unwrap_or(Command::Suite {
+        scenarios: Vec::new(),
+        memory_model: Vec::new(),
+        store_every_state: false,
+        json: false,
+    }) {
+        Command::Suite { scenarios, memory_model, store_every_state, json } => {
+            memory_models(&memory_model).and_then(|models| suite(&scenarios, &models, store_every_state, json))
+        }
+        Command::List => list(),
+        Command::Kernels => kernels(),
+        Command::Check {
+            scenario,
+            kernel,
+            patches,
+            sets,
+            strategy,
+            preemption_bound,
+            seed,
+            pct_depth,
+            max_states,
+            max_depth,
+            max_seconds,
+            max_memory_mb,
+            max_schedules,
+            no_reduction,
+            memory_model,
+            json,
+        } => {
+            let limits = limits(max_states, max_depth, max_seconds, max_memory_mb, max_schedules);
+            let strategy = match strategy {
+                StrategyArgument::Exhaustive => Strategy::Exhaustive,
+                StrategyArgument::Random => Strategy::Random,
+                StrategyArgument::Pct => Strategy::Pct,
+            };
+            check(
+                &scenario,
+                kernel.as_deref(),
+                &patches,
+                &sets,
                 strategy,
                 preemption_bound,
                 seed,
                 pct_depth,
-                max_states,
-                max_depth,
-                max_seconds,
-                max_memory_mb,
-                max_schedules,
-                no_reduction,
+                limits,
+                !no_reduction,
                 memory_model,
                 json,
-            } => {
-                let limits = limits(max_states, max_depth, max_seconds, max_memory_mb, max_schedules);
-                let strategy = match strategy {
-                    StrategyArgument::Exhaustive => Strategy::Exhaustive,
-                    StrategyArgument::Random => Strategy::Random,
-                    StrategyArgument::Pct => Strategy::Pct,
-                };
-                check(
-                    &scenario,
-                    kernel.as_deref(),
-                    &patches,
-                    &sets,
-                    strategy,
-                    preemption_bound,
-                    seed,
-                    pct_depth,
-                    limits,
-                    !no_reduction,
-                    memory_model,
-                    json,
-                )
-            }
-            Command::Replay { token, file, json } => replay(&token, file.as_deref(), json),
-            Command::Host { scenario, sets, max_seconds, json } => {
-                seconds(max_seconds).and_then(|watchdog| host(&scenario, &sets, watchdog, json))
-            }
-            Command::Conform { scenarios, max_seconds, max_steps, json } => seconds(max_seconds).and_then(|time_max| {
-                conform(&scenarios, mmcheck_host::ModelLimits { steps_max: max_steps, time_max }, json)
-            }),
-            Command::Litmus { paths, memory_model, max_seconds, all, json } => {
-                memory_models(&memory_model).and_then(|models| litmus::litmus(&paths, &models, max_seconds, all, json))
-            }
-        };
+            )
+        }
+        Command::Replay { token, file, json } => replay(&token, file.as_deref(), json),
+        Command::Host { scenario, sets, max_seconds, json } => {
+            seconds(max_seconds).and_then(|watchdog| host(&scenario, &sets, watchdog, json))
+        }
+        Command::Conform { scenarios, max_seconds, max_steps, json } => seconds(max_seconds).and_then(|time_max| {
+            conform(&scenarios, mmcheck_host::ModelLimits { steps_max: max_steps, time_max }, json)
+        }),
+        Command::Litmus { paths, memory_model, max_seconds, all, json } => {
+            memory_models(&memory_model).and_then(|models| litmus::litmus(&paths, &models, max_seconds, all, json))
+        }
+    };
     match result {
         Ok(code) => code,
         Err(UsageError(message)) => {
@@ -524,14 +529,29 @@ fn kernels() -> Result<ExitCode, UsageError> {
 }
 
 fn suite(
+    references: &[String],
     models: &[mmcheck_explorer::memory::MemoryModel],
     store_every_state: bool,
     json: bool,
 ) -> Result<ExitCode, UsageError> {
+    let mut scenarios = Vec::new();
+    for (file, text) in BUILTIN.iter().filter(|_| references.is_empty()) {
+        scenarios.push(parse(&format!("scenarios/{file}"), text)?);
+    }
+    for reference in references {
+        let (path, text) = load(reference)?;
+        let scenario = parse(&path, &text)?;
+        if scenario.expectations.is_empty() {
+            return Err(format!(
+                "{path}: no `expect` line: the suite runs a scenario under the kernels its `expect` lines name (`check` runs one kernel)"
+            )
+            .into());
+        }
+        scenarios.push(scenario);
+    }
     let mut rows = Vec::new();
     let mut reports = Vec::new();
-    for (file, text) in BUILTIN {
-        let scenario = parse(&format!("scenarios/{file}"), text)?;
+    for scenario in &scenarios {
         let runs = scenario.suite_runs().into_iter().filter(|(_, m)| models.is_empty() || models.contains(m));
         for (kernel, memory_model) in runs {
             let mut options = CheckOptions::new(kernel.clone());

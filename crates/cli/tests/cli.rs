@@ -516,3 +516,24 @@ fn conform_stops_at_a_failed_load_and_reports_a_bad_file_as_a_row() {
     assert!(rows[1]["status"].as_str().unwrap().starts_with("STOPPED"), "{rows}");
     assert!(run.stderr.contains("unknown call `frob`"), "{}", run.stderr);
 }
+
+/// `mmcheck suite FILE...` runs a user's scenarios under the kernels their `expect` lines name:
+/// exit 0 when every line holds, 1 when one does not, 2 for a file without `expect` lines.
+#[test]
+fn suite_runs_scenario_files_under_their_expect_lines() {
+    let dir = TempDir::new("suite-files");
+    let scenario = |expect: &str| {
+        format!("scenario mine \"a store and its load\"\nprocess p {{\n  buf = mmap(4K, read|write, private|anonymous)\n  store(buf, 4K, 0x01)\n  assert load(buf, 4K) == 0x01\n}}\n{expect}")
+    };
+    let (good, wrong, none) = (dir.file("good.mmc"), dir.file("wrong.mmc"), dir.file("none.mmc"));
+    std::fs::write(&good, scenario("expect kernel 5.10: verified\nexpect kernel >= 6.18: verified\n")).unwrap();
+    std::fs::write(&wrong, scenario("expect kernel >= 6.18: violation data-loss\n")).unwrap();
+    std::fs::write(&none, scenario("")).unwrap();
+    let reports = expect_code(&["suite", &good.display().to_string(), "--json"], 0).json();
+    let kernels: Vec<&str> = reports.as_array().unwrap().iter().filter_map(|r| r["kernel"].as_str()).collect();
+    assert_eq!(kernels, vec!["5.10", "6.18"]);
+    let run = expect_code(&["suite", &good.display().to_string(), &wrong.display().to_string()], 1);
+    assert!(run.stdout.contains("2 passed, 1 failed"), "{}", run.stdout);
+    let run = expect_code(&["suite", &none.display().to_string()], 2);
+    assert!(run.stderr.contains("no `expect` line"), "{}", run.stderr);
+}
