@@ -537,3 +537,25 @@ fn suite_runs_scenario_files_under_their_expect_lines() {
     let run = expect_code(&["suite", &none.display().to_string()], 2);
     assert!(run.stderr.contains("no `expect` line"), "{}", run.stderr);
 }
+
+/// `reclaim(all, passes = N)`: one pass keeps a page its PTE had just referenced (it only sets
+/// PG_referenced, FOLIOREF_KEEP), the second swaps it out; the option is checked.
+#[test]
+fn a_second_reclaim_pass_swaps_out_what_the_first_kept() {
+    let dir = TempDir::new("reclaim-passes");
+    let scenario = |passes: &str| {
+        format!("scenario passes \"reclaim passes over a referenced page\"\nswap size 4 * 4K\nprocess p {{\n  buf = mmap(4K, read|write, private|anonymous)\n  store(buf, 4K, 0x3c)\n  signal stored\n  wait reclaimed\n  swap = smaps(buf, Swap)\n  assert swap == 4\n}}\nkthread kswapd {{\n  wait stored\n  reclaim(all{passes})\n  signal reclaimed\n}}\n")
+    };
+    let file = dir.file("passes.mmc");
+    let path = file.display().to_string();
+    std::fs::write(&file, scenario("")).unwrap();
+    let one = expect_code(&["check", &path, "--json"], 1).json();
+    assert_eq!(one["violation"]["kind"], "assertion", "{one}");
+    std::fs::write(&file, scenario(", passes = 2")).unwrap();
+    let two = expect_code(&["check", &path, "--json"], 0).json();
+    assert_eq!(two["verdict"], "verified", "{two}");
+    std::fs::write(&file, scenario(", passes = 0")).unwrap();
+    assert!(expect_code(&["check", &path], 2).stderr.contains("`passes` is 1 to 16"));
+    std::fs::write(&file, scenario(", 2")).unwrap();
+    assert!(expect_code(&["check", &path], 2).stderr.contains("expected `passes = N` here"));
+}

@@ -57,6 +57,9 @@ pub(crate) fn evaluate(
             ))
         }
         Expr::Flags(_, span) => Err(diagnostic("flags are not a value here", *span)),
+        Expr::Named(name, _, span) => {
+            Err(diagnostic(format!("`{name} = ...` names an optional argument; it is not a value"), *span))
+        }
         Expr::Binary(left, operator, right, span) => {
             let (l, r) = (evaluate(left, parameters, variables)?, evaluate(right, parameters, variables)?);
             let overflow =
@@ -291,7 +294,12 @@ impl Builder<'_> {
                         }
                     }
                     let destination = destination.as_ref().map(|d| d.0.as_str());
-                    self.call(&mut calls::Site { call, mm, variables, destination })?
+                    let mut site = calls::Site { call, mm, variables, destination, repeat: 1 };
+                    let instruction = self.call(&mut site)?;
+                    for _ in 1..site.repeat {
+                        program.push(instruction.clone());
+                    }
+                    instruction
                 }
             };
             program.push(instruction);

@@ -18,6 +18,8 @@ pub(crate) enum Expr {
     Binary(Box<Expr>, char, Box<Expr>, Span),
     /// `a|b|c`: flag names.
     Flags(Vec<(String, Span)>, Span),
+    /// `name = value`, an optional argument of a call (`reclaim(all, passes = 2)`).
+    Named(String, Box<Expr>, Span),
 }
 
 impl Ast {
@@ -38,7 +40,11 @@ impl Expr {
 
     pub(crate) fn span(&self) -> Span {
         match self {
-            Expr::Number(_, s) | Expr::Name(_, s) | Expr::Binary(_, _, _, s) | Expr::Flags(_, s) => *s,
+            Expr::Number(_, s)
+            | Expr::Name(_, s)
+            | Expr::Binary(_, _, _, s)
+            | Expr::Flags(_, s)
+            | Expr::Named(_, _, s) => *s,
         }
     }
 }
@@ -151,6 +157,8 @@ pub mod limits {
     pub const DEVICES_MAX: usize = 64;
     /// A length (mmap, store, load, madvise, pread...), a file's size or a truncation: 1 TiB.
     pub const SIZE_BYTES_MAX: i64 = 1 << 40;
+    /// `reclaim(all, passes = N)`: each pass is an instruction of the kernel thread.
+    pub const RECLAIM_PASSES_MAX: usize = 16;
 }
 
 use limits::*;
@@ -613,6 +621,16 @@ impl<'a> Parser<'a> {
     }
 
     fn argument(&mut self) -> Result<Expr, Diagnostic> {
+        if let (TokenKind::Identifier(name), Some(TokenKind::Assign)) =
+            (self.peek().clone(), self.tokens.get(self.at + 1).map(|t| &t.kind))
+        {
+            let start = self.token().start;
+            self.advance();
+            self.advance();
+            let value = self.expression()?;
+            let span = (start, value.span().1);
+            return Ok(Expr::Named(name, Box::new(value), span));
+        }
         let first = self.expression()?;
         if *self.peek() != TokenKind::Pipe {
             return Ok(first);

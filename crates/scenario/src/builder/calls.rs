@@ -3,7 +3,7 @@
 
 use super::{diagnostic, evaluate, evaluate_constant_in, Builder};
 use crate::parser::limits::*;
-use crate::parser::Call;
+use crate::parser::{Call, Expr};
 use crate::Diagnostic;
 use mmcheck_model::fs::proc::page::ProcPageFile;
 use mmcheck_model::fs::proc::task_mmu::SmapsField;
@@ -61,6 +61,8 @@ pub(super) struct Site<'s> {
     pub mm: Option<u32>,
     pub variables: &'s mut BTreeMap<String, u16>,
     pub destination: Option<&'s str>,
+    /// How many times the statement runs the instruction (reclaim's `passes`); 1 otherwise.
+    pub repeat: u32,
 }
 
 impl Site<'_> {
@@ -379,10 +381,25 @@ fn reclaim(b: &mut Builder, site: &mut Site) -> Result<Instruction, Diagnostic> 
     if mm.is_some() {
         return Err(diagnostic("reclaim runs in a kernel thread (`kthread kswapd { reclaim(all) }`)", call.span));
     }
-    let [scope] = b.arguments::<1>(call, "reclaim(all)")?;
+    let usage = "reclaim(all) or reclaim(all, passes = N)";
+    let (scope, passes) = match call.arguments.as_slice() {
+        [scope] => (scope, None),
+        [scope, Expr::Named(name, value, span)] if name == "passes" => (scope, Some((value, *span))),
+        [_, other] => return Err(diagnostic(format!("expected `passes = N` here: {usage}"), other.span())),
+        _ => return Err(diagnostic(format!("`reclaim` takes 1 or 2 arguments: {usage}"), call.span)),
+    };
     let (scope, span) = b.name_argument(scope, "`all`")?;
     if scope != "all" {
         return Err(diagnostic("only `reclaim(all)` is modelled", span));
+    }
+    // kswapd's balance_pgdat() scans again while the node is not balanced: each pass is one
+    // more shrink of the inactive lists, so a folio a pass kept (referenced once) meets the next.
+    if let Some((value, span)) = passes {
+        let passes = evaluate_constant_in(value, b.parameters, site.variables)?;
+        if !(1..=RECLAIM_PASSES_MAX as i64).contains(&passes) {
+            return Err(diagnostic(format!("`passes` is 1 to {RECLAIM_PASSES_MAX}"), span));
+        }
+        site.repeat = passes as u32;
     }
     Ok(Instruction::Reclaim)
 }
