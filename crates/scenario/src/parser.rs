@@ -525,12 +525,15 @@ impl<'a> Parser<'a> {
         if *self.peek() == TokenKind::LeftBrace {
             self.enter()?;
         }
+        let open = self.token().start;
         self.expect(TokenKind::LeftBrace, "`{`")?;
         self.skip_newlines();
         let mut body = Vec::new();
         while *self.peek() != TokenKind::RightBrace {
             if *self.peek() == TokenKind::End {
-                return self.error("expected `}` to close the block");
+                // Reported at the brace: the end of the file says nothing of which block.
+                return Err(Diagnostic::new("this `{` is never closed", open, open + 1)
+                    .with_note("the file ends before the block's `}`"));
             }
             body.push(self.statement()?);
             self.end_of_statement()?;

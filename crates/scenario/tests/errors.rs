@@ -233,17 +233,20 @@ fn a_variable_where_a_constant_is_needed() {
 
 #[test]
 fn unclosed_block() {
+    // Reported at the brace that is never closed, not at the end of the file.
     let source = "scenario t\nprocess p {\n  buf = mmap(4K, read|write, private|anonymous)\n";
-    assert_error(source, "expected `}` to close the block", 4, 1);
-    // Without a final newline the error is at the end of the last line.
+    assert_error(source, "this `{` is never closed", 2, 11);
     let source = "scenario t\nprocess p {\n  buf = mmap(4K, read|write, private|anonymous)";
-    assert_error(source, "expected `}` to close the block", 3, 48);
+    assert_error(source, "this `{` is never closed", 2, 11);
 }
 
 #[test]
 fn unclosed_nested_thread_block() {
+    // The `}` closes the thread's block: the process's brace is the one left open.
     let source = "scenario t\nprocess p {\n  thread a {\n    signal go\n}\n";
-    assert_error(source, "expected `}` to close the block", 6, 1);
+    assert_error(source, "this `{` is never closed", 2, 11);
+    let source = "scenario t\nprocess p {\n  thread a {\n    signal go\n";
+    assert_error(source, "this `{` is never closed", 3, 12);
 }
 
 #[test]
