@@ -360,9 +360,13 @@ fn load(reference: &str) -> Result<(String, String), UsageError> {
     }
 }
 
+/// A scenario, or every error in it rendered to stderr (the parser and the builder go on after
+/// an error, up to `limits::ERRORS_MAX`).
 fn parse(path: &str, text: &str) -> Result<Scenario, UsageError> {
-    mmcheck_scenario::parse(text).map_err(|diagnostic| {
-        render(path, text, &diagnostic);
+    mmcheck_scenario::parse_all(text).map_err(|diagnostics| {
+        for diagnostic in &diagnostics {
+            render(path, text, diagnostic);
+        }
         UsageError(String::new())
     })
 }
@@ -371,10 +375,16 @@ fn parse(path: &str, text: &str) -> Result<Scenario, UsageError> {
 /// message` for a parse error, whose diagnostic goes to stderr as `parse` renders it).
 fn load_scenario(reference: &str) -> Result<Scenario, String> {
     let (path, text) = load(reference).map_err(|error| error.0)?;
-    mmcheck_scenario::parse(&text).map_err(|diagnostic| {
-        render(&path, &text, &diagnostic);
-        let (line, column) = diagnostic.line_column(&text);
-        format!("{path}:{line}:{column}: {}", diagnostic.message)
+    mmcheck_scenario::parse_all(&text).map_err(|diagnostics| {
+        for diagnostic in &diagnostics {
+            render(&path, &text, diagnostic);
+        }
+        let (line, column) = diagnostics[0].line_column(&text);
+        let more = match diagnostics.len() {
+            1 => String::new(),
+            n => format!(" (and {} more)", n - 1),
+        };
+        format!("{path}:{line}:{column}: {}{more}", diagnostics[0].message)
     })
 }
 
@@ -557,7 +567,7 @@ fn suite(
             let mut options = CheckOptions::new(kernel.clone());
             options.memory_model = memory_model;
             options.store_every_state = store_every_state;
-            let report = mmcheck_report::check(&scenario, &options, None)?;
+            let report = mmcheck_report::check(scenario, &options, None)?;
             let under = if memory_model.is_weak() { format!(" under {memory_model}") } else { String::new() };
             rows.push(SuiteRow {
                 scenario: scenario.name.clone(),

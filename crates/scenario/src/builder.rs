@@ -93,8 +93,14 @@ pub(crate) fn evaluate(
     }
 }
 
-/// Builds the model's system from the AST with these parameter values.
+/// Builds the model's system from the AST with these parameter values: the first error.
 pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<SystemSpec, Diagnostic> {
+    build_all(ast, parameters).map_err(|mut errors| errors.swap_remove(0))
+}
+
+/// Builds the model's system, or reports every statement that does not build (a statement's
+/// error does not stop the next; a declaration's does), in the order of the file.
+pub(crate) fn build_all(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<SystemSpec, Vec<Diagnostic>> {
     let mut builder = Builder {
         source: &ast.source,
         registers_max: 0,
@@ -103,63 +109,88 @@ pub(crate) fn build(ast: &Ast, parameters: &BTreeMap<String, i64>) -> Result<Sys
         files: BTreeMap::new(),
         devices: BTreeMap::new(),
         spec: SystemSpec::default(),
+        errors: Vec::new(),
     };
-    for (index, file) in ast.files.iter().enumerate() {
-        let size = evaluate_constant(&file.size, parameters)?;
-        let fill = evaluate_constant(&file.fill, parameters)?;
-        if size <= 0 {
-            return Err(diagnostic("a file's size must be positive", file.size.span()));
+    let spec = builder.build(ast);
+    let mut errors = builder.errors;
+    match spec {
+        Ok(spec) if errors.is_empty() => Ok(spec),
+        Ok(_) => Err(errors),
+        Err(error) => {
+            errors.push(error);
+            errors.sort_by_key(|e| e.start);
+            Err(errors)
         }
-        if size > SIZE_BYTES_MAX {
-            return Err(diagnostic(format!("a file is at most 1024G (1 TiB; this is {size} bytes)"), file.size.span()));
+    }
+}
+
+impl Builder<'_> {
+    fn build(&mut self, ast: &Ast) -> Result<SystemSpec, Diagnostic> {
+        let parameters = self.parameters;
+        let builder = self;
+        for (index, file) in ast.files.iter().enumerate() {
+            let size = evaluate_constant(&file.size, parameters)?;
+            let fill = evaluate_constant(&file.fill, parameters)?;
+            if size <= 0 {
+                return Err(diagnostic("a file's size must be positive", file.size.span()));
+            }
+            if size > SIZE_BYTES_MAX {
+                return Err(diagnostic(
+                    format!("a file is at most 1024G (1 TiB; this is {size} bytes)"),
+                    file.size.span(),
+                ));
+            }
+            if !(0..=255).contains(&fill) {
+                return Err(diagnostic("a fill byte is 0 to 255", file.fill.span()));
+            }
+            builder.files.insert(file.name.clone(), index as u32);
+            builder.spec.files.push(filled_file(size, fill as u8));
         }
-        if !(0..=255).contains(&fill) {
-            return Err(diagnostic("a fill byte is 0 to 255", file.fill.span()));
+        if let Some(size) = &ast.swap {
+            let bytes = evaluate_constant(size, parameters)?;
+            let pages = (bytes.max(0) as u64).div_ceil(PAGE_SIZE);
+            // mkswap writes the header into the first page: swapon refuses a device without a
+            // page after it ("Empty swap-file").
+            if bytes <= 0 || !(2..=4096).contains(&pages) {
+                return Err(diagnostic(
+                    "a swap device is 2 to 4096 pages (the first holds the swap header)",
+                    size.span(),
+                ));
+            }
+            builder.spec.swap_pages = pages as u32;
         }
-        builder.files.insert(file.name.clone(), index as u32);
-        builder.spec.files.push(filled_file(size, fill as u8));
-    }
-    if let Some(size) = &ast.swap {
-        let bytes = evaluate_constant(size, parameters)?;
-        let pages = (bytes.max(0) as u64).div_ceil(PAGE_SIZE);
-        // mkswap writes the header into the first page: swapon refuses a device without a
-        // page after it ("Empty swap-file").
-        if bytes <= 0 || !(2..=4096).contains(&pages) {
-            return Err(diagnostic("a swap device is 2 to 4096 pages (the first holds the swap header)", size.span()));
+        for size in &ast.mthp {
+            let bytes = evaluate_constant(size, parameters)?;
+            let pages = bytes / PAGE_SIZE as i64;
+            if bytes <= 0
+                || bytes % PAGE_SIZE as i64 != 0
+                || !(pages as u64).is_power_of_two()
+                || !(2..=256).contains(&pages)
+            {
+                return Err(diagnostic("an mTHP size is a power of two from 8K to 1M", size.span()));
+            }
+            builder.spec.anon_orders |= 1 << pages.trailing_zeros();
         }
-        builder.spec.swap_pages = pages as u32;
-    }
-    for size in &ast.mthp {
-        let bytes = evaluate_constant(size, parameters)?;
-        let pages = bytes / PAGE_SIZE as i64;
-        if bytes <= 0
-            || bytes % PAGE_SIZE as i64 != 0
-            || !(pages as u64).is_power_of_two()
-            || !(2..=256).contains(&pages)
-        {
-            return Err(diagnostic("an mTHP size is a power of two from 8K to 1M", size.span()));
+        for device in &ast.devices {
+            let spec = builder.device(device)?;
+            builder.devices.insert(device.name.clone(), builder.spec.devices.len() as u32);
+            builder.spec.devices.push(spec);
         }
-        builder.spec.anon_orders |= 1 << pages.trailing_zeros();
+        // Thread ids: each process's main thread, then its threads in order; kernel threads last.
+        for declaration in ast.threads.iter().filter(|t| !t.kernel) {
+            let mm = builder.spec.mms as u32;
+            builder.spec.mms += 1;
+            builder.process(declaration, mm)?;
+        }
+        for declaration in ast.threads.iter().filter(|t| t.kernel) {
+            let id = builder.thread(&declaration.name, None, true, declaration.span)?;
+            let mut variables = BTreeMap::new();
+            let program = builder.statements(&declaration.body, None, &mut variables, None)?;
+            let thread = &mut builder.spec.threads[id as usize];
+            (thread.program, thread.registers) = (program, variables.len());
+        }
+        Ok(std::mem::take(&mut builder.spec))
     }
-    for device in &ast.devices {
-        let spec = builder.device(device)?;
-        builder.devices.insert(device.name.clone(), builder.spec.devices.len() as u32);
-        builder.spec.devices.push(spec);
-    }
-    // Thread ids: each process's main thread, then its threads in order; kernel threads last.
-    for declaration in ast.threads.iter().filter(|t| !t.kernel) {
-        let mm = builder.spec.mms as u32;
-        builder.spec.mms += 1;
-        builder.process(declaration, mm)?;
-    }
-    for declaration in ast.threads.iter().filter(|t| t.kernel) {
-        let id = builder.thread(&declaration.name, None, true, declaration.span)?;
-        let mut variables = BTreeMap::new();
-        let program = builder.statements(&declaration.body, None, &mut variables, None)?;
-        let thread = &mut builder.spec.threads[id as usize];
-        (thread.program, thread.registers) = (program, variables.len());
-    }
-    Ok(builder.spec)
 }
 
 struct Builder<'a> {
@@ -171,6 +202,8 @@ struct Builder<'a> {
     files: BTreeMap<String, u32>,
     devices: BTreeMap<String, u32>,
     spec: SystemSpec,
+    /// The statements that did not build; each is reported and the next one built.
+    errors: Vec<Diagnostic>,
 }
 
 impl Builder<'_> {
@@ -263,48 +296,72 @@ impl Builder<'_> {
     ) -> Result<Vec<Instruction>, Diagnostic> {
         let mut program = Vec::new();
         for statement in body {
-            let instruction = match statement {
-                Statement::Thread { name, body, span } => {
-                    let Some(children) = children.as_deref_mut() else {
-                        return Err(diagnostic("threads are started from a process's main body", *span));
-                    };
-                    self.spawn(name, body, *span, mm, variables, children)?
+            if let Err(error) = self.statement(statement, mm, variables, children.as_deref_mut(), &mut program) {
+                // Reported, and the next statement built: a variable the failed one assigns
+                // is defined all the same, so that its uses do not report it again.
+                if let Statement::Call { destination: Some((name, _)), .. } = statement {
+                    let next = variables.len() as u16;
+                    variables.entry(name.clone()).or_insert(next);
                 }
-                Statement::Fork { name, body, span } => {
-                    let (Some(children), Some(_)) = (children.as_deref_mut(), mm) else {
-                        return Err(diagnostic("fork is called from a process's main body", *span));
-                    };
-                    self.fork(name, body, *span, variables, children)?
+                if self.errors.len() + 1 >= ERRORS_MAX {
+                    return Err(error);
                 }
-                Statement::Event { signal, name, span } => self.event(*signal, name, *span)?,
-                Statement::Assert { left, comparison, right, text, span } => Instruction::Assert {
-                    left: evaluate(left, self.parameters, variables)?,
-                    comparison: *comparison,
-                    right: evaluate(right, self.parameters, variables)?,
-                    text: text.clone(),
-                    location: self.location(*span),
-                },
-                Statement::AssertLoad { call, comparison, expect, span } => {
-                    self.assert_load(call, *comparison, expect, *span, mm, variables)?
-                }
-                Statement::Call { destination, call } => {
-                    if let Some((name, span)) = destination {
-                        if variables.len() >= VARIABLES_MAX && !variables.contains_key(name) {
-                            return Err(diagnostic(format!("at most {VARIABLES_MAX} variables in a process"), *span));
-                        }
-                    }
-                    let destination = destination.as_ref().map(|d| d.0.as_str());
-                    let mut site = calls::Site { call, mm, variables, destination, repeat: 1 };
-                    let instruction = self.call(&mut site)?;
-                    for _ in 1..site.repeat {
-                        program.push(instruction.clone());
-                    }
-                    instruction
-                }
-            };
-            program.push(instruction);
+                self.errors.push(error);
+            }
         }
         Ok(program)
+    }
+
+    /// One statement's instructions, appended to `program`.
+    fn statement(
+        &mut self,
+        statement: &Statement,
+        mm: Option<u32>,
+        variables: &mut BTreeMap<String, u16>,
+        children: Option<&mut Vec<u32>>,
+        program: &mut Vec<Instruction>,
+    ) -> Result<(), Diagnostic> {
+        let instruction = match statement {
+            Statement::Thread { name, body, span } => {
+                let Some(children) = children else {
+                    return Err(diagnostic("threads are started from a process's main body", *span));
+                };
+                self.spawn(name, body, *span, mm, variables, children)?
+            }
+            Statement::Fork { name, body, span } => {
+                let (Some(children), Some(_)) = (children, mm) else {
+                    return Err(diagnostic("fork is called from a process's main body", *span));
+                };
+                self.fork(name, body, *span, variables, children)?
+            }
+            Statement::Event { signal, name, span } => self.event(*signal, name, *span)?,
+            Statement::Assert { left, comparison, right, text, span } => Instruction::Assert {
+                left: evaluate(left, self.parameters, variables)?,
+                comparison: *comparison,
+                right: evaluate(right, self.parameters, variables)?,
+                text: text.clone(),
+                location: self.location(*span),
+            },
+            Statement::AssertLoad { call, comparison, expect, span } => {
+                self.assert_load(call, *comparison, expect, *span, mm, variables)?
+            }
+            Statement::Call { destination, call } => {
+                if let Some((name, span)) = destination {
+                    if variables.len() >= VARIABLES_MAX && !variables.contains_key(name) {
+                        return Err(diagnostic(format!("at most {VARIABLES_MAX} variables in a process"), *span));
+                    }
+                }
+                let destination = destination.as_ref().map(|d| d.0.as_str());
+                let mut site = calls::Site { call, mm, variables, destination, repeat: 1 };
+                let instruction = self.call(&mut site)?;
+                for _ in 1..site.repeat {
+                    program.push(instruction.clone());
+                }
+                instruction
+            }
+        };
+        program.push(instruction);
+        Ok(())
     }
 
     /// `thread NAME { ... }`: a thread of the process, which sees the variables defined before

@@ -9,7 +9,7 @@ mod lexer;
 pub mod litmus;
 mod parser;
 
-pub use parser::{limits, parse};
+pub use parser::{limits, parse, parse_all};
 
 use mmcheck_explorer::memory::MemoryModel;
 use mmcheck_model::folio::PAGE_SIZE;

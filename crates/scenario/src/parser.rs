@@ -1,6 +1,6 @@
 //! Parser: text → AST with byte spans (the builder, `builder.rs`, makes the model's threads of it).
 
-use crate::builder::{build, diagnostic, evaluate_constant};
+use crate::builder::{build_all, diagnostic, evaluate_constant};
 use crate::lexer::{tokenize, Token, TokenKind};
 use crate::{char_start, Diagnostic, Expectation, KernelRange, Outcome, Scenario};
 use mmcheck_explorer::memory::MemoryModel;
@@ -159,6 +159,9 @@ pub mod limits {
     pub const SIZE_BYTES_MAX: i64 = 1 << 40;
     /// `reclaim(all, passes = N)`: each pass is an instruction of the kernel thread.
     pub const RECLAIM_PASSES_MAX: usize = 16;
+    /// Errors reported for one file: the parser and the builder go on after an error, line by
+    /// line, up to this many.
+    pub const ERRORS_MAX: usize = 20;
 }
 
 use limits::*;
@@ -169,24 +172,48 @@ struct Parser<'a> {
     at: usize,
     /// Parentheses, unary minus signs and blocks open now (at most NESTING_MAX).
     nesting: usize,
+    /// The errors met so far; the parser goes on at the next line after each.
+    errors: Vec<Diagnostic>,
 }
 
+/// Parsing ends early: ERRORS_MAX errors were met.
+struct TooManyErrors;
+
 /// Parses a scenario. Parameters keep their declared values; `Scenario::system` checks that
-/// the scenario builds.
+/// the scenario builds. The first error, if any ([`parse_all`] has every one).
 pub fn parse(source: &str) -> Result<Scenario, Diagnostic> {
+    parse_all(source).map_err(|mut errors| errors.swap_remove(0))
+}
+
+/// Parses a scenario and reports every error (up to ERRORS_MAX) in the order of the file:
+/// after an error the parser goes on at the next line, and the builder at the next statement.
+pub fn parse_all(source: &str) -> Result<Scenario, Vec<Diagnostic>> {
     if source.len() > SOURCE_BYTES_MAX {
-        return Err(Diagnostic::new(
+        return Err(vec![Diagnostic::new(
             format!("a scenario is at most {} KiB (this is {} bytes)", SOURCE_BYTES_MAX >> 10, source.len()),
             char_start(source, SOURCE_BYTES_MAX),
             source.len(),
-        ));
+        )]);
     }
-    let tokens = tokenize(source)?;
-    let mut parser = Parser { source, tokens, at: 0, nesting: 0 };
-    let scenario = parser.scenario()?;
-    // Build once with the declared parameters so that errors show now, with their place.
-    build(&scenario.ast, &scenario.parameters)?;
-    Ok(scenario)
+    let tokens = tokenize(source).map_err(|error| vec![error])?;
+    let mut parser = Parser { source, tokens, at: 0, nesting: 0, errors: Vec::new() };
+    let scenario = parser.scenario();
+    let mut errors = parser.errors;
+    if let Err(error) = &scenario {
+        errors.push(error.clone());
+    }
+    // Build once with the declared parameters so that errors show now, with their place (what
+    // did parse is built too: its errors join the parser's, in the order of the file).
+    if let Ok(scenario) = &scenario {
+        if let Err(built) = build_all(&scenario.ast, &scenario.parameters) {
+            errors.extend(built);
+            errors.sort_by_key(|e| e.start);
+        }
+    }
+    match scenario {
+        Ok(scenario) if errors.is_empty() => Ok(scenario),
+        _ => Err(errors),
+    }
 }
 
 impl<'a> Parser<'a> {
@@ -279,7 +306,64 @@ impl<'a> Parser<'a> {
         }
     }
 
+    /// The scenario: its header line (an error there ends the parse), then its items, each
+    /// error recorded and the parse going on at the next line. An error of the header, or the
+    /// note that there are too many, ends it.
     fn scenario(&mut self) -> Result<Scenario, Diagnostic> {
+        let mut scenario = self.header()?;
+        while *self.peek() != TokenKind::End {
+            let (start, nesting) = (self.at, self.nesting);
+            if let Err(error) = self.item(&mut scenario) {
+                if let Err(TooManyErrors) = self.recover(error, start, nesting) {
+                    return Err(self.too_many());
+                }
+            }
+        }
+        Ok(scenario)
+    }
+
+    /// After an error: record it, and skip to the next line (a block opened on the way is
+    /// skipped whole, a `}` closing the enclosing one is left to it), having moved past at
+    /// least the token the construct started at.
+    fn recover(&mut self, error: Diagnostic, start: usize, nesting: usize) -> Result<(), TooManyErrors> {
+        // Past ERRORS_MAX, `error` is only the enclosing block ending the parse.
+        if self.errors.len() >= ERRORS_MAX {
+            return Err(TooManyErrors);
+        }
+        self.errors.push(error);
+        if self.errors.len() >= ERRORS_MAX {
+            return Err(TooManyErrors);
+        }
+        self.nesting = nesting;
+        if self.at == start && *self.peek() != TokenKind::End {
+            self.advance();
+        }
+        let mut depth = 0usize;
+        loop {
+            match self.peek() {
+                TokenKind::End => return Ok(()),
+                TokenKind::Newline if depth == 0 => {
+                    self.skip_newlines();
+                    return Ok(());
+                }
+                TokenKind::RightBrace if depth == 0 => return Ok(()),
+                TokenKind::RightBrace => depth -= 1,
+                TokenKind::LeftBrace => depth += 1,
+                _ => {}
+            }
+            self.advance();
+        }
+    }
+
+    /// The last error reported when there are too many: where the parse stopped.
+    fn too_many(&self) -> Diagnostic {
+        let token = self.token();
+        let message = format!("more errors may follow: the first {ERRORS_MAX} are reported");
+        Diagnostic::new(message, token.start, token.end.max(token.start + 1))
+    }
+
+    /// `scenario NAME ["TITLE"]`, the first line.
+    fn header(&mut self) -> Result<Scenario, Diagnostic> {
         self.skip_newlines();
         self.keyword("scenario")?;
         let (name, _) = self.identifier("the scenario's name")?;
@@ -291,7 +375,7 @@ impl<'a> Parser<'a> {
             _ => String::new(),
         };
         self.end_of_statement()?;
-        let mut scenario = Scenario {
+        Ok(Scenario {
             name,
             title,
             references: Vec::new(),
@@ -299,11 +383,7 @@ impl<'a> Parser<'a> {
             parameters: BTreeMap::new(),
             expectations: Vec::new(),
             ast: Ast { source: self.source.to_string(), ..Ast::default() },
-        };
-        while *self.peek() != TokenKind::End {
-            self.item(&mut scenario)?;
-        }
-        Ok(scenario)
+        })
     }
 
     fn item(&mut self, scenario: &mut Scenario) -> Result<(), Diagnostic> {
@@ -535,8 +615,11 @@ impl<'a> Parser<'a> {
                 return Err(Diagnostic::new("this `{` is never closed", open, open + 1)
                     .with_note("the file ends before the block's `}`"));
             }
-            body.push(self.statement()?);
-            self.end_of_statement()?;
+            let (start, nesting) = (self.at, self.nesting);
+            match self.statement().and_then(|statement| self.end_of_statement().map(|()| statement)) {
+                Ok(statement) => body.push(statement),
+                Err(error) => self.recover(error, start, nesting).map_err(|TooManyErrors| self.too_many())?,
+            }
         }
         self.advance();
         self.leave();

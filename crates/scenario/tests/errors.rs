@@ -791,3 +791,48 @@ fn every_errno_name_is_a_constant() {
     let d = mmcheck_scenario::parse(source).expect_err("an unknown name");
     assert!(d.message.contains("unknown name `ENOTANERRNO`"), "{}", d.message);
 }
+
+/// Every error of a file is reported, parser's and builder's, in the order of the file: the
+/// parser goes on at the next line, the builder at the next statement.
+#[test]
+fn every_error_in_a_file_is_reported() {
+    let source = "scenario x \"y\"\nprocess p {\n  buf = mmap(4K, read|write, private|anonymous)\n  frob(buf)\n  store(buf, 4K, 300)\n  madvise(buf, 4K, nope)\n  thread t {\n    x = (\n  }\n  store(nothere, 4K, 1)\n}\nbogus item\n";
+    let errors = mmcheck_scenario::parse_all(source).expect_err("errors");
+    let found: Vec<(usize, usize, &str)> = errors
+        .iter()
+        .map(|d| {
+            let (line, column) = d.line_column(source);
+            (line, column, d.message.as_str())
+        })
+        .collect();
+    let expected = [
+        (4, 3, "unknown call `frob`"),
+        (5, 18, "a byte is 0 to 255 (this is 300)"),
+        (6, 20, "unknown advice `nope`"),
+        (8, 9, "expected a call such as mmap(...)"),
+        (10, 9, "unknown name `nothere`"),
+        (12, 1, "unknown item `bogus`"),
+    ];
+    assert_eq!(found.len(), expected.len(), "{found:?}");
+    for ((line, column, message), (want_line, want_column, want)) in found.iter().zip(expected) {
+        assert_eq!((*line, *column), (want_line, want_column), "{message}");
+        assert!(message.starts_with(want), "{message} is not {want}");
+    }
+    // The first is what `parse` reports.
+    let first = mmcheck_scenario::parse(source).expect_err("an error");
+    assert_eq!(first.message, errors[0].message);
+}
+
+/// At most ERRORS_MAX errors, then a note that more may follow.
+#[test]
+fn errors_stop_at_their_limit() {
+    use mmcheck_scenario::limits::ERRORS_MAX;
+    let source = format!("scenario x\n{}", "bogus item\n".repeat(ERRORS_MAX + 10));
+    let errors = mmcheck_scenario::parse_all(&source).expect_err("errors");
+    assert_eq!(errors.len(), ERRORS_MAX + 1);
+    assert!(errors[..ERRORS_MAX].iter().all(|d| d.message.starts_with("unknown item `bogus`")));
+    assert!(errors[ERRORS_MAX].message.contains("more errors may follow"), "{}", errors[ERRORS_MAX].message);
+    let source = format!("scenario x\nprocess p {{\n{}}}\n", "  frob()\n".repeat(ERRORS_MAX + 10));
+    let errors = mmcheck_scenario::parse_all(&source).expect_err("errors");
+    assert_eq!(errors.len(), ERRORS_MAX);
+}
