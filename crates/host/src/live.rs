@@ -410,12 +410,18 @@ impl Host<'_> {
     /// observation, and one that fails ends the run as in the model.
     fn check(&mut self, thread: usize, pc: usize, instruction: &Instruction) -> Result<(), String> {
         match instruction {
-            Instruction::Assert { left, comparison, right, text, .. } => {
-                let (l, r) = (self.value(thread, *left), self.value(thread, *right));
-                let held = comparison.holds(l, r);
+            Instruction::Assert { condition, text, .. } => {
+                let held = condition.holds(&mut |operand| self.value(thread, operand));
                 self.observe(thread, pc, if held { Observed::Held } else { Observed::Failed });
                 if !held {
-                    self.run.stopped = Some(format!("assertion: {text}: {l} {} {r}", comparison.symbol()));
+                    let values = match condition.as_comparison() {
+                        Some((left, comparison, right)) => {
+                            let (l, r) = (self.value(thread, left), self.value(thread, right));
+                            format!(": {l} {} {r}", comparison.symbol())
+                        }
+                        None => String::new(),
+                    };
+                    self.run.stopped = Some(format!("assertion: {text}{values}"));
                 }
             }
             Instruction::Store { address, length, byte, .. } => {

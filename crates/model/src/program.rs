@@ -30,6 +30,40 @@ pub enum Comparison {
     GreaterEqual,
 }
 
+/// An assertion's condition: comparisons of values, the left one optionally a bit test
+/// (`f & KPF_ZERO_PAGE != 0`), joined by `&&`, `||` and `!` (the scenario builder keeps the tree
+/// within EXPRESSION_DEPTH_MAX levels).
+#[derive(Clone, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+pub enum Condition {
+    Compare { left: Operand, mask: Option<Operand>, comparison: Comparison, right: Operand },
+    Not(Box<Condition>),
+    And(Box<Condition>, Box<Condition>),
+    Or(Box<Condition>, Box<Condition>),
+}
+
+impl Condition {
+    /// Whether it holds, with `value` giving an operand's value; `&&` and `||` short-circuit.
+    pub fn holds(&self, value: &mut impl FnMut(Operand) -> i64) -> bool {
+        match self {
+            Condition::Compare { left, mask, comparison, right } => {
+                let left = value(*left) & mask.map_or(-1, &mut *value);
+                comparison.holds(left, value(*right))
+            }
+            Condition::Not(inner) => !inner.holds(value),
+            Condition::And(a, b) => a.holds(value) && b.holds(value),
+            Condition::Or(a, b) => a.holds(value) || b.holds(value),
+        }
+    }
+
+    /// A single comparison without a mask: its values are shown as `left op right`.
+    pub fn as_comparison(&self) -> Option<(Operand, Comparison, Operand)> {
+        match self {
+            Condition::Compare { left, mask: None, comparison, right } => Some((*left, *comparison, *right)),
+            _ => None,
+        }
+    }
+}
+
 impl Comparison {
     pub fn holds(self, left: i64, right: i64) -> bool {
         match self {
@@ -171,11 +205,9 @@ pub enum Instruction {
         file: FileId,
         length: u64,
     },
-    /// `assert left op right` on register values.
+    /// `assert CONDITION` on register values.
     Assert {
-        left: Operand,
-        comparison: Comparison,
-        right: Operand,
+        condition: Condition,
         text: String,
         location: SourceLocation,
     },

@@ -828,14 +828,17 @@ fn processes_have_separate_address_spaces() {
 
 #[test]
 fn a_failed_assert_is_an_assertion_violation() {
-    use mmcheck_model::program::Comparison;
+    use mmcheck_model::program::{Comparison, Condition};
     let r = run(vec![
         mmap(0, PAGE),
         madvise(1, at(0, 1), PAGE, Advice::Free),
         Instruction::Assert {
-            left: at(1, 0),
-            comparison: Comparison::Equal,
-            right: Operand::Constant(0),
+            condition: Condition::Compare {
+                left: at(1, 0),
+                mask: None,
+                comparison: Comparison::Equal,
+                right: Operand::Constant(0),
+            },
             text: "r == 0".into(),
             location: SourceLocation { line: 7, column: 3 },
         },
@@ -1648,4 +1651,28 @@ fn o_direct_into_a_driver_page_takes_the_slow_path() {
     assert!(refused, "GUP-fast refuses the mappingless page");
     let slow = r.events.iter().any(|e| e.function == "follow_page_pte");
     assert!(slow, "the slow path pins it");
+}
+
+/// A compound condition that does not hold is an assertion violation naming the line; a bit
+/// test masks the left value first.
+#[test]
+fn a_compound_assert_holds_or_fails_as_written() {
+    use mmcheck_model::program::{Comparison, Condition};
+    let equal = |left: i64, mask: Option<i64>, right: i64| Condition::Compare {
+        left: Operand::Constant(left),
+        mask: mask.map(Operand::Constant),
+        comparison: Comparison::Equal,
+        right: Operand::Constant(right),
+    };
+    let assert = |condition: Condition| Instruction::Assert {
+        condition,
+        text: "the condition".into(),
+        location: SourceLocation { line: 9, column: 3 },
+    };
+    let holds = Condition::And(Box::new(equal(6, Some(4), 4)), Box::new(Condition::Not(Box::new(equal(1, None, 2)))));
+    run(vec![assert(holds)]).ok();
+    let fails = Condition::Or(Box::new(equal(6, Some(1), 1)), Box::new(equal(1, None, 2)));
+    let r = run(vec![assert(fails)]);
+    let violation = r.violation(ViolationKind::Assertion);
+    assert!(violation.message.contains("line 9: assert the condition failed"), "{violation}");
 }

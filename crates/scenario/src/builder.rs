@@ -4,11 +4,11 @@
 mod calls;
 
 use crate::parser::limits::*;
-use crate::parser::{Ast, Call, DeviceDecl, Expr, Span, Statement, ThreadDecl};
+use crate::parser::{Ast, Call, Cond, DeviceDecl, Expr, Span, Statement, ThreadDecl};
 use crate::{filled_file, Diagnostic};
 use mmcheck_model::drivers::{DeviceKind, DeviceSpec};
 use mmcheck_model::folio::PAGE_SIZE;
-use mmcheck_model::program::{Comparison, Instruction, Operand, SourceLocation};
+use mmcheck_model::program::{Comparison, Condition, Instruction, Operand, SourceLocation};
 use mmcheck_model::thread::errno;
 use mmcheck_model::{SystemSpec, ThreadSpec};
 use std::collections::BTreeMap;
@@ -335,10 +335,8 @@ impl Builder<'_> {
                 self.fork(name, body, *span, variables, children)?
             }
             Statement::Event { signal, name, span } => self.event(*signal, name, *span)?,
-            Statement::Assert { left, comparison, right, text, span } => Instruction::Assert {
-                left: evaluate(left, self.parameters, variables)?,
-                comparison: *comparison,
-                right: evaluate(right, self.parameters, variables)?,
+            Statement::Assert { condition, text, span } => Instruction::Assert {
+                condition: self.condition(condition, variables)?,
                 text: text.clone(),
                 location: self.location(*span),
             },
@@ -362,6 +360,27 @@ impl Builder<'_> {
         };
         program.push(instruction);
         Ok(())
+    }
+
+    /// An assertion's condition, its values evaluated (parameters as constants, variables as
+    /// registers).
+    fn condition(&self, condition: &Cond, variables: &BTreeMap<String, u16>) -> Result<Condition, Diagnostic> {
+        let value = |expr: &Expr| evaluate(expr, self.parameters, variables);
+        Ok(match condition {
+            Cond::Compare { left, mask, comparison, right } => Condition::Compare {
+                left: value(left)?,
+                mask: mask.as_ref().map(value).transpose()?,
+                comparison: *comparison,
+                right: value(right)?,
+            },
+            Cond::Not(inner) => Condition::Not(Box::new(self.condition(inner, variables)?)),
+            Cond::And(a, b) => {
+                Condition::And(Box::new(self.condition(a, variables)?), Box::new(self.condition(b, variables)?))
+            }
+            Cond::Or(a, b) => {
+                Condition::Or(Box::new(self.condition(a, variables)?), Box::new(self.condition(b, variables)?))
+            }
+        })
     }
 
     /// `thread NAME { ... }`: a thread of the process, which sees the variables defined before

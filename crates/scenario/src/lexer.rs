@@ -17,6 +17,11 @@ pub enum TokenKind {
     Comma,
     Colon,
     Pipe,
+    /// `||`, `&&`, `&` and `!` (not followed by `=`): an assertion's conditions and bit tests.
+    OrOr,
+    AndAnd,
+    Amp,
+    Bang,
     Plus,
     Minus,
     Star,
@@ -59,7 +64,10 @@ pub fn tokenize(source: &str) -> Result<Vec<Token>, Diagnostic> {
             b')' => single(TokenKind::RightParen),
             b',' => single(TokenKind::Comma),
             b':' => single(TokenKind::Colon),
+            b'|' if bytes.get(start + 1) == Some(&b'|') => (TokenKind::OrOr, start + 2),
             b'|' => single(TokenKind::Pipe),
+            b'&' if bytes.get(start + 1) == Some(&b'&') => (TokenKind::AndAnd, start + 2),
+            b'&' => single(TokenKind::Amp),
             b'+' => single(TokenKind::Plus),
             b'-' => single(TokenKind::Minus),
             b'*' => single(TokenKind::Star),
@@ -84,18 +92,19 @@ pub fn tokenize(source: &str) -> Result<Vec<Token>, Diagnostic> {
     Ok(tokens)
 }
 
-/// `=`, `==`, `!=`, `<`, `<=`, `>`, `>=`.
+/// `=`, `==`, `!`, `!=`, `<`, `<=`, `>`, `>=`.
 fn comparison(bytes: &[u8], start: usize) -> Result<(TokenKind, usize), Diagnostic> {
     let two = bytes.get(start + 1) == Some(&b'=');
     let kind = match (bytes[start], two) {
         (b'=', true) => TokenKind::Compare("=="),
         (b'=', false) => TokenKind::Assign,
         (b'!', true) => TokenKind::Compare("!="),
+        (b'!', false) => TokenKind::Bang,
         (b'<', true) => TokenKind::Compare("<="),
         (b'<', false) => TokenKind::Compare("<"),
         (b'>', true) => TokenKind::Compare(">="),
         (b'>', false) => TokenKind::Compare(">"),
-        _ => return Err(Diagnostic::new("expected `!=`", start, start + 1)),
+        _ => return Err(Diagnostic::new("expected `=`, `!`, `<` or `>`", start, start + 1)),
     };
     Ok((kind, start + if two { 2 } else { 1 }))
 }

@@ -49,6 +49,28 @@ impl Expr {
     }
 }
 
+/// An assertion's condition as written: comparisons (the left side optionally `value & mask`)
+/// joined by `&&`, `||` and `!`.
+#[derive(Clone, Debug)]
+pub(crate) enum Cond {
+    Compare { left: Expr, mask: Option<Expr>, comparison: Comparison, right: Expr },
+    Not(Box<Cond>),
+    And(Box<Cond>, Box<Cond>),
+    Or(Box<Cond>, Box<Cond>),
+}
+
+impl Cond {
+    /// Connectives from this node to its deepest comparison (bounded like an expression's
+    /// operators: the builder and the model recurse over it).
+    fn depth(&self) -> usize {
+        match self {
+            Cond::Compare { .. } => 0,
+            Cond::Not(inner) => 1 + inner.depth(),
+            Cond::And(a, b) | Cond::Or(a, b) => 1 + a.depth().max(b.depth()),
+        }
+    }
+}
+
 #[derive(Clone, Debug)]
 pub(crate) struct Call {
     pub(crate) name: String,
@@ -63,9 +85,7 @@ pub(crate) enum Statement {
         call: Call,
     },
     Assert {
-        left: Expr,
-        comparison: Comparison,
-        right: Expr,
+        condition: Cond,
         text: String,
         span: Span,
     },
@@ -681,11 +701,80 @@ impl<'a> Parser<'a> {
             let span = (start, expect.span().1);
             return Ok(Statement::AssertLoad { call, comparison, expect, span });
         }
+        let first = self.token().start;
+        let condition = self.condition()?;
+        let end = self.tokens[self.at - 1].end;
+        let text = self.source[first..end].to_string();
+        Ok(Statement::Assert { condition, text, span: (start, end) })
+    }
+
+    /// `a || b`: left-deep, its depth bounded.
+    fn condition(&mut self) -> Result<Cond, Diagnostic> {
+        let mut left = self.conjunction()?;
+        while *self.peek() == TokenKind::OrOr {
+            let operator = self.advance();
+            let right = self.conjunction()?;
+            left = connective(left, right, Cond::Or, &operator)?;
+        }
+        Ok(left)
+    }
+
+    /// `a && b`, binding tighter than `||`.
+    fn conjunction(&mut self) -> Result<Cond, Diagnostic> {
+        let mut left = self.negation()?;
+        while *self.peek() == TokenKind::AndAnd {
+            let operator = self.advance();
+            let right = self.negation()?;
+            left = connective(left, right, Cond::And, &operator)?;
+        }
+        Ok(left)
+    }
+
+    /// `!a`, `(condition)` or a comparison. A `(` may open either a condition or the value of
+    /// a comparison (`(a + b) == c`): the comparison is tried first.
+    fn negation(&mut self) -> Result<Cond, Diagnostic> {
+        match self.peek() {
+            TokenKind::Bang => {
+                self.enter()?;
+                self.advance();
+                let inner = self.negation()?;
+                self.leave();
+                if inner.depth() >= EXPRESSION_DEPTH_MAX {
+                    return self
+                        .error(format!("a condition is at most {EXPRESSION_DEPTH_MAX} `&&`, `||` and `!` deep"));
+                }
+                Ok(Cond::Not(Box::new(inner)))
+            }
+            TokenKind::LeftParen => {
+                let (at, nesting) = (self.at, self.nesting);
+                if let Ok(compare) = self.compare() {
+                    return Ok(compare);
+                }
+                (self.at, self.nesting) = (at, nesting);
+                self.enter()?;
+                self.advance();
+                let inner = self.condition()?;
+                self.expect(TokenKind::RightParen, "`)`")?;
+                self.leave();
+                Ok(inner)
+            }
+            _ => self.compare(),
+        }
+    }
+
+    /// `value [& mask] op value`.
+    fn compare(&mut self) -> Result<Cond, Diagnostic> {
         let left = self.expression()?;
+        let mask = match self.peek() {
+            TokenKind::Amp => {
+                self.advance();
+                Some(self.expression()?)
+            }
+            _ => None,
+        };
         let comparison = self.comparison()?;
         let right = self.expression()?;
-        let text = self.source[left.span().0..right.span().1].to_string();
-        Ok(Statement::Assert { left, comparison, right, text, span: (start, self.tokens[self.at - 1].end) })
+        Ok(Cond::Compare { left, mask, comparison, right })
     }
 
     fn call(&mut self) -> Result<Call, Diagnostic> {
@@ -787,4 +876,19 @@ impl<'a> Parser<'a> {
             _ => self.error("expected a number, a name or `(`"),
         }
     }
+}
+
+/// `left operator right` (`&&` or `||`), refused at the operator when the tree would get deeper
+/// than EXPRESSION_DEPTH_MAX.
+fn connective(
+    left: Cond,
+    right: Cond,
+    join: fn(Box<Cond>, Box<Cond>) -> Cond,
+    operator: &Token,
+) -> Result<Cond, Diagnostic> {
+    if left.depth().max(right.depth()) >= EXPRESSION_DEPTH_MAX {
+        let message = format!("a condition is at most {EXPRESSION_DEPTH_MAX} `&&`, `||` and `!` deep");
+        return Err(Diagnostic::new(message, operator.start, operator.end));
+    }
+    Ok(join(Box::new(left), Box::new(right)))
 }

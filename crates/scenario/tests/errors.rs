@@ -771,7 +771,8 @@ fn userfaultfd_smaps_move_pages_and_split_statements() {
     );
     let spec = parse(&source).expect("parses").system(&[]).expect("builds");
     assert!(matches!(spec.threads[0].program[4], Instruction::UffdioMove { allow_src_holes: true, .. }));
-    assert!(matches!(spec.threads[0].program[7], Instruction::Assert { right: Operand::Constant(-2), .. }));
+    let Instruction::Assert { condition, .. } = &spec.threads[0].program[7] else { panic!("an assert") };
+    assert!(matches!(condition.as_comparison(), Some((_, _, Operand::Constant(-2)))));
     assert_error(&with_buffer("k = smaps(buf, Heap)"), "unknown smaps field `Heap`", 4, 18);
     assert_error(&with_buffer("n = uffdio_move(u, buf, buf, 4K, fast)"), "allow_src_holes", 4, 36);
     assert_error(&with_buffer("split_huge_pages(all)"), "kernel thread", 4, 3);
@@ -835,4 +836,36 @@ fn errors_stop_at_their_limit() {
     let source = format!("scenario x\nprocess p {{\n{}}}\n", "  frob()\n".repeat(ERRORS_MAX + 10));
     let errors = mmcheck_scenario::parse_all(&source).expect_err("errors");
     assert_eq!(errors.len(), ERRORS_MAX);
+}
+
+/// Assertions join comparisons with `||` (weakest), `&&` and `!`, and test bits with `&`; a `(`
+/// opens a condition or a comparison's value.
+#[test]
+fn assertions_have_connectives_and_bit_tests() {
+    use mmcheck_model::program::{Comparison, Condition};
+    let source = with_buffer("assert buf == 1 || buf & 4 != 0 && !(buf == 2)\n  assert (1 + 1) * 2 == 4");
+    let spec = parse(&source).expect("parses").system(&[]).expect("builds");
+    let Instruction::Assert { condition, text, .. } = &spec.threads[0].program[1] else { panic!("an assert") };
+    assert_eq!(text, "buf == 1 || buf & 4 != 0 && !(buf == 2)");
+    let Condition::Or(first, rest) = condition else { panic!("|| binds weakest: {condition:?}") };
+    assert!(matches!(**first, Condition::Compare { mask: None, comparison: Comparison::Equal, .. }));
+    let Condition::And(bits, not) = &**rest else { panic!("&& binds tighter: {rest:?}") };
+    assert!(matches!(**bits, Condition::Compare { mask: Some(Operand::Constant(4)), .. }), "{bits:?}");
+    assert!(matches!(**not, Condition::Not(_)), "{not:?}");
+    let Instruction::Assert { condition, .. } = &spec.threads[0].program[2] else { panic!("an assert") };
+    assert!(condition.as_comparison().is_some(), "a parenthesised value: {condition:?}");
+    // Holds as C would have it: 0 == 1 || (0 & 4 != 0 && ...) is false; 5 & 4 != 0 && !(5 == 2).
+    let registers = |value: i64| {
+        move |operand: Operand| match operand {
+            Operand::Constant(c) => c,
+            Operand::Register(_, offset) => value + offset,
+        }
+    };
+    let Instruction::Assert { condition, .. } = &spec.threads[0].program[1] else { panic!("an assert") };
+    assert!(!condition.holds(&mut registers(0)));
+    assert!(condition.holds(&mut registers(5)));
+    assert!(condition.holds(&mut registers(1)));
+    assert_error(&with_buffer("assert buf == 1 &&"), "expected a number, a name or `(`", 4, 21);
+    let deep = format!("assert buf == 1{}", " && buf == 1".repeat(300));
+    assert_error(&with_buffer(&deep), "a condition is at most 256", 4, 19 + 12 * 256);
 }

@@ -258,21 +258,29 @@ fn task_syscall(mm: MmId, t: &Operands, instruction: &Instruction) -> Frame {
 
 /// The scenario's `assert`: a violation if the comparison does not hold.
 fn user_assert(ctx: &mut Ctx, t: &Operands, thread: &str, pc: u32, assert: &Instruction) {
-    let Instruction::Assert { left, comparison, right, text, location } = assert else {
+    let Instruction::Assert { condition, text, location } = assert else {
         unreachable!("dispatch() sends only assert here")
     };
-    let (l, r) = (t.value(*left), t.value(*right));
+    let held = condition.holds(&mut |operand| t.value(operand));
     if t.overflowed(ctx, thread, pc) {
         return;
     }
-    if !comparison.holds(l, r) {
+    // A single comparison shows its two values; a compound condition says it did not hold.
+    let values = condition.as_comparison().map(|(left, comparison, right)| (t.value(left), comparison, t.value(right)));
+    if !held {
         let shown = |v: i64| errno::name(v).map_or(v.to_string(), |name| format!("{v} (-{name})"));
-        let message =
-            format!("line {}: assert {text} failed: {} {} {}", location.line, shown(l), comparison.symbol(), shown(r));
+        let why = match values {
+            Some((l, comparison, r)) => format!(": {} {} {}", shown(l), comparison.symbol(), shown(r)),
+            None => String::new(),
+        };
+        let message = format!("line {}: assert {text} failed{why}", location.line);
         ctx.violation(Violation::new(ViolationKind::Assertion, message));
     }
     *ctx.local().pc += 1;
-    ctx.event("user", "assert", |_| format!("{text}: {l} {} {r}", comparison.symbol()));
+    ctx.event("user", "assert", |_| match values {
+        Some((l, comparison, r)) => format!("{text}: {l} {} {r}", comparison.symbol()),
+        None => format!("{text}: {}", if held { "holds" } else { "does not hold" }),
+    });
 }
 
 /// The scenario's `signal`: sets an event another thread may wait for.
