@@ -559,3 +559,31 @@ fn a_second_reclaim_pass_swaps_out_what_the_first_kept() {
     std::fs::write(&file, scenario(", 2")).unwrap();
     assert!(expect_code(&["check", &path], 2).stderr.contains("expected `passes = N` here"));
 }
+
+/// Coverage: the step labels any explored interleaving reached, and in the functions entered
+/// those the source names that none reached. The seed race's racy steps are reached on both
+/// sides of the fix; a scenario without reclaim never enters try_to_unmap_one.
+#[test]
+fn coverage_lists_the_labels_a_search_reached() {
+    let reached = |report: &Value| -> Vec<String> {
+        report["coverage"]["reached"].as_array().unwrap().iter().map(|l| l.as_str().unwrap().to_string()).collect()
+    };
+    for kernel in ["5.16", "6.18"] {
+        let report = check_json(&["--kernel", kernel], if kernel == "5.16" { 1 } else { 0 });
+        let labels = reached(&report);
+        for racy in
+            ["gup_fast_pte_range: try_grab_folio_fast", "gup_fast_pte_range: recheck", "try_to_unmap_one: clear_pte"]
+        {
+            assert!(labels.iter().any(|l| l == racy), "{kernel}: {racy} not in {labels:?}");
+        }
+        let unreached = report["coverage"]["unreached"].as_array().unwrap();
+        assert!(unreached.iter().all(|l| !labels.contains(&l.as_str().unwrap().to_string())));
+        let mut sorted = labels.clone();
+        sorted.sort();
+        assert_eq!(labels, sorted, "in order");
+    }
+    let report = expect_code(&["check", "fork-cow", "--json"], 0).json();
+    assert!(!reached(&report).iter().any(|l| l.starts_with("try_to_unmap_one")), "{report}");
+    let run = expect_code(&["check", "madv-free-dio"], 0);
+    assert!(run.stdout.contains("\nlabels    ") && run.stdout.contains("reached in"), "{}", run.stdout);
+}

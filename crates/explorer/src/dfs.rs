@@ -249,8 +249,10 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
                 };
                 let choice = Choice::new(thread, outcome);
                 self.effects.footprint.clear();
+                self.effects.labels.clear();
                 self.effects.violation = None;
                 self.model.step(&mut next, choice, &mut self.effects);
+                self.stats.reached.add(&self.effects.labels);
                 self.stats.transitions += 1;
                 if let Some(violation) = self.effects.violation.take() {
                     return Err((violation, choice));
@@ -287,9 +289,11 @@ impl<'m, 'o, M: Model> Search<'m, 'o, M> {
     /// no other choice (its footprint is not needed, so not recorded).
     fn step_in_place(&mut self, state: &mut M::State, thread: ThreadId) -> Result<(), M::Violation> {
         self.effects.footprint.clear();
+        self.effects.labels.clear();
         self.effects.violation = None;
         self.effects.record_footprint = false;
         self.model.step(state, Choice::new(thread, 0), &mut self.effects);
+        self.stats.reached.add(&self.effects.labels);
         self.effects.record_footprint = true;
         self.stats.transitions += 1;
         self.effects.violation.take().map_or(Ok(()), Err)

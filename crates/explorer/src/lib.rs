@@ -66,6 +66,8 @@ impl fmt::Display for Choice {
 pub struct StepEffects<E, V> {
     /// The shared objects the step read and wrote (empty: a purely thread-local step).
     pub footprint: Footprint,
+    /// The model's names of the places the step passed (always recorded: a search's coverage).
+    pub labels: Vec<StepLabel>,
     /// The events of the step, recorded only when `record_events` is set (traces, replay).
     pub events: Vec<E>,
     /// An oracle that fired during the step.
@@ -80,6 +82,7 @@ impl<E, V> StepEffects<E, V> {
     pub fn new(record_events: bool) -> Self {
         StepEffects {
             footprint: Footprint::default(),
+            labels: Vec::new(),
             events: Vec::new(),
             violation: None,
             record_events,
@@ -89,6 +92,7 @@ impl<E, V> StepEffects<E, V> {
 
     fn reset(&mut self) {
         self.footprint.clear();
+        self.labels.clear();
         self.events.clear();
         self.violation = None;
     }
@@ -200,6 +204,7 @@ fn add(total: &mut Stats, pass: &Stats) {
     total.depth_max = total.depth_max.max(pass.depth_max);
     total.elapsed_ms += pass.elapsed_ms;
     total.memory_bytes_peak = total.memory_bytes_peak.max(pass.memory_bytes_peak);
+    total.reached.extend(&pass.reached);
 }
 
 /// 128-bit fingerprint of a canonical encoding (xxh3, fixed seed: the same on every machine).
@@ -246,9 +251,41 @@ impl Verdict {
     }
 }
 
+/// A model's name of a place a step passes: (function, label), as `try_to_unmap_one: discard`.
+pub type StepLabel = (&'static str, &'static str);
+
+/// The step labels a search reached in any explored step: one set merged across the search,
+/// not kept per state.
+#[derive(Clone, Debug, Default)]
+pub struct Reached(std::collections::HashSet<StepLabel, rustc_hash::FxBuildHasher>);
+
+impl Reached {
+    pub fn add(&mut self, labels: &[StepLabel]) {
+        self.0.extend(labels.iter().copied());
+    }
+
+    pub fn extend(&mut self, other: &Reached) {
+        self.0.extend(other.0.iter().copied());
+    }
+
+    pub fn contains(&self, label: StepLabel) -> bool {
+        self.0.contains(&label)
+    }
+
+    /// In order, for reports that must not depend on hashing.
+    pub fn sorted(&self) -> Vec<StepLabel> {
+        let mut labels: Vec<StepLabel> = self.0.iter().copied().collect();
+        labels.sort_unstable();
+        labels
+    }
+}
+
 /// What a search covered.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct Stats {
+    /// The step labels reached (not serialised: a report lists them).
+    #[serde(skip)]
+    pub reached: Reached,
     /// States explored. The bounded search counts a state it did not store at every visit.
     pub states: u64,
     /// States in the visited set: what the states limit bounds. The exhaustive search stores
@@ -405,6 +442,7 @@ pub(crate) fn run_schedule<M: Model>(
         let choice = Choice::new(thread, if outcomes > 1 { outcome(outcomes) } else { 0 });
         effects.reset();
         model.step(&mut state, choice, &mut effects);
+        stats.reached.add(&effects.labels);
         stats.transitions += 1;
         schedule.push(choice);
         stats.depth_max = stats.depth_max.max(schedule.len() as u64);

@@ -248,6 +248,7 @@ impl<'a> Ctx<'a> {
     /// Records the step's event; `detail` is only built when a trace is being recorded (it
     /// describes the state for the reader of a trace and decides nothing).
     pub fn event(&mut self, function: &'static str, label: &'static str, detail: impl FnOnce(&Kernel) -> String) {
+        self.effects.labels.push((function, label));
         if self.effects.record_events {
             let detail = detail(self.k);
             // Only the stale loads are kept: a trace marks them, and a long trace of every

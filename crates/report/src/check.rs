@@ -90,6 +90,30 @@ pub struct CheckReport {
     pub memory_bytes_peak: u64,
     pub replay: Option<String>,
     pub trace: Vec<TraceStep>,
+    pub coverage: Coverage,
+}
+
+/// What a verdict rests on: the step labels (`function: label`) some explored step reached,
+/// and, in the functions entered, the labels the model's source names that none reached (as
+/// SPIN's "unreached in proctype").
+#[derive(Clone, Debug, Default, Serialize)]
+pub struct Coverage {
+    pub reached: Vec<String>,
+    pub unreached: Vec<String>,
+}
+
+impl Coverage {
+    fn of(stats: &Stats) -> Coverage {
+        let reached = stats.reached.sorted();
+        let entered: std::collections::BTreeSet<&str> = reached.iter().map(|&(function, _)| function).collect();
+        let name = |&(function, label): &(&str, &str)| format!("{function}: {label}");
+        let unreached = mmcheck_model::step_labels::STEP_LABELS
+            .iter()
+            .filter(|&&(function, label)| entered.contains(function) && !stats.reached.contains((function, label)))
+            .map(name)
+            .collect();
+        Coverage { reached: reached.iter().map(name).collect(), unreached }
+    }
 }
 
 fn verdict_detail(verdict: &Verdict) -> String {
@@ -217,6 +241,7 @@ fn report(
         memory_bytes_peak: stats.memory_bytes_peak,
         replay,
         trace,
+        coverage: Coverage::of(stats),
     }
 }
 

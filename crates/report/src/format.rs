@@ -19,6 +19,24 @@ pub fn trace(steps: &[TraceStep]) -> String {
     out
 }
 
+/// `labels    N reached in F functions; never reached there: ...`, the first few unreached.
+fn coverage_line(coverage: &crate::check::Coverage) -> String {
+    const SHOWN: usize = 6;
+    let functions =
+        coverage.reached.iter().filter_map(|l| l.split(':').next()).collect::<std::collections::BTreeSet<_>>();
+    let mut line = format!("labels    {} reached in {} functions", coverage.reached.len(), functions.len());
+    match coverage.unreached.len() {
+        0 => line.push_str("; every label of those functions reached"),
+        n => {
+            let shown: Vec<&str> = coverage.unreached.iter().take(SHOWN).map(String::as_str).collect();
+            let more = if n > SHOWN { format!(" (+{} more; --json lists them)", n - SHOWN) } else { String::new() };
+            line.push_str(&format!("; never reached there: {}{more}", shown.join(", ")));
+        }
+    }
+    line.push('\n');
+    line
+}
+
 pub fn summary(report: &CheckReport) -> String {
     let mut out = String::new();
     writeln!(out, "scenario  {}", report.scenario).expect("string write");
@@ -45,6 +63,9 @@ pub fn summary(report: &CheckReport) -> String {
         report.memory_bytes_peak >> 20
     )
     .expect("string write");
+    if !report.coverage.reached.is_empty() {
+        out.push_str(&coverage_line(&report.coverage));
+    }
     if let Some(violation) = &report.violation {
         writeln!(out, "\ntrace ({} steps):", report.trace.last().map_or(0, |s| s.step)).expect("string write");
         out.push_str(&trace(&report.trace));
