@@ -309,10 +309,12 @@ fn render(path: &str, source: &str, diagnostic: &Diagnostic) {
 
 /// 1 for a violation of the kernel, 2 for a run that ended in the scenario's own error (an
 /// address computation that overflowed at run time), 0 otherwise.
-fn exit_code(violation: Option<&mmcheck_report::check::ViolationReport>) -> ExitCode {
-    match violation {
+/// 2 for a scenario error, 1 for a violation or a vacuous run, 0 otherwise.
+fn exit_code(report: &mmcheck_report::check::CheckReport) -> ExitCode {
+    match &report.violation {
         Some(v) if v.message.starts_with(mmcheck_model::SCENARIO_ERROR) => ExitCode::from(2),
         Some(_) => ExitCode::from(1),
+        None if report.verdict == "vacuous" => ExitCode::from(1),
         None => ExitCode::SUCCESS,
     }
 }
@@ -474,7 +476,7 @@ fn check(
     } else {
         print!("{}", format::summary(&report));
     }
-    Ok(exit_code(report.violation.as_ref()))
+    Ok(exit_code(&report))
 }
 
 fn replay(token_or_file: &str, file: Option<&str>, json: bool) -> Result<ExitCode, UsageError> {
@@ -507,7 +509,7 @@ fn replay(token_or_file: &str, file: Option<&str>, json: bool) -> Result<ExitCod
     } else {
         print!("{}", format::summary(&report));
     }
-    Ok(exit_code(report.violation.as_ref()))
+    Ok(exit_code(&report))
 }
 
 fn list() -> Result<ExitCode, UsageError> {

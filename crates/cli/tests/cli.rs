@@ -587,3 +587,27 @@ fn coverage_lists_the_labels_a_search_reached() {
     let run = expect_code(&["check", "madv-free-dio"], 0);
     assert!(run.stdout.contains("\nlabels    ") && run.stdout.contains("reached in"), "{}", run.stdout);
 }
+
+/// `expect reach`: a run that finds no violation without reaching a line's label is `vacuous`
+/// (exit 1, and the suite fails it), never verified; `expect unreached` is the converse.
+#[test]
+fn a_run_that_misses_its_racy_step_is_vacuous() {
+    let dir = TempDir::new("vacuous");
+    let scenario = |line: &str| {
+        format!("scenario mine \"no reclaim\"\nprocess p {{\n  buf = mmap(4K, read|write, private|anonymous)\n  store(buf, 4K, 0x01)\n  assert load(buf, 4K) == 0x01\n}}\nexpect kernel >= 6.18: verified\n{line}\n")
+    };
+    let file = dir.file("vacuous.mmc");
+    let path = file.display().to_string();
+    std::fs::write(&file, scenario("expect reach try_to_unmap_one: discard")).unwrap();
+    let report = expect_code(&["check", &path, "--json"], 1).json();
+    assert_eq!(report["verdict"], "vacuous", "{report}");
+    assert!(report["verdict_detail"].as_str().unwrap().contains("line 8: never reached try_to_unmap_one: discard"));
+    assert_eq!(report["matches_expectation"], false);
+    expect_code(&["suite", &path], 1);
+    std::fs::write(&file, scenario("expect reach user: store\nexpect unreached try_to_unmap_one: discard")).unwrap();
+    assert_eq!(expect_code(&["check", &path, "--json"], 0).json()["verdict"], "verified");
+    std::fs::write(&file, scenario("expect unreached user: store")).unwrap();
+    assert_eq!(expect_code(&["check", &path, "--json"], 1).json()["verdict"], "vacuous");
+    std::fs::write(&file, scenario("expect reach try_to_unmap_one")).unwrap();
+    assert!(expect_code(&["check", &path], 2).stderr.contains("`:` after the function"));
+}

@@ -197,7 +197,7 @@ pub fn check(
         }
         None => (None, Vec::new()),
     };
-    Ok(report(
+    let mut report = report(
         scenario,
         options,
         &outcome.verdict,
@@ -207,7 +207,34 @@ pub fn check(
         matches_expectation,
         replay,
         trace,
-    ))
+    );
+    vacuous(&mut report, scenario, &outcome.verdict, &outcome.stats);
+    Ok(report)
+}
+
+/// A run that found no violation but did not reach what an `expect reach` line names (or
+/// reached what an `expect unreached` line names) is `vacuous`, never verified: it says nothing
+/// of the race it was written for.
+fn vacuous(report: &mut CheckReport, scenario: &Scenario, verdict: &Verdict, stats: &Stats) {
+    if !matches!(verdict, Verdict::Verified | Verdict::VerifiedBounded { .. } | Verdict::NoViolationFound) {
+        return;
+    }
+    let reached = stats.reached.sorted();
+    let missed: Vec<String> = scenario
+        .reach
+        .iter()
+        .filter(|line| reached.iter().any(|&(f, l)| f == line.function && l == line.label) != line.reached)
+        .map(|line| {
+            format!("line {}: {} {}", line.line, if line.reached { "never reached" } else { "reached" }, line.name())
+        })
+        .collect();
+    if missed.is_empty() {
+        return;
+    }
+    report.verdict = "vacuous".to_string();
+    report.verdict_detail =
+        format!("no violation, but the run is not what its expect lines ask: {}", missed.join("; "));
+    report.matches_expectation = report.matches_expectation.map(|_| false);
 }
 
 #[allow(clippy::too_many_arguments)]

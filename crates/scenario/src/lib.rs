@@ -162,7 +162,27 @@ pub struct Scenario {
     pub tags: Vec<String>,
     pub parameters: BTreeMap<String, i64>,
     pub expectations: Vec<Expectation>,
+    /// `expect reach FUNCTION: LABEL` and `expect unreached FUNCTION: LABEL` lines: what a run
+    /// that finds no violation must (or must not) have reached, or its verdict is `vacuous`.
+    pub reach: Vec<ReachExpectation>,
     pub(crate) ast: parser::Ast,
+}
+
+/// One `expect reach` (or `expect unreached`) line.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize)]
+pub struct ReachExpectation {
+    /// The step label, `function: label` as reports print it.
+    pub function: String,
+    pub label: String,
+    /// `reach` (true) or `unreached` (false).
+    pub reached: bool,
+    pub line: usize,
+}
+
+impl ReachExpectation {
+    pub fn name(&self) -> String {
+        format!("{}: {}", self.function, self.label)
+    }
 }
 
 impl Scenario {

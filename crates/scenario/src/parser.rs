@@ -2,7 +2,7 @@
 
 use crate::builder::{build_all, diagnostic, evaluate_constant};
 use crate::lexer::{tokenize, Token, TokenKind};
-use crate::{char_start, Diagnostic, Expectation, KernelRange, Outcome, Scenario};
+use crate::{char_start, Diagnostic, Expectation, KernelRange, Outcome, ReachExpectation, Scenario};
 use mmcheck_explorer::memory::MemoryModel;
 use mmcheck_model::patches::{KernelConfig, Patch, PATCHES};
 use mmcheck_model::program::Comparison;
@@ -402,6 +402,7 @@ impl<'a> Parser<'a> {
             tags: Vec::new(),
             parameters: BTreeMap::new(),
             expectations: Vec::new(),
+            reach: Vec::new(),
             ast: Ast { source: self.source.to_string(), ..Ast::default() },
         })
     }
@@ -450,10 +451,16 @@ impl<'a> Parser<'a> {
                 let span = (span.0, name_span.1);
                 scenario.ast.threads.push(ThreadDecl { name, span, kernel: word == "kthread", body });
             }
-            "expect" => {
-                let expectation = self.expectation()?;
-                scenario.expectations.push(expectation);
-            }
+            "expect" => match self.peek() {
+                TokenKind::Identifier(word) if word == "reach" || word == "unreached" => {
+                    let reach = self.reach_expectation()?;
+                    scenario.reach.push(reach);
+                }
+                _ => {
+                    let expectation = self.expectation()?;
+                    scenario.expectations.push(expectation);
+                }
+            },
             _ => {
                 return Err(Diagnostic::new(format!("unknown item `{word}`"), span.0, span.1).with_note(
                     "a scenario has `param`, `file`, `device`, `swap`, `mthp`, `process`, `kthread`, `expect`, `ref` and `tag` lines",
@@ -522,6 +529,37 @@ impl<'a> Parser<'a> {
         self.expect(TokenKind::Colon, "`:`")?;
         let outcome = self.outcome()?;
         Ok(Expectation { kernels, patches, memory_model, outcome, line })
+    }
+
+    /// `reach FUNCTION: LABEL` or `unreached FUNCTION: LABEL` after `expect`: the label is the
+    /// rest of the line, its words joined by one space (`do_anonymous_page: set_pte_at zero
+    /// page`), or one string for a label with other characters (`"madvise_vma_behavior: -EINVAL"`).
+    fn reach_expectation(&mut self) -> Result<ReachExpectation, Diagnostic> {
+        let line = self.source[..self.token().start].matches('\n').count() + 1;
+        let (word, _) = self.identifier("`reach` or `unreached`")?;
+        let (function, label) = if let TokenKind::String(text) = self.peek().clone() {
+            let token = self.advance();
+            let Some((function, label)) = text.split_once(": ") else {
+                return Err(Diagnostic::new("a step label is `function: label`", token.start, token.end));
+            };
+            (function.to_string(), label.to_string())
+        } else {
+            let (function, _) = self.identifier("a kernel function")?;
+            self.expect(TokenKind::Colon, "`:` after the function")?;
+            let mut words = Vec::new();
+            while let TokenKind::Identifier(word) = self.peek().clone() {
+                self.advance();
+                words.push(word);
+            }
+            if words.is_empty() {
+                return self.error("expected the step's label (or a quoted \"function: label\")");
+            }
+            (function, words.join(" "))
+        };
+        if !matches!(self.peek(), TokenKind::Newline | TokenKind::End) {
+            return self.error("expected the end of the label (quote a label with other characters)");
+        }
+        Ok(ReachExpectation { function, label, reached: word == "reach", line })
     }
 
     /// `5.18`, `< 5.18` or `>= 5.18` after `kernel`.
