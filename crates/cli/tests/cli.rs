@@ -365,12 +365,17 @@ fn random_strategy_is_deterministic() {
         let report = first.json();
         assert_eq!(report["strategy"], "random");
         assert_eq!(without_measurements(report.clone()), without_measurements(second.json()), "same seed, same run");
-        if first.code == 1 {
-            assert_eq!(report["violation"]["kind"], "data-loss", "the only violation 5.16 has");
-            expect_code(&["replay", report["replay"].as_str().expect("a token")], 1);
-        } else {
-            assert_eq!(report["verdict"], "no-violation-found");
-            assert_eq!(report["schedules"], 200);
+        match report["verdict"].as_str().unwrap() {
+            "violation" => {
+                assert_eq!(report["violation"]["kind"], "data-loss", "the only violation 5.16 has");
+                expect_code(&["replay", report["replay"].as_str().expect("a token")], 1);
+            }
+            // 200 samples need not pass every racy step the scenario's reach lines name.
+            "vacuous" => assert!(report["verdict_detail"].as_str().unwrap().contains("never reached"), "{report}"),
+            verdict => {
+                assert_eq!(verdict, "no-violation-found");
+                assert_eq!(report["schedules"], 200);
+            }
         }
     }
 }
