@@ -63,7 +63,7 @@ process p {
 }
 ";
     let run = mmcheck(&["check", &scenario_file("file-1024g", text), "--max-seconds", "10"], 0);
-    assert_says(&run, "verified (verified: every interleaving explored)");
+    assert_says(&run, "verified (verified: every interleaving explored under sc");
 }
 
 #[test]
@@ -93,13 +93,13 @@ fn a_4g_file_search_stops_at_its_memory_limit() {
 fn a_64g_file_is_verified_within_small_limits() {
     let args = ["check", &reproducer("bigfile-64G.mmc"), "--max-memory-mb", "50", "--max-seconds", "5"];
     let run = mmcheck(&args, 0);
-    assert_says(&run, "verified (verified: every interleaving explored)");
+    assert_says(&run, "verified (verified: every interleaving explored under sc");
 }
 
 #[test]
 fn a_huge_direct_read_is_walked_by_its_vmas() {
     let run = mmcheck(&["check", &reproducer("hang-dio-reclaim.mmc"), "--max-seconds", "2"], 0);
-    assert_says(&run, "verified (verified: every interleaving explored)");
+    assert_says(&run, "verified (verified: every interleaving explored under sc");
 }
 
 #[test]
@@ -177,7 +177,7 @@ process p {
 }
 ";
     let run = mmcheck(&["check", &scenario_file("huge-ranges", text), "--max-seconds", "5"], 0);
-    assert_says(&run, "verified (verified: every interleaving explored)");
+    assert_says(&run, "verified (verified: every interleaving explored under sc");
 }
 
 #[test]

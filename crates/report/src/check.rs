@@ -161,7 +161,8 @@ pub fn check(
         limits: options.limits.clone(),
         reduction: options.reduction,
         progress,
-        collect_final_states: false,
+        // The full search counts the distinct final states a `verified` rests on.
+        collect_final_states: options.strategy == Strategy::Exhaustive,
         store_every_state: options.store_every_state,
     };
     let outcome = match (options.strategy, options.preemption_bound) {
@@ -208,6 +209,15 @@ pub fn check(
         replay,
         trace,
     );
+    if outcome.verdict == Verdict::Verified {
+        // What was exhausted: every interleaving, the final states they end in, under which model.
+        let finals = outcome.final_states.len();
+        report.verdict_detail = format!(
+            "verified: every interleaving explored under {}, {finals} distinct final state{}",
+            options.memory_model,
+            if finals == 1 { "" } else { "s" }
+        ) + &weak_detail(options.memory_model, &outcome.verdict);
+    }
     vacuous(&mut report, scenario, &outcome.verdict, &outcome.stats);
     Ok(report)
 }
