@@ -58,8 +58,9 @@ impl Fork {
             ));
         }
         // dup_userfaultfd(): without UFFD_FEATURE_EVENT_FORK the child's VMAs are unregistered.
-        // "VM_WIPEONFORK gets a clean slate in the child. Don't prepare anon_vma until fault
-        // since we don't copy page for current vma": no anon_vma_fork(), no copy_page_range().
+        // dup_mmap() (mm/mmap.c in 6.18, kernel/fork.c before): "VM_WIPEONFORK gets a clean
+        // slate in the child. Don't prepare anon_vma until fault since we don't copy page for
+        // current vma": no anon_vma_fork(), and no copy_page_range() (vma_needs_copy() below).
         let wiped = |v: &crate::state::Vma| v.flags & vm_flags::VM_WIPEONFORK != 0;
         let child_vmas: Vec<crate::state::Vma> = vmas
             .iter()

@@ -211,8 +211,9 @@ impl Madvise {
     fn walk(&mut self, ctx: &mut Ctx) -> Flow {
         let MadviseStage::Walk(walk) = &mut self.stage else { unreachable!("the walk's stage") };
         let walked = match self.advice {
-            Advice::Free => walk.step(ctx, &mut FreeWalk { mm: self.mm }),
-            Advice::Cold | Advice::PageOut => walk.step(ctx, &mut ColdWalk { mm: self.mm, advice: self.advice }),
+            Advice::Free | Advice::Cold | Advice::PageOut => {
+                walk.step(ctx, &mut MadviseWalk { mm: self.mm, advice: self.advice })
+            }
             Advice::DontNeed
             | Advice::HugePage
             | Advice::PopulateRead
@@ -375,33 +376,20 @@ fn cold_huge_pmd(ctx: &mut Ctx, mm: MmId, pageout: bool, index: u64, pmd: Presen
     "not on the LRU: skipped"
 }
 
-/// mm/madvise.c: madvise_free_walk_ops, whose pmd_entry is madvise_free_pte_range().
-struct FreeWalk {
+/// mm/madvise.c: the walk ops of the behaviours that walk page tables: madvise_free_walk_ops,
+/// whose pmd_entry is madvise_free_pte_range(), and cold_walk_ops, whose pmd_entry is
+/// madvise_cold_or_pageout_pte_range() (6.10 and later: MADV_PAGEOUT leaves the young bit and
+/// reclaim_pages() ignores references). They share the huge PMD branch and the table's lock and
+/// unlock; a PTE's work is the behaviour's.
+struct MadviseWalk {
     mm: MmId,
+    /// MADV_FREE, MADV_COLD or MADV_PAGEOUT (madvise_walk_private's `pageout`).
+    advice: Advice,
 }
 
-impl WalkOps for FreeWalk {
-    type More = NoMore;
-
-    fn mm(&self) -> MmId {
-        self.mm
-    }
-
-    fn existing_only(&self) -> bool {
-        false
-    }
-
-    fn pmd_entry(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte, cursor: u64, end: u64) -> PmdDone {
-        huge_pmd(ctx, self.mm, Advice::Free, index, pmd, cursor, end);
-        PmdDone::Locked
-    }
-
-    fn pte_table_locked(&mut self, ctx: &mut Ctx, cursor: u64, _end: u64) {
-        pte_table_locked(ctx, Advice::Free, cursor);
-    }
-
+impl MadviseWalk {
     /// One PTE of madvise_free_pte_range().
-    fn pte_entry(&mut self, ctx: &mut Ctx, vpn: u64, _end: u64) -> Option<NoMore> {
+    fn free_pte_entry(&mut self, ctx: &mut Ctx, vpn: u64) -> Option<NoMore> {
         let mm = self.mm;
         let address = vpn << PAGE_SHIFT;
         let pte = ctx.pte_load(mm, vpn);
@@ -446,46 +434,8 @@ impl WalkOps for FreeWalk {
         None
     }
 
-    fn pte_entry_more(&mut self, _ctx: &mut Ctx, more: NoMore) {
-        match more {}
-    }
-
-    fn pte_table_unlocked(&mut self, ctx: &mut Ctx) -> Option<Frame> {
-        pte_table_unlocked(ctx, Advice::Free);
-        None
-    }
-}
-
-/// mm/madvise.c: cold_walk_ops, whose pmd_entry is madvise_cold_or_pageout_pte_range() (6.10
-/// and later: MADV_PAGEOUT leaves the young bit and reclaim_pages() ignores references).
-struct ColdWalk {
-    mm: MmId,
-    /// MADV_COLD, or MADV_PAGEOUT (madvise_walk_private's `pageout`).
-    advice: Advice,
-}
-
-impl WalkOps for ColdWalk {
-    type More = NoMore;
-
-    fn mm(&self) -> MmId {
-        self.mm
-    }
-
-    fn existing_only(&self) -> bool {
-        false
-    }
-
-    fn pmd_entry(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte, cursor: u64, end: u64) -> PmdDone {
-        huge_pmd(ctx, self.mm, self.advice, index, pmd, cursor, end);
-        PmdDone::Locked
-    }
-
-    fn pte_table_locked(&mut self, ctx: &mut Ctx, cursor: u64, _end: u64) {
-        pte_table_locked(ctx, self.advice, cursor);
-    }
-
     /// One PTE of madvise_cold_or_pageout_pte_range().
-    fn pte_entry(&mut self, ctx: &mut Ctx, vpn: u64, end: u64) -> Option<NoMore> {
+    fn cold_pte_entry(&mut self, ctx: &mut Ctx, vpn: u64, end: u64) -> Option<NoMore> {
         let mm = self.mm;
         let address = vpn << PAGE_SHIFT;
         let pageout = self.advice == Advice::PageOut;
@@ -536,6 +486,34 @@ impl WalkOps for ColdWalk {
         ctx.event("madvise_cold_or_pageout_pte_range", "pte", |_| format!("{address:#x}: {what}"));
         None
     }
+}
+
+impl WalkOps for MadviseWalk {
+    type More = NoMore;
+
+    fn mm(&self) -> MmId {
+        self.mm
+    }
+
+    fn existing_only(&self) -> bool {
+        false
+    }
+
+    fn pmd_entry(&mut self, ctx: &mut Ctx, index: u64, pmd: PresentPte, cursor: u64, end: u64) -> PmdDone {
+        huge_pmd(ctx, self.mm, self.advice, index, pmd, cursor, end);
+        PmdDone::Locked
+    }
+
+    fn pte_table_locked(&mut self, ctx: &mut Ctx, cursor: u64, _end: u64) {
+        pte_table_locked(ctx, self.advice, cursor);
+    }
+
+    fn pte_entry(&mut self, ctx: &mut Ctx, vpn: u64, end: u64) -> Option<NoMore> {
+        match self.advice {
+            Advice::Free => self.free_pte_entry(ctx, vpn),
+            _ => self.cold_pte_entry(ctx, vpn, end),
+        }
+    }
 
     fn pte_entry_more(&mut self, _ctx: &mut Ctx, more: NoMore) {
         match more {}
@@ -583,8 +561,11 @@ impl KernelFunction for Madvise {
     }
 }
 
-/// mm/madvise.c: madvise_need_mmap_write(): the behaviours that change VMAs take mmap_lock for
-/// writing (the default case); the ones that only read or walk them take it for reading.
+/// mm/madvise.c: get_lock_mode() (madvise_need_mmap_write() in older kernels): "Any behaviour
+/// which results in changes to the vma->vm_flags needs to take mmap_lock for writing", the
+/// default case (MADVISE_MMAP_WRITE_LOCK), as MADV_HUGEPAGE, MADV_WIPEONFORK and
+/// MADV_KEEPONFORK do. (6.18 takes only the VMA's read lock for MADV_DONTNEED and MADV_FREE;
+/// the model takes mmap_read_lock for every other behaviour.)
 fn madvise_need_mmap_write(advice: Advice) -> bool {
     matches!(advice, Advice::HugePage | Advice::WipeOnFork | Advice::KeepOnFork)
 }
