@@ -116,16 +116,22 @@ impl Coverage {
     }
 }
 
-fn verdict_detail(verdict: &Verdict) -> String {
-    match verdict {
-        Verdict::Verified => "verified: every interleaving explored".to_string(),
+/// What the verdict rests on. `verified` says what was exhausted: every interleaving, under
+/// which memory model, ending in how many distinct final states (the full search collects them).
+fn verdict_detail(verdict: &Verdict, memory_model: MemoryModel, final_states: usize) -> String {
+    let plural = if final_states == 1 { "" } else { "s" };
+    let detail = match verdict {
+        Verdict::Verified => format!(
+            "verified: every interleaving explored under {memory_model}, {final_states} distinct final state{plural}"
+        ),
         Verdict::VerifiedBounded { preemptions_max } => {
             format!("verified up to {preemptions_max} preemption(s), not beyond")
         }
         Verdict::Violation => "an interleaving breaks an oracle: trace below".to_string(),
         Verdict::NoViolationFound => "no violation found in the sampled schedules (not a proof)".to_string(),
         Verdict::LimitReached { limit } => format!("limit reached ({}): search incomplete", limit.name()),
-    }
+    };
+    detail + &weak_detail(memory_model, verdict)
 }
 
 /// What a verdict under a weak model does not cover (the model's confinement, access/weak.rs).
@@ -203,21 +209,13 @@ pub fn check(
         options,
         &outcome.verdict,
         &outcome.stats,
+        outcome.final_states.len(),
         violation.as_ref(),
         expected,
         matches_expectation,
         replay,
         trace,
     );
-    if outcome.verdict == Verdict::Verified {
-        // What was exhausted: every interleaving, the final states they end in, under which model.
-        let finals = outcome.final_states.len();
-        report.verdict_detail = format!(
-            "verified: every interleaving explored under {}, {finals} distinct final state{}",
-            options.memory_model,
-            if finals == 1 { "" } else { "s" }
-        ) + &weak_detail(options.memory_model, &outcome.verdict);
-    }
     vacuous(&mut report, scenario, &outcome.verdict, &outcome.stats);
     Ok(report)
 }
@@ -253,6 +251,7 @@ fn report(
     options: &CheckOptions,
     verdict: &Verdict,
     stats: &Stats,
+    final_states: usize,
     violation: Option<&Violation>,
     expected: Option<Outcome>,
     matches_expectation: Option<bool>,
@@ -265,7 +264,7 @@ fn report(
         memory_model: options.memory_model,
         strategy: options.strategy,
         verdict: verdict.name().to_string(),
-        verdict_detail: verdict_detail(verdict) + &weak_detail(options.memory_model, verdict),
+        verdict_detail: verdict_detail(verdict, options.memory_model, final_states),
         expected: expected.map(|e| e.describe()),
         matches_expectation,
         violation: violation.map(ViolationReport::from),
@@ -325,7 +324,7 @@ pub fn replay(scenario: &Scenario, token: &ReplayToken) -> Result<CheckReport, S
     let stats =
         Stats { transitions: token.schedule.len() as u64, depth_max: token.schedule.len() as u64, ..Stats::default() };
     let mut result =
-        report(scenario, &options, &verdict, &stats, violation.as_ref(), None, None, Some(token.encode()), trace);
+        report(scenario, &options, &verdict, &stats, 0, violation.as_ref(), None, None, Some(token.encode()), trace);
     result.verdict_detail = if violation.is_some() {
         "the schedule ends in a violation".to_string()
     } else {
